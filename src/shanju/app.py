@@ -1,0 +1,145 @@
+"""The FastAPI application: routers of every domain, middleware and error handling."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shanju import __version__
+from shanju.core import i18n
+from shanju.core.config import Settings, get_settings
+from shanju.core.db import Database
+from shanju.core.errors import DomainError, InvalidInput, NotFound
+from shanju.core.logging import configure_logging
+from shanju.core.web import CSRF_COOKIE, LANG_COOKIE, PACKAGE_DIR, csrf_token, error_response
+
+log = structlog.get_logger(__name__)
+
+API_DESCRIPTION = """
+The Shanju JSON API. Authenticate with a personal API token
+(`Authorization: Bearer sj_...`, created on your account page).
+
+Errors are JSON: `{"error": {"code": "<stable machine code>", "message": "<for people>"}}`
+with a 4xx status. Amounts are integer **fen** (1 yuan = 100 fen).
+Unsafe requests that create donations take an `Idempotency-Key` header: retrying with the same
+key and body returns the first result; the same key with a different body is refused (409).
+"""
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """Build the application for ``settings`` (the environment's by default)."""
+    settings = settings or get_settings()
+    settings.check_production()
+    configure_logging(json=settings.log_json)
+    app = FastAPI(
+        title="Shanju 善举 API",
+        version=__version__,
+        description=API_DESCRIPTION,
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = database or Database(settings.database_url)
+
+    _install_middleware(app, settings)
+    _install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
+    _include_routers(app)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from shanju.accounts import api as accounts_api
+    from shanju.accounts import views as accounts_views
+    from shanju.complaints import api as complaints_api
+    from shanju.complaints import views as complaints_views
+    from shanju.donations import api as donations_api
+    from shanju.donations import views as donations_views
+    from shanju.ledger import api as ledger_api
+    from shanju.organizations import api as organizations_api
+    from shanju.organizations import views as organizations_views
+    from shanju.payments import api as payments_api
+    from shanju.payments import views as payments_views
+    from shanju.projects import api as projects_api
+    from shanju.projects import views as projects_views
+    from shanju.site import views as site_views
+
+    for api in (
+        accounts_api, organizations_api, projects_api, donations_api, payments_api,
+        complaints_api, ledger_api,
+    ):
+        app.include_router(api.router, prefix="/api/v1")
+    for views in (
+        site_views, accounts_views, organizations_views, projects_views, donations_views,
+        payments_views, complaints_views,
+    ):
+        app.include_router(views.router, include_in_schema=False)
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    @app.middleware("http")
+    async def locale_and_csrf(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        chosen = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
+        request.state.locale = i18n.negotiate(chosen, request.headers.get("accept-language"))
+        request.state.user = None
+        response = await call_next(request)
+        if "lang" in request.query_params:
+            response.set_cookie(
+                LANG_COOKIE, request.state.locale, max_age=365 * 86400, samesite="lax",
+                secure=settings.cookie_secure,
+            )
+        if CSRF_COOKIE not in request.cookies:
+            response.set_cookie(
+                CSRF_COOKIE, csrf_token(request), httponly=True, samesite="lax",
+                secure=settings.cookie_secure,
+            )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        field = ".".join(loc) or None
+        message = f"{field}: {first.get('msg', 'invalid')}" if field else "Invalid request."
+        err = InvalidInput(message, code="validation_error", field=field)
+        if request.url.path.startswith("/api/"):
+            body = err.to_dict()
+            body["error"]["details"] = {
+                "errors": [
+                    {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")}
+                    for e in errors
+                ]
+            }
+            return JSONResponse(body, status_code=422)
+        return error_response(request, err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return error_response(request, NotFound("This page does not exist."))
+        if exc.status_code == 405:
+            return error_response(
+                request, DomainError("Method not allowed.", code="method_not_allowed",
+                                     status_code=405)
+            )
+        return error_response(
+            request, DomainError(str(exc.detail), code="http_error", status_code=exc.status_code)
+        )

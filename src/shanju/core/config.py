@@ -1,0 +1,48 @@
+"""Settings read from the environment (prefix ``SHANJU_``) and a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - refused in production below
+
+
+class Settings(BaseSettings):
+    """Everything the platform reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SHANJU_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = Field(
+        default="sqlite:///var/shanju.sqlite3",
+        validation_alias="DATABASE_URL",
+        description="SQLAlchemy URL; sqlite:///path or postgresql+psycopg://user@host/db",
+    )
+    secret_key: str = DEV_SECRET
+    sandbox_secret: str = "sandbox-signing-secret"  # noqa: S105 - the sandbox provider's key
+    base_url: str = "http://127.0.0.1:8000"
+    upload_dir: Path = Path("var/uploads")
+    default_locale: str = "zh_CN"
+    platform_name: str = "善举"
+    log_json: bool = False
+
+    @property
+    def cookie_secure(self) -> bool:
+        """Send cookies over HTTPS only, outside development."""
+        return self.environment == "production"
+
+    def check_production(self) -> None:
+        """Refuse to run in production with development secrets."""
+        if self.environment == "production" and DEV_SECRET == self.secret_key:
+            raise RuntimeError("SHANJU_SECRET_KEY must be set in production")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings (read once)."""
+    return Settings()

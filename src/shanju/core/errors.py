@@ -1,0 +1,74 @@
+"""Domain errors: a stable machine code, a human message and an HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """An error a user can cause; mapped to a 4xx JSON or form error, never a 500."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status_code is not None:
+            self.status_code = status_code
+        self.field = field
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Render the error as the API's JSON error body."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class NotFound(DomainError):
+    """The thing asked for does not exist (or the actor may not know it does)."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class PermissionDenied(DomainError):
+    """The actor may not do this."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class NotAuthenticated(DomainError):
+    """The actor must sign in first."""
+
+    status_code = 401
+    code = "not_authenticated"
+
+
+class Conflict(DomainError):
+    """The request conflicts with the current state."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidInput(DomainError):
+    """The input is well-formed but not acceptable."""
+
+    status_code = 422
+    code = "invalid_input"

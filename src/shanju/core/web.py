@@ -1,0 +1,118 @@
+"""Rendering pages: the Jinja2 environment, locale and CSRF per request, and error pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import segno
+from fastapi import Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+
+from shanju.core import i18n
+from shanju.core.clock import CHINA_TZ
+from shanju.core.config import get_settings
+from shanju.core.errors import DomainError
+from shanju.core.masking import mask_name
+from shanju.core.money import fen_to_yuan_str, format_fen
+from shanju.core.security import new_token
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(PACKAGE_DIR / "templates")),
+    autoescape=True,
+    extensions=["jinja2.ext.i18n"],
+)
+templates = Jinja2Templates(env=_env)
+CSRF_COOKIE = "sj_csrf"
+LANG_COOKIE = "sj_lang"
+CSRF_FIELD = "csrf_token"
+
+
+def request_locale(request: Request) -> str:
+    """The locale of this request (set by the locale middleware)."""
+    return str(getattr(request.state, "locale", i18n.DEFAULT_LOCALE))
+
+
+def tr(request: Request, message: str) -> str:
+    """Translate ``message`` into the request's language."""
+    return i18n.gettext(request_locale(request), message)
+
+
+def csrf_token(request: Request) -> str:
+    """The CSRF token to embed in this request's forms (the double-submit cookie's value)."""
+    token = getattr(request.state, "csrf_token", None)
+    if token is None:
+        token = request.cookies.get(CSRF_COOKIE) or new_token(nbytes=24)
+        request.state.csrf_token = token
+    return str(token)
+
+
+def _local_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if value is None:
+        return ""
+    return value.astimezone(CHINA_TZ).strftime(fmt)
+
+
+def qr_svg(data: str, scale: int = 4) -> Markup:
+    """An inline SVG QR code for ``data`` (e.g. a project's share link)."""
+    qr = segno.make(data, error="m")
+    svg = qr.svg_inline(scale=scale, dark="#1f2937", light="#ffffff")
+    return Markup(svg)  # noqa: S704 - segno produces the SVG from data it escapes itself
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """Render a page with the request's locale, viewer and CSRF token available."""
+    locale = request_locale(request)
+    translations = i18n.translations(locale)
+    ctx: dict[str, Any] = {
+        "request": request,
+        "viewer": getattr(request.state, "user", None),
+        "locale": locale,
+        "locales": i18n.LABELS,
+        "csrf_token": csrf_token(request),
+        "settings": get_settings(),
+        "_": translations.gettext,
+        "gettext": translations.gettext,
+        "ngettext": translations.ngettext,
+        "money": lambda fen, cents=True: format_fen(int(fen), locale, cents=cents),
+        "yuan": fen_to_yuan_str,
+        "mask": mask_name,
+        "local_time": _local_time,
+        "qr_svg": qr_svg,
+    }
+    if context:
+        ctx.update(context)
+    return templates.TemplateResponse(request, template, ctx, status_code=status_code)
+
+
+def redirect(url: str, *, status_code: int = 303) -> RedirectResponse:
+    """Redirect after a successful form post (Post/Redirect/Get)."""
+    return RedirectResponse(url, status_code=status_code)
+
+
+def wants_json(request: Request) -> bool:
+    """API paths answer in JSON; pages answer in HTML."""
+    return request.url.path.startswith("/api/")
+
+
+def error_response(request: Request, exc: DomainError) -> Response:
+    """Turn a domain error into a JSON error (API) or a readable error page."""
+    if wants_json(request):
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+    return render(
+        request,
+        "error.html",
+        {"error": exc, "message": tr(request, exc.message)},
+        status_code=exc.status_code,
+    )

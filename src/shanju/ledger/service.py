@@ -1,0 +1,330 @@
+"""The ledger service: the only code that writes postings.
+
+Money moves only through :func:`post` and :func:`post_many`. Each call checks that every
+entry's legs sum to zero, inserts the entries and postings, and updates the running balances,
+all inside the caller's transaction (nothing here commits). Listeners registered with
+:func:`add_posting_listener` see every new entry in that same transaction — the seam the
+transparency log hooks into.
+
+Locking: running balances are updated with ``UPDATE ... SET balance_fen = balance_fen + d``,
+which takes each account's row lock on PostgreSQL (SQLite holds the database write lock for the
+whole writing transaction). Accounts are always updated in ascending id order so that two
+transactions touching the same accounts cannot deadlock. See ``docs/locking.md``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from shanju.core.clock import utcnow
+from shanju.core.errors import Conflict, DomainError
+from shanju.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
+
+
+class UnbalancedEntry(DomainError):
+    """A programming error: an entry whose legs do not sum to zero was offered."""
+
+    code = "ledger_unbalanced"
+    status_code = 500
+
+
+class InsufficientFunds(Conflict):
+    """An account would be overdrawn by a movement that must not overdraw it."""
+
+    code = "insufficient_funds"
+
+
+# --- account codes -------------------------------------------------------------------------
+
+
+def donor_clearing(provider: str) -> str:
+    """Account code for donors' money arriving through ``provider``."""
+    return f"{AccountKind.DONOR_CLEARING.value}:{provider}"
+
+
+def project_fund(project_id: int) -> str:
+    """Account code for the money raised for a project and not yet used or refunded."""
+    return f"{AccountKind.PROJECT_FUND.value}:{project_id}"
+
+
+def organization(org_id: int) -> str:
+    """Account code for money released to an organization (as disclosed in fund usage)."""
+    return f"{AccountKind.ORGANIZATION.value}:{org_id}"
+
+
+REFUNDS = AccountKind.REFUNDS.value
+PLATFORM = AccountKind.PLATFORM.value
+
+
+def kind_of(code: str) -> AccountKind:
+    """Return the kind encoded in an account code."""
+    return AccountKind(code.split(":", 1)[0])
+
+
+# --- posting -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leg:
+    """Money entering (positive) or leaving (negative) the account with this code."""
+
+    account: str
+    amount_fen: int
+
+
+@dataclass
+class EntrySpec:
+    """A journal entry to post: its legs must sum to zero."""
+
+    kind: str
+    legs: Sequence[Leg]
+    memo: str = ""
+    dedupe_key: str | None = None
+    actor_id: int | None = None
+    # Accounts that must not go below zero after this entry (e.g. a project fund).
+    no_overdraft: Sequence[str] = field(default_factory=tuple)
+
+
+def transfer(
+    kind: str,
+    *,
+    source: str,
+    destination: str,
+    amount_fen: int,
+    memo: str = "",
+    dedupe_key: str | None = None,
+    actor_id: int | None = None,
+    no_overdraft_source: bool = False,
+) -> EntrySpec:
+    """Build the two-leg entry that moves ``amount_fen`` from ``source`` to ``destination``."""
+    return EntrySpec(
+        kind=kind,
+        legs=(Leg(source, -amount_fen), Leg(destination, amount_fen)),
+        memo=memo,
+        dedupe_key=dedupe_key,
+        actor_id=actor_id,
+        no_overdraft=(source,) if no_overdraft_source else (),
+    )
+
+
+PostingListener = Callable[[Session, Sequence[JournalEntry], Sequence[Posting]], None]
+_listeners: list[PostingListener] = []
+
+
+def add_posting_listener(listener: PostingListener) -> None:
+    """Call ``listener`` with every batch of new entries, inside the posting transaction."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def remove_posting_listener(listener: PostingListener) -> None:
+    """Stop calling ``listener``."""
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def check_entry(spec: EntrySpec) -> None:
+    """Raise unless the entry is well-formed: integer legs, at least two, summing to zero."""
+    if len(spec.legs) < 2:
+        raise UnbalancedEntry(f"entry {spec.kind!r} needs at least two legs")
+    for leg in spec.legs:
+        # bool is an int subclass; money is never a bool or a float.
+        if type(leg.amount_fen) is not int:
+            raise UnbalancedEntry(f"entry {spec.kind!r}: amount must be integer fen")
+        if leg.amount_fen == 0:
+            raise UnbalancedEntry(f"entry {spec.kind!r}: zero-amount leg")
+        kind_of(leg.account)  # raises ValueError on an unknown kind
+    total = sum(leg.amount_fen for leg in spec.legs)
+    if total != 0:
+        raise UnbalancedEntry(f"entry {spec.kind!r} does not balance: legs sum to {total}")
+
+
+def ensure_accounts(session: Session, codes: Iterable[str]) -> dict[str, int]:
+    """Return ``{code: account id}``, creating missing accounts (safe under concurrency)."""
+    wanted = sorted(set(codes))
+    if not wanted:
+        return {}
+    rows = [{"code": c, "kind": kind_of(c).value, "balance_fen": 0, "created_at": utcnow()}
+            for c in wanted]
+    dialect = session.get_bind().dialect.name
+    table = LedgerAccount
+    stmt = (pg_insert(table) if dialect == "postgresql" else sqlite_insert(table))
+    session.execute(stmt.values(rows).on_conflict_do_nothing(index_elements=["code"]))
+    found = session.execute(
+        select(LedgerAccount.code, LedgerAccount.id).where(LedgerAccount.code.in_(wanted))
+    ).all()
+    return {str(code): int(account_id) for code, account_id in found}
+
+
+def post(session: Session, spec: EntrySpec) -> JournalEntry:
+    """Post one balanced journal entry in the caller's transaction."""
+    return post_many(session, [spec])[0]
+
+
+def post_many(session: Session, specs: Sequence[EntrySpec]) -> list[JournalEntry]:
+    """Post many balanced entries at once (the giving-day engine posts thousands per batch).
+
+    Raises :class:`UnbalancedEntry` before writing anything if one entry does not balance,
+    :class:`InsufficientFunds` if an account named in ``no_overdraft`` would go negative,
+    and ``IntegrityError`` if a ``dedupe_key`` was already posted.
+    """
+    for spec in specs:
+        check_entry(spec)
+    if not specs:
+        return []
+    if any(s.no_overdraft for s in specs):
+        # A refused movement must leave the caller's transaction as it was.
+        with session.begin_nested():
+            return _post_many(session, specs)
+    return _post_many(session, specs)
+
+
+def _post_many(session: Session, specs: Sequence[EntrySpec]) -> list[JournalEntry]:
+    ids = ensure_accounts(session, (leg.account for s in specs for leg in s.legs))
+
+    # Net change per account, applied in ascending id order (deadlock-free, see module doc).
+    deltas: dict[int, int] = defaultdict(int)
+    for spec in specs:
+        for leg in spec.legs:
+            deltas[ids[leg.account]] += leg.amount_fen
+    guarded = {ids[c] for s in specs for c in s.no_overdraft}
+    for account_id in sorted(deltas):
+        delta = deltas[account_id]
+        if delta == 0:
+            continue
+        result = session.execute(
+            update(LedgerAccount)
+            .where(LedgerAccount.id == account_id)
+            .values(balance_fen=LedgerAccount.balance_fen + delta)
+            .returning(LedgerAccount.balance_fen)
+        )
+        new_balance = result.scalar_one()
+        if account_id in guarded and new_balance < 0:
+            raise InsufficientFunds(
+                "The account does not hold enough money for this movement.",
+                details={"short_by_fen": -new_balance},
+            )
+
+    now = utcnow()
+    entries = [
+        JournalEntry(
+            kind=s.kind, memo=s.memo, dedupe_key=s.dedupe_key, actor_id=s.actor_id, created_at=now
+        )
+        for s in specs
+    ]
+    session.add_all(entries)
+    session.flush()
+    postings = [
+        Posting(entry_id=entry.id, account_id=ids[leg.account], amount_fen=leg.amount_fen)
+        for entry, spec in zip(entries, specs, strict=True)
+        for leg in spec.legs
+    ]
+    session.add_all(postings)
+    session.flush()
+    for listener in list(_listeners):
+        listener(session, entries, postings)
+    return entries
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def balance(session: Session, code: str) -> int:
+    """Return an account's balance (0 for an account that has never moved money)."""
+    value = session.scalar(select(LedgerAccount.balance_fen).where(LedgerAccount.code == code))
+    return int(value or 0)
+
+
+def balances(session: Session, codes: Iterable[str]) -> dict[str, int]:
+    """Return balances for several accounts at once (missing accounts are 0)."""
+    wanted = list(set(codes))
+    result = dict.fromkeys(wanted, 0)
+    if wanted:
+        rows = session.execute(
+            select(LedgerAccount.code, LedgerAccount.balance_fen).where(
+                LedgerAccount.code.in_(wanted)
+            )
+        )
+        result.update({code: int(bal) for code, bal in rows})
+    return result
+
+
+def inflow(session: Session, code: str, *, from_kind: AccountKind) -> int:
+    """Sum of money that entered ``code`` in entries where it came from accounts of a kind.
+
+    E.g. the total ever raised for a project is its inflow from ``donor_clearing`` accounts.
+    """
+    target = select(LedgerAccount.id).where(LedgerAccount.code == code).scalar_subquery()
+    source_entries = (
+        select(Posting.entry_id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(LedgerAccount.kind == from_kind, Posting.amount_fen < 0)
+    )
+    value = session.scalar(
+        select(func.coalesce(func.sum(Posting.amount_fen), 0)).where(
+            Posting.account_id == target,
+            Posting.amount_fen > 0,
+            Posting.entry_id.in_(source_entries),
+        )
+    )
+    return int(value or 0)
+
+
+@dataclass
+class CheckReport:
+    """What ``shanju ledger check`` found."""
+
+    accounts: int
+    entries: int
+    postings: int
+    unbalanced_entries: list[int]
+    mismatched_accounts: list[tuple[str, int, int]]  # (code, stored, recomputed)
+    total_fen: int
+
+    @property
+    def ok(self) -> bool:
+        """True when every entry balances and every stored balance equals its recomputation."""
+        return not self.unbalanced_entries and not self.mismatched_accounts and self.total_fen == 0
+
+
+def check(session: Session) -> CheckReport:
+    """Recompute every balance from postings and every entry's sum, and compare."""
+    unbalanced = [
+        int(entry_id)
+        for entry_id, _ in session.execute(
+            select(Posting.entry_id, func.sum(Posting.amount_fen))
+            .group_by(Posting.entry_id)
+            .having(func.sum(Posting.amount_fen) != 0)
+        )
+    ]
+    recomputed = dict(
+        session.execute(
+            select(Posting.account_id, func.sum(Posting.amount_fen)).group_by(Posting.account_id)
+        ).tuples()
+    )
+    mismatched: list[tuple[str, int, int]] = []
+    accounts = session.execute(
+        select(LedgerAccount.id, LedgerAccount.code, LedgerAccount.balance_fen)
+    ).all()
+    for account_id, code, stored in accounts:
+        actual = int(recomputed.get(account_id, 0))
+        if int(stored) != actual:
+            mismatched.append((code, int(stored), actual))
+    entries = session.scalar(select(func.count()).select_from(JournalEntry)) or 0
+    postings = session.scalar(select(func.count()).select_from(Posting)) or 0
+    total = session.scalar(select(func.coalesce(func.sum(Posting.amount_fen), 0))) or 0
+    return CheckReport(
+        accounts=len(accounts),
+        entries=int(entries),
+        postings=int(postings),
+        unbalanced_entries=unbalanced,
+        mismatched_accounts=mismatched,
+        total_fen=int(total),
+    )

@@ -1,0 +1,23 @@
+"""Import every domain's tables so the metadata (and Alembic) sees all of them."""
+
+from shanju.accounts import models as accounts_models
+from shanju.complaints import models as complaints_models
+from shanju.core import audit
+from shanju.core.db import Base
+from shanju.donations import models as donations_models
+from shanju.ledger import models as ledger_models
+from shanju.organizations import models as organizations_models
+from shanju.payments import models as payments_models
+from shanju.projects import models as projects_models
+
+__all__ = [
+    "Base",
+    "accounts_models",
+    "audit",
+    "complaints_models",
+    "donations_models",
+    "ledger_models",
+    "organizations_models",
+    "payments_models",
+    "projects_models",
+]

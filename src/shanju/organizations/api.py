@@ -1,0 +1,7 @@
+"""JSON API routes of the organizations domain (under /api/v1)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["organizations"])

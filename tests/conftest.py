@@ -1,0 +1,126 @@
+"""Shared fixtures: real SQLite and real PostgreSQL databases, the app, and a test client.
+
+Every test that takes ``db`` (or anything built on it) runs twice: against SQLite and against
+PostgreSQL. PostgreSQL tests skip with a printed reason when no server answers — except in CI
+(``CI=true``), where an unreachable server fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from shanju.app import create_app
+from shanju.core.config import Settings
+from shanju.core.db import Base, Database
+from shanju.core.migrations import create_schema
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_ADMIN_URL = os.environ.get(
+    "SHANJU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def pytest_report_header() -> list[str]:
+    return [f"shanju: CI={IN_CI} postgres={PG_ADMIN_URL}"]
+
+
+# --- PostgreSQL: one throw-away database per test run ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped at the end."""
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
+        admin.dispose()
+        reason = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc.__class__.__name__}"
+        if IN_CI:
+            pytest.fail(f"{reason} (PostgreSQL tests are mandatory in CI)")
+        pytest.skip(reason)
+    name = f"shanju_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    database = Database(url)
+    create_schema(database)
+    database.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies (faster than migrating per test)."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.sqlite3"
+    database = Database(f"sqlite:///{path}")
+    create_schema(database)
+    with database.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    database.dispose()
+    return path
+
+
+def _truncate_all(database: Database) -> None:
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with database.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A real, empty, migrated database — once SQLite, once PostgreSQL."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "shanju.sqlite3"
+        shutil.copy(template, path)
+        database = Database(f"sqlite:///{path}")
+        yield database
+        database.dispose()
+    else:
+        url: str = request.getfixturevalue("pg_url")
+        database = Database(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
+            cleaner = Database(url)
+            _truncate_all(cleaner)
+            cleaner.dispose()
+
+
+@pytest.fixture
+def settings(db: Database, tmp_path: Path) -> Settings:
+    """Settings for an app on the test database."""
+    return Settings(
+        environment="test",
+        database_url=db.url,
+        upload_dir=tmp_path / "uploads",
+        secret_key="test-secret",
+        sandbox_secret="test-sandbox-secret",
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
+    """The application, on the test database."""
+    return create_app(settings, database=db)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    """An HTTP client for the app (cookies kept between requests, like a browser)."""
+    with TestClient(app, base_url="http://testserver") as c:
+        yield c
