@@ -1,0 +1,88 @@
+"""Donations: reading totals and lists, and the state changes of a single donation.
+
+Creating a donation and crediting it when its payment succeeds cross domains (payments,
+ledger) and live in ``shanju.flows``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shanju.donations.models import Donation, DonationStatus
+
+
+@dataclass(frozen=True)
+class ProjectTotals:
+    """What a project has raised: paid (and not refunded) money and person-times."""
+
+    raised_fen: int = 0
+    donations: int = 0
+
+
+def project_totals(*, session: Session, project_ids: Iterable[int]) -> dict[int, ProjectTotals]:
+    """Paid totals per project (refunded gifts no longer count); missing projects are zero."""
+    ids = list(set(project_ids))
+    result = {pid: ProjectTotals() for pid in ids}
+    if not ids:
+        return result
+    rows = session.execute(
+        select(Donation.project_id, func.sum(Donation.amount_fen), func.count())
+        .where(Donation.project_id.in_(ids), Donation.status == DonationStatus.PAID)
+        .group_by(Donation.project_id)
+    )
+    for pid, raised, count in rows:
+        result[int(pid)] = ProjectTotals(raised_fen=int(raised or 0), donations=int(count))
+    return result
+
+
+def recent_donations(*, session: Session, project_id: int, limit: int = 20) -> list[Donation]:
+    """The latest paid gifts to a project, newest first (show names masked!)."""
+    return list(
+        session.scalars(
+            select(Donation)
+            .where(Donation.project_id == project_id, Donation.status == DonationStatus.PAID)
+            .order_by(Donation.paid_at.desc(), Donation.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def donor_ids_of_project(*, session: Session, project_id: int) -> list[int]:
+    """Users who gave (paid) to a project: the people to notify when it is paused or taken down."""
+    return [
+        int(uid)
+        for uid in session.scalars(
+            select(Donation.donor_id)
+            .where(
+                Donation.project_id == project_id,
+                Donation.status == DonationStatus.PAID,
+                Donation.donor_id.is_not(None),
+            )
+            .distinct()
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class PlatformTotals:
+    """Totals for the home page: money, person-times and organizations that received gifts."""
+
+    raised_fen: int
+    donations: int
+    organizations: int
+
+
+def platform_totals(*, session: Session) -> PlatformTotals:
+    """Platform-wide paid totals."""
+    raised, count, orgs = session.execute(
+        select(
+            func.coalesce(func.sum(Donation.amount_fen), 0),
+            func.count(),
+            func.count(func.distinct(Donation.recipient_org_id)),
+        ).where(Donation.status == DonationStatus.PAID)
+    ).one()
+    return PlatformTotals(raised_fen=int(raised), donations=int(count), organizations=int(orgs))

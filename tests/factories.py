@@ -1,0 +1,92 @@
+"""Test data builders. They write rows directly (fast, explicit); tests of a service's own
+behaviour go through the service instead.
+
+Each builder takes a session and flushes; the caller's transaction commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+from sqlalchemy.orm import Session
+
+from shanju.accounts.models import Role, User
+from shanju.core.clock import today_cn
+from shanju.core.security import hash_password
+from shanju.organizations import uscc
+from shanju.organizations.models import Organization, OrgStatus, OrgType
+from shanju.projects.models import Project, ProjectStatus
+
+_seq = itertools.count(1)
+PASSWORD = "correct horse battery"
+_PASSWORD_HASH = hash_password(PASSWORD)
+
+VALID_USCC = "53100000500021676K"  # a real foundation's code: both checks hold
+
+
+def unique_uscc(n: int) -> str:
+    """A valid, unique code (GB 32100-2015) for the n-th test organization."""
+    return uscc.make(f"53100000MJ{n:06d}")
+
+
+def make_user(session: Session, *, role: Role = Role.DONOR, email: str | None = None,
+              display_name: str = "测试用户", organization_id: int | None = None) -> User:
+    """A user who can sign in with :data:`PASSWORD`."""
+    n = next(_seq)
+    user = User(
+        email=email or f"user{n}@example.org",
+        display_name=display_name,
+        password_hash=_PASSWORD_HASH,
+        role=role,
+        organization_id=organization_id,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def make_org(session: Session, *, qualified: bool = True, status: OrgStatus = OrgStatus.APPROVED,
+             name: str | None = None, province: str = "北京") -> Organization:
+    """An organization; ``qualified`` gives it a valid public-fundraising certificate."""
+    n = next(_seq)
+    today = today_cn()
+    org = Organization(
+        name=name or f"测试公益基金会{n}",
+        uscc=unique_uscc(n),
+        org_type=OrgType.FOUNDATION,
+        registering_authority="民政部",
+        province=province,
+        contact_phone="010-12345678",
+        status=status,
+        fundraising_cert_no=f"公募证{n}" if qualified else None,
+        fundraising_valid_from=today - dt.timedelta(days=365) if qualified else None,
+        fundraising_valid_until=today + dt.timedelta(days=365) if qualified else None,
+    )
+    session.add(org)
+    session.flush()
+    return org
+
+
+def make_project(session: Session, *, org: Organization, status: ProjectStatus =
+                 ProjectStatus.FUNDRAISING, goal_fen: int = 1_000_000,
+                 recipient: Organization | None = None, title: str | None = None) -> Project:
+    """A project of ``org`` (fundraising by default, with a valid filing number)."""
+    n = next(_seq)
+    today = today_cn()
+    project = Project(
+        organization_id=org.id,
+        recipient_org_id=(recipient or org).id,
+        title=title or f"测试项目{n}",
+        summary="为山区孩子送去温暖",
+        province=org.province,
+        goal_fen=goal_fen,
+        fundraising_plan="募集资金用于购买过冬物资。",
+        filing_number=f"53100000500021676Q2026{n:05d}",
+        filing_valid_from=today - dt.timedelta(days=10),
+        filing_valid_until=today + dt.timedelta(days=180),
+        status=status,
+    )
+    session.add(project)
+    session.flush()
+    return project
