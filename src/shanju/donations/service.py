@@ -54,7 +54,7 @@ def recent_donations(*, session: Session, project_id: int, limit: int = 20) -> l
 def donor_ids_of_project(*, session: Session, project_id: int) -> list[int]:
     """Users who gave (paid) to a project: the people to notify when it is paused or taken down."""
     return [
-        int(uid)
+        uid
         for uid in session.scalars(
             select(Donation.donor_id)
             .where(
@@ -64,6 +64,7 @@ def donor_ids_of_project(*, session: Session, project_id: int) -> list[int]:
             )
             .distinct()
         )
+        if uid is not None
     ]
 
 
