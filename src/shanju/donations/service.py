@@ -87,3 +87,34 @@ def platform_totals(*, session: Session) -> PlatformTotals:
         ).where(Donation.status == DonationStatus.PAID)
     ).one()
     return PlatformTotals(raised_fen=int(raised), donations=int(count), organizations=int(orgs))
+
+
+def list_donations(
+    *,
+    session: Session,
+    project_id: int | None = None,
+    recipient_org_id: int | None = None,
+    donor_id: int | None = None,
+    statuses: Iterable[DonationStatus] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Donation], int]:
+    """Donations matching the filters, newest first, and how many match in all."""
+    conditions = []
+    if project_id is not None:
+        conditions.append(Donation.project_id == project_id)
+    if recipient_org_id is not None:
+        conditions.append(Donation.recipient_org_id == recipient_org_id)
+    if donor_id is not None:
+        conditions.append(Donation.donor_id == donor_id)
+    if statuses is not None:
+        conditions.append(Donation.status.in_(list(statuses)))
+    total = session.scalar(select(func.count()).select_from(Donation).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Donation)
+        .where(*conditions)
+        .order_by(Donation.created_at.desc(), Donation.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), int(total)
