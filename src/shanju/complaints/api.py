@@ -2,6 +2,105 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from shanju.complaints import service
+from shanju.complaints.models import Complaint, ComplaintStatus
+from shanju.complaints.schemas import (
+    ComplaintAnswer,
+    ComplaintCreate,
+    ComplaintPage,
+    ComplaintRead,
+    ComplaintReceipt,
+)
+from shanju.core.clock import today_cn
+from shanju.core.deps import SESSION_COOKIE, DbSession, Reviewer, Viewer, check_csrf
 
 router = APIRouter(tags=["complaints"])
+
+
+async def csrf_if_signed_in_browser(request: Request) -> None:
+    """Check CSRF only when a session cookie could make the request on someone's behalf.
+
+    Anonymous API clients (no cookie, no token) carry no ambient credentials, so a forged
+    request gains nothing; they may file reports without first fetching a CSRF cookie.
+    """
+    if request.cookies.get(SESSION_COOKIE):
+        await check_csrf(request)
+
+
+def to_read(session: Session, complaint: Complaint) -> ComplaintRead:
+    """A complaint as reviewers see it."""
+    return _read(complaint, service.organization_name(session=session, complaint=complaint))
+
+
+def _read(complaint: Complaint, org_name: str) -> ComplaintRead:
+    today = today_cn()
+    return ComplaintRead(
+        id=complaint.id,
+        number=service.complaint_number(complaint),
+        organization_id=complaint.organization_id,
+        organization_name=org_name,
+        project_id=complaint.project_id,
+        category=complaint.category,
+        content=complaint.content,
+        reporter_id=complaint.reporter_id,
+        reporter_contact=complaint.reporter_contact,
+        status=complaint.status,
+        due_on=complaint.due_on,
+        overdue=service.is_overdue(complaint, today),
+        days_remaining=service.days_remaining(complaint, today),
+        answer=complaint.answer,
+        answered_by_id=complaint.answered_by_id,
+        answered_at=complaint.answered_at,
+        created_at=complaint.created_at,
+    )
+
+
+@router.post(
+    "/complaints",
+    response_model=ComplaintReceipt,
+    status_code=201,
+    summary="Report an organization or project (anyone may file)",
+    dependencies=[Depends(csrf_if_signed_in_browser)],
+)
+def file_complaint(session: DbSession, viewer: Viewer, body: ComplaintCreate) -> ComplaintReceipt:
+    """File a report; the platform answers it within 5 working days (``due_on``)."""
+    complaint = service.do_file(session=session, data=body, actor=viewer)
+    return ComplaintReceipt(id=complaint.id, number=service.complaint_number(complaint),
+                            status=complaint.status, due_on=complaint.due_on)
+
+
+@router.get("/complaints", response_model=ComplaintPage,
+            summary="List reports (reviewers): open first, soonest due first")
+def list_complaints(
+    session: DbSession,
+    reviewer: Reviewer,
+    status: ComplaintStatus | None = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ComplaintPage:
+    """Reports for reviewers, with whether each is overdue."""
+    del reviewer
+    rows, total = service.list_for_review(session=session, status=status, page=page,
+                                          per_page=per_page)
+    return ComplaintPage(items=[_read(c, name) for c, name in rows], total=total, page=page,
+                         per_page=per_page)
+
+
+@router.post(
+    "/complaints/{complaint_id}/answer",
+    response_model=ComplaintRead,
+    summary="Answer a report (reviewers)",
+    dependencies=[Depends(csrf_if_signed_in_browser)],
+)
+def answer_complaint(
+    session: DbSession, reviewer: Reviewer, complaint_id: int, body: ComplaintAnswer
+) -> ComplaintRead:
+    """Record the answer; the report becomes answered and its reporter is notified."""
+    complaint = service.get_complaint(session=session, complaint_id=complaint_id)
+    service.do_answer(session=session, complaint=complaint, actor=reviewer, answer=body.answer)
+    return to_read(session, complaint)

@@ -1,0 +1,265 @@
+"""Complaints (举报): filing by anyone, the 5-working-day answer deadline, reviewer answers.
+
+MZ/T 088-2017 requires a report channel on fundraising pages and an answer within 5 working
+days; ``due_on`` is the 5th working day (see :mod:`workdays`) after the filing date in China.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from shanju.accounts import service as accounts
+from shanju.accounts.models import User
+from shanju.complaints.models import Complaint, ComplaintStatus
+from shanju.complaints.schemas import ComplaintCreate
+from shanju.complaints.workdays import add_working_days
+from shanju.core import audit
+from shanju.core.clock import CHINA_TZ, today_cn, utcnow
+from shanju.core.errors import InvalidInput, NotFound, PermissionDenied
+from shanju.organizations import service as organizations
+from shanju.organizations.models import Organization, OrgStatus
+from shanju.projects.models import Project, ProjectStatus
+
+ANSWER_WORKING_DAYS = 5
+CONTENT_MIN, CONTENT_MAX = 10, 2000
+CONTACT_MAX = 120
+ANSWER_MAX = 5000
+CATEGORIES: dict[str, str] = {
+    "fraud": "Fraud",
+    "false_information": "False information",
+    "misuse_of_funds": "Misuse of funds",
+    "commercial_ads": "Commercial advertising",
+    "other": "Other",
+}
+# Projects whose page the public has seen at some point, so a report about them makes sense.
+_REPORTABLE_PROJECTS = (
+    *organizations.PUBLIC_PROJECT_STATUSES,
+    ProjectStatus.PAUSED,
+    ProjectStatus.TAKEN_DOWN,
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a complaint is about."""
+
+    org: Organization
+    project: Project | None
+
+
+def complaint_number(complaint: Complaint) -> str:
+    """The number a reporter quotes, e.g. ``JB20261130-00042``."""
+    day = complaint.created_at.astimezone(CHINA_TZ)
+    return f"JB{day:%Y%m%d}-{complaint.id:05d}"
+
+
+def due_date(filed_on: dt.date) -> dt.date:
+    """The answer deadline of a complaint filed on ``filed_on`` (China date)."""
+    return add_working_days(filed_on, ANSWER_WORKING_DAYS)
+
+
+def is_overdue(complaint: Complaint, today: dt.date) -> bool:
+    """Whether an open complaint is past its due date."""
+    return complaint.status == ComplaintStatus.OPEN and today > complaint.due_on
+
+
+def days_remaining(complaint: Complaint, today: dt.date) -> int:
+    """Calendar days until the due date (0 on the day, negative once late)."""
+    return (complaint.due_on - today).days
+
+
+def report_target(
+    *,
+    session: Session,
+    organization_id: int | None,
+    project_id: int | None,
+    viewer: User | None,
+) -> Target:
+    """Find what is being reported; NotFound for anything the viewer could not have seen."""
+    project: Project | None = None
+    if project_id is not None:
+        project = session.get(Project, project_id)
+        if project is None or project.status not in _REPORTABLE_PROJECTS:
+            raise NotFound("This project does not exist.", code="project_not_found",
+                           field="project_id")
+        if organization_id is None:
+            organization_id = project.organization_id
+        elif organization_id not in (project.organization_id, project.recipient_org_id):
+            raise InvalidInput(
+                "This project does not belong to that organization.",
+                code="project_not_of_organization",
+                field="project_id",
+            )
+    if organization_id is None:
+        raise InvalidInput(
+            "Say which organization or project you are reporting.",
+            code="target_required",
+            field="organization_id",
+        )
+    org = session.get(Organization, organization_id)
+    if org is None or not (
+        org.status == OrgStatus.SUSPENDED or organizations.can_see(org, viewer)
+    ):
+        raise NotFound("This organization does not exist.", code="organization_not_found",
+                       field="organization_id")
+    return Target(org=org, project=project)
+
+
+def do_file(
+    *,
+    session: Session,
+    data: ComplaintCreate,
+    actor: User | None,
+    today: dt.date | None = None,
+) -> Complaint:
+    """File a complaint (``actor`` is None for anonymous visitors); it is due in 5 working days."""
+    target = report_target(
+        session=session,
+        organization_id=data.organization_id,
+        project_id=data.project_id,
+        viewer=actor,
+    )
+    category = data.category.strip()
+    if category not in CATEGORIES:
+        raise InvalidInput("Choose what kind of problem you are reporting.",
+                           code="invalid_category", field="category")
+    content = data.content.strip()
+    if len(content) < CONTENT_MIN:
+        raise InvalidInput(
+            "Describe the problem in at least 10 characters.", code="content_too_short",
+            field="content",
+        )
+    if len(content) > CONTENT_MAX:
+        raise InvalidInput(
+            "Keep the description to at most 2000 characters.", code="content_too_long",
+            field="content",
+        )
+    contact = data.contact.strip()
+    if len(contact) > CONTACT_MAX:
+        raise InvalidInput("The contact can have at most 120 characters.",
+                           code="contact_too_long", field="contact")
+    filed_on = today or today_cn()
+    complaint = Complaint(
+        organization_id=target.org.id,
+        project_id=target.project.id if target.project else None,
+        reporter_id=actor.id if actor else None,
+        reporter_contact=contact or None,
+        category=category,
+        content=content,
+        status=ComplaintStatus.OPEN,
+        due_on=due_date(filed_on),
+        created_at=utcnow(),
+    )
+    session.add(complaint)
+    session.flush()
+    audit.record(
+        session,
+        actor_id=actor.id if actor else None,
+        action="complaints.complaint.filed",
+        object_type="complaint",
+        object_id=complaint.id,
+        data={"new": {"organization_id": complaint.organization_id,
+                      "project_id": complaint.project_id, "category": category,
+                      "due_on": complaint.due_on.isoformat()}},
+    )
+    return complaint
+
+
+def get_complaint(*, session: Session, complaint_id: int) -> Complaint:
+    """The complaint with ``complaint_id`` (NotFound if none)."""
+    complaint = session.get(Complaint, complaint_id)
+    if complaint is None:
+        raise NotFound("This complaint does not exist.", code="complaint_not_found")
+    return complaint
+
+
+def do_answer(
+    *, session: Session, complaint: Complaint, actor: User, answer: str
+) -> Complaint:
+    """Record a reviewer's answer; the complaint is then answered (and the reporter told)."""
+    if not actor.is_reviewer:
+        raise PermissionDenied("Only platform reviewers may do this.", code="reviewer_only")
+    text = answer.strip()
+    if not text:
+        raise InvalidInput("Write the answer.", code="answer_required", field="answer")
+    if len(text) > ANSWER_MAX:
+        raise InvalidInput("The answer can have at most 5000 characters.",
+                           code="answer_too_long", field="answer")
+    diff = audit.changes(
+        complaint,
+        status=ComplaintStatus.ANSWERED,
+        answer=text,
+        answered_by_id=actor.id,
+        answered_at=utcnow(),
+    )
+    session.flush()
+    audit.record(
+        session,
+        actor_id=actor.id,
+        action="complaints.complaint.answered",
+        object_type="complaint",
+        object_id=complaint.id,
+        data=diff,
+    )
+    if complaint.reporter_id is not None:
+        accounts.do_notify(
+            session=session,
+            user_ids=[complaint.reporter_id],
+            kind="complaint.answered",
+            title="Your report was answered",
+            body=text,
+        )
+    return complaint
+
+
+def list_for_review(
+    *,
+    session: Session,
+    status: ComplaintStatus | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> tuple[list[tuple[Complaint, str]], int]:
+    """Complaints with their organization's name: open first, soonest due first."""
+    query = select(Complaint, Organization.name).join(
+        Organization, Organization.id == Complaint.organization_id
+    )
+    if status is not None:
+        query = query.where(Complaint.status == status)
+    total = session.scalar(
+        select(func.count()).select_from(query.with_only_columns(Complaint.id).subquery())
+    ) or 0
+    open_first = case((Complaint.status == ComplaintStatus.OPEN, 0), else_=1)
+    page = max(page, 1)
+    rows = session.execute(
+        query.order_by(open_first, Complaint.due_on, Complaint.id)
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    return [(c, name) for c, name in rows], total
+
+
+def organization_name(*, session: Session, complaint: Complaint) -> str:
+    """The name of the organization a complaint is about."""
+    return organizations.get_organization(session=session, org_id=complaint.organization_id).name
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Open and overdue complaints, for the reviewer console."""
+
+    open: int
+    overdue: int
+
+
+def counts(*, session: Session, today: dt.date) -> Counts:
+    """How many complaints are open and how many of those are overdue."""
+    is_open = Complaint.status == ComplaintStatus.OPEN
+    open_count = session.scalar(select(func.count()).where(is_open)) or 0
+    overdue = session.scalar(
+        select(func.count()).where(is_open, Complaint.due_on < today)
+    ) or 0
+    return Counts(open=open_count, overdue=overdue)
