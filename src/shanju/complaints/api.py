@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
 from shanju.complaints import service
@@ -17,19 +17,10 @@ from shanju.complaints.schemas import (
     ComplaintReceipt,
 )
 from shanju.core.clock import today_cn
-from shanju.core.deps import SESSION_COOKIE, DbSession, Reviewer, Viewer, check_csrf
+from shanju.core.deps import DbSession, Reviewer, Viewer
+from shanju.organizations.api import ApiCsrfChecked
 
 router = APIRouter(tags=["complaints"])
-
-
-async def csrf_if_signed_in_browser(request: Request) -> None:
-    """Check CSRF only when a session cookie could make the request on someone's behalf.
-
-    Anonymous API clients (no cookie, no token) carry no ambient credentials, so a forged
-    request gains nothing; they may file reports without first fetching a CSRF cookie.
-    """
-    if request.cookies.get(SESSION_COOKIE):
-        await check_csrf(request)
 
 
 def to_read(session: Session, complaint: Complaint) -> ComplaintRead:
@@ -65,7 +56,7 @@ def _read(complaint: Complaint, org_name: str) -> ComplaintRead:
     response_model=ComplaintReceipt,
     status_code=201,
     summary="Report an organization or project (anyone may file)",
-    dependencies=[Depends(csrf_if_signed_in_browser)],
+    dependencies=[ApiCsrfChecked],
 )
 def file_complaint(session: DbSession, viewer: Viewer, body: ComplaintCreate) -> ComplaintReceipt:
     """File a report; the platform answers it within 5 working days (``due_on``)."""
@@ -95,7 +86,7 @@ def list_complaints(
     "/complaints/{complaint_id}/answer",
     response_model=ComplaintRead,
     summary="Answer a report (reviewers)",
-    dependencies=[Depends(csrf_if_signed_in_browser)],
+    dependencies=[ApiCsrfChecked],
 )
 def answer_complaint(
     session: DbSession, reviewer: Reviewer, complaint_id: int, body: ComplaintAnswer

@@ -1,0 +1,105 @@
+"""Helpers for page and API tests of organizations and complaints: sign-in, CSRF, data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shanju.accounts import service as accounts
+from shanju.accounts.models import Notification, Role, User
+from shanju.core.audit import AuditEntry
+from shanju.core.db import Database
+from shanju.core.web import CSRF_COOKIE
+from shanju.organizations.models import Organization
+from tests.factories import make_org, make_user
+
+T = TypeVar("T")
+
+
+def run(db: Database, fn: Callable[[Session], T]) -> T:
+    """Run ``fn`` in its own committed transaction and return its result."""
+    with db.transaction() as session:
+        return fn(session)
+
+
+def sign_in(client: TestClient, db: Database, user_id: int) -> None:
+    """Make ``client`` a browser signed in as the user."""
+    def start(session: Session) -> str:
+        user = session.get(User, user_id)
+        assert user is not None
+        return accounts.do_start_session(session=session, user=user)
+
+    client.cookies.set("sj_session", run(db, start))
+
+
+def api_token(db: Database, user_id: int) -> dict[str, str]:
+    """Authorization headers with a fresh API token of the user."""
+    def create(session: Session) -> str:
+        user = session.get(User, user_id)
+        assert user is not None
+        return accounts.do_create_api_token(session=session, user=user, name="test")[1]
+
+    return {"Authorization": f"Bearer {run(db, create)}"}
+
+
+def csrf(client: TestClient) -> str:
+    """The CSRF token the browser would embed in forms (fetches a page for the cookie)."""
+    if CSRF_COOKIE not in client.cookies:
+        client.get("/healthz")
+    token = client.cookies.get(CSRF_COOKIE)
+    assert token
+    return token
+
+
+def new_user(db: Database, role: Role = Role.DONOR, **kwargs: Any) -> int:
+    """Create a user and return the id."""
+    return run(db, lambda s: make_user(s, role=role, **kwargs).id)
+
+
+def new_org(db: Database, **kwargs: Any) -> int:
+    """Create an organization and return the id."""
+    return run(db, lambda s: make_org(s, **kwargs).id)
+
+
+def new_staff(db: Database, org_id: int) -> int:
+    """Create a staff member of the organization."""
+    return new_user(db, Role.ORG_STAFF, organization_id=org_id)
+
+
+def count(db: Database, model: Any) -> int:
+    """How many rows a table holds."""
+    return run(db, lambda s: s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def org(db: Database, org_id: int) -> Organization:
+    """Load an organization (detached, attributes loaded)."""
+    found = run(db, lambda s: s.get(Organization, org_id))
+    assert found is not None
+    return found
+
+
+def user(db: Database, user_id: int) -> User:
+    """Load a user (detached, attributes loaded)."""
+    found = run(db, lambda s: s.get(User, user_id))
+    assert found is not None
+    return found
+
+
+def audit_actions(db: Database, object_type: str, object_id: int) -> list[str]:
+    """The audit actions recorded on an object, oldest first."""
+    return list(run(db, lambda s: s.scalars(
+        select(AuditEntry.action)
+        .where(AuditEntry.object_type == object_type, AuditEntry.object_id == str(object_id))
+        .order_by(AuditEntry.id)
+    ).all()))
+
+
+def notifications(db: Database, user_id: int) -> list[Notification]:
+    """The user's notifications."""
+    return list(run(db, lambda s: s.scalars(
+        select(Notification).where(Notification.user_id == user_id)
+    ).all()))

@@ -1,0 +1,97 @@
+"""GB 32100-2015 credit code validation: format, check digit and the pilot-code warning."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shanju.core.errors import InvalidInput
+from shanju.organizations import uscc
+from tests.factories import VALID_USCC
+
+
+def _pilot_code() -> str:
+    """A code whose final check holds but whose embedded org code check does not."""
+    head = "53100000MJ000001"
+    right = uscc.org_code_check(head[8:16])
+    wrong = next(c for c in "0123456789X" if c != right)
+    first17 = head + wrong
+    return first17 + uscc.check_digit(first17)
+
+
+def test_real_code_is_valid_without_warning() -> None:
+    result = uscc.validate(VALID_USCC)
+    assert result.code == VALID_USCC
+    assert result.warning is None
+    assert result.registered_with_civil_affairs
+    assert result.org_type_hint == "foundation"
+
+
+def test_lowercase_and_spaces_are_normalized() -> None:
+    assert uscc.validate(" 53100000500021676k ").code == VALID_USCC
+    assert uscc.validate("5310 0000-5000 21676k").code == VALID_USCC
+
+
+def test_wrong_check_digit_is_refused() -> None:
+    with pytest.raises(InvalidInput) as exc:
+        uscc.validate(VALID_USCC[:17] + "J")
+    assert exc.value.code == "uscc_bad_check_digit"
+    assert exc.value.field == "uscc"
+
+
+@pytest.mark.parametrize("code", [VALID_USCC[:17], VALID_USCC + "1", "", "5310"])
+def test_wrong_length_is_refused(code: str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        uscc.validate(code)
+    assert exc.value.code == "uscc_wrong_length"
+
+
+@pytest.mark.parametrize("letter", ["I", "O", "S", "V", "Z"])
+def test_forbidden_letters_are_refused(letter: str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        uscc.validate(VALID_USCC[:10] + letter + VALID_USCC[11:])
+    assert exc.value.code == "uscc_bad_character"
+    assert letter in exc.value.message
+
+
+def test_letters_in_the_division_code_are_refused() -> None:
+    with pytest.raises(InvalidInput) as exc:
+        uscc.validate("53A" + VALID_USCC[3:])
+    assert exc.value.code == "uscc_bad_division"
+
+
+def test_pilot_code_with_failing_org_code_is_accepted_with_a_warning() -> None:
+    result = uscc.validate(_pilot_code())
+    assert result.warning is not None
+    assert "GB 11714" in result.warning
+
+
+_prefix = st.tuples(
+    st.sampled_from("5N9Y"),
+    st.sampled_from("1239"),
+    st.text(alphabet="0123456789", min_size=6, max_size=6),
+    st.text(alphabet=uscc.CHARSET, min_size=8, max_size=8),
+).map("".join)
+
+
+@given(_prefix)
+def test_made_codes_always_validate_without_warning(prefix: str) -> None:
+    code = uscc.make(prefix)
+    result = uscc.validate(code)
+    assert result.code == code
+    assert result.warning is None
+
+
+@given(_prefix, st.integers(min_value=0, max_value=17), st.sampled_from(uscc.CHARSET))
+def test_any_single_character_change_is_refused(prefix: str, position: int, char: str) -> None:
+    # Weights 3^i are non-zero mod the prime 31 and values differ by 1..30, so changing one
+    # of the first 17 characters always moves the weighted sum mod 31; changing the 18th
+    # contradicts the unchanged sum. Letters in the division part are refused even earlier.
+    code = uscc.make(prefix)
+    if code[position] == char:
+        char = uscc.CHARSET[(uscc.CHARSET.index(char) + 1) % len(uscc.CHARSET)]
+    changed = code[:position] + char + code[position + 1:]
+    with pytest.raises(InvalidInput) as exc:
+        uscc.validate(changed)
+    assert exc.value.code in ("uscc_bad_check_digit", "uscc_bad_division")
