@@ -107,22 +107,40 @@ def check_details(
     *, session: Session, data: OrganizationCreate, exclude_org_id: int | None = None
 ) -> tuple[dict[str, Any], uscc.UsccResult]:
     """Validate an organization's details; return the column values and the USCC result."""
+    # Checked in the form's order, so the first error shown is the first one on the page.
     values: dict[str, Any] = {}
-    for field, (max_len, required) in _TEXT_FIELDS.items():
-        values[field] = _clean_text(
-            getattr(data, field), field=field, max_len=max_len, required=required
-        )
-    if values["description"] is None:
-        values["description"] = ""
+
+    def text(*fields: str) -> None:
+        for field in fields:
+            max_len, required = _TEXT_FIELDS[field]
+            values[field] = _clean_text(
+                getattr(data, field), field=field, max_len=max_len, required=required
+            )
+
+    text("name", "short_name")
     result = uscc.validate(data.uscc)
     values["uscc"] = result.code
+    taken = select(Organization.id).where(Organization.uscc == result.code)
+    if exclude_org_id is not None:
+        taken = taken.where(Organization.id != exclude_org_id)
+    if session.scalar(taken) is not None:
+        raise Conflict(
+            "An organization with this Unified Social Credit Code is already registered.",
+            code="uscc_taken",
+            field="uscc",
+        )
     values["org_type"] = parse_org_type(data.org_type)
+    text("registering_authority", "fundraising_cert_no")
+    _check_qualification(data, values)
     province = regions.normalize_province(data.province)
     if province is None:
         raise InvalidInput(
             "Choose a province from the list.", code="invalid_province", field="province"
         )
     values["province"] = province
+    text("city", "address", "contact_name", "contact_phone", "contact_email", "website",
+         "description")
+    values["description"] = values["description"] or ""
     phone = values["contact_phone"]
     if not _PHONE_RE.match(phone) or sum(c.isdigit() for c in phone) < 5:
         raise InvalidInput(
@@ -149,16 +167,6 @@ def check_details(
                 field="website",
             )
         values["website"] = website
-    _check_qualification(data, values)
-    taken = select(Organization.id).where(Organization.uscc == result.code)
-    if exclude_org_id is not None:
-        taken = taken.where(Organization.id != exclude_org_id)
-    if session.scalar(taken) is not None:
-        raise Conflict(
-            "An organization with this Unified Social Credit Code is already registered.",
-            code="uscc_taken",
-            field="uscc",
-        )
     return values, result
 
 
