@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from shanju.core.db import Database
 from shanju.ledger import service as ledger
-from tests.donations.conftest import World
+from tests.money import World
 
 
 def give(client: TestClient, world: World, key: str = "k1", **overrides: Any) -> Any:

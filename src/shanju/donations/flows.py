@@ -188,6 +188,11 @@ def receive_callback(
 
 def apply_notification(*, session: Session, note: Notification) -> str:
     """Apply a verified notification exactly once; duplicates and stale events change nothing."""
+    # Locking protocol: lock the intent's row first (PostgreSQL; SQLite's writer already holds
+    # the database lock), so every callback for one payment is applied one after the other.
+    # Without it, two callbacks could each take a key-share lock (foreign key check) and then
+    # both wait to update the row: a deadlock.
+    payments.lock_intent(session=session, intent_id=note.intent_id)
     event = payments.do_record_event(session=session, note=note)
     if event is None:
         return "duplicate"

@@ -122,6 +122,13 @@ def get_intent(*, session: Session, intent_id: str) -> PaymentIntent:
     return intent
 
 
+def lock_intent(*, session: Session, intent_id: str) -> PaymentIntent | None:
+    """Load an intent holding its row lock until the transaction ends (FOR UPDATE)."""
+    return session.scalar(
+        select(PaymentIntent).where(PaymentIntent.id == intent_id).with_for_update()
+    )
+
+
 def do_record_event(*, session: Session, note: Notification) -> ProviderEvent | None:
     """Store a verified event once; return None if this event id was seen before."""
     event = ProviderEvent(

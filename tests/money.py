@@ -1,4 +1,4 @@
-"""A small world for donation tests: an organization, a fundraising project, a donor."""
+"""Fixtures for tests that move money: a world with a fundraising project, donors, tokens."""
 
 from __future__ import annotations
 
