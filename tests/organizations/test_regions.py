@@ -4,9 +4,9 @@ from shanju.core import regions
 
 
 def test_there_are_34_unique_provincial_level_divisions() -> None:
-    assert len(regions.PROVINCES) == 34
-    assert len(set(regions.PROVINCE_NAMES)) == 34
-    assert len({p.code for p in regions.PROVINCES}) == 34
+    assert len(regions.DIVISIONS) == 34
+    assert len(set(regions.PROVINCES)) == 34
+    assert len({p.code for p in regions.DIVISIONS}) == 34
 
 
 def test_normalize_accepts_short_full_code_and_english_names() -> None:

@@ -1,8 +1,9 @@
 """China's 34 provincial-level divisions (GB/T 2260 codes), for selects and statistics.
 
 The stored value everywhere (organizations, projects, donations, users) is the short Chinese
-name, e.g. ``"北京"`` or ``"内蒙古"``; :func:`normalize_province` also accepts the full name
-(``"北京市"``, ``"内蒙古自治区"``) and the two-digit code.
+name, e.g. ``"北京"`` or ``"内蒙古"``: :data:`PROVINCES` lists them. :data:`DIVISIONS` adds the
+code, full and English names; :func:`normalize_province` also accepts the full name
+(``"北京市"``, ``"内蒙古自治区"``), the two-digit code and the English name.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class Province:
     en: str
 
 
-PROVINCES: tuple[Province, ...] = (
+DIVISIONS: tuple[Province, ...] = (
     Province("11", "北京", "北京市", "Beijing"),
     Province("12", "天津", "天津市", "Tianjin"),
     Province("13", "河北", "河北省", "Hebei"),
@@ -57,9 +58,9 @@ PROVINCES: tuple[Province, ...] = (
     Province("82", "澳门", "澳门特别行政区", "Macao"),
 )
 
-PROVINCE_NAMES: tuple[str, ...] = tuple(p.name for p in PROVINCES)
+PROVINCES: tuple[str, ...] = tuple(p.name for p in DIVISIONS)
 _BY_KEY: dict[str, Province] = {}
-for _p in PROVINCES:
+for _p in DIVISIONS:
     for _key in (_p.code, _p.name, _p.full_name, _p.en.lower()):
         _BY_KEY[_key] = _p
 
@@ -73,7 +74,7 @@ def normalize_province(text: str) -> str | None:
 
 def is_province(name: str) -> bool:
     """Whether ``name`` is a stored province value (a short Chinese name)."""
-    return name in PROVINCE_NAMES
+    return name in PROVINCES
 
 
 def province_by_code(code: str) -> Province | None:

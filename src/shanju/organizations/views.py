@@ -86,7 +86,7 @@ def _form_context(form: OrganizationForm, error: DomainError | None = None,
                   request: Request | None = None) -> dict[str, Any]:
     ctx: dict[str, Any] = {
         "form": form,
-        "provinces": regions.PROVINCES,
+        "provinces": regions.DIVISIONS,
         "org_types": service.ORG_TYPE_LABELS,
         "error": error,
         "message": tr(request, error.message) if (error and request) else None,
@@ -113,7 +113,7 @@ def organization_list(
     )
     return render(request, "organizations/list.html", {
         "orgs": orgs, "total": total, "page": max(page, 1), "per_page": PER_PAGE,
-        "province": chosen or "", "provinces": regions.PROVINCES,
+        "province": chosen or "", "provinces": regions.DIVISIONS,
         "org_types": service.ORG_TYPE_LABELS,
     })
 
