@@ -58,6 +58,7 @@ def test_reviewer_approves_on_the_page_and_staff_are_notified(
     assert audit_actions(db, "organization", org_id) == ["organizations.organization.approved"]
     notes = notifications(db, staff_id)
     assert [n.kind for n in notes] == ["organization.approved"]
+    assert org(db, org_id).name in notes[0].title
 
 
 def test_reject_needs_a_reason(client: TestClient, db: Database) -> None:

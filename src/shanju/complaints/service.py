@@ -210,7 +210,8 @@ def do_answer(
             session=session,
             user_ids=[complaint.reporter_id],
             kind="complaint.answered",
-            title="Your report was answered",
+            # Stored text shown as is: Chinese, the platform's default language.
+            title=f"您的举报 {complaint_number(complaint)} 已得到平台答复",
             body=text,
         )
     return complaint

@@ -348,10 +348,12 @@ _ALLOWED_FROM = {
     "rejected": (OrgStatus.PENDING,),
     "suspended": (OrgStatus.APPROVED,),
 }
+# Notifications are stored text shown as is (like the projects domain's), so they are written
+# in Chinese, the platform's default language.
 _NOTICE_TITLES = {
-    "approved": "Your organization was approved",
-    "rejected": "Your organization's registration was rejected",
-    "suspended": "Your organization was suspended",
+    "approved": "您的机构「{name}」已通过平台审核",
+    "rejected": "您的机构「{name}」未通过平台审核",
+    "suspended": "您的机构「{name}」已被平台暂停",
 }
 
 
@@ -395,7 +397,7 @@ def _decide(
         session=session,
         user_ids=staff_ids,
         kind=f"organization.{verb}",
-        title=_NOTICE_TITLES[verb],
+        title=_NOTICE_TITLES[verb].format(name=org.name),
         body=note,
         link="/console/organization",
     )
