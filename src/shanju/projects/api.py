@@ -81,10 +81,13 @@ async def read_uploads(uploads: list[UploadFile] | None) -> list[files.Upload]:
     """Read uploaded files into memory, never more than the size limit plus one byte."""
     result: list[files.Upload] = []
     for upload in uploads or []:
-        if not upload.filename:
-            continue  # an empty file input in a browser form
-        data = await upload.read(files.MAX_UPLOAD_BYTES + 1)
-        result.append(files.Upload(filename=upload.filename, data=data))
+        try:
+            if not upload.filename:
+                continue  # an empty file input in a browser form
+            data = await upload.read(files.MAX_UPLOAD_BYTES + 1)
+            result.append(files.Upload(filename=upload.filename, data=data))
+        finally:
+            await upload.close()
     return result
 
 
