@@ -38,9 +38,9 @@ def test_project_page_shows_required_disclosures_and_masked_names(
     assert "张**" in page.text and "加油!" in page.text
     assert "张三丰" not in page.text and "李四光" not in page.text
     assert "zhangsanfeng@example.org" not in page.text
-    assert 'action="/projects/%d/donate"' % pid in page.text
+    assert f'action="/projects/{pid}/donate"' in page.text
     assert "<svg" in page.text  # the share QR code
-    assert f"/complaints/new?organization_id=" in page.text
+    assert "/complaints/new?organization_id=" in page.text
     assert "¥200" in page.text  # two gifts of ¥100 raised
 
 

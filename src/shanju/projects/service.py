@@ -23,6 +23,7 @@ from shanju.core import audit, files
 from shanju.core.clock import today_cn, utcnow
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.core.money import check_amount_fen, format_fen, parse_yuan
+from shanju.core.regions import PROVINCES as PROVINCES  # re-exported for the views
 from shanju.donations import service as donations
 from shanju.ledger import service as ledger
 from shanju.organizations.models import Organization, OrgStatus
@@ -33,12 +34,6 @@ S = ProjectStatus
 CATEGORIES: tuple[str, ...] = (
     "education", "health", "poverty", "children", "elderly", "disability", "environment",
     "disaster", "animals", "culture", "other",
-)
-# Short names, as donors pick them and as the statistics group them.
-PROVINCES: tuple[str, ...] = (
-    "北京", "天津", "河北", "山西", "内蒙古", "辽宁", "吉林", "黑龙江", "上海", "江苏", "浙江",
-    "安徽", "福建", "江西", "山东", "河南", "湖北", "湖南", "广东", "广西", "海南", "重庆", "四川",
-    "贵州", "云南", "西藏", "陕西", "甘肃", "青海", "宁夏", "新疆", "香港", "澳门", "台湾",
 )
 # States anyone may see a project in (the page of a taken-down project only says so).
 PUBLIC_STATUSES = frozenset({S.FUNDRAISING, S.PAUSED, S.ENDED, S.EXECUTING, S.COMPLETED,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import uuid
 from collections.abc import Callable
 from typing import Any, ParamSpec
 from urllib.parse import quote
@@ -156,6 +157,11 @@ def project_page(project_id: int, request: Request, session: DbSession,
         ctx["accepts_donations"] = True
     except DomainError:
         ctx["accepts_donations"] = False
+    # What the donations domain's form expects (a fresh key per page view: one gift per key).
+    ctx["provinces"] = projects.PROVINCES
+    ctx["idempotency_key"] = uuid.uuid4().hex
+    ctx["values"] = {"amount": "20", "donor_name": viewer.display_name if viewer else "",
+                     "province": (viewer.province if viewer else "") or ""}
     return render(request, "projects/detail.html", ctx)
 
 
