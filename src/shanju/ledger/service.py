@@ -307,7 +307,7 @@ def check(session: Session) -> CheckReport:
     recomputed = dict(
         session.execute(
             select(Posting.account_id, func.sum(Posting.amount_fen)).group_by(Posting.account_id)
-        ).tuples()
+        ).tuples().all()
     )
     mismatched: list[tuple[str, int, int]] = []
     accounts = session.execute(
