@@ -304,11 +304,12 @@ def check(session: Session) -> CheckReport:
             .having(func.sum(Posting.amount_fen) != 0)
         )
     ]
-    recomputed = dict(
-        session.execute(
+    recomputed = {
+        int(account_id): int(total)
+        for account_id, total in session.execute(
             select(Posting.account_id, func.sum(Posting.amount_fen)).group_by(Posting.account_id)
-        ).tuples().all()
-    )
+        )
+    }
     mismatched: list[tuple[str, int, int]] = []
     accounts = session.execute(
         select(LedgerAccount.id, LedgerAccount.code, LedgerAccount.balance_fen)
