@@ -105,7 +105,7 @@ class Plan:
             organizations=max(8, round(30 * scale)),
             projects=projects,
             donations=max(60, round(20_000 * scale)),
-            donor_users=max(6, round(300 * scale)),
+            donor_users=max(6, round(4000 * scale)),
         )
 
     @property
@@ -273,8 +273,8 @@ class _Seeder:
         self.admin_id = ids[-1]
         self.reviewer_id = ids[1]
         donor_rows = [
-            self.user_row(f"donor{i:03d}@demo.shanju.org", self.person_name(), Role.DONOR,
-                          province=self.province())
+            self.user_row(f"donor{i:04d}@demo.shanju.org", self.person_name(), Role.DONOR,
+                          province=self.province() if self.rng.random() < 0.95 else None)
             for i in range(1, self.plan.donor_users)
         ]
         donor_ids = self.insert_returning_ids(User, donor_rows)
@@ -563,14 +563,12 @@ class _Seeder:
                 amount = rng.randint(1, 300) * 100
             else:
                 amount = rng.choices(amounts, amount_weights)[0]
-            registered = i % 997 == 0 or rng.random() < 0.25
-            if registered:
-                donor_id, name, province = (self.donors[0] if i % 997 == 0
-                                            else rng.choice(self.donors))
-            else:
-                donor_id = None
-                name = self.person_name() if rng.random() < 0.7 else rng.choice(data.NICKNAMES)
-                province = self.province() if rng.random() < 0.95 else None
+            # Every gift has a signed-in donor, as through the real flow; some donors show a
+            # nickname instead of their name.
+            donor_id, name, province = (self.donors[0] if i % 997 == 0
+                                        else rng.choice(self.donors))
+            if rng.random() < 0.3:
+                name = rng.choice(data.NICKNAMES)
             plans.append(_DonationPlan(
                 project=project, at=at, amount_fen=amount, donor_id=donor_id, name=name,
                 province=province, anonymous=rng.random() < 0.1,
@@ -656,7 +654,7 @@ class _Seeder:
                     source=ledger.donor_clearing("sandbox"),
                     destination=ledger.project_fund(d.project.id),
                     amount_fen=d.amount_fen,
-                    dedupe_key=f"donation.paid:{d.public_id}",
+                    dedupe_key=f"donation.paid:{d.public_id}", memo=d.public_id,
                 ))
             self.session.execute(insert(PaymentIntent), intents)
             self.session.execute(insert(Donation), donations)
@@ -683,12 +681,13 @@ class _Seeder:
             specs.append(ledger.transfer(
                 "donation.refund_requested", source=ledger.project_fund(d.project.id),
                 destination=ledger.REFUNDS, amount_fen=d.amount_fen,
-                dedupe_key=f"refund.requested:{refund_id}", no_overdraft_source=True,
+                dedupe_key=f"refund.requested:{refund_id}", memo=d.public_id,
+                actor_id=self.admin_id, no_overdraft_source=True,
             ))
             specs.append(ledger.transfer(
                 "donation.refunded", source=ledger.REFUNDS,
                 destination=ledger.donor_clearing("sandbox"), amount_fen=d.amount_fen,
-                dedupe_key=f"refund.succeeded:{refund_id}",
+                dedupe_key=f"refund.succeeded:{refund_id}", memo=d.public_id,
             ))
         if rows:
             self.session.execute(insert(Refund), rows)
