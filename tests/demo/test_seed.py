@@ -137,3 +137,11 @@ def test_seed_refuses_a_database_that_holds_data(db: Database) -> None:
     with db.transaction(write=False) as session:
         assert _count(session, User) == 1
         assert _count(session, Project) == 0
+
+
+def test_demo_categories_are_the_projects_domain_categories() -> None:
+    from shanju.demo import data
+    from shanju.projects.service import CATEGORIES
+
+    assert set(data.CATEGORY_WEIGHTS) <= set(CATEGORIES)
+    assert set(data.PROJECTS) <= set(CATEGORIES)

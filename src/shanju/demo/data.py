@@ -109,7 +109,7 @@ PROJECTS: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
         ("{place}留守儿童营养午餐", "为{place}寄宿制学校的留守儿童提供营养午餐。",
          "按每餐5元标准补助一学年;学校公示每周菜谱与采购单据。"),
     )),
-    "medical": ("医疗救助", (
+    "health": ("医疗救助", (
         ("{place}先天性心脏病患儿救助", "资助{place}贫困家庭先心病患儿到定点医院手术治疗。",
          "每名患儿手术费用约3万元,项目资助其中自付部分;医院与机构联合审核病历。"),
         ("{place}白血病儿童救助", "帮助{place}白血病患儿家庭承担化疗与移植费用。",
@@ -117,7 +117,7 @@ PROJECTS: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
         ("{place}乡村医生培训计划", "为{place}乡村医生提供常见病、慢病管理培训。",
          "每期培训50名乡村医生,含讲师、食宿与教材费用。"),
     )),
-    "rural": ("乡村振兴", (
+    "poverty": ("乡村振兴", (
         ("{place}乡村产业帮扶", "支持{place}村民合作社发展特色种植,带动农户增收。",
          "购买种苗、开展技术培训,并为合作社提供市场对接服务。"),
         ("{place}乡村妇女手工艺计划", "支持{place}乡村妇女通过传统刺绣获得稳定收入。",
@@ -155,7 +155,7 @@ PROJECTS: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
     )),
 }
 CATEGORY_WEIGHTS = {
-    "education": 26, "medical": 22, "rural": 14, "environment": 12, "elderly": 10,
+    "education": 26, "health": 22, "poverty": 14, "environment": 12, "elderly": 10,
     "children": 10, "disaster": 3, "disability": 3,
 }
 
