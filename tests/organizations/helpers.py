@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import DetachedInstanceError
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Notification, Role, User
@@ -21,14 +19,6 @@ from tests.factories import make_org, make_user
 
 T = TypeVar("T")
 
-# A signed-in viewer's error page (a 403/404 raised in a dependency or handler) currently
-# fails: the request's rollback expires the viewer before error.html reads it. The fix belongs
-# in core/deps.get_db (expunge the viewer before the rollback; see docs/organizations.md).
-# Strict: once core is fixed these tests pass and the marker must go.
-SIGNED_IN_ERROR_PAGES = pytest.mark.xfail(
-    strict=True, raises=DetachedInstanceError,
-    reason="core: the error page reads the viewer after the rollback expired it",
-)
 
 
 def run(db: Database, fn: Callable[[Session], T]) -> T:

@@ -16,7 +16,6 @@ from shanju.organizations.models import Organization, OrgStatus
 from shanju.projects.models import ProjectStatus
 from tests.factories import make_org, make_project
 from tests.organizations.helpers import (
-    SIGNED_IN_ERROR_PAGES,
     audit_actions,
     csrf,
     new_org,
@@ -83,7 +82,6 @@ def test_non_approved_org_is_hidden_from_the_public(
         assert client.get(f"/organizations/{org_id}").status_code == 200
 
 
-@SIGNED_IN_ERROR_PAGES
 def test_non_approved_org_is_hidden_from_a_signed_in_donor(
     client: TestClient, db: Database
 ) -> None:
@@ -186,7 +184,6 @@ def test_suspended_org_cannot_change_legal_details(client: TestClient, db: Datab
     assert org(db, org_id).name != "换个名字"
 
 
-@SIGNED_IN_ERROR_PAGES
 def test_a_donor_has_no_organization_console(client: TestClient, db: Database) -> None:
     sign_in(client, db, new_user(db))
     assert client.get("/console/organization").status_code == 403

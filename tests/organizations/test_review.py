@@ -17,7 +17,6 @@ from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.projects.models import ProjectStatus
 from tests.factories import make_org, make_project
 from tests.organizations.helpers import (
-    SIGNED_IN_ERROR_PAGES,
     api_token,
     audit_actions,
     csrf,
@@ -151,7 +150,6 @@ def test_only_reviewers_may_review_through_the_api(
     assert audit_actions(db, "organization", org_id) == []
 
 
-@SIGNED_IN_ERROR_PAGES
 @pytest.mark.parametrize("who", ["donor", "other_staff", "own_staff"])
 def test_only_reviewers_may_review_on_the_pages(
     client: TestClient, db: Database, who: str

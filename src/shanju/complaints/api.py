@@ -17,8 +17,7 @@ from shanju.complaints.schemas import (
     ComplaintReceipt,
 )
 from shanju.core.clock import today_cn
-from shanju.core.deps import DbSession, Reviewer, Viewer
-from shanju.organizations.api import ApiCsrfChecked
+from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
 
 router = APIRouter(tags=["complaints"])
 
@@ -56,7 +55,7 @@ def _read(complaint: Complaint, org_name: str) -> ComplaintRead:
     response_model=ComplaintReceipt,
     status_code=201,
     summary="Report an organization or project (anyone may file)",
-    dependencies=[ApiCsrfChecked],
+    dependencies=[CsrfChecked],
 )
 def file_complaint(session: DbSession, viewer: Viewer, body: ComplaintCreate) -> ComplaintReceipt:
     """File a report; the platform answers it within 5 working days (``due_on``)."""
@@ -86,7 +85,7 @@ def list_complaints(
     "/complaints/{complaint_id}/answer",
     response_model=ComplaintRead,
     summary="Answer a report (reviewers)",
-    dependencies=[ApiCsrfChecked],
+    dependencies=[CsrfChecked],
 )
 def answer_complaint(
     session: DbSession, reviewer: Reviewer, complaint_id: int, body: ComplaintAnswer

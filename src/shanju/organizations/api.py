@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from shanju.accounts.models import User
 from shanju.core import regions
 from shanju.core.clock import today_cn
-from shanju.core.deps import (
-    SESSION_COOKIE,
-    CurrentUser,
-    DbSession,
-    Reviewer,
-    Viewer,
-    check_csrf,
-)
+from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, Reviewer, Viewer
 from shanju.core.errors import InvalidInput
 from shanju.organizations import service
 from shanju.organizations.models import Organization
@@ -29,20 +22,6 @@ from shanju.organizations.schemas import (
 )
 
 router = APIRouter(tags=["organizations"])
-
-
-async def check_api_csrf(request: Request) -> None:
-    """Check CSRF only when a session cookie could make the request on someone's behalf.
-
-    API clients without a session cookie (Bearer token or anonymous) carry no ambient
-    credentials, so a forged request gains nothing: they get a plain 401 when they must sign in,
-    and anonymous visitors may file reports without first fetching a CSRF cookie.
-    """
-    if request.cookies.get(SESSION_COOKIE):
-        await check_csrf(request)
-
-
-ApiCsrfChecked = Depends(check_api_csrf)
 
 
 def to_read(org: Organization) -> OrganizationRead:
@@ -108,7 +87,7 @@ def get_organization(session: DbSession, viewer: Viewer, org_id: int) -> Organiz
     response_model=OrganizationReviewRead,
     status_code=201,
     summary="Register an organization (you become its staff member)",
-    dependencies=[ApiCsrfChecked],
+    dependencies=[CsrfChecked],
 )
 def register_organization(
     session: DbSession, user: CurrentUser, body: OrganizationCreate
@@ -122,7 +101,7 @@ def register_organization(
     "/organizations/{org_id}/approve",
     response_model=OrganizationReviewRead,
     summary="Approve an organization (reviewers)",
-    dependencies=[ApiCsrfChecked],
+    dependencies=[CsrfChecked],
 )
 def approve_organization(
     session: DbSession, reviewer: Reviewer, org_id: int, body: ReviewDecision | None = None
@@ -138,7 +117,7 @@ def approve_organization(
     "/organizations/{org_id}/reject",
     response_model=OrganizationReviewRead,
     summary="Reject an organization's registration (reviewers; reason required)",
-    dependencies=[ApiCsrfChecked],
+    dependencies=[CsrfChecked],
 )
 def reject_organization(
     session: DbSession, reviewer: Reviewer, org_id: int, body: ReviewDecision
@@ -153,7 +132,7 @@ def reject_organization(
     "/organizations/{org_id}/suspend",
     response_model=OrganizationReviewRead,
     summary="Suspend an approved organization (reviewers; reason required)",
-    dependencies=[ApiCsrfChecked],
+    dependencies=[CsrfChecked],
 )
 def suspend_organization(
     session: DbSession, reviewer: Reviewer, org_id: int, body: ReviewDecision
