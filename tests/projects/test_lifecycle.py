@@ -277,7 +277,8 @@ def test_check_accepts_donations(db: Database) -> None:
         paused = make_project(s, org=org, status=S.PAUSED)
         with pytest.raises(Conflict) as err:
             service.check_accepts_donations(project=paused, on=today)
-        assert err.value.code == "project_not_fundraising" and "paused" in err.value.message
+        assert err.value.code == "project_not_fundraising"
+        assert err.value.details["status"] == "paused"
 
 
 def test_partner_rule(db: Database) -> None:
