@@ -22,6 +22,8 @@ from shanju.core.config import Settings
 from shanju.core.db import Base, Database
 from shanju.core.migrations import create_schema
 
+pytest_plugins = ["tests.money"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_ADMIN_URL = os.environ.get(
     "SHANJU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -18,6 +18,7 @@ from shanju.core.db import Database
 from shanju.core.errors import DomainError, InvalidInput, NotFound
 from shanju.core.logging import configure_logging
 from shanju.core.web import CSRF_COOKIE, LANG_COOKIE, PACKAGE_DIR, csrf_token, error_response
+from shanju.donations.flows import build_providers
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +47,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.settings = settings
     app.state.db = database or Database(settings.database_url)
+    app.state.providers = build_providers(
+        sandbox_secret=settings.sandbox_secret, database=app.state.db
+    )
 
     _install_middleware(app, settings)
     _install_error_handlers(app)

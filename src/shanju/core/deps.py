@@ -19,6 +19,7 @@ from shanju.core.db import Database
 from shanju.core.errors import NotAuthenticated, PermissionDenied
 from shanju.core.security import constant_time_equal
 from shanju.core.web import CSRF_COOKIE, CSRF_FIELD
+from shanju.payments.providers import Providers
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_COOKIE = "sj_session"
@@ -38,6 +39,15 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
+
+
+def get_providers(request: Request) -> Providers:
+    """The configured payment providers."""
+    providers: Providers = request.app.state.providers
+    return providers
+
+
+PaymentProviders = Annotated[Providers, Depends(get_providers)]
 
 
 def get_viewer(request: Request, session: DbSession) -> User | None:

@@ -1,7 +1,128 @@
-"""JSON API routes of the donations domain (under /api/v1)."""
+"""JSON API for donations: give (idempotently), list your gifts, refund."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy.orm import Session
+
+from shanju.core.deps import CurrentUser, DbSession, PaymentProviders
+from shanju.donations import flows
+from shanju.donations import service as donations
+from shanju.donations.models import Donation
+from shanju.donations.schemas import (
+    DonationCreate,
+    DonationCreated,
+    DonationPage,
+    DonationRead,
+    PaymentRead,
+    RefundCreate,
+    RefundRead,
+)
+from shanju.payments import service as payments
+from shanju.payments.providers import Providers
 
 router = APIRouter(tags=["donations"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key",
+           description="Unique per donation attempt; retries with the same key and body "
+                       "return the first donation."),
+]
+
+
+@router.post(
+    "/donations",
+    response_model=DonationCreated,
+    status_code=201,
+    summary="Give to a project",
+    responses={200: {"description": "A retry: the donation created first with this key"},
+               409: {"description": "Project not fundraising, or key reused with another body"}},
+)
+def create_donation(
+    body: DonationCreate,
+    response: Response,
+    session: DbSession,
+    user: CurrentUser,
+    providers: PaymentProviders,
+    idempotency_key: IdempotencyKey = None,
+) -> DonationCreated:
+    """Create a pending donation and a payment intent; pay at ``payment.checkout_url``."""
+    key = payments.check_idempotency_key(idempotency_key)
+    request, project = flows.check_donation_request(
+        session=session, actor=user, project_id=body.project_id, amount_fen=body.amount_fen,
+        donor_name=body.donor_name, anonymous=body.anonymous, message=body.message,
+        province=body.province,
+    )
+    provider = providers.get("sandbox")
+    donation, created = flows.start_donation(
+        session=session, actor=user, request=request, project=project, provider=provider,
+        idempotency_key=key, channel="api",
+    )
+    if not created:
+        response.status_code = 200
+    return _created(session=session, donation=donation, providers=providers)
+
+
+def _created(*, session: Session, donation: Donation, providers: Providers
+             ) -> DonationCreated:
+    intent = payments.get_intent(session=session, intent_id=donation.payment_intent_id)
+    provider = providers.get(intent.provider)
+    return DonationCreated.model_validate(
+        {
+            **DonationRead.model_validate(donation).model_dump(),
+            "payment": PaymentRead(
+                intent_id=intent.id, provider=intent.provider, status=intent.status.value,
+                checkout_url=provider.checkout_url(intent.id),
+            ),
+        }
+    )
+
+
+@router.get("/donations", response_model=DonationPage, summary="Your donations")
+def my_donations(
+    session: DbSession,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DonationPage:
+    """The signed-in donor's own donations, newest first."""
+    rows, total = donations.list_donations(
+        session=session, donor_id=user.id, limit=limit, offset=offset
+    )
+    return DonationPage(
+        items=[DonationRead.model_validate(d) for d in rows], total=total, limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/donations/{donation_id}", response_model=DonationCreated,
+            summary="One donation")
+def get_donation(
+    donation_id: str, session: DbSession, user: CurrentUser, providers: PaymentProviders
+) -> DonationCreated:
+    """A donation, for its donor, the receiving organization's staff or a reviewer."""
+    donation = flows.get_donation(session=session, public_id=donation_id)
+    flows.check_can_view(actor=user, donation=donation)
+    return _created(session=session, donation=donation, providers=providers)
+
+
+@router.post("/donations/{donation_id}/refunds", response_model=RefundRead, status_code=201,
+             summary="Refund a donation")
+def refund_donation(
+    donation_id: str,
+    body: RefundCreate,
+    session: DbSession,
+    user: CurrentUser,
+    providers: PaymentProviders,
+) -> RefundRead:
+    """Return (part of) a paid gift to its donor; the provider confirms by callback."""
+    donation = flows.get_donation(session=session, public_id=donation_id)
+    flows.check_can_view(actor=user, donation=donation)
+    refund = flows.request_refund(
+        session=session, actor=user, donation=donation, providers=providers,
+        amount_fen=body.amount_fen, reason=body.reason,
+    )
+    return RefundRead.model_validate(refund)

@@ -118,3 +118,39 @@ def list_donations(
         .offset(offset)
     )
     return list(rows), int(total)
+
+
+@dataclass(frozen=True)
+class DonorSummary:
+    """A donor's giving at a glance."""
+
+    given_fen: int
+    donations: int
+    projects: int
+
+
+def donor_summary(*, session: Session, donor_id: int) -> DonorSummary:
+    """What one donor has given (paid, not refunded)."""
+    given, count, projects = session.execute(
+        select(
+            func.coalesce(func.sum(Donation.amount_fen), 0),
+            func.count(),
+            func.count(func.distinct(Donation.project_id)),
+        ).where(Donation.donor_id == donor_id, Donation.status == DonationStatus.PAID)
+    ).one()
+    return DonorSummary(given_fen=int(given), donations=int(count), projects=int(projects))
+
+
+def project_titles(*, session: Session, project_ids: Iterable[int]) -> dict[int, str]:
+    """Titles of projects, for lists of donations."""
+    from shanju.projects.models import Project
+
+    ids = list(set(project_ids))
+    if not ids:
+        return {}
+    return {
+        int(pid): str(title)
+        for pid, title in session.execute(
+            select(Project.id, Project.title).where(Project.id.in_(ids))
+        )
+    }

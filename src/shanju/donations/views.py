@@ -1,7 +1,155 @@
-"""HTML pages of the donations domain."""
+"""Donation pages: the donate form, the donation's own page, refunds and "my donations"."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from shanju.accounts.models import User
+from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, PaymentProviders, Viewer
+from shanju.core.errors import DomainError, NotFound
+from shanju.core.money import parse_yuan
+from shanju.core.regions import PROVINCES
+from shanju.core.web import redirect, render, tr
+from shanju.donations import flows
+from shanju.donations import service as donations
+from shanju.payments import service as payments
+from shanju.projects.models import Project
 
 router = APIRouter()
+
+PRESET_YUAN = ("10", "20", "50", "100", "200", "500")
+PAGE_SIZE = 20
+
+
+def _project(session: Session, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound("There is no such project.", code="project_not_found")
+    return project
+
+
+def _form_context(project: Project, viewer: User | None, values: dict[str, Any] | None = None,
+                  error: DomainError | None = None) -> dict[str, Any]:
+    return {
+        "project": project,
+        "presets": PRESET_YUAN,
+        "provinces": PROVINCES,
+        "values": values or {"amount": "20", "donor_name": viewer.display_name if viewer else "",
+                             "province": (viewer.province if viewer else "") or ""},
+        "idempotency_key": (values or {}).get("idempotency_key") or uuid.uuid4().hex,
+        "form_error": error,
+    }
+
+
+@router.get("/projects/{project_id}/donate", response_class=HTMLResponse)
+def donate_page(project_id: int, request: Request, session: DbSession, viewer: Viewer
+                ) -> Response:
+    """A page with just the donate form (also where form errors are shown)."""
+    project = _project(session, project_id)
+    return render(request, "donations/donate.html", _form_context(project, viewer))
+
+
+@router.post("/projects/{project_id}/donate", dependencies=[CsrfChecked],
+             response_class=HTMLResponse)
+def donate(
+    project_id: int,
+    request: Request,
+    session: DbSession,
+    viewer: Viewer,
+    providers: PaymentProviders,
+    amount: Annotated[str, Form()] = "",
+    custom_amount: Annotated[str, Form()] = "",
+    donor_name: Annotated[str, Form()] = "",
+    anonymous: Annotated[str, Form()] = "",
+    message: Annotated[str, Form()] = "",
+    province: Annotated[str, Form()] = "",
+    idempotency_key: Annotated[str, Form()] = "",
+) -> Response:
+    """Create the donation and send the donor to the payment provider's cashier."""
+    if viewer is None:
+        return redirect(f"/login?next=/projects/{project_id}/donate")
+    project = _project(session, project_id)
+    values = {"amount": amount, "custom_amount": custom_amount, "donor_name": donor_name,
+              "anonymous": anonymous, "message": message, "province": province,
+              "idempotency_key": idempotency_key}
+    try:
+        amount_fen = parse_yuan(custom_amount or amount, field="amount")
+        key = payments.check_idempotency_key(idempotency_key)
+        req, project = flows.check_donation_request(
+            session=session, actor=viewer, project_id=project.id, amount_fen=amount_fen,
+            donor_name=donor_name, anonymous=bool(anonymous), message=message,
+            province=province,
+        )
+        provider = providers.get("sandbox")
+        donation, _ = flows.start_donation(
+            session=session, actor=viewer, request=req, project=project, provider=provider,
+            idempotency_key=key, channel="web",
+        )
+    except DomainError as exc:
+        ctx = _form_context(project, viewer, values, exc)
+        ctx["form_message"] = tr(request, exc.message)
+        return render(request, "donations/donate.html", ctx, status_code=exc.status_code)
+    return redirect(provider.checkout_url(donation.payment_intent_id))
+
+
+@router.get("/donations/{public_id}", response_class=HTMLResponse)
+def donation_page(public_id: str, request: Request, session: DbSession, viewer: Viewer
+                  ) -> Response:
+    """A donation's own page: thanks, its state, and (for the organization) a refund form."""
+    donation = flows.get_donation(session=session, public_id=public_id)
+    flows.check_can_view(actor=viewer, donation=donation)
+    project = _project(session, donation.project_id)
+    can_refund = True
+    try:
+        assert viewer is not None  # noqa: S101 - check_can_view refused anonymous viewers
+        flows.check_can_refund(actor=viewer, donation=donation)
+    except DomainError:
+        can_refund = False
+    status = flows.intent_status(session=session, donation=donation)
+    template = "donations/_status.html" if request.headers.get("hx-request") else \
+        "donations/donation.html"
+    return render(request, template, {"donation": donation, "project": project,
+                                      "intent_status": status, "can_refund": can_refund})
+
+
+@router.post("/donations/{public_id}/refund", dependencies=[CsrfChecked],
+             response_class=HTMLResponse)
+def refund(
+    public_id: str,
+    session: DbSession,
+    user: CurrentUser,
+    providers: PaymentProviders,
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """Refund a whole gift (receiving organization or reviewer)."""
+    donation = flows.get_donation(session=session, public_id=public_id)
+    flows.check_can_view(actor=user, donation=donation)
+    flows.request_refund(session=session, actor=user, donation=donation, providers=providers,
+                         reason=reason)
+    return redirect(f"/donations/{public_id}")
+
+
+@router.get("/me/donations", response_class=HTMLResponse)
+def my_donations(
+    request: Request,
+    session: DbSession,
+    viewer: Viewer,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
+    """The donor's own gifts, newest first."""
+    if viewer is None:
+        return redirect("/login?next=/me/donations")
+    rows, total = donations.list_donations(
+        session=session, donor_id=viewer.id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+    )
+    summary = donations.donor_summary(session=session, donor_id=viewer.id)
+    projects = donations.project_titles(session=session, project_ids=[d.project_id for d in rows])
+    return render(request, "donations/mine.html", {
+        "donations": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
+        "summary": summary, "projects": projects,
+    })

@@ -304,11 +304,12 @@ def check(session: Session) -> CheckReport:
             .having(func.sum(Posting.amount_fen) != 0)
         )
     ]
-    recomputed = dict(
-        session.execute(
+    recomputed = {
+        int(account_id): int(total)
+        for account_id, total in session.execute(
             select(Posting.account_id, func.sum(Posting.amount_fen)).group_by(Posting.account_id)
-        ).tuples()
-    )
+        )
+    }
     mismatched: list[tuple[str, int, int]] = []
     accounts = session.execute(
         select(LedgerAccount.id, LedgerAccount.code, LedgerAccount.balance_fen)
@@ -328,3 +329,46 @@ def check(session: Session) -> CheckReport:
         mismatched_accounts=mismatched,
         total_fen=int(total),
     )
+
+
+def list_accounts(
+    *, session: Session, kind: AccountKind | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[LedgerAccount], int]:
+    """Accounts (optionally of one kind) ordered by code, and how many there are."""
+    conditions = [LedgerAccount.kind == kind] if kind is not None else []
+    total = session.scalar(select(func.count()).select_from(LedgerAccount).where(*conditions))
+    rows = session.scalars(
+        select(LedgerAccount).where(*conditions).order_by(LedgerAccount.code)
+        .limit(limit).offset(offset)
+    )
+    return list(rows), int(total or 0)
+
+
+def list_entries(
+    *, session: Session, account: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[tuple[JournalEntry, list[tuple[str, int]]]], int]:
+    """Journal entries, newest first, each with its postings as (account code, amount)."""
+    query = select(JournalEntry)
+    count = select(func.count()).select_from(JournalEntry)
+    if account is not None:
+        touching = (
+            select(Posting.entry_id)
+            .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+            .where(LedgerAccount.code == account)
+        )
+        query = query.where(JournalEntry.id.in_(touching))
+        count = count.where(JournalEntry.id.in_(touching))
+    entries = list(session.scalars(
+        query.order_by(JournalEntry.id.desc()).limit(limit).offset(offset)
+    ))
+    legs: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    if entries:
+        rows = session.execute(
+            select(Posting.entry_id, LedgerAccount.code, Posting.amount_fen)
+            .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+            .where(Posting.entry_id.in_([e.id for e in entries]))
+            .order_by(Posting.id)
+        )
+        for entry_id, code, amount in rows:
+            legs[int(entry_id)].append((str(code), int(amount)))
+    return [(e, legs[e.id]) for e in entries], int(session.scalar(count) or 0)

@@ -1,7 +1,82 @@
-"""JSON API routes of the payments domain (under /api/v1)."""
+"""JSON API for payment providers' callbacks and the sandbox gateway."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from shanju.core.deps import CurrentUser, DbSession, PaymentProviders
+from shanju.core.errors import Conflict, PermissionDenied
+from shanju.donations import flows
+from shanju.payments import service as payments
+from shanju.payments.models import IntentStatus
+from shanju.payments.providers import SandboxProvider
 
 router = APIRouter(tags=["payments"])
+
+
+class CallbackResult(BaseModel):
+    """What the platform did with a callback (a provider only needs the 200)."""
+
+    outcome: str
+
+
+@router.post("/payments/callbacks/{provider}", response_model=CallbackResult,
+             summary="Provider callback (notification)",
+             responses={400: {"description": "Signature or body cannot be trusted"}})
+async def provider_callback(
+    provider: str, request: Request, session: DbSession, providers: PaymentProviders
+) -> CallbackResult:
+    """Verify and apply a provider's signed callback. Safe to deliver more than once."""
+    body = await request.body()
+    outcome = flows.receive_callback(
+        session=session, providers=providers, provider_name=provider, body=body,
+        headers=dict(request.headers),
+    )
+    return CallbackResult(outcome=outcome)
+
+
+class SandboxCompletion(BaseModel):
+    """How the sandbox cashier should finish a payment."""
+
+    outcome: Literal["succeeded", "failed"] = "succeeded"
+
+
+class IntentRead(BaseModel):
+    """A payment intent's state."""
+
+    id: str
+    status: str
+    amount_fen: int
+
+
+@router.post("/payments/sandbox/{intent_id}/complete", response_model=IntentRead,
+             summary="Sandbox: pay (or fail) an intent, as the donor would on its cashier")
+def sandbox_complete(
+    intent_id: str,
+    body: SandboxCompletion,
+    session: DbSession,
+    user: CurrentUser,
+    providers: PaymentProviders,
+) -> IntentRead:
+    """The sandbox gateway sends its signed callback; the platform applies it."""
+    intent = payments.get_intent(session=session, intent_id=intent_id)
+    donation = flows.donation_for_intent(session=session, intent_id=intent.id)
+    if donation.donor_id != user.id:
+        raise PermissionDenied("This is not your payment.", code="not_your_payment")
+    if intent.status != IntentStatus.REQUIRES_PAYMENT:
+        raise Conflict("This payment is already finished.", code="payment_finished")
+    provider = providers.get(intent.provider)
+    if not isinstance(provider, SandboxProvider):
+        raise Conflict("Only sandbox payments can be completed here.", code="not_sandbox")
+    # The gateway is another system: its callback arrives in a transaction of its own, as a
+    # real one would. This request has written nothing, so end its transaction first (on
+    # SQLite it holds the write lock the callback needs); a fresh read then shows the effect.
+    amount, succeeded = intent.amount_fen, body.outcome == "succeeded"
+    session.commit()
+    provider.complete_payment(intent_id=intent_id, amount_fen=amount, succeeded=succeeded)
+    session.expire_all()
+    intent = payments.get_intent(session=session, intent_id=intent_id)
+    return IntentRead(id=intent.id, status=intent.status.value, amount_fen=intent.amount_fen)

@@ -1,7 +1,470 @@
-"""HTML pages of the projects domain."""
+"""HTML pages of the projects domain: the public list and project page, the organization
+console and the reviewers' project pages, and ``/files/{id}``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import functools
+import inspect
+import uuid
+from collections.abc import Callable
+from typing import Any, ParamSpec
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from shanju.accounts.models import Role, User
+from shanju.core import files
+from shanju.core.clock import today_cn
+from shanju.core.deps import CsrfChecked, DbSession, Viewer
+from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
+from shanju.core.web import error_response, redirect, render, tr
+from shanju.donations import service as donations
+from shanju.organizations.models import Organization
+from shanju.projects import service as projects
+from shanju.projects.api import read_uploads
+from shanju.projects.models import Project, ProjectStatus
 
 router = APIRouter()
+PAGE_SIZE = 20
+P = ParamSpec("P")
+
+
+def page_errors(handler: Callable[P, Any]) -> Callable[P, Any]:
+    """Render a DomainError as the error page while the request's session is still open.
+
+    The error is rendered after rolling the transaction back, inside the handler: once the
+    error escapes, the session is closed and the layout could no longer load the viewer.
+    """
+
+    def _handle(kwargs: dict[str, Any], exc: DomainError) -> Response:
+        session: Session = kwargs["session"]
+        session.rollback()
+        return error_response(kwargs["request"], exc)
+
+    if inspect.iscoroutinefunction(handler):
+        @functools.wraps(handler)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            try:
+                return await handler(*args, **kwargs)
+            except DomainError as exc:
+                return _handle(kwargs, exc)
+
+        return async_wrapper
+
+    @functools.wraps(handler)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except DomainError as exc:
+            return _handle(kwargs, exc)
+
+    return wrapper
+
+
+def _page(request: Request) -> int:
+    raw = request.query_params.get("page", "1")
+    return max(1, min(int(raw), 100_000)) if raw.isdigit() else 1
+
+
+def _login(request: Request) -> Response:
+    return redirect("/login?next=" + quote(str(request.url.path), safe="/"))
+
+
+def _require_staff(viewer: User | None) -> User:
+    if viewer is None:
+        raise NotAuthenticated("Please sign in first.")
+    if viewer.role != Role.ORG_STAFF or viewer.organization_id is None:
+        raise PermissionDenied("Only an organization's staff may do this.", code="org_staff_only")
+    return viewer
+
+
+def _require_reviewer(viewer: User | None) -> User:
+    if viewer is None:
+        raise NotAuthenticated("Please sign in first.")
+    if not viewer.is_reviewer:
+        raise PermissionDenied("Only platform reviewers may do this.", code="reviewer_only")
+    return viewer
+
+
+async def _form(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+# --- public pages ----------------------------------------------------------------------------
+
+
+@router.get("/projects", response_class=HTMLResponse)
+@page_errors
+def project_list(request: Request, session: DbSession, viewer: Viewer) -> HTMLResponse:
+    """Public projects, fundraising first, filtered by province and category."""
+    del viewer  # loads the viewer for the layout
+    province = request.query_params.get("province") or None
+    category = request.query_params.get("category") or None
+    if province not in projects.PROVINCES:
+        province = None
+    if category not in projects.CATEGORIES:
+        category = None
+    page = _page(request)
+    items, total = projects.list_public_projects(
+        session=session, province=province, category=category, limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE)
+    return render(request, "projects/list.html", {
+        "items": items, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
+        "province": province or "", "category": category or "",
+        "provinces": projects.PROVINCES, "categories": projects.CATEGORIES,
+    })
+
+
+def _detail_context(session: Session, project: Project) -> dict[str, Any]:
+    listing = projects.with_totals(session=session, projects=[project])[0]
+    orgs = projects.organizations_by_id(
+        session=session, ids=[project.organization_id, project.recipient_org_id])
+    updates = projects.list_updates(session=session, project_id=project.id)
+    usages = projects.list_fund_usages(session=session, project_id=project.id)
+    return {
+        "project": project,
+        "listing": listing,
+        "org": orgs[project.organization_id],
+        "recipient": orgs[project.recipient_org_id],
+        "updates": updates,
+        "update_photos": files.attachments_of(session=session, owner_type="project_update",
+                                              owner_ids=[u.id for u in updates]),
+        "usages": usages,
+        "usage_files": files.attachments_of(session=session, owner_type="fund_usage",
+                                            owner_ids=[u.id for u in usages]),
+        "disclosed_fen": sum(u.amount_fen for u in usages),
+        "filing_valid_today": projects.filing_valid_on(project, today_cn()),
+        "organization_id": project.organization_id,
+        "project_id": project.id,
+    }
+
+
+@router.get("/projects/{project_id}", response_class=HTMLResponse)
+@page_errors
+def project_page(project_id: int, request: Request, session: DbSession,
+                 viewer: Viewer) -> HTMLResponse:
+    """A project's public page with the disclosures the Charity Law requires."""
+    project = projects.get_visible_project(session=session, project_id=project_id,
+                                           viewer=viewer)
+    ctx = _detail_context(session, project)
+    ctx["donations"] = donations.recent_donations(session=session, project_id=project.id,
+                                                  limit=20)
+    try:
+        projects.check_accepts_donations(project=project, on=today_cn())
+        ctx["accepts_donations"] = True
+    except DomainError:
+        ctx["accepts_donations"] = False
+    # What the donations domain's form expects (a fresh key per page view: one gift per key).
+    ctx["provinces"] = projects.PROVINCES
+    ctx["idempotency_key"] = uuid.uuid4().hex
+    ctx["values"] = {"amount": "20", "donor_name": viewer.display_name if viewer else "",
+                     "province": (viewer.province if viewer else "") or ""}
+    return render(request, "projects/detail.html", ctx)
+
+
+@router.get("/files/{attachment_id}")
+def file_download(attachment_id: int, request: Request, session: DbSession) -> Response:
+    """Serve an uploaded file with the type its bytes were checked to be."""
+    attachment = files.get_attachment(session=session, attachment_id=attachment_id)
+    data = files.read_bytes(request.app.state.settings.upload_dir, attachment)
+    name = quote(attachment.filename)
+    return Response(
+        content=data,
+        media_type=attachment.content_type,
+        headers={
+            "Content-Disposition": f"inline; filename*=UTF-8''{name}",
+            "Cache-Control": "public, max-age=86400",
+            # A PDF opened inline must not run scripts in our origin.
+            "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
+        },
+    )
+
+
+# --- the organization console ----------------------------------------------------------------
+
+
+@router.get("/console", response_class=HTMLResponse)
+@page_errors
+def console_home(request: Request, session: DbSession, viewer: Viewer) -> Response:
+    """The organization's console: its status and its projects with totals."""
+    if viewer is None:
+        return _login(request)
+    user = _require_staff(viewer)
+    assert user.organization_id is not None  # noqa: S101 - checked by _require_staff
+    org = session.get(Organization, user.organization_id)
+    return render(request, "console/index.html", {
+        "org": org,
+        "items": projects.list_org_projects(session=session, organization_id=org.id)
+        if org else [],
+        "qualified": bool(org and org.is_qualified_on(today_cn())),
+    })
+
+
+def _form_context(session: Session, user: User, values: dict[str, str],
+                  project: Project | None = None,
+                  error: DomainError | None = None, request: Request | None = None,
+                  ) -> dict[str, Any]:
+    org = session.get(Organization, user.organization_id)
+    return {
+        "org": org,
+        "project": project,
+        "values": values,
+        "qualified": bool(org and org.is_qualified_on(today_cn())),
+        "partners": projects.partner_candidates(session=session, exclude_id=user.organization_id),
+        "provinces": projects.PROVINCES,
+        "categories": projects.CATEGORIES,
+        "error": error,
+        "error_message": tr(request, error.message) if (error and request) else None,
+    }
+
+
+@router.get("/console/projects/new", response_class=HTMLResponse)
+@page_errors
+def new_project_form(request: Request, session: DbSession, viewer: Viewer) -> Response:
+    """The form for a new draft project."""
+    if viewer is None:
+        return _login(request)
+    user = _require_staff(viewer)
+    values = dict.fromkeys(projects.FORM_FIELDS, "")
+    values["category"] = "other"
+    return render(request, "console/project_form.html", _form_context(session, user, values))
+
+
+async def _save_cover(request: Request, session: Session, user: User, project: Project) -> None:
+    form = await request.form()
+    cover = form.get("cover")
+    if cover is not None and not isinstance(cover, str):
+        uploads = await read_uploads([cover])  # type: ignore[list-item]
+        if uploads:
+            projects.do_set_cover(session=session, actor=user, project=project,
+                                  upload=uploads[0],
+                                  upload_dir=request.app.state.settings.upload_dir)
+
+
+@router.post("/console/projects/new", dependencies=[CsrfChecked])
+@page_errors
+async def create_project(request: Request, session: DbSession, viewer: Viewer) -> Response:
+    """Create a draft project and go to its console page."""
+    user = _require_staff(viewer)
+    values = await _form(request)
+    try:
+        with session.begin_nested():
+            project = projects.do_create_project(
+                session=session, actor=user, fields=projects.parse_form(values))
+            await _save_cover(request, session, user, project)
+    except DomainError as exc:
+        return render(request, "console/project_form.html",
+                      _form_context(session, user, values, error=exc, request=request),
+                      status_code=exc.status_code)
+    return redirect(f"/console/projects/{project.id}")
+
+
+def _managed(session: Session, viewer: User | None, project_id: int) -> tuple[User, Project]:
+    user = _require_staff(viewer)
+    project = projects.get_project(session=session, project_id=project_id)
+    projects.check_can_manage(actor=user, project=project)
+    return user, project
+
+
+@router.get("/console/projects/{project_id}/edit", response_class=HTMLResponse)
+@page_errors
+def edit_project_form(project_id: int, request: Request, session: DbSession,
+                      viewer: Viewer) -> Response:
+    """The edit form of a draft or rejected project."""
+    if viewer is None:
+        return _login(request)
+    user, project = _managed(session, viewer, project_id)
+    return render(request, "console/project_form.html",
+                  _form_context(session, user, projects.form_values(project), project))
+
+
+@router.post("/console/projects/{project_id}/edit", dependencies=[CsrfChecked])
+@page_errors
+async def edit_project(project_id: int, request: Request, session: DbSession,
+                       viewer: Viewer) -> Response:
+    """Save a draft or rejected project."""
+    user, project = _managed(session, viewer, project_id)
+    values = await _form(request)
+    try:
+        with session.begin_nested():
+            projects.do_update_project(session=session, actor=user, project=project,
+                                       fields=projects.parse_form(values))
+            await _save_cover(request, session, user, project)
+    except DomainError as exc:
+        session.refresh(project)
+        return render(request, "console/project_form.html",
+                      _form_context(session, user, values, project, error=exc,
+                                    request=request),
+                      status_code=exc.status_code)
+    return redirect(f"/console/projects/{project.id}")
+
+
+def _console_project(request: Request, session: Session, user: User, project: Project,
+                     *, error: DomainError | None = None, form: str = "",
+                     values: dict[str, str] | None = None, status_code: int = 200) -> Response:
+    ctx = _detail_context(session, project)
+    page = _page(request)
+    rows, total = donations.list_donations(session=session, project_id=project.id,
+                                           limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    ctx.update({
+        "actions": projects.allowed_actions(project, projects.Actor.ORG),
+        "editable": project.status in projects.EDITABLE_STATUSES,
+        "reportable": project.status in projects.REPORTABLE_STATUSES,
+        "fund_balance": projects.fund_balance(session=session, project=project),
+        "donation_rows": rows, "donation_total": total, "page": page,
+        "pages": max(1, -(-total // PAGE_SIZE)),
+        "error": error, "error_message": tr(request, error.message) if error else None,
+        "error_form": form, "values": values or {},
+        "paused_by_platform": projects.paused_by_platform(project),
+        "today": today_cn().isoformat(),
+        # The organizations that publish or receive the gifts see donors' names.
+        "show_names": user.organization_id in (project.organization_id,
+                                               project.recipient_org_id),
+    })
+    return render(request, "console/project.html", ctx, status_code=status_code)
+
+
+@router.get("/console/projects/{project_id}", response_class=HTMLResponse)
+@page_errors
+def console_project(project_id: int, request: Request, session: DbSession,
+                    viewer: Viewer) -> Response:
+    """Manage one project: lifecycle buttons, updates, disclosures and donations."""
+    if viewer is None:
+        return _login(request)
+    user, project = _managed(session, viewer, project_id)
+    return _console_project(request, session, user, project)
+
+
+@router.post("/console/projects/{project_id}/actions/{action}", dependencies=[CsrfChecked])
+@page_errors
+async def console_action(project_id: int, action: str, request: Request, session: DbSession,
+                         viewer: Viewer) -> Response:
+    """Make a lifecycle move as the organization."""
+    user, project = _managed(session, viewer, project_id)
+    values = await _form(request)
+    try:
+        with session.begin_nested():
+            projects.do_transition(session=session, project=project, actor=user,
+                                   action=action.replace("-", "_"),
+                                   reason=values.get("reason", ""))
+    except DomainError as exc:
+        session.refresh(project)
+        return _console_project(request, session, user, project, error=exc, form="action",
+                                values=values, status_code=exc.status_code)
+    return redirect(f"/console/projects/{project.id}")
+
+
+@router.post("/console/projects/{project_id}/updates", dependencies=[CsrfChecked])
+@page_errors
+async def console_post_update(project_id: int, request: Request, session: DbSession,
+                              viewer: Viewer) -> Response:
+    """Post a progress update with photos."""
+    user, project = _managed(session, viewer, project_id)
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    photos = [v for v in form.getlist("photos") if not isinstance(v, str)]
+    try:
+        uploads = await read_uploads(photos)  # type: ignore[arg-type]
+        with session.begin_nested():
+            projects.do_post_update(session=session, actor=user, project=project,
+                                    title=values.get("title", ""), body=values.get("body", ""),
+                                    photos=uploads,
+                                    upload_dir=request.app.state.settings.upload_dir)
+    except DomainError as exc:
+        return _console_project(request, session, user, project, error=exc, form="update",
+                                values=values, status_code=exc.status_code)
+    return redirect(f"/console/projects/{project.id}#updates")
+
+
+@router.post("/console/projects/{project_id}/fund-usages", dependencies=[CsrfChecked])
+@page_errors
+async def console_post_fund_usage(project_id: int, request: Request, session: DbSession,
+                                  viewer: Viewer) -> Response:
+    """Disclose fund usage with invoices and receipts."""
+    user, project = _managed(session, viewer, project_id)
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    attachments = [v for v in form.getlist("attachments") if not isinstance(v, str)]
+    try:
+        uploads = await read_uploads(attachments)  # type: ignore[arg-type]
+        projects.do_disclose_fund_usage(
+            session=session, actor=user, project=project, amount=values.get("amount", ""),
+            purpose=values.get("purpose", ""), description=values.get("description", ""),
+            spent_on=values.get("spent_on", ""), attachments=uploads,
+            upload_dir=request.app.state.settings.upload_dir)
+    except DomainError as exc:
+        return _console_project(request, session, user, project, error=exc, form="usage",
+                                values=values, status_code=exc.status_code)
+    return redirect(f"/console/projects/{project.id}#usages")
+
+
+# --- reviewers --------------------------------------------------------------------------------
+
+
+@router.get("/review/projects", response_class=HTMLResponse)
+@page_errors
+def review_projects(request: Request, session: DbSession, viewer: Viewer) -> Response:
+    """Projects for reviewers, submitted ones first."""
+    if viewer is None:
+        return _login(request)
+    _require_reviewer(viewer)
+    raw = request.query_params.get("status", "")
+    status = ProjectStatus(raw) if raw in {s.value for s in ProjectStatus} else None
+    page = _page(request)
+    items, total = projects.list_for_review(session=session, status=status, limit=PAGE_SIZE,
+                                            offset=(page - 1) * PAGE_SIZE)
+    orgs = projects.organizations_by_id(session=session,
+                                        ids=[i.project.organization_id for i in items])
+    return render(request, "review/projects.html", {
+        "items": items, "orgs": orgs, "total": total, "page": page,
+        "pages": max(1, -(-total // PAGE_SIZE)), "status": status.value if status else "",
+        "statuses": [s.value for s in ProjectStatus if s != ProjectStatus.DRAFT],
+    })
+
+
+def _review_project(request: Request, session: Session, project: Project, *,
+                    error: DomainError | None = None, values: dict[str, str] | None = None,
+                    status_code: int = 200) -> Response:
+    ctx = _detail_context(session, project)
+    ctx.update({
+        "actions": projects.allowed_actions(project, projects.Actor.PLATFORM),
+        "error": error, "error_message": tr(request, error.message) if error else None,
+        "values": values or {},
+        "today": today_cn(),
+    })
+    return render(request, "review/projects_detail.html", ctx, status_code=status_code)
+
+
+@router.get("/review/projects/{project_id}", response_class=HTMLResponse)
+@page_errors
+def review_project(project_id: int, request: Request, session: DbSession,
+                   viewer: Viewer) -> Response:
+    """One project for a reviewer: everything it shows, and the reviewer's actions."""
+    if viewer is None:
+        return _login(request)
+    _require_reviewer(viewer)
+    project = projects.get_project(session=session, project_id=project_id)
+    return _review_project(request, session, project)
+
+
+@router.post("/review/projects/{project_id}/actions/{action}", dependencies=[CsrfChecked])
+@page_errors
+async def review_action(project_id: int, action: str, request: Request, session: DbSession,
+                        viewer: Viewer) -> Response:
+    """Approve, reject, pause, resume or take down a project as the platform."""
+    user = _require_reviewer(viewer)
+    project = projects.get_project(session=session, project_id=project_id)
+    values = await _form(request)
+    try:
+        with session.begin_nested():
+            projects.do_transition(session=session, project=project, actor=user,
+                                   action=action.replace("-", "_"),
+                                   reason=values.get("reason", ""))
+    except DomainError as exc:
+        session.refresh(project)
+        return _review_project(request, session, project, error=exc, values=values,
+                               status_code=exc.status_code)
+    return redirect(f"/review/projects/{project.id}")

@@ -1,0 +1,206 @@
+"""Payment providers: the interface every provider implements, and the sandbox provider.
+
+A provider collects money for a :class:`~shanju.payments.models.PaymentIntent` on its own
+pages and tells the platform what happened through signed callbacks (notifications). The
+platform never trusts a callback it cannot verify: every provider turns the raw HTTP body and
+headers into a :class:`Notification` in :meth:`PaymentProvider.verify`, or raises
+:class:`InvalidSignature`.
+
+The sandbox provider signs its callbacks the way WeChat Pay API v3 does — a timestamp, a nonce
+and the exact body, joined by newlines, signed — with HMAC-SHA256 under a shared secret instead
+of RSA certificates. Its callbacks go through exactly the same HTTP endpoint, verification and
+handling code as a real provider's would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shanju.core.clock import utcnow
+from shanju.core.errors import DomainError
+from shanju.core.security import constant_time_equal, hmac_sha256, new_token
+
+Deliver = Callable[[str, bytes, dict[str, str]], None]
+EVENT_TYPES = ("payment.succeeded", "payment.failed", "refund.succeeded", "refund.failed")
+MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+class InvalidSignature(DomainError):
+    """A callback whose signature, timestamp or body cannot be trusted."""
+
+    status_code = 400
+    code = "invalid_signature"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A verified callback: what the provider says happened."""
+
+    provider: str
+    event_id: str
+    event_type: str
+    intent_id: str
+    amount_fen: int
+    provider_txn_id: str | None = None
+    refund_id: str | None = None
+    payload: Mapping[str, Any] | None = None
+
+
+class PaymentProvider(Protocol):
+    """What the platform needs from a payment provider."""
+
+    name: str
+
+    def checkout_url(self, intent_id: str) -> str:
+        """Where to send the donor to pay."""
+        ...
+
+    def verify(self, *, body: bytes, headers: Mapping[str, str]) -> Notification:
+        """Verify a callback's signature and parse it, or raise :class:`InvalidSignature`."""
+        ...
+
+    def request_refund(self, *, refund_id: str, intent_id: str, amount_fen: int) -> None:
+        """Ask the provider to return money; its answer arrives later as a callback.
+
+        Called only after the transaction that reserved the refund has committed.
+        """
+        ...
+
+
+class SandboxProvider:
+    """A provider for demos and tests: pays instantly when the donor presses a button."""
+
+    name = "sandbox"
+
+    def __init__(self, secret: str, deliver: Deliver | None = None) -> None:
+        self._secret = secret
+        # How the sandbox "gateway" sends its callbacks; the app wires this to the same
+        # handler the HTTP callback endpoint uses, in a transaction of its own.
+        self.deliver = deliver
+
+    def request_refund(self, *, refund_id: str, intent_id: str, amount_fen: int) -> None:
+        """The sandbox refunds at once: it sends the ``refund.succeeded`` callback."""
+        if self.deliver is None:
+            return
+        body, headers = self.build_callback(
+            event_type="refund.succeeded", intent_id=intent_id, amount_fen=amount_fen,
+            refund_id=refund_id,
+        )
+        self.deliver(self.name, body, headers)
+
+    def complete_payment(self, *, intent_id: str, amount_fen: int, succeeded: bool) -> None:
+        """The donor pressed pay (or cancel) on the sandbox cashier: send the callback."""
+        if self.deliver is None:
+            raise RuntimeError("the sandbox provider has no callback delivery configured")
+        body, headers = self.build_callback(
+            event_type="payment.succeeded" if succeeded else "payment.failed",
+            intent_id=intent_id, amount_fen=amount_fen,
+        )
+        self.deliver(self.name, body, headers)
+
+    def checkout_url(self, intent_id: str) -> str:
+        """The sandbox cashier page for an intent."""
+        return f"/pay/sandbox/{intent_id}"
+
+    # -- the provider's side: building signed callbacks ----------------------------------
+
+    def sign(self, body: bytes, *, timestamp: int, nonce: str) -> str:
+        """Sign a callback body (what the provider does before sending it)."""
+        message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
+        return hmac_sha256(self._secret, message)
+
+    def build_callback(
+        self,
+        *,
+        event_type: str,
+        intent_id: str,
+        amount_fen: int,
+        refund_id: str | None = None,
+        event_id: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> tuple[bytes, dict[str, str]]:
+        """Build a signed callback as the sandbox gateway would POST it: (body, headers)."""
+        if event_type not in EVENT_TYPES:
+            raise ValueError(event_type)
+        payload: dict[str, Any] = {
+            "id": event_id or new_token("evt_", 12),
+            "type": event_type,
+            "intent_id": intent_id,
+            "amount_fen": amount_fen,
+            "transaction_id": f"sbx_{intent_id}",
+        }
+        if refund_id:
+            payload["refund_id"] = refund_id
+        body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+        timestamp = int((now or utcnow()).timestamp())
+        nonce = new_token(nbytes=12)
+        headers = {
+            "X-Sandbox-Timestamp": str(timestamp),
+            "X-Sandbox-Nonce": nonce,
+            "X-Sandbox-Signature": self.sign(body, timestamp=timestamp, nonce=nonce),
+        }
+        return body, headers
+
+    # -- the platform's side: verifying them ----------------------------------------------
+
+    def verify(self, *, body: bytes, headers: Mapping[str, str]) -> Notification:
+        """Check signature and freshness, then parse; refuse anything else."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        timestamp = lowered.get("x-sandbox-timestamp", "")
+        nonce = lowered.get("x-sandbox-nonce", "")
+        signature = lowered.get("x-sandbox-signature", "")
+        if not (timestamp.isdigit() and nonce and signature):
+            raise InvalidSignature("The callback is missing its signature headers.")
+        expected = self.sign(body, timestamp=int(timestamp), nonce=nonce)
+        if not constant_time_equal(expected, signature):
+            raise InvalidSignature("The callback signature does not match its body.")
+        sent_at = dt.datetime.fromtimestamp(int(timestamp), dt.UTC)
+        if abs(utcnow() - sent_at) > MAX_CLOCK_SKEW:
+            raise InvalidSignature(
+                "The callback timestamp is too far from now.", code="stale_callback"
+            )
+        try:
+            data = json.loads(body)
+            event_type = str(data["type"])
+            amount = data["amount_fen"]
+            if event_type not in EVENT_TYPES or type(amount) is not int:
+                raise ValueError(event_type)
+            return Notification(
+                provider=self.name,
+                event_id=str(data["id"]),
+                event_type=event_type,
+                intent_id=str(data["intent_id"]),
+                amount_fen=amount,
+                provider_txn_id=data.get("transaction_id"),
+                refund_id=data.get("refund_id"),
+                payload=data,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidSignature(
+                "The callback body is not a valid notification.", code="malformed_callback"
+            ) from exc
+
+
+class Providers:
+    """The providers an installation has configured, by name."""
+
+    def __init__(self, *providers: PaymentProvider) -> None:
+        self._by_name = {p.name: p for p in providers}
+
+    def get(self, name: str) -> PaymentProvider:
+        """The provider called ``name``, or a 404 error."""
+        from shanju.core.errors import NotFound
+
+        provider = self._by_name.get(name)
+        if provider is None:
+            raise NotFound(f"Unknown payment provider: {name}", code="unknown_provider")
+        return provider
+
+    @property
+    def names(self) -> list[str]:
+        """Configured provider names."""
+        return sorted(self._by_name)

@@ -1,0 +1,159 @@
+"""Pydantic schemas of the projects API (money in integer fen, dates as YYYY-MM-DD)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shanju.projects.models import ProjectStatus
+
+
+class ProjectCreate(BaseModel):
+    """A new draft project; ``recipient_org_id`` names the partner of an unqualified org."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(max_length=200, examples=["乡村学校冬季温暖包"])
+    summary: str = Field(max_length=400)
+    description: str = ""
+    category: str = "other"
+    province: str = Field(examples=["云南"])
+    goal_fen: int = Field(description="Fundraising goal in fen (1 yuan = 100 fen).")
+    fundraising_plan: str
+    filing_number: str | None = Field(default=None, description="备案号")
+    filing_valid_from: dt.date | None = None
+    filing_valid_until: dt.date | None = None
+    starts_on: dt.date | None = None
+    ends_on: dt.date | None = None
+    recipient_org_id: int | None = None
+
+
+class ProjectUpdate(BaseModel):
+    """A partial change to a draft or rejected project (fields left out stay as they are)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = None
+    summary: str | None = None
+    description: str | None = None
+    category: str | None = None
+    province: str | None = None
+    goal_fen: int | None = None
+    fundraising_plan: str | None = None
+    filing_number: str | None = None
+    filing_valid_from: dt.date | None = None
+    filing_valid_until: dt.date | None = None
+    starts_on: dt.date | None = None
+    ends_on: dt.date | None = None
+    recipient_org_id: int | None = None
+
+
+class TransitionRequest(BaseModel):
+    """The reason for a move (required to reject, pause and take down)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = ""
+
+
+class OrgBrief(BaseModel):
+    """The public facts of an organization shown with a project."""
+
+    id: int
+    name: str
+    uscc: str
+    fundraising_cert_no: str | None
+    fundraising_valid_from: dt.date | None
+    fundraising_valid_until: dt.date | None
+    contact_phone: str
+
+
+class ProjectRead(BaseModel):
+    """A project with what it has raised."""
+
+    id: int
+    title: str
+    summary: str
+    description: str
+    category: str
+    province: str
+    status: ProjectStatus
+    goal_fen: int
+    raised_fen: int
+    donations: int = Field(description="Paid gifts (person-times).")
+    disclosed_fen: int | None = None
+    fundraising_plan: str
+    filing_number: str | None
+    filing_valid_from: dt.date | None
+    filing_valid_until: dt.date | None
+    starts_on: dt.date | None
+    ends_on: dt.date | None
+    organization_id: int
+    recipient_org_id: int
+    cover_url: str | None
+    url: str
+    organization: OrgBrief | None = None
+    recipient_organization: OrgBrief | None = None
+
+
+class ProjectPage(BaseModel):
+    """One page of projects."""
+
+    items: list[ProjectRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class AttachmentRead(BaseModel):
+    """An uploaded file."""
+
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    url: str
+
+
+class ProgressUpdateRead(BaseModel):
+    """A progress update."""
+
+    id: int
+    project_id: int
+    title: str
+    body: str
+    created_at: dt.datetime
+    photos: list[AttachmentRead]
+
+
+class FundUsageRead(BaseModel):
+    """A fund-usage disclosure."""
+
+    id: int
+    project_id: int
+    amount_fen: int
+    purpose: str
+    description: str
+    spent_on: dt.date
+    journal_entry_id: int | None
+    created_at: dt.datetime
+    attachments: list[AttachmentRead]
+
+
+class PublicDonationRead(BaseModel):
+    """A paid gift as the public sees it: the name masked, no contact details."""
+
+    donor: str = Field(description="Masked display name, or 爱心人士 for anonymous gifts.")
+    amount_fen: int
+    message: str
+    paid_at: dt.datetime | None
+
+
+class PublicDonationPage(BaseModel):
+    """One page of a project's paid gifts."""
+
+    items: list[PublicDonationRead]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,886 @@
+"""Projects: the lifecycle, the partner and filing rules, progress updates and fund usage.
+
+The lifecycle is one table, :data:`TRANSITIONS`; every state change goes through
+:func:`do_transition`, which checks who is acting, whether the move is allowed from the current
+state and the move's own preconditions, then changes the state and audits it in the caller's
+transaction. See ``docs/projects.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import Session
+
+from shanju.accounts import service as accounts
+from shanju.accounts.models import Role, User
+from shanju.core import audit, files
+from shanju.core.clock import today_cn, utcnow
+from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from shanju.core.money import check_amount_fen, format_fen, parse_yuan
+from shanju.core.regions import PROVINCES as PROVINCES  # re-exported for the views
+from shanju.donations import service as donations
+from shanju.ledger import service as ledger
+from shanju.organizations.models import Organization, OrgStatus
+from shanju.projects.models import Attachment, FundUsage, Project, ProjectStatus, ProjectUpdate
+
+S = ProjectStatus
+
+CATEGORIES: tuple[str, ...] = (
+    "education", "health", "poverty", "children", "elderly", "disability", "environment",
+    "disaster", "animals", "culture", "other",
+)
+# States anyone may see a project in (the page of a taken-down project only says so).
+PUBLIC_STATUSES = frozenset({S.FUNDRAISING, S.PAUSED, S.ENDED, S.EXECUTING, S.COMPLETED,
+                             S.TAKEN_DOWN})
+# States the public project list shows by default.
+LISTED_STATUSES: tuple[ProjectStatus, ...] = (S.FUNDRAISING, S.ENDED, S.EXECUTING, S.COMPLETED)
+EDITABLE_STATUSES = frozenset({S.DRAFT, S.REJECTED})
+# After approval and before being taken down the organization reports on the project.
+REPORTABLE_STATUSES = frozenset({S.FUNDRAISING, S.PAUSED, S.ENDED, S.EXECUTING, S.COMPLETED})
+
+
+class Actor(enum.StrEnum):
+    """Who makes a move: the publishing organization's staff or the platform's reviewers."""
+
+    ORG = "org"
+    PLATFORM = "platform"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One allowed move: ``action`` takes a project from ``source`` to ``target``.
+
+    ``target`` None means "back to ``status_before_pause``" (resume).
+    """
+
+    action: str
+    source: ProjectStatus
+    target: ProjectStatus | None
+    by: frozenset[Actor]
+    audit_verb: str
+    reason_required: bool = False
+
+
+_ORG = frozenset({Actor.ORG})
+_PLATFORM = frozenset({Actor.PLATFORM})
+_BOTH = frozenset({Actor.ORG, Actor.PLATFORM})
+_PAUSABLE = (S.FUNDRAISING, S.ENDED, S.EXECUTING)
+_TAKE_DOWN_FROM = (S.SUBMITTED, S.APPROVED, S.REJECTED, S.FUNDRAISING, S.PAUSED, S.ENDED,
+                   S.EXECUTING, S.COMPLETED)
+
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition("submit", S.DRAFT, S.SUBMITTED, _ORG, "submitted"),
+    Transition("submit", S.REJECTED, S.SUBMITTED, _ORG, "submitted"),
+    Transition("approve", S.SUBMITTED, S.APPROVED, _PLATFORM, "approved"),
+    Transition("reject", S.SUBMITTED, S.REJECTED, _PLATFORM, "rejected", reason_required=True),
+    Transition("start", S.APPROVED, S.FUNDRAISING, _ORG, "fundraising_started"),
+    Transition("end", S.FUNDRAISING, S.ENDED, _ORG, "fundraising_ended"),
+    Transition("execute", S.ENDED, S.EXECUTING, _ORG, "execution_started"),
+    Transition("complete", S.EXECUTING, S.COMPLETED, _ORG, "completed"),
+    *(Transition("pause", s, S.PAUSED, _BOTH, "paused", reason_required=True)
+      for s in _PAUSABLE),
+    Transition("resume", S.PAUSED, None, _BOTH, "resumed"),
+    *(Transition("take_down", s, S.TAKEN_DOWN, _PLATFORM, "taken_down", reason_required=True)
+      for s in _TAKE_DOWN_FROM),
+)
+ACTIONS: tuple[str, ...] = tuple(dict.fromkeys(t.action for t in TRANSITIONS))
+ACTION_TARGET: dict[str, ProjectStatus | None] = {t.action: t.target for t in TRANSITIONS}
+ACTION_BY: dict[str, frozenset[Actor]] = {t.action: t.by for t in TRANSITIONS}
+
+
+def find_transition(action: str, source: ProjectStatus) -> Transition | None:
+    """The transition ``action`` makes from ``source``, if it is allowed at all."""
+    for t in TRANSITIONS:
+        if t.action == action and t.source == source:
+            return t
+    return None
+
+
+def allowed_actions(project: Project, actor: Actor) -> list[str]:
+    """The actions ``actor`` may try on ``project`` now (for buttons)."""
+    return [
+        t.action for t in TRANSITIONS
+        if t.source == project.status and actor in t.by
+        and not (t.action == "resume" and actor is Actor.ORG and paused_by_platform(project))
+    ]
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def get_project(*, session: Session, project_id: int) -> Project:
+    """Return a project or raise NotFound ``project_not_found``."""
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound("This project does not exist.", code="project_not_found")
+    return project
+
+
+def get_visible_project(*, session: Session, project_id: int, viewer: User | None) -> Project:
+    """A project the viewer may see: public states for all, every state for its staff and
+    reviewers; others get the same NotFound as for a missing project."""
+    project = get_project(session=session, project_id=project_id)
+    if project.status in PUBLIC_STATUSES or can_manage(viewer, project) or (
+        viewer is not None and viewer.is_reviewer
+    ):
+        return project
+    raise NotFound("This project does not exist.", code="project_not_found")
+
+
+def can_manage(viewer: User | None, project: Project) -> bool:
+    """Whether the viewer is staff of the organization that publishes the project."""
+    return (
+        viewer is not None
+        and viewer.role == Role.ORG_STAFF
+        and viewer.organization_id is not None
+        and viewer.organization_id == project.organization_id
+    )
+
+
+def check_accepts_donations(*, project: Project, on: dt.date) -> None:
+    """Raise Conflict ``project_not_fundraising`` unless the project takes gifts on ``on``."""
+    if project.status != S.FUNDRAISING:
+        raise Conflict(
+            f"This project is not raising funds now (it is {project.status.value}).",
+            code="project_not_fundraising",
+            details={"status": project.status.value},
+        )
+    if not filing_valid_on(project, on):
+        raise Conflict(
+            "This project is not raising funds now: its fundraising filing is not valid today.",
+            code="project_not_fundraising",
+            details={"status": project.status.value, "filing_valid_until":
+                     project.filing_valid_until.isoformat() if project.filing_valid_until
+                     else None},
+        )
+
+
+def filing_valid_on(project: Project, day: dt.date) -> bool:
+    """Whether the project's fundraising filing (备案) covers ``day``."""
+    return bool(
+        project.filing_number
+        and project.filing_valid_from is not None
+        and project.filing_valid_until is not None
+        and project.filing_valid_from <= day <= project.filing_valid_until
+    )
+
+
+@dataclass(frozen=True)
+class ProjectListing:
+    """A project with what it has raised, for lists and cards."""
+
+    project: Project
+    raised_fen: int
+    donations: int
+
+    @property
+    def percent(self) -> int:
+        """Progress toward the goal, 0–100 (for the bar)."""
+        if self.project.goal_fen <= 0:
+            return 0
+        return min(100, self.raised_fen * 100 // self.project.goal_fen)
+
+
+def with_totals(*, session: Session, projects: Sequence[Project]) -> list[ProjectListing]:
+    """Attach raised totals and person-times to projects."""
+    totals = donations.project_totals(session=session, project_ids=[p.id for p in projects])
+    return [
+        ProjectListing(project=p, raised_fen=totals[p.id].raised_fen,
+                       donations=totals[p.id].donations)
+        for p in projects
+    ]
+
+
+def _status_order() -> ColumnElement[int]:
+    # Fundraising first, then the rest of the lifecycle in order.
+    return case(
+        (Project.status == S.FUNDRAISING, 0), (Project.status == S.PAUSED, 1),
+        (Project.status == S.ENDED, 2), (Project.status == S.EXECUTING, 3),
+        (Project.status == S.COMPLETED, 4), else_=5,
+    )
+
+
+def list_public_projects(
+    *,
+    session: Session,
+    province: str | None = None,
+    category: str | None = None,
+    organization_id: int | None = None,
+    status_in: Iterable[ProjectStatus] = LISTED_STATUSES,
+    limit: int = 20,
+    offset: int = 0,
+) -> tuple[list[ProjectListing], int]:
+    """Projects in public states (fundraising first, newest first), and how many match."""
+    statuses = [s for s in status_in if s in PUBLIC_STATUSES]
+    conditions: list[ColumnElement[bool]] = [Project.status.in_(statuses)]
+    if province:
+        conditions.append(Project.province == province)
+    if category:
+        conditions.append(Project.category == category)
+    if organization_id is not None:
+        conditions.append(Project.organization_id == organization_id)
+    total = session.scalar(select(func.count()).select_from(Project).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Project)
+        .where(*conditions)
+        .order_by(_status_order(), Project.featured.desc(), Project.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return with_totals(session=session, projects=list(rows)), int(total)
+
+
+def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectListing]:
+    """Projects for the home page: featured fundraising ones first, then the newest."""
+    rows = session.scalars(
+        select(Project)
+        .where(Project.status == S.FUNDRAISING)
+        .order_by(Project.featured.desc(), Project.id.desc())
+        .limit(limit)
+    )
+    return with_totals(session=session, projects=list(rows))
+
+
+def list_org_projects(*, session: Session, organization_id: int) -> list[ProjectListing]:
+    """Every project of an organization, newest first (for its console)."""
+    rows = session.scalars(
+        select(Project).where(Project.organization_id == organization_id)
+        .order_by(Project.id.desc())
+    )
+    return with_totals(session=session, projects=list(rows))
+
+
+def list_for_review(
+    *, session: Session, status: ProjectStatus | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[ProjectListing], int]:
+    """Projects for reviewers: submitted ones first (oldest submission first), then the rest."""
+    conditions = [Project.status != S.DRAFT]
+    if status is not None:
+        conditions = [Project.status == status]
+    total = session.scalar(select(func.count()).select_from(Project).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Project)
+        .where(*conditions)
+        .order_by(
+            case((Project.status == S.SUBMITTED, 0), else_=1),
+            Project.submitted_at.asc(),
+            Project.id.desc(),
+        )
+        .limit(limit)
+        .offset(offset)
+    )
+    return with_totals(session=session, projects=list(rows)), int(total)
+
+
+def organizations_by_id(*, session: Session, ids: Iterable[int]) -> dict[int, Organization]:
+    """Load organizations by id."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    return {o.id: o for o in session.scalars(
+        select(Organization).where(Organization.id.in_(wanted)))}
+
+
+def partner_candidates(*, session: Session, exclude_id: int | None = None) -> list[Organization]:
+    """Approved organizations qualified for public fundraising today (possible partners)."""
+    today = today_cn()
+    rows = session.scalars(
+        select(Organization).where(Organization.status == OrgStatus.APPROVED)
+        .order_by(Organization.name)
+    )
+    return [o for o in rows if o.id != exclude_id and o.is_qualified_on(today)]
+
+
+# --- creating and editing ------------------------------------------------------------------
+
+
+@dataclass
+class ProjectFields:
+    """The editable fields of a project, already parsed (money in fen, dates as dates)."""
+
+    title: str = ""
+    summary: str = ""
+    description: str = ""
+    category: str = "other"
+    province: str = ""
+    goal_fen: int = 0
+    fundraising_plan: str = ""
+    filing_number: str | None = None
+    filing_valid_from: dt.date | None = None
+    filing_valid_until: dt.date | None = None
+    starts_on: dt.date | None = None
+    ends_on: dt.date | None = None
+    recipient_org_id: int | None = None
+
+
+FORM_FIELDS = (
+    "title", "summary", "description", "category", "province", "goal", "fundraising_plan",
+    "filing_number", "filing_valid_from", "filing_valid_until", "starts_on", "ends_on",
+    "recipient_org_id",
+)
+
+
+def parse_date(text: str, *, field: str) -> dt.date | None:
+    """Parse ``YYYY-MM-DD`` (empty → None) or raise InvalidInput ``invalid_date``."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            "Enter the date as YYYY-MM-DD.", code="invalid_date", field=field
+        ) from None
+
+
+def parse_form(form: dict[str, str]) -> ProjectFields:
+    """Parse a project form's strings into fields (raise InvalidInput naming the field)."""
+    goal_text = form.get("goal", "").strip()
+    if not goal_text:
+        raise InvalidInput("Enter the fundraising goal in yuan.", code="goal_required",
+                           field="goal")
+    recipient = form.get("recipient_org_id", "").strip()
+    if recipient and not recipient.isdigit():
+        raise InvalidInput("Choose a partner organization from the list.",
+                           code="partner_required", field="recipient_org_id")
+    return ProjectFields(
+        title=form.get("title", ""),
+        summary=form.get("summary", ""),
+        description=form.get("description", ""),
+        category=form.get("category", "other") or "other",
+        province=form.get("province", ""),
+        goal_fen=parse_yuan(goal_text, field="goal"),
+        fundraising_plan=form.get("fundraising_plan", ""),
+        filing_number=form.get("filing_number", "").strip() or None,
+        filing_valid_from=parse_date(form.get("filing_valid_from", ""),
+                                     field="filing_valid_from"),
+        filing_valid_until=parse_date(form.get("filing_valid_until", ""),
+                                      field="filing_valid_until"),
+        starts_on=parse_date(form.get("starts_on", ""), field="starts_on"),
+        ends_on=parse_date(form.get("ends_on", ""), field="ends_on"),
+        recipient_org_id=int(recipient) if recipient else None,
+    )
+
+
+def fields_of(project: Project) -> ProjectFields:
+    """The current fields of a project (to merge a partial update into)."""
+    return ProjectFields(
+        title=project.title, summary=project.summary, description=project.description,
+        category=project.category, province=project.province, goal_fen=project.goal_fen,
+        fundraising_plan=project.fundraising_plan, filing_number=project.filing_number,
+        filing_valid_from=project.filing_valid_from,
+        filing_valid_until=project.filing_valid_until, starts_on=project.starts_on,
+        ends_on=project.ends_on,
+        recipient_org_id=(project.recipient_org_id
+                          if project.recipient_org_id != project.organization_id else None),
+    )
+
+
+def form_values(project: Project) -> dict[str, str]:
+    """A project's fields as form strings (to fill the edit form)."""
+    f = fields_of(project)
+    return {
+        "title": f.title, "summary": f.summary, "description": f.description,
+        "category": f.category, "province": f.province, "goal": f"{f.goal_fen / 100:g}"
+        if f.goal_fen % 100 == 0 else f"{f.goal_fen // 100}.{f.goal_fen % 100:02d}",
+        "fundraising_plan": f.fundraising_plan, "filing_number": f.filing_number or "",
+        "filing_valid_from": f.filing_valid_from.isoformat() if f.filing_valid_from else "",
+        "filing_valid_until": f.filing_valid_until.isoformat() if f.filing_valid_until else "",
+        "starts_on": f.starts_on.isoformat() if f.starts_on else "",
+        "ends_on": f.ends_on.isoformat() if f.ends_on else "",
+        "recipient_org_id": str(f.recipient_org_id or ""),
+    }
+
+
+def _text(value: str, *, field: str, label: str, max_len: int, required: bool = True) -> str:
+    cleaned = value.strip()
+    if required and not cleaned:
+        raise InvalidInput(f"Enter the {label}.", code=f"{field}_required", field=field)
+    if len(cleaned) > max_len:
+        raise InvalidInput(
+            f"The {label} can be at most {max_len} characters.", code=f"{field}_too_long",
+            field=field,
+        )
+    return cleaned
+
+
+def check_fields(fields: ProjectFields) -> ProjectFields:
+    """Validate and normalize a project's fields (no database look-ups)."""
+    title = _text(fields.title, field="title", label="title", max_len=80)
+    summary = _text(fields.summary, field="summary", label="summary", max_len=200)
+    description = _text(fields.description, field="description", label="description",
+                        max_len=20_000, required=False)
+    plan = _text(fields.fundraising_plan, field="fundraising_plan", label="fundraising plan",
+                 max_len=5_000)
+    if fields.category not in CATEGORIES:
+        raise InvalidInput("Choose a category from the list.", code="invalid_category",
+                           field="category")
+    province = fields.province.strip()
+    if province not in PROVINCES:
+        raise InvalidInput("Choose a province from the list.", code="invalid_province",
+                           field="province")
+    if type(fields.goal_fen) is not int or fields.goal_fen <= 0:
+        raise InvalidInput("The goal must be greater than zero.", code="goal_not_positive",
+                           field="goal")
+    check_amount_fen(fields.goal_fen, field="goal")
+    filing_number = (fields.filing_number or "").strip() or None
+    if filing_number is not None and len(filing_number) > 60:
+        raise InvalidInput("The filing number can be at most 60 characters.",
+                           code="filing_number_too_long", field="filing_number")
+    if (fields.filing_valid_from and fields.filing_valid_until
+            and fields.filing_valid_from > fields.filing_valid_until):
+        raise InvalidInput("The filing's validity must end after it starts.",
+                           code="filing_dates_reversed", field="filing_valid_until")
+    if fields.starts_on and fields.ends_on and fields.starts_on > fields.ends_on:
+        raise InvalidInput("The project must end after it starts.", code="dates_reversed",
+                           field="ends_on")
+    return replace(fields, title=title, summary=summary, description=description,
+                   fundraising_plan=plan, province=province, filing_number=filing_number)
+
+
+def check_recipient(
+    *, session: Session, organization: Organization, recipient_org_id: int | None,
+    on: dt.date,
+) -> int:
+    """Return who receives the funds: the organization itself if qualified, else its partner.
+
+    An organization without a valid public-fundraising qualification must name a qualified,
+    approved partner (Charity Law Art. 26).
+    """
+    if organization.is_qualified_on(on):
+        return organization.id
+    if recipient_org_id is None or recipient_org_id == organization.id:
+        raise InvalidInput(
+            "Your organization has no valid public-fundraising qualification: name a qualified "
+            "partner organization to receive the funds.",
+            code="partner_required", field="recipient_org_id",
+        )
+    partner = session.get(Organization, recipient_org_id)
+    if partner is None or partner.status != OrgStatus.APPROVED or not partner.is_qualified_on(on):
+        raise InvalidInput(
+            "The partner organization must be approved on the platform and hold a valid "
+            "public-fundraising qualification.",
+            code="partner_required", field="recipient_org_id",
+        )
+    return partner.id
+
+
+def _organization(session: Session, org_id: int) -> Organization:
+    org = session.get(Organization, org_id)
+    if org is None:
+        raise NotFound("This organization does not exist.", code="organization_not_found")
+    return org
+
+
+def _staff_org_id(actor: User) -> int:
+    if actor.role != Role.ORG_STAFF or actor.organization_id is None:
+        raise PermissionDenied("Only an organization's staff may do this.",
+                               code="org_staff_only")
+    return actor.organization_id
+
+
+def check_can_manage(*, actor: User, project: Project) -> None:
+    """Raise unless ``actor`` is staff of the organization that publishes the project."""
+    org_id = _staff_org_id(actor)
+    if org_id != project.organization_id:
+        raise PermissionDenied("This project belongs to another organization.",
+                               code="not_your_project")
+
+
+def do_create_project(*, session: Session, actor: User, fields: ProjectFields) -> Project:
+    """Create a draft project for the actor's organization."""
+    org = _organization(session, _staff_org_id(actor))
+    clean = check_fields(fields)
+    recipient_id = check_recipient(session=session, organization=org,
+                                   recipient_org_id=clean.recipient_org_id, on=today_cn())
+    project = Project(
+        organization_id=org.id, recipient_org_id=recipient_id, title=clean.title,
+        summary=clean.summary, description=clean.description, category=clean.category,
+        province=clean.province, goal_fen=clean.goal_fen,
+        fundraising_plan=clean.fundraising_plan, filing_number=clean.filing_number,
+        filing_valid_from=clean.filing_valid_from, filing_valid_until=clean.filing_valid_until,
+        starts_on=clean.starts_on, ends_on=clean.ends_on, status=S.DRAFT,
+        created_by_id=actor.id,
+    )
+    session.add(project)
+    session.flush()
+    audit.record(
+        session, actor_id=actor.id, action="projects.project.created", object_type="project",
+        object_id=project.id,
+        data={"new": {"title": project.title, "goal_fen": project.goal_fen,
+                      "organization_id": org.id, "recipient_org_id": recipient_id}},
+    )
+    return project
+
+
+def do_update_project(
+    *, session: Session, actor: User, project: Project, fields: ProjectFields
+) -> Project:
+    """Change a draft or rejected project's fields."""
+    check_can_manage(actor=actor, project=project)
+    if project.status not in EDITABLE_STATUSES:
+        raise Conflict(
+            f"A project can be edited only as a draft or after rejection; this one is "
+            f"{project.status.value}.",
+            code="project_not_editable",
+        )
+    org = _organization(session, project.organization_id)
+    clean = check_fields(fields)
+    recipient_id = check_recipient(session=session, organization=org,
+                                   recipient_org_id=clean.recipient_org_id, on=today_cn())
+    data = audit.changes(
+        project, title=clean.title, summary=clean.summary, description=clean.description,
+        category=clean.category, province=clean.province, goal_fen=clean.goal_fen,
+        fundraising_plan=clean.fundraising_plan, filing_number=clean.filing_number,
+        filing_valid_from=clean.filing_valid_from, filing_valid_until=clean.filing_valid_until,
+        starts_on=clean.starts_on, ends_on=clean.ends_on, recipient_org_id=recipient_id,
+    )
+    if data["new"]:
+        audit.record(session, actor_id=actor.id, action="projects.project.updated",
+                     object_type="project", object_id=project.id, data=data)
+    session.flush()
+    return project
+
+
+def do_set_cover(
+    *, session: Session, actor: User, project: Project, upload: files.Upload, upload_dir: Path
+) -> Attachment:
+    """Store a cover image for a project the actor manages."""
+    check_can_manage(actor=actor, project=project)
+    attachment = files.do_store_upload(
+        session=session, upload_dir=upload_dir, upload=upload, owner_type="project_cover",
+        owner_id=project.id, actor_id=actor.id, images_only=True,
+    )
+    data = audit.changes(project, cover_image_id=attachment.id)
+    audit.record(session, actor_id=actor.id, action="projects.project.cover_changed",
+                 object_type="project", object_id=project.id, data=data)
+    session.flush()
+    return attachment
+
+
+# --- the lifecycle -------------------------------------------------------------------------
+
+
+def actor_kind(*, actor: User, project: Project) -> Actor:
+    """Whether ``actor`` acts for the publishing organization or for the platform."""
+    if actor.is_reviewer:
+        return Actor.PLATFORM
+    check_can_manage(actor=actor, project=project)
+    return Actor.ORG
+
+
+def paused_by_platform(project: Project) -> bool:
+    """Whether the current pause was made by the platform (only the platform lifts it)."""
+    from sqlalchemy.orm import object_session
+
+    session = object_session(project)
+    if session is None or project.status != S.PAUSED:
+        return False
+    entry = session.scalar(
+        select(audit.AuditEntry)
+        .where(audit.AuditEntry.object_type == "project",
+               audit.AuditEntry.object_id == str(project.id),
+               audit.AuditEntry.action == "projects.project.paused")
+        .order_by(audit.AuditEntry.id.desc())
+        .limit(1)
+    )
+    return bool(entry and entry.data.get("by") == Actor.PLATFORM.value)
+
+
+def _illegal(project: Project, action: str) -> Conflict:
+    target = ACTION_TARGET.get(action)
+    target_text = target.value if target is not None else "its state before the pause"
+    return Conflict(
+        f"A project cannot go from {project.status.value} to {target_text}.",
+        code="illegal_transition",
+        details={"from": project.status.value, "to": target.value if target else None,
+                 "action": action},
+    )
+
+
+def check_transition(
+    *, session: Session, project: Project, actor: User, action: str, reason: str = "",
+    on: dt.date | None = None,
+) -> tuple[Transition, Actor, str]:
+    """Check that ``actor`` may make ``action`` on ``project`` now; return what applies."""
+    if action not in ACTIONS:
+        raise NotFound("No such project action.", code="unknown_action")
+    kind = actor_kind(actor=actor, project=project)
+    if kind not in ACTION_BY[action]:
+        if kind is Actor.ORG:
+            raise PermissionDenied("Only platform reviewers may do this.", code="reviewer_only")
+        raise PermissionDenied("Only the organization's staff may do this.",
+                               code="org_staff_only")
+    transition = find_transition(action, project.status)
+    if transition is None:
+        raise _illegal(project, action)
+    reason = reason.strip()
+    if transition.reason_required and not reason:
+        raise InvalidInput("Give a reason.", code="reason_required", field="reason")
+    if len(reason) > 1000:
+        raise InvalidInput("The reason can be at most 1000 characters.", code="reason_too_long",
+                           field="reason")
+    day = on or today_cn()
+    if action == "submit":
+        _check_ready_to_submit(session=session, project=project, on=day)
+    elif action == "start":
+        _check_ready_to_start(session=session, project=project, on=day)
+    elif action == "resume" and kind is Actor.ORG and paused_by_platform(project):
+        raise PermissionDenied(
+            "The platform paused this project; only the platform can resume it.",
+            code="paused_by_platform",
+        )
+    elif action == "resume" and project.status_before_pause is None:
+        raise _illegal(project, action)
+    return transition, kind, reason
+
+
+def _check_filing(project: Project, *, on: dt.date, starting: bool) -> None:
+    if not (project.filing_number and project.filing_valid_from and project.filing_valid_until):
+        raise InvalidInput(
+            "Enter the fundraising filing number (备案号) and its validity period first.",
+            code="filing_required", field="filing_number",
+        )
+    period = f"{project.filing_valid_from.isoformat()} – {project.filing_valid_until.isoformat()}"
+    if on > project.filing_valid_until:
+        raise InvalidInput(
+            f"The fundraising filing expired (valid {period}).", code="filing_not_valid",
+            field="filing_valid_until",
+        )
+    if starting and on < project.filing_valid_from:
+        raise InvalidInput(
+            f"Fundraising can start only within the filing's validity ({period}).",
+            code="filing_not_valid", field="filing_valid_from",
+        )
+
+
+def _check_ready_to_submit(*, session: Session, project: Project, on: dt.date) -> None:
+    org = _organization(session, project.organization_id)
+    if org.status != OrgStatus.APPROVED:
+        raise Conflict(
+            "Your organization must be approved by the platform before it submits projects.",
+            code="organization_not_approved",
+        )
+    check_fields(fields_of(project))
+    check_recipient(session=session, organization=org, recipient_org_id=(
+        project.recipient_org_id if project.recipient_org_id != org.id else None), on=on)
+    _check_filing(project, on=on, starting=False)
+
+
+def _check_ready_to_start(*, session: Session, project: Project, on: dt.date) -> None:
+    org = _organization(session, project.organization_id)
+    if org.status != OrgStatus.APPROVED:
+        raise Conflict("Your organization is not approved by the platform now.",
+                       code="organization_not_approved")
+    recipient = _organization(session, project.recipient_org_id)
+    if not recipient.is_qualified_on(on) or recipient.status != OrgStatus.APPROVED:
+        raise InvalidInput(
+            "The organization receiving the funds has no valid public-fundraising "
+            "qualification today.",
+            code="partner_required", field="recipient_org_id",
+        )
+    _check_filing(project, on=on, starting=True)
+
+
+def do_transition(
+    *, session: Session, project: Project, actor: User, action: str, reason: str = "",
+    on: dt.date | None = None,
+) -> Project:
+    """Make one lifecycle move (see :data:`TRANSITIONS`), audited with its reason."""
+    transition, kind, reason = check_transition(
+        session=session, project=project, actor=actor, action=action, reason=reason, on=on)
+    now = utcnow()
+    new: dict[str, object] = {}
+    if action == "resume":
+        new["status"] = project.status_before_pause
+        new["status_before_pause"] = None
+    else:
+        assert transition.target is not None  # noqa: S101 - only resume has no fixed target
+        new["status"] = transition.target
+    if action == "pause":
+        new["status_before_pause"] = project.status
+    if action == "submit":
+        new["submitted_at"] = now
+        new["review_note"] = None
+    if action in ("approve", "reject"):
+        new["reviewed_at"] = now
+        new["review_note"] = reason or None
+    if action == "take_down":
+        new["review_note"] = reason
+        new["featured"] = False
+    data: dict[str, object] = dict(audit.changes(project, **new))
+    data["by"] = kind.value
+    if reason:
+        data["reason"] = reason
+    audit.record(session, actor_id=actor.id, action=f"projects.project.{transition.audit_verb}",
+                 object_type="project", object_id=project.id, data=data)
+    session.flush()
+    if kind is Actor.PLATFORM and action in ("pause", "take_down"):
+        _notify_of_platform_action(session=session, project=project, action=action,
+                                   reason=reason)
+    return project
+
+
+def _notify_of_platform_action(
+    *, session: Session, project: Project, action: str, reason: str
+) -> int:
+    verb = "暂停" if action == "pause" else "下架"
+    link = f"/projects/{project.id}"
+    donor_ids = donations.donor_ids_of_project(session=session, project_id=project.id)
+    sent = accounts.do_notify(
+        session=session, user_ids=donor_ids, kind=f"projects.{action}",
+        title=f"您支持的项目「{project.title}」已被平台{verb}",
+        body=f"原因:{reason}", link=link,
+    )
+    staff_ids = session.scalars(
+        select(User.id).where(User.organization_id == project.organization_id,
+                              User.role == Role.ORG_STAFF)
+    ).all()
+    sent += accounts.do_notify(
+        session=session, user_ids=[uid for uid in staff_ids if uid not in donor_ids],
+        kind=f"projects.{action}", title=f"您的项目「{project.title}」已被平台{verb}",
+        body=f"原因:{reason}", link=f"/console/projects/{project.id}",
+    )
+    return sent
+
+
+# --- progress updates and fund usage -------------------------------------------------------
+
+
+def _check_reportable(project: Project) -> None:
+    if project.status not in REPORTABLE_STATUSES:
+        raise Conflict(
+            f"Updates and disclosures can be posted once fundraising has started; this "
+            f"project is {project.status.value}.",
+            code="project_not_reportable",
+        )
+
+
+def do_post_update(
+    *, session: Session, actor: User, project: Project, title: str, body: str,
+    photos: Sequence[files.Upload] = (), upload_dir: Path,
+) -> ProjectUpdate:
+    """Post a progress update with photos (JPEG/PNG/WebP)."""
+    check_can_manage(actor=actor, project=project)
+    _check_reportable(project)
+    clean_title = _text(title, field="title", label="title", max_len=120)
+    clean_body = _text(body, field="body", label="text", max_len=10_000)
+    files.check_uploads(list(photos), field="photos", images_only=True)
+    update = ProjectUpdate(project_id=project.id, title=clean_title, body=clean_body,
+                           author_id=actor.id)
+    session.add(update)
+    session.flush()
+    for photo in photos:
+        files.do_store_upload(session=session, upload_dir=upload_dir, upload=photo,
+                              owner_type="project_update", owner_id=update.id,
+                              actor_id=actor.id, images_only=True)
+    audit.record(session, actor_id=actor.id, action="projects.update.posted",
+                 object_type="project_update", object_id=update.id,
+                 data={"new": {"project_id": project.id, "title": clean_title,
+                               "photos": len(photos)}})
+    return update
+
+
+def fund_balance(*, session: Session, project: Project) -> int:
+    """What the project's fund holds now (raised, less refunds and disclosed usage)."""
+    return ledger.balance(session, ledger.project_fund(project.id))
+
+
+def do_disclose_fund_usage(
+    *, session: Session, actor: User, project: Project, amount: str | int, purpose: str,
+    description: str = "", spent_on: str | dt.date | None, attachments:
+    Sequence[files.Upload] = (), upload_dir: Path,
+) -> FundUsage:
+    """Disclose money used from the project's fund; moves it to the receiving organization.
+
+    ``amount`` is yuan text from a form or integer fen from the API. Refused with
+    InsufficientFunds ``insufficient_funds`` (nothing saved) when the fund holds less.
+    """
+    check_can_manage(actor=actor, project=project)
+    _check_reportable(project)
+    amount_fen = (parse_yuan(amount, field="amount") if isinstance(amount, str)
+                  else check_amount_fen(amount, field="amount"))
+    clean_purpose = _text(purpose, field="purpose", label="purpose", max_len=200)
+    clean_description = _text(description, field="description", label="description",
+                              max_len=5_000, required=False)
+    day = spent_on if isinstance(spent_on, dt.date) else parse_date(spent_on or "",
+                                                                     field="spent_on")
+    if day is None:
+        raise InvalidInput("Enter the date the money was spent.", code="spent_on_required",
+                           field="spent_on")
+    if day > today_cn():
+        raise InvalidInput("The date cannot be in the future.", code="spent_on_in_future",
+                           field="spent_on")
+    files.check_uploads(list(attachments), field="attachments")
+    available = fund_balance(session=session, project=project)
+    if amount_fen > available:
+        raise _insufficient(amount_fen, available)
+    try:
+        # A refused movement (a concurrent refund drained the fund) leaves nothing behind.
+        with session.begin_nested():
+            usage = FundUsage(project_id=project.id, amount_fen=amount_fen,
+                              purpose=clean_purpose, description=clean_description,
+                              spent_on=day, created_by_id=actor.id)
+            session.add(usage)
+            session.flush()
+            entry = ledger.post(session, ledger.transfer(
+                "project.funds_used", source=ledger.project_fund(project.id),
+                destination=ledger.organization(project.recipient_org_id),
+                amount_fen=amount_fen, memo=clean_purpose[:200],
+                dedupe_key=f"fund_usage:{usage.id}", actor_id=actor.id,
+                no_overdraft_source=True,
+            ))
+            usage.journal_entry_id = entry.id
+            for upload in attachments:
+                files.do_store_upload(session=session, upload_dir=upload_dir, upload=upload,
+                                      owner_type="fund_usage", owner_id=usage.id,
+                                      actor_id=actor.id)
+            audit.record(session, actor_id=actor.id, action="projects.fund_usage.disclosed",
+                         object_type="fund_usage", object_id=usage.id,
+                         data={"new": {"project_id": project.id, "amount_fen": amount_fen,
+                                       "purpose": clean_purpose, "spent_on": day.isoformat(),
+                                       "journal_entry_id": entry.id}})
+            session.flush()
+    except ledger.InsufficientFunds:
+        raise _insufficient(amount_fen, fund_balance(session=session, project=project)) from None
+    return usage
+
+
+def _insufficient(amount_fen: int, available: int) -> ledger.InsufficientFunds:
+    return ledger.InsufficientFunds(
+        f"The project's fund holds {format_fen(available)}; a disclosure of "
+        f"{format_fen(amount_fen)} is more than that.",
+        field="amount",
+        details={"available_fen": available, "amount_fen": amount_fen},
+    )
+
+
+def list_updates(*, session: Session, project_id: int) -> list[ProjectUpdate]:
+    """A project's progress updates, newest first."""
+    return list(session.scalars(
+        select(ProjectUpdate).where(ProjectUpdate.project_id == project_id)
+        .order_by(ProjectUpdate.created_at.desc(), ProjectUpdate.id.desc())
+    ))
+
+
+def list_fund_usages(*, session: Session, project_id: int) -> list[FundUsage]:
+    """A project's fund-usage disclosures, newest first."""
+    return list(session.scalars(
+        select(FundUsage).where(FundUsage.project_id == project_id)
+        .order_by(FundUsage.spent_on.desc(), FundUsage.id.desc())
+    ))
+
+
+def disclosed_total(*, session: Session, project_id: int) -> int:
+    """Total fen disclosed as used for a project."""
+    value = session.scalar(
+        select(func.coalesce(func.sum(FundUsage.amount_fen), 0))
+        .where(FundUsage.project_id == project_id)
+    )
+    return int(value or 0)

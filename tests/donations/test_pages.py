@@ -1,0 +1,108 @@
+"""Giving through the pages: the donate form, the sandbox cashier and "my donations"."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from shanju.core.db import Database
+from shanju.ledger import service as ledger
+from tests.factories import PASSWORD
+from tests.money import World
+
+
+def csrf(client: TestClient, path: str) -> str:
+    page = client.get(path)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, page.text[:500]
+    return match.group(1)
+
+
+def login(client: TestClient, db: Database, world: World) -> None:
+    from shanju.accounts import service as accounts
+    from shanju.accounts.models import User
+
+    with db.transaction() as s:
+        user = s.get_one(User, world.donor_id)
+        token = accounts.do_start_session(session=s, user=user)
+    client.cookies.set("sj_session", token)
+    assert PASSWORD  # the same user can also sign in through /login
+
+
+def form(client: TestClient, world: World, **overrides: str) -> dict[str, str]:
+    data = {"csrf_token": csrf(client, f"/projects/{world.project_id}/donate"), "amount": "20",
+            "custom_amount": "", "donor_name": "张三丰", "message": "加油",
+            "province": "四川", "idempotency_key": "form-key-1"}
+    data.update(overrides)
+    return data
+
+
+def test_donate_pay_and_see_it_in_my_donations(client: TestClient, world: World, db: Database
+                                               ) -> None:
+    login(client, db, world)
+    response = client.post(f"/projects/{world.project_id}/donate", data=form(client, world),
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+    cashier = response.headers["location"]
+    assert cashier.startswith("/pay/sandbox/pi_")
+    page = client.get(cashier)
+    assert "¥20.00" in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    paid = client.post(cashier, data={"csrf_token": token.group(1), "action": "pay"})
+    assert paid.status_code == 200
+    assert "data-code" not in paid.text
+    mine = client.get("/me/donations")
+    assert "¥20.00" in mine.text
+    with db.transaction(write=False) as s:
+        assert ledger.balance(s, ledger.project_fund(world.project_id)) == 2000
+
+
+def test_double_submit_of_the_same_form_creates_one_donation(
+    client: TestClient, world: World, db: Database, snapshot: Any
+) -> None:
+    login(client, db, world)
+    data = form(client, world)
+    first = client.post(f"/projects/{world.project_id}/donate", data=data,
+                        follow_redirects=False)
+    before = snapshot()
+    second = client.post(f"/projects/{world.project_id}/donate", data=data,
+                         follow_redirects=False)
+    assert first.headers["location"] == second.headers["location"]
+    assert snapshot() == before
+
+
+def test_form_errors_are_readable_and_change_nothing(
+    client: TestClient, world: World, db: Database, snapshot: Any
+) -> None:
+    login(client, db, world)
+    before = snapshot()
+    for custom, code in [("0", "amount_not_positive"), ("1.234", "amount_not_whole_fen"),
+                         ("abc", "amount_not_a_number"), ("-5", "amount_not_positive")]:
+        response = client.post(f"/projects/{world.project_id}/donate",
+                               data=form(client, world, custom_amount=custom))
+        assert response.status_code == 422
+        assert f'data-code="{code}"' in response.text
+        assert 'value="' + custom + '"' in response.text  # the input is kept
+    closed = client.post(f"/projects/{world.closed_project_id}/donate",
+                         data=form(client, world))
+    assert closed.status_code == 409
+    assert snapshot() == before
+
+
+def test_donating_requires_sign_in_and_a_csrf_token(
+    client: TestClient, world: World, db: Database, snapshot: Any
+) -> None:
+    before = snapshot()
+    anonymous = client.post(f"/projects/{world.project_id}/donate", data=form(client, world),
+                            follow_redirects=False)
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"].startswith("/login")
+    login(client, db, world)
+    forged = client.post(f"/projects/{world.project_id}/donate",
+                         data=form(client, world, csrf_token="forged"))
+    assert forged.status_code == 403
+    assert 'data-code="csrf_failed"' in forged.text
+    assert snapshot() == before
