@@ -14,6 +14,7 @@ from shanju.accounts.models import ApiToken, Notification, Role, User, WebSessio
 from shanju.core import audit
 from shanju.core.clock import utcnow
 from shanju.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from shanju.core.regions import PROVINCES
 from shanju.core.security import hash_password, new_token, token_hash, verify_password
 
 SESSION_LIFETIME = dt.timedelta(days=14)
@@ -21,12 +22,6 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
 SELF_SERVICE_ROLES = (Role.DONOR, Role.ORG_STAFF, Role.ENTERPRISE_STAFF)
-# Province-level divisions as people write them (the short form used across the platform).
-PROVINCES = (
-    "北京", "天津", "河北", "山西", "内蒙古", "辽宁", "吉林", "黑龙江", "上海", "江苏", "浙江",
-    "安徽", "福建", "江西", "山东", "河南", "湖北", "湖南", "广东", "广西", "海南", "重庆",
-    "四川", "贵州", "云南", "西藏", "陕西", "甘肃", "青海", "宁夏", "新疆", "台湾", "香港", "澳门",
-)
 # Verifying against a real hash when the email is unknown keeps the answer time the same, so
 # the time a failed sign-in takes does not reveal whether an account exists.
 _DUMMY_HASH = hash_password("not a real password, only for timing")

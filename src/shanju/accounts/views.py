@@ -14,6 +14,7 @@ from shanju.core.config import Settings
 from shanju.core.deps import SESSION_COOKIE, CsrfChecked, CurrentUser, DbSession, Viewer
 from shanju.core.errors import DomainError
 from shanju.core.i18n import N_
+from shanju.core.regions import PROVINCES
 from shanju.core.web import redirect, render, request_locale, tr
 
 router = APIRouter()
@@ -84,7 +85,7 @@ def _signup_page(
         "accounts/signup.html",
         {
             "form": form,
-            "provinces": accounts.PROVINCES,
+            "provinces": PROVINCES,
             "roles": ROLE_CHOICES,
             "min_password": accounts.MIN_PASSWORD,
             **extra,
