@@ -57,7 +57,8 @@ def test_killed_mid_credit_then_retried_credits_once(
     job.write_text(json.dumps({"url": db.url, "secret": "test-sandbox-secret",
                                "body": body.decode(), "headers": headers}))
     before = snapshot()
-    child = subprocess.run([sys.executable, "-c", CHILD, str(job)], capture_output=True,
+    child = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", CHILD, str(job)], capture_output=True,
                            timeout=60, check=False)
     assert child.returncode == -9, child.stderr.decode()[-2000:]
     assert snapshot() == before  # nothing of the half-done credit survived

@@ -132,6 +132,9 @@ class Database:
             else:
                 session.rollback()
         except BaseException:
+            # Detach what was loaded before rolling back: a rollback would expire it, and the
+            # error page rendered afterwards still reads the viewer (``viewer.role``...).
+            session.expunge_all()
             session.rollback()
             raise
         finally:

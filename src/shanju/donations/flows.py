@@ -32,7 +32,8 @@ from shanju.ledger import service as ledger
 from shanju.payments import service as payments
 from shanju.payments.models import IntentStatus, PaymentIntent, ProviderEvent, Refund
 from shanju.payments.providers import Notification, PaymentProvider, Providers, SandboxProvider
-from shanju.projects.models import Project, ProjectStatus
+from shanju.projects import service as projects
+from shanju.projects.models import Project
 
 log = structlog.get_logger(__name__)
 MAX_MESSAGE = 200
@@ -76,10 +77,8 @@ def check_donation_request(
             "The message can have at most 200 characters.", code="message_too_long",
             field="message",
         )
-    project = session.get(Project, project_id)
-    if project is None:
-        raise NotFound("There is no such project.", code="project_not_found")
-    check_project_accepts_donations(project=project)
+    project = projects.get_project(session=session, project_id=project_id)
+    projects.check_accepts_donations(project=project, on=today_cn())
     request = DonationRequest(
         project_id=project.id,
         amount_fen=amount,
@@ -89,24 +88,6 @@ def check_donation_request(
         province=(province or "").strip() or actor.province,
     )
     return request, project
-
-
-def check_project_accepts_donations(*, project: Project) -> None:
-    """Only a fundraising project within its filing's validity period takes donations."""
-    if project.status != ProjectStatus.FUNDRAISING:
-        raise Conflict(
-            "This project is not raising funds at the moment, so it cannot take donations.",
-            code="project_not_fundraising",
-            details={"status": project.status.value},
-        )
-    today = today_cn()
-    if project.filing_valid_until is not None and project.filing_valid_until < today:
-        raise Conflict(
-            "This project's fundraising filing has expired, so it cannot take donations.",
-            code="project_not_fundraising",
-            details={"status": project.status.value, "filing_valid_until":
-                     project.filing_valid_until.isoformat()},
-        )
 
 
 def start_donation(

@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, PaymentProviders, Viewer
-from shanju.core.errors import DomainError, NotFound
+from shanju.core.errors import DomainError
 from shanju.core.money import parse_yuan
 from shanju.core.regions import PROVINCES
 from shanju.core.web import redirect, render, tr
 from shanju.donations import flows
 from shanju.donations import service as donations
 from shanju.payments import service as payments
+from shanju.projects import service as projects
 from shanju.projects.models import Project
 
 router = APIRouter()
@@ -27,10 +28,7 @@ PAGE_SIZE = 20
 
 
 def _project(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id)
-    if project is None:
-        raise NotFound("There is no such project.", code="project_not_found")
-    return project
+    return projects.get_project(session=session, project_id=project_id)
 
 
 def _form_context(project: Project, viewer: User | None, values: dict[str, Any] | None = None,

@@ -147,7 +147,7 @@ def check_accepts_donations(*, project: Project, on: dt.date) -> None:
     """Raise Conflict ``project_not_fundraising`` unless the project takes gifts on ``on``."""
     if project.status != S.FUNDRAISING:
         raise Conflict(
-            f"This project is not raising funds now (it is {project.status.value}).",
+            "This project is not raising funds at the moment, so it cannot take donations.",
             code="project_not_fundraising",
             details={"status": project.status.value},
         )

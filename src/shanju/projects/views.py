@@ -3,11 +3,8 @@ console and the reviewers' project pages, and ``/files/{id}``."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import uuid
-from collections.abc import Callable
-from typing import Any, ParamSpec
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -19,7 +16,7 @@ from shanju.core import files
 from shanju.core.clock import today_cn
 from shanju.core.deps import CsrfChecked, DbSession, Viewer
 from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
-from shanju.core.web import error_response, redirect, render, tr
+from shanju.core.web import redirect, render, tr
 from shanju.donations import service as donations
 from shanju.organizations.models import Organization
 from shanju.projects import service as projects
@@ -28,39 +25,6 @@ from shanju.projects.models import Project, ProjectStatus
 
 router = APIRouter()
 PAGE_SIZE = 20
-P = ParamSpec("P")
-
-
-def page_errors(handler: Callable[P, Any]) -> Callable[P, Any]:
-    """Render a DomainError as the error page while the request's session is still open.
-
-    The error is rendered after rolling the transaction back, inside the handler: once the
-    error escapes, the session is closed and the layout could no longer load the viewer.
-    """
-
-    def _handle(kwargs: dict[str, Any], exc: DomainError) -> Response:
-        session: Session = kwargs["session"]
-        session.rollback()
-        return error_response(kwargs["request"], exc)
-
-    if inspect.iscoroutinefunction(handler):
-        @functools.wraps(handler)
-        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            try:
-                return await handler(*args, **kwargs)
-            except DomainError as exc:
-                return _handle(kwargs, exc)
-
-        return async_wrapper
-
-    @functools.wraps(handler)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        try:
-            return handler(*args, **kwargs)
-        except DomainError as exc:
-            return _handle(kwargs, exc)
-
-    return wrapper
 
 
 def _page(request: Request) -> int:
@@ -97,7 +61,6 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 @router.get("/projects", response_class=HTMLResponse)
-@page_errors
 def project_list(request: Request, session: DbSession, viewer: Viewer) -> HTMLResponse:
     """Public projects, fundraising first, filtered by province and category."""
     del viewer  # loads the viewer for the layout
@@ -143,7 +106,6 @@ def _detail_context(session: Session, project: Project) -> dict[str, Any]:
 
 
 @router.get("/projects/{project_id}", response_class=HTMLResponse)
-@page_errors
 def project_page(project_id: int, request: Request, session: DbSession,
                  viewer: Viewer) -> HTMLResponse:
     """A project's public page with the disclosures the Charity Law requires."""
@@ -187,7 +149,6 @@ def file_download(attachment_id: int, request: Request, session: DbSession) -> R
 
 
 @router.get("/console", response_class=HTMLResponse)
-@page_errors
 def console_home(request: Request, session: DbSession, viewer: Viewer) -> Response:
     """The organization's console: its status and its projects with totals."""
     if viewer is None:
@@ -222,7 +183,6 @@ def _form_context(session: Session, user: User, values: dict[str, str],
 
 
 @router.get("/console/projects/new", response_class=HTMLResponse)
-@page_errors
 def new_project_form(request: Request, session: DbSession, viewer: Viewer) -> Response:
     """The form for a new draft project."""
     if viewer is None:
@@ -245,7 +205,6 @@ async def _save_cover(request: Request, session: Session, user: User, project: P
 
 
 @router.post("/console/projects/new", dependencies=[CsrfChecked])
-@page_errors
 async def create_project(request: Request, session: DbSession, viewer: Viewer) -> Response:
     """Create a draft project and go to its console page."""
     user = _require_staff(viewer)
@@ -270,7 +229,6 @@ def _managed(session: Session, viewer: User | None, project_id: int) -> tuple[Us
 
 
 @router.get("/console/projects/{project_id}/edit", response_class=HTMLResponse)
-@page_errors
 def edit_project_form(project_id: int, request: Request, session: DbSession,
                       viewer: Viewer) -> Response:
     """The edit form of a draft or rejected project."""
@@ -282,7 +240,6 @@ def edit_project_form(project_id: int, request: Request, session: DbSession,
 
 
 @router.post("/console/projects/{project_id}/edit", dependencies=[CsrfChecked])
-@page_errors
 async def edit_project(project_id: int, request: Request, session: DbSession,
                        viewer: Viewer) -> Response:
     """Save a draft or rejected project."""
@@ -328,7 +285,6 @@ def _console_project(request: Request, session: Session, user: User, project: Pr
 
 
 @router.get("/console/projects/{project_id}", response_class=HTMLResponse)
-@page_errors
 def console_project(project_id: int, request: Request, session: DbSession,
                     viewer: Viewer) -> Response:
     """Manage one project: lifecycle buttons, updates, disclosures and donations."""
@@ -339,7 +295,6 @@ def console_project(project_id: int, request: Request, session: DbSession,
 
 
 @router.post("/console/projects/{project_id}/actions/{action}", dependencies=[CsrfChecked])
-@page_errors
 async def console_action(project_id: int, action: str, request: Request, session: DbSession,
                          viewer: Viewer) -> Response:
     """Make a lifecycle move as the organization."""
@@ -358,7 +313,6 @@ async def console_action(project_id: int, action: str, request: Request, session
 
 
 @router.post("/console/projects/{project_id}/updates", dependencies=[CsrfChecked])
-@page_errors
 async def console_post_update(project_id: int, request: Request, session: DbSession,
                               viewer: Viewer) -> Response:
     """Post a progress update with photos."""
@@ -380,7 +334,6 @@ async def console_post_update(project_id: int, request: Request, session: DbSess
 
 
 @router.post("/console/projects/{project_id}/fund-usages", dependencies=[CsrfChecked])
-@page_errors
 async def console_post_fund_usage(project_id: int, request: Request, session: DbSession,
                                   viewer: Viewer) -> Response:
     """Disclose fund usage with invoices and receipts."""
@@ -405,7 +358,6 @@ async def console_post_fund_usage(project_id: int, request: Request, session: Db
 
 
 @router.get("/review/projects", response_class=HTMLResponse)
-@page_errors
 def review_projects(request: Request, session: DbSession, viewer: Viewer) -> Response:
     """Projects for reviewers, submitted ones first."""
     if viewer is None:
@@ -439,7 +391,6 @@ def _review_project(request: Request, session: Session, project: Project, *,
 
 
 @router.get("/review/projects/{project_id}", response_class=HTMLResponse)
-@page_errors
 def review_project(project_id: int, request: Request, session: DbSession,
                    viewer: Viewer) -> Response:
     """One project for a reviewer: everything it shows, and the reviewer's actions."""
@@ -451,7 +402,6 @@ def review_project(project_id: int, request: Request, session: DbSession,
 
 
 @router.post("/review/projects/{project_id}/actions/{action}", dependencies=[CsrfChecked])
-@page_errors
 async def review_action(project_id: int, action: str, request: Request, session: DbSession,
                         viewer: Viewer) -> Response:
     """Approve, reject, pause, resume or take down a project as the platform."""

@@ -1,0 +1,300 @@
+"""The ``shanju`` command: demo, serve, migrate, ledger check and user administration.
+
+Each command that touches the database opens its own transactions through
+:meth:`Database.transaction` — the CLI is a transaction boundary like a request is.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from shanju import __version__
+from shanju.accounts import service as accounts
+from shanju.accounts.models import Role
+from shanju.core.config import Settings, get_settings
+from shanju.core.db import Database
+from shanju.core.errors import DomainError
+from shanju.core.migrations import alembic_config, create_schema
+from shanju.core.money import format_fen
+from shanju.demo import seed as demo_seed
+from shanju.ledger import service as ledger
+
+app = typer.Typer(
+    help="Shanju (善举): an open-source internet charity platform.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+console = Console()
+
+DEFAULT_DEMO_DB = Path("var/demo.sqlite3")
+STAGES = {
+    "organizations": "Organizations and staff",
+    "projects": "Projects",
+    "donations": "Donations",
+    "ledger": "Ledger postings",
+    "done": "Done",
+}
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL (default: the DATABASE_URL environment variable or settings).",
+        show_default=False,
+    ),
+]
+
+
+def _redacted(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _database(url: str | None) -> Database:
+    return Database(url or get_settings().database_url)
+
+
+def schema_is_current(database: Database) -> bool:
+    """Whether the database is migrated to the newest revision."""
+    heads = set(ScriptDirectory.from_config(alembic_config(database)).get_heads())
+    with database.engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    return current == heads
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    """Shanju's command line."""
+    if version:
+        console.print(f"shanju {__version__}")
+        raise typer.Exit()
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+def prepare_demo(db_path: Path, *, reset: bool = False, scale: float = 1.0) -> Database:
+    """Migrate the demo database and seed it if it is empty; return it ready to serve."""
+    db_path = db_path.resolve()
+    if reset:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    database = Database(f"sqlite:///{db_path}")
+    with console.status("Migrating the database…"):
+        create_schema(database)
+    with database.transaction(write=False) as session:
+        empty = demo_seed.is_empty(session)
+    if not empty:
+        console.print(f"Reusing the demo data in [bold]{db_path}[/] (use --reset to start over).")
+        return database
+    plan = demo_seed.Plan.for_scale(scale)
+    started = time.perf_counter()
+    columns = (
+        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("Seeding demo data", total=plan.total_steps)
+
+        def advance(steps: int, stage: str) -> None:
+            progress.update(task, advance=steps, description=STAGES.get(stage, stage))
+
+        with database.transaction() as session:
+            report = demo_seed.seed(session, scale=scale, progress=advance)
+    console.print(
+        f"Seeded {report.organizations} organizations, {report.projects} projects and "
+        f"{report.donations:,} donations ({format_fen(report.raised_fen, 'zh_CN')} raised) "
+        f"in {time.perf_counter() - started:.1f} s."
+    )
+    return database
+
+
+def print_demo_accounts() -> None:
+    """Print the demo accounts and their shared password."""
+    table = Table(title="Demo accounts", title_justify="left")
+    table.add_column("Role")
+    table.add_column("Email")
+    table.add_column("Password")
+    for email, role, _name in demo_seed.DEMO_ACCOUNTS:
+        table.add_row(role.value, email, demo_seed.DEMO_PASSWORD)
+    console.print(table)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    db: Annotated[Path, typer.Option(help="The demo's SQLite file.")] = DEFAULT_DEMO_DB,
+    reset: Annotated[bool, typer.Option(help="Delete the demo database first.")] = False,
+    scale: Annotated[float, typer.Option(hidden=True)] = 1.0,
+) -> None:
+    """Start the demo platform on an embedded SQLite database seeded with demo data."""
+    database = prepare_demo(db, reset=reset, scale=scale)
+    # Code that reads the process-wide settings (templates) must see the demo database too.
+    os.environ["DATABASE_URL"] = database.url
+    os.environ["SHANJU_ENVIRONMENT"] = "development"
+    get_settings.cache_clear()
+    settings = Settings(environment="development", database_url=database.url)
+    print_demo_accounts()
+    console.print(f"Serving the demo on [bold]http://{host}:{port}[/] — Ctrl+C stops it.")
+    from shanju.app import create_app
+
+    uvicorn.run(create_app(settings, database=database), host=host, port=port, log_level="info")
+
+
+# --- production ----------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    forwarded_allow_ips: Annotated[
+        str, typer.Option(help="Proxies whose X-Forwarded-* headers are trusted.")
+    ] = "127.0.0.1",
+) -> None:
+    """Serve with production settings from the environment (behind a TLS proxy)."""
+    os.environ.setdefault("SHANJU_ENVIRONMENT", "production")
+    get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        settings.check_production()
+    except RuntimeError as exc:
+        console.print(f"[red]Refusing to start:[/] {exc}.")
+        raise typer.Exit(2) from exc
+    database = Database(settings.database_url)
+    try:
+        current = schema_is_current(database)
+    finally:
+        database.dispose()
+    if not current:
+        console.print("[red]The database schema is not up to date:[/] run `shanju migrate`.")
+        raise typer.Exit(2)
+    console.print(
+        f"Serving Shanju ({settings.environment}) on {_redacted(settings.database_url)} "
+        f"at http://{host}:{port} with {workers} worker(s)."
+    )
+    uvicorn.run(
+        "shanju.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+        server_header=False,
+        log_level="info",
+    )
+
+
+@app.command()
+def migrate(database_url: DatabaseUrlOption = None) -> None:
+    """Create or upgrade the database schema to the newest revision."""
+    database = _database(database_url)
+    try:
+        with console.status("Migrating…"):
+            create_schema(database)
+    finally:
+        database.dispose()
+    console.print(f"Database {_redacted(database.url)} is up to date.")
+
+
+# --- ledger --------------------------------------------------------------------------------
+
+
+@ledger_app.command("check")
+def ledger_check(database_url: DatabaseUrlOption = None) -> None:
+    """Recompute every balance and entry sum from the postings; exit 1 on any mismatch."""
+    database = _database(database_url)
+    try:
+        with database.transaction(write=False) as session:
+            report = ledger.check(session)
+    finally:
+        database.dispose()
+    summary = Table(title="Ledger check", title_justify="left", show_header=False)
+    summary.add_column("What")
+    summary.add_column("Value", justify="right")
+    summary.add_row("Accounts", f"{report.accounts:,}")
+    summary.add_row("Journal entries", f"{report.entries:,}")
+    summary.add_row("Postings", f"{report.postings:,}")
+    summary.add_row("Sum of all postings (fen)", f"{report.total_fen:,}")
+    summary.add_row("Unbalanced entries", str(len(report.unbalanced_entries)))
+    summary.add_row("Mismatched balances", str(len(report.mismatched_accounts)))
+    console.print(summary)
+    if report.mismatched_accounts:
+        table = Table(title="Stored balances that differ from their postings", title_justify="left")
+        table.add_column("Account")
+        table.add_column("Stored (fen)", justify="right")
+        table.add_column("Recomputed (fen)", justify="right")
+        table.add_column("Difference (fen)", justify="right")
+        for code, stored, actual in report.mismatched_accounts:
+            table.add_row(code, f"{stored:,}", f"{actual:,}", f"{stored - actual:+,}")
+        console.print(table)
+    if report.unbalanced_entries:
+        shown = ", ".join(f"#{i}" for i in report.unbalanced_entries[:20])
+        console.print(f"Unbalanced entries: {shown}")
+    if not report.ok:
+        console.print("[red]✗ The ledger does not reconcile.[/]")
+        raise typer.Exit(1)
+    console.print("[green]✓ Every entry balances and every stored balance matches.[/]")
+
+
+# --- operators -----------------------------------------------------------------------------
+
+
+@app.command()
+def createuser(
+    email: Annotated[str, typer.Option(help="Sign-in email.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    role: Annotated[Role, typer.Option(help="The user's role.")] = Role.REVIEWER,
+    password: Annotated[
+        str,
+        typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+                     help="Password (asked for when not given)."),
+    ] = "",
+    organization_id: Annotated[
+        int | None, typer.Option(help="The organization of an org_staff user.")
+    ] = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Create a user, e.g. a platform reviewer or admin (who cannot sign themselves up)."""
+    if role == Role.ORG_STAFF and organization_id is None:
+        console.print("[red]An org_staff user needs --organization-id.[/]")
+        raise typer.Exit(2)
+    database = _database(database_url)
+    try:
+        with database.transaction() as session:
+            normalized = accounts.check_signup(
+                session=session, email=email, password=password, display_name=name
+            )
+            user = accounts.do_create_user(
+                session=session, email=normalized, password=password, display_name=name,
+                role=role, organization_id=organization_id,
+            )
+            user_id = user.id
+    except DomainError as exc:
+        console.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(1) from exc
+    finally:
+        database.dispose()
+    console.print(f"Created {role.value} #{user_id} <{normalized}>.")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

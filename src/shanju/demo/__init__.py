@@ -1,0 +1,1 @@
+"""Realistic, deterministic demo data for ``shanju demo`` (see :mod:`shanju.demo.seed`)."""

@@ -1,0 +1,237 @@
+"""Browser test fixtures: a live server on a real database and Debian's chromium via Playwright.
+
+- ``live_server``: uvicorn in a background thread on a free 127.0.0.1 port, serving the app on
+  a fresh migrated SQLite file (or PostgreSQL: ``@pytest.mark.parametrize("live_server",
+  ["postgresql"], indirect=True)``); stopped at teardown. It can create users directly in
+  its database (``live_server.create_user(role=Role.REVIEWER)``) so a journey can start from
+  a signed-up reviewer without clicking through an operator's command.
+- ``page``: a Playwright page (sync API) in a phone-sized (390×844) zh-CN context.
+- ``screenshot(name)``: saves the page as ``<tmp_path>/<name>.png`` (and into
+  ``$SHANJU_SCREENSHOT_DIR`` when that is set, e.g. for CI artifacts).
+- ``sign_in(page, email, password)``: signs in through the login form.
+
+Without ``/usr/bin/chromium`` the browser tests skip with a printed reason — except in CI
+(``CI=true``), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from shanju.accounts import service as accounts
+from shanju.accounts.models import Role, User
+from shanju.app import create_app
+from shanju.core.config import Settings
+from shanju.core.db import Database
+from tests.conftest import IN_CI, _truncate_all
+from tests.factories import PASSWORD
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+PHONE = {"width": 390, "height": 844}
+
+
+# --- the live server -----------------------------------------------------------------------
+
+
+@dataclass
+class LiveServer:
+    """A running app: its base URL and direct access to its database."""
+
+    url: str
+    database: Database
+    settings: Settings
+    _seq: Iterator[int] = field(default_factory=lambda: iter(range(1, 1_000_000)))
+
+    def __call__(self, path: str = "/") -> str:
+        """The absolute URL of ``path`` on this server."""
+        return self.url + path
+
+    def create_user(
+        self,
+        *,
+        role: Role = Role.DONOR,
+        email: str | None = None,
+        password: str = PASSWORD,
+        display_name: str = "测试用户",
+        organization_id: int | None = None,
+    ) -> User:
+        """Create a user straight in the server's database (committed), e.g. a reviewer."""
+        n = next(self._seq)
+        with self.database.transaction() as session:
+            user = accounts.do_create_user(
+                session=session,
+                email=email or f"{role.value}{n}@browser.test",
+                password=password,
+                display_name=display_name,
+                role=role,
+                organization_id=organization_id,
+            )
+        return user
+
+
+def _free_socket() -> socket.socket:
+    # Bind first and hand the socket to uvicorn: no race for the port.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """The app served by uvicorn in a thread, on a fresh database (SQLite unless asked)."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "live.sqlite3"
+        shutil.copy(template, path)
+        url = f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    database = Database(url)
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        environment="test",
+        database_url=url,
+        secret_key="test-secret",
+        sandbox_secret="test-sandbox-secret",
+        base_url=base,
+        upload_dir=tmp_path / "uploads",
+    )
+    app = create_app(settings, database=database)
+    # ws="none": no websocket stack (its deprecation warnings would fail under -W error).
+    config = uvicorn.Config(app, log_level="warning", ws="none", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the live server did not start")
+        time.sleep(0.02)
+    try:
+        yield LiveServer(url=base, database=database, settings=settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        database.dispose()
+        if backend != "sqlite":
+            cleaner = Database(url)
+            _truncate_all(cleaner)
+            cleaner.dispose()
+
+
+# --- the browser ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's chromium, or a skip (a failure in CI) saying why there is none."""
+    if not Path(CHROMIUM).exists():
+        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(f"{reason}: browser tests are mandatory in CI")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def playwright_instance(chromium_path: str) -> Iterator[Playwright]:
+    """The Playwright driver (sync API)."""
+    del chromium_path
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Playwright, chromium_path: str) -> Iterator[Browser]:
+    """One chromium for the whole run; each test gets its own context."""
+    browser = playwright_instance.chromium.launch(
+        executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True
+    )
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def js_errors() -> list[str]:
+    """Uncaught JavaScript errors of the test's page, for tests to assert on."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, js_errors: list[str]) -> Iterator[Page]:
+    """A fresh phone-sized, zh-CN page."""
+    context = browser.new_context(
+        viewport=PHONE,
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot(page: Page, tmp_path: Path) -> Callable[[str], Path]:
+    """Save a full-page screenshot named ``name``; return its path."""
+    extra = os.environ.get("SHANJU_SCREENSHOT_DIR")
+
+    def take(name: str) -> Path:
+        path = tmp_path / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        if extra:
+            Path(extra).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, Path(extra) / path.name)
+        return path
+
+    return take
+
+
+def horizontal_overflow(page: Page) -> int:
+    """How many CSS pixels the page is wider than the viewport (0 when it fits)."""
+    width: Any = page.evaluate("document.documentElement.scrollWidth")
+    return max(0, int(width) - PHONE["width"])
+
+
+@pytest.fixture
+def sign_in(live_server: LiveServer) -> Callable[[Page, str, str], None]:
+    """Sign ``page`` in through the login form."""
+
+    def do(page: Page, email: str, password: str = PASSWORD) -> None:
+        page.goto(live_server("/login"))
+        page.fill('input[name="email"]', email)
+        page.fill('input[name="password"]', password)
+        page.locator('form[action="/login"] [type="submit"]').click()
+        page.wait_for_load_state()
+
+    return do
