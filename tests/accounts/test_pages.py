@@ -254,11 +254,6 @@ def test_token_with_a_bad_name_is_explained(client: TestClient, db: Database) ->
         assert session.scalars(select(ApiToken)).all() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: an error page for a signed-in user reads the viewer after the request's "
-    "transaction rolled back (DetachedInstanceError); fix proposed in Database.transaction",
-)
 def test_revoking_another_users_token_is_not_found(client: TestClient, db: Database) -> None:
     with db.transaction() as session:
         other = make_user(session)
