@@ -5,20 +5,26 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import ApiToken, Notification, Role, User, WebSession
 from shanju.core import audit
 from shanju.core.clock import utcnow
-from shanju.core.errors import Conflict, InvalidInput, NotFound
+from shanju.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from shanju.core.regions import PROVINCES
 from shanju.core.security import hash_password, new_token, token_hash, verify_password
 
 SESSION_LIFETIME = dt.timedelta(days=14)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 8
+MAX_PASSWORD = 256
 SELF_SERVICE_ROLES = (Role.DONOR, Role.ORG_STAFF, Role.ENTERPRISE_STAFF)
+# Verifying against a real hash when the email is unknown keeps the answer time the same, so
+# the time a failed sign-in takes does not reveal whether an account exists.
+_DUMMY_HASH = hash_password("not a real password, only for timing")
 
 
 def check_signup(*, session: Session, email: str, password: str, display_name: str) -> str:
@@ -29,6 +35,11 @@ def check_signup(*, session: Session, email: str, password: str, display_name: s
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(
             "The password must have at least 8 characters.", code="weak_password",
+            field="password",
+        )
+    if len(password) > MAX_PASSWORD:
+        raise InvalidInput(
+            "The password can have at most 256 characters.", code="password_too_long",
             field="password",
         )
     name = display_name.strip()
@@ -80,6 +91,8 @@ def do_create_user(
 def authenticate(*, session: Session, email: str, password: str) -> User:
     """Return the user with these credentials, or raise one message for every failure."""
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        verify_password(_DUMMY_HASH, password)
     if user is None or not user.is_active or not verify_password(user.password_hash, password):
         raise InvalidInput(
             "The email or password is not correct.", code="invalid_credentials", field="email"
@@ -215,3 +228,95 @@ def do_mark_notifications_read(*, session: Session, user: User) -> None:
         .where(Notification.user_id == user.id, Notification.read_at.is_(None))
         .values(read_at=utcnow())
     )
+
+
+def check_self_service_role(value: str) -> Role:
+    """The role a person may choose at sign-up; reviewers and admins are never self-service."""
+    clean = value.strip() or Role.DONOR.value
+    for role in SELF_SERVICE_ROLES:
+        if role.value == clean:
+            return role
+    raise InvalidInput(
+        "Choose whether you are a donor or staff of a charity or an enterprise.",
+        code="invalid_role", field="role",
+    )
+
+
+def check_province(value: str | None) -> str | None:
+    """A province from :data:`PROVINCES`, or None when none is chosen."""
+    clean = (value or "").strip()
+    if not clean:
+        return None
+    if clean not in PROVINCES:
+        raise InvalidInput("Choose a province from the list.", code="invalid_province",
+                           field="province")
+    return clean
+
+
+def do_signup(
+    *,
+    session: Session,
+    email: str,
+    password: str,
+    display_name: str,
+    role: str = "donor",
+    province: str | None = None,
+    locale: str | None = None,
+) -> User:
+    """Check self-service sign-up input and create the account (pages and API share this)."""
+    normalized = check_signup(
+        session=session, email=email, password=password, display_name=display_name
+    )
+    chosen_role = check_self_service_role(role)
+    chosen_province = check_province(province)
+    user = do_create_user(
+        session=session, email=normalized, password=password, display_name=display_name,
+        role=chosen_role, province=chosen_province,
+    )
+    user.locale = locale
+    return user
+
+
+def authenticate_api(*, session: Session, email: str, password: str) -> User:
+    """Like :func:`authenticate`, but failing as a 401 (the API's answer to bad credentials)."""
+    try:
+        return authenticate(session=session, email=email, password=password)
+    except InvalidInput as exc:
+        raise NotAuthenticated(exc.message, code="invalid_credentials") from None
+
+
+def safe_next_path(value: str | None, default: str = "/") -> str:
+    """Return ``value`` if it is a same-site relative path, else ``default`` (no open redirect).
+
+    Browsers treat ``//host`` and ``/\\host`` as another site, and strip tabs and newlines
+    before resolving, so all of those are refused.
+    """
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return default
+    if any(ch == "\\" or ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def count_unread_notifications(*, session: Session, user: User) -> int:
+    """How many of the user's notifications are unread."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.user_id == user.id, Notification.read_at.is_(None))
+        )
+        or 0
+    )
+
+
+def do_mark_notification_read(*, session: Session, user: User, notification_id: int) -> None:
+    """Mark one of the user's own notifications read."""
+    notification = session.get(Notification, notification_id)
+    if notification is None or notification.user_id != user.id:
+        raise NotFound("No such notification.", code="notification_not_found")
+    if notification.read_at is None:
+        notification.read_at = utcnow()

@@ -1,7 +1,256 @@
-"""HTML pages of the accounts domain."""
+"""HTML pages of the accounts domain: sign-up, sign-in, sign-out and the account page."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from shanju.accounts import service as accounts
+from shanju.accounts.models import Role, User
+from shanju.core.config import Settings
+from shanju.core.deps import SESSION_COOKIE, CsrfChecked, CurrentUser, DbSession, Viewer
+from shanju.core.errors import DomainError
+from shanju.core.i18n import N_
+from shanju.core.regions import PROVINCES
+from shanju.core.web import redirect, render, request_locale, tr
 
 router = APIRouter()
+
+# What a person may say they are at sign-up, with the label shown on the form.
+ROLE_CHOICES = (
+    (Role.DONOR.value, N_("A donor")),
+    (Role.ORG_STAFF.value, N_("Staff of a charity organization")),
+    (Role.ENTERPRISE_STAFF.value, N_("Staff of an enterprise")),
+)
+ROLE_LABELS = {
+    Role.DONOR: N_("Donor"),
+    Role.ORG_STAFF: N_("Charity organization staff"),
+    Role.ENTERPRISE_STAFF: N_("Enterprise staff"),
+    Role.REVIEWER: N_("Platform reviewer"),
+    Role.ADMIN: N_("Platform administrator"),
+}
+# Messages shown after a redirect, chosen by key so a link cannot inject text.
+FLASHES = {
+    "welcome": N_("Welcome to Shanju! Your account is ready."),
+    "token_revoked": N_("The token was revoked. Programs using it can no longer sign in."),
+    "notifications_read": N_("All notifications are marked as read."),
+    "notification_read": N_("The notification is marked as read."),
+}
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _sign_in(request: Request, session: DbSession, user: User, next_url: str) -> Response:
+    """Start a session for ``user`` (ending the browser's old one) and redirect."""
+    old = request.cookies.get(SESSION_COOKIE)
+    if old:
+        accounts.do_end_session(session=session, token=old)
+    token = accounts.do_start_session(session=session, user=user)
+    response = redirect(next_url)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(accounts.SESSION_LIFETIME.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_settings(request).cookie_secure,
+    )
+    return response
+
+
+def _form_error(request: Request, exc: DomainError) -> dict[str, Any]:
+    return {"error": tr(request, exc.message), "error_field": exc.field, "error_code": exc.code}
+
+
+def login_url(next_path: str) -> str:
+    """The sign-in page that returns to ``next_path`` afterwards."""
+    return "/login?next=" + quote(next_path, safe="/")
+
+
+# --- sign-up ---------------------------------------------------------------------------------
+
+
+def _signup_page(
+    request: Request, form: dict[str, str], *, status_code: int = 200, **extra: Any
+) -> HTMLResponse:
+    return render(
+        request,
+        "accounts/signup.html",
+        {
+            "form": form,
+            "provinces": PROVINCES,
+            "roles": ROLE_CHOICES,
+            "min_password": accounts.MIN_PASSWORD,
+            **extra,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/signup", response_class=HTMLResponse)
+def signup_page(request: Request, viewer: Viewer, next: str = "") -> Response:
+    """The sign-up form."""
+    if viewer is not None:
+        return redirect(accounts.safe_next_path(next, "/me"))
+    return _signup_page(request, {"role": Role.DONOR.value, "next": next})
+
+
+@router.post("/signup", response_class=HTMLResponse, dependencies=[CsrfChecked])
+def signup(
+    request: Request,
+    session: DbSession,
+    email: Annotated[str, Form()] = "",
+    display_name: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    province: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    """Create an account and sign it in."""
+    # The password is never sent back to the browser, even when the form is shown again.
+    form = {"email": email, "display_name": display_name, "province": province, "role": role,
+            "next": next}
+    try:
+        user = accounts.do_signup(
+            session=session, email=email, password=password, display_name=display_name,
+            role=role, province=province, locale=request_locale(request),
+        )
+    except DomainError as exc:
+        return _signup_page(request, form, status_code=exc.status_code,
+                            **_form_error(request, exc))
+    return _sign_in(request, session, user, accounts.safe_next_path(next, "/me?flash=welcome"))
+
+
+# --- sign-in and sign-out --------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, viewer: Viewer, next: str = "") -> Response:
+    """The sign-in form."""
+    if viewer is not None:
+        return redirect(accounts.safe_next_path(next, "/"))
+    return render(request, "accounts/login.html", {"form": {"next": next}})
+
+
+@router.post("/login", response_class=HTMLResponse, dependencies=[CsrfChecked])
+def login(
+    request: Request,
+    session: DbSession,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    """Check the credentials and start a session."""
+    try:
+        user = accounts.authenticate(session=session, email=email, password=password)
+    except DomainError as exc:
+        # One message for an unknown email and a wrong password: no account discovery.
+        return render(
+            request,
+            "accounts/login.html",
+            {"form": {"email": email, "next": next}, **_form_error(request, exc)},
+            status_code=exc.status_code,
+        )
+    return _sign_in(request, session, user, accounts.safe_next_path(next, "/"))
+
+
+@router.post("/logout", dependencies=[CsrfChecked])
+def logout(request: Request, session: DbSession) -> Response:
+    """End this browser's session."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        accounts.do_end_session(session=session, token=token)
+    response = redirect("/")
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+        secure=_settings(request).cookie_secure,
+    )
+    return response
+
+
+# --- the account page ------------------------------------------------------------------------
+
+
+def _account_page(
+    request: Request,
+    session: DbSession,
+    user: User,
+    *,
+    status_code: int = 200,
+    **extra: Any,
+) -> HTMLResponse:
+    flash_key = request.query_params.get("flash", "")
+    response = render(
+        request,
+        "accounts/me.html",
+        {
+            "user": user,
+            "role_label": tr(request, ROLE_LABELS[user.role]),
+            "notifications": accounts.list_notifications(session=session, user=user),
+            "unread": accounts.count_unread_notifications(session=session, user=user),
+            "tokens": accounts.list_api_tokens(session=session, user=user),
+            "flash": tr(request, FLASHES[flash_key]) if flash_key in FLASHES else None,
+            "safe_link": lambda link: accounts.safe_next_path(link, ""),
+            "token_form": {},
+            **extra,
+        },
+        status_code=status_code,
+    )
+    # The page may show a freshly created token: never keep it in a cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/me", response_class=HTMLResponse)
+def account(request: Request, session: DbSession, viewer: Viewer) -> Response:
+    """The signed-in person's account: profile, notifications and API tokens."""
+    if viewer is None:
+        return redirect(login_url("/me"))
+    return _account_page(request, session, viewer)
+
+
+@router.post("/me/tokens", response_class=HTMLResponse, dependencies=[CsrfChecked])
+def create_token(
+    request: Request,
+    session: DbSession,
+    user: CurrentUser,
+    name: Annotated[str, Form()] = "",
+) -> Response:
+    """Create a personal API token and show it once."""
+    try:
+        token, plain = accounts.do_create_api_token(session=session, user=user, name=name)
+    except DomainError as exc:
+        return _account_page(request, session, user, status_code=exc.status_code,
+                             token_form={"name": name}, **_form_error(request, exc))
+    # Shown in this response only (not after a redirect): the plain token is never stored.
+    return _account_page(request, session, user, new_token=plain, new_token_name=token.name)
+
+
+@router.post("/me/tokens/{token_id}/revoke", dependencies=[CsrfChecked])
+def revoke_token(token_id: int, session: DbSession, user: CurrentUser) -> Response:
+    """Revoke one of the person's API tokens."""
+    accounts.do_revoke_api_token(session=session, user=user, token_id=token_id)
+    return redirect("/me?flash=token_revoked#tokens")
+
+
+@router.post("/me/notifications/read", dependencies=[CsrfChecked])
+def mark_all_read(session: DbSession, user: CurrentUser) -> Response:
+    """Mark every notification read."""
+    accounts.do_mark_notifications_read(session=session, user=user)
+    return redirect("/me?flash=notifications_read#notifications")
+
+
+@router.post("/me/notifications/{notification_id}/read", dependencies=[CsrfChecked])
+def mark_read(notification_id: int, session: DbSession, user: CurrentUser) -> Response:
+    """Mark one notification read."""
+    accounts.do_mark_notification_read(
+        session=session, user=user, notification_id=notification_id
+    )
+    return redirect("/me?flash=notification_read#notifications")

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from shanju.core.deps import DbSession, Viewer
 from shanju.core.web import render
+from shanju.site import service
 
 router = APIRouter()
 
@@ -14,8 +15,9 @@ router = APIRouter()
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, session: DbSession, viewer: Viewer) -> HTMLResponse:
     """The home page: featured projects and platform totals."""
-    del session, viewer  # the dependencies load the viewer for the layout
-    return render(request, "site/home.html")
+    del viewer  # the dependency loads the viewer for the layout
+    totals, projects = service.home_page(session=session)
+    return render(request, "site/home.html", {"totals": totals, "projects": projects})
 
 
 @router.get("/healthz", response_class=PlainTextResponse)

@@ -1,0 +1,115 @@
+"""Queries of the home page: featured projects with their totals, and platform totals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shanju.donations import service as donations
+from shanju.donations.models import Donation, DonationStatus
+from shanju.organizations.models import Organization
+from shanju.projects.models import Project, ProjectStatus
+
+# Projects the public may see on the home page (drafts, rejected and taken-down ones never).
+PUBLIC_STATUSES = (
+    ProjectStatus.FUNDRAISING,
+    ProjectStatus.ENDED,
+    ProjectStatus.EXECUTING,
+    ProjectStatus.COMPLETED,
+)
+
+
+@dataclass(frozen=True)
+class ProjectCard:
+    """What a project card shows: the project, who runs it and how far it got."""
+
+    id: int
+    title: str
+    summary: str
+    province: str
+    category: str
+    status: ProjectStatus
+    organization_name: str
+    goal_fen: int
+    raised_fen: int
+    donations: int
+
+    @property
+    def percent(self) -> int:
+        """Whole percent of the goal raised (may exceed 100)."""
+        return self.raised_fen * 100 // self.goal_fen if self.goal_fen > 0 else 0
+
+    @property
+    def bar_percent(self) -> int:
+        """Width of the progress bar: the percent, capped at 100."""
+        return min(self.percent, 100)
+
+
+_CARD_COLUMNS = (
+    Project.id,
+    Project.title,
+    Project.summary,
+    Project.province,
+    Project.category,
+    Project.status,
+    Project.goal_fen,
+    func.coalesce(Organization.short_name, Organization.name),
+)
+
+
+def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectCard]:
+    """Projects for the home page: featured ones first, then the fundraising ones most given to.
+
+    Three queries whatever ``limit`` is: featured, most raised, and their totals.
+    """
+    rows = list(
+        session.execute(
+            select(*_CARD_COLUMNS)
+            .join(Organization, Organization.id == Project.organization_id)
+            .where(Project.featured.is_(True), Project.status.in_(PUBLIC_STATUSES))
+            .order_by(Project.id.desc())
+            .limit(limit)
+        )
+    )
+    if len(rows) < limit:
+        chosen = [row[0] for row in rows]
+        raised = (
+            select(Donation.project_id, func.sum(Donation.amount_fen).label("raised"))
+            .where(Donation.status == DonationStatus.PAID)
+            .group_by(Donation.project_id)
+            .subquery()
+        )
+        top = (
+            select(*_CARD_COLUMNS)
+            .join(Organization, Organization.id == Project.organization_id)
+            .outerjoin(raised, raised.c.project_id == Project.id)
+            .where(Project.status == ProjectStatus.FUNDRAISING)
+            .order_by(func.coalesce(raised.c.raised, 0).desc(), Project.id.desc())
+            .limit(limit - len(rows))
+        )
+        if chosen:
+            top = top.where(Project.id.not_in(chosen))
+        rows.extend(session.execute(top))
+    totals = donations.project_totals(session=session, project_ids=[row[0] for row in rows])
+    cards = []
+    for pid, title, summary, province, category, status, goal_fen, org_name in rows:
+        total = totals[pid]
+        cards.append(
+            ProjectCard(
+                id=pid, title=title, summary=summary, province=province, category=category,
+                status=status, organization_name=org_name, goal_fen=goal_fen,
+                raised_fen=total.raised_fen, donations=total.donations,
+            )
+        )
+    return cards
+
+
+def home_page(*, session: Session, limit: int = 6) -> tuple[donations.PlatformTotals,
+                                                             list[ProjectCard]]:
+    """Everything the home page shows: platform totals and featured project cards."""
+    return (
+        donations.platform_totals(session=session),
+        featured_projects(session=session, limit=limit),
+    )

@@ -1,0 +1,294 @@
+"""Sign-up, sign-in, sign-out and the account page, driven like a browser on both databases."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from shanju.accounts import service as accounts
+from shanju.accounts.models import ApiToken, Notification, Role, User, WebSession
+from shanju.core.db import Database
+from tests.accounts.helpers import csrf, error_code, login, signup, user_count
+from tests.factories import PASSWORD, make_user
+
+ROLE_MESSAGE = "请选择您是捐赠人、公益组织工作人员还是企业员工。"
+
+
+def _session_count(db: Database) -> int:
+    with db.transaction(write=False) as session:
+        return int(session.scalar(select(func.count()).select_from(WebSession)) or 0)
+
+
+def test_signup_creates_the_account_and_signs_in(client: TestClient, db: Database) -> None:
+    response = signup(client, email="  Li.Na@Example.org ", role="org_staff")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/me?flash=welcome"
+    cookie = response.headers["set-cookie"]
+    assert "sj_session=" in cookie
+    assert "HttpOnly" in cookie
+    assert "samesite=lax" in cookie.lower()
+    assert f"Max-Age={14 * 86400}" in cookie
+    assert "Secure" not in cookie  # only in production
+    page = client.get(response.headers["location"])
+    assert page.status_code == 200
+    assert "li.na@example.org" in page.text
+    assert "欢迎" in page.text
+    with db.transaction(write=False) as session:
+        user = session.scalars(select(User)).one()
+        assert (user.email, user.role, user.province) == ("li.na@example.org", Role.ORG_STAFF,
+                                                           "浙江")
+        assert user.password_hash != PASSWORD
+
+
+def test_session_cookie_is_secure_in_production(client: TestClient, app) -> None:  # type: ignore[no-untyped-def]
+    app.state.settings = app.state.settings.model_copy(update={"environment": "production"})
+    response = signup(client)
+    assert response.status_code == 303
+    assert "Secure" in response.headers["set-cookie"]
+
+
+def test_signup_without_csrf_token_is_refused_and_changes_nothing(
+    client: TestClient, db: Database
+) -> None:
+    csrf(client)
+    response = client.post(
+        "/signup",
+        data={"email": "a@example.org", "display_name": "王芳", "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403
+    assert error_code(response.text) == "csrf_failed"
+    assert user_count(db) == 0
+
+
+def test_signup_with_a_wrong_csrf_token_is_refused(client: TestClient, db: Database) -> None:
+    response = signup(client, csrf_token="forged")
+    assert response.status_code == 403
+    assert error_code(response.text) == "csrf_failed"
+    assert user_count(db) == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "code", "message"),
+    [
+        ({"email": "not-an-email"}, 422, "invalid_email", "请输入有效的电子邮箱地址。"),
+        ({"password": "short"}, 422, "weak_password", "密码至少需要 8 个字符。"),
+        ({"display_name": "  "}, 422, "invalid_display_name", "请输入不超过 60 个字符的昵称。"),
+        ({"province": "火星"}, 422, "invalid_province", "请从列表中选择省份。"),
+        ({"role": "reviewer"}, 422, "invalid_role", ROLE_MESSAGE),
+        ({"role": "admin"}, 422, "invalid_role", ROLE_MESSAGE),
+    ],
+)
+def test_bad_signup_input_is_explained_and_changes_nothing(
+    client: TestClient, db: Database, fields: dict[str, str], status: int, code: str,
+    message: str,
+) -> None:
+    response = signup(client, **fields)
+    assert response.status_code == status
+    assert message in response.text
+    assert "sj_session" not in response.headers.get("set-cookie", "")
+    assert user_count(db) == 0
+    # The input is kept (except the password, which is never echoed back).
+    assert 'value="李娜"' in response.text or fields.get("display_name") == "  "
+    assert PASSWORD not in response.text
+    assert code  # the stable code is what the API answers; the page shows the message
+
+
+def test_duplicate_email_is_refused_and_changes_nothing(client: TestClient, db: Database) -> None:
+    with db.transaction() as session:
+        make_user(session, email="li.na@example.org", display_name="原用户")
+    response = signup(client, email="LI.NA@example.org")
+    assert response.status_code == 409
+    assert "该邮箱已注册账户。" in response.text
+    assert 'value="LI.NA@example.org"' in response.text
+    assert user_count(db) == 1
+    with db.transaction(write=False) as session:
+        assert session.scalars(select(User.display_name)).one() == "原用户"
+
+
+def test_signup_errors_in_english(client: TestClient) -> None:
+    client.get("/login?lang=en")
+    response = signup(client, password="short")
+    assert "The password must have at least 8 characters." in response.text
+
+
+def test_login_and_logout(client: TestClient, db: Database) -> None:
+    with db.transaction() as session:
+        make_user(session, email="zhang.wei@example.org", display_name="张伟")
+    response = login(client, "Zhang.Wei@example.org")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"
+    assert client.get("/me").status_code == 200
+    assert _session_count(db) == 1
+
+    # Signing out needs the CSRF token too: without it nothing happens.
+    refused = client.post("/logout", follow_redirects=False)
+    assert refused.status_code == 403
+    assert error_code(refused.text) == "csrf_failed"
+    assert _session_count(db) == 1
+
+    response = client.post("/logout", data={"csrf_token": csrf(client)}, follow_redirects=False)
+    assert response.status_code == 303
+    assert 'sj_session=""' in response.headers["set-cookie"]
+    assert _session_count(db) == 0
+    me = client.get("/me", follow_redirects=False)
+    assert me.status_code == 303
+    assert me.headers["location"] == "/login?next=/me"
+
+
+def test_wrong_password_and_unknown_email_give_the_same_message(
+    client: TestClient, db: Database
+) -> None:
+    with db.transaction() as session:
+        make_user(session, email="zhang.wei@example.org")
+    wrong = login(client, "zhang.wei@example.org", password="not the password")
+    unknown = login(client, "nobody@example.org")
+    for response in (wrong, unknown):
+        assert response.status_code == 422
+        assert "邮箱或密码不正确。" in response.text
+        assert error_code(response.text) == "invalid_credentials"
+        assert "sj_session" not in response.headers.get("set-cookie", "")
+    assert 'value="nobody@example.org"' in unknown.text
+    assert _session_count(db) == 0
+
+
+def test_login_without_csrf_token_is_refused(client: TestClient, db: Database) -> None:
+    with db.transaction() as session:
+        make_user(session, email="zhang.wei@example.org")
+    csrf(client)
+    response = client.post(
+        "/login", data={"email": "zhang.wei@example.org", "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403
+    assert error_code(response.text) == "csrf_failed"
+    assert _session_count(db) == 0
+
+
+@pytest.mark.parametrize(
+    ("next_url", "expected"),
+    [
+        ("/projects/3?tab=updates", "/projects/3?tab=updates"),
+        ("https://evil.example/", "/"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("\\\\evil.example", "/"),
+        ("/\tevil", "/"),
+        ("javascript:alert(1)", "/"),
+        ("projects", "/"),
+        ("", "/"),
+    ],
+)
+def test_next_is_honoured_only_for_same_site_paths(
+    client: TestClient, db: Database, next_url: str, expected: str
+) -> None:
+    with db.transaction() as session:
+        make_user(session, email="zhang.wei@example.org")
+    response = login(client, "zhang.wei@example.org", next=next_url)
+    assert response.status_code == 303
+    assert response.headers["location"] == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["//evil.example", "https://evil.example", "/\\evil", "/ok\nLocation: x", "http:/x", ""],
+)
+def test_safe_next_path_refuses_other_sites(value: str) -> None:
+    assert accounts.safe_next_path(value, "/fallback") == "/fallback"
+
+
+def test_login_page_carries_next_and_redirects_signed_in_users(
+    client: TestClient, db: Database
+) -> None:
+    page = client.get("/login?next=/me")
+    assert 'name="next" value="/me"' in page.text
+    assert 'name="csrf_token"' in page.text
+    with db.transaction() as session:
+        make_user(session, email="zhang.wei@example.org")
+    login(client, "zhang.wei@example.org")
+    again = client.get("/login?next=//evil.example", follow_redirects=False)
+    assert again.status_code == 303
+    assert again.headers["location"] == "/"
+
+
+def test_signup_page_lists_only_self_service_roles(client: TestClient) -> None:
+    page = client.get("/signup")
+    assert page.status_code == 200
+    assert 'value="donor"' in page.text
+    assert 'value="org_staff"' in page.text
+    assert 'value="enterprise_staff"' in page.text
+    assert 'value="reviewer"' not in page.text
+    assert 'value="admin"' not in page.text
+    assert 'name="csrf_token"' in page.text
+
+
+def test_api_tokens_on_the_account_page(client: TestClient, db: Database) -> None:
+    signup(client)
+    created = client.post("/me/tokens", data={"name": "报表脚本", "csrf_token": csrf(client)})
+    assert created.status_code == 200
+    assert created.headers["cache-control"] == "no-store"
+    start = created.text.index("data-token>") + len("data-token>")
+    plain = created.text[start:created.text.index("<", start)]
+    assert plain.startswith("sj_")
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {plain}"}).status_code == 200
+    # Shown once: the account page never shows it again.
+    assert plain not in client.get("/me").text
+
+    with db.transaction(write=False) as session:
+        token_id = session.scalars(select(ApiToken.id)).one()
+    revoked = client.post(f"/me/tokens/{token_id}/revoke", data={"csrf_token": csrf(client)},
+                          follow_redirects=False)
+    assert revoked.status_code == 303
+    response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {plain}"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_token"
+
+
+def test_token_with_a_bad_name_is_explained(client: TestClient, db: Database) -> None:
+    signup(client)
+    response = client.post("/me/tokens", data={"name": "x" * 61, "csrf_token": csrf(client)})
+    assert response.status_code == 422
+    assert "请为令牌起一个不超过 60 个字符的名称。" in response.text
+    with db.transaction(write=False) as session:
+        assert session.scalars(select(ApiToken)).all() == []
+
+
+def test_revoking_another_users_token_is_not_found(client: TestClient, db: Database) -> None:
+    with db.transaction() as session:
+        other = make_user(session)
+        token_id = accounts.do_create_api_token(session=session, user=other, name="他的")[0].id
+    signup(client)
+    response = client.post(f"/me/tokens/{token_id}/revoke", data={"csrf_token": csrf(client)})
+    assert response.status_code == 404
+    with db.transaction(write=False) as session:
+        assert session.get(ApiToken, token_id).revoked_at is None  # type: ignore[union-attr]
+
+
+def test_notifications_are_listed_and_marked_read(client: TestClient, db: Database) -> None:
+    signup(client)
+    with db.transaction() as session:
+        uid = session.scalars(select(User.id)).one()
+        accounts.do_notify(session=session, user_ids=[uid], kind="project.paused",
+                           title="您捐助的项目已暂停", body="平台正在核查。", link="/projects/1")
+        accounts.do_notify(session=session, user_ids=[uid], kind="project.update",
+                           title="项目有新进展", link="https://evil.example/")
+    page = client.get("/me")
+    assert "您捐助的项目已暂停" in page.text
+    assert 'data-unread="2"' in page.text
+    assert 'href="/projects/1"' in page.text
+    assert "evil.example" not in page.text  # links go to this site only
+    with db.transaction(write=False) as session:
+        first = session.scalars(select(Notification.id).order_by(Notification.id)).first()
+    response = client.post(f"/me/notifications/{first}/read", data={"csrf_token": csrf(client)},
+                           follow_redirects=False)
+    assert response.status_code == 303
+    assert 'data-unread="1"' in client.get("/me").text
+    client.post("/me/notifications/read", data={"csrf_token": csrf(client)})
+    assert "data-unread" not in client.get("/me").text
+
+
+def test_account_actions_need_sign_in(client: TestClient) -> None:
+    response = client.post("/me/tokens", data={"name": "x", "csrf_token": csrf(client)})
+    assert response.status_code == 401
+    assert error_code(response.text) == "not_authenticated"
