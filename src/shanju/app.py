@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shanju import __version__
@@ -133,6 +134,17 @@ def _install_error_handlers(app: FastAPI) -> None:
                 ]
             }
             return JSONResponse(body, status_code=422)
+        return error_response(request, err)
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError) -> Response:
+        # The database refused a value's form (a NUL character, a number out of range): the
+        # client's input, never the platform's state — the transaction was rolled back.
+        if "NUL" in str(exc.orig):
+            err = InvalidInput("Text may not contain NUL (0x00) characters.",
+                               code="nul_character")
+        else:
+            err = InvalidInput("A value in the request is out of range.", code="value_out_of_range")
         return error_response(request, err)
 
     @app.exception_handler(StarletteHTTPException)

@@ -19,3 +19,17 @@ def test_openapi_document_is_served(client: TestClient) -> None:
     response = client.get("/openapi.json")
     assert response.status_code == 200
     assert response.json()["info"]["title"].startswith("Shanju")
+
+
+def test_ids_and_offsets_beyond_the_database_range_are_a_4xx(client: TestClient) -> None:
+    for path in ("/api/v1/organizations/2147483648", "/api/v1/projects/99999999999999999999",
+                 "/api/v1/ledger/accounts?offset=99999999999", "/projects/2147483648"):
+        response = client.get(path)
+        assert 400 <= response.status_code < 500, (path, response.status_code)
+
+
+def test_nul_characters_never_reach_the_database_as_a_500(client: TestClient) -> None:
+    response = client.get("/api/v1/projects", params={"category": "\x00"})
+    assert response.status_code in (200, 422)  # SQLite stores NUL; PostgreSQL refuses it
+    if response.status_code == 422:
+        assert response.json()["error"]["code"] in ("nul_character", "validation_error")

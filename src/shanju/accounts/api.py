@@ -15,6 +15,7 @@ from shanju.accounts.schemas import (
     UserCreate,
     UserRead,
 )
+from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession
 
 router = APIRouter(tags=["accounts"])
@@ -108,7 +109,7 @@ def tokens(session: DbSession, user: CurrentUser) -> list[ApiTokenRead]:
     responses={**_ERRORS, 404: {"description": "`token_not_found`"}},
     dependencies=[CsrfChecked],
 )
-def revoke_token(token_id: int, session: DbSession, user: CurrentUser) -> Response:
+def revoke_token(token_id: DbId, session: DbSession, user: CurrentUser) -> Response:
     """A revoked token stops working at once; revoking twice is harmless."""
     accounts.do_revoke_api_token(session=session, user=user, token_id=token_id)
     return Response(status_code=204)

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
 from shanju.core.config import Settings
+from shanju.core.db import DbId
 from shanju.core.deps import SESSION_COOKIE, CsrfChecked, CurrentUser, DbSession, Viewer
 from shanju.core.errors import DomainError
 from shanju.core.i18n import N_
@@ -234,7 +235,7 @@ def create_token(
 
 
 @router.post("/me/tokens/{token_id}/revoke", dependencies=[CsrfChecked])
-def revoke_token(token_id: int, session: DbSession, user: CurrentUser) -> Response:
+def revoke_token(token_id: DbId, session: DbSession, user: CurrentUser) -> Response:
     """Revoke one of the person's API tokens."""
     accounts.do_revoke_api_token(session=session, user=user, token_id=token_id)
     return redirect("/me?flash=token_revoked#tokens")
@@ -248,7 +249,7 @@ def mark_all_read(session: DbSession, user: CurrentUser) -> Response:
 
 
 @router.post("/me/notifications/{notification_id}/read", dependencies=[CsrfChecked])
-def mark_read(notification_id: int, session: DbSession, user: CurrentUser) -> Response:
+def mark_read(notification_id: DbId, session: DbSession, user: CurrentUser) -> Response:
     """Mark one notification read."""
     accounts.do_mark_notification_read(
         session=session, user=user, notification_id=notification_id

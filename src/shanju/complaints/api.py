@@ -17,6 +17,7 @@ from shanju.complaints.schemas import (
     ComplaintReceipt,
 )
 from shanju.core.clock import today_cn
+from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
 
 router = APIRouter(tags=["complaints"])
@@ -88,7 +89,7 @@ def list_complaints(
     dependencies=[CsrfChecked],
 )
 def answer_complaint(
-    session: DbSession, reviewer: Reviewer, complaint_id: int, body: ComplaintAnswer
+    session: DbSession, reviewer: Reviewer, complaint_id: DbId, body: ComplaintAnswer
 ) -> ComplaintRead:
     """Record the answer; the report becomes answered and its reporter is notified."""
     complaint = service.get_complaint(session=session, complaint_id=complaint_id)

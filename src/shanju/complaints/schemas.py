@@ -7,15 +7,16 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from shanju.complaints.models import ComplaintStatus
+from shanju.core.db import DbId
 
 
 class ComplaintCreate(BaseModel):
     """A report about an organization or one of its projects (anonymous visitors may file)."""
 
-    organization_id: int | None = Field(
+    organization_id: DbId | None = Field(
         None, description="The organization reported; taken from the project when omitted."
     )
-    project_id: int | None = None
+    project_id: DbId | None = None
     category: str = Field(
         description="fraud, false_information, misuse_of_funds, commercial_ads or other."
     )

@@ -12,6 +12,7 @@ from shanju.complaints import service
 from shanju.complaints.models import Complaint, ComplaintStatus
 from shanju.complaints.schemas import ComplaintCreate
 from shanju.core.clock import today_cn
+from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
 from shanju.core.errors import DomainError, InvalidInput
 from shanju.core.web import redirect, render, tr
@@ -95,7 +96,7 @@ def file_complaint(
 
 
 @router.get("/complaints/{complaint_id:int}/thanks", response_class=HTMLResponse)
-def thanks(request: Request, session: DbSession, viewer: Viewer, complaint_id: int) -> Response:
+def thanks(request: Request, session: DbSession, viewer: Viewer, complaint_id: DbId) -> Response:
     """The receipt of a filed report: its number and the date it will be answered by."""
     del viewer
     complaint = service.get_complaint(session=session, complaint_id=complaint_id)
@@ -148,7 +149,7 @@ def _detail(request: Request, session: DbSession, complaint: Complaint,
 
 @router.get("/review/complaints/{complaint_id:int}", response_class=HTMLResponse)
 def review_detail(
-    request: Request, session: DbSession, reviewer: Reviewer, complaint_id: int
+    request: Request, session: DbSession, reviewer: Reviewer, complaint_id: DbId
 ) -> HTMLResponse:
     """One complaint with its answer form."""
     del reviewer
@@ -161,7 +162,7 @@ def answer(
     request: Request,
     session: DbSession,
     reviewer: Reviewer,
-    complaint_id: int,
+    complaint_id: DbId,
     answer: Annotated[str, Form()] = "",
 ) -> Response:
     """Record the answer; the complaint is then answered."""

@@ -15,12 +15,21 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import annotated_types
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+# The largest id an INTEGER primary key holds (on PostgreSQL; SQLite's are 64-bit): a bigger
+# number from a client is refused at the edge (a 4xx) instead of overflowing the database
+# driver (a 500). Tables that will outgrow it move to BIGINT together with this bound.
+MAX_ID = 2**31 - 1
+DbId = Annotated[int, annotated_types.Interval(ge=1, le=MAX_ID)]
+# How far into a list a client may page (offset, in rows).
+MAX_OFFSET = 10_000_000
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

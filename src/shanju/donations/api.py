@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.orm import Session
 
+from shanju.core.db import MAX_OFFSET
 from shanju.core.deps import CurrentUser, DbSession, PaymentProviders
 from shanju.donations import flows
 from shanju.donations import service as donations
@@ -86,7 +87,7 @@ def my_donations(
     session: DbSession,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> DonationPage:
     """The signed-in donor's own donations, newest first."""
     rows, total = donations.list_donations(

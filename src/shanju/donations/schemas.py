@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
+import annotated_types
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt
 
+from shanju.core.db import MAX_ID
 from shanju.donations.models import DonationStatus
 from shanju.payments.models import RefundStatus
 
@@ -15,7 +18,7 @@ class DonationCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project_id: StrictInt
+    project_id: Annotated[StrictInt, annotated_types.Interval(ge=1, le=MAX_ID)]
     # Validated by the service (so an amount ≤ 0 or a non-integer gets its own error code).
     amount_fen: object = Field(description="Integer fen, > 0 (1 yuan = 100 fen)",
                                json_schema_extra={"type": "integer", "minimum": 1})

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
+from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, PaymentProviders, Viewer
 from shanju.core.errors import DomainError
 from shanju.core.money import parse_yuan
@@ -27,7 +28,7 @@ PRESET_YUAN = ("10", "20", "50", "100", "200", "500")
 PAGE_SIZE = 20
 
 
-def _project(session: Session, project_id: int) -> Project:
+def _project(session: Session, project_id: DbId) -> Project:
     return projects.get_project(session=session, project_id=project_id)
 
 
@@ -45,7 +46,7 @@ def _form_context(project: Project, viewer: User | None, values: dict[str, Any] 
 
 
 @router.get("/projects/{project_id}/donate", response_class=HTMLResponse)
-def donate_page(project_id: int, request: Request, session: DbSession, viewer: Viewer
+def donate_page(project_id: DbId, request: Request, session: DbSession, viewer: Viewer
                 ) -> Response:
     """A page with just the donate form (also where form errors are shown)."""
     project = _project(session, project_id)
@@ -55,7 +56,7 @@ def donate_page(project_id: int, request: Request, session: DbSession, viewer: V
 @router.post("/projects/{project_id}/donate", dependencies=[CsrfChecked],
              response_class=HTMLResponse)
 def donate(
-    project_id: int,
+    project_id: DbId,
     request: Request,
     session: DbSession,
     viewer: Viewer,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from shanju.core.db import MAX_OFFSET
 from shanju.core.deps import DbSession, Reviewer
 from shanju.ledger import service as ledger
 from shanju.ledger.models import AccountKind
@@ -20,7 +21,7 @@ from shanju.ledger.schemas import (
 
 router = APIRouter(tags=["ledger"])
 Limit = Annotated[int, Query(ge=1, le=200)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 @router.get("/ledger/accounts", response_model=AccountPage, summary="Ledger accounts")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from shanju.accounts.models import User
 from shanju.core import regions
 from shanju.core.clock import today_cn
+from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, Reviewer, Viewer
 from shanju.core.errors import InvalidInput
 from shanju.organizations import service
@@ -76,7 +77,7 @@ def list_organizations(
     response_model=OrganizationReviewRead | OrganizationRead,
     summary="Get an organization's public profile",
 )
-def get_organization(session: DbSession, viewer: Viewer, org_id: int) -> OrganizationRead:
+def get_organization(session: DbSession, viewer: Viewer, org_id: DbId) -> OrganizationRead:
     """An approved organization; others are visible only to their staff and reviewers."""
     org = service.get_visible_organization(session=session, org_id=org_id, viewer=viewer)
     return _read_for(org, viewer)
@@ -104,7 +105,7 @@ def register_organization(
     dependencies=[CsrfChecked],
 )
 def approve_organization(
-    session: DbSession, reviewer: Reviewer, org_id: int, body: ReviewDecision | None = None
+    session: DbSession, reviewer: Reviewer, org_id: DbId, body: ReviewDecision | None = None
 ) -> OrganizationReviewRead:
     """Approve a pending organization or reinstate a suspended one."""
     org = service.get_organization(session=session, org_id=org_id)
@@ -120,7 +121,7 @@ def approve_organization(
     dependencies=[CsrfChecked],
 )
 def reject_organization(
-    session: DbSession, reviewer: Reviewer, org_id: int, body: ReviewDecision
+    session: DbSession, reviewer: Reviewer, org_id: DbId, body: ReviewDecision
 ) -> OrganizationReviewRead:
     """Reject a pending organization, telling its staff why."""
     org = service.get_organization(session=session, org_id=org_id)
@@ -135,7 +136,7 @@ def reject_organization(
     dependencies=[CsrfChecked],
 )
 def suspend_organization(
-    session: DbSession, reviewer: Reviewer, org_id: int, body: ReviewDecision
+    session: DbSession, reviewer: Reviewer, org_id: DbId, body: ReviewDecision
 ) -> OrganizationReviewRead:
     """Suspend an approved organization, telling its staff why."""
     org = service.get_organization(session=session, org_id=org_id)

@@ -15,6 +15,7 @@ from shanju.accounts.models import User
 from shanju.complaints import service as complaints
 from shanju.core import regions
 from shanju.core.clock import today_cn
+from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
 from shanju.core.errors import DomainError, InvalidInput
 from shanju.core.web import redirect, render, tr
@@ -146,7 +147,7 @@ def register(request: Request, session: DbSession, viewer: Viewer, form: OrgForm
 
 
 @router.get("/organizations/{org_id:int}", response_class=HTMLResponse)
-def profile(request: Request, session: DbSession, viewer: Viewer, org_id: int) -> HTMLResponse:
+def profile(request: Request, session: DbSession, viewer: Viewer, org_id: DbId) -> HTMLResponse:
     """An organization's public profile with its legally required disclosures."""
     prof = service.public_profile(session=session, org_id=org_id, viewer=viewer,
                                   today=today_cn())
@@ -241,7 +242,7 @@ def _review_page(request: Request, session: DbSession, org: Organization,
 
 @router.get("/review/organizations/{org_id:int}", response_class=HTMLResponse)
 def review_detail(
-    request: Request, session: DbSession, reviewer: Reviewer, org_id: int
+    request: Request, session: DbSession, reviewer: Reviewer, org_id: DbId
 ) -> HTMLResponse:
     """One organization with everything a reviewer needs to decide."""
     del reviewer
@@ -261,7 +262,7 @@ def review_decide(
     request: Request,
     session: DbSession,
     reviewer: Reviewer,
-    org_id: int,
+    org_id: DbId,
     decision: str,
     reason: Annotated[str, Form()] = "",
 ) -> Response:

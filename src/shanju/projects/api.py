@@ -13,6 +13,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from sqlalchemy.orm import Session
 
 from shanju.core import files
+from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, OrgStaff, Viewer
 from shanju.core.errors import InvalidInput
 from shanju.core.masking import mask_name
@@ -96,7 +97,7 @@ def list_projects(
     session: DbSession,
     province: str | None = None,
     category: str | None = None,
-    organization_id: int | None = None,
+    organization_id: DbId | None = None,
     status: Annotated[list[ProjectStatus] | None, Query()] = None,
     limit: Limit = 20,
     offset: Offset = 0,
@@ -116,7 +117,7 @@ def list_projects(
 
 @router.get("/projects/{project_id}", response_model=schemas.ProjectRead,
             summary="Get a project with its totals")
-def get_project(project_id: int, session: DbSession, viewer: Viewer) -> schemas.ProjectRead:
+def get_project(project_id: DbId, session: DbSession, viewer: Viewer) -> schemas.ProjectRead:
     """A project the caller may see (public states, or any state for its staff/reviewers)."""
     project = projects.get_visible_project(session=session, project_id=project_id,
                                            viewer=viewer)
@@ -148,7 +149,7 @@ def create_project(body: schemas.ProjectCreate, session: DbSession,
 
 @router.patch("/projects/{project_id}", response_model=schemas.ProjectRead,
               summary="Edit a draft or rejected project", dependencies=[CsrfChecked])
-def update_project(project_id: int, body: schemas.ProjectUpdate, session: DbSession,
+def update_project(project_id: DbId, body: schemas.ProjectUpdate, session: DbSession,
                    user: CurrentUser) -> schemas.ProjectRead:
     """Change fields of a project in draft or rejected state."""
     project = projects.get_project(session=session, project_id=project_id)
@@ -173,7 +174,7 @@ _ACTION_DOCS = {
 
 
 def _make_transition_route(action: str) -> Callable[..., schemas.ProjectRead]:
-    def route(project_id: int, session: DbSession, user: CurrentUser,
+    def route(project_id: DbId, session: DbSession, user: CurrentUser,
               body: schemas.TransitionRequest | None = None) -> schemas.ProjectRead:
         project = projects.get_project(session=session, project_id=project_id)
         projects.do_transition(session=session, project=project, actor=user, action=action,
@@ -213,7 +214,7 @@ def _usage_read(session: Session, usage: FundUsage) -> schemas.FundUsageRead:
 
 @router.get("/projects/{project_id}/updates", response_model=list[schemas.ProgressUpdateRead],
             summary="List a project's progress updates")
-def list_updates(project_id: int, session: DbSession,
+def list_updates(project_id: DbId, session: DbSession,
                  viewer: Viewer) -> list[schemas.ProgressUpdateRead]:
     """Progress updates, newest first."""
     project = projects.get_visible_project(session=session, project_id=project_id,
@@ -227,7 +228,7 @@ def list_updates(project_id: int, session: DbSession,
              dependencies=[CsrfChecked])
 async def post_update(
     request: Request,
-    project_id: int,
+    project_id: DbId,
     session: DbSession,
     user: CurrentUser,
     title: Annotated[str, Form()] = "",
@@ -245,7 +246,7 @@ async def post_update(
 
 @router.get("/projects/{project_id}/fund-usages", response_model=list[schemas.FundUsageRead],
             summary="List a project's fund-usage disclosures")
-def list_fund_usages(project_id: int, session: DbSession,
+def list_fund_usages(project_id: DbId, session: DbSession,
                      viewer: Viewer) -> list[schemas.FundUsageRead]:
     """Fund-usage disclosures, newest first."""
     project = projects.get_visible_project(session=session, project_id=project_id,
@@ -259,7 +260,7 @@ def list_fund_usages(project_id: int, session: DbSession,
              dependencies=[CsrfChecked])
 async def post_fund_usage(
     request: Request,
-    project_id: int,
+    project_id: DbId,
     session: DbSession,
     user: CurrentUser,
     amount_fen: Annotated[int, Form()],
@@ -280,7 +281,7 @@ async def post_fund_usage(
 
 @router.get("/projects/{project_id}/donations", response_model=schemas.PublicDonationPage,
             summary="List a project's paid gifts (names masked)")
-def list_project_donations(project_id: int, session: DbSession, viewer: Viewer,
+def list_project_donations(project_id: DbId, session: DbSession, viewer: Viewer,
                            limit: Limit = 20, offset: Offset = 0) -> schemas.PublicDonationPage:
     """Paid gifts, newest first; donors' names masked, anonymous gifts as 爱心人士."""
     project = projects.get_visible_project(session=session, project_id=project_id,

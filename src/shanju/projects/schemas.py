@@ -6,6 +6,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shanju.core.db import DbId
 from shanju.projects.models import ProjectStatus
 
 
@@ -26,7 +27,7 @@ class ProjectCreate(BaseModel):
     filing_valid_until: dt.date | None = None
     starts_on: dt.date | None = None
     ends_on: dt.date | None = None
-    recipient_org_id: int | None = None
+    recipient_org_id: DbId | None = None
 
 
 class ProjectUpdate(BaseModel):
@@ -46,7 +47,7 @@ class ProjectUpdate(BaseModel):
     filing_valid_until: dt.date | None = None
     starts_on: dt.date | None = None
     ends_on: dt.date | None = None
-    recipient_org_id: int | None = None
+    recipient_org_id: DbId | None = None
 
 
 class TransitionRequest(BaseModel):

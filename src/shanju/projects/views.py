@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from shanju.accounts.models import Role, User
 from shanju.core import files
 from shanju.core.clock import today_cn
+from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, DbSession, Viewer
 from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
 from shanju.core.web import redirect, render, tr
@@ -106,7 +107,7 @@ def _detail_context(session: Session, project: Project) -> dict[str, Any]:
 
 
 @router.get("/projects/{project_id}", response_class=HTMLResponse)
-def project_page(project_id: int, request: Request, session: DbSession,
+def project_page(project_id: DbId, request: Request, session: DbSession,
                  viewer: Viewer) -> HTMLResponse:
     """A project's public page with the disclosures the Charity Law requires."""
     project = projects.get_visible_project(session=session, project_id=project_id,
@@ -128,7 +129,7 @@ def project_page(project_id: int, request: Request, session: DbSession,
 
 
 @router.get("/files/{attachment_id}")
-def file_download(attachment_id: int, request: Request, session: DbSession) -> Response:
+def file_download(attachment_id: DbId, request: Request, session: DbSession) -> Response:
     """Serve an uploaded file with the type its bytes were checked to be."""
     attachment = files.get_attachment(session=session, attachment_id=attachment_id)
     data = files.read_bytes(request.app.state.settings.upload_dir, attachment)
@@ -221,7 +222,7 @@ async def create_project(request: Request, session: DbSession, viewer: Viewer) -
     return redirect(f"/console/projects/{project.id}")
 
 
-def _managed(session: Session, viewer: User | None, project_id: int) -> tuple[User, Project]:
+def _managed(session: Session, viewer: User | None, project_id: DbId) -> tuple[User, Project]:
     user = _require_staff(viewer)
     project = projects.get_project(session=session, project_id=project_id)
     projects.check_can_manage(actor=user, project=project)
@@ -229,7 +230,7 @@ def _managed(session: Session, viewer: User | None, project_id: int) -> tuple[Us
 
 
 @router.get("/console/projects/{project_id}/edit", response_class=HTMLResponse)
-def edit_project_form(project_id: int, request: Request, session: DbSession,
+def edit_project_form(project_id: DbId, request: Request, session: DbSession,
                       viewer: Viewer) -> Response:
     """The edit form of a draft or rejected project."""
     if viewer is None:
@@ -240,7 +241,7 @@ def edit_project_form(project_id: int, request: Request, session: DbSession,
 
 
 @router.post("/console/projects/{project_id}/edit", dependencies=[CsrfChecked])
-async def edit_project(project_id: int, request: Request, session: DbSession,
+async def edit_project(project_id: DbId, request: Request, session: DbSession,
                        viewer: Viewer) -> Response:
     """Save a draft or rejected project."""
     user, project = _managed(session, viewer, project_id)
@@ -285,7 +286,7 @@ def _console_project(request: Request, session: Session, user: User, project: Pr
 
 
 @router.get("/console/projects/{project_id}", response_class=HTMLResponse)
-def console_project(project_id: int, request: Request, session: DbSession,
+def console_project(project_id: DbId, request: Request, session: DbSession,
                     viewer: Viewer) -> Response:
     """Manage one project: lifecycle buttons, updates, disclosures and donations."""
     if viewer is None:
@@ -295,7 +296,7 @@ def console_project(project_id: int, request: Request, session: DbSession,
 
 
 @router.post("/console/projects/{project_id}/actions/{action}", dependencies=[CsrfChecked])
-async def console_action(project_id: int, action: str, request: Request, session: DbSession,
+async def console_action(project_id: DbId, action: str, request: Request, session: DbSession,
                          viewer: Viewer) -> Response:
     """Make a lifecycle move as the organization."""
     user, project = _managed(session, viewer, project_id)
@@ -313,7 +314,7 @@ async def console_action(project_id: int, action: str, request: Request, session
 
 
 @router.post("/console/projects/{project_id}/updates", dependencies=[CsrfChecked])
-async def console_post_update(project_id: int, request: Request, session: DbSession,
+async def console_post_update(project_id: DbId, request: Request, session: DbSession,
                               viewer: Viewer) -> Response:
     """Post a progress update with photos."""
     user, project = _managed(session, viewer, project_id)
@@ -334,7 +335,7 @@ async def console_post_update(project_id: int, request: Request, session: DbSess
 
 
 @router.post("/console/projects/{project_id}/fund-usages", dependencies=[CsrfChecked])
-async def console_post_fund_usage(project_id: int, request: Request, session: DbSession,
+async def console_post_fund_usage(project_id: DbId, request: Request, session: DbSession,
                                   viewer: Viewer) -> Response:
     """Disclose fund usage with invoices and receipts."""
     user, project = _managed(session, viewer, project_id)
@@ -391,7 +392,7 @@ def _review_project(request: Request, session: Session, project: Project, *,
 
 
 @router.get("/review/projects/{project_id}", response_class=HTMLResponse)
-def review_project(project_id: int, request: Request, session: DbSession,
+def review_project(project_id: DbId, request: Request, session: DbSession,
                    viewer: Viewer) -> Response:
     """One project for a reviewer: everything it shows, and the reviewer's actions."""
     if viewer is None:
@@ -402,7 +403,7 @@ def review_project(project_id: int, request: Request, session: DbSession,
 
 
 @router.post("/review/projects/{project_id}/actions/{action}", dependencies=[CsrfChecked])
-async def review_action(project_id: int, action: str, request: Request, session: DbSession,
+async def review_action(project_id: DbId, action: str, request: Request, session: DbSession,
                         viewer: Viewer) -> Response:
     """Approve, reject, pause, resume or take down a project as the platform."""
     user = _require_reviewer(viewer)
