@@ -38,9 +38,13 @@ def request_locale(request: Request) -> str:
     return str(getattr(request.state, "locale", i18n.DEFAULT_LOCALE))
 
 
-def tr(request: Request, message: str) -> str:
-    """Translate ``message`` into the request's language."""
-    return i18n.gettext(request_locale(request), message)
+def tr(request: Request, message: str, **params: Any) -> str:
+    """Translate ``message`` into the request's language, then fill in ``%(name)s`` values.
+
+    ``message`` may be a domain error's ``exc.message`` (an :class:`i18n.Msg` carrying its
+    own values); ``params`` add to or override those.
+    """
+    return i18n.translate(request_locale(request), message, params)
 
 
 def csrf_token(request: Request) -> str:
