@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from shanju.core import i18n
+from shanju.core import i18n, regions
 from shanju.core.clock import CHINA_TZ
 from shanju.core.config import get_settings
 from shanju.core.errors import DomainError
@@ -92,6 +92,7 @@ def render(
         "money": lambda fen, cents=True: format_fen(int(fen), locale, cents=cents),
         "yuan": fen_to_yuan_str,
         "mask": mask_name,
+        "province_name": lambda name: regions.display_name(name or "", locale),
         "local_time": _local_time,
         "qr_svg": qr_svg,
     }
