@@ -221,7 +221,8 @@ def test_review_list_shows_credit_code_warnings_pending_first(
     assert page.count("uscc-warning") == 2
     detail = client.get(f"/review/organizations/{flagged_id}").text
     assert "GB 11714" in detail
-    assert "does not match" in client.get(f"/review/organizations/{mismatch_id}").text
+    mismatch_page = client.get(f"/review/organizations/{mismatch_id}").text
+    assert "与注册时选择的组织类型不符" in mismatch_page  # translated (zh_CN is the default)
     assert "uscc-warning" not in client.get(f"/review/organizations/{approved_id}").text
     # The public never sees the warning.
     sign_in(client, db, new_user(db, Role.REVIEWER))

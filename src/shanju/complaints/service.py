@@ -20,6 +20,7 @@ from shanju.complaints.workdays import add_working_days
 from shanju.core import audit
 from shanju.core.clock import CHINA_TZ, today_cn, utcnow
 from shanju.core.errors import InvalidInput, NotFound, PermissionDenied
+from shanju.core.i18n import N_
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization, OrgStatus
 from shanju.projects.models import Project, ProjectStatus
@@ -29,11 +30,11 @@ CONTENT_MIN, CONTENT_MAX = 10, 2000
 CONTACT_MAX = 120
 ANSWER_MAX = 5000
 CATEGORIES: dict[str, str] = {
-    "fraud": "Fraud",
-    "false_information": "False information",
-    "misuse_of_funds": "Misuse of funds",
-    "commercial_ads": "Commercial advertising",
-    "other": "Other",
+    "fraud": N_("Fraud"),
+    "false_information": N_("False information"),
+    "misuse_of_funds": N_("Misuse of funds"),
+    "commercial_ads": N_("Commercial advertising"),
+    "other": N_("Other"),
 }
 # Projects whose page the public has seen at some point, so a report about them makes sense.
 _REPORTABLE_PROJECTS = (

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from shanju.core.i18n import Msg
+
 
 class DomainError(Exception):
-    """An error a user can cause; mapped to a 4xx JSON or form error, never a 500."""
+    """An error a user can cause; mapped to a 4xx JSON or form error, never a 500.
+
+    ``message`` is an English msgid; values it shows go in ``params`` as ``%(name)s``
+    placeholders (``InvalidInput("Attach at most %(n)s files.", params={"n": 5})``).
+    ``exc.message`` is then the filled-in English text (the API's message) that still knows
+    its msgid, so ``tr(request, exc.message)`` translates first and fills in after.
+    """
 
     status_code = 400
     code = "bad_request"
@@ -19,9 +27,13 @@ class DomainError(Exception):
         status_code: int | None = None,
         field: str | None = None,
         details: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        if isinstance(message, Msg):
+            self.message = Msg(message.msgid, {**message.params, **(params or {})})
+        else:
+            self.message = Msg(message, params)
+        super().__init__(str(self.message))
         if code is not None:
             self.code = code
         if status_code is not None:
@@ -29,9 +41,14 @@ class DomainError(Exception):
         self.field = field
         self.details = details or {}
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """The values filled into the message's ``%(name)s`` placeholders."""
+        return self.message.params
+
     def to_dict(self) -> dict[str, Any]:
         """Render the error as the API's JSON error body."""
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        body: dict[str, Any] = {"code": self.code, "message": str(self.message)}
         if self.field:
             body["field"] = self.field
         if self.details:

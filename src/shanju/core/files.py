@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from shanju.core import audit
 from shanju.core.errors import InvalidInput, NotFound
+from shanju.core.i18n import N_
 from shanju.projects.models import Attachment
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -52,20 +53,26 @@ def check_upload(upload: Upload, *, field: str = "files", images_only: bool = Fa
     """Validate one upload and return its real content type."""
     name = clean_filename(upload.filename)
     if not upload.data:
-        raise InvalidInput(f"The file “{name}” is empty.", code="file_empty", field=field)
+        raise InvalidInput("The file “%(name)s” is empty.", code="file_empty", field=field,
+                           params={"name": name})
     if len(upload.data) > MAX_UPLOAD_BYTES:
         raise InvalidInput(
-            f"The file “{name}” is larger than 5 MB. Please upload a smaller file.",
+            "The file “%(name)s” is larger than 5 MB. Please upload a smaller file.",
             code="file_too_large",
             field=field,
+            params={"name": name},
         )
     content_type = sniff_content_type(upload.data)
     if content_type is None or (images_only and content_type not in IMAGE_TYPES):
-        allowed = "JPEG, PNG or WebP" if images_only else "JPEG, PNG, WebP or PDF"
+        message = (
+            N_("The file “%(name)s” is not a JPEG, PNG or WebP image.") if images_only
+            else N_("The file “%(name)s” is not a JPEG, PNG, WebP or PDF file.")
+        )
         raise InvalidInput(
-            f"The file “{name}” is not a {allowed} file.",
+            message,
             code="file_type_not_allowed",
             field=field,
+            params={"name": name},
         )
     return content_type
 
@@ -76,9 +83,10 @@ def check_uploads(
     """Validate several uploads (all or nothing) and return their content types."""
     if len(uploads) > MAX_FILES_PER_POST:
         raise InvalidInput(
-            f"Attach at most {MAX_FILES_PER_POST} files at a time.",
+            "Attach at most %(n)s files at a time.",
             code="too_many_files",
             field=field,
+            params={"n": MAX_FILES_PER_POST},
         )
     return [check_upload(u, field=field, images_only=images_only) for u in uploads]
 

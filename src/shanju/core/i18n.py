@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import DEFAULT_KEYWORDS
@@ -45,6 +46,33 @@ EXTRACT_KEYWORDS: dict[str, object] = {
     "InvalidInput": None,
     "InsufficientFunds": None,
 }
+
+
+class Msg(str):
+    """An English message whose ``%(name)s`` placeholders are filled with ``params``.
+
+    The string itself is the filled-in English text (what the API and logs show); ``msgid``
+    and ``params`` let pages translate the message first and fill in the values after.
+    Values that are :class:`Msg` themselves (labels such as a status) are translated too.
+    """
+
+    msgid: str
+    params: dict[str, Any]
+
+    def __new__(
+        cls, msgid: str, params: dict[str, Any] | None = None, *, plain: str | None = None
+    ) -> Msg:
+        """Build the message ``msgid`` with ``params``.
+
+        ``plain`` replaces the untranslated text, e.g. an API value such as ``taken_down``
+        that pages show by its label (the msgid) instead.
+        """
+        values = dict(params or {})
+        text = plain if plain is not None else msgid % values if values else msgid
+        obj = super().__new__(cls, text)
+        obj.msgid = msgid
+        obj.params = values
+        return obj
 
 
 def N_(message: str) -> str:  # noqa: N802 - the conventional name extractors look for
@@ -83,6 +111,21 @@ def negotiate(requested: str | None) -> str:
 def gettext(locale: str, message: str) -> str:
     """Translate one message."""
     return translations(locale).gettext(message)
+
+
+def translate(locale: str, message: str, params: dict[str, Any] | None = None) -> str:
+    """Translate ``message`` (a msgid or a :class:`Msg`) and fill in its ``%(name)s`` values."""
+    values = dict(params or {})
+    if isinstance(message, Msg):
+        values = {**message.params, **values}
+        message = message.msgid
+    text = gettext(locale, message)
+    if not values:
+        return text
+    return text % {
+        key: translate(locale, value) if isinstance(value, Msg) else value
+        for key, value in values.items()
+    }
 
 
 # --- tooling: extract, update and check the catalog ------------------------------------------

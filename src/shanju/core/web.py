@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from shanju.core import i18n
+from shanju.core import i18n, regions
 from shanju.core.clock import CHINA_TZ
 from shanju.core.config import get_settings
 from shanju.core.errors import DomainError
@@ -38,9 +38,13 @@ def request_locale(request: Request) -> str:
     return str(getattr(request.state, "locale", i18n.DEFAULT_LOCALE))
 
 
-def tr(request: Request, message: str) -> str:
-    """Translate ``message`` into the request's language."""
-    return i18n.gettext(request_locale(request), message)
+def tr(request: Request, message: str, **params: Any) -> str:
+    """Translate ``message`` into the request's language, then fill in ``%(name)s`` values.
+
+    ``message`` may be a domain error's ``exc.message`` (an :class:`i18n.Msg` carrying its
+    own values); ``params`` add to or override those.
+    """
+    return i18n.translate(request_locale(request), message, params)
 
 
 def csrf_token(request: Request) -> str:
@@ -88,6 +92,7 @@ def render(
         "money": lambda fen, cents=True: format_fen(int(fen), locale, cents=cents),
         "yuan": fen_to_yuan_str,
         "mask": mask_name,
+        "province_name": lambda name: regions.display_name(name or "", locale),
         "local_time": _local_time,
         "qr_svg": qr_svg,
     }

@@ -22,6 +22,7 @@ from shanju.accounts.models import Role, User
 from shanju.core import audit, regions
 from shanju.core.clock import utcnow
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from shanju.core.i18n import N_
 from shanju.organizations import uscc
 from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.organizations.schemas import OrganizationCreate, OrganizationUpdate
@@ -44,15 +45,15 @@ PUBLIC_PROJECT_STATUSES = (
     ProjectStatus.COMPLETED,
 )
 ORG_TYPE_LABELS = {
-    OrgType.FOUNDATION: "Foundation",
-    OrgType.SOCIAL_GROUP: "Social group",
-    OrgType.SOCIAL_SERVICE: "Social service organization",
+    OrgType.FOUNDATION: N_("Foundation"),
+    OrgType.SOCIAL_GROUP: N_("Social group"),
+    OrgType.SOCIAL_SERVICE: N_("Social service organization"),
 }
 STATUS_LABELS = {
-    OrgStatus.PENDING: "Pending review",
-    OrgStatus.APPROVED: "Approved",
-    OrgStatus.REJECTED: "Rejected",
-    OrgStatus.SUSPENDED: "Suspended",
+    OrgStatus.PENDING: N_("Pending review"),
+    OrgStatus.APPROVED: N_("Approved"),
+    OrgStatus.REJECTED: N_("Rejected"),
+    OrgStatus.SUSPENDED: N_("Suspended"),
 }
 # (max length, required) of each free-text field; the lengths match the columns.
 _TEXT_FIELDS: dict[str, tuple[int, bool]] = {
@@ -204,15 +205,15 @@ def review_warnings(org: Organization) -> list[str]:
         warnings.append(org.uscc_warning)
     result = uscc.UsccResult(code=org.uscc)
     if not result.registered_with_civil_affairs:
-        warnings.append(
+        warnings.append(N_(
             "This credit code was not issued by civil affairs (its first character is not 5); "
             "charitable organizations register with civil affairs."
-        )
+        ))
     elif result.org_type_hint is not None and result.org_type_hint != org.org_type.value:
-        warnings.append(
+        warnings.append(N_(
             "The organization type in the credit code (its second character) does not match "
             "the type chosen at registration."
-        )
+        ))
     return warnings
 
 

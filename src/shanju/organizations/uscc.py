@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shanju.core.errors import InvalidInput
+from shanju.core.i18n import N_
 
 CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _VALUE = {c: i for i, c in enumerate(CHARSET)}
@@ -77,17 +78,19 @@ def validate(raw: str, *, field: str = "uscc") -> UsccResult:
     code = raw.strip().upper().replace(" ", "").replace("-", "")
     if len(code) != 18:
         raise InvalidInput(
-            f"A Unified Social Credit Code has 18 characters; this one has {len(code)}.",
+            "A Unified Social Credit Code has 18 characters; this one has %(count)s.",
             code="uscc_wrong_length",
             field=field,
+            params={"count": len(code)},
         )
     bad = sorted({c for c in code if c not in _VALUE})
     if bad:
         raise InvalidInput(
             "A Unified Social Credit Code uses digits and capital letters except I, O, S, V "
-            f"and Z; found: {' '.join(bad)}.",
+            "and Z; found: %(chars)s.",
             code="uscc_bad_character",
             field=field,
+            params={"chars": " ".join(bad)},
         )
     if not code[2:8].isdigit():
         raise InvalidInput(
@@ -107,7 +110,7 @@ def validate(raw: str, *, field: str = "uscc") -> UsccResult:
     warning = None
     org_body, org_check = code[8:16], code[16]
     if not org_body.isalnum() or org_code_check(org_body) != org_check:
-        warning = (
+        warning = N_(
             "The organization code inside this credit code (characters 9–17) fails its "
             "GB 11714 check. Early pilot codes can do this; verify the registration "
             "certificate before approving."

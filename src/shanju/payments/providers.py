@@ -197,7 +197,8 @@ class Providers:
 
         provider = self._by_name.get(name)
         if provider is None:
-            raise NotFound(f"Unknown payment provider: {name}", code="unknown_provider")
+            raise NotFound("Unknown payment provider: %(name)s", code="unknown_provider",
+                           params={"name": name})
         return provider
 
     @property

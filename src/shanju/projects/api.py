@@ -130,7 +130,8 @@ def _fields(body: schemas.ProjectCreate | schemas.ProjectUpdate,
     for key, value in data.items():
         if value is None and key in ("title", "summary", "category", "province", "goal_fen",
                                      "fundraising_plan"):
-            raise InvalidInput(f"{key} cannot be null.", code="validation_error", field=key)
+            raise InvalidInput("%(field)s cannot be null.", code="validation_error", field=key,
+                               params={"field": key})
         setattr(base, key, value if value is not None else None)
     if "description" in data and data["description"] is None:
         base.description = ""

@@ -27,6 +27,7 @@ from shanju.core.regions import PROVINCES as PROVINCES  # re-exported for the vi
 from shanju.donations import service as donations
 from shanju.ledger import service as ledger
 from shanju.organizations.models import Organization, OrgStatus
+from shanju.projects import labels
 from shanju.projects.models import Attachment, FundUsage, Project, ProjectStatus, ProjectUpdate
 
 S = ProjectStatus
@@ -401,11 +402,12 @@ def form_values(project: Project) -> dict[str, str]:
 def _text(value: str, *, field: str, label: str, max_len: int, required: bool = True) -> str:
     cleaned = value.strip()
     if required and not cleaned:
-        raise InvalidInput(f"Enter the {label}.", code=f"{field}_required", field=field)
+        raise InvalidInput("Enter the %(label)s.", code=field + "_required", field=field,
+                           params={"label": labels.field(label)})
     if len(cleaned) > max_len:
         raise InvalidInput(
-            f"The {label} can be at most {max_len} characters.", code=f"{field}_too_long",
-            field=field,
+            "The %(label)s can be at most %(max)s characters.", code=field + "_too_long",
+            field=field, params={"label": labels.field(label), "max": max_len},
         )
     return cleaned
 
@@ -526,9 +528,9 @@ def do_update_project(
     check_can_manage(actor=actor, project=project)
     if project.status not in EDITABLE_STATUSES:
         raise Conflict(
-            f"A project can be edited only as a draft or after rejection; this one is "
-            f"{project.status.value}.",
-            code="project_not_editable",
+            "A project can be edited only as a draft or after rejection; this one is "
+            "%(status)s.",
+            code="project_not_editable", params={"status": labels.status(project.status)},
         )
     org = _organization(session, project.organization_id)
     clean = check_fields(fields)
@@ -595,10 +597,10 @@ def paused_by_platform(project: Project) -> bool:
 
 def _illegal(project: Project, action: str) -> Conflict:
     target = ACTION_TARGET.get(action)
-    target_text = target.value if target is not None else "its state before the pause"
     return Conflict(
-        f"A project cannot go from {project.status.value} to {target_text}.",
+        "A project cannot go from %(from)s to %(to)s.",
         code="illegal_transition",
+        params={"from": labels.status(project.status), "to": labels.status(target)},
         details={"from": project.status.value, "to": target.value if target else None,
                  "action": action},
     )
@@ -650,13 +652,13 @@ def _check_filing(project: Project, *, on: dt.date, starting: bool) -> None:
     period = f"{project.filing_valid_from.isoformat()} – {project.filing_valid_until.isoformat()}"
     if on > project.filing_valid_until:
         raise InvalidInput(
-            f"The fundraising filing expired (valid {period}).", code="filing_not_valid",
-            field="filing_valid_until",
+            "The fundraising filing expired (valid %(period)s).", code="filing_not_valid",
+            field="filing_valid_until", params={"period": period},
         )
     if starting and on < project.filing_valid_from:
         raise InvalidInput(
-            f"Fundraising can start only within the filing's validity ({period}).",
-            code="filing_not_valid", field="filing_valid_from",
+            "Fundraising can start only within the filing's validity (%(period)s).",
+            code="filing_not_valid", field="filing_valid_from", params={"period": period},
         )
 
 
@@ -756,9 +758,9 @@ def _notify_of_platform_action(
 def _check_reportable(project: Project) -> None:
     if project.status not in REPORTABLE_STATUSES:
         raise Conflict(
-            f"Updates and disclosures can be posted once fundraising has started; this "
-            f"project is {project.status.value}.",
-            code="project_not_reportable",
+            "Updates and disclosures can be posted once fundraising has started; this "
+            "project is %(status)s.",
+            code="project_not_reportable", params={"status": labels.status(project.status)},
         )
 
 
@@ -854,9 +856,10 @@ def do_disclose_fund_usage(
 
 def _insufficient(amount_fen: int, available: int) -> ledger.InsufficientFunds:
     return ledger.InsufficientFunds(
-        f"The project's fund holds {format_fen(available)}; a disclosure of "
-        f"{format_fen(amount_fen)} is more than that.",
+        "The project's fund holds %(available)s; a disclosure of %(amount)s is more than "
+        "that.",
         field="amount",
+        params={"available": format_fen(available), "amount": format_fen(amount_fen)},
         details={"available_fen": available, "amount_fen": amount_fen},
     )
 
