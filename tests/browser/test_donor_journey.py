@@ -10,33 +10,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from shanju.core.i18n import gettext
-from shanju.projects.models import Project
-from tests.browser.conftest import LiveServer, horizontal_overflow
-from tests.factories import PASSWORD, make_org, make_project
+from tests.browser.conftest import LiveServer
+from tests.browser.helpers import check_fits_phone, fundraising_project, zh
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.browser
-
-
-def zh(message: str) -> str:
-    """What a zh-CN visitor sees for ``message`` (robust to the ongoing translation pass)."""
-    return gettext("zh_CN", message)
-
-
-def fundraising_project(live_server: LiveServer) -> tuple[int, str]:
-    """A fundraising project with a ¥1,000 goal in the server's database: (id, title)."""
-    with live_server.database.transaction() as session:
-        org = make_org(session, name="北京春苗公益基金会")
-        project: Project = make_project(session, org=org, goal_fen=100_000,
-                                        title="山区孩子过冬棉衣")
-        return project.id, project.title
-
-
-def check_fits_phone(page: Page, js_errors: list[str]) -> None:
-    """The page is as wide as the phone and no script failed."""
-    page.wait_for_load_state("load")
-    assert horizontal_overflow(page) == 0, f"{page.url} is wider than 390 px"
-    assert js_errors == [], f"JavaScript errors on {page.url}: {js_errors}"
 
 
 @pytest.mark.parametrize("live_server", ["sqlite", "postgresql"], indirect=True)
@@ -56,6 +34,11 @@ def test_new_donor_signs_up_gives_and_sees_the_gift(
     page.locator(f'a[href="{project_path}#give"]').click()
     expect(page).to_have_url(live_server(f"{project_path}#give"))
     expect(page.locator("h1")).to_have_text(title)
+    # The form is in view, not hidden under the sticky header.
+    header = page.locator("header.site-header").bounding_box()
+    give = page.locator("#give").bounding_box()
+    assert header is not None and give is not None
+    assert give["y"] >= header["y"] + header["height"] - 1
     progress = page.locator('[role="progressbar"]').first
     expect(progress).to_have_attribute("aria-valuenow", "0")
     expect(page.locator("#donors .donor-list")).to_have_count(0)
