@@ -109,5 +109,10 @@ def test_new_donor_signs_up_gives_and_sees_the_gift(
     expect(row).to_contain_text(title)
     expect(row).to_contain_text("¥100.00")
     expect(row.locator(".badge")).to_have_text(zh("Paid"))
+    # The rows keep the card's padding (they do not touch its edges).
+    card, item = page.locator("#my-donations").bounding_box(), row.bounding_box()
+    assert card is not None and item is not None
+    assert item["x"] >= card["x"] + 8
+    assert item["x"] + item["width"] <= card["x"] + card["width"] - 8
     check_fits_phone(page, js_errors)
     screenshot("09-my-donations")

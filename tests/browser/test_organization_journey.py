@@ -147,6 +147,10 @@ def test_organization_registers_and_starts_fundraising(
     expect(reviewer_page.locator("body")).to_contain_text(FILING_NO)
     check_fits_phone(reviewer_page, js_errors)
     shot(reviewer_page, tmp_path, "org-07-review-project")
+    # On a phone a decision's reason box takes the whole row, not a squeezed half.
+    reason = reviewer_page.locator(f'form[action$="/{project_id}/actions/reject"] '
+                                   'input[name="reason"]').bounding_box()
+    assert reason is not None and reason["width"] >= 300
     reviewer_page.locator('button[data-action="approve"]').click()
     expect(reviewer_page.locator("[data-status]").first).to_have_attribute(
         "data-status", "approved")
