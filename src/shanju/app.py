@@ -92,7 +92,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         chosen = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
-        request.state.locale = i18n.negotiate(chosen, request.headers.get("accept-language"))
+        request.state.locale = i18n.negotiate(chosen)
         request.state.user = None
         response = await call_next(request)
         if "lang" in request.query_params:

@@ -63,7 +63,8 @@ def test_fen_to_yuan_str_is_exact(fen: int) -> None:
     ("fen", "locale", "cents", "shown"),
     [(123456, "zh_CN", True, "¥1,234.56"), (5, "zh_CN", True, "¥0.05"),
      (0, "zh_CN", True, "¥0.00"), (100_000_000, "zh_CN", False, "¥1,000,000"),
-     (123456, "en", True, "CN¥1,234.56")],
+     (123456, "en", True, "¥1,234.56"), (123456, "zh_CN", False, "¥1,234.56"),
+     (-500, "en", True, "-¥5.00"), (10**12 + 1, "zh_CN", True, "¥10,000,000,000.01")],
 )
 def test_format_fen(fen: int, locale: str, cents: bool, shown: str) -> None:
     assert format_fen(fen, locale, cents=cents) == shown

@@ -66,17 +66,17 @@ def translations(locale: str) -> NullTranslations:
     return Translations(buffer)
 
 
-def negotiate(requested: str | None, accept_language: str | None = None) -> str:
-    """Pick a supported locale from an explicit choice, else Accept-Language, else zh_CN."""
+def negotiate(requested: str | None) -> str:
+    """The locale a visitor chose (``?lang=`` or the ``sj_lang`` cookie), else zh_CN.
+
+    The browser's Accept-Language is deliberately not consulted: Chinese is the platform's
+    language, and many Chinese donors' phones are set to English; English is a choice.
+    """
     if requested:
-        normalized = requested.replace("-", "_")
+        normalized = requested.replace("-", "_").lower()
         for loc in SUPPORTED:
-            if normalized.lower() == loc.lower() or normalized.lower() == loc[:2]:
+            if normalized in (loc.lower(), loc[:2]):
                 return loc
-    if accept_language:
-        first = accept_language.split(",")[0].strip().lower()
-        if first.startswith("en"):
-            return "en"
     return DEFAULT_LOCALE
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from babel.numbers import format_currency
+from babel.numbers import format_decimal
 
 from shanju.core.errors import InvalidInput
 
@@ -55,12 +55,12 @@ def check_amount_fen(amount_fen: object, *, field: str = "amount_fen") -> int:
 
 
 def format_fen(amount_fen: int, locale: str = "zh_CN", *, cents: bool = True) -> str:
-    """Format fen as money for people, e.g. ``¥1,234.56``."""
-    value = Decimal(amount_fen) / 100
-    if not cents:
-        return format_currency(value, "CNY", format="¤#,##0", locale=locale,
-                               currency_digits=False)
-    return format_currency(value, "CNY", locale=locale)
+    """Format fen as money for people, e.g. ``¥1,234.56`` (``cents=False``: ``¥1,234`` when
+    the amount is whole yuan). The yuan sign reads the same in Chinese and English pages."""
+    value = abs(Decimal(amount_fen)) / 100
+    pattern = "#,##0" if not cents and amount_fen % 100 == 0 else "#,##0.00"
+    sign = "-" if amount_fen < 0 else ""
+    return f"{sign}¥{format_decimal(value, format=pattern, locale=locale)}"
 
 
 def fen_to_yuan_str(amount_fen: int) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
+from shanju.complaints import service as complaints
 from shanju.complaints.models import Complaint, ComplaintStatus
 from shanju.core import audit
 from shanju.core.clock import CHINA_TZ, utcnow
@@ -761,19 +762,10 @@ class _Seeder:
                 "reporter_contact": f"138{self.rng.randint(10_000_000, 99_999_999)}",
                 "category": category, "content": content,
                 "status": ComplaintStatus.ANSWERED if answered else ComplaintStatus.OPEN,
-                "due_on": add_working_days(created.astimezone(CHINA_TZ).date(), 5),
+                "due_on": complaints.due_date(created.astimezone(CHINA_TZ).date()),
                 "answer": "已联系机构核实,机构已补充说明并更新项目信息。" if answered else None,
                 "answered_by_id": self.reviewer_id if answered else None,
                 "answered_at": created + dt.timedelta(days=2) if answered else None,
                 "created_at": created,
             })
         self.session.execute(insert(Complaint), rows)
-
-
-def add_working_days(day: dt.date, n: int) -> dt.date:
-    """The date ``n`` working days (Monday–Friday) after ``day``."""
-    while n > 0:
-        day += dt.timedelta(days=1)
-        if day.weekday() < 5:
-            n -= 1
-    return day

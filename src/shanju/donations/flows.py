@@ -367,3 +367,31 @@ def donation_for_intent(*, session: Session, intent_id: str) -> Donation:
     if donation is None:
         raise NotFound("No such payment.", code="payment_not_found")
     return donation
+
+
+@dataclass(frozen=True)
+class SandboxCheckout:
+    """A payment the donor may complete on the sandbox cashier."""
+
+    intent: PaymentIntent
+    donation: Donation
+    provider: SandboxProvider
+
+    @property
+    def finished(self) -> bool:
+        """Whether the payment already left ``requires_payment``."""
+        return self.intent.status != IntentStatus.REQUIRES_PAYMENT
+
+
+def check_sandbox_checkout(
+    *, session: Session, actor: User, providers: Providers, intent_id: str
+) -> SandboxCheckout:
+    """The donor's own sandbox payment, or a 404/403/409 that says why not."""
+    intent = payments.get_intent(session=session, intent_id=intent_id)
+    donation = donation_for_intent(session=session, intent_id=intent.id)
+    if donation.donor_id != actor.id:
+        raise PermissionDenied("This is not your payment.", code="not_your_payment")
+    provider = providers.get(intent.provider)
+    if not isinstance(provider, SandboxProvider):
+        raise Conflict("Only sandbox payments can be completed here.", code="not_sandbox")
+    return SandboxCheckout(intent=intent, donation=donation, provider=provider)

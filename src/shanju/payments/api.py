@@ -8,11 +8,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from shanju.core.deps import CurrentUser, DbSession, PaymentProviders
-from shanju.core.errors import Conflict, PermissionDenied
+from shanju.core.errors import Conflict
 from shanju.donations import flows
 from shanju.payments import service as payments
-from shanju.payments.models import IntentStatus
-from shanju.payments.providers import SandboxProvider
 
 router = APIRouter(tags=["payments"])
 
@@ -62,15 +60,12 @@ def sandbox_complete(
     providers: PaymentProviders,
 ) -> IntentRead:
     """The sandbox gateway sends its signed callback; the platform applies it."""
-    intent = payments.get_intent(session=session, intent_id=intent_id)
-    donation = flows.donation_for_intent(session=session, intent_id=intent.id)
-    if donation.donor_id != user.id:
-        raise PermissionDenied("This is not your payment.", code="not_your_payment")
-    if intent.status != IntentStatus.REQUIRES_PAYMENT:
+    checkout = flows.check_sandbox_checkout(
+        session=session, actor=user, providers=providers, intent_id=intent_id
+    )
+    if checkout.finished:
         raise Conflict("This payment is already finished.", code="payment_finished")
-    provider = providers.get(intent.provider)
-    if not isinstance(provider, SandboxProvider):
-        raise Conflict("Only sandbox payments can be completed here.", code="not_sandbox")
+    intent, provider = checkout.intent, checkout.provider
     # The gateway is another system: its callback arrives in a transaction of its own, as a
     # real one would. This request has written nothing, so end its transaction first (on
     # SQLite it holds the write lock the callback needs); a fresh read then shows the effect.

@@ -13,26 +13,22 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, PaymentProviders
-from shanju.core.errors import Conflict, PermissionDenied
 from shanju.core.web import redirect, render
 from shanju.donations import flows
-from shanju.payments import service as payments
-from shanju.payments.models import IntentStatus
-from shanju.payments.providers import SandboxProvider
 from shanju.projects.models import Project
 
 router = APIRouter()
 
 
 @router.get("/pay/sandbox/{intent_id}", response_class=HTMLResponse)
-def cashier(intent_id: str, request: Request, session: DbSession, user: CurrentUser
-            ) -> Response:
+def cashier(intent_id: str, request: Request, session: DbSession, user: CurrentUser,
+            providers: PaymentProviders) -> Response:
     """Show what is being paid and the pay / cancel buttons."""
-    intent = payments.get_intent(session=session, intent_id=intent_id)
-    donation = flows.donation_for_intent(session=session, intent_id=intent.id)
-    if donation.donor_id != user.id:
-        raise PermissionDenied("This is not your payment.", code="not_your_payment")
-    if intent.status != IntentStatus.REQUIRES_PAYMENT:
+    checkout = flows.check_sandbox_checkout(
+        session=session, actor=user, providers=providers, intent_id=intent_id
+    )
+    intent, donation = checkout.intent, checkout.donation
+    if checkout.finished:
         return redirect(f"/donations/{donation.public_id}")
     project = session.get(Project, donation.project_id)
     return render(request, "payments/sandbox.html",
@@ -48,15 +44,12 @@ def pay(
     action: Annotated[str, Form()] = "pay",
 ) -> Response:
     """The donor pays (or cancels); the sandbox sends its callback; show the result."""
-    intent = payments.get_intent(session=session, intent_id=intent_id)
-    donation = flows.donation_for_intent(session=session, intent_id=intent.id)
-    if donation.donor_id != user.id:
-        raise PermissionDenied("This is not your payment.", code="not_your_payment")
-    if intent.status != IntentStatus.REQUIRES_PAYMENT:
+    checkout = flows.check_sandbox_checkout(
+        session=session, actor=user, providers=providers, intent_id=intent_id
+    )
+    intent, donation, provider = checkout.intent, checkout.donation, checkout.provider
+    if checkout.finished:
         return redirect(f"/donations/{donation.public_id}")
-    provider = providers.get(intent.provider)
-    if not isinstance(provider, SandboxProvider):
-        raise Conflict("Only sandbox payments can be completed here.", code="not_sandbox")
     public_id, amount = donation.public_id, intent.amount_fen
     # End this request's (read-only so far) transaction: the callback arrives in its own.
     session.commit()
