@@ -89,6 +89,8 @@ def test_a_wrong_check_digit_in_the_credit_code_is_explained(
     expected = zh(message_of(lambda: uscc.validate(wrong)))
     expect(page.locator("#uscc-error")).to_have_text(expected)
     expect(page.locator("#uscc")).to_have_attribute("aria-invalid", "true")
+    # "Please correct the highlighted field": the field is visibly highlighted (red border).
+    expect(page.locator("#uscc")).to_have_css("border-top-color", "rgb(248, 113, 113)")
     expect(page.locator("#uscc")).to_have_value(wrong)
     expect(page.locator("#name")).to_have_value("浙江春晖助残基金会")
     expect(page.locator("#contact_phone")).to_have_value("0571-88001234")
