@@ -106,3 +106,27 @@ def test_donating_requires_sign_in_and_a_csrf_token(
     assert forged.status_code == 403
     assert 'data-code="csrf_failed"' in forged.text
     assert snapshot() == before
+
+
+def test_choices_made_before_signing_in_come_back_on_the_donate_form(
+    client: TestClient, world: World, db: Database, snapshot: Any
+) -> None:
+    before = snapshot()
+    anonymous = client.post(
+        f"/projects/{world.project_id}/donate",
+        data=form(client, world, amount="100", donor_name="", message="孩子们 加油&冲"),
+        follow_redirects=False)
+    assert snapshot() == before  # nothing is created before signing in
+    login_page = anonymous.headers["location"]
+    assert login_page.startswith("/login?next=")
+    # The sign-in page (and its sign-up link) hands the donate page back with the choices.
+    html = client.get(login_page).text
+    next_path = re.search(r'name="next" value="([^"]+)"', html)
+    assert next_path
+    donate_path = next_path.group(1).replace("&amp;", "&")
+    assert donate_path.startswith(f"/projects/{world.project_id}/donate?")
+    login(client, db, world)
+    page = client.get(donate_path).text
+    assert re.search(r'name="amount" value="100" checked', page)
+    assert 'value="孩子们 加油&amp;冲"' in page
+    assert 'value="四川" selected' in page

@@ -7,6 +7,7 @@ import re
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from shanju.accounts.models import Role
 from shanju.core.db import Database
 from shanju.organizations.models import Organization
 from shanju.projects.models import Attachment, Project, ProjectStatus, ProjectUpdate
@@ -147,6 +148,18 @@ def test_console_requires_sign_in_and_staff(client: TestClient, db: Database) ->
         uid = make_user(s).id
     sign_in(client, db, uid)
     assert client.get("/console").status_code == 403
+
+
+def test_console_sends_staff_without_an_organization_to_register_it(
+    client: TestClient, db: Database
+) -> None:
+    with db.transaction() as s:
+        uid = make_user(s, role=Role.ORG_STAFF).id
+    sign_in(client, db, uid)
+    response = client.get("/console", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/organizations/register"
+    assert client.get("/organizations/register").status_code == 200
 
 
 def test_console_update_with_photo_and_bad_file(client: TestClient, db: Database) -> None:

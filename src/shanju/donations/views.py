@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
+from shanju.accounts.views import login_url
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, PaymentProviders, Viewer
 from shanju.core.errors import DomainError
@@ -26,6 +28,9 @@ router = APIRouter()
 
 PRESET_YUAN = ("10", "20", "50", "100", "200", "500")
 PAGE_SIZE = 20
+# What a donor chose before being asked to sign in; carried through sign-in (or sign-up) in
+# the donate page's query so the form comes back as they left it.
+KEPT_FIELDS = ("amount", "custom_amount", "donor_name", "anonymous", "message", "province")
 
 
 def _project(session: Session, project_id: DbId) -> Project:
@@ -50,7 +55,10 @@ def donate_page(project_id: DbId, request: Request, session: DbSession, viewer: 
                 ) -> Response:
     """A page with just the donate form (also where form errors are shown)."""
     project = _project(session, project_id)
-    return render(request, "donations/donate.html", _form_context(project, viewer))
+    ctx = _form_context(project, viewer)
+    kept = {k: request.query_params[k][:200] for k in KEPT_FIELDS if request.query_params.get(k)}
+    ctx["values"].update(kept)
+    return render(request, "donations/donate.html", ctx)
 
 
 @router.post("/projects/{project_id}/donate", dependencies=[CsrfChecked],
@@ -71,7 +79,11 @@ def donate(
 ) -> Response:
     """Create the donation and send the donor to the payment provider's cashier."""
     if viewer is None:
-        return redirect(f"/login?next=/projects/{project_id}/donate")
+        chosen = {"amount": amount, "custom_amount": custom_amount, "donor_name": donor_name,
+                  "anonymous": anonymous, "message": message, "province": province}
+        query = urlencode({k: v for k, v in chosen.items() if v})
+        return redirect(login_url(f"/projects/{project_id}/donate" + (f"?{query}" if query
+                                                                       else "")))
     project = _project(session, project_id)
     values = {"amount": amount, "custom_amount": custom_amount, "donor_name": donor_name,
               "anonymous": anonymous, "message": message, "province": province,

@@ -154,6 +154,9 @@ def console_home(request: Request, session: DbSession, viewer: Viewer) -> Respon
     """The organization's console: its status and its projects with totals."""
     if viewer is None:
         return _login(request)
+    if viewer.role == Role.ORG_STAFF and viewer.organization_id is None:
+        # Staff who just signed up have no organization yet: registering it is their next step.
+        return redirect("/organizations/register")
     user = _require_staff(viewer)
     assert user.organization_id is not None  # noqa: S101 - checked by _require_staff
     org = session.get(Organization, user.organization_id)

@@ -1,0 +1,39 @@
+"""The layout every page shares: the header's links."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from shanju.core.db import Database
+from tests.accounts.helpers import signup
+from tests.factories import make_org, make_project
+
+
+def nav(html: str) -> str:
+    match = re.search(r'<nav class="nav".*?</nav>', html, re.S)
+    assert match
+    return match.group(0)
+
+
+def test_signing_in_or_up_from_a_page_comes_back_to_it(client: TestClient, db: Database
+                                                        ) -> None:
+    with db.transaction() as session:
+        project = make_project(session, org=make_org(session))
+        project_id = project.id
+    header = nav(client.get(f"/projects/{project_id}").text)
+    assert f'href="/login?next=/projects/{project_id}"' in header
+    assert f'href="/signup?next=/projects/{project_id}"' in header
+    # From the home page and the sign-in pages themselves there is nothing to come back to.
+    for path in ("/", "/login", "/signup"):
+        header = nav(client.get(path).text)
+        assert 'href="/login"' in header and 'href="/signup"' in header
+
+
+def test_only_the_current_tab_is_marked(client: TestClient) -> None:
+    assert signup(client).status_code == 303
+    header = nav(client.get("/me/donations").text)
+    assert re.findall(r'href="([^"]+)" aria-current="page"', header) == ["/me/donations"]
+    header = nav(client.get("/me").text)
+    assert re.findall(r'href="([^"]+)" aria-current="page"', header) == ["/me"]
