@@ -58,7 +58,8 @@ def world(db: Database) -> World:
 
         return World(
             org_id=org.id, project_id=project.id, closed_project_id=closed.id,
-            other_org_id=other.id, other_project_id=other_project.id, donor_id=donor.id, staff_id=staff.id,
+            other_org_id=other.id, other_project_id=other_project.id, donor_id=donor.id,
+            staff_id=staff.id,
             donor_token=token(donor), staff_token=token(staff),
             other_staff_token=token(other_staff), reviewer_token=token(reviewer),
         )
