@@ -12,7 +12,7 @@ from tests.factories import make_org, make_project
 
 
 def nav(html: str) -> str:
-    match = re.search(r'<nav class="nav".*?</nav>', html, re.S)
+    match = re.search(r'<header class="site-header">.*?</header>', html, re.S)
     assert match
     return match.group(0)
 
