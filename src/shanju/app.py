@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         title="Shanju 善举 API",
         version=__version__,
         description=API_DESCRIPTION,
-        docs_url="/api/docs",
+        docs_url=None,  # served by _install_docs from vendored assets, not a CDN
         redoc_url=None,
     )
     app.state.settings = settings
@@ -56,7 +57,25 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
     _include_routers(app)
+    _install_docs(app)
     return app
+
+
+SWAGGER_UI = "/static/vendor/swagger-ui"
+
+
+def _install_docs(app: FastAPI) -> None:
+    # Swagger UI from our own static files: a CDN may be unreachable from self-hosted or
+    # mainland-China deployments (see static/vendor/README.md for the version).
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} — Swagger UI",
+            swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url="data:,",  # no icon rather than one fetched from elsewhere
+        )
 
 
 def _include_routers(app: FastAPI) -> None:

@@ -292,3 +292,13 @@ def test_account_actions_need_sign_in(client: TestClient) -> None:
     response = client.post("/me/tokens", data={"name": "x", "csrf_token": csrf(client)})
     assert response.status_code == 401
     assert error_code(response.text) == "not_authenticated"
+
+
+def test_sign_in_from_a_donate_page_says_why(client: TestClient) -> None:
+    reason = "登录或注册后即可为这个项目捐款。"
+    for page in ("/login", "/signup"):
+        html = client.get(page, params={"next": "/projects/7/donate?amount=50"}).text
+        assert reason in html and 'data-reason="donate"' in html
+        # Other pages to come back to need no reason.
+        for other in ("", "/me", "/projects/7", "/projects/7/donate/x"):
+            assert reason not in client.get(page, params={"next": other}).text

@@ -66,6 +66,8 @@ def test_anonymous_visitor_files_a_report_from_the_project_page_link(
     assert complaint.due_on == service.due_date(today_cn())
     assert service.complaint_number(complaint) in thanks.text
     assert complaint.due_on.isoformat() in thanks.text
+    # The receipt leads back to the reported page.
+    assert f'class="btn secondary" href="/projects/{project_id}"' in thanks.text
     assert audit_actions(db, "complaint", complaint.id) == ["complaints.complaint.filed"]
 
 

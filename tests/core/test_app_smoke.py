@@ -1,5 +1,7 @@
 """The app starts on both databases and answers pages and API errors in the right shape."""
 
+import re
+
 from fastapi.testclient import TestClient
 
 
@@ -33,3 +35,19 @@ def test_nul_characters_never_reach_the_database_as_a_500(client: TestClient) ->
     assert response.status_code in (200, 422)  # SQLite stores NUL; PostgreSQL refuses it
     if response.status_code == 422:
         assert response.json()["error"]["code"] in ("nul_character", "validation_error")
+
+
+def test_api_docs_use_only_local_assets(client: TestClient) -> None:
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    html = response.text
+    assert "SwaggerUIBundle" in html and "/openapi.json" in html
+    urls = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in urls
+    assert "/static/vendor/swagger-ui/swagger-ui.css" in urls
+    # Nothing is fetched from another host (a CDN may be unreachable where Shanju runs).
+    assert not re.search(r"(?:https?:)?//", " ".join(urls)), urls
+    assert "cdn." not in html
+    for url in urls:
+        if url.startswith("/static/"):
+            assert client.get(url).status_code == 200, url

@@ -130,3 +130,48 @@ def test_choices_made_before_signing_in_come_back_on_the_donate_form(
     assert re.search(r'name="amount" value="100" checked', page)
     assert 'value="孩子们 加油&amp;冲"' in page
     assert 'value="四川" selected' in page
+
+
+def test_an_amount_error_is_shown_once_under_the_field_it_belongs_to(
+    client: TestClient, world: World, db: Database
+) -> None:
+    login(client, db, world)
+    response = client.post(f"/projects/{world.project_id}/donate",
+                           data=form(client, world, amount="20", custom_amount="1.234"))
+    assert response.status_code == 422
+    html = response.text
+    # One message, under the amount field, which points to it and is marked invalid.
+    assert html.count("金额最多保留两位小数") == 1
+    assert 'class="form-error"' not in html
+    assert re.search(r'<div class="field-error" id="amount-error" role="alert" '
+                     r'data-code="amount_not_whole_fen">', html)
+    amount_input = re.search(r'<input [^>]*id="custom_amount"[^>]*>', html)
+    assert amount_input
+    assert 'aria-invalid="true"' in amount_input.group(0)
+    assert 'aria-describedby="amount-error"' in amount_input.group(0)
+    assert 'value="1.234"' in amount_input.group(0)
+    # The amount the donor typed wins: no preset stays chosen next to it.
+    assert not re.search(r'name="amount" value="\d+" checked', html)
+    # The other fields are not marked.
+    assert html.count('aria-invalid="true"') == 1
+
+
+def test_an_error_of_no_field_is_shown_once_above_the_form(
+    client: TestClient, world: World, db: Database
+) -> None:
+    login(client, db, world)
+    html = client.post(f"/projects/{world.closed_project_id}/donate",
+                       data=form(client, world)).text
+    assert len(re.findall(r'class="(?:form|field)-error"', html)) <= 1
+    assert 'aria-invalid="true"' not in html
+
+
+def test_a_chosen_preset_is_kept_after_an_error_of_another_field(
+    client: TestClient, world: World, db: Database
+) -> None:
+    login(client, db, world)
+    html = client.post(f"/projects/{world.project_id}/donate",
+                       data=form(client, world, amount="50", message="长" * 201)).text
+    assert re.search(r'name="amount" value="50" checked', html)
+    message_input = re.search(r'<input [^>]*id="message"[^>]*>', html)
+    assert message_input and 'aria-describedby="message-error"' in message_input.group(0)

@@ -74,6 +74,27 @@ def test_reject_needs_reason_then_edit_and_resubmit(db: Database) -> None:
         assert project.status == S.SUBMITTED and project.review_note is None
 
 
+def test_the_decision_on_a_submission_is_notified_to_the_staff(db: Database) -> None:
+    with db.transaction() as s:
+        org = make_org(s)
+        staff = staff_of(s, org)
+        other = staff_of(s, make_org(s))
+        rev = reviewer(s)
+        first = make_project(s, org=org, status=S.SUBMITTED, title="山区孩子营养午餐")
+        second = make_project(s, org=org, status=S.SUBMITTED, title="乡村图书角")
+        service.do_transition(session=s, project=first, actor=rev, action="approve")
+        service.do_transition(session=s, project=second, actor=rev, action="reject",
+                              reason="缺少预算明细")
+        notes = s.scalars(select(Notification).order_by(Notification.id)).all()
+        assert [(n.user_id, n.kind, n.title, n.body, n.link) for n in notes] == [
+            (staff.id, "projects.approve", "您的项目「山区孩子营养午餐」已通过审核", "",
+             f"/console/projects/{first.id}"),
+            (staff.id, "projects.reject", "您的项目「乡村图书角」未通过审核",
+             "审核意见：缺少预算明细", f"/console/projects/{second.id}"),
+        ]
+        assert other.id not in {n.user_id for n in notes}
+
+
 def _illegal_cases() -> list[tuple[ProjectStatus, str]]:
     return [(status, action) for status in ProjectStatus for action in service.ACTIONS
             if service.find_transition(action, status) is None]

@@ -114,6 +114,10 @@ def test_console_create_edit_submit_flow(client: TestClient, db: Database) -> No
     submitted = client.post(f"/console/projects/{pid}/actions/submit",
                             data={"csrf_token": csrf}, follow_redirects=False)
     assert submitted.status_code == 303
+    # The console says what happens next: review, and a notification of the decision.
+    console = client.get(f"/console/projects/{pid}").text
+    assert 'data-next="review"' in console
+    assert "已提交审核。平台审核员会审核这个项目" in console
     again = client.post(f"/console/projects/{pid}/actions/submit", data={"csrf_token": csrf})
     assert again.status_code == 409 and 'data-code="illegal_transition"' in again.text
     with db.transaction() as s:

@@ -12,7 +12,7 @@ from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from shanju.core.ids import public_id
 from shanju.donations.models import Donation, DonationStatus
-from shanju.organizations.models import Organization
+from shanju.organizations.models import Organization, OrgStatus
 from shanju.payments.models import IntentStatus, PaymentIntent
 from shanju.projects.models import Project, ProjectStatus
 from shanju.site import service
@@ -61,7 +61,24 @@ def test_totals_count_paid_donations_only(client: TestClient, db: Database) -> N
     html = client.get("/").text
     assert stat(html, "raised") == "¥625.50"  # 100 + 25.50 + 500 yuan
     assert stat(html, "donations") == "3"
+    # Organizations are the approved ones, whether or not they received a gift yet.
+    assert stat(html, "organizations") == "3"
+
+
+def test_organizations_figure_counts_approved_organizations(client: TestClient, db: Database
+                                                           ) -> None:
+    with db.transaction() as session:
+        make_org(session)
+        make_org(session)
+        make_org(session, status=OrgStatus.PENDING)
+        make_org(session, status=OrgStatus.SUSPENDED)
+        make_org(session, status=OrgStatus.REJECTED)
+    html = client.get("/").text
+    # A new platform with approved organizations but no gifts does not read "0".
     assert stat(html, "organizations") == "2"
+    assert stat(html, "donations") == "0"
+    labels = re.findall(r'<div class="stat">.*?<span>([^<]*)</span>', html)
+    assert labels == ["善款", "人次", "公益组织"]
 
 
 def test_empty_platform(client: TestClient) -> None:
@@ -115,7 +132,7 @@ def test_home_page_uses_few_queries(db: Database) -> None:
         event.remove(db.engine, "before_cursor_execute", count)
     assert len(cards) == 6
     assert totals.donations == 9
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) <= 4
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) <= 5
 
 
 def test_home_page_shows_cards_with_progress(client: TestClient, db: Database) -> None:

@@ -12,7 +12,7 @@ from tests.factories import make_org, make_project
 
 
 def nav(html: str) -> str:
-    match = re.search(r'<nav class="nav".*?</nav>', html, re.S)
+    match = re.search(r'<header class="site-header">.*?</header>', html, re.S)
     assert match
     return match.group(0)
 
@@ -37,3 +37,25 @@ def test_only_the_current_tab_is_marked(client: TestClient) -> None:
     assert re.findall(r'href="([^"]+)" aria-current="page"', header) == ["/me/donations"]
     header = nav(client.get("/me").text)
     assert re.findall(r'href="([^"]+)" aria-current="page"', header) == ["/me"]
+
+
+def test_signed_in_header_keeps_account_apart_from_the_main_nav(client: TestClient) -> None:
+    assert signup(client).status_code == 303
+    header = nav(client.get("/").text)
+    main = re.search(r'<nav class="nav".*?</nav>', header, re.S)
+    account = re.search(r'<nav class="account-nav".*?</nav>', header, re.S)
+    assert main and account
+    assert 'href="/me/donations"' in main.group(0) and 'href="/me"' not in main.group(0)
+    assert 'href="/me"' in account.group(0)
+
+
+def test_chinese_labels_use_full_width_colons(client: TestClient, db: Database) -> None:
+    with db.transaction() as session:
+        make_project(session, org=make_org(session))
+    for path, text in (("/projects", "找到的项目：1"), ("/organizations", "找到的组织：1")):
+        html = client.get(path).text
+        assert text in html
+        # No Chinese label followed by an ASCII colon anywhere in the page's text.
+        visible = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", "", html,
+                                                   flags=re.S))
+        assert not re.search(r"[\u4e00-\u9fff]\s*:\s", visible), path

@@ -102,6 +102,8 @@ def thanks(request: Request, session: DbSession, viewer: Viewer, complaint_id: D
     complaint = service.get_complaint(session=session, complaint_id=complaint_id)
     return render(request, "complaints/thanks.html", {
         "number": service.complaint_number(complaint), "due_on": complaint.due_on,
+        "reported_url": (f"/projects/{complaint.project_id}" if complaint.project_id
+                 else f"/organizations/{complaint.organization_id}"),
     })
 
 

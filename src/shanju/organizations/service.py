@@ -483,6 +483,14 @@ def qualified_partners(*, session: Session, on: dt.date) -> list[Organization]:
     )
 
 
+def count_approved(*, session: Session) -> int:
+    """How many organizations are approved (those the public may see and give through)."""
+    return session.scalar(
+        select(func.count()).select_from(Organization).where(
+            Organization.status == OrgStatus.APPROVED)
+    ) or 0
+
+
 def list_public(
     *, session: Session, province: str | None = None, page: int = 1, per_page: int = 20
 ) -> tuple[list[Organization], int]:

@@ -726,7 +726,27 @@ def do_transition(
     if kind is Actor.PLATFORM and action in ("pause", "take_down"):
         _notify_of_platform_action(session=session, project=project, action=action,
                                    reason=reason)
+    if action in ("approve", "reject"):
+        _notify_staff_of_review(session=session, project=project, approved=action == "approve",
+                                reason=reason)
     return project
+
+
+def _notify_staff_of_review(
+    *, session: Session, project: Project, approved: bool, reason: str
+) -> int:
+    # The console promises the organization it will hear of the decision on a submission.
+    staff_ids = session.scalars(
+        select(User.id).where(User.organization_id == project.organization_id,
+                              User.role == Role.ORG_STAFF)
+    ).all()
+    outcome = "已通过审核" if approved else "未通过审核"
+    return accounts.do_notify(
+        session=session, user_ids=staff_ids,
+        kind="projects.approve" if approved else "projects.reject",
+        title=f"您的项目「{project.title}」{outcome}",
+        body=f"审核意见：{reason}" if reason else "", link=f"/console/projects/{project.id}",
+    )
 
 
 def _notify_of_platform_action(
@@ -738,7 +758,7 @@ def _notify_of_platform_action(
     sent = accounts.do_notify(
         session=session, user_ids=donor_ids, kind=f"projects.{action}",
         title=f"您支持的项目「{project.title}」已被平台{verb}",
-        body=f"原因:{reason}", link=link,
+        body=f"原因：{reason}", link=link,
     )
     staff_ids = session.scalars(
         select(User.id).where(User.organization_id == project.organization_id,
@@ -747,7 +767,7 @@ def _notify_of_platform_action(
     sent += accounts.do_notify(
         session=session, user_ids=[uid for uid in staff_ids if uid not in donor_ids],
         kind=f"projects.{action}", title=f"您的项目「{project.title}」已被平台{verb}",
-        body=f"原因:{reason}", link=f"/console/projects/{project.id}",
+        body=f"原因：{reason}", link=f"/console/projects/{project.id}",
     )
     return sent
 

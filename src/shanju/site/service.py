@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from shanju.donations import service as donations
 from shanju.donations.models import Donation, DonationStatus
+from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
 from shanju.projects.models import Project, ProjectStatus
 
@@ -106,10 +107,23 @@ def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectCard]:
     return cards
 
 
-def home_page(*, session: Session, limit: int = 6) -> tuple[donations.PlatformTotals,
-                                                             list[ProjectCard]]:
+@dataclass(frozen=True)
+class HomeTotals:
+    """The home page's figures: money raised and gifts (paid), and approved organizations."""
+
+    raised_fen: int
+    donations: int
+    organizations: int
+
+
+def home_page(*, session: Session, limit: int = 6) -> tuple[HomeTotals, list[ProjectCard]]:
     """Everything the home page shows: platform totals and featured project cards."""
-    return (
-        donations.platform_totals(session=session),
-        featured_projects(session=session, limit=limit),
+    # Organizations are those approved on the platform, not those already given to: a new
+    # platform with verified organizations but no gifts yet should not read "0".
+    paid = donations.platform_totals(session=session)
+    totals = HomeTotals(
+        raised_fen=paid.raised_fen,
+        donations=paid.donations,
+        organizations=organizations.count_approved(session=session),
     )
+    return totals, featured_projects(session=session, limit=limit)
