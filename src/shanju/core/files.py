@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shanju.core import audit
+from shanju.core.db import get_or_404
 from shanju.core.errors import InvalidInput, NotFound
 from shanju.core.i18n import N_
 from shanju.projects.models import Attachment
@@ -178,10 +179,8 @@ def attachments_of(
 
 def get_attachment(*, session: Session, attachment_id: int) -> Attachment:
     """Return an attachment or raise NotFound ``file_not_found``."""
-    attachment = session.get(Attachment, attachment_id)
-    if attachment is None:
-        raise NotFound("No such file.", code="file_not_found")
-    return attachment
+    return get_or_404(session, Attachment, attachment_id, message=N_("No such file."),
+                      code="file_not_found")
 
 
 def read_bytes(upload_dir: Path, attachment: Attachment) -> bytes:

@@ -17,11 +17,12 @@ from typing import Any, cast
 
 from sqlalchemy import Result, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shanju.core.clock import utcnow
-from shanju.core.errors import Conflict, InvalidInput, NotFound
+from shanju.core.db import flush_unless_duplicate, get_or_404
+from shanju.core.errors import Conflict, InvalidInput
+from shanju.core.i18n import N_
 from shanju.core.ids import public_id
 from shanju.payments.models import (
     IntentStatus,
@@ -106,20 +107,13 @@ def do_create_intent(
         idempotency_key=key,
         request_hash=fingerprint,
     )
-    try:
-        with session.begin_nested():
-            session.add(intent)
-    except IntegrityError:
-        return None
-    return intent
+    return intent if flush_unless_duplicate(session, intent) else None
 
 
 def get_intent(*, session: Session, intent_id: str) -> PaymentIntent:
     """An intent by id, or 404."""
-    intent = session.get(PaymentIntent, intent_id)
-    if intent is None:
-        raise NotFound("No such payment.", code="payment_not_found")
-    return intent
+    return get_or_404(session, PaymentIntent, intent_id, message=N_("No such payment."),
+                      code="payment_not_found")
 
 
 def lock_intent(*, session: Session, intent_id: str) -> PaymentIntent | None:
@@ -139,12 +133,7 @@ def do_record_event(*, session: Session, note: Notification) -> ProviderEvent | 
         payload=dict(note.payload or {}),
         outcome="received",
     )
-    try:
-        with session.begin_nested():
-            session.add(event)
-    except IntegrityError:
-        return None
-    return event
+    return event if flush_unless_duplicate(session, event) else None
 
 
 def do_mark_succeeded(*, session: Session, intent: PaymentIntent, provider_txn_id: str | None
