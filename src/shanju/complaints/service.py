@@ -19,11 +19,13 @@ from shanju.complaints.schemas import ComplaintCreate
 from shanju.complaints.workdays import add_working_days
 from shanju.core import audit
 from shanju.core.clock import CHINA_TZ, today_cn, utcnow
+from shanju.core.db import get_or_404
 from shanju.core.errors import InvalidInput, NotFound, PermissionDenied
 from shanju.core.i18n import N_
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization, OrgStatus
-from shanju.projects.models import Project, ProjectStatus
+from shanju.projects import service as projects
+from shanju.projects.models import Project
 
 ANSWER_WORKING_DAYS = 5
 CONTENT_MIN, CONTENT_MAX = 10, 2000
@@ -36,12 +38,6 @@ CATEGORIES: dict[str, str] = {
     "commercial_ads": N_("Commercial advertising"),
     "other": N_("Other"),
 }
-# Projects whose page the public has seen at some point, so a report about them makes sense.
-_REPORTABLE_PROJECTS = (
-    *organizations.PUBLIC_PROJECT_STATUSES,
-    ProjectStatus.PAUSED,
-    ProjectStatus.TAKEN_DOWN,
-)
 
 
 @dataclass(frozen=True)
@@ -84,7 +80,8 @@ def report_target(
     project: Project | None = None
     if project_id is not None:
         project = session.get(Project, project_id)
-        if project is None or project.status not in _REPORTABLE_PROJECTS:
+        # Only a project whose page the public can see makes sense to report.
+        if project is None or project.status not in projects.PUBLIC_STATUSES:
             raise NotFound("This project does not exist.", code="project_not_found",
                            field="project_id")
         if organization_id is None:
@@ -172,10 +169,8 @@ def do_file(
 
 def get_complaint(*, session: Session, complaint_id: int) -> Complaint:
     """The complaint with ``complaint_id`` (NotFound if none)."""
-    complaint = session.get(Complaint, complaint_id)
-    if complaint is None:
-        raise NotFound("This complaint does not exist.", code="complaint_not_found")
-    return complaint
+    return get_or_404(session, Complaint, complaint_id,
+                      message=N_("This complaint does not exist."), code="complaint_not_found")
 
 
 def do_answer(

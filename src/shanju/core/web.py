@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 import segno
@@ -104,6 +105,11 @@ def render(
 def redirect(url: str, *, status_code: int = 303) -> RedirectResponse:
     """Redirect after a successful form post (Post/Redirect/Get)."""
     return RedirectResponse(url, status_code=status_code)
+
+
+def login_url(next_path: str) -> str:
+    """Return the sign-in page's address that leads back to ``next_path`` afterwards."""
+    return "/login?next=" + quote(next_path, safe="/")
 
 
 def wants_json(request: Request) -> bool:

@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import case, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
 from shanju.core import audit, regions
 from shanju.core.clock import utcnow
+from shanju.core.db import flush_unless_duplicate, get_or_404
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.core.i18n import N_
 from shanju.organizations import uscc
 from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.organizations.schemas import OrganizationCreate, OrganizationUpdate
-from shanju.projects.models import Project, ProjectStatus
 
 # Fields whose change needs a reviewer's look again: they are what the public relies on.
 LEGAL_FIELDS = (
@@ -37,12 +36,6 @@ LEGAL_FIELDS = (
     "fundraising_cert_no",
     "fundraising_valid_from",
     "fundraising_valid_until",
-)
-PUBLIC_PROJECT_STATUSES = (
-    ProjectStatus.FUNDRAISING,
-    ProjectStatus.ENDED,
-    ProjectStatus.EXECUTING,
-    ProjectStatus.COMPLETED,
 )
 ORG_TYPE_LABELS = {
     OrgType.FOUNDATION: N_("Foundation"),
@@ -237,17 +230,13 @@ def check_can_register(*, actor: User) -> None:
 
 
 def _flush_unique(session: Session) -> None:
-    # A savepoint keeps the request's transaction usable, so the form can be shown again.
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
+    if not flush_unless_duplicate(session):
         # Two registrations of one code raced past the check; the unique index decided.
         raise Conflict(
             "An organization with this Unified Social Credit Code is already registered.",
             code="uscc_taken",
             field="uscc",
-        ) from None
+        )
 
 
 def do_register(*, session: Session, data: OrganizationCreate, actor: User) -> Organization:
@@ -297,13 +286,18 @@ def can_see(org: Organization, user: User | None) -> bool:
     return user is not None and (user.is_reviewer or can_manage(org, user))
 
 
-def staff_organization(*, session: Session, actor: User) -> Organization:
-    """The organization ``actor`` works for."""
+def staff_org_id(*, actor: User) -> int:
+    """Return the id of the organization ``actor`` works for; PermissionDenied if none."""
     if actor.role != Role.ORG_STAFF or actor.organization_id is None:
         raise PermissionDenied(
             "Only an organization's staff may do this.", code="org_staff_only"
         )
-    return get_organization(session=session, org_id=actor.organization_id)
+    return actor.organization_id
+
+
+def staff_organization(*, session: Session, actor: User) -> Organization:
+    """Return the organization ``actor`` works for; PermissionDenied if none."""
+    return get_organization(session=session, org_id=staff_org_id(actor=actor))
 
 
 def do_update(
@@ -428,10 +422,9 @@ def do_suspend(*, session: Session, org: Organization, actor: User, reason: str)
 
 def get_organization(*, session: Session, org_id: int) -> Organization:
     """The organization with ``org_id`` whatever its status (NotFound if none)."""
-    org = session.get(Organization, org_id)
-    if org is None:
-        raise NotFound("This organization does not exist.", code="organization_not_found")
-    return org
+    return get_or_404(session, Organization, org_id,
+                      message=N_("This organization does not exist."),
+                      code="organization_not_found")
 
 
 def get_visible_organization(
@@ -442,6 +435,11 @@ def get_visible_organization(
     if org is None or not can_see(org, viewer):
         raise NotFound("This organization does not exist.", code="organization_not_found")
     return org
+
+
+def can_raise_publicly(org: Organization, *, on: dt.date) -> bool:
+    """Tell whether ``org`` may raise public funds on ``on`` (approved and qualified)."""
+    return org.status == OrgStatus.APPROVED and org.is_qualified_on(on)
 
 
 def check_can_raise_publicly(*, org: Organization, on: dt.date, field: str | None = None) -> None:
@@ -483,6 +481,15 @@ def qualified_partners(*, session: Session, on: dt.date) -> list[Organization]:
     )
 
 
+def organizations_by_id(*, session: Session, ids: Iterable[int]) -> dict[int, Organization]:
+    """Load organizations by id."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    return {o.id: o for o in session.scalars(
+        select(Organization).where(Organization.id.in_(wanted)))}
+
+
 def list_public(
     *, session: Session, province: str | None = None, page: int = 1, per_page: int = 20
 ) -> tuple[list[Organization], int]:
@@ -522,44 +529,3 @@ def count_pending(*, session: Session) -> int:
         select(func.count()).where(Organization.status == OrgStatus.PENDING)
     ) or 0
 
-
-def count_submitted_projects(*, session: Session) -> int:
-    """How many projects wait for review (read-only look at the projects table)."""
-    return session.scalar(
-        select(func.count()).where(Project.status == ProjectStatus.SUBMITTED)
-    ) or 0
-
-
-def public_projects(*, session: Session, org: Organization) -> list[Project]:
-    """The organization's public projects: its own and those it receives funds for."""
-    return list(
-        session.scalars(
-            select(Project)
-            .where(
-                or_(Project.organization_id == org.id, Project.recipient_org_id == org.id),
-                Project.status.in_(PUBLIC_PROJECT_STATUSES),
-            )
-            .order_by(Project.id.desc())
-        )
-    )
-
-
-@dataclass(frozen=True)
-class Profile:
-    """What the public profile shows about an organization."""
-
-    org: Organization
-    qualified: bool
-    projects: list[Project]
-
-
-def public_profile(
-    *, session: Session, org_id: int, viewer: User | None, today: dt.date
-) -> Profile:
-    """Load the organization's profile for ``viewer`` (NotFound if they may not see it)."""
-    org = get_visible_organization(session=session, org_id=org_id, viewer=viewer)
-    return Profile(
-        org=org,
-        qualified=org.is_qualified_on(today),
-        projects=public_projects(session=session, org=org),
-    )

@@ -19,6 +19,7 @@ from shanju.core.errors import InvalidInput
 from shanju.core.masking import mask_name
 from shanju.donations import service as donations
 from shanju.donations.models import DonationStatus
+from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
 from shanju.projects import schemas
 from shanju.projects import service as projects
@@ -66,7 +67,7 @@ def project_read(
 
 def _detail(session: Session, project: Project) -> schemas.ProjectRead:
     listing = projects.with_totals(session=session, projects=[project])[0]
-    orgs = projects.organizations_by_id(
+    orgs = organizations.organizations_by_id(
         session=session, ids=[project.organization_id, project.recipient_org_id])
     return project_read(
         listing, orgs=orgs,
@@ -107,7 +108,7 @@ def list_projects(
         session=session, province=province, category=category,
         organization_id=organization_id,
         status_in=status or projects.LISTED_STATUSES, limit=limit, offset=offset)
-    orgs = projects.organizations_by_id(
+    orgs = organizations.organizations_by_id(
         session=session,
         ids=[i.project.organization_id for i in items] + [i.project.recipient_org_id
                                                           for i in items])

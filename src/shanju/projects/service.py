@@ -14,18 +14,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
 from shanju.core import audit, files
 from shanju.core.clock import today_cn, utcnow
+from shanju.core.db import get_or_404
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from shanju.core.i18n import N_
 from shanju.core.money import check_amount_fen, format_fen, parse_yuan
 from shanju.core.regions import PROVINCES as PROVINCES  # re-exported for the views
 from shanju.donations import service as donations
 from shanju.ledger import service as ledger
+from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization, OrgStatus
 from shanju.projects import labels
 from shanju.projects.models import Attachment, FundUsage, Project, ProjectStatus, ProjectUpdate
@@ -117,10 +120,8 @@ def allowed_actions(project: Project, actor: Actor) -> list[str]:
 
 def get_project(*, session: Session, project_id: int) -> Project:
     """Return a project or raise NotFound ``project_not_found``."""
-    project = session.get(Project, project_id)
-    if project is None:
-        raise NotFound("This project does not exist.", code="project_not_found")
-    return project
+    return get_or_404(session, Project, project_id, message=N_("This project does not exist."),
+                      code="project_not_found")
 
 
 def get_visible_project(*, session: Session, project_id: int, viewer: User | None) -> Project:
@@ -279,23 +280,30 @@ def list_for_review(
     return with_totals(session=session, projects=list(rows)), int(total)
 
 
-def organizations_by_id(*, session: Session, ids: Iterable[int]) -> dict[int, Organization]:
-    """Load organizations by id."""
-    wanted = list(set(ids))
-    if not wanted:
-        return {}
-    return {o.id: o for o in session.scalars(
-        select(Organization).where(Organization.id.in_(wanted)))}
+def list_organization_projects(*, session: Session, organization_id: int) -> list[Project]:
+    """List an organization's listed projects, its own and those it receives funds for."""
+    return list(session.scalars(
+        select(Project)
+        .where(
+            or_(Project.organization_id == organization_id,
+                Project.recipient_org_id == organization_id),
+            Project.status.in_(LISTED_STATUSES),
+        )
+        .order_by(Project.id.desc())
+    ))
+
+
+def count_submitted(*, session: Session) -> int:
+    """Count the projects waiting for review."""
+    return session.scalar(
+        select(func.count()).select_from(Project).where(Project.status == S.SUBMITTED)
+    ) or 0
 
 
 def partner_candidates(*, session: Session, exclude_id: int | None = None) -> list[Organization]:
-    """Approved organizations qualified for public fundraising today (possible partners)."""
-    today = today_cn()
-    rows = session.scalars(
-        select(Organization).where(Organization.status == OrgStatus.APPROVED)
-        .order_by(Organization.name)
-    )
-    return [o for o in rows if o.id != exclude_id and o.is_qualified_on(today)]
+    """List the organizations that may receive a project's funds today, by name."""
+    partners = organizations.qualified_partners(session=session, on=today_cn())
+    return sorted((o for o in partners if o.id != exclude_id), key=lambda o: o.name)
 
 
 # --- creating and editing ------------------------------------------------------------------
@@ -464,7 +472,7 @@ def check_recipient(
             code="partner_required", field="recipient_org_id",
         )
     partner = session.get(Organization, recipient_org_id)
-    if partner is None or partner.status != OrgStatus.APPROVED or not partner.is_qualified_on(on):
+    if partner is None or not organizations.can_raise_publicly(partner, on=on):
         raise InvalidInput(
             "The partner organization must be approved on the platform and hold a valid "
             "public-fundraising qualification.",
@@ -473,23 +481,9 @@ def check_recipient(
     return partner.id
 
 
-def _organization(session: Session, org_id: int) -> Organization:
-    org = session.get(Organization, org_id)
-    if org is None:
-        raise NotFound("This organization does not exist.", code="organization_not_found")
-    return org
-
-
-def _staff_org_id(actor: User) -> int:
-    if actor.role != Role.ORG_STAFF or actor.organization_id is None:
-        raise PermissionDenied("Only an organization's staff may do this.",
-                               code="org_staff_only")
-    return actor.organization_id
-
-
 def check_can_manage(*, actor: User, project: Project) -> None:
     """Raise unless ``actor`` is staff of the organization that publishes the project."""
-    org_id = _staff_org_id(actor)
+    org_id = organizations.staff_org_id(actor=actor)
     if org_id != project.organization_id:
         raise PermissionDenied("This project belongs to another organization.",
                                code="not_your_project")
@@ -497,7 +491,7 @@ def check_can_manage(*, actor: User, project: Project) -> None:
 
 def do_create_project(*, session: Session, actor: User, fields: ProjectFields) -> Project:
     """Create a draft project for the actor's organization."""
-    org = _organization(session, _staff_org_id(actor))
+    org = organizations.staff_organization(session=session, actor=actor)
     clean = check_fields(fields)
     recipient_id = check_recipient(session=session, organization=org,
                                    recipient_org_id=clean.recipient_org_id, on=today_cn())
@@ -532,7 +526,7 @@ def do_update_project(
             "%(status)s.",
             code="project_not_editable", params={"status": labels.status(project.status)},
         )
-    org = _organization(session, project.organization_id)
+    org = organizations.get_organization(session=session, org_id=project.organization_id)
     clean = check_fields(fields)
     recipient_id = check_recipient(session=session, organization=org,
                                    recipient_org_id=clean.recipient_org_id, on=today_cn())
@@ -663,7 +657,7 @@ def _check_filing(project: Project, *, on: dt.date, starting: bool) -> None:
 
 
 def _check_ready_to_submit(*, session: Session, project: Project, on: dt.date) -> None:
-    org = _organization(session, project.organization_id)
+    org = organizations.get_organization(session=session, org_id=project.organization_id)
     if org.status != OrgStatus.APPROVED:
         raise Conflict(
             "Your organization must be approved by the platform before it submits projects.",
@@ -676,12 +670,12 @@ def _check_ready_to_submit(*, session: Session, project: Project, on: dt.date) -
 
 
 def _check_ready_to_start(*, session: Session, project: Project, on: dt.date) -> None:
-    org = _organization(session, project.organization_id)
+    org = organizations.get_organization(session=session, org_id=project.organization_id)
     if org.status != OrgStatus.APPROVED:
         raise Conflict("Your organization is not approved by the platform now.",
                        code="organization_not_approved")
-    recipient = _organization(session, project.recipient_org_id)
-    if not recipient.is_qualified_on(on) or recipient.status != OrgStatus.APPROVED:
+    recipient = organizations.get_organization(session=session, org_id=project.recipient_org_id)
+    if not organizations.can_raise_publicly(recipient, on=on):
         raise InvalidInput(
             "The organization receiving the funds has no valid public-fundraising "
             "qualification today.",

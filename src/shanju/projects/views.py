@@ -17,9 +17,9 @@ from shanju.core.clock import today_cn
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, DbSession, Viewer
 from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
-from shanju.core.web import redirect, render, tr
+from shanju.core.web import login_url, redirect, render, tr
 from shanju.donations import service as donations
-from shanju.organizations.models import Organization
+from shanju.organizations import service as organizations
 from shanju.projects import service as projects
 from shanju.projects.api import read_uploads
 from shanju.projects.models import Project, ProjectStatus
@@ -34,14 +34,13 @@ def _page(request: Request) -> int:
 
 
 def _login(request: Request) -> Response:
-    return redirect("/login?next=" + quote(str(request.url.path), safe="/"))
+    return redirect(login_url(str(request.url.path)))
 
 
 def _require_staff(viewer: User | None) -> User:
     if viewer is None:
         raise NotAuthenticated("Please sign in first.")
-    if viewer.role != Role.ORG_STAFF or viewer.organization_id is None:
-        raise PermissionDenied("Only an organization's staff may do this.", code="org_staff_only")
+    organizations.staff_org_id(actor=viewer)
     return viewer
 
 
@@ -84,7 +83,7 @@ def project_list(request: Request, session: DbSession, viewer: Viewer) -> HTMLRe
 
 def _detail_context(session: Session, project: Project) -> dict[str, Any]:
     listing = projects.with_totals(session=session, projects=[project])[0]
-    orgs = projects.organizations_by_id(
+    orgs = organizations.organizations_by_id(
         session=session, ids=[project.organization_id, project.recipient_org_id])
     updates = projects.list_updates(session=session, project_id=project.id)
     usages = projects.list_fund_usages(session=session, project_id=project.id)
@@ -158,13 +157,11 @@ def console_home(request: Request, session: DbSession, viewer: Viewer) -> Respon
         # Staff who just signed up have no organization yet: registering it is their next step.
         return redirect("/organizations/register")
     user = _require_staff(viewer)
-    assert user.organization_id is not None  # noqa: S101 - checked by _require_staff
-    org = session.get(Organization, user.organization_id)
+    org = organizations.staff_organization(session=session, actor=user)
     return render(request, "console/index.html", {
         "org": org,
-        "items": projects.list_org_projects(session=session, organization_id=org.id)
-        if org else [],
-        "qualified": bool(org and org.is_qualified_on(today_cn())),
+        "items": projects.list_org_projects(session=session, organization_id=org.id),
+        "qualified": org.is_qualified_on(today_cn()),
     })
 
 
@@ -172,12 +169,12 @@ def _form_context(session: Session, user: User, values: dict[str, str],
                   project: Project | None = None,
                   error: DomainError | None = None, request: Request | None = None,
                   ) -> dict[str, Any]:
-    org = session.get(Organization, user.organization_id)
+    org = organizations.staff_organization(session=session, actor=user)
     return {
         "org": org,
         "project": project,
         "values": values,
-        "qualified": bool(org and org.is_qualified_on(today_cn())),
+        "qualified": org.is_qualified_on(today_cn()),
         "partners": projects.partner_candidates(session=session, exclude_id=user.organization_id),
         "provinces": projects.PROVINCES,
         "categories": projects.CATEGORIES,
@@ -372,7 +369,7 @@ def review_projects(request: Request, session: DbSession, viewer: Viewer) -> Res
     page = _page(request)
     items, total = projects.list_for_review(session=session, status=status, limit=PAGE_SIZE,
                                             offset=(page - 1) * PAGE_SIZE)
-    orgs = projects.organizations_by_id(session=session,
+    orgs = organizations.organizations_by_id(session=session,
                                         ids=[i.project.organization_id for i in items])
     return render(request, "review/projects.html", {
         "items": items, "orgs": orgs, "total": total, "page": page,
