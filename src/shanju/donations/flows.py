@@ -143,7 +143,7 @@ def start_donation(
         if existing is None:  # pragma: no cover - the winner's row must be visible now
             raise Conflict("Please retry the donation.", code="retry")
     payments.check_replay(intent=existing, fingerprint=fingerprint)
-    first = session.scalar(select(Donation).where(Donation.payment_intent_id == existing.id))
+    first = _donation_paid_by(session, existing.id)
     if first is None:  # pragma: no cover - intents for donations always have one
         raise NotFound("There is no such donation.", code="donation_not_found")
     return first, False
@@ -188,7 +188,7 @@ def _apply(*, session: Session, note: Notification, event: ProviderEvent) -> str
     if intent is None or intent.provider != note.provider:
         return "unknown_intent"
     event.intent_id = intent.id
-    donation = session.scalar(select(Donation).where(Donation.payment_intent_id == intent.id))
+    donation = _donation_paid_by(session, intent.id)
     if donation is None:  # pragma: no cover - every intent belongs to a donation
         return "unknown_intent"
 
@@ -361,9 +361,13 @@ def build_providers(*, sandbox_secret: str, database: Database) -> Providers:
     return providers
 
 
+def _donation_paid_by(session: Session, intent_id: str) -> Donation | None:
+    return session.scalar(select(Donation).where(Donation.payment_intent_id == intent_id))
+
+
 def donation_for_intent(*, session: Session, intent_id: str) -> Donation:
-    """The donation a payment intent pays for."""
-    donation = session.scalar(select(Donation).where(Donation.payment_intent_id == intent_id))
+    """Return the donation a payment intent pays for (NotFound if none)."""
+    donation = _donation_paid_by(session, intent_id)
     if donation is None:
         raise NotFound("No such payment.", code="payment_not_found")
     return donation

@@ -4,6 +4,7 @@ console and the reviewers' project pages, and ``/files/{id}``."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -313,46 +314,57 @@ async def console_action(project_id: DbId, action: str, request: Request, sessio
     return redirect(f"/console/projects/{project.id}")
 
 
+async def _console_report(
+    request: Request, session: Session, viewer: User | None, project_id: DbId, *,
+    files_field: str, form_name: str, anchor: str,
+    post: Callable[[User, Project, dict[str, str], list[files.Upload]], object],
+) -> Response:
+    """Post a report with files from the console form; on error show the project again."""
+    user, project = _managed(session, viewer, project_id)
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    uploaded = [v for v in form.getlist(files_field) if not isinstance(v, str)]
+    try:
+        uploads = await read_uploads(uploaded)  # type: ignore[arg-type]
+        # A refused post leaves nothing behind: the request's transaction still commits.
+        with session.begin_nested():
+            post(user, project, values, uploads)
+    except DomainError as exc:
+        return _console_project(request, session, user, project, error=exc, form=form_name,
+                                values=values, status_code=exc.status_code)
+    return redirect(f"/console/projects/{project.id}#{anchor}")
+
+
 @router.post("/console/projects/{project_id}/updates", dependencies=[CsrfChecked])
 async def console_post_update(project_id: DbId, request: Request, session: DbSession,
                               viewer: Viewer) -> Response:
     """Post a progress update with photos."""
-    user, project = _managed(session, viewer, project_id)
-    form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-    photos = [v for v in form.getlist("photos") if not isinstance(v, str)]
-    try:
-        uploads = await read_uploads(photos)  # type: ignore[arg-type]
-        with session.begin_nested():
-            projects.do_post_update(session=session, actor=user, project=project,
-                                    title=values.get("title", ""), body=values.get("body", ""),
-                                    photos=uploads,
-                                    upload_dir=request.app.state.settings.upload_dir)
-    except DomainError as exc:
-        return _console_project(request, session, user, project, error=exc, form="update",
-                                values=values, status_code=exc.status_code)
-    return redirect(f"/console/projects/{project.id}#updates")
+    def post(user: User, project: Project, values: dict[str, str],
+             uploads: list[files.Upload]) -> object:
+        return projects.do_post_update(
+            session=session, actor=user, project=project, title=values.get("title", ""),
+            body=values.get("body", ""), photos=uploads,
+            upload_dir=request.app.state.settings.upload_dir)
+
+    return await _console_report(request, session, viewer, project_id, files_field="photos",
+                                 form_name="update", anchor="updates", post=post)
 
 
 @router.post("/console/projects/{project_id}/fund-usages", dependencies=[CsrfChecked])
 async def console_post_fund_usage(project_id: DbId, request: Request, session: DbSession,
                                   viewer: Viewer) -> Response:
     """Disclose fund usage with invoices and receipts."""
-    user, project = _managed(session, viewer, project_id)
-    form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-    attachments = [v for v in form.getlist("attachments") if not isinstance(v, str)]
-    try:
-        uploads = await read_uploads(attachments)  # type: ignore[arg-type]
-        projects.do_disclose_fund_usage(
+    def post(user: User, project: Project, values: dict[str, str],
+             uploads: list[files.Upload]) -> object:
+        return projects.do_disclose_fund_usage(
             session=session, actor=user, project=project, amount=values.get("amount", ""),
             purpose=values.get("purpose", ""), description=values.get("description", ""),
             spent_on=values.get("spent_on", ""), attachments=uploads,
             upload_dir=request.app.state.settings.upload_dir)
-    except DomainError as exc:
-        return _console_project(request, session, user, project, error=exc, form="usage",
-                                values=values, status_code=exc.status_code)
-    return redirect(f"/console/projects/{project.id}#usages")
+
+    return await _console_report(request, session, viewer, project_id,
+                                 files_field="attachments", form_name="usage", anchor="usages",
+                                 post=post)
 
 
 # --- reviewers --------------------------------------------------------------------------------
