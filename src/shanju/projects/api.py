@@ -16,6 +16,7 @@ from shanju.core import files
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, OrgStaff, Viewer
 from shanju.core.errors import InvalidInput
+from shanju.core.files import Attachment
 from shanju.core.masking import mask_name
 from shanju.donations import service as donations
 from shanju.donations.models import DonationStatus
@@ -23,7 +24,7 @@ from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
 from shanju.projects import schemas
 from shanju.projects import service as projects
-from shanju.projects.models import Attachment, FundUsage, Project, ProjectStatus, ProjectUpdate
+from shanju.projects.models import FundUsage, Project, ProjectStatus, ProjectUpdate
 
 router = APIRouter(tags=["projects"])
 

@@ -23,6 +23,7 @@ from shanju.core import audit, files
 from shanju.core.clock import today_cn, utcnow
 from shanju.core.db import get_or_404
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from shanju.core.files import Attachment
 from shanju.core.i18n import N_
 from shanju.core.money import check_amount_fen, format_fen, parse_yuan
 from shanju.core.regions import PROVINCES as PROVINCES  # re-exported for the views
@@ -31,7 +32,7 @@ from shanju.ledger import service as ledger
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization, OrgStatus
 from shanju.projects import labels
-from shanju.projects.models import Attachment, FundUsage, Project, ProjectStatus, ProjectUpdate
+from shanju.projects.models import FundUsage, Project, ProjectStatus, ProjectUpdate
 
 S = ProjectStatus
 
