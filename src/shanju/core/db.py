@@ -160,7 +160,7 @@ class Database:
 
 
 def enum_column(enum_cls: type[Any]) -> Any:
-    """A portable enum column storing the members' string values (no native PG enum)."""
+    """Return a portable enum column of the members' string values (no native PG enum)."""
     from sqlalchemy import Enum
 
     return Enum(

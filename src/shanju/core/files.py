@@ -112,14 +112,14 @@ def check_uploads(
 
 
 def clean_filename(name: str) -> str:
-    """A display name for the file: no directories, no control characters, at most 200 chars."""
+    """Return a display name: no directories, no control characters, at most 200 chars."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
     return (cleaned or "file")[:200]
 
 
 def path_for(upload_dir: Path, sha256: str) -> Path:
-    """Where the bytes with this hash live."""
+    """Return where the bytes with this hash live."""
     return upload_dir / sha256[:2] / sha256
 
 
@@ -181,7 +181,7 @@ def do_store_upload(
 def attachments_of(
     *, session: Session, owner_type: str, owner_ids: list[int]
 ) -> dict[int, list[Attachment]]:
-    """Attachments of several owners of one type, oldest first, keyed by owner id."""
+    """List attachments of several owners of one type, oldest first, keyed by owner id."""
     result: dict[int, list[Attachment]] = {oid: [] for oid in owner_ids}
     if not owner_ids:
         return result
@@ -203,7 +203,7 @@ def get_attachment(*, session: Session, attachment_id: int) -> Attachment:
 
 
 def read_bytes(upload_dir: Path, attachment: Attachment) -> bytes:
-    """The stored bytes of an attachment (NotFound if the file went missing from disk)."""
+    """Return the stored bytes of an attachment (NotFound if the file left the disk)."""
     path = path_for(upload_dir, attachment.sha256)
     if not path.is_file():
         raise NotFound("No such file.", code="file_not_found")

@@ -35,7 +35,7 @@ CSRF_FIELD = "csrf_token"
 
 
 def request_locale(request: Request) -> str:
-    """The locale of this request (set by the locale middleware)."""
+    """Return the locale of this request (set by the locale middleware)."""
     return str(getattr(request.state, "locale", i18n.DEFAULT_LOCALE))
 
 
@@ -49,7 +49,7 @@ def tr(request: Request, message: str, **params: Any) -> str:
 
 
 def csrf_token(request: Request) -> str:
-    """The CSRF token to embed in this request's forms (the double-submit cookie's value)."""
+    """Return the CSRF token for this request's forms (the double-submit cookie's value)."""
     token = getattr(request.state, "csrf_token", None)
     if token is None:
         token = request.cookies.get(CSRF_COOKIE) or new_token(nbytes=24)
@@ -64,7 +64,7 @@ def _local_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 def qr_svg(data: str, scale: int = 4) -> Markup:
-    """An inline SVG QR code for ``data`` (e.g. a project's share link)."""
+    """Return an inline SVG QR code for ``data`` (e.g. a project's share link)."""
     qr = segno.make(data, error="m")
     svg = qr.svg_inline(scale=scale, dark="#1f2937", light="#ffffff")
     return Markup(svg)  # noqa: S704 - segno produces the SVG from data it escapes itself

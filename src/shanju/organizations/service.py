@@ -85,7 +85,7 @@ def _clean_text(value: str, *, field: str, max_len: int, required: bool) -> str 
 
 
 def parse_org_type(value: str, *, field: str = "org_type") -> OrgType:
-    """The organization type for a form or API value, or an InvalidInput."""
+    """Return the organization type for a form or API value, or an InvalidInput."""
     try:
         return OrgType(value.strip())
     except ValueError:
@@ -192,7 +192,7 @@ def _check_qualification(data: OrganizationCreate, values: dict[str, Any]) -> No
 
 
 def review_warnings(org: Organization) -> list[str]:
-    """What a reviewer should double-check about this organization's credit code."""
+    """Return what a reviewer should double-check about the organization's credit code."""
     warnings: list[str] = []
     if org.uscc_warning:
         warnings.append(org.uscc_warning)
@@ -273,14 +273,14 @@ def do_register(*, session: Session, data: OrganizationCreate, actor: User) -> O
 
 
 def can_manage(org: Organization, user: User | None) -> bool:
-    """Whether ``user`` is a staff member of ``org``."""
+    """Tell whether ``user`` is a staff member of ``org``."""
     return (
         user is not None and user.role == Role.ORG_STAFF and user.organization_id == org.id
     )
 
 
 def can_see(org: Organization, user: User | None) -> bool:
-    """Approved organizations are public; others only to their staff and reviewers."""
+    """Tell whether ``user`` may see ``org`` (approved: anyone; else staff and reviewers)."""
     if org.status == OrgStatus.APPROVED:
         return True
     return user is not None and (user.is_reviewer or can_manage(org, user))
@@ -421,7 +421,7 @@ def do_suspend(*, session: Session, org: Organization, actor: User, reason: str)
 
 
 def get_organization(*, session: Session, org_id: int) -> Organization:
-    """The organization with ``org_id`` whatever its status (NotFound if none)."""
+    """Return the organization with ``org_id`` whatever its status (NotFound if none)."""
     return get_or_404(session, Organization, org_id,
                       message=N_("This organization does not exist."),
                       code="organization_not_found")
@@ -430,7 +430,7 @@ def get_organization(*, session: Session, org_id: int) -> Organization:
 def get_visible_organization(
     *, session: Session, org_id: int, viewer: User | None
 ) -> Organization:
-    """The organization if ``viewer`` may see it; NotFound otherwise (do not reveal it)."""
+    """Return the organization if ``viewer`` may see it; NotFound otherwise (do not reveal it)."""
     org = session.get(Organization, org_id)
     if org is None or not can_see(org, viewer):
         raise NotFound("This organization does not exist.", code="organization_not_found")
@@ -471,7 +471,7 @@ def _qualified_on(on: dt.date) -> Any:
 
 
 def qualified_partners(*, session: Session, on: dt.date) -> list[Organization]:
-    """Approved organizations qualified to raise public funds on ``on`` (partner choices)."""
+    """List approved organizations qualified to raise public funds on ``on``, by id."""
     return list(
         session.scalars(
             select(Organization)
@@ -493,7 +493,7 @@ def organizations_by_id(*, session: Session, ids: Iterable[int]) -> dict[int, Or
 def list_public(
     *, session: Session, province: str | None = None, page: int = 1, per_page: int = 20
 ) -> tuple[list[Organization], int]:
-    """A page of approved organizations (optionally of one province) and the total count."""
+    """Return a page of approved organizations (optionally of one province) and the total."""
     query = select(Organization).where(Organization.status == OrgStatus.APPROVED)
     if province:
         query = query.where(Organization.province == province)
@@ -508,7 +508,7 @@ def list_public(
 def list_for_review(
     *, session: Session, status: OrgStatus | None = None, page: int = 1, per_page: int = 50
 ) -> tuple[list[Organization], int]:
-    """Organizations for reviewers: pending ones first, oldest first within a status."""
+    """List organizations for reviewers: pending ones first, oldest first within a status."""
     query = select(Organization)
     if status is not None:
         query = query.where(Organization.status == status)
@@ -524,7 +524,7 @@ def list_for_review(
 
 
 def count_pending(*, session: Session) -> int:
-    """How many organizations wait for review."""
+    """Count how many organizations wait for review."""
     return session.scalar(
         select(func.count()).where(Organization.status == OrgStatus.PENDING)
     ) or 0

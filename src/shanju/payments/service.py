@@ -42,7 +42,7 @@ def _changed(result: Result[Any]) -> bool:
 
 
 def request_hash(body: Mapping[str, Any]) -> str:
-    """A stable fingerprint of a request body, to tell a retry from a different request."""
+    """Return a stable fingerprint of a request body, to tell a retry from a different request."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -67,7 +67,7 @@ def check_idempotency_key(key: str | None) -> str:
 
 
 def find_intent_for_key(*, session: Session, scope: str, key: str) -> PaymentIntent | None:
-    """The intent created earlier with this idempotency key, if any."""
+    """Return the intent created earlier with this idempotency key, if any."""
     return session.scalar(
         select(PaymentIntent).where(
             PaymentIntent.idempotency_scope == scope, PaymentIntent.idempotency_key == key
@@ -76,7 +76,7 @@ def find_intent_for_key(*, session: Session, scope: str, key: str) -> PaymentInt
 
 
 def check_replay(*, intent: PaymentIntent, fingerprint: str) -> None:
-    """A reused key must come with the same request body; anything else is refused."""
+    """Refuse a reused key that comes with a different request body."""
     if intent.request_hash != fingerprint:
         raise Conflict(
             "This Idempotency-Key was already used for a different request. Use a new key "
@@ -111,7 +111,7 @@ def do_create_intent(
 
 
 def get_intent(*, session: Session, intent_id: str) -> PaymentIntent:
-    """An intent by id, or 404."""
+    """Return an intent by id, or 404."""
     return get_or_404(session, PaymentIntent, intent_id, message=N_("No such payment."),
                       code="payment_not_found")
 
@@ -171,7 +171,7 @@ def do_mark_failed(*, session: Session, intent: PaymentIntent) -> bool:
 
 
 def check_refundable(*, intent: PaymentIntent, amount_fen: int) -> None:
-    """A refund needs a succeeded payment with at least ``amount_fen`` not yet refunded."""
+    """Refuse a refund unless the payment succeeded and ``amount_fen`` of it is unrefunded."""
     if intent.status != IntentStatus.SUCCEEDED:
         raise Conflict("Only a completed payment can be refunded.", code="not_refundable")
     remaining = intent.amount_fen - intent.refunded_fen

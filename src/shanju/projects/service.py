@@ -100,7 +100,7 @@ ACTION_BY: dict[str, frozenset[Actor]] = {t.action: t.by for t in TRANSITIONS}
 
 
 def find_transition(action: str, source: ProjectStatus) -> Transition | None:
-    """The transition ``action`` makes from ``source``, if it is allowed at all."""
+    """Return the transition ``action`` makes from ``source``, if it is allowed at all."""
     for t in TRANSITIONS:
         if t.action == action and t.source == source:
             return t
@@ -108,7 +108,7 @@ def find_transition(action: str, source: ProjectStatus) -> Transition | None:
 
 
 def allowed_actions(project: Project, actor: Actor) -> list[str]:
-    """The actions ``actor`` may try on ``project`` now (for buttons)."""
+    """Return the actions ``actor`` may try on ``project`` now (for buttons)."""
     return [
         t.action for t in TRANSITIONS
         if t.source == project.status and actor in t.by
@@ -126,7 +126,7 @@ def get_project(*, session: Session, project_id: int) -> Project:
 
 
 def get_visible_project(*, session: Session, project_id: int, viewer: User | None) -> Project:
-    """A project the viewer may see: public states for all, every state for its staff and
+    """Return a project the viewer may see: public states for all, every state for staff and
     reviewers; others get the same NotFound as for a missing project."""
     project = get_project(session=session, project_id=project_id)
     if project.status in PUBLIC_STATUSES or can_manage(viewer, project) or (
@@ -137,7 +137,7 @@ def get_visible_project(*, session: Session, project_id: int, viewer: User | Non
 
 
 def can_manage(viewer: User | None, project: Project) -> bool:
-    """Whether the viewer is staff of the organization that publishes the project."""
+    """Tell whether the viewer is staff of the project's publishing organization."""
     return (
         viewer is not None
         and viewer.role == Role.ORG_STAFF
@@ -165,7 +165,7 @@ def check_accepts_donations(*, project: Project, on: dt.date) -> None:
 
 
 def filing_valid_on(project: Project, day: dt.date) -> bool:
-    """Whether the project's fundraising filing (备案) covers ``day``."""
+    """Tell whether the project's fundraising filing (备案) covers ``day``."""
     return bool(
         project.filing_number
         and project.filing_valid_from is not None
@@ -219,7 +219,7 @@ def list_public_projects(
     limit: int = 20,
     offset: int = 0,
 ) -> tuple[list[ProjectListing], int]:
-    """Projects in public states (fundraising first, newest first), and how many match."""
+    """List projects in public states (fundraising first, newest first) and count them."""
     statuses = [s for s in status_in if s in PUBLIC_STATUSES]
     conditions: list[ColumnElement[bool]] = [Project.status.in_(statuses)]
     if province:
@@ -240,7 +240,7 @@ def list_public_projects(
 
 
 def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectListing]:
-    """Projects for the home page: featured fundraising ones first, then the newest."""
+    """List projects for the home page: featured fundraising ones first, then the newest."""
     rows = session.scalars(
         select(Project)
         .where(Project.status == S.FUNDRAISING)
@@ -251,7 +251,7 @@ def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectListin
 
 
 def list_org_projects(*, session: Session, organization_id: int) -> list[ProjectListing]:
-    """Every project of an organization, newest first (for its console)."""
+    """List every project of an organization, newest first (for its console)."""
     rows = session.scalars(
         select(Project).where(Project.organization_id == organization_id)
         .order_by(Project.id.desc())
@@ -262,7 +262,7 @@ def list_org_projects(*, session: Session, organization_id: int) -> list[Project
 def list_for_review(
     *, session: Session, status: ProjectStatus | None = None, limit: int = 50, offset: int = 0
 ) -> tuple[list[ProjectListing], int]:
-    """Projects for reviewers: submitted ones first (oldest submission first), then the rest."""
+    """List projects for reviewers: submitted ones first (oldest first), then the rest."""
     conditions = [Project.status != S.DRAFT]
     if status is not None:
         conditions = [Project.status == status]
@@ -379,7 +379,7 @@ def parse_form(form: dict[str, str]) -> ProjectFields:
 
 
 def fields_of(project: Project) -> ProjectFields:
-    """The current fields of a project (to merge a partial update into)."""
+    """Return the current fields of a project (to merge a partial update into)."""
     return ProjectFields(
         title=project.title, summary=project.summary, description=project.description,
         category=project.category, province=project.province, goal_fen=project.goal_fen,
@@ -393,7 +393,7 @@ def fields_of(project: Project) -> ProjectFields:
 
 
 def form_values(project: Project) -> dict[str, str]:
-    """A project's fields as form strings (to fill the edit form)."""
+    """Return a project's fields as form strings (to fill the edit form)."""
     f = fields_of(project)
     return {
         "title": f.title, "summary": f.summary, "description": f.description,
@@ -565,7 +565,7 @@ def do_set_cover(
 
 
 def actor_kind(*, actor: User, project: Project) -> Actor:
-    """Whether ``actor`` acts for the publishing organization or for the platform."""
+    """Return whether ``actor`` acts for the publishing organization or the platform."""
     if actor.is_reviewer:
         return Actor.PLATFORM
     check_can_manage(actor=actor, project=project)
@@ -573,7 +573,7 @@ def actor_kind(*, actor: User, project: Project) -> Actor:
 
 
 def paused_by_platform(project: Project) -> bool:
-    """Whether the current pause was made by the platform (only the platform lifts it)."""
+    """Tell whether the platform made the current pause (only the platform lifts it)."""
     from sqlalchemy.orm import object_session
 
     session = object_session(project)
@@ -785,7 +785,7 @@ def do_post_update(
 
 
 def fund_balance(*, session: Session, project: Project) -> int:
-    """What the project's fund holds now (raised, less refunds and disclosed usage)."""
+    """Return what the project's fund holds (raised, less refunds and disclosed usage)."""
     return ledger.balance(session, ledger.project_fund(project.id))
 
 
@@ -860,7 +860,7 @@ def _insufficient(amount_fen: int, available: int) -> ledger.InsufficientFunds:
 
 
 def list_updates(*, session: Session, project_id: int) -> list[ProjectUpdate]:
-    """A project's progress updates, newest first."""
+    """Return a project's progress updates, newest first."""
     return list(session.scalars(
         select(ProjectUpdate).where(ProjectUpdate.project_id == project_id)
         .order_by(ProjectUpdate.created_at.desc(), ProjectUpdate.id.desc())
@@ -868,7 +868,7 @@ def list_updates(*, session: Session, project_id: int) -> list[ProjectUpdate]:
 
 
 def list_fund_usages(*, session: Session, project_id: int) -> list[FundUsage]:
-    """A project's fund-usage disclosures, newest first."""
+    """Return a project's fund-usage disclosures, newest first."""
     return list(session.scalars(
         select(FundUsage).where(FundUsage.project_id == project_id)
         .order_by(FundUsage.spent_on.desc(), FundUsage.id.desc())
