@@ -9,12 +9,12 @@ from urllib.parse import quote
 
 import jinja2
 import segno
-from fastapi import Request
+from fastapi import Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from shanju.core import i18n, regions
+from shanju.core import files, i18n, regions
 from shanju.core.clock import CHINA_TZ
 from shanju.core.config import get_settings
 from shanju.core.errors import DomainError
@@ -105,6 +105,20 @@ def render(
 def redirect(url: str, *, status_code: int = 303) -> RedirectResponse:
     """Redirect after a successful form post (Post/Redirect/Get)."""
     return RedirectResponse(url, status_code=status_code)
+
+
+async def read_uploads(uploads: list[UploadFile] | None) -> list[files.Upload]:
+    """Read uploaded files into memory, never more than the size limit plus one byte."""
+    result: list[files.Upload] = []
+    for upload in uploads or []:
+        try:
+            if not upload.filename:
+                continue  # an empty file input in a browser form
+            data = await upload.read(files.MAX_UPLOAD_BYTES + 1)
+            result.append(files.Upload(filename=upload.filename, data=data))
+        finally:
+            await upload.close()
+    return result
 
 
 def login_url(next_path: str) -> str:

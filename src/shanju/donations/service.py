@@ -1,7 +1,7 @@
 """Donations: reading totals and lists, and the state changes of a single donation.
 
 Creating a donation and crediting it when its payment succeeds cross domains (payments,
-ledger) and live in ``shanju.flows``.
+ledger) and live in :mod:`shanju.donations.flows`.
 """
 
 from __future__ import annotations

@@ -18,11 +18,10 @@ from shanju.core.clock import today_cn
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, DbSession, Viewer
 from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
-from shanju.core.web import login_url, redirect, render, tr
+from shanju.core.web import login_url, read_uploads, redirect, render, tr
 from shanju.donations import service as donations
 from shanju.organizations import service as organizations
 from shanju.projects import service as projects
-from shanju.projects.api import read_uploads
 from shanju.projects.models import Project, ProjectStatus
 
 router = APIRouter()
