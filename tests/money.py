@@ -30,6 +30,7 @@ class World:
     other_org_id: int
     other_project_id: int
     donor_id: int
+    staff_id: int
     donor_token: str
     staff_token: str
     other_staff_token: str
@@ -58,6 +59,7 @@ def world(db: Database) -> World:
         return World(
             org_id=org.id, project_id=project.id, closed_project_id=closed.id,
             other_org_id=other.id, other_project_id=other_project.id, donor_id=donor.id,
+            staff_id=staff.id,
             donor_token=token(donor), staff_token=token(staff),
             other_staff_token=token(other_staff), reviewer_token=token(reviewer),
         )

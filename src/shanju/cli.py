@@ -6,8 +6,10 @@ Each command that touches the database opens its own transactions through
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +40,8 @@ app = typer.Typer(
 )
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+bench_app = typer.Typer(help="Benchmarks that print a JSON report.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 console = Console()
 
 DEFAULT_DEMO_DB = Path("var/demo.sqlite3")
@@ -253,6 +257,70 @@ def ledger_check(database_url: DatabaseUrlOption = None) -> None:
         console.print("[red]✗ The ledger does not reconcile.[/]")
         raise typer.Exit(1)
     console.print("[green]✓ Every entry balances and every stored balance matches.[/]")
+
+
+# --- benchmarks ----------------------------------------------------------------------------
+
+
+def _bench_progress(total: int, label: str) -> tuple[Progress, Callable[[int], None]]:
+    progress = Progress(
+        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    )
+    task = progress.add_task(label, total=total)
+    return progress, lambda n: progress.update(task, advance=n)
+
+
+@bench_app.command("donations")
+def bench_donations(
+    donations: Annotated[int, typer.Option(min=1, help="How many gifts to give.")] = 2000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Concurrent donors.")] = 4,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="An EMPTY database to use (default: a temporary SQLite file).",
+        show_default=False)] = None,
+) -> None:
+    """Give gifts end to end (request, then signed callback and credit); print JSON."""
+    from shanju import bench
+
+    if database_url:
+        database = Database(database_url)
+        create_schema(database)
+    else:
+        database, _folder = bench.temporary_sqlite()
+    progress, advance = _bench_progress(donations, "Giving")
+    try:
+        with progress:
+            report = bench.bench_donations(database, donations=donations, workers=workers,
+                                           progress=advance)
+    finally:
+        database.dispose()
+    typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    if report["errors"] or not report["ledger_ok"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("pages")
+def bench_pages(
+    requests: Annotated[int, typer.Option(min=1, help="Requests per page.")] = 50,
+    db: Annotated[Path, typer.Option(help="The demo database (seeded if empty).")] = Path(
+        "var/bench-demo.sqlite3"),
+) -> None:
+    """Time the main pages and API reads on the demo data set; print JSON."""
+    from shanju import bench
+
+    global console  # noqa: PLW0603 - keep stdout for the JSON report alone
+    console, stdout_console = Console(stderr=True), console
+    try:
+        database = prepare_demo(db)
+    finally:
+        console = stdout_console
+    progress, advance = _bench_progress(requests * len(bench.PAGES), "Requests")
+    try:
+        with progress:
+            report = bench.bench_pages(database, requests=requests, progress=advance)
+    finally:
+        database.dispose()
+    typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
 
 
 # --- operators -----------------------------------------------------------------------------

@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from shanju.accounts.models import User
 from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from shanju.donations import flows
 from shanju.ledger import service as ledger
-from shanju.payments.providers import SandboxProvider
+from shanju.payments.models import Refund
+from shanju.payments.providers import Providers, SandboxProvider
 from tests.money import World
 
 SECRET = "test-sandbox-secret"  # the `settings` fixture's sandbox secret
@@ -191,3 +193,33 @@ def test_concurrent_duplicate_callbacks_credit_exactly_once(
     assert outcomes.count("credited") == 1
     assert set(outcomes) <= {"credited", "duplicate", "already_applied"}
     assert fund(db, world) == 2000
+
+
+def test_refund_callbacks_must_match_the_refund(
+    client: TestClient, world: World, db: Database, sandbox: SandboxProvider
+) -> None:
+    d = start(client, world)
+    intent_id = d["payment"]["intent_id"]
+    ok = sandbox.build_callback(event_type="payment.succeeded", intent_id=intent_id,
+                                amount_fen=2000)
+    assert deliver(client, *ok).json()["outcome"] == "credited"
+    with db.transaction() as s:
+        staff = s.get_one(User, world.staff_id)
+        donation = flows.get_donation(session=s, public_id=d["id"])
+        refund = flows.request_refund(session=s, actor=staff, donation=donation,
+                                      providers=Providers(SandboxProvider(SECRET)),
+                                      reason="测试")
+        refund_id = refund.id
+    wrong = sandbox.build_callback(event_type="refund.succeeded", intent_id=intent_id,
+                                   amount_fen=1, refund_id=refund_id)
+    assert deliver(client, *wrong).json()["outcome"] == "amount_mismatch"
+    other = sandbox.build_callback(event_type="refund.succeeded", intent_id=intent_id,
+                                   amount_fen=2000, refund_id="re_unknown")
+    assert deliver(client, *other).json()["outcome"] == "unknown_refund"
+    right = sandbox.build_callback(event_type="refund.succeeded", intent_id=intent_id,
+                                   amount_fen=2000, refund_id=refund_id)
+    assert deliver(client, *right).json()["outcome"] == "refunded"
+    with db.transaction(write=False) as s:
+        assert s.get_one(Refund, refund_id).status.value == "succeeded"
+        assert ledger.check(s).ok
+        assert ledger.balance(s, ledger.REFUNDS) == 0

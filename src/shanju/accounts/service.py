@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -24,7 +25,10 @@ MAX_PASSWORD = 256
 SELF_SERVICE_ROLES = (Role.DONOR, Role.ORG_STAFF, Role.ENTERPRISE_STAFF)
 # Verifying against a real hash when the email is unknown keeps the answer time the same, so
 # the time a failed sign-in takes does not reveal whether an account exists.
-_DUMMY_HASH = hash_password("not a real password, only for timing")
+@functools.cache
+def _dummy_hash() -> str:
+    # Hashed on first use, not at import: argon2 is deliberately slow (~0.2 s).
+    return hash_password("not a real password, only for timing")
 
 
 def check_signup(*, session: Session, email: str, password: str, display_name: str) -> str:
@@ -92,7 +96,7 @@ def authenticate(*, session: Session, email: str, password: str) -> User:
     """Return the user with these credentials, or raise one message for every failure."""
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
-        verify_password(_DUMMY_HASH, password)
+        verify_password(_dummy_hash(), password)
     if user is None or not user.is_active or not verify_password(user.password_hash, password):
         raise InvalidInput(
             "The email or password is not correct.", code="invalid_credentials", field="email"

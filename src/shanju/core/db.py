@@ -12,6 +12,7 @@ thanks to WAL.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,9 +92,42 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_on_begin(conn: Connection) -> None:
-    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+class _WriterQueue:
+    """Writers of one SQLite database in this process wait here, in turn, for the write lock.
+
+    SQLite lets one writer in at a time; the others poll with growing sleeps (busy timeout)
+    and, under load, can starve for seconds. Queuing writers of the same process on a lock
+    before ``BEGIN IMMEDIATE`` gives them the database in order; writers from other processes
+    still meet at SQLite's own lock. A plain ``threading.Lock`` (not owner-bound) because a
+    request may begin its transaction on one worker thread and commit it on another.
+    """
+
+    KEY = "shanju_holds_writer_lock"
+
+    def __init__(self, timeout: float) -> None:
+        self._lock = threading.Lock()
+        self._timeout = timeout
+
+    def begin(self, conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        if mode == "IMMEDIATE":
+            if not self._lock.acquire(timeout=self._timeout):
+                raise TimeoutError("timed out waiting for the database write lock")
+            conn.info[self.KEY] = True
+        try:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            self.end(conn)
+            raise
+
+    def end(self, conn: Connection) -> None:
+        if conn.info.pop(self.KEY, False):
+            self._lock.release()
+
+    def end_record(self, _dbapi: Any, record: Any, *_args: Any) -> None:
+        # A connection returned to the pool mid-transaction (e.g. after an error).
+        if record.info.pop(self.KEY, False):
+            self._lock.release()
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -113,7 +147,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             **pool_args,
         )
         event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "begin", _sqlite_on_begin)
+        writers = _WriterQueue(timeout=30)
+        event.listen(engine, "begin", writers.begin)
+        event.listen(engine, "commit", writers.end)
+        event.listen(engine, "rollback", writers.end)
+        event.listen(engine.pool, "checkin", writers.end_record)
         return engine
     return create_engine(
         parsed, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True

@@ -217,6 +217,8 @@ def _apply(*, session: Session, note: Notification, event: ProviderEvent) -> str
     refund = session.get(Refund, note.refund_id) if note.refund_id else None
     if refund is None or refund.intent_id != intent.id:
         return "unknown_refund"
+    if note.amount_fen != refund.amount_fen:
+        return "amount_mismatch"
     succeeded = note.event_type == "refund.succeeded"
     if not payments.do_settle_refund(session=session, refund=refund, succeeded=succeeded):
         return "already_applied"

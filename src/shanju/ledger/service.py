@@ -147,20 +147,32 @@ def check_entry(spec: EntrySpec) -> None:
 
 
 def ensure_accounts(session: Session, codes: Iterable[str]) -> dict[str, int]:
-    """Return ``{code: account id}``, creating missing accounts (safe under concurrency)."""
+    """Return ``{code: account id}``, creating missing accounts (safe under concurrency).
+
+    Accounts almost always exist already, so they are looked up first and only the missing
+    ones are inserted (``ON CONFLICT DO NOTHING`` lets two creators race harmlessly).
+    """
     wanted = sorted(set(codes))
     if not wanted:
         return {}
-    rows = [{"code": c, "kind": kind_of(c).value, "balance_fen": 0, "created_at": utcnow()}
-            for c in wanted]
-    dialect = session.get_bind().dialect.name
-    table = LedgerAccount
-    stmt = (pg_insert(table) if dialect == "postgresql" else sqlite_insert(table))
-    session.execute(stmt.values(rows).on_conflict_do_nothing(index_elements=["code"]))
-    found = session.execute(
-        select(LedgerAccount.code, LedgerAccount.id).where(LedgerAccount.code.in_(wanted))
-    ).all()
-    return {str(code): int(account_id) for code, account_id in found}
+    found = _account_ids(session, wanted)
+    missing = [c for c in wanted if c not in found]
+    if missing:
+        rows = [{"code": c, "kind": kind_of(c).value, "balance_fen": 0, "created_at": utcnow()}
+                for c in missing]
+        dialect = session.get_bind().dialect.name
+        stmt = pg_insert(LedgerAccount) if dialect == "postgresql" else sqlite_insert(
+            LedgerAccount)
+        session.execute(stmt.values(rows).on_conflict_do_nothing(index_elements=["code"]))
+        found.update(_account_ids(session, missing))
+    return found
+
+
+def _account_ids(session: Session, codes: list[str]) -> dict[str, int]:
+    rows = session.execute(
+        select(LedgerAccount.code, LedgerAccount.id).where(LedgerAccount.code.in_(codes))
+    )
+    return {str(code): int(account_id) for code, account_id in rows}
 
 
 def post(session: Session, spec: EntrySpec) -> JournalEntry:
