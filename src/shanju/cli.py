@@ -72,7 +72,7 @@ def _database(url: str | None) -> Database:
 
 
 def schema_is_current(database: Database) -> bool:
-    """Whether the database is migrated to the newest revision."""
+    """Tell whether the database is migrated to the newest revision."""
     heads = set(ScriptDirectory.from_config(alembic_config(database)).get_heads())
     with database.engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
@@ -83,7 +83,7 @@ def schema_is_current(database: Database) -> bool:
 def main(
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
 ) -> None:
-    """Shanju's command line."""
+    """Run Shanju's command line."""
     if version:
         console.print(f"shanju {__version__}")
         raise typer.Exit()

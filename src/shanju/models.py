@@ -2,7 +2,7 @@
 
 from shanju.accounts import models as accounts_models
 from shanju.complaints import models as complaints_models
-from shanju.core import audit
+from shanju.core import audit, files
 from shanju.core.db import Base
 from shanju.donations import models as donations_models
 from shanju.ledger import models as ledger_models
@@ -16,6 +16,7 @@ __all__ = [
     "audit",
     "complaints_models",
     "donations_models",
+    "files",
     "ledger_models",
     "organizations_models",
     "payments_models",

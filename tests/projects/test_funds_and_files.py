@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 from shanju.core import files
 from shanju.core.db import Database
 from shanju.core.errors import Conflict, InvalidInput
+from shanju.core.files import Attachment
 from shanju.ledger import service as ledger
 from shanju.ledger.models import JournalEntry
 from shanju.projects import service
-from shanju.projects.models import Attachment, FundUsage, ProjectStatus, ProjectUpdate
+from shanju.projects.models import FundUsage, ProjectStatus, ProjectUpdate
 from tests.factories import make_org, make_project
 from tests.projects.helpers import JPEG, PDF, PNG, paid_donation, staff_of
 

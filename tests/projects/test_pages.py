@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 
 from shanju.accounts.models import Role
 from shanju.core.db import Database
+from shanju.core.files import Attachment
 from shanju.organizations.models import Organization
-from shanju.projects.models import Attachment, Project, ProjectStatus, ProjectUpdate
+from shanju.projects.models import Project, ProjectStatus, ProjectUpdate
 from tests.factories import make_org, make_project, make_user
 from tests.projects.helpers import PNG, paid_donation, reviewer, sign_in, staff_of
 

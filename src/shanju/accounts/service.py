@@ -121,12 +121,12 @@ def do_start_session(*, session: Session, user: User) -> str:
 
 
 def do_end_session(*, session: Session, token: str) -> None:
-    """Sign a browser out."""
+    """End a browser's session (sign out)."""
     session.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))
 
 
 def user_for_session(*, session: Session, token: str) -> User | None:
-    """The user a session cookie belongs to, if the session is still valid."""
+    """Return the user of a session cookie, if the session is still valid."""
     row = session.execute(
         select(User, WebSession.expires_at)
         .join(WebSession, WebSession.user_id == User.id)
@@ -173,7 +173,7 @@ def do_revoke_api_token(*, session: Session, user: User, token_id: int) -> None:
 
 
 def list_api_tokens(*, session: Session, user: User) -> list[ApiToken]:
-    """The user's tokens, newest first."""
+    """Return the user's tokens, newest first."""
     return list(
         session.scalars(
             select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())
@@ -182,7 +182,7 @@ def list_api_tokens(*, session: Session, user: User) -> list[ApiToken]:
 
 
 def user_for_api_token(*, session: Session, token: str) -> User | None:
-    """The user an API token belongs to, if it exists and is not revoked."""
+    """Return the user of an API token, if it exists and is not revoked."""
     row = session.execute(
         select(User, ApiToken.revoked_at)
         .join(ApiToken, ApiToken.user_id == User.id)
@@ -214,7 +214,7 @@ def do_notify(
 
 
 def list_notifications(*, session: Session, user: User, limit: int = 50) -> list[Notification]:
-    """The user's notifications, newest first."""
+    """Return the user's notifications, newest first."""
     return list(
         session.scalars(
             select(Notification)
@@ -235,7 +235,7 @@ def do_mark_notifications_read(*, session: Session, user: User) -> None:
 
 
 def check_self_service_role(value: str) -> Role:
-    """The role a person may choose at sign-up; reviewers and admins are never self-service."""
+    """Return the role chosen at sign-up; reviewers and admins are never self-service."""
     clean = value.strip() or Role.DONOR.value
     for role in SELF_SERVICE_ROLES:
         if role.value == clean:
@@ -247,7 +247,7 @@ def check_self_service_role(value: str) -> Role:
 
 
 def check_province(value: str | None) -> str | None:
-    """A province from :data:`PROVINCES`, or None when none is chosen."""
+    """Return a province from :data:`PROVINCES`, or None when none is chosen."""
     clean = (value or "").strip()
     if not clean:
         return None
@@ -306,7 +306,7 @@ def safe_next_path(value: str | None, default: str = "/") -> str:
 
 
 def count_unread_notifications(*, session: Session, user: User) -> int:
-    """How many of the user's notifications are unread."""
+    """Count how many of the user's notifications are unread."""
     return int(
         session.scalar(
             select(func.count())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -16,7 +15,7 @@ from shanju.core.deps import SESSION_COOKIE, CsrfChecked, CurrentUser, DbSession
 from shanju.core.errors import DomainError
 from shanju.core.i18n import N_
 from shanju.core.regions import PROVINCES
-from shanju.core.web import redirect, render, request_locale, tr
+from shanju.core.web import login_url, redirect, render, request_locale, tr
 
 router = APIRouter()
 
@@ -68,11 +67,6 @@ def _sign_in(request: Request, session: DbSession, user: User, next_url: str) ->
 
 def _form_error(request: Request, exc: DomainError) -> dict[str, Any]:
     return {"error": tr(request, exc.message), "error_field": exc.field, "error_code": exc.code}
-
-
-def login_url(next_path: str) -> str:
-    """The sign-in page that returns to ``next_path`` afterwards."""
-    return "/login?next=" + quote(next_path, safe="/")
 
 
 # --- sign-up ---------------------------------------------------------------------------------

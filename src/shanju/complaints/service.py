@@ -19,11 +19,13 @@ from shanju.complaints.schemas import ComplaintCreate
 from shanju.complaints.workdays import add_working_days
 from shanju.core import audit
 from shanju.core.clock import CHINA_TZ, today_cn, utcnow
+from shanju.core.db import get_or_404
 from shanju.core.errors import InvalidInput, NotFound, PermissionDenied
 from shanju.core.i18n import N_
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization, OrgStatus
-from shanju.projects.models import Project, ProjectStatus
+from shanju.projects import service as projects
+from shanju.projects.models import Project
 
 ANSWER_WORKING_DAYS = 5
 CONTENT_MIN, CONTENT_MAX = 10, 2000
@@ -36,12 +38,6 @@ CATEGORIES: dict[str, str] = {
     "commercial_ads": N_("Commercial advertising"),
     "other": N_("Other"),
 }
-# Projects whose page the public has seen at some point, so a report about them makes sense.
-_REPORTABLE_PROJECTS = (
-    *organizations.PUBLIC_PROJECT_STATUSES,
-    ProjectStatus.PAUSED,
-    ProjectStatus.TAKEN_DOWN,
-)
 
 
 @dataclass(frozen=True)
@@ -53,23 +49,23 @@ class Target:
 
 
 def complaint_number(complaint: Complaint) -> str:
-    """The number a reporter quotes, e.g. ``JB20261130-00042``."""
+    """Return the number a reporter quotes, e.g. ``JB20261130-00042``."""
     day = complaint.created_at.astimezone(CHINA_TZ)
     return f"JB{day:%Y%m%d}-{complaint.id:05d}"
 
 
 def due_date(filed_on: dt.date) -> dt.date:
-    """The answer deadline of a complaint filed on ``filed_on`` (China date)."""
+    """Return the answer deadline of a complaint filed on ``filed_on`` (a China date)."""
     return add_working_days(filed_on, ANSWER_WORKING_DAYS)
 
 
 def is_overdue(complaint: Complaint, today: dt.date) -> bool:
-    """Whether an open complaint is past its due date."""
+    """Tell whether an open complaint is past its due date."""
     return complaint.status == ComplaintStatus.OPEN and today > complaint.due_on
 
 
 def days_remaining(complaint: Complaint, today: dt.date) -> int:
-    """Calendar days until the due date (0 on the day, negative once late)."""
+    """Count calendar days until the due date (0 on the day, negative once late)."""
     return (complaint.due_on - today).days
 
 
@@ -84,7 +80,8 @@ def report_target(
     project: Project | None = None
     if project_id is not None:
         project = session.get(Project, project_id)
-        if project is None or project.status not in _REPORTABLE_PROJECTS:
+        # Only a project whose page the public can see makes sense to report.
+        if project is None or project.status not in projects.PUBLIC_STATUSES:
             raise NotFound("This project does not exist.", code="project_not_found",
                            field="project_id")
         if organization_id is None:
@@ -171,11 +168,9 @@ def do_file(
 
 
 def get_complaint(*, session: Session, complaint_id: int) -> Complaint:
-    """The complaint with ``complaint_id`` (NotFound if none)."""
-    complaint = session.get(Complaint, complaint_id)
-    if complaint is None:
-        raise NotFound("This complaint does not exist.", code="complaint_not_found")
-    return complaint
+    """Return the complaint with ``complaint_id`` (NotFound if none)."""
+    return get_or_404(session, Complaint, complaint_id,
+                      message=N_("This complaint does not exist."), code="complaint_not_found")
 
 
 def do_answer(
@@ -225,7 +220,7 @@ def list_for_review(
     page: int = 1,
     per_page: int = 50,
 ) -> tuple[list[tuple[Complaint, str]], int]:
-    """Complaints with their organization's name: open first, soonest due first."""
+    """List complaints with their organization's name: open first, soonest due first."""
     query = select(Complaint, Organization.name).join(
         Organization, Organization.id == Complaint.organization_id
     )
@@ -245,7 +240,7 @@ def list_for_review(
 
 
 def organization_name(*, session: Session, complaint: Complaint) -> str:
-    """The name of the organization a complaint is about."""
+    """Return the name of the organization a complaint is about."""
     return organizations.get_organization(session=session, org_id=complaint.organization_id).name
 
 
@@ -258,7 +253,7 @@ class Counts:
 
 
 def counts(*, session: Session, today: dt.date) -> Counts:
-    """How many complaints are open and how many of those are overdue."""
+    """Count how many complaints are open and how many of those are overdue."""
     is_open = Complaint.status == ComplaintStatus.OPEN
     open_count = session.scalar(select(func.count()).where(is_open)) or 0
     overdue = session.scalar(

@@ -48,7 +48,7 @@ MAKEUP_WORKDAYS: frozenset[dt.date] = frozenset(
 
 
 def is_working_day(day: dt.date) -> bool:
-    """Whether ``day`` is a working day in mainland China."""
+    """Tell whether ``day`` is a working day in mainland China."""
     if day in MAKEUP_WORKDAYS:
         return True
     if day in HOLIDAYS:
@@ -57,7 +57,7 @@ def is_working_day(day: dt.date) -> bool:
 
 
 def add_working_days(start: dt.date, count: int) -> dt.date:
-    """The ``count``-th working day after ``start`` (``start`` itself is not counted)."""
+    """Return the ``count``-th working day after ``start`` (not counting ``start``)."""
     if count < 0:
         raise ValueError("count must not be negative")
     day = start

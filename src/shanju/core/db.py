@@ -16,13 +16,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import annotated_types
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from shanju.core.errors import NotFound
+
+T = TypeVar("T")
 
 # The largest id an INTEGER primary key holds (on PostgreSQL; SQLite's are 64-bit): a bigger
 # number from a client is refused at the edge (a 4xx) instead of overflowing the database
@@ -193,7 +198,7 @@ class Database:
 
 
 def enum_column(enum_cls: type[Any]) -> Any:
-    """A portable enum column storing the members' string values (no native PG enum)."""
+    """Return a portable enum column of the members' string values (no native PG enum)."""
     from sqlalchemy import Enum
 
     return Enum(
@@ -203,3 +208,25 @@ def enum_column(enum_cls: type[Any]) -> Any:
         values_callable=lambda cls: [m.value for m in cls],
         validate_strings=True,
     )
+
+
+def get_or_404(session: Session, model: type[T], ident: Any, *, message: str, code: str) -> T:
+    """Return the ``model`` row with primary key ``ident`` or raise NotFound with ``code``."""
+    row = session.get(model, ident)
+    if row is None:
+        raise NotFound(message, code=code)
+    return row
+
+
+def flush_unless_duplicate(session: Session, *new: object) -> bool:
+    """Add ``new`` rows and flush in a savepoint; return False if a constraint refused it.
+
+    The savepoint keeps the caller's transaction usable after the refusal, so the caller can
+    read the row that won a race, or show the form again.
+    """
+    try:
+        with session.begin_nested():
+            session.add_all(new)
+    except IntegrityError:
+        return False
+    return True

@@ -26,7 +26,7 @@ SESSION_COOKIE = "sj_session"
 
 
 def get_database(request: Request) -> Database:
-    """The application's database."""
+    """Return the application's database."""
     db: Database = request.app.state.db
     return db
 
@@ -42,7 +42,7 @@ DbSession = Annotated[Session, Depends(get_db, scope="function")]
 
 
 def get_providers(request: Request) -> Providers:
-    """The configured payment providers."""
+    """Return the configured payment providers."""
     providers: Providers = request.app.state.providers
     return providers
 
@@ -51,7 +51,7 @@ PaymentProviders = Annotated[Providers, Depends(get_providers)]
 
 
 def get_viewer(request: Request, session: DbSession) -> User | None:
-    """Who is asking: from ``Authorization: Bearer <api token>`` or the session cookie."""
+    """Return who is asking: from ``Authorization: Bearer <token>`` or the session cookie."""
     from shanju.accounts import service as accounts
 
     user: User | None = None
@@ -74,7 +74,7 @@ Viewer = Annotated[User | None, Depends(get_viewer)]
 
 
 def require_user(viewer: Viewer) -> User:
-    """The signed-in user, or a 401 asking them to sign in."""
+    """Return the signed-in user, or a 401 asking them to sign in."""
     if viewer is None:
         raise NotAuthenticated("Please sign in first.")
     return viewer
@@ -84,7 +84,7 @@ CurrentUser = Annotated[User, Depends(require_user)]
 
 
 def require_reviewer(user: CurrentUser) -> User:
-    """A platform reviewer or admin."""
+    """Return a platform reviewer or admin."""
     if user.role not in (Role.REVIEWER, Role.ADMIN):
         raise PermissionDenied("Only platform reviewers may do this.", code="reviewer_only")
     return user
@@ -94,7 +94,7 @@ Reviewer = Annotated[User, Depends(require_reviewer)]
 
 
 def require_org_staff(user: CurrentUser) -> User:
-    """A staff member of an organization."""
+    """Return a staff member of an organization."""
     if user.role != Role.ORG_STAFF or user.organization_id is None:
         raise PermissionDenied(
             "Only an organization's staff may do this.", code="org_staff_only"

@@ -3,29 +3,49 @@
 A file is accepted only when its first bytes say it is a JPEG, PNG, WebP or PDF — the name
 and the browser's claimed type are not trusted — and it is at most :data:`MAX_UPLOAD_BYTES`.
 The bytes are written once under ``upload_dir/<sha[:2]>/<sha>``; each upload gets its own
-:class:`~shanju.projects.models.Attachment` row naming what it belongs to.
+:class:`Attachment` row naming what it belongs to.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, ForeignKey, Index, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shanju.core import audit
+from shanju.core.clock import utcnow
+from shanju.core.db import Base, get_or_404
 from shanju.core.errors import InvalidInput, NotFound
 from shanju.core.i18n import N_
-from shanju.projects.models import Attachment
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_FILES_PER_POST = 9
 ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp", "application/pdf")
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+
+
+class Attachment(Base):
+    """An uploaded file (photo, receipt, invoice), stored by content hash."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_type: Mapped[str] = mapped_column(String(30))
+    owner_id: Mapped[int | None]
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_attachments_owner", "owner_type", "owner_id"),)
 
 
 @dataclass(frozen=True)
@@ -92,14 +112,14 @@ def check_uploads(
 
 
 def clean_filename(name: str) -> str:
-    """A display name for the file: no directories, no control characters, at most 200 chars."""
+    """Return a display name: no directories, no control characters, at most 200 chars."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
     return (cleaned or "file")[:200]
 
 
 def path_for(upload_dir: Path, sha256: str) -> Path:
-    """Where the bytes with this hash live."""
+    """Return where the bytes with this hash live."""
     return upload_dir / sha256[:2] / sha256
 
 
@@ -161,7 +181,7 @@ def do_store_upload(
 def attachments_of(
     *, session: Session, owner_type: str, owner_ids: list[int]
 ) -> dict[int, list[Attachment]]:
-    """Attachments of several owners of one type, oldest first, keyed by owner id."""
+    """List attachments of several owners of one type, oldest first, keyed by owner id."""
     result: dict[int, list[Attachment]] = {oid: [] for oid in owner_ids}
     if not owner_ids:
         return result
@@ -178,14 +198,12 @@ def attachments_of(
 
 def get_attachment(*, session: Session, attachment_id: int) -> Attachment:
     """Return an attachment or raise NotFound ``file_not_found``."""
-    attachment = session.get(Attachment, attachment_id)
-    if attachment is None:
-        raise NotFound("No such file.", code="file_not_found")
-    return attachment
+    return get_or_404(session, Attachment, attachment_id, message=N_("No such file."),
+                      code="file_not_found")
 
 
 def read_bytes(upload_dir: Path, attachment: Attachment) -> bytes:
-    """The stored bytes of an attachment (NotFound if the file went missing from disk)."""
+    """Return the stored bytes of an attachment (NotFound if the file left the disk)."""
     path = path_for(upload_dir, attachment.sha256)
     if not path.is_file():
         raise NotFound("No such file.", code="file_not_found")

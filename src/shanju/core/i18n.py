@@ -95,7 +95,7 @@ def translations(locale: str) -> NullTranslations:
 
 
 def negotiate(requested: str | None) -> str:
-    """The locale a visitor chose (``?lang=`` or the ``sj_lang`` cookie), else zh_CN.
+    """Return the locale a visitor chose (``?lang=`` or the ``sj_lang`` cookie), else zh_CN.
 
     The browser's Accept-Language is deliberately not consulted: Chinese is the platform's
     language, and many Chinese donors' phones are set to English; English is a choice.
@@ -132,7 +132,7 @@ def translate(locale: str, message: str, params: dict[str, Any] | None = None) -
 
 
 def po_path(locale: str = DEFAULT_LOCALE) -> Path:
-    """Where the catalog of ``locale`` lives."""
+    """Return where the catalog of ``locale`` lives."""
     return LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
 
 
@@ -177,7 +177,7 @@ _PLACEHOLDER = re.compile(r"%\(\w+\)[sdif]|\{\w*\}")
 
 
 def problems(translated: Catalog, wanted: Iterable[Message]) -> list[str]:
-    """Messages of ``wanted`` that ``translated`` lacks, leaves fuzzy or mistranslates.
+    """List messages of ``wanted`` that ``translated`` lacks, leaves fuzzy or mistranslates.
 
     A translation must exist, not be fuzzy, and use the same placeholders as its msgid.
     """

@@ -13,7 +13,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def alembic_config(database: Database) -> Config:
-    """An Alembic configuration for ``database`` (no alembic.ini needed)."""
+    """Return an Alembic configuration for ``database`` (no alembic.ini needed)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", database.url)

@@ -73,17 +73,17 @@ def normalize_province(text: str) -> str | None:
 
 
 def is_province(name: str) -> bool:
-    """Whether ``name`` is a stored province value (a short Chinese name)."""
+    """Tell whether ``name`` is a stored province value (a short Chinese name)."""
     return name in PROVINCES
 
 
 def province_by_code(code: str) -> Province | None:
-    """The province whose GB/T 2260 code starts ``code`` (e.g. a USCC division code)."""
+    """Return the province whose GB/T 2260 code starts ``code`` (a USCC division code)."""
     return _BY_KEY.get(code[:2]) if len(code) >= 2 and code[:2].isdigit() else None
 
 
 def display_name(name: str, locale: str) -> str:
-    """The province's name for people: Chinese as stored, or English for ``en``."""
+    """Return the province's name for people: Chinese as stored, or English for ``en``."""
     if locale.startswith("en"):
         found = _BY_KEY.get(name)
         return found.en if found else name

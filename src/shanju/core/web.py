@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 import segno
-from fastapi import Request
+from fastapi import Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from shanju.core import i18n, regions
+from shanju.core import files, i18n, regions
 from shanju.core.clock import CHINA_TZ
 from shanju.core.config import get_settings
 from shanju.core.errors import DomainError
@@ -34,7 +35,7 @@ CSRF_FIELD = "csrf_token"
 
 
 def request_locale(request: Request) -> str:
-    """The locale of this request (set by the locale middleware)."""
+    """Return the locale of this request (set by the locale middleware)."""
     return str(getattr(request.state, "locale", i18n.DEFAULT_LOCALE))
 
 
@@ -48,7 +49,7 @@ def tr(request: Request, message: str, **params: Any) -> str:
 
 
 def csrf_token(request: Request) -> str:
-    """The CSRF token to embed in this request's forms (the double-submit cookie's value)."""
+    """Return the CSRF token for this request's forms (the double-submit cookie's value)."""
     token = getattr(request.state, "csrf_token", None)
     if token is None:
         token = request.cookies.get(CSRF_COOKIE) or new_token(nbytes=24)
@@ -63,7 +64,7 @@ def _local_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 def qr_svg(data: str, scale: int = 4) -> Markup:
-    """An inline SVG QR code for ``data`` (e.g. a project's share link)."""
+    """Return an inline SVG QR code for ``data`` (e.g. a project's share link)."""
     qr = segno.make(data, error="m")
     svg = qr.svg_inline(scale=scale, dark="#1f2937", light="#ffffff")
     return Markup(svg)  # noqa: S704 - segno produces the SVG from data it escapes itself
@@ -104,6 +105,25 @@ def render(
 def redirect(url: str, *, status_code: int = 303) -> RedirectResponse:
     """Redirect after a successful form post (Post/Redirect/Get)."""
     return RedirectResponse(url, status_code=status_code)
+
+
+async def read_uploads(uploads: list[UploadFile] | None) -> list[files.Upload]:
+    """Read uploaded files into memory, never more than the size limit plus one byte."""
+    result: list[files.Upload] = []
+    for upload in uploads or []:
+        try:
+            if not upload.filename:
+                continue  # an empty file input in a browser form
+            data = await upload.read(files.MAX_UPLOAD_BYTES + 1)
+            result.append(files.Upload(filename=upload.filename, data=data))
+        finally:
+            await upload.close()
+    return result
+
+
+def login_url(next_path: str) -> str:
+    """Return the sign-in page's address that leads back to ``next_path`` afterwards."""
+    return "/login?next=" + quote(next_path, safe="/")
 
 
 def wants_json(request: Request) -> bool:

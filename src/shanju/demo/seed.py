@@ -130,7 +130,7 @@ class SeedReport:
 
 
 def is_empty(session: Session) -> bool:
-    """True when the database holds no users and no organizations (safe to seed)."""
+    """Tell whether the database holds no users and no organizations (safe to seed)."""
     users = session.scalar(select(func.count()).select_from(User)) or 0
     orgs = session.scalar(select(func.count()).select_from(Organization)) or 0
     return users == 0 and orgs == 0

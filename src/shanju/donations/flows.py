@@ -143,7 +143,7 @@ def start_donation(
         if existing is None:  # pragma: no cover - the winner's row must be visible now
             raise Conflict("Please retry the donation.", code="retry")
     payments.check_replay(intent=existing, fingerprint=fingerprint)
-    first = session.scalar(select(Donation).where(Donation.payment_intent_id == existing.id))
+    first = _donation_paid_by(session, existing.id)
     if first is None:  # pragma: no cover - intents for donations always have one
         raise NotFound("There is no such donation.", code="donation_not_found")
     return first, False
@@ -188,7 +188,7 @@ def _apply(*, session: Session, note: Notification, event: ProviderEvent) -> str
     if intent is None or intent.provider != note.provider:
         return "unknown_intent"
     event.intent_id = intent.id
-    donation = session.scalar(select(Donation).where(Donation.payment_intent_id == intent.id))
+    donation = _donation_paid_by(session, intent.id)
     if donation is None:  # pragma: no cover - every intent belongs to a donation
         return "unknown_intent"
 
@@ -265,7 +265,7 @@ def _credit(*, session: Session, donation: Donation, provider: str) -> None:
 
 
 def check_can_refund(*, actor: User, donation: Donation) -> None:
-    """Platform reviewers and the receiving organization's staff may refund a gift."""
+    """Refuse all but reviewers and the receiving organization's staff."""
     if actor.role in (Role.REVIEWER, Role.ADMIN):
         return
     if actor.role == Role.ORG_STAFF and actor.organization_id == donation.recipient_org_id:
@@ -322,7 +322,7 @@ def request_refund(
 
 
 def get_donation(*, session: Session, public_id: str) -> Donation:
-    """A donation by its public id, or 404."""
+    """Return a donation by its public id, or 404."""
     donation = session.scalar(select(Donation).where(Donation.public_id == public_id))
     if donation is None:
         raise NotFound("There is no such donation.", code="donation_not_found")
@@ -330,7 +330,7 @@ def get_donation(*, session: Session, public_id: str) -> Donation:
 
 
 def check_can_view(*, actor: User | None, donation: Donation) -> None:
-    """A donation's details are for its donor, the receiving organization and reviewers."""
+    """Refuse all but the donor, the receiving organization and reviewers (NotFound)."""
     if actor is not None and (
         actor.id == donation.donor_id
         or actor.role in (Role.REVIEWER, Role.ADMIN)
@@ -341,12 +341,12 @@ def check_can_view(*, actor: User | None, donation: Donation) -> None:
 
 
 def intent_status(*, session: Session, donation: Donation) -> IntentStatus:
-    """The payment state behind a donation."""
+    """Return the payment state behind a donation."""
     return payments.get_intent(session=session, intent_id=donation.payment_intent_id).status
 
 
 def build_providers(*, sandbox_secret: str, database: Database) -> Providers:
-    """The installation's payment providers, with the sandbox's callbacks wired to
+    """Return the installation's payment providers, with the sandbox's callbacks wired to
     :func:`receive_callback` in a transaction of their own — as if they came over HTTP."""
     sandbox = SandboxProvider(sandbox_secret)
     providers = Providers(sandbox)
@@ -363,9 +363,13 @@ def build_providers(*, sandbox_secret: str, database: Database) -> Providers:
     return providers
 
 
+def _donation_paid_by(session: Session, intent_id: str) -> Donation | None:
+    return session.scalar(select(Donation).where(Donation.payment_intent_id == intent_id))
+
+
 def donation_for_intent(*, session: Session, intent_id: str) -> Donation:
-    """The donation a payment intent pays for."""
-    donation = session.scalar(select(Donation).where(Donation.payment_intent_id == intent_id))
+    """Return the donation a payment intent pays for (NotFound if none)."""
+    donation = _donation_paid_by(session, intent_id)
     if donation is None:
         raise NotFound("No such payment.", code="payment_not_found")
     return donation
@@ -388,7 +392,7 @@ class SandboxCheckout:
 def check_sandbox_checkout(
     *, session: Session, actor: User, providers: Providers, intent_id: str
 ) -> SandboxCheckout:
-    """The donor's own sandbox payment, or a 404/403/409 that says why not."""
+    """Return the donor's own sandbox payment, or a 404/403/409 that says why not."""
     intent = payments.get_intent(session=session, intent_id=intent_id)
     donation = donation_for_intent(session=session, intent_id=intent.id)
     if donation.donor_id != actor.id:

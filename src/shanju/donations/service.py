@@ -1,7 +1,7 @@
 """Donations: reading totals and lists, and the state changes of a single donation.
 
 Creating a donation and crediting it when its payment succeeds cross domains (payments,
-ledger) and live in ``shanju.flows``.
+ledger) and live in :mod:`shanju.donations.flows`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def project_totals(*, session: Session, project_ids: Iterable[int]) -> dict[int,
 
 
 def recent_donations(*, session: Session, project_id: int, limit: int = 20) -> list[Donation]:
-    """The latest paid gifts to a project, newest first (show names masked!)."""
+    """Return the latest paid gifts to a project, newest first (show names masked!)."""
     return list(
         session.scalars(
             select(Donation)
@@ -52,7 +52,7 @@ def recent_donations(*, session: Session, project_id: int, limit: int = 20) -> l
 
 
 def donor_ids_of_project(*, session: Session, project_id: int) -> list[int]:
-    """Users who gave (paid) to a project: the people to notify when it is paused or taken down."""
+    """List users who gave (paid) to a project: whom to tell when it is paused or taken down."""
     return [
         uid
         for uid in session.scalars(
@@ -99,7 +99,7 @@ def list_donations(
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Donation], int]:
-    """Donations matching the filters, newest first, and how many match in all."""
+    """List donations matching the filters, newest first, and count them all."""
     conditions = []
     if project_id is not None:
         conditions.append(Donation.project_id == project_id)
@@ -130,7 +130,7 @@ class DonorSummary:
 
 
 def donor_summary(*, session: Session, donor_id: int) -> DonorSummary:
-    """What one donor has given (paid, not refunded)."""
+    """Return what one donor has given (paid, not refunded)."""
     given, count, projects = session.execute(
         select(
             func.coalesce(func.sum(Donation.amount_fen), 0),
@@ -142,7 +142,7 @@ def donor_summary(*, session: Session, donor_id: int) -> DonorSummary:
 
 
 def project_titles(*, session: Session, project_ids: Iterable[int]) -> dict[int, str]:
-    """Titles of projects, for lists of donations."""
+    """Return titles of projects, for lists of donations."""
     from shanju.projects.models import Project
 
     ids = list(set(project_ids))

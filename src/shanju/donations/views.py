@@ -11,13 +11,12 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
-from shanju.accounts.views import login_url
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, PaymentProviders, Viewer
 from shanju.core.errors import DomainError
 from shanju.core.money import parse_yuan
 from shanju.core.regions import PROVINCES
-from shanju.core.web import redirect, render, tr
+from shanju.core.web import login_url, redirect, render, tr
 from shanju.donations import flows
 from shanju.donations import service as donations
 from shanju.payments import service as payments

@@ -346,7 +346,7 @@ def check(session: Session) -> CheckReport:
 def list_accounts(
     *, session: Session, kind: AccountKind | None = None, limit: int = 50, offset: int = 0
 ) -> tuple[list[LedgerAccount], int]:
-    """Accounts (optionally of one kind) ordered by code, and how many there are."""
+    """List accounts (optionally of one kind) by code, and count them."""
     conditions = [LedgerAccount.kind == kind] if kind is not None else []
     total = session.scalar(select(func.count()).select_from(LedgerAccount).where(*conditions))
     rows = session.scalars(

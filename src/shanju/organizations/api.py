@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
 from shanju.core import regions
@@ -98,6 +100,15 @@ def register_organization(
     return to_review_read(org)
 
 
+def _decide(
+    session: Session, reviewer: User, org_id: int, decide: Callable[..., Organization],
+    reason: str,
+) -> OrganizationReviewRead:
+    org = service.get_organization(session=session, org_id=org_id)
+    decide(session=session, org=org, actor=reviewer, reason=reason)
+    return to_review_read(org)
+
+
 @router.post(
     "/organizations/{org_id}/approve",
     response_model=OrganizationReviewRead,
@@ -108,10 +119,7 @@ def approve_organization(
     session: DbSession, reviewer: Reviewer, org_id: DbId, body: ReviewDecision | None = None
 ) -> OrganizationReviewRead:
     """Approve a pending organization or reinstate a suspended one."""
-    org = service.get_organization(session=session, org_id=org_id)
-    service.do_approve(session=session, org=org, actor=reviewer,
-                       reason=body.reason if body else "")
-    return to_review_read(org)
+    return _decide(session, reviewer, org_id, service.do_approve, body.reason if body else "")
 
 
 @router.post(
@@ -124,9 +132,7 @@ def reject_organization(
     session: DbSession, reviewer: Reviewer, org_id: DbId, body: ReviewDecision
 ) -> OrganizationReviewRead:
     """Reject a pending organization, telling its staff why."""
-    org = service.get_organization(session=session, org_id=org_id)
-    service.do_reject(session=session, org=org, actor=reviewer, reason=body.reason)
-    return to_review_read(org)
+    return _decide(session, reviewer, org_id, service.do_reject, body.reason)
 
 
 @router.post(
@@ -139,6 +145,4 @@ def suspend_organization(
     session: DbSession, reviewer: Reviewer, org_id: DbId, body: ReviewDecision
 ) -> OrganizationReviewRead:
     """Suspend an approved organization, telling its staff why."""
-    org = service.get_organization(session=session, org_id=org_id)
-    service.do_suspend(session=session, org=org, actor=reviewer, reason=body.reason)
-    return to_review_read(org)
+    return _decide(session, reviewer, org_id, service.do_suspend, body.reason)

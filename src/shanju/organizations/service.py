@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import case, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
 from shanju.core import audit, regions
 from shanju.core.clock import utcnow
+from shanju.core.db import flush_unless_duplicate, get_or_404
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.core.i18n import N_
 from shanju.organizations import uscc
 from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.organizations.schemas import OrganizationCreate, OrganizationUpdate
-from shanju.projects.models import Project, ProjectStatus
 
 # Fields whose change needs a reviewer's look again: they are what the public relies on.
 LEGAL_FIELDS = (
@@ -37,12 +36,6 @@ LEGAL_FIELDS = (
     "fundraising_cert_no",
     "fundraising_valid_from",
     "fundraising_valid_until",
-)
-PUBLIC_PROJECT_STATUSES = (
-    ProjectStatus.FUNDRAISING,
-    ProjectStatus.ENDED,
-    ProjectStatus.EXECUTING,
-    ProjectStatus.COMPLETED,
 )
 ORG_TYPE_LABELS = {
     OrgType.FOUNDATION: N_("Foundation"),
@@ -92,7 +85,7 @@ def _clean_text(value: str, *, field: str, max_len: int, required: bool) -> str 
 
 
 def parse_org_type(value: str, *, field: str = "org_type") -> OrgType:
-    """The organization type for a form or API value, or an InvalidInput."""
+    """Return the organization type for a form or API value, or an InvalidInput."""
     try:
         return OrgType(value.strip())
     except ValueError:
@@ -199,7 +192,7 @@ def _check_qualification(data: OrganizationCreate, values: dict[str, Any]) -> No
 
 
 def review_warnings(org: Organization) -> list[str]:
-    """What a reviewer should double-check about this organization's credit code."""
+    """Return what a reviewer should double-check about the organization's credit code."""
     warnings: list[str] = []
     if org.uscc_warning:
         warnings.append(org.uscc_warning)
@@ -237,17 +230,13 @@ def check_can_register(*, actor: User) -> None:
 
 
 def _flush_unique(session: Session) -> None:
-    # A savepoint keeps the request's transaction usable, so the form can be shown again.
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
+    if not flush_unless_duplicate(session):
         # Two registrations of one code raced past the check; the unique index decided.
         raise Conflict(
             "An organization with this Unified Social Credit Code is already registered.",
             code="uscc_taken",
             field="uscc",
-        ) from None
+        )
 
 
 def do_register(*, session: Session, data: OrganizationCreate, actor: User) -> Organization:
@@ -284,26 +273,31 @@ def do_register(*, session: Session, data: OrganizationCreate, actor: User) -> O
 
 
 def can_manage(org: Organization, user: User | None) -> bool:
-    """Whether ``user`` is a staff member of ``org``."""
+    """Tell whether ``user`` is a staff member of ``org``."""
     return (
         user is not None and user.role == Role.ORG_STAFF and user.organization_id == org.id
     )
 
 
 def can_see(org: Organization, user: User | None) -> bool:
-    """Approved organizations are public; others only to their staff and reviewers."""
+    """Tell whether ``user`` may see ``org`` (approved: anyone; else staff and reviewers)."""
     if org.status == OrgStatus.APPROVED:
         return True
     return user is not None and (user.is_reviewer or can_manage(org, user))
 
 
-def staff_organization(*, session: Session, actor: User) -> Organization:
-    """The organization ``actor`` works for."""
+def staff_org_id(*, actor: User) -> int:
+    """Return the id of the organization ``actor`` works for; PermissionDenied if none."""
     if actor.role != Role.ORG_STAFF or actor.organization_id is None:
         raise PermissionDenied(
             "Only an organization's staff may do this.", code="org_staff_only"
         )
-    return get_organization(session=session, org_id=actor.organization_id)
+    return actor.organization_id
+
+
+def staff_organization(*, session: Session, actor: User) -> Organization:
+    """Return the organization ``actor`` works for; PermissionDenied if none."""
+    return get_organization(session=session, org_id=staff_org_id(actor=actor))
 
 
 def do_update(
@@ -427,21 +421,25 @@ def do_suspend(*, session: Session, org: Organization, actor: User, reason: str)
 
 
 def get_organization(*, session: Session, org_id: int) -> Organization:
-    """The organization with ``org_id`` whatever its status (NotFound if none)."""
-    org = session.get(Organization, org_id)
-    if org is None:
-        raise NotFound("This organization does not exist.", code="organization_not_found")
-    return org
+    """Return the organization with ``org_id`` whatever its status (NotFound if none)."""
+    return get_or_404(session, Organization, org_id,
+                      message=N_("This organization does not exist."),
+                      code="organization_not_found")
 
 
 def get_visible_organization(
     *, session: Session, org_id: int, viewer: User | None
 ) -> Organization:
-    """The organization if ``viewer`` may see it; NotFound otherwise (do not reveal it)."""
+    """Return the organization if ``viewer`` may see it; NotFound otherwise (do not reveal it)."""
     org = session.get(Organization, org_id)
     if org is None or not can_see(org, viewer):
         raise NotFound("This organization does not exist.", code="organization_not_found")
     return org
+
+
+def can_raise_publicly(org: Organization, *, on: dt.date) -> bool:
+    """Tell whether ``org`` may raise public funds on ``on`` (approved and qualified)."""
+    return org.status == OrgStatus.APPROVED and org.is_qualified_on(on)
 
 
 def check_can_raise_publicly(*, org: Organization, on: dt.date, field: str | None = None) -> None:
@@ -473,7 +471,7 @@ def _qualified_on(on: dt.date) -> Any:
 
 
 def qualified_partners(*, session: Session, on: dt.date) -> list[Organization]:
-    """Approved organizations qualified to raise public funds on ``on`` (partner choices)."""
+    """List approved organizations qualified to raise public funds on ``on``, by id."""
     return list(
         session.scalars(
             select(Organization)
@@ -491,10 +489,19 @@ def count_approved(*, session: Session) -> int:
     ) or 0
 
 
+def organizations_by_id(*, session: Session, ids: Iterable[int]) -> dict[int, Organization]:
+    """Load organizations by id."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    return {o.id: o for o in session.scalars(
+        select(Organization).where(Organization.id.in_(wanted)))}
+
+
 def list_public(
     *, session: Session, province: str | None = None, page: int = 1, per_page: int = 20
 ) -> tuple[list[Organization], int]:
-    """A page of approved organizations (optionally of one province) and the total count."""
+    """Return a page of approved organizations (optionally of one province) and the total."""
     query = select(Organization).where(Organization.status == OrgStatus.APPROVED)
     if province:
         query = query.where(Organization.province == province)
@@ -509,7 +516,7 @@ def list_public(
 def list_for_review(
     *, session: Session, status: OrgStatus | None = None, page: int = 1, per_page: int = 50
 ) -> tuple[list[Organization], int]:
-    """Organizations for reviewers: pending ones first, oldest first within a status."""
+    """List organizations for reviewers: pending ones first, oldest first within a status."""
     query = select(Organization)
     if status is not None:
         query = query.where(Organization.status == status)
@@ -525,49 +532,8 @@ def list_for_review(
 
 
 def count_pending(*, session: Session) -> int:
-    """How many organizations wait for review."""
+    """Count how many organizations wait for review."""
     return session.scalar(
         select(func.count()).where(Organization.status == OrgStatus.PENDING)
     ) or 0
 
-
-def count_submitted_projects(*, session: Session) -> int:
-    """How many projects wait for review (read-only look at the projects table)."""
-    return session.scalar(
-        select(func.count()).where(Project.status == ProjectStatus.SUBMITTED)
-    ) or 0
-
-
-def public_projects(*, session: Session, org: Organization) -> list[Project]:
-    """The organization's public projects: its own and those it receives funds for."""
-    return list(
-        session.scalars(
-            select(Project)
-            .where(
-                or_(Project.organization_id == org.id, Project.recipient_org_id == org.id),
-                Project.status.in_(PUBLIC_PROJECT_STATUSES),
-            )
-            .order_by(Project.id.desc())
-        )
-    )
-
-
-@dataclass(frozen=True)
-class Profile:
-    """What the public profile shows about an organization."""
-
-    org: Organization
-    qualified: bool
-    projects: list[Project]
-
-
-def public_profile(
-    *, session: Session, org_id: int, viewer: User | None, today: dt.date
-) -> Profile:
-    """Load the organization's profile for ``viewer`` (NotFound if they may not see it)."""
-    org = get_visible_organization(session=session, org_id=org_id, viewer=viewer)
-    return Profile(
-        org=org,
-        qualified=org.is_qualified_on(today),
-        projects=public_projects(session=session, org=org),
-    )

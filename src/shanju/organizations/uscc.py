@@ -46,13 +46,13 @@ class UsccResult:
 
 
 def check_digit(first17: str) -> str:
-    """The mod-31 check character for the first 17 characters."""
+    """Return the mod-31 check character for the first 17 characters."""
     total = sum(_VALUE[c] * w for c, w in zip(first17, _WEIGHTS, strict=True))
     return CHARSET[(31 - total % 31) % 31]
 
 
 def org_code_check(body8: str) -> str:
-    """The GB 11714 mod-11 check character for an 8-character organization code body."""
+    """Return the GB 11714 mod-11 check character of an 8-character organization code."""
 
     def value(c: str) -> int:
         return int(c) if c.isdigit() else ord(c) - ord("A") + 10

@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
 from shanju.accounts.models import User
-from shanju.complaints import service as complaints
 from shanju.core import regions
 from shanju.core.clock import today_cn
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
 from shanju.core.errors import DomainError, InvalidInput
-from shanju.core.web import redirect, render, tr
+from shanju.core.web import login_url, redirect, render, tr
 from shanju.organizations import service
 from shanju.organizations.models import Organization, OrgStatus
 from shanju.organizations.schemas import OrganizationCreate, OrganizationUpdate
+from shanju.projects import service as projects
 
 router = APIRouter()
 PER_PAGE = 20
@@ -95,10 +94,6 @@ def _form_context(form: OrganizationForm, error: DomainError | None = None,
     return ctx
 
 
-def _login_redirect(path: str) -> RedirectResponse:
-    return redirect(f"/login?next={quote(path)}")
-
-
 # --- public -----------------------------------------------------------------------------------
 
 
@@ -123,7 +118,7 @@ def organization_list(
 def register_form(request: Request, viewer: Viewer) -> Response:
     """The registration form (for a signed-in user)."""
     if viewer is None:
-        return _login_redirect("/organizations/register")
+        return redirect(login_url("/organizations/register"))
     try:
         service.check_can_register(actor=viewer)
     except DomainError as exc:
@@ -137,7 +132,7 @@ def register_form(request: Request, viewer: Viewer) -> Response:
 def register(request: Request, session: DbSession, viewer: Viewer, form: OrgFormData) -> Response:
     """Register the organization and make the user its staff member."""
     if viewer is None:
-        return _login_redirect("/organizations/register")
+        return redirect(login_url("/organizations/register"))
     try:
         org = service.do_register(session=session, data=_to_create(form), actor=viewer)
     except DomainError as exc:
@@ -149,12 +144,12 @@ def register(request: Request, session: DbSession, viewer: Viewer, form: OrgForm
 @router.get("/organizations/{org_id:int}", response_class=HTMLResponse)
 def profile(request: Request, session: DbSession, viewer: Viewer, org_id: DbId) -> HTMLResponse:
     """An organization's public profile with its legally required disclosures."""
-    prof = service.public_profile(session=session, org_id=org_id, viewer=viewer,
-                                  today=today_cn())
+    org = service.get_visible_organization(session=session, org_id=org_id, viewer=viewer)
     return render(request, "organizations/profile.html", {
-        "org": prof.org, "qualified": prof.qualified, "projects": prof.projects,
+        "org": org, "qualified": org.is_qualified_on(today_cn()),
+        "projects": projects.list_organization_projects(session=session, organization_id=org.id),
         "org_types": service.ORG_TYPE_LABELS, "status_labels": service.STATUS_LABELS,
-        "organization_id": prof.org.id, "is_staff": service.can_manage(prof.org, viewer),
+        "organization_id": org.id, "is_staff": service.can_manage(org, viewer),
         "registered": request.query_params.get("registered") == "1",
     })
 
@@ -170,7 +165,7 @@ def _staff_org(session: DbSession, viewer: User) -> Organization:
 def edit_form(request: Request, session: DbSession, viewer: Viewer) -> Response:
     """The staff's page to edit their organization's details."""
     if viewer is None:
-        return _login_redirect("/console/organization")
+        return redirect(login_url("/console/organization"))
     org = _staff_org(session, viewer)
     return render(request, "organizations/console.html", {
         "org": org, "status_labels": service.STATUS_LABELS,
@@ -182,7 +177,7 @@ def edit_form(request: Request, session: DbSession, viewer: Viewer) -> Response:
 def edit(request: Request, session: DbSession, viewer: Viewer, form: OrgFormData) -> Response:
     """Save the staff's edit; legal changes send the organization back to review."""
     if viewer is None:
-        return _login_redirect("/console/organization")
+        return redirect(login_url("/console/organization"))
     org = _staff_org(session, viewer)
     try:
         back = service.do_update(
@@ -198,19 +193,6 @@ def edit(request: Request, session: DbSession, viewer: Viewer, form: OrgFormData
 
 
 # --- reviewer console -------------------------------------------------------------------------
-
-
-@router.get("/review", response_class=HTMLResponse)
-def review_index(request: Request, session: DbSession, reviewer: Reviewer) -> HTMLResponse:
-    """The reviewer console: what waits for a decision."""
-    del reviewer
-    complaint_counts = complaints.counts(session=session, today=today_cn())
-    return render(request, "review/index.html", {
-        "pending_orgs": service.count_pending(session=session),
-        "pending_projects": service.count_submitted_projects(session=session),
-        "open_complaints": complaint_counts.open,
-        "overdue_complaints": complaint_counts.overdue,
-    })
 
 
 @router.get("/review/organizations", response_class=HTMLResponse)
@@ -236,7 +218,7 @@ def _review_page(request: Request, session: DbSession, org: Organization,
         "org_types": service.ORG_TYPE_LABELS, "status_labels": service.STATUS_LABELS,
         "error": error, "message": tr(request, error.message) if error else None,
         "reason": reason, "done": request.query_params.get("done"),
-        "projects": service.public_projects(session=session, org=org),
+        "projects": projects.list_organization_projects(session=session, organization_id=org.id),
     }, status_code=error.status_code if error else 200)
 
 

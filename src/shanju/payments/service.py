@@ -17,11 +17,12 @@ from typing import Any, cast
 
 from sqlalchemy import Result, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shanju.core.clock import utcnow
-from shanju.core.errors import Conflict, InvalidInput, NotFound
+from shanju.core.db import flush_unless_duplicate, get_or_404
+from shanju.core.errors import Conflict, InvalidInput
+from shanju.core.i18n import N_
 from shanju.core.ids import public_id
 from shanju.payments.models import (
     IntentStatus,
@@ -41,7 +42,7 @@ def _changed(result: Result[Any]) -> bool:
 
 
 def request_hash(body: Mapping[str, Any]) -> str:
-    """A stable fingerprint of a request body, to tell a retry from a different request."""
+    """Return a stable fingerprint of a request body, to tell a retry from a different request."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -66,7 +67,7 @@ def check_idempotency_key(key: str | None) -> str:
 
 
 def find_intent_for_key(*, session: Session, scope: str, key: str) -> PaymentIntent | None:
-    """The intent created earlier with this idempotency key, if any."""
+    """Return the intent created earlier with this idempotency key, if any."""
     return session.scalar(
         select(PaymentIntent).where(
             PaymentIntent.idempotency_scope == scope, PaymentIntent.idempotency_key == key
@@ -75,7 +76,7 @@ def find_intent_for_key(*, session: Session, scope: str, key: str) -> PaymentInt
 
 
 def check_replay(*, intent: PaymentIntent, fingerprint: str) -> None:
-    """A reused key must come with the same request body; anything else is refused."""
+    """Refuse a reused key that comes with a different request body."""
     if intent.request_hash != fingerprint:
         raise Conflict(
             "This Idempotency-Key was already used for a different request. Use a new key "
@@ -106,20 +107,13 @@ def do_create_intent(
         idempotency_key=key,
         request_hash=fingerprint,
     )
-    try:
-        with session.begin_nested():
-            session.add(intent)
-    except IntegrityError:
-        return None
-    return intent
+    return intent if flush_unless_duplicate(session, intent) else None
 
 
 def get_intent(*, session: Session, intent_id: str) -> PaymentIntent:
-    """An intent by id, or 404."""
-    intent = session.get(PaymentIntent, intent_id)
-    if intent is None:
-        raise NotFound("No such payment.", code="payment_not_found")
-    return intent
+    """Return an intent by id, or 404."""
+    return get_or_404(session, PaymentIntent, intent_id, message=N_("No such payment."),
+                      code="payment_not_found")
 
 
 def lock_intent(*, session: Session, intent_id: str) -> PaymentIntent | None:
@@ -139,12 +133,7 @@ def do_record_event(*, session: Session, note: Notification) -> ProviderEvent | 
         payload=dict(note.payload or {}),
         outcome="received",
     )
-    try:
-        with session.begin_nested():
-            session.add(event)
-    except IntegrityError:
-        return None
-    return event
+    return event if flush_unless_duplicate(session, event) else None
 
 
 def do_mark_succeeded(*, session: Session, intent: PaymentIntent, provider_txn_id: str | None
@@ -182,7 +171,7 @@ def do_mark_failed(*, session: Session, intent: PaymentIntent) -> bool:
 
 
 def check_refundable(*, intent: PaymentIntent, amount_fen: int) -> None:
-    """A refund needs a succeeded payment with at least ``amount_fen`` not yet refunded."""
+    """Refuse a refund unless the payment succeeded and ``amount_fen`` of it is unrefunded."""
     if intent.status != IntentStatus.SUCCEEDED:
         raise Conflict("Only a completed payment can be refunded.", code="not_refundable")
     remaining = intent.amount_fen - intent.refunded_fen

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, PaymentProviders
 from shanju.core.web import redirect, render
 from shanju.donations import flows
-from shanju.projects.models import Project
+from shanju.projects import service as projects
 
 router = APIRouter()
 
@@ -30,7 +30,7 @@ def cashier(intent_id: str, request: Request, session: DbSession, user: CurrentU
     intent, donation = checkout.intent, checkout.donation
     if checkout.finished:
         return redirect(f"/donations/{donation.public_id}")
-    project = session.get(Project, donation.project_id)
+    project = projects.get_project(session=session, project_id=donation.project_id)
     return render(request, "payments/sandbox.html",
                   {"intent": intent, "donation": donation, "project": project})
 

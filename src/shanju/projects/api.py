@@ -12,17 +12,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from sqlalchemy.orm import Session
 
-from shanju.core import files
+from shanju.core import files, web
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, OrgStaff, Viewer
 from shanju.core.errors import InvalidInput
+from shanju.core.files import Attachment
 from shanju.core.masking import mask_name
 from shanju.donations import service as donations
 from shanju.donations.models import DonationStatus
+from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
 from shanju.projects import schemas
 from shanju.projects import service as projects
-from shanju.projects.models import Attachment, FundUsage, Project, ProjectStatus, ProjectUpdate
+from shanju.projects.models import FundUsage, Project, ProjectStatus, ProjectUpdate
 
 router = APIRouter(tags=["projects"])
 
@@ -66,7 +68,7 @@ def project_read(
 
 def _detail(session: Session, project: Project) -> schemas.ProjectRead:
     listing = projects.with_totals(session=session, projects=[project])[0]
-    orgs = projects.organizations_by_id(
+    orgs = organizations.organizations_by_id(
         session=session, ids=[project.organization_id, project.recipient_org_id])
     return project_read(
         listing, orgs=orgs,
@@ -76,20 +78,6 @@ def _detail(session: Session, project: Project) -> schemas.ProjectRead:
 def _attachment_read(a: Attachment) -> schemas.AttachmentRead:
     return schemas.AttachmentRead(id=a.id, filename=a.filename, content_type=a.content_type,
                                   size=a.size, url=f"/files/{a.id}")
-
-
-async def read_uploads(uploads: list[UploadFile] | None) -> list[files.Upload]:
-    """Read uploaded files into memory, never more than the size limit plus one byte."""
-    result: list[files.Upload] = []
-    for upload in uploads or []:
-        try:
-            if not upload.filename:
-                continue  # an empty file input in a browser form
-            data = await upload.read(files.MAX_UPLOAD_BYTES + 1)
-            result.append(files.Upload(filename=upload.filename, data=data))
-        finally:
-            await upload.close()
-    return result
 
 
 @router.get("/projects", response_model=schemas.ProjectPage, summary="List public projects")
@@ -107,7 +95,7 @@ def list_projects(
         session=session, province=province, category=category,
         organization_id=organization_id,
         status_in=status or projects.LISTED_STATUSES, limit=limit, offset=offset)
-    orgs = projects.organizations_by_id(
+    orgs = organizations.organizations_by_id(
         session=session,
         ids=[i.project.organization_id for i in items] + [i.project.recipient_org_id
                                                           for i in items])
@@ -237,7 +225,7 @@ async def post_update(
     photos: Annotated[list[UploadFile] | None, File()] = None,
 ) -> schemas.ProgressUpdateRead:
     """Post an update; photos are JPEG, PNG or WebP, at most 5 MB each."""
-    uploads = await read_uploads(photos)
+    uploads = await web.read_uploads(photos)
     project = projects.get_project(session=session, project_id=project_id)
     update = projects.do_post_update(
         session=session, actor=user, project=project, title=title, body=body, photos=uploads,
@@ -271,7 +259,7 @@ async def post_fund_usage(
     attachments: Annotated[list[UploadFile] | None, File()] = None,
 ) -> schemas.FundUsageRead:
     """Disclose money spent from the project's fund (409 insufficient_funds if too much)."""
-    uploads = await read_uploads(attachments)
+    uploads = await web.read_uploads(attachments)
     project = projects.get_project(session=session, project_id=project_id)
     usage = projects.do_disclose_fund_usage(
         session=session, actor=user, project=project, amount=amount_fen, purpose=purpose,

@@ -32,7 +32,7 @@ FIELD_LABELS: dict[str, str] = {
 
 
 def status(value: ProjectStatus | None) -> Msg:
-    """A project state as a message value (``%(status)s``).
+    """Return a project state as a message value (``%(status)s``).
 
     The API's English message names the state by its value (``taken_down``, as in
     ``details``); pages show its translated label.
@@ -43,5 +43,5 @@ def status(value: ProjectStatus | None) -> Msg:
 
 
 def field(label: str) -> Msg:
-    """A field name as a message value that pages translate (``%(label)s``)."""
+    """Return a field name as a message value that pages translate (``%(label)s``)."""
     return Msg(FIELD_LABELS.get(label, label))

@@ -14,21 +14,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
 from shanju.core import audit, files
 from shanju.core.clock import today_cn, utcnow
+from shanju.core.db import get_or_404
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from shanju.core.files import Attachment
+from shanju.core.i18n import N_
 from shanju.core.money import check_amount_fen, format_fen, parse_yuan
 from shanju.core.regions import PROVINCES as PROVINCES  # re-exported for the views
 from shanju.donations import service as donations
 from shanju.ledger import service as ledger
+from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization, OrgStatus
 from shanju.projects import labels
-from shanju.projects.models import Attachment, FundUsage, Project, ProjectStatus, ProjectUpdate
+from shanju.projects.models import FundUsage, Project, ProjectStatus, ProjectUpdate
 
 S = ProjectStatus
 
@@ -96,7 +100,7 @@ ACTION_BY: dict[str, frozenset[Actor]] = {t.action: t.by for t in TRANSITIONS}
 
 
 def find_transition(action: str, source: ProjectStatus) -> Transition | None:
-    """The transition ``action`` makes from ``source``, if it is allowed at all."""
+    """Return the transition ``action`` makes from ``source``, if it is allowed at all."""
     for t in TRANSITIONS:
         if t.action == action and t.source == source:
             return t
@@ -104,7 +108,7 @@ def find_transition(action: str, source: ProjectStatus) -> Transition | None:
 
 
 def allowed_actions(project: Project, actor: Actor) -> list[str]:
-    """The actions ``actor`` may try on ``project`` now (for buttons)."""
+    """Return the actions ``actor`` may try on ``project`` now (for buttons)."""
     return [
         t.action for t in TRANSITIONS
         if t.source == project.status and actor in t.by
@@ -117,14 +121,12 @@ def allowed_actions(project: Project, actor: Actor) -> list[str]:
 
 def get_project(*, session: Session, project_id: int) -> Project:
     """Return a project or raise NotFound ``project_not_found``."""
-    project = session.get(Project, project_id)
-    if project is None:
-        raise NotFound("This project does not exist.", code="project_not_found")
-    return project
+    return get_or_404(session, Project, project_id, message=N_("This project does not exist."),
+                      code="project_not_found")
 
 
 def get_visible_project(*, session: Session, project_id: int, viewer: User | None) -> Project:
-    """A project the viewer may see: public states for all, every state for its staff and
+    """Return a project the viewer may see: public states for all, every state for staff and
     reviewers; others get the same NotFound as for a missing project."""
     project = get_project(session=session, project_id=project_id)
     if project.status in PUBLIC_STATUSES or can_manage(viewer, project) or (
@@ -135,7 +137,7 @@ def get_visible_project(*, session: Session, project_id: int, viewer: User | Non
 
 
 def can_manage(viewer: User | None, project: Project) -> bool:
-    """Whether the viewer is staff of the organization that publishes the project."""
+    """Tell whether the viewer is staff of the project's publishing organization."""
     return (
         viewer is not None
         and viewer.role == Role.ORG_STAFF
@@ -163,7 +165,7 @@ def check_accepts_donations(*, project: Project, on: dt.date) -> None:
 
 
 def filing_valid_on(project: Project, day: dt.date) -> bool:
-    """Whether the project's fundraising filing (备案) covers ``day``."""
+    """Tell whether the project's fundraising filing (备案) covers ``day``."""
     return bool(
         project.filing_number
         and project.filing_valid_from is not None
@@ -217,7 +219,7 @@ def list_public_projects(
     limit: int = 20,
     offset: int = 0,
 ) -> tuple[list[ProjectListing], int]:
-    """Projects in public states (fundraising first, newest first), and how many match."""
+    """List projects in public states (fundraising first, newest first) and count them."""
     statuses = [s for s in status_in if s in PUBLIC_STATUSES]
     conditions: list[ColumnElement[bool]] = [Project.status.in_(statuses)]
     if province:
@@ -238,7 +240,7 @@ def list_public_projects(
 
 
 def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectListing]:
-    """Projects for the home page: featured fundraising ones first, then the newest."""
+    """List projects for the home page: featured fundraising ones first, then the newest."""
     rows = session.scalars(
         select(Project)
         .where(Project.status == S.FUNDRAISING)
@@ -249,7 +251,7 @@ def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectListin
 
 
 def list_org_projects(*, session: Session, organization_id: int) -> list[ProjectListing]:
-    """Every project of an organization, newest first (for its console)."""
+    """List every project of an organization, newest first (for its console)."""
     rows = session.scalars(
         select(Project).where(Project.organization_id == organization_id)
         .order_by(Project.id.desc())
@@ -260,7 +262,7 @@ def list_org_projects(*, session: Session, organization_id: int) -> list[Project
 def list_for_review(
     *, session: Session, status: ProjectStatus | None = None, limit: int = 50, offset: int = 0
 ) -> tuple[list[ProjectListing], int]:
-    """Projects for reviewers: submitted ones first (oldest submission first), then the rest."""
+    """List projects for reviewers: submitted ones first (oldest first), then the rest."""
     conditions = [Project.status != S.DRAFT]
     if status is not None:
         conditions = [Project.status == status]
@@ -279,23 +281,30 @@ def list_for_review(
     return with_totals(session=session, projects=list(rows)), int(total)
 
 
-def organizations_by_id(*, session: Session, ids: Iterable[int]) -> dict[int, Organization]:
-    """Load organizations by id."""
-    wanted = list(set(ids))
-    if not wanted:
-        return {}
-    return {o.id: o for o in session.scalars(
-        select(Organization).where(Organization.id.in_(wanted)))}
+def list_organization_projects(*, session: Session, organization_id: int) -> list[Project]:
+    """List an organization's listed projects, its own and those it receives funds for."""
+    return list(session.scalars(
+        select(Project)
+        .where(
+            or_(Project.organization_id == organization_id,
+                Project.recipient_org_id == organization_id),
+            Project.status.in_(LISTED_STATUSES),
+        )
+        .order_by(Project.id.desc())
+    ))
+
+
+def count_submitted(*, session: Session) -> int:
+    """Count the projects waiting for review."""
+    return session.scalar(
+        select(func.count()).select_from(Project).where(Project.status == S.SUBMITTED)
+    ) or 0
 
 
 def partner_candidates(*, session: Session, exclude_id: int | None = None) -> list[Organization]:
-    """Approved organizations qualified for public fundraising today (possible partners)."""
-    today = today_cn()
-    rows = session.scalars(
-        select(Organization).where(Organization.status == OrgStatus.APPROVED)
-        .order_by(Organization.name)
-    )
-    return [o for o in rows if o.id != exclude_id and o.is_qualified_on(today)]
+    """List the organizations that may receive a project's funds today, by name."""
+    partners = organizations.qualified_partners(session=session, on=today_cn())
+    return sorted((o for o in partners if o.id != exclude_id), key=lambda o: o.name)
 
 
 # --- creating and editing ------------------------------------------------------------------
@@ -370,7 +379,7 @@ def parse_form(form: dict[str, str]) -> ProjectFields:
 
 
 def fields_of(project: Project) -> ProjectFields:
-    """The current fields of a project (to merge a partial update into)."""
+    """Return the current fields of a project (to merge a partial update into)."""
     return ProjectFields(
         title=project.title, summary=project.summary, description=project.description,
         category=project.category, province=project.province, goal_fen=project.goal_fen,
@@ -384,7 +393,7 @@ def fields_of(project: Project) -> ProjectFields:
 
 
 def form_values(project: Project) -> dict[str, str]:
-    """A project's fields as form strings (to fill the edit form)."""
+    """Return a project's fields as form strings (to fill the edit form)."""
     f = fields_of(project)
     return {
         "title": f.title, "summary": f.summary, "description": f.description,
@@ -464,7 +473,7 @@ def check_recipient(
             code="partner_required", field="recipient_org_id",
         )
     partner = session.get(Organization, recipient_org_id)
-    if partner is None or partner.status != OrgStatus.APPROVED or not partner.is_qualified_on(on):
+    if partner is None or not organizations.can_raise_publicly(partner, on=on):
         raise InvalidInput(
             "The partner organization must be approved on the platform and hold a valid "
             "public-fundraising qualification.",
@@ -473,23 +482,9 @@ def check_recipient(
     return partner.id
 
 
-def _organization(session: Session, org_id: int) -> Organization:
-    org = session.get(Organization, org_id)
-    if org is None:
-        raise NotFound("This organization does not exist.", code="organization_not_found")
-    return org
-
-
-def _staff_org_id(actor: User) -> int:
-    if actor.role != Role.ORG_STAFF or actor.organization_id is None:
-        raise PermissionDenied("Only an organization's staff may do this.",
-                               code="org_staff_only")
-    return actor.organization_id
-
-
 def check_can_manage(*, actor: User, project: Project) -> None:
     """Raise unless ``actor`` is staff of the organization that publishes the project."""
-    org_id = _staff_org_id(actor)
+    org_id = organizations.staff_org_id(actor=actor)
     if org_id != project.organization_id:
         raise PermissionDenied("This project belongs to another organization.",
                                code="not_your_project")
@@ -497,7 +492,7 @@ def check_can_manage(*, actor: User, project: Project) -> None:
 
 def do_create_project(*, session: Session, actor: User, fields: ProjectFields) -> Project:
     """Create a draft project for the actor's organization."""
-    org = _organization(session, _staff_org_id(actor))
+    org = organizations.staff_organization(session=session, actor=actor)
     clean = check_fields(fields)
     recipient_id = check_recipient(session=session, organization=org,
                                    recipient_org_id=clean.recipient_org_id, on=today_cn())
@@ -532,7 +527,7 @@ def do_update_project(
             "%(status)s.",
             code="project_not_editable", params={"status": labels.status(project.status)},
         )
-    org = _organization(session, project.organization_id)
+    org = organizations.get_organization(session=session, org_id=project.organization_id)
     clean = check_fields(fields)
     recipient_id = check_recipient(session=session, organization=org,
                                    recipient_org_id=clean.recipient_org_id, on=today_cn())
@@ -570,7 +565,7 @@ def do_set_cover(
 
 
 def actor_kind(*, actor: User, project: Project) -> Actor:
-    """Whether ``actor`` acts for the publishing organization or for the platform."""
+    """Return whether ``actor`` acts for the publishing organization or the platform."""
     if actor.is_reviewer:
         return Actor.PLATFORM
     check_can_manage(actor=actor, project=project)
@@ -578,7 +573,7 @@ def actor_kind(*, actor: User, project: Project) -> Actor:
 
 
 def paused_by_platform(project: Project) -> bool:
-    """Whether the current pause was made by the platform (only the platform lifts it)."""
+    """Tell whether the platform made the current pause (only the platform lifts it)."""
     from sqlalchemy.orm import object_session
 
     session = object_session(project)
@@ -663,7 +658,7 @@ def _check_filing(project: Project, *, on: dt.date, starting: bool) -> None:
 
 
 def _check_ready_to_submit(*, session: Session, project: Project, on: dt.date) -> None:
-    org = _organization(session, project.organization_id)
+    org = organizations.get_organization(session=session, org_id=project.organization_id)
     if org.status != OrgStatus.APPROVED:
         raise Conflict(
             "Your organization must be approved by the platform before it submits projects.",
@@ -676,12 +671,12 @@ def _check_ready_to_submit(*, session: Session, project: Project, on: dt.date) -
 
 
 def _check_ready_to_start(*, session: Session, project: Project, on: dt.date) -> None:
-    org = _organization(session, project.organization_id)
+    org = organizations.get_organization(session=session, org_id=project.organization_id)
     if org.status != OrgStatus.APPROVED:
         raise Conflict("Your organization is not approved by the platform now.",
                        code="organization_not_approved")
-    recipient = _organization(session, project.recipient_org_id)
-    if not recipient.is_qualified_on(on) or recipient.status != OrgStatus.APPROVED:
+    recipient = organizations.get_organization(session=session, org_id=project.recipient_org_id)
+    if not organizations.can_raise_publicly(recipient, on=on):
         raise InvalidInput(
             "The organization receiving the funds has no valid public-fundraising "
             "qualification today.",
@@ -810,7 +805,7 @@ def do_post_update(
 
 
 def fund_balance(*, session: Session, project: Project) -> int:
-    """What the project's fund holds now (raised, less refunds and disclosed usage)."""
+    """Return what the project's fund holds (raised, less refunds and disclosed usage)."""
     return ledger.balance(session, ledger.project_fund(project.id))
 
 
@@ -885,7 +880,7 @@ def _insufficient(amount_fen: int, available: int) -> ledger.InsufficientFunds:
 
 
 def list_updates(*, session: Session, project_id: int) -> list[ProjectUpdate]:
-    """A project's progress updates, newest first."""
+    """Return a project's progress updates, newest first."""
     return list(session.scalars(
         select(ProjectUpdate).where(ProjectUpdate.project_id == project_id)
         .order_by(ProjectUpdate.created_at.desc(), ProjectUpdate.id.desc())
@@ -893,7 +888,7 @@ def list_updates(*, session: Session, project_id: int) -> list[ProjectUpdate]:
 
 
 def list_fund_usages(*, session: Session, project_id: int) -> list[FundUsage]:
-    """A project's fund-usage disclosures, newest first."""
+    """Return a project's fund-usage disclosures, newest first."""
     return list(session.scalars(
         select(FundUsage).where(FundUsage.project_id == project_id)
         .order_by(FundUsage.spent_on.desc(), FundUsage.id.desc())

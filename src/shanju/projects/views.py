@@ -4,6 +4,7 @@ console and the reviewers' project pages, and ``/files/{id}``."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -17,11 +18,10 @@ from shanju.core.clock import today_cn
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, DbSession, Viewer
 from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
-from shanju.core.web import redirect, render, tr
+from shanju.core.web import login_url, read_uploads, redirect, render, tr
 from shanju.donations import service as donations
-from shanju.organizations.models import Organization
+from shanju.organizations import service as organizations
 from shanju.projects import service as projects
-from shanju.projects.api import read_uploads
 from shanju.projects.models import Project, ProjectStatus
 
 router = APIRouter()
@@ -34,14 +34,13 @@ def _page(request: Request) -> int:
 
 
 def _login(request: Request) -> Response:
-    return redirect("/login?next=" + quote(str(request.url.path), safe="/"))
+    return redirect(login_url(str(request.url.path)))
 
 
 def _require_staff(viewer: User | None) -> User:
     if viewer is None:
         raise NotAuthenticated("Please sign in first.")
-    if viewer.role != Role.ORG_STAFF or viewer.organization_id is None:
-        raise PermissionDenied("Only an organization's staff may do this.", code="org_staff_only")
+    organizations.staff_org_id(actor=viewer)
     return viewer
 
 
@@ -84,7 +83,7 @@ def project_list(request: Request, session: DbSession, viewer: Viewer) -> HTMLRe
 
 def _detail_context(session: Session, project: Project) -> dict[str, Any]:
     listing = projects.with_totals(session=session, projects=[project])[0]
-    orgs = projects.organizations_by_id(
+    orgs = organizations.organizations_by_id(
         session=session, ids=[project.organization_id, project.recipient_org_id])
     updates = projects.list_updates(session=session, project_id=project.id)
     usages = projects.list_fund_usages(session=session, project_id=project.id)
@@ -158,13 +157,11 @@ def console_home(request: Request, session: DbSession, viewer: Viewer) -> Respon
         # Staff who just signed up have no organization yet: registering it is their next step.
         return redirect("/organizations/register")
     user = _require_staff(viewer)
-    assert user.organization_id is not None  # noqa: S101 - checked by _require_staff
-    org = session.get(Organization, user.organization_id)
+    org = organizations.staff_organization(session=session, actor=user)
     return render(request, "console/index.html", {
         "org": org,
-        "items": projects.list_org_projects(session=session, organization_id=org.id)
-        if org else [],
-        "qualified": bool(org and org.is_qualified_on(today_cn())),
+        "items": projects.list_org_projects(session=session, organization_id=org.id),
+        "qualified": org.is_qualified_on(today_cn()),
     })
 
 
@@ -172,12 +169,12 @@ def _form_context(session: Session, user: User, values: dict[str, str],
                   project: Project | None = None,
                   error: DomainError | None = None, request: Request | None = None,
                   ) -> dict[str, Any]:
-    org = session.get(Organization, user.organization_id)
+    org = organizations.staff_organization(session=session, actor=user)
     return {
         "org": org,
         "project": project,
         "values": values,
-        "qualified": bool(org and org.is_qualified_on(today_cn())),
+        "qualified": org.is_qualified_on(today_cn()),
         "partners": projects.partner_candidates(session=session, exclude_id=user.organization_id),
         "provinces": projects.PROVINCES,
         "categories": projects.CATEGORIES,
@@ -316,46 +313,57 @@ async def console_action(project_id: DbId, action: str, request: Request, sessio
     return redirect(f"/console/projects/{project.id}")
 
 
+async def _console_report(
+    request: Request, session: Session, viewer: User | None, project_id: DbId, *,
+    files_field: str, form_name: str, anchor: str,
+    post: Callable[[User, Project, dict[str, str], list[files.Upload]], object],
+) -> Response:
+    """Post a report with files from the console form; on error show the project again."""
+    user, project = _managed(session, viewer, project_id)
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    uploaded = [v for v in form.getlist(files_field) if not isinstance(v, str)]
+    try:
+        uploads = await read_uploads(uploaded)  # type: ignore[arg-type]
+        # A refused post leaves nothing behind: the request's transaction still commits.
+        with session.begin_nested():
+            post(user, project, values, uploads)
+    except DomainError as exc:
+        return _console_project(request, session, user, project, error=exc, form=form_name,
+                                values=values, status_code=exc.status_code)
+    return redirect(f"/console/projects/{project.id}#{anchor}")
+
+
 @router.post("/console/projects/{project_id}/updates", dependencies=[CsrfChecked])
 async def console_post_update(project_id: DbId, request: Request, session: DbSession,
                               viewer: Viewer) -> Response:
     """Post a progress update with photos."""
-    user, project = _managed(session, viewer, project_id)
-    form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-    photos = [v for v in form.getlist("photos") if not isinstance(v, str)]
-    try:
-        uploads = await read_uploads(photos)  # type: ignore[arg-type]
-        with session.begin_nested():
-            projects.do_post_update(session=session, actor=user, project=project,
-                                    title=values.get("title", ""), body=values.get("body", ""),
-                                    photos=uploads,
-                                    upload_dir=request.app.state.settings.upload_dir)
-    except DomainError as exc:
-        return _console_project(request, session, user, project, error=exc, form="update",
-                                values=values, status_code=exc.status_code)
-    return redirect(f"/console/projects/{project.id}#updates")
+    def post(user: User, project: Project, values: dict[str, str],
+             uploads: list[files.Upload]) -> object:
+        return projects.do_post_update(
+            session=session, actor=user, project=project, title=values.get("title", ""),
+            body=values.get("body", ""), photos=uploads,
+            upload_dir=request.app.state.settings.upload_dir)
+
+    return await _console_report(request, session, viewer, project_id, files_field="photos",
+                                 form_name="update", anchor="updates", post=post)
 
 
 @router.post("/console/projects/{project_id}/fund-usages", dependencies=[CsrfChecked])
 async def console_post_fund_usage(project_id: DbId, request: Request, session: DbSession,
                                   viewer: Viewer) -> Response:
     """Disclose fund usage with invoices and receipts."""
-    user, project = _managed(session, viewer, project_id)
-    form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-    attachments = [v for v in form.getlist("attachments") if not isinstance(v, str)]
-    try:
-        uploads = await read_uploads(attachments)  # type: ignore[arg-type]
-        projects.do_disclose_fund_usage(
+    def post(user: User, project: Project, values: dict[str, str],
+             uploads: list[files.Upload]) -> object:
+        return projects.do_disclose_fund_usage(
             session=session, actor=user, project=project, amount=values.get("amount", ""),
             purpose=values.get("purpose", ""), description=values.get("description", ""),
             spent_on=values.get("spent_on", ""), attachments=uploads,
             upload_dir=request.app.state.settings.upload_dir)
-    except DomainError as exc:
-        return _console_project(request, session, user, project, error=exc, form="usage",
-                                values=values, status_code=exc.status_code)
-    return redirect(f"/console/projects/{project.id}#usages")
+
+    return await _console_report(request, session, viewer, project_id,
+                                 files_field="attachments", form_name="usage", anchor="usages",
+                                 post=post)
 
 
 # --- reviewers --------------------------------------------------------------------------------
@@ -372,7 +380,7 @@ def review_projects(request: Request, session: DbSession, viewer: Viewer) -> Res
     page = _page(request)
     items, total = projects.list_for_review(session=session, status=status, limit=PAGE_SIZE,
                                             offset=(page - 1) * PAGE_SIZE)
-    orgs = projects.organizations_by_id(session=session,
+    orgs = organizations.organizations_by_id(session=session,
                                         ids=[i.project.organization_id for i in items])
     return render(request, "review/projects.html", {
         "items": items, "orgs": orgs, "total": total, "page": page,

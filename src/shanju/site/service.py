@@ -61,7 +61,7 @@ _CARD_COLUMNS = (
 
 
 def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectCard]:
-    """Projects for the home page: featured ones first, then the fundraising ones most given to.
+    """List projects for the home page: featured ones first, then those most given to.
 
     Three queries whatever ``limit`` is: featured, most raised, and their totals.
     """

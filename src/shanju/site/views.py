@@ -1,12 +1,17 @@
-"""Pages that belong to no single domain: the home page and health check."""
+"""Pages that belong to no single domain: the home page, the reviewer console's index and
+the health check."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
-from shanju.core.deps import DbSession, Viewer
+from shanju.complaints import service as complaints
+from shanju.core.clock import today_cn
+from shanju.core.deps import DbSession, Reviewer, Viewer
 from shanju.core.web import render
+from shanju.organizations import service as organizations
+from shanju.projects import service as projects
 from shanju.site import service
 
 router = APIRouter()
@@ -18,6 +23,19 @@ def home(request: Request, session: DbSession, viewer: Viewer) -> HTMLResponse:
     del viewer  # the dependency loads the viewer for the layout
     totals, projects = service.home_page(session=session)
     return render(request, "site/home.html", {"totals": totals, "projects": projects})
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_index(request: Request, session: DbSession, reviewer: Reviewer) -> HTMLResponse:
+    """The reviewer console: what waits for a decision."""
+    del reviewer
+    complaint_counts = complaints.counts(session=session, today=today_cn())
+    return render(request, "review/index.html", {
+        "pending_orgs": organizations.count_pending(session=session),
+        "pending_projects": projects.count_submitted(session=session),
+        "open_complaints": complaint_counts.open,
+        "overdue_complaints": complaint_counts.overdue,
+    })
 
 
 @router.get("/healthz", response_class=PlainTextResponse)
