@@ -378,7 +378,7 @@ class _Seeder:
             "website": None,
             "description": (
                 f"{name}于{founded}年在{authority}登记成立"
-                ",长期关注困境人群,项目执行与财务信息定期向社会公开。"
+                ",长期关注困境人群，项目执行与财务信息定期向社会公开。"
             ),
             "fundraising_cert_no": code if (qualified or expired) else None,
             "fundraising_valid_from": valid_from if (qualified or expired) else None,
@@ -456,9 +456,9 @@ class _Seeder:
                     owner: _OrgPlan) -> str:
         label = data.PROJECTS[category][0]
         text = (
-            f"{place}地处偏远,{label}需求长期得不到满足。本项目由{owner.row['name']}发起,"
-            "联合当地政府部门、学校和社区志愿者,摸底核实受助对象,按计划执行并定期公开进展。\n\n"
-            "善款全部用于项目执行;每一笔支出都会在项目页的资金使用披露中公示。"
+            f"{place}地处偏远，{label}需求长期得不到满足。本项目由{owner.row['name']}发起,"
+            "联合当地政府部门、学校和社区志愿者，摸底核实受助对象，按计划执行并定期公开进展。\n\n"
+            "善款全部用于项目执行；每一笔支出都会在项目页的资金使用披露中公示。"
         )
         if recipient is not owner:
             text += f"\n\n本项目由具有公开募捐资格的{recipient.row['name']}开展公开募捐并接收善款。"
@@ -489,7 +489,7 @@ class _Seeder:
                 row["status_before_pause"] = ProjectStatus.FUNDRAISING
                 row["review_note"] = "平台核查受助人信息期间暂停募捐。"
             if status == ProjectStatus.TAKEN_DOWN:
-                row["review_note"] = "经核查,项目受助信息与事实不符,依规下线并通知捐赠人。"
+                row["review_note"] = "经核查，项目受助信息与事实不符，依规下线并通知捐赠人。"
         elif status == ProjectStatus.APPROVED:
             starts = today + dt.timedelta(days=rng.randint(1, 14))
             ends = starts + dt.timedelta(days=rng.randint(60, 180))
@@ -498,7 +498,7 @@ class _Seeder:
             ends = starts + dt.timedelta(days=rng.randint(60, 180))
             if status == ProjectStatus.REJECTED:
                 row["review_note"] = rng.choice((
-                    "募捐方案缺少预算明细,请补充后重新提交。",
+                    "募捐方案缺少预算明细，请补充后重新提交。",
                     "受助对象的核实材料不完整。",
                     "项目执行地点与机构业务范围不符。",
                 ))
@@ -674,7 +674,7 @@ class _Seeder:
             rows.append({
                 "id": refund_id, "intent_id": d.intent_id, "amount_fen": d.amount_fen,
                 "status": RefundStatus.SUCCEEDED,
-                "reason": self.rng.choice(("捐赠人申请退款", "重复支付", "项目下线,全额退回")),
+                "reason": self.rng.choice(("捐赠人申请退款", "重复支付", "项目下线，全额退回")),
                 "requested_by_id": self.admin_id,
                 "created_at": d.refunded_at - dt.timedelta(minutes=3),
                 "completed_at": d.refunded_at,
@@ -763,7 +763,7 @@ class _Seeder:
                 "category": category, "content": content,
                 "status": ComplaintStatus.ANSWERED if answered else ComplaintStatus.OPEN,
                 "due_on": complaints.due_date(created.astimezone(CHINA_TZ).date()),
-                "answer": "已联系机构核实,机构已补充说明并更新项目信息。" if answered else None,
+                "answer": "已联系机构核实，机构已补充说明并更新项目信息。" if answered else None,
                 "answered_by_id": self.reviewer_id if answered else None,
                 "answered_at": created + dt.timedelta(days=2) if answered else None,
                 "created_at": created,
