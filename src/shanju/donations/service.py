@@ -13,6 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shanju.donations.models import Donation, DonationStatus
+from shanju.payments.models import PaymentIntent
+
+# What a paid gift still counts for: its amount less what has been (or is being) refunded —
+# the same money the ledger keeps in the project's fund for it.
+_KEPT_FEN = Donation.amount_fen - PaymentIntent.refunded_fen
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,8 @@ def project_totals(*, session: Session, project_ids: Iterable[int]) -> dict[int,
     if not ids:
         return result
     rows = session.execute(
-        select(Donation.project_id, func.sum(Donation.amount_fen), func.count())
+        select(Donation.project_id, func.sum(_KEPT_FEN), func.count())
+        .join(PaymentIntent, PaymentIntent.id == Donation.payment_intent_id)
         .where(Donation.project_id.in_(ids), Donation.status == DonationStatus.PAID)
         .group_by(Donation.project_id)
     )
@@ -81,10 +87,12 @@ def platform_totals(*, session: Session) -> PlatformTotals:
     """Platform-wide paid totals."""
     raised, count, orgs = session.execute(
         select(
-            func.coalesce(func.sum(Donation.amount_fen), 0),
+            func.coalesce(func.sum(_KEPT_FEN), 0),
             func.count(),
             func.count(func.distinct(Donation.recipient_org_id)),
-        ).where(Donation.status == DonationStatus.PAID)
+        )
+        .join(PaymentIntent, PaymentIntent.id == Donation.payment_intent_id)
+        .where(Donation.status == DonationStatus.PAID)
     ).one()
     return PlatformTotals(raised_fen=int(raised), donations=int(count), organizations=int(orgs))
 
@@ -133,10 +141,12 @@ def donor_summary(*, session: Session, donor_id: int) -> DonorSummary:
     """Return what one donor has given (paid, not refunded)."""
     given, count, projects = session.execute(
         select(
-            func.coalesce(func.sum(Donation.amount_fen), 0),
+            func.coalesce(func.sum(_KEPT_FEN), 0),
             func.count(),
             func.count(func.distinct(Donation.project_id)),
-        ).where(Donation.donor_id == donor_id, Donation.status == DonationStatus.PAID)
+        )
+        .join(PaymentIntent, PaymentIntent.id == Donation.payment_intent_id)
+        .where(Donation.donor_id == donor_id, Donation.status == DonationStatus.PAID)
     ).one()
     return DonorSummary(given_fen=int(given), donations=int(count), projects=int(projects))
 
