@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from shanju.core import files
 from shanju.core.db import Database
+from shanju.projects import service as projects
 from shanju.projects.models import FundUsage, Project, ProjectStatus
 from tests.factories import make_org, make_project
-from tests.projects.helpers import PNG, api_token, paid_donation, reviewer, staff_of
+from tests.projects.helpers import PDF, PNG, api_token, paid_donation, reviewer, staff_of
 
 S = ProjectStatus
 NEW = {
@@ -157,6 +160,47 @@ def test_updates_and_fund_usage_over_the_api(client: TestClient, db: Database) -
     assert client.get(f"/api/v1/projects/{pid}").json()["disclosed_fen"] == 10_000
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(FundUsage)) == 1
+
+
+def test_listing_updates_and_usages_loads_attachments_in_one_query(
+        client: TestClient, db: Database, tmp_path: Path) -> None:
+    with db.transaction() as s:
+        org = make_org(s)
+        project = make_project(s, org=org)
+        paid_donation(s, project, amount_fen=10_000)
+        staff = staff_of(s, org)
+        for n in range(4):
+            projects.do_post_update(
+                session=s, actor=staff, project=project, title=f"第{n + 1}次进展", body="已完成",
+                photos=[files.Upload(f"{n}a.png", PNG), files.Upload(f"{n}b.png", PNG)],
+                upload_dir=tmp_path)
+            projects.do_disclose_fund_usage(
+                session=s, actor=staff, project=project, amount=1_000, purpose="采购物资",
+                spent_on="2020-01-02", attachments=[files.Upload(f"发票{n}.pdf", PDF)],
+                upload_dir=tmp_path)
+        pid = project.id
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        updates = client.get(f"/api/v1/projects/{pid}/updates").json()
+        after_updates = len(statements)
+        usages = client.get(f"/api/v1/projects/{pid}/fund-usages").json()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert [len(u["photos"]) for u in updates] == [2, 2, 2, 2]
+    assert {p["filename"] for p in updates[0]["photos"]} == {"3a.png", "3b.png"}
+    assert [len(u["attachments"]) for u in usages] == [1, 1, 1, 1]
+    assert usages[0]["attachments"][0]["filename"] == "发票3.pdf"
+
+    def attachment_queries(sql: list[str]) -> int:
+        return len([q for q in sql if "FROM attachments" in q])
+
+    assert attachment_queries(statements[:after_updates]) == 1
+    assert attachment_queries(statements[after_updates:]) == 1
 
 
 def test_openapi_documents_the_project_routes(client: TestClient) -> None:

@@ -183,17 +183,29 @@ for _action in projects.ACTIONS:
     )
 
 
-def _update_read(session: Session, update: ProjectUpdate) -> schemas.ProgressUpdateRead:
+def _updates_read(session: Session,
+                  updates: list[ProjectUpdate]) -> list[schemas.ProgressUpdateRead]:
+    # One query for the photos of every update, not one per update.
     photos = files.attachments_of(session=session, owner_type="project_update",
-                                  owner_ids=[update.id])[update.id]
+                                  owner_ids=[u.id for u in updates])
+    return [_update_read(u, photos[u.id]) for u in updates]
+
+
+def _update_read(update: ProjectUpdate,
+                 photos: list[Attachment]) -> schemas.ProgressUpdateRead:
     return schemas.ProgressUpdateRead(
         id=update.id, project_id=update.project_id, title=update.title, body=update.body,
         created_at=update.created_at, photos=[_attachment_read(a) for a in photos])
 
 
-def _usage_read(session: Session, usage: FundUsage) -> schemas.FundUsageRead:
+def _usages_read(session: Session, usages: list[FundUsage]) -> list[schemas.FundUsageRead]:
+    # One query for the attachments of every disclosure, not one per disclosure.
     atts = files.attachments_of(session=session, owner_type="fund_usage",
-                                owner_ids=[usage.id])[usage.id]
+                                owner_ids=[u.id for u in usages])
+    return [_usage_read(u, atts[u.id]) for u in usages]
+
+
+def _usage_read(usage: FundUsage, atts: list[Attachment]) -> schemas.FundUsageRead:
     return schemas.FundUsageRead(
         id=usage.id, project_id=usage.project_id, amount_fen=usage.amount_fen,
         purpose=usage.purpose, description=usage.description, spent_on=usage.spent_on,
@@ -208,8 +220,7 @@ def list_updates(project_id: DbId, session: DbSession,
     """Progress updates, newest first."""
     project = projects.get_visible_project(session=session, project_id=project_id,
                                            viewer=viewer)
-    return [_update_read(session, u)
-            for u in projects.list_updates(session=session, project_id=project.id)]
+    return _updates_read(session, projects.list_updates(session=session, project_id=project.id))
 
 
 @router.post("/projects/{project_id}/updates", response_model=schemas.ProgressUpdateRead,
@@ -230,7 +241,7 @@ async def post_update(
     update = projects.do_post_update(
         session=session, actor=user, project=project, title=title, body=body, photos=uploads,
         upload_dir=request.app.state.settings.upload_dir)
-    return _update_read(session, update)
+    return _updates_read(session, [update])[0]
 
 
 @router.get("/projects/{project_id}/fund-usages", response_model=list[schemas.FundUsageRead],
@@ -240,8 +251,8 @@ def list_fund_usages(project_id: DbId, session: DbSession,
     """Fund-usage disclosures, newest first."""
     project = projects.get_visible_project(session=session, project_id=project_id,
                                            viewer=viewer)
-    return [_usage_read(session, u)
-            for u in projects.list_fund_usages(session=session, project_id=project.id)]
+    return _usages_read(session,
+                        projects.list_fund_usages(session=session, project_id=project.id))
 
 
 @router.post("/projects/{project_id}/fund-usages", response_model=schemas.FundUsageRead,
@@ -265,7 +276,7 @@ async def post_fund_usage(
         session=session, actor=user, project=project, amount=amount_fen, purpose=purpose,
         description=description, spent_on=spent_on, attachments=uploads,
         upload_dir=request.app.state.settings.upload_dir)
-    return _usage_read(session, usage)
+    return _usages_read(session, [usage])[0]
 
 
 @router.get("/projects/{project_id}/donations", response_model=schemas.PublicDonationPage,
