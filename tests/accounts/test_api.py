@@ -142,13 +142,19 @@ def test_notifications_api(client: TestClient, db: Database) -> None:
     with db.transaction() as session:
         user = make_user(session, email="zhao.lei@example.org")
         other = make_user(session)
-        accounts.do_notify(session=session, user_ids=[user.id], kind="project.paused",
-                           title="项目已暂停")
-        accounts.do_notify(session=session, user_ids=[other.id], kind="x", title="别人的")
+        accounts.do_notify(session=session, user_ids=[user.id], kind="projects.pause",
+                           title="The platform paused the project “%(project)s” that you support.",
+                           body="Reason: %(reason)s",
+                           params={"project": "乡村图书角", "reason": "核查票据"})
+        accounts.do_notify(session=session, user_ids=[other.id], kind="x", title="Other")
     auth = {"Authorization": f"Bearer {_token(client, 'zhao.lei@example.org')}"}
-    page = client.get("/api/v1/me/notifications", headers=auth).json()
+    # English with the values filled in, like every API message, whatever the client asks.
+    client.cookies.set("sj_lang", "zh_CN")
+    page = client.get("/api/v1/me/notifications",
+                      headers={**auth, "Accept-Language": "zh-CN"}).json()
     assert page["unread"] == 1
-    assert [n["title"] for n in page["items"]] == ["项目已暂停"]
+    assert [(n["title"], n["body"]) for n in page["items"]] == [
+        ("The platform paused the project “乡村图书角” that you support.", "Reason: 核查票据")]
     assert client.post("/api/v1/me/notifications/read", headers=auth).status_code == 204
     assert client.get("/api/v1/me/notifications", headers=auth).json()["unread"] == 0
 
