@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import ApiToken, Notification, Role, User, WebSession
@@ -183,16 +183,54 @@ def list_api_tokens(*, session: Session, user: User) -> list[ApiToken]:
     )
 
 
-def user_for_api_token(*, session: Session, token: str) -> User | None:
-    """Return the user of an API token, if it exists and is not revoked."""
+# A token's last use is recorded to the minute, so that reading with it is not a write each time.
+TOKEN_USE_PRECISION = dt.timedelta(minutes=1)
+
+
+def api_token_login(*, session: Session, token: str) -> tuple[User, int | None] | None:
+    """Return the user of an API token and, if its last use is due to be recorded, its id.
+
+    None if the token does not exist, is revoked or its user is deactivated. The id is given
+    when ``last_used_at`` is empty or older than :data:`TOKEN_USE_PRECISION`: pass it to
+    :func:`do_record_api_token_use`.
+    """
     row = session.execute(
-        select(User, ApiToken.revoked_at)
+        select(User, ApiToken.revoked_at, ApiToken.id, ApiToken.last_used_at)
         .join(ApiToken, ApiToken.user_id == User.id)
         .where(ApiToken.token_hash == token_hash(token))
     ).first()
     if row is None or row[1] is not None or not row[0].is_active:
         return None
-    return row[0]
+    user, _, token_id, last_used_at = row
+    due = last_used_at is None or last_used_at < utcnow() - TOKEN_USE_PRECISION
+    return user, token_id if due else None
+
+
+def user_for_api_token(*, session: Session, token: str) -> User | None:
+    """Return the user of an API token, if it exists and is not revoked."""
+    found = api_token_login(session=session, token=token)
+    return found[0] if found else None
+
+
+def do_record_api_token_use(*, session: Session, token_id: int) -> bool:
+    """Set the token's ``last_used_at`` to now unless it was set within the last minute.
+
+    A conditional UPDATE: of concurrent requests with the same token, one writes. Not
+    audited (a use is not a change of state anyone decides). Returns whether it wrote.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.id == token_id,
+            ApiToken.revoked_at.is_(None),
+            or_(ApiToken.last_used_at.is_(None),
+                ApiToken.last_used_at < now - TOKEN_USE_PRECISION),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def do_notify(
