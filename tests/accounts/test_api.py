@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import ApiToken, Role, User
@@ -142,13 +144,19 @@ def test_notifications_api(client: TestClient, db: Database) -> None:
     with db.transaction() as session:
         user = make_user(session, email="zhao.lei@example.org")
         other = make_user(session)
-        accounts.do_notify(session=session, user_ids=[user.id], kind="project.paused",
-                           title="项目已暂停")
-        accounts.do_notify(session=session, user_ids=[other.id], kind="x", title="别人的")
+        accounts.do_notify(session=session, user_ids=[user.id], kind="projects.pause",
+                           title="The platform paused the project “%(project)s” that you support.",
+                           body="Reason: %(reason)s",
+                           params={"project": "乡村图书角", "reason": "核查票据"})
+        accounts.do_notify(session=session, user_ids=[other.id], kind="x", title="Other")
     auth = {"Authorization": f"Bearer {_token(client, 'zhao.lei@example.org')}"}
-    page = client.get("/api/v1/me/notifications", headers=auth).json()
+    # English with the values filled in, like every API message, whatever the client asks.
+    client.cookies.set("sj_lang", "zh_CN")
+    page = client.get("/api/v1/me/notifications",
+                      headers={**auth, "Accept-Language": "zh-CN"}).json()
     assert page["unread"] == 1
-    assert [n["title"] for n in page["items"]] == ["项目已暂停"]
+    assert [(n["title"], n["body"]) for n in page["items"]] == [
+        ("The platform paused the project “乡村图书角” that you support.", "Reason: 核查票据")]
     assert client.post("/api/v1/me/notifications/read", headers=auth).status_code == 204
     assert client.get("/api/v1/me/notifications", headers=auth).json()["unread"] == 0
 
@@ -187,3 +195,41 @@ def test_revoking_another_users_token_is_not_found(client: TestClient, db: Datab
     assert response.json()["error"]["code"] == "token_not_found"
     with db.transaction(write=False) as session:
         assert session.get(ApiToken, theirs).revoked_at is None  # type: ignore[union-attr]
+
+
+def test_a_token_use_is_recorded_at_most_once_a_minute(client: TestClient, db: Database) -> None:
+    with db.transaction() as session:
+        make_user(session, email="zhao.lei@example.org")
+    auth = {"Authorization": f"Bearer {_token(client, 'zhao.lei@example.org')}"}
+
+    def last_used() -> dt.datetime | None:
+        with db.transaction(write=False) as session:
+            return session.scalars(select(ApiToken.last_used_at)).one()
+
+    assert last_used() is None
+    # A read request runs in a read transaction: the use is written in one of its own.
+    assert client.get("/api/v1/me", headers=auth).status_code == 200
+    first = last_used()
+    assert first is not None
+    assert client.get("/api/v1/me/notifications", headers=auth).status_code == 200
+    assert last_used() == first  # within the minute: no write
+    with db.transaction() as session:
+        session.execute(update(ApiToken).values(last_used_at=first - dt.timedelta(minutes=2)))
+    # A write request records it in its own transaction.
+    assert client.post("/api/v1/me/notifications/read", headers=auth).status_code == 204
+    second = last_used()
+    assert second is not None and second >= first
+    tokens = client.get("/api/v1/me/tokens", headers=auth).json()
+    assert tokens[0]["last_used_at"] is not None
+
+
+def test_recording_a_use_is_conditional(db: Database) -> None:
+    with db.transaction() as session:
+        user = make_user(session)
+        token, _ = accounts.do_create_api_token(session=session, user=user, name="t")
+        assert accounts.do_record_api_token_use(session=session, token_id=token.id)
+        assert not accounts.do_record_api_token_use(session=session, token_id=token.id)
+        accounts.do_revoke_api_token(session=session, user=user, token_id=token.id)
+        token.last_used_at = None
+        session.flush()
+        assert not accounts.do_record_api_token_use(session=session, token_id=token.id)

@@ -269,12 +269,21 @@ def test_notifications_are_listed_and_marked_read(client: TestClient, db: Databa
     signup(client)
     with db.transaction() as session:
         uid = session.scalars(select(User.id)).one()
-        accounts.do_notify(session=session, user_ids=[uid], kind="project.paused",
-                           title="您捐助的项目已暂停", body="平台正在核查。", link="/projects/1")
-        accounts.do_notify(session=session, user_ids=[uid], kind="project.update",
-                           title="项目有新进展", link="https://evil.example/")
+        accounts.do_notify(session=session, user_ids=[uid], kind="projects.pause",
+                           title="The platform paused the project “%(project)s” that you support.",
+                           body="Reason: %(reason)s",
+                           params={"project": "乡村图书角", "reason": "平台正在核查。"},
+                           link="/projects/1")
+        accounts.do_notify(session=session, user_ids=[uid], kind="projects.approve",
+                           title="Your project “%(project)s” was approved.",
+                           params={"project": "山区孩子营养午餐"}, link="https://evil.example/")
     page = client.get("/me")
-    assert "您捐助的项目已暂停" in page.text
+    assert "您支持的项目「乡村图书角」已被平台暂停。" in page.text
+    assert "原因：平台正在核查。" in page.text
+    english = client.get("/me?lang=en").text
+    assert "The platform paused the project “乡村图书角” that you support." in english
+    assert "Reason: 平台正在核查。" in english
+    client.get("/me?lang=zh_CN")
     assert 'data-unread="2"' in page.text
     assert 'href="/projects/1"' in page.text
     assert "evil.example" not in page.text  # links go to this site only

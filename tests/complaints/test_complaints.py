@@ -99,6 +99,10 @@ def test_signed_in_reporter_is_recorded_and_told_of_the_answer(
     assert after.answered_by_id == reviewer and after.answered_at is not None
     assert audit_actions(db, "complaint", complaint.id)[-1] == "complaints.complaint.answered"
     assert [n.kind for n in notifications(db, reporter)] == ["complaint.answered"]
+    sign_in(client, db, reporter)
+    page = client.get("/me").text
+    assert f"您的举报 {service.complaint_number(after)} 已得到平台答复。" in page
+    assert "平台答复：经核实，该机构已更正项目图片。" in page
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from shanju.accounts import service as accounts
 from shanju.accounts.models import Role
 from shanju.complaints.models import Complaint, ComplaintStatus
 from shanju.core.clock import today_cn
@@ -57,7 +58,11 @@ def test_reviewer_approves_on_the_page_and_staff_are_notified(
     assert audit_actions(db, "organization", org_id) == ["organizations.organization.approved"]
     notes = notifications(db, staff_id)
     assert [n.kind for n in notes] == ["organization.approved"]
-    assert org(db, org_id).name in notes[0].title
+    name = org(db, org_id).name
+    assert [(n.title, n.body) for n in accounts.render_notifications(notes, locale="zh_CN")] == [
+        (f"您的机构「{name}」已通过平台审核。", "")]
+    assert accounts.render_notifications(notes, locale="en")[0].title == (
+        f"The platform approved your organization “{name}”.")
 
 
 def test_reject_needs_a_reason(client: TestClient, db: Database) -> None:
@@ -77,7 +82,8 @@ def test_reject_needs_a_reason(client: TestClient, db: Database) -> None:
     rejected = org(db, org_id)
     assert rejected.status == OrgStatus.REJECTED
     assert rejected.review_note == "登记证书照片不清晰，请重新上传。"
-    assert notifications(db, staff_id)[0].body == rejected.review_note
+    [note] = accounts.render_notifications(notifications(db, staff_id), locale="zh_CN")
+    assert note.body == f"审核意见：{rejected.review_note}"
 
 
 def test_suspended_org_disappears_from_public_and_can_be_reinstated(

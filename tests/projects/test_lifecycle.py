@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from shanju.accounts import service as accounts
 from shanju.accounts.models import Notification
 from shanju.core.clock import today_cn
 from shanju.core.db import Database
@@ -86,13 +87,22 @@ def test_the_decision_on_a_submission_is_notified_to_the_staff(db: Database) -> 
         service.do_transition(session=s, project=second, actor=rev, action="reject",
                               reason="缺少预算明细")
         notes = s.scalars(select(Notification).order_by(Notification.id)).all()
-        assert [(n.user_id, n.kind, n.title, n.body, n.link) for n in notes] == [
-            (staff.id, "projects.approve", "您的项目「山区孩子营养午餐」已通过审核", "",
-             f"/console/projects/{first.id}"),
-            (staff.id, "projects.reject", "您的项目「乡村图书角」未通过审核",
-             "审核意见：缺少预算明细", f"/console/projects/{second.id}"),
+        assert [(n.user_id, n.kind, n.link) for n in notes] == [
+            (staff.id, "projects.approve", f"/console/projects/{first.id}"),
+            (staff.id, "projects.reject", f"/console/projects/{second.id}"),
         ]
         assert other.id not in {n.user_id for n in notes}
+        # Stored as msgids with values; each reader sees them in their own language.
+        zh = accounts.render_notifications(notes, locale="zh_CN")
+        assert [(n.title, n.body) for n in zh] == [
+            ("您的项目「山区孩子营养午餐」已通过审核。", ""),
+            ("您的项目「乡村图书角」未通过审核。", "审核意见：缺少预算明细"),
+        ]
+        en = accounts.render_notifications(notes, locale="en")
+        assert [(n.title, n.body) for n in en] == [
+            ("Your project “山区孩子营养午餐” was approved.", ""),
+            ("Your project “乡村图书角” was not approved.", "Reviewer's note: 缺少预算明细"),
+        ]
 
 
 def _illegal_cases() -> list[tuple[ProjectStatus, str]]:
@@ -220,12 +230,15 @@ def test_take_down_notifies_every_donor_and_the_staff_and_is_final(db: Database)
         service.do_transition(session=s, project=project, actor=rev, action="take_down",
                               reason="项目信息虚假")
         ids = {"donors": [d.id for d in donors], "staff": staff.id, "bystander": bystander.id,
-               "pid": project.id}
+               "pid": project.id, "title": project.title}
     with db.transaction() as s:
         rows = s.scalars(select(Notification)).all()
         told = sorted(n.user_id for n in rows)
         assert told == sorted([*ids["donors"], ids["staff"]])
-        assert all("项目信息虚假" in n.body for n in rows)
+        texts = accounts.render_notifications(rows, locale="zh_CN")
+        assert all(n.body == "原因：项目信息虚假" for n in texts)
+        assert {n.title for n in texts if n.link == f"/projects/{ids['pid']}"} == {
+            f"您支持的项目「{ids['title']}」已被平台下架。"}
         assert audit_count(s, "projects.project.taken_down") == 1
         project = s.get(Project, ids["pid"])
         assert project is not None and project.status == S.TAKEN_DOWN

@@ -67,8 +67,10 @@ def me(user: CurrentUser) -> User:
     responses=_ERRORS,
 )
 def notifications(session: DbSession, user: CurrentUser) -> NotificationPage:
-    """The newest 50 notifications and the unread count."""
-    items = accounts.list_notifications(session=session, user=user)
+    """The newest 50 notifications and the unread count, in English like every API message."""
+    items = accounts.render_notifications(
+        accounts.list_notifications(session=session, user=user), locale="en"
+    )
     return NotificationPage(
         items=[NotificationRead.model_validate(n) for n in items],
         unread=accounts.count_unread_notifications(session=session, user=user),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shanju.core.clock import utcnow
@@ -74,7 +75,12 @@ class ApiToken(Base):
 
 
 class Notification(Base):
-    """A message to one user, shown in their account (e.g. a project they gave to was paused)."""
+    """A message to one user, shown in their account (e.g. a project they gave to was paused).
+
+    ``title`` and ``body`` are English msgids with ``%(name)s`` placeholders filled from
+    ``params`` when shown, so each reader sees them in their own language (see
+    ``accounts.service.render_notifications``).
+    """
 
     __tablename__ = "notifications"
 
@@ -83,6 +89,7 @@ class Notification(Base):
     kind: Mapped[str] = mapped_column(String(60))
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text, default="")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     link: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     read_at: Mapped[dt.datetime | None]

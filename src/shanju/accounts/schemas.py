@@ -54,6 +54,8 @@ class ApiTokenRead(BaseModel):
     name: str
     prefix: str = Field(description="The first characters of the token, to recognise it.")
     created_at: dt.datetime
+    last_used_at: dt.datetime | None = Field(
+        default=None, description="When the token was last used, to the minute.")
     revoked_at: dt.datetime | None
 
 

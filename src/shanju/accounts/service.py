@@ -6,13 +6,15 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import ApiToken, Notification, Role, User, WebSession
-from shanju.core import audit
+from shanju.core import audit, i18n
 from shanju.core.clock import utcnow
 from shanju.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from shanju.core.regions import PROVINCES
@@ -181,16 +183,54 @@ def list_api_tokens(*, session: Session, user: User) -> list[ApiToken]:
     )
 
 
-def user_for_api_token(*, session: Session, token: str) -> User | None:
-    """Return the user of an API token, if it exists and is not revoked."""
+# A token's last use is recorded to the minute, so that reading with it is not a write each time.
+TOKEN_USE_PRECISION = dt.timedelta(minutes=1)
+
+
+def api_token_login(*, session: Session, token: str) -> tuple[User, int | None] | None:
+    """Return the user of an API token and, if its last use is due to be recorded, its id.
+
+    None if the token does not exist, is revoked or its user is deactivated. The id is given
+    when ``last_used_at`` is empty or older than :data:`TOKEN_USE_PRECISION`: pass it to
+    :func:`do_record_api_token_use`.
+    """
     row = session.execute(
-        select(User, ApiToken.revoked_at)
+        select(User, ApiToken.revoked_at, ApiToken.id, ApiToken.last_used_at)
         .join(ApiToken, ApiToken.user_id == User.id)
         .where(ApiToken.token_hash == token_hash(token))
     ).first()
     if row is None or row[1] is not None or not row[0].is_active:
         return None
-    return row[0]
+    user, _, token_id, last_used_at = row
+    due = last_used_at is None or last_used_at < utcnow() - TOKEN_USE_PRECISION
+    return user, token_id if due else None
+
+
+def user_for_api_token(*, session: Session, token: str) -> User | None:
+    """Return the user of an API token, if it exists and is not revoked."""
+    found = api_token_login(session=session, token=token)
+    return found[0] if found else None
+
+
+def do_record_api_token_use(*, session: Session, token_id: int) -> bool:
+    """Set the token's ``last_used_at`` to now unless it was set within the last minute.
+
+    A conditional UPDATE: of concurrent requests with the same token, one writes. Not
+    audited (a use is not a change of state anyone decides). Returns whether it wrote.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.id == token_id,
+            ApiToken.revoked_at.is_(None),
+            or_(ApiToken.last_used_at.is_(None),
+                ApiToken.last_used_at < now - TOKEN_USE_PRECISION),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def do_notify(
@@ -200,17 +240,68 @@ def do_notify(
     kind: str,
     title: str,
     body: str = "",
+    params: dict[str, Any] | None = None,
     link: str | None = None,
 ) -> int:
-    """Send the same notification to several users; return how many were sent."""
+    """Send the same notification to several users; return how many were sent.
+
+    ``title`` and ``body`` are English msgids marked with ``N_`` (never finished text), and
+    ``params`` fill their ``%(name)s`` placeholders when shown, in the reader's language:
+    free text (a project's title, a reviewer's reason) is shown as typed, labels passed as
+    ``i18n.Msg(label)`` are translated.
+    """
     now = utcnow()
+    stored = i18n.dump_params(params)
     rows = [
-        Notification(user_id=uid, kind=kind, title=title, body=body, link=link, created_at=now)
+        Notification(user_id=uid, kind=kind, title=title, body=body, params=stored, link=link,
+                     created_at=now)
         for uid in sorted(set(user_ids))
     ]
     session.add_all(rows)
     session.flush()
     return len(rows)
+
+
+@dataclass(frozen=True)
+class RenderedNotification:
+    """A notification with its title and body in one language, ready to show."""
+
+    id: int
+    kind: str
+    title: str
+    body: str
+    link: str | None
+    created_at: dt.datetime
+    read_at: dt.datetime | None
+
+
+def _render_text(locale: str, msgid: str, params: dict[str, Any]) -> str:
+    if not msgid:
+        return ""
+    try:
+        return i18n.translate(locale, msgid, params)
+    except (KeyError, ValueError, TypeError):
+        # A translation whose placeholders do not match (``check`` prevents it): show the
+        # English rather than fail the whole page.
+        try:
+            return msgid % params if params else msgid
+        except (KeyError, ValueError, TypeError):
+            return msgid
+
+
+def render_notifications(
+    notifications: Iterable[Notification], *, locale: str
+) -> list[RenderedNotification]:
+    """Return ``notifications`` translated into ``locale`` with their values filled in."""
+    result = []
+    for n in notifications:
+        params = i18n.load_params(n.params)
+        result.append(RenderedNotification(
+            id=n.id, kind=n.kind, title=_render_text(locale, n.title, params),
+            body=_render_text(locale, n.body, params), link=n.link, created_at=n.created_at,
+            read_at=n.read_at,
+        ))
+    return result
 
 
 def list_notifications(*, session: Session, user: User, limit: int = 50) -> list[Notification]:

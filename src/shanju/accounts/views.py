@@ -188,7 +188,10 @@ def _account_page(
         {
             "user": user,
             "role_label": tr(request, ROLE_LABELS[user.role]),
-            "notifications": accounts.list_notifications(session=session, user=user),
+            "notifications": accounts.render_notifications(
+                accounts.list_notifications(session=session, user=user),
+                locale=request_locale(request),
+            ),
             "unread": accounts.count_unread_notifications(session=session, user=user),
             "tokens": accounts.list_api_tokens(session=session, user=user),
             "flash": tr(request, FLASHES[flash_key]) if flash_key in FLASHES else None,

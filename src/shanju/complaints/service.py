@@ -206,9 +206,9 @@ def do_answer(
             session=session,
             user_ids=[complaint.reporter_id],
             kind="complaint.answered",
-            # Stored text shown as is: Chinese, the platform's default language.
-            title=f"您的举报 {complaint_number(complaint)} 已得到平台答复",
-            body=text,
+            title=N_("The platform answered your report %(number)s."),
+            body=N_("The platform's answer: %(answer)s"),
+            params={"number": complaint_number(complaint), "answer": text},
         )
     return complaint
 

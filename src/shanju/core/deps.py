@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
@@ -21,6 +23,7 @@ from shanju.core.security import constant_time_equal
 from shanju.core.web import CSRF_COOKIE, CSRF_FIELD
 from shanju.payments.providers import Providers
 
+log = structlog.get_logger(__name__)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_COOKIE = "sj_session"
 
@@ -57,9 +60,12 @@ def get_viewer(request: Request, session: DbSession) -> User | None:
     user: User | None = None
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
-        user = accounts.user_for_api_token(session=session, token=auth[7:].strip())
-        if user is None:
+        found = accounts.api_token_login(session=session, token=auth[7:].strip())
+        if found is None:
             raise NotAuthenticated("The API token is invalid or revoked.", code="invalid_token")
+        user, due_token_id = found
+        if due_token_id is not None:
+            _record_token_use(request, session, due_token_id)
         request.state.auth = "token"
     else:
         cookie = request.cookies.get(SESSION_COOKIE)
@@ -71,6 +77,24 @@ def get_viewer(request: Request, session: DbSession) -> User | None:
 
 
 Viewer = Annotated[User | None, Depends(get_viewer)]
+
+
+def _record_token_use(request: Request, session: Session, token_id: int) -> None:
+    """Record that a token was used (at most once a minute per token, see accounts)."""
+    from shanju.accounts import service as accounts
+
+    if request.method not in SAFE_METHODS:
+        # Written with the request's own changes (lost with them if the request fails).
+        accounts.do_record_api_token_use(session=session, token_id=token_id)
+        return
+    # A read request's transaction is rolled back, never committed: write the use in a short
+    # transaction of its own. On SQLite (WAL) it runs beside the open read transaction; it
+    # is best effort, so a busy database never fails the read.
+    try:
+        with get_database(request).transaction(write=True) as write:
+            accounts.do_record_api_token_use(session=write, token_id=token_id)
+    except (SQLAlchemyError, TimeoutError) as exc:
+        log.warning("api_token.last_used_not_recorded", token_id=token_id, error=str(exc))
 
 
 def require_user(viewer: Viewer) -> User:

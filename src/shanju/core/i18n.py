@@ -128,6 +128,31 @@ def translate(locale: str, message: str, params: dict[str, Any] | None = None) -
     }
 
 
+_LABEL_KEY = "msgid"
+
+
+def dump_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    """Return ``params`` ready to store as JSON, keeping which values are labels (:class:`Msg`).
+
+    A label is stored as ``{"msgid": ..., "params": {...}}`` so it is translated when shown;
+    any other value (free text such as a title or a reason) is stored as it is.
+    """
+    return {
+        key: {_LABEL_KEY: value.msgid, "params": dump_params(value.params)}
+        if isinstance(value, Msg) else value
+        for key, value in (params or {}).items()
+    }
+
+
+def load_params(data: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the values stored by :func:`dump_params`, labels as :class:`Msg` again."""
+    return {
+        key: Msg(str(value[_LABEL_KEY]), load_params(value.get("params")))
+        if isinstance(value, dict) and _LABEL_KEY in value else value
+        for key, value in (data or {}).items()
+    }
+
+
 # --- tooling: extract, update and check the catalog ------------------------------------------
 
 

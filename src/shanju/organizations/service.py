@@ -345,11 +345,13 @@ _ALLOWED_FROM = {
 }
 # Notifications are stored text shown as is (like the projects domain's), so they are written
 # in Chinese, the platform's default language.
+# Notification texts: msgids filled in with the organization's name when shown.
 _NOTICE_TITLES = {
-    "approved": "您的机构「{name}」已通过平台审核",
-    "rejected": "您的机构「{name}」未通过平台审核",
-    "suspended": "您的机构「{name}」已被平台暂停",
+    "approved": N_("The platform approved your organization “%(name)s”."),
+    "rejected": N_("The platform did not approve your organization “%(name)s”."),
+    "suspended": N_("The platform suspended your organization “%(name)s”."),
 }
+_NOTICE_NOTE = N_("Reviewer's note: %(reason)s")
 
 
 def _check_reviewer(actor: User) -> None:
@@ -392,8 +394,9 @@ def _decide(
         session=session,
         user_ids=staff_ids,
         kind=f"organization.{verb}",
-        title=_NOTICE_TITLES[verb].format(name=org.name),
-        body=note,
+        title=_NOTICE_TITLES[verb],
+        body=_NOTICE_NOTE if note else "",
+        params={"name": org.name, "reason": note},
         link="/console/organization",
     )
     session.flush()

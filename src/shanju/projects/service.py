@@ -727,6 +727,23 @@ def do_transition(
     return project
 
 
+# Notification texts: msgids filled in with the project's title (and the reason) when shown.
+_REVIEW_NOTICES = {
+    True: N_("Your project “%(project)s” was approved."),
+    False: N_("Your project “%(project)s” was not approved."),
+}
+_DONOR_NOTICES = {
+    "pause": N_("The platform paused the project “%(project)s” that you support."),
+    "take_down": N_("The platform took down the project “%(project)s” that you support."),
+}
+_STAFF_NOTICES = {
+    "pause": N_("The platform paused your project “%(project)s”."),
+    "take_down": N_("The platform took down your project “%(project)s”."),
+}
+_REVIEW_NOTE = N_("Reviewer's note: %(reason)s")
+_REASON = N_("Reason: %(reason)s")
+
+
 def _notify_staff_of_review(
     *, session: Session, project: Project, approved: bool, reason: str
 ) -> int:
@@ -735,25 +752,24 @@ def _notify_staff_of_review(
         select(User.id).where(User.organization_id == project.organization_id,
                               User.role == Role.ORG_STAFF)
     ).all()
-    outcome = "已通过审核" if approved else "未通过审核"
     return accounts.do_notify(
         session=session, user_ids=staff_ids,
         kind="projects.approve" if approved else "projects.reject",
-        title=f"您的项目「{project.title}」{outcome}",
-        body=f"审核意见：{reason}" if reason else "", link=f"/console/projects/{project.id}",
+        title=_REVIEW_NOTICES[approved], body=_REVIEW_NOTE if reason else "",
+        params={"project": project.title, "reason": reason},
+        link=f"/console/projects/{project.id}",
     )
 
 
 def _notify_of_platform_action(
     *, session: Session, project: Project, action: str, reason: str
 ) -> int:
-    verb = "暂停" if action == "pause" else "下架"
-    link = f"/projects/{project.id}"
+    params = {"project": project.title, "reason": reason}
     donor_ids = donations.donor_ids_of_project(session=session, project_id=project.id)
     sent = accounts.do_notify(
         session=session, user_ids=donor_ids, kind=f"projects.{action}",
-        title=f"您支持的项目「{project.title}」已被平台{verb}",
-        body=f"原因：{reason}", link=link,
+        title=_DONOR_NOTICES[action], body=_REASON, params=params,
+        link=f"/projects/{project.id}",
     )
     staff_ids = session.scalars(
         select(User.id).where(User.organization_id == project.organization_id,
@@ -761,8 +777,8 @@ def _notify_of_platform_action(
     ).all()
     sent += accounts.do_notify(
         session=session, user_ids=[uid for uid in staff_ids if uid not in donor_ids],
-        kind=f"projects.{action}", title=f"您的项目「{project.title}」已被平台{verb}",
-        body=f"原因：{reason}", link=f"/console/projects/{project.id}",
+        kind=f"projects.{action}", title=_STAFF_NOTICES[action], body=_REASON, params=params,
+        link=f"/console/projects/{project.id}",
     )
     return sent
 

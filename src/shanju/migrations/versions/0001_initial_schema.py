@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 05:55:54.791020
+Create Date: 2026-11-29 07:31:01.342995
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=60), nullable=False),
     sa.Column('title', sa.String(length=200), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('params', sa.JSON(), nullable=False),
     sa.Column('link', sa.String(length=300), nullable=True),
     sa.Column('created_at', shanju.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('read_at', shanju.core.db.UTCDateTime(timezone=True), nullable=True),
