@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Subquery, func, select
 from sqlalchemy.orm import Session
 
 from shanju.donations.models import Donation, DonationStatus
@@ -43,6 +43,18 @@ def project_totals(*, session: Session, project_ids: Iterable[int]) -> dict[int,
     for pid, raised, count in rows:
         result[int(pid)] = ProjectTotals(raised_fen=int(raised or 0), donations=int(count))
     return result
+
+
+def raised_by_project() -> Subquery:
+    """A subquery of ``(project_id, raised)`` over paid gifts, counted as in
+    :func:`project_totals` — for ordering projects by what they raised."""
+    return (
+        select(Donation.project_id, func.sum(_KEPT_FEN).label("raised"))
+        .join(PaymentIntent, PaymentIntent.id == Donation.payment_intent_id)
+        .where(Donation.status == DonationStatus.PAID)
+        .group_by(Donation.project_id)
+        .subquery()
+    )
 
 
 def recent_donations(*, session: Session, project_id: int, limit: int = 20) -> list[Donation]:

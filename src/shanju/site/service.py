@@ -8,7 +8,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shanju.donations import service as donations
-from shanju.donations.models import Donation, DonationStatus
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
 from shanju.projects.models import Project, ProjectStatus
@@ -76,12 +75,7 @@ def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectCard]:
     )
     if len(rows) < limit:
         chosen = [row[0] for row in rows]
-        raised = (
-            select(Donation.project_id, func.sum(Donation.amount_fen).label("raised"))
-            .where(Donation.status == DonationStatus.PAID)
-            .group_by(Donation.project_id)
-            .subquery()
-        )
+        raised = donations.raised_by_project()
         top = (
             select(*_CARD_COLUMNS)
             .join(Organization, Organization.id == Project.organization_id)
