@@ -1,6 +1,7 @@
 """Import every domain's tables so the metadata (and Alembic) sees all of them."""
 
 from shanju.accounts import models as accounts_models
+from shanju.campaigns import models as campaigns_models
 from shanju.complaints import models as complaints_models
 from shanju.core import audit, files
 from shanju.core.db import Base
@@ -14,6 +15,7 @@ __all__ = [
     "Base",
     "accounts_models",
     "audit",
+    "campaigns_models",
     "complaints_models",
     "donations_models",
     "files",

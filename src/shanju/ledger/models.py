@@ -26,6 +26,9 @@ class AccountKind(enum.StrEnum):
     ORGANIZATION = "organization"  # released to an organization and used as disclosed
     REFUNDS = "refunds"  # refunds requested and on their way back to donors
     PLATFORM = "platform"  # the platform's own money (fees, if an operator charges any)
+    SPONSOR = "sponsor"  # a sponsor's money arriving for its matching pools (runs negative)
+    MATCH_POOL = "pool"  # a sponsor's matching pool, not yet matched
+    MATCH_HOLD = "match_hold"  # matches of a pool held through the public notice period
 
 
 class LedgerAccount(Base):

@@ -59,6 +59,21 @@ def organization(org_id: int) -> str:
     return f"{AccountKind.ORGANIZATION.value}:{org_id}"
 
 
+def sponsor(sponsor_id: int) -> str:
+    """Account code for a sponsor's money arriving for its matching pools."""
+    return f"{AccountKind.SPONSOR.value}:{sponsor_id}"
+
+
+def match_pool(pool_id: int) -> str:
+    """Account code for a matching pool's money not yet matched (its balance = remaining)."""
+    return f"{AccountKind.MATCH_POOL.value}:{pool_id}"
+
+
+def match_hold(pool_id: int) -> str:
+    """Account code for a pool's matches held through the public notice period (公示期)."""
+    return f"{AccountKind.MATCH_HOLD.value}:{pool_id}"
+
+
 REFUNDS = AccountKind.REFUNDS.value
 PLATFORM = AccountKind.PLATFORM.value
 
