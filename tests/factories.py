@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
+from shanju.campaigns.models import (
+    Campaign,
+    CampaignStatus,
+    Enrolment,
+    EnrolmentStatus,
+    MatchPool,
+    PoolKind,
+    PoolRule,
+    Sponsor,
+)
+from shanju.campaigns.rules import RuleParams
 from shanju.core.clock import today_cn
 from shanju.core.security import hash_password
+from shanju.ledger import service as ledger
 from shanju.organizations import uscc
 from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.projects.models import Project, ProjectStatus
@@ -90,3 +104,52 @@ def make_project(session: Session, *, org: Organization, status: ProjectStatus =
     session.add(project)
     session.flush()
     return project
+
+
+def make_campaign(session: Session, *, status: CampaignStatus = CampaignStatus.LIVE,
+                  projects: Sequence[Project] = (), days: int = 3, opens_at: str = "00:00",
+                  closes_at: str = "23:59", org_quota: int = 10) -> Campaign:
+    """A giving-day campaign open all day from today (China time), with ``projects`` enrolled
+    and approved."""
+    n = next(_seq)
+    campaign = Campaign(
+        slug=f"day{n}", name=f"测试公益日{n}", name_en=f"Test giving day {n}", status=status,
+        starts_on=today_cn(), days=days, opens_at=opens_at, closes_at=closes_at,
+        org_quota=org_quota,
+    )
+    session.add(campaign)
+    session.flush()
+    for project in projects:
+        session.add(Enrolment(
+            campaign_id=campaign.id, project_id=project.id,
+            organization_id=project.recipient_org_id, status=EnrolmentStatus.APPROVED,
+        ))
+    session.flush()
+    return campaign
+
+
+def make_pool(session: Session, *, campaign: Campaign, budget_fen: int = 1_000_000,
+              params: dict[str, Any] | None = None, kind: PoolKind = PoolKind.MATCHING,
+              priority: int = 100, sponsor_name: str | None = None) -> MatchPool:
+    """A sponsor and its pool, funded with ``budget_fen`` through the ledger; rule version 1
+    has ``params`` (validated as :class:`~shanju.campaigns.rules.RuleParams`)."""
+    n = next(_seq)
+    sponsor = Sponsor(campaign_id=campaign.id, name=sponsor_name or f"爱心企业{n}")
+    session.add(sponsor)
+    session.flush()
+    pool = MatchPool(
+        campaign_id=campaign.id, sponsor_id=sponsor.id, name=f"配捐池{n}", kind=kind,
+        priority=priority, committed_fen=budget_fen, remaining_fen=budget_fen, rule_version=1,
+    )
+    session.add(pool)
+    session.flush()
+    rule = RuleParams.model_validate(params or {})
+    session.add(PoolRule(pool_id=pool.id, version=1, params=rule.model_dump(mode="json")))
+    if budget_fen:
+        ledger.post(session, ledger.transfer(
+            "pool.committed", source=ledger.sponsor(sponsor.id),
+            destination=ledger.match_pool(pool.id), amount_fen=budget_fen,
+            dedupe_key=f"pool.committed:{pool.id}:1",
+        ))
+    session.flush()
+    return pool
