@@ -42,6 +42,8 @@ ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 bench_app = typer.Typer(help="Benchmarks that print a JSON report.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+campaigns_app = typer.Typer(help="Giving-day campaigns.", no_args_is_help=True)
+app.add_typer(campaigns_app, name="campaigns")
 console = Console()
 
 DEFAULT_DEMO_DB = Path("var/demo.sqlite3")
@@ -257,6 +259,38 @@ def ledger_check(database_url: DatabaseUrlOption = None) -> None:
         console.print("[red]✗ The ledger does not reconcile.[/]")
         raise typer.Exit(1)
     console.print("[green]✓ Every entry balances and every stored balance matches.[/]")
+
+
+# --- campaigns -----------------------------------------------------------------------------
+
+
+@campaigns_app.command("check")
+def campaigns_check(database_url: DatabaseUrlOption = None) -> None:
+    """Reconcile giving-day campaigns with the ledger and their gifts; exit 1 on a mismatch."""
+    from shanju.campaigns.check import check as check_campaigns
+
+    database = _database(database_url)
+    try:
+        with database.transaction(write=False) as session:
+            report = check_campaigns(session)
+    finally:
+        database.dispose()
+    summary = Table(title="Giving-day check", title_justify="left", show_header=False)
+    summary.add_column("What")
+    summary.add_column("Value", justify="right")
+    summary.add_row("Gifts", f"{report.gifts:,}")
+    summary.add_row("Batches", f"{report.batches:,}")
+    summary.add_row("Pools", f"{report.pools:,}")
+    summary.add_row("Ledger reconciles", "yes" if report.ledger_ok else "no")
+    summary.add_row("Problems", str(len(report.problems)))
+    console.print(summary)
+    for problem in report.problems[:50]:
+        console.print(f"  • {problem}", markup=False)
+    if not report.ok:
+        console.print("[red]✗ The giving-day state does not reconcile.[/]")
+        raise typer.Exit(1)
+    console.print("[green]✓ Batches, pools, caps, counters and stats match the gifts and the "
+                  "ledger.[/]")
 
 
 # --- benchmarks ----------------------------------------------------------------------------
