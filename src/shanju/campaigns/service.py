@@ -237,7 +237,8 @@ def get_enrolment(*, session: Session, campaign: Campaign, enrolment_id: int) ->
 
 def list_enrolments(
     *, session: Session, campaign_id: int | None = None, organization_id: int | None = None,
-    statuses: Sequence[EnrolmentStatus] | None = None, limit: int = 500, offset: int = 0,
+    statuses: Sequence[EnrolmentStatus] | None = None, ids: Sequence[int] | None = None,
+    limit: int = 500, offset: int = 0,
 ) -> list[EnrolmentView]:
     """List enrolments (applied first, then approved, …; oldest first) with names."""
     from shanju.organizations.models import Organization
@@ -249,6 +250,8 @@ def list_enrolments(
         conditions.append(Enrolment.organization_id == organization_id)
     if statuses is not None:
         conditions.append(Enrolment.status.in_(statuses))
+    if ids is not None:
+        conditions.append(Enrolment.id.in_(ids))
     rows = session.execute(
         select(Enrolment, Project.title, Organization.name)
         .join(Project, Project.id == Enrolment.project_id)
@@ -259,6 +262,11 @@ def list_enrolments(
              for e, t, n in rows]
     views.sort(key=lambda v: order[v.enrolment.status])
     return views
+
+
+def enrolment_view(*, session: Session, enrolment: Enrolment) -> EnrolmentView:
+    """Return one enrolment with its project's title and organization's name."""
+    return list_enrolments(session=session, ids=[enrolment.id])[0]
 
 
 def enrolment_counts(*, session: Session, campaign_id: int) -> dict[str, int]:
