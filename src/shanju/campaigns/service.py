@@ -435,6 +435,62 @@ def check_campaign_fields(
     return clean
 
 
+CAMPAIGN_FORM_FIELDS: tuple[str, ...] = (
+    "slug", "name", "name_en", "summary", "starts_on", "days", "opens_at", "closes_at",
+    "org_quota", "hold_days",
+)
+_INT_CODES = {"days": "invalid_days", "org_quota": "invalid_quota",
+              "hold_days": "invalid_hold_days"}
+
+
+def parse_campaign_form(values: dict[str, str]) -> CampaignFields:
+    """Turn the campaign form's text into fields (empty text: not given)."""
+    result = CampaignFields()
+    for name in CAMPAIGN_FORM_FIELDS:
+        raw = values.get(name)
+        if raw is None:
+            continue
+        raw = raw.strip()
+        if name in ("name", "name_en", "summary"):
+            setattr(result, name, raw)
+        elif not raw:
+            continue
+        elif name == "starts_on":
+            try:
+                result.starts_on = dt.date.fromisoformat(raw)
+            except ValueError:
+                raise InvalidInput("Enter the first day as YYYY-MM-DD.", code="invalid_date",
+                                   field="starts_on") from None
+        elif name in _INT_CODES:
+            if not raw.isdigit() or len(raw) > 6:
+                raise InvalidInput("%(field)s must be a whole number.", code=_INT_CODES[name],
+                                   field=name, params={"field": name})
+            setattr(result, name, int(raw))
+        else:
+            setattr(result, name, raw)
+    return result
+
+
+def campaign_form_values(campaign: Campaign) -> dict[str, str]:
+    """Return the campaign form's values for a campaign."""
+    return {
+        "slug": campaign.slug, "name": campaign.name, "name_en": campaign.name_en,
+        "summary": campaign.summary, "starts_on": campaign.starts_on.isoformat(),
+        "days": str(campaign.days), "opens_at": campaign.opens_at,
+        "closes_at": campaign.closes_at, "org_quota": str(campaign.org_quota),
+        "hold_days": str(campaign.hold_days),
+    }
+
+
+def parse_int_field(text: str, *, field: str, code: str) -> int:
+    """Parse a small whole number typed in a form (InvalidInput ``code`` otherwise)."""
+    raw = text.strip()
+    if not raw.isdigit() or len(raw) > 6:
+        raise InvalidInput("%(field)s must be a whole number.", code=code, field=field,
+                           params={"field": field})
+    return int(raw)
+
+
 def do_create_campaign(*, session: Session, actor: User, fields: CampaignFields) -> Campaign:
     """Create a draft campaign (reviewers and admins)."""
     check_reviewer(actor)
