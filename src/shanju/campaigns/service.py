@@ -43,7 +43,7 @@ from shanju.core import audit
 from shanju.core.clock import today_cn, utcnow
 from shanju.core.db import get_or_404
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from shanju.core.i18n import N_
+from shanju.core.i18n import N_, Msg
 from shanju.core.money import fen_to_yuan_str
 from shanju.ledger import service as ledger
 from shanju.organizations import service as organizations
@@ -73,6 +73,29 @@ CAMPAIGN_TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus,
     "end": (frozenset({CS.LIVE}), CS.ENDED, "ended"),
 }
 CAMPAIGN_ACTIONS: tuple[str, ...] = tuple(CAMPAIGN_TRANSITIONS)
+
+
+# Labels of values shown inside messages: the API shows the value, pages its translation.
+STATUS_LABELS: dict[str, str] = {
+    "draft": N_("Draft"), "scheduled": N_("Scheduled"), "live": N_("Live"),
+    "ended": N_("Campaign ended"), "applied": N_("Applied"), "approved": N_("Approved"),
+    "rejected": N_("Rejected"), "withdrawn": N_("Withdrawn"), "active": N_("Matching"),
+    "paused": N_("Paused"), "closed": N_("Closed"),
+}
+FIELD_LABELS: dict[str, str] = {
+    "days": N_("Number of days"), "org_quota": N_("Projects per organization"),
+    "hold_days": N_("Public notice period (days)"), "priority": N_("Priority"),
+}
+
+
+def status_label(value: str) -> Msg:
+    """Return a status for a message: its value in the API, its label on pages."""
+    return Msg(STATUS_LABELS.get(value, value), plain=value)
+
+
+def field_label(name: str) -> Msg:
+    """Return a field's name for a message: as is in the API, its label on pages."""
+    return Msg(FIELD_LABELS.get(name, name), plain=name)
 
 
 # --- permissions -----------------------------------------------------------------------------
@@ -334,10 +357,10 @@ def _text(value: str, *, field: str, max_len: int, required: bool, label: str) -
     value = value.strip()
     if required and not value:
         raise InvalidInput("%(label)s is required.", code="required", field=field,
-                           params={"label": label})
+                           params={"label": Msg(label)})
     if len(value) > max_len:
         raise InvalidInput("%(label)s can be at most %(n)s characters.", code="too_long",
-                           field=field, params={"label": label, "n": max_len})
+                           field=field, params={"label": Msg(label), "n": max_len})
     return value
 
 
@@ -345,7 +368,7 @@ def _int_in(value: int, *, field: str, low: int, high: int, code: str) -> int:
     if type(value) is not int or not low <= value <= high:
         raise InvalidInput("%(field)s must be a whole number from %(low)s to %(high)s.",
                            code=code, field=field,
-                           params={"field": field, "low": low, "high": high})
+                           params={"field": field_label(field), "low": low, "high": high})
     return value
 
 
@@ -368,7 +391,7 @@ def check_campaign_fields(
             if name not in given:
                 label = {"slug": N_("Slug"), "name": N_("Name"), "starts_on": N_("First day")}
                 raise InvalidInput("%(label)s is required.", code="required", field=name,
-                                   params={"label": label[name]})
+                                   params={"label": Msg(label[name])})
     else:
         changing = {k for k, v in given.items() if getattr(campaign, k) != v}
         if campaign.status is CS.ENDED and changing - ENDED_EDITABLE:
@@ -464,7 +487,7 @@ def parse_campaign_form(values: dict[str, str]) -> CampaignFields:
         elif name in _INT_CODES:
             if not raw.isdigit() or len(raw) > 6:
                 raise InvalidInput("%(field)s must be a whole number.", code=_INT_CODES[name],
-                                   field=name, params={"field": name})
+                                   field=name, params={"field": field_label(name)})
             setattr(result, name, int(raw))
         else:
             setattr(result, name, raw)
@@ -487,7 +510,7 @@ def parse_int_field(text: str, *, field: str, code: str) -> int:
     raw = text.strip()
     if not raw.isdigit() or len(raw) > 6:
         raise InvalidInput("%(field)s must be a whole number.", code=code, field=field,
-                           params={"field": field})
+                           params={"field": field_label(field)})
     return int(raw)
 
 
@@ -543,7 +566,8 @@ def check_campaign_transition(*, session: Session, campaign: Campaign, action: s
     if campaign.status not in sources:
         raise Conflict("A campaign cannot go from %(source)s to %(target)s.",
                        code="illegal_transition",
-                       params={"source": campaign.status.value, "target": target.value})
+                       params={"source": status_label(campaign.status.value),
+                               "target": status_label(target.value)})
     last_day = campaign_days(campaign)[1]
     if action in ("publish", "start") and last_day < today_cn():
         raise Conflict("The campaign's days are over; change its schedule first.",
@@ -641,10 +665,11 @@ def check_rule_params(params: RuleParams | dict[str, Any]) -> RuleParams:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ()))
+        detail = str(first.get("msg", ""))
+        if loc:
+            detail = loc + ": " + detail
         raise InvalidInput("The rule is not valid: %(detail)s", code="invalid_rule",
-                           field=loc or "rule",
-                           params={"detail": f"{loc}: {first.get('msg', '')}" if loc
-                                   else first.get("msg", "")}) from None
+                           field=loc or "rule", params={"detail": detail}) from None
 
 
 def _lock_pool(session: Session, campaign: Campaign, pool: MatchPool) -> MatchPool:
@@ -771,7 +796,8 @@ def do_set_pool_status(*, session: Session, actor: User, campaign: Campaign, poo
     if pool.status is not source:
         raise Conflict("A pool cannot go from %(source)s to %(target)s.",
                        code="illegal_transition",
-                       params={"source": pool.status.value, "target": target.value})
+                       params={"source": status_label(pool.status.value),
+                               "target": status_label(target.value)})
     diff = audit.changes(pool, status=target)
     session.flush()
     audit.record(session, actor_id=actor.id, action=f"campaigns.pool.{verb}",
@@ -984,7 +1010,7 @@ def do_apply(*, session: Session, actor: User, campaign: Campaign,
     if existing is not None and existing.status is not ES.WITHDRAWN:
         raise Conflict("This project has already applied (%(status)s).",
                        code="already_enrolled", field="project_id",
-                       params={"status": existing.status.value})
+                       params={"status": status_label(existing.status.value)})
     if _quota_used(session, campaign.id, org_id) >= campaign.org_quota:
         raise Conflict("Your organization has used its quota of %(quota)s projects in this "
                        "campaign.", code="org_quota_reached", field="project_id",
@@ -1024,7 +1050,8 @@ def do_decide_enrolment(*, session: Session, actor: User, enrolment: Enrolment, 
     if enrolment.status is not ES.APPLIED:
         raise Conflict("An enrolment cannot go from %(source)s to %(target)s.",
                        code="illegal_transition",
-                       params={"source": enrolment.status.value, "target": target.value})
+                       params={"source": status_label(enrolment.status.value),
+                               "target": status_label(target.value)})
     if approve:
         project = session.get(Project, enrolment.project_id)
         if project is None or project.status is not ProjectStatus.FUNDRAISING:
@@ -1057,7 +1084,8 @@ def do_withdraw(*, session: Session, actor: User, enrolment: Enrolment) -> Enrol
     if enrolment.status not in QUOTA_STATUSES:
         raise Conflict("An enrolment cannot go from %(source)s to %(target)s.",
                        code="illegal_transition",
-                       params={"source": enrolment.status.value, "target": "withdrawn"})
+                       params={"source": status_label(enrolment.status.value),
+                               "target": status_label("withdrawn")})
     diff = audit.changes(enrolment, status=ES.WITHDRAWN)
     session.flush()
     audit.record(session, actor_id=actor.id, action="campaigns.enrolment.withdrawn",
@@ -1075,10 +1103,10 @@ def do_set_frozen(*, session: Session, actor: User, enrolment: Enrolment, frozen
     clean = _text(reason or "", field="reason", max_len=200, required=frozen,
                   label=N_("Reason"))
     enrolment = _lock_enrolment(session, enrolment)
-    if enrolment.matching_frozen == frozen:
-        raise Conflict("Matching of this project is already frozen." if frozen else
-                       "Matching of this project is not frozen.",
-                       code="already_frozen" if frozen else "not_frozen")
+    if frozen and enrolment.matching_frozen:
+        raise Conflict("Matching of this project is already frozen.", code="already_frozen")
+    if not frozen and not enrolment.matching_frozen:
+        raise Conflict("Matching of this project is not frozen.", code="not_frozen")
     diff = audit.changes(enrolment, matching_frozen=frozen,
                          frozen_reason=clean if frozen else "")
     session.flush()
