@@ -15,9 +15,9 @@ RULE_CODES = ("campaign_not_live", "outside_hours", "not_enrolled", "matching_fr
               "org_cap", "daily_pot_exhausted", "pool_exhausted", "no_pool")
 ALL_CODES = RULE_CODES + fraud.REASONS
 PARAMS = {
-    "outside_hours": {"opens_at": "10:00", "closes_at": "23:59"},
+    "outside_hours": {"windows": [["10:00", "12:00"], ["20:00", "22:00"]]},
     "matching_frozen": {"frozen_reason": "核查中"},
-    "below_minimum": {"min_fen": 1_00},
+    "below_minimum": {"min_gift_fen": 1_00},
     "donor_daily_cap": {"cap_fen": 999_00},
     "project_daily_cap": {"cap_fen": 50_000_00},
     "org_cap": {"cap_fen": 200_000_00},
@@ -75,6 +75,20 @@ def test_a_cap_is_shown_in_yuan() -> None:
     assert "每位捐赠人每天最多可获得 ¥999 配捐" in zh.donor
     en = _explain("donor_daily_cap", "en")
     assert "at most ¥999 of matching a day" in en.donor
+
+
+def test_hours_from_the_rules_windows_or_the_campaigns_opening() -> None:
+    zh = _explain("outside_hours", "zh_CN")
+    assert "每天 10:00–12:00、20:00–22:00(北京时间)开放配捐" in zh.donor
+    en = _explain("outside_hours", "en", params={"opens_at": "10:00", "closes_at": "23:59"})
+    assert "open 10:00–23:59 (China time)" in en.donor
+
+
+def test_a_per_gift_maximum_is_said() -> None:
+    e = _explain("", "en", status=MatchStatus.MATCHED, matched=50_00,
+                 params={"max_match_per_gift_fen": 50_00})
+    assert "matched with ¥50.00 by a sponsor. A single gift is matched with at most ¥50." == \
+        e.donor.split("¥100.00 was ", 1)[1]
 
 
 def test_the_engine_may_name_a_cap_by_its_rule_parameter() -> None:

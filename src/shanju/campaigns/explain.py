@@ -12,8 +12,10 @@ Every matching decision stores a stable reason code and its parameters on the gi
 
 Messages are English msgids (``N_``) translated from ``messages.po``. Parameters:
 money keys end in ``_fen`` and are shown as yuan under the name without the suffix
-(``cap_fen`` → ``%(cap)s``); a message whose parameters are missing falls back to its
-wording without numbers, so an old or partial ``reason_params`` never breaks a page.
+(``cap_fen`` → ``%(cap)s``); the rule's own names are understood too (``min_gift_fen``,
+``max_match_per_gift_fen``, ``windows`` as ``[[start, end], ...]`` or ``opens_at`` and
+``closes_at``). A message whose parameters are missing falls back to its wording without
+numbers, so an old or partial ``reason_params`` never breaks a page.
 """
 
 from __future__ import annotations
@@ -55,14 +57,14 @@ REASONS: dict[str, _Reason] = {
     ),
     "outside_hours": _Reason(
         N_("Outside matching hours"),
-        N_("Matching runs from %(opens_at)s to %(closes_at)s (China time) on each day of the "
-           "giving day, and your gift was paid outside those hours."),
+        N_("Matching is open %(hours)s (China time) on each day of the giving day, and your "
+           "gift was paid outside those hours."),
         N_("Matching runs only during the giving day's daily hours, and your gift was paid "
            "outside them."),
-        N_("Paid outside the matching hours (%(opens_at)s–%(closes_at)s China time: the "
-           "campaign's opening hours or the pool rule's windows)."),
+        N_("Paid outside the matching hours (%(hours)s China time: the campaign's opening "
+           "hours or the pool rule's windows)."),
         N_("Paid outside the campaign's opening hours or the pool rule's windows."),
-        needs=("opens_at", "closes_at"),
+        needs=("hours",),
     ),
     "not_enrolled": _plain(
         N_("Project not in the giving day"),
@@ -234,6 +236,7 @@ _RELEASED = N_("The match that was held for this gift went back to the sponsor's
                "review; your gift itself went to the project in full.")
 _REVERSED = N_("Your gift was refunded, so its match went back to the sponsor's pool.")
 _NONE = N_("Your gift of %(amount)s went to the project in full, but it was not matched.")
+_PER_GIFT_MAX = N_("A single gift is matched with at most %(max)s.")
 _WHY = N_("Why: %(why)s")
 _UNKNOWN_REASON = N_("Reason code: %(code)s")
 
@@ -242,8 +245,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "min_fen": ("min_gift_fen",),
     "cap_fen": ("per_donor_daily_cap_fen", "per_project_daily_cap_fen", "per_org_cap_fen",
                 "daily_pot_fen", "pot_fen", "limit_fen"),
-    "opens_at": ("start", "window_start"),
-    "closes_at": ("end", "window_end"),
+    "max_fen": ("max_match_per_gift_fen",),
 }
 
 
@@ -270,6 +272,14 @@ def _values(locale: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
     for key, value in list(values.items()):
         if key.endswith("_fen") and type(value) is int:
             values.setdefault(key[:-4], format_fen(value, locale, cents=False))
+    if "hours" not in values:
+        windows = values.get("windows")
+        if "opens_at" in values and "closes_at" in values:
+            windows = [[values["opens_at"], values["closes_at"]]]
+        if isinstance(windows, list) and windows and all(
+                isinstance(w, list | tuple) and len(w) == 2 for w in windows):
+            sep = "、" if locale.startswith("zh") else ", "
+            values["hours"] = sep.join(f"{a}–{b}" for a, b in windows)
     return values
 
 
@@ -332,6 +342,8 @@ def explain(
     else:
         head = _NONE
     headline = _say(locale, head, values)
+    if status == MatchStatus.MATCHED and not reason and "max" in values:
+        headline = _join(locale, headline, _say(locale, _PER_GIFT_MAX, values))
     donor_why = _say(locale, _WHY, {"why": why_donor}) if why_donor else ""
     reviewer_why = _say(locale, _WHY, {"why": why_reviewer}) if why_reviewer else ""
     return Explanation(
