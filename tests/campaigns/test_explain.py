@@ -79,7 +79,7 @@ def test_a_cap_is_shown_in_yuan() -> None:
 
 def test_hours_from_the_rules_windows_or_the_campaigns_opening() -> None:
     zh = _explain("outside_hours", "zh_CN")
-    assert "每天 10:00–12:00、20:00–22:00(北京时间)开放配捐" in zh.donor
+    assert "每天 10:00–12:00、20:00–22:00（北京时间）开放配捐" in zh.donor
     en = _explain("outside_hours", "en", params={"opens_at": "10:00", "closes_at": "23:59"})
     assert "open 10:00–23:59 (China time)" in en.donor
 

@@ -72,7 +72,7 @@ def test_the_donor_reads_why_their_gift_was_not_matched(db: Database,
     page = client.get(f"/campaigns/gifts/{w.not_matched}")
     assert page.status_code == 200
     html = page.text
-    assert "为什么我的捐赠没有获得配捐?" in html
+    assert "为什么我的捐赠没有获得配捐？" in html
     assert "已达每人每日配捐上限" in html
     assert "每位捐赠人每天最多可获得 ¥999 配捐" in html
     assert "山区儿童过冬衣物" in html and "王小明" in html  # their own name, unmasked

@@ -17,14 +17,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
-from shanju.campaigns import locks
+from shanju.campaigns import check, locks, rules
+from shanju.campaigns.engine import stat_rows
 from shanju.campaigns.models import (
     Campaign,
+    CampaignCounter,
     CampaignGift,
+    CampaignStat,
+    GiftStatus,
     MatchPool,
     MatchStatus,
     Sponsor,
@@ -170,10 +174,11 @@ def do_release_held(*, session: Session, order_id: str, actor: User) -> Campaign
 
 
 def _release_held(session: Session, gift: CampaignGift, *, actor: User) -> CampaignGift:
-    """Smallest private version of ``campaigns.flows.release_held`` (the engine's; not on main
-    yet): hold → pool in the ledger, the pool's remaining money back, the gift released.
-
-    The caps the match counted towards stay used (conservative: a cap is never exceeded).
+    """Smallest private version of ``campaigns.flows.release_held`` (the engine's, not on main
+    when this was written), keeping what ``shanju campaigns check`` verifies: the match moves
+    hold → pool in the ledger and back into ``remaining_fen``; the caps it counted towards are
+    freed (as for a refund); the live stats stop counting it as matched. Runs under the
+    campaign lock (the caller's).
     """
     pool_id = gift.pool_id
     amount = gift.matched_fen
@@ -187,6 +192,30 @@ def _release_held(session: Session, gift: CampaignGift, *, actor: User) -> Campa
         dedupe_key=f"campaign.match_released:{gift.id}", actor_id=actor.id,
         no_overdraft_source=True,
     ))
+    ctx = rules.GiftContext(
+        gift.order_id, gift.amount_fen, check.donor_key(gift.donor_id, gift.payer_hash,
+                                                        gift.order_id),
+        gift.project_id, gift.organization_id, gift.day.isoformat(), "")
+    session.execute(
+        update(CampaignCounter)
+        .where(CampaignCounter.campaign_id == gift.campaign_id,
+               CampaignCounter.key.in_(rules.all_counter_keys(pool_id, ctx)))
+        .values(value=case((CampaignCounter.value >= amount, CampaignCounter.value - amount),
+                           else_=0)))
+    if gift.status == GiftStatus.PAID:
+        row = (gift.campaign_id, gift.project_id, gift.organization_id, gift.province,
+               check.minute_key(gift.paid_at))
+        old = stat_rows([(*row, pool_id, 1, gift.amount_fen, amount)])
+        new = stat_rows([(*row, None, 1, gift.amount_fen, 0)])
+        for key in set(old) | set(new):
+            was, now = old.get(key, [0, 0, 0]), new.get(key, [0, 0, 0])
+            session.execute(
+                update(CampaignStat)
+                .where(CampaignStat.campaign_id == key[0], CampaignStat.dim == key[1],
+                       CampaignStat.key == key[2])
+                .values(gifts=CampaignStat.gifts + now[0] - was[0],
+                        raised_fen=CampaignStat.raised_fen + now[1] - was[1],
+                        matched_fen=CampaignStat.matched_fen + now[2] - was[2]))
     change = audit.changes(gift, match_status=MatchStatus.RELEASED)
     audit.record(session, actor_id=actor.id, action="campaigns.match.released",
                  object_type="campaign_gift", object_id=gift.id,
