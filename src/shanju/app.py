@@ -82,6 +82,8 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.accounts import api as accounts_api
     from shanju.accounts import views as accounts_views
     from shanju.campaigns import api as campaigns_api
+    from shanju.campaigns import gift_api as campaigns_gift_api
+    from shanju.campaigns import gift_views as campaigns_gift_views
     from shanju.campaigns import views as campaigns_views
     from shanju.complaints import api as complaints_api
     from shanju.complaints import views as complaints_views
@@ -97,11 +99,15 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.site import views as site_views
 
     for api in (
+        # campaigns_gift_api before other campaign routers: its literal /campaigns/holds and
+        # /campaigns/gifts/... must win over /campaigns/{id} patterns.
+        campaigns_gift_api,
         accounts_api, organizations_api, projects_api, donations_api, payments_api,
         complaints_api, ledger_api, campaigns_api,
     ):
         app.include_router(api.router, prefix="/api/v1")
     for views in (
+        campaigns_gift_views,  # before other campaign pages (see campaigns_gift_api)
         site_views, accounts_views, organizations_views, projects_views, donations_views,
         payments_views, complaints_views, campaigns_views,
     ):
