@@ -81,6 +81,8 @@ def _install_docs(app: FastAPI) -> None:
 def _include_routers(app: FastAPI) -> None:
     from shanju.accounts import api as accounts_api
     from shanju.accounts import views as accounts_views
+    from shanju.campaigns import live_api as campaigns_live_api
+    from shanju.campaigns import pages as campaigns_pages
     from shanju.complaints import api as complaints_api
     from shanju.complaints import views as complaints_views
     from shanju.donations import api as donations_api
@@ -96,12 +98,15 @@ def _include_routers(app: FastAPI) -> None:
 
     for api in (
         accounts_api, organizations_api, projects_api, donations_api, payments_api,
-        complaints_api, ledger_api,
+        complaints_api, ledger_api, campaigns_live_api,
     ):
         app.include_router(api.router, prefix="/api/v1")
     for views in (
         site_views, accounts_views, organizations_views, projects_views, donations_views,
         payments_views, complaints_views,
+        # After any /campaigns/<fixed path> page of the organizers: "/campaigns/{slug}" is
+        # a catch-all for one path segment.
+        campaigns_pages,
     ):
         app.include_router(views.router, include_in_schema=False)
 
