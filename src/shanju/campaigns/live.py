@@ -554,6 +554,11 @@ class Broadcaster:
         self._wake: asyncio.Event | None = None
         self.reads = 0  # how many snapshots were read (for tests and metrics)
 
+    @property
+    def running(self) -> bool:
+        """Whether the background task is running (it stops when nobody listens)."""
+        return self._task is not None and not self._task.done()
+
     def subscribers(self, campaign_id: int) -> int:
         """How many listen to a campaign."""
         return len(self._subscribers.get(campaign_id, ()))
@@ -579,6 +584,8 @@ class Broadcaster:
                 if not subs:
                     del self._subscribers[campaign_id]
                     self._latest.pop(campaign_id, None)
+                    if not self._subscribers and self._wake is not None:
+                        self._wake.set()  # nobody left: let the task end now
 
     def _ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
