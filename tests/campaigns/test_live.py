@@ -4,59 +4,30 @@ match status, read from the stats the engine keeps (written here as an engine ba
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 import pytest
 from sqlalchemy.orm import Session
 
 from shanju.campaigns import live
-from shanju.campaigns.models import (
-    Campaign,
-    CampaignCounter,
-    CampaignStat,
-    CampaignStatus,
-    Enrolment,
-    EnrolmentStatus,
-)
+from shanju.campaigns.engine import GiftResult, apply_batch
+from shanju.campaigns.models import Campaign, CampaignStatus, Enrolment, EnrolmentStatus
 from shanju.core.clock import CHINA_TZ
 from shanju.core.db import Database
 from shanju.core.errors import NotFound
-from tests.factories import make_campaign, make_org, make_pool, make_project
+from shanju.projects.models import Project
+from tests.factories import make_campaign, make_org, make_paid_gift, make_pool, make_project
 
 # 10:30 China time on the campaign's day (tests pass it as "now").
 NOW = dt.datetime.now(CHINA_TZ).replace(hour=10, minute=30, second=20, microsecond=0)
 
 
-@dataclass(frozen=True)
-class G:
-    """A gift as the stats see it."""
-
-    project_id: int
-    org_id: int
-    province: str | None
-    amount_fen: int
-    matched_fen: int = 0
-    pool_id: int | None = None
-    at: dt.datetime = NOW
-
-
-def add_stats(session: Session, campaign: Campaign, gifts: list[G]) -> None:
-    """Add the gifts to the campaign's stats, one row per dimension and key (the engine's)."""
-    for g in gifts:
-        keys = [("total", ""), ("project", str(g.project_id)), ("org", str(g.org_id)),
-                ("province", g.province or ""), ("minute", live.minute_key(g.at))]
-        if g.pool_id is not None and g.matched_fen:
-            keys.append(("pool", str(g.pool_id)))
-        for dim, key in keys:
-            row = session.get(CampaignStat, (campaign.id, dim, key))
-            if row is None:
-                row = CampaignStat(campaign_id=campaign.id, dim=dim, key=key, gifts=0,
-                                   raised_fen=0, matched_fen=0)
-                session.add(row)
-            row.gifts += 1
-            row.raised_fen += g.amount_fen
-            row.matched_fen += g.matched_fen
-        session.flush()
+def give(session: Session, campaign: Campaign, project: Project, amount_fen: int, *,
+         at: dt.datetime = NOW, province: str | None = "北京") -> GiftResult:
+    """A paid gift through the engine (one batch, in the caller's transaction)."""
+    (result,) = apply_batch(session, [make_paid_gift(
+        campaign_id=campaign.id, project_id=project.id, amount_fen=amount_fen, paid_at=at,
+        province=province)], worker="test")
+    return result
 
 
 def _world(s: Session) -> dict[str, int]:
@@ -66,20 +37,21 @@ def _world(s: Session) -> dict[str, int]:
     p2 = make_project(s, org=a, title="山区孩子营养午餐")
     p3 = make_project(s, org=b, title="先心病儿童救助")
     campaign = make_campaign(s, projects=[p1, p2, p3])
-    big = make_pool(s, campaign=campaign, budget_fen=1_000_000, sponsor_name="腾讯公益",
-                    priority=1)
+    # The small pool goes first and runs out on the first gift; the big one matches the rest:
+    # from ¥30, at most ¥150 a gift.
     small = make_pool(s, campaign=campaign, budget_fen=50_000, sponsor_name="爱心企业甲",
-                      priority=2)
-    small.remaining_fen = 0
-    small.exhausted_at = NOW - dt.timedelta(minutes=5)
-    big.remaining_fen = 1_000_000 - 30_000
-    add_stats(s, campaign, [
-        G(p1.id, a.id, "云南", 10_000, 10_000, big.id, NOW - dt.timedelta(minutes=2)),
-        G(p1.id, a.id, "云南", 5_000, 5_000, big.id, NOW - dt.timedelta(minutes=2)),
-        G(p2.id, a.id, "北京", 2_000, 0, None, NOW - dt.timedelta(minutes=1)),
-        G(p3.id, b.id, None, 40_000, 15_000, big.id, NOW),
-        G(p3.id, b.id, "北京", 50_000, 50_000, small.id, NOW - dt.timedelta(minutes=40)),
-    ])
+                      priority=1)
+    big = make_pool(s, campaign=campaign, budget_fen=1_000_000, sponsor_name="腾讯公益",
+                    priority=2, params={"min_gift_fen": 3_000, "max_match_per_gift_fen": 15_000})
+    minutes = dt.timedelta(minutes=1)
+    matched = [
+        give(s, campaign, p3, 50_000, at=NOW - 40 * minutes),
+        give(s, campaign, p1, 10_000, at=NOW - 2 * minutes, province="云南"),
+        give(s, campaign, p1, 5_000, at=NOW - 2 * minutes, province="云南"),
+        give(s, campaign, p2, 2_000, at=NOW - minutes),
+        give(s, campaign, p3, 40_000, province=None),
+    ]
+    assert [r.matched_fen for r in matched] == [50_000, 10_000, 5_000, 0, 15_000]
     return {"campaign": campaign.id, "p1": p1.id, "p2": p2.id, "p3": p3.id, "a": a.id,
             "b": b.id, "big": big.id, "small": small.id}
 
@@ -92,12 +64,12 @@ def test_totals_pools_and_gifts_per_minute(db: Database) -> None:
         assert totals == live.Totals(gifts=5, raised_fen=107_000, matched_fen=80_000)
         assert totals.total_fen == 187_000
 
-        big, small = live.pools(session=s, campaign_id=w["campaign"])
+        small, big = live.pools(session=s, campaign_id=w["campaign"])  # by priority
         assert (big.pool_id, big.sponsor_name) == (w["big"], "腾讯公益")
         assert (big.remaining_fen, big.committed_fen, big.percent_left) == (970_000, 1_000_000, 97)
         assert (big.matched_fen, big.gifts, big.exhausted_at) == (30_000, 3, None)
         assert (small.remaining_fen, small.percent_left, small.matched_fen) == (0, 0, 50_000)
-        assert small.exhausted_at == NOW - dt.timedelta(minutes=5)
+        assert small.exhausted_at is not None
 
         minutes = live.gifts_per_minute(session=s, campaign_id=w["campaign"], now=NOW)
         assert len(minutes) == live.CHART_MINUTES
@@ -119,8 +91,9 @@ def test_leaderboards_rank_by_money_with_names(db: Database) -> None:
     assert projects[0].name == "先心病儿童救助" and projects[0].url == f"/projects/{w['p3']}"
     assert [(e.name, e.raised_fen, e.gifts) for e in boards["organizations"]] == [
         ("北京春苗公益基金会", 90_000, 2), ("云南山区助学促进会", 17_000, 3)]
+    # A gift without a province counts in no province.
     assert [(e.key, e.name_en, e.raised_fen) for e in boards["provinces"]] == [
-        ("北京", "Beijing", 52_000), ("", "—", 40_000), ("云南", "Yunnan", 15_000)]
+        ("北京", "Beijing", 52_000), ("云南", "Yunnan", 15_000)]
     # Sponsors by money matched; raised_fen carries what they committed.
     assert [(e.name, e.matched_fen, e.raised_fen) for e in boards["sponsors"]] == [
         ("爱心企业甲", 50_000, 50_000), ("腾讯公益", 30_000, 1_000_000)]
@@ -192,16 +165,10 @@ def test_project_match_status_shows_the_cap_left_today(db: Database) -> None:
         capped = make_pool(s, campaign=campaign, budget_fen=100_000,
                            params={"per_project_daily_cap_fen": 30_000}, priority=1)
         open_pool = make_pool(s, campaign=campaign, budget_fen=8_000, priority=2)
-        day = NOW.date()
-        s.add(CampaignCounter(campaign_id=campaign.id,
-                              key=live.project_day_counter_key(capped.id, p.id, day),
-                              value=12_500))
-        # Yesterday's use does not count today.
-        s.add(CampaignCounter(
-            campaign_id=campaign.id,
-            key=live.project_day_counter_key(capped.id, p.id, day - dt.timedelta(days=1)),
-            value=30_000))
-        add_stats(s, campaign, [G(p.id, org.id, "云南", 12_500, 12_500, capped.id)])
+        campaign.starts_on -= dt.timedelta(days=1)  # it began yesterday
+        give(s, campaign, p, 12_500)
+        # What the project was matched yesterday does not count against today's cap.
+        give(s, campaign, p, 29_000, at=NOW - dt.timedelta(days=1))
         ids = (p.id, outsider.id, campaign.id, capped.id, open_pool.id)
     pid, outsider_id, cid, capped_id, open_id = ids
     with db.transaction(write=False) as s:
@@ -209,7 +176,8 @@ def test_project_match_status_shows_the_cap_left_today(db: Database) -> None:
         (m,) = live.project_match_status(session=s, project_id=pid, now=NOW)
         assert m.campaign.id == cid
     assert m.enrolled and not m.frozen and m.open_now
-    assert (m.raised_fen, m.matched_fen, m.gifts) == (12_500, 12_500, 1)
+    assert (m.raised_fen, m.matched_fen, m.gifts) == (41_500, 41_500, 2)
+    assert m.matched_today_fen == 12_500
     assert [(c.pool_id, c.cap_fen, c.used_fen, c.left_fen) for c in m.caps] == [
         (capped_id, 30_000, 12_500, 17_500), (open_id, None, 0, None)]
     assert m.cap_left_fen == 17_500

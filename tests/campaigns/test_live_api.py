@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from shanju.campaigns.models import CampaignStatus
 from shanju.core.clock import utcnow
 from shanju.core.db import Database
-from tests.campaigns.test_live import G, add_stats
+from tests.campaigns.test_live import give
 from tests.factories import make_campaign, make_org, make_pool, make_project
 
 
@@ -20,11 +20,11 @@ def _campaign(db: Database, *, status: CampaignStatus = CampaignStatus.LIVE) -> 
         p = make_project(s, org=org, title="乡村学校冬季温暖包")
         campaign = make_campaign(s, projects=[p], status=status)
         pool = make_pool(s, campaign=campaign, budget_fen=100_000, sponsor_name="腾讯公益",
-                         params={"per_project_daily_cap_fen": 20_000})
-        pool.remaining_fen -= 12_345
-        now = utcnow()
-        add_stats(s, campaign, [G(p.id, org.id, "云南", 12_345, 12_345, pool.id, now),
-                                G(p.id, org.id, "北京", 100, 0, None, now)])
+                         params={"per_project_daily_cap_fen": 20_000, "min_gift_fen": 1_000})
+        if status == CampaignStatus.LIVE:
+            now = utcnow()
+            give(s, campaign, p, 12_345, at=now, province="云南")
+            give(s, campaign, p, 100, at=now)  # below the minimum: not matched
         return {"campaign": campaign.id, "project": p.id, "pool": pool.id,
                 "slug": campaign.slug}  # type: ignore[dict-item]
 
@@ -73,9 +73,8 @@ def test_project_match_api(client: TestClient, db: Database) -> None:
     assert m["campaign_id"] == ids["campaign"] and m["enrolled"] and not m["frozen"]
     assert (m["raised_fen"], m["matched_fen"], m["gifts"]) == (12_445, 12_345, 2)
     (cap,) = m["caps"]
-    # No counter yet (the stats were written by hand): the whole cap is left.
-    assert (cap["cap_fen"], cap["left_fen"]) == (20_000, 20_000)
-    assert m["cap_left_today_fen"] == 20_000
+    assert (cap["cap_fen"], cap["used_fen"], cap["left_fen"]) == (20_000, 12_345, 7_655)
+    assert m["cap_left_today_fen"] == 7_655 and m["matched_today_fen"] == 12_345
     assert client.get("/api/v1/projects/999999/campaign-match").status_code == 404
 
 
@@ -99,7 +98,7 @@ def test_pages_show_the_figures(client: TestClient, db: Database) -> None:
     project = client.get(f"/projects/{ids['project']}")
     assert project.status_code == 200
     assert f'id="match-{ids["slug"]}"' in project.text
-    assert "¥200 left of today&#39;s ¥200 cap" in client.get(
+    assert "¥76.55 left of today&#39;s ¥200 cap" in client.get(
         f"/projects/{ids['project']}?lang=en").text
 
 

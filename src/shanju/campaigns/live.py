@@ -29,6 +29,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shanju.campaigns import rules
 from shanju.campaigns.models import (
     Campaign,
     CampaignCounter,
@@ -459,9 +460,16 @@ class ProjectMatch:
         return sum(capped) if capped else None
 
 
+_PROJECT_CAP_ONLY = RuleParams(per_project_daily_cap_fen=1)
+
+
 def project_day_counter_key(pool_id: int, project_id: int, day: dt.date) -> str:
-    """Return the counter key behind a pool's per-project daily cap (see rules.py)."""
-    return f"p{pool_id}:project:{project_id}:{day.isoformat()}"
+    """Return the counter key behind a pool's per-project daily cap, as the rules name it
+    (asked of ``rules.counter_keys`` so the two never disagree)."""
+    context = rules.GiftContext(order_id="", amount_fen=1, donor_key="", project_id=project_id,
+                                organization_id=0, day=day.isoformat(), hhmm="00:00")
+    (key,) = rules.counter_keys(_PROJECT_CAP_ONLY, pool_id, context)
+    return key
 
 
 def _project_day_used(session: Session, campaign_id: int, pool_ids: Sequence[int],
