@@ -84,6 +84,8 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.campaigns import api as campaigns_api
     from shanju.campaigns import gift_api as campaigns_gift_api
     from shanju.campaigns import gift_views as campaigns_gift_views
+    from shanju.campaigns import live_api as campaigns_live_api
+    from shanju.campaigns import pages as campaigns_pages
     from shanju.campaigns import views as campaigns_views
     from shanju.complaints import api as complaints_api
     from shanju.complaints import views as complaints_views
@@ -103,13 +105,16 @@ def _include_routers(app: FastAPI) -> None:
         # /campaigns/gifts/... must win over /campaigns/{id} patterns.
         campaigns_gift_api,
         accounts_api, organizations_api, projects_api, donations_api, payments_api,
-        complaints_api, ledger_api, campaigns_api,
+        complaints_api, ledger_api, campaigns_api, campaigns_live_api,
     ):
         app.include_router(api.router, prefix="/api/v1")
     for views in (
         campaigns_gift_views,  # before other campaign pages (see campaigns_gift_api)
         site_views, accounts_views, organizations_views, projects_views, donations_views,
         payments_views, complaints_views, campaigns_views,
+        # After any /campaigns/<fixed path> page of the organizers: "/campaigns/{slug}" is
+        # a catch-all for one path segment.
+        campaigns_pages,
     ):
         app.include_router(views.router, include_in_schema=False)
 
