@@ -110,8 +110,10 @@ def _unb64(text: str) -> bytes:
 
 
 # The token's payload keys (short: the token travels in every callback).
-_FIELDS = {"v": int, "o": str, "c": int, "p": int, "u": int, "n": str, "a": bool, "m": str,
-           "r": (str, type(None)), "f": int, "x": int}
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "v": int, "o": str, "c": int, "p": int, "u": int, "n": str, "a": bool, "m": str,
+    "r": (str, type(None)), "f": int, "x": int,
+}
 
 
 class OrderSigner:
