@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shanju import __version__
-from shanju.campaigns.checkout import engine_lifespan
+from shanju.campaigns.checkout import OrderCallbackLane, engine_lifespan
 from shanju.campaigns.orders import OrderSigner
 from shanju.core import i18n
 from shanju.core.config import Settings, get_settings
@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.orders = OrderSigner(settings.secret_key)
 
     _install_middleware(app, settings)
+    # Outermost: the giving day's payment callbacks skip the page middleware (see checkout).
+    app.add_middleware(OrderCallbackLane)
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
     _include_routers(app)

@@ -202,7 +202,7 @@ def test_the_giving_day_pages(live: TestClient, day: Day, db: Database) -> None:
     action = f'action="/campaigns/{day.campaign_id}/projects/{day.project_id}/donate"'
     assert action in page.text and "giving-day-banner" in page.text
     # A project outside the campaign keeps the ordinary donate form.
-    assert 'action="/projects/%d/donate"' % day.outsider_id in live.get(
+    assert f'action="/projects/{day.outsider_id}/donate"' in live.get(
         f"/projects/{day.outsider_id}").text
 
     form = {"csrf_token": csrf, "amount": "20", "custom_amount": "", "donor_name": "张三丰",

@@ -248,6 +248,7 @@ def _client(port: int, batches: list[list[bytes]], go: Any, done: Any, out: Any)
 
 def _free(port: int) -> bool:
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -265,7 +266,8 @@ def start_server(database_url: str, port: int, *, workers: int = 1) -> subproces
            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
            "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
            "--http", "httptools", "--timeout-graceful-shutdown", "30"]
-    server = subprocess.Popen(cmd, env=env)  # noqa: S603 - our own interpreter and module
+    # The server's log goes to stderr: stdout is the report's.
+    server = subprocess.Popen(cmd, env=env, stdout=sys.stderr)  # noqa: S603 - our own module
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:
