@@ -333,6 +333,42 @@ def bench_donations(
         raise typer.Exit(1)
 
 
+@bench_app.command("http")
+def bench_http(
+    donations: Annotated[int, typer.Option(min=1, help="How many paid gifts to send.")] = 20_000,
+    clients: Annotated[int, typer.Option(min=1, max=16, help="Client processes.")] = 2,
+    connections: Annotated[int, typer.Option(
+        min=1, max=512, help="Keep-alive connections per client process.")] = 32,
+    port: Annotated[int, typer.Option(help="Port for the benchmark's server.")] = 8106,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Server worker processes.")] = 1,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="An EMPTY database to use (default: a temporary SQLite file).",
+        show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
+) -> None:
+    """Giving-day gifts through the running server's HTTP API, from several client processes
+    over loopback: payment callbacks answered once durable. Last line: one JSON object."""
+    from shanju.campaigns import bench_http as bench
+
+    err = Console(stderr=True)
+    progress, advance = _bench_progress(donations, "Paid callbacks")
+    with progress:
+        report = bench.run(
+            donations=donations, clients=clients, connections=connections, port=port,
+            database_url=database_url, workers=workers, progress=advance,
+            on_phase=lambda msg: progress.console.log(msg),
+        )
+    if not as_json:
+        err.print(
+            f"{report['donations_per_s']:,} donations/s · p50 {report['p50_ms']} ms · "
+            f"p99 {report['p99_ms']} ms · errors {report['errors']} · invariants "
+            f"{'ok' if report['ok'] else 'FAILED'} ({report['db']}, {report['clients']} "
+            f"clients × {report['connections'] // report['clients']} connections)")
+    typer.echo(json.dumps(report, ensure_ascii=False))
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
 @bench_app.command("pages")
 def bench_pages(
     requests: Annotated[int, typer.Option(min=1, help="Requests per page.")] = 50,
