@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
+from shanju.campaigns.engine import PaidGift
 from shanju.campaigns.models import (
     Campaign,
     CampaignBatch,
@@ -28,7 +29,7 @@ from shanju.campaigns.models import (
     Sponsor,
 )
 from shanju.campaigns.rules import RuleParams
-from shanju.core.clock import today_cn
+from shanju.core.clock import today_cn, utcnow
 from shanju.core.security import hash_password
 from shanju.ledger import service as ledger
 from shanju.organizations import uscc
@@ -169,7 +170,7 @@ def make_campaign_gift(session: Session, *, campaign: Campaign, project: Project
     session.add(batch)
     session.flush()
     gift = CampaignGift(
-        order_id=order_id or f"o_test{n}", campaign_id=campaign.id, project_id=project.id,
+        order_id=order_id or f"o_row{n}", campaign_id=campaign.id, project_id=project.id,
         organization_id=project.recipient_org_id, donor_id=donor_id, donor_name="测试用户",
         amount_fen=amount_fen, provider="sandbox", provider_txn_id=f"txn{n}",
         payer_hash=payer_hash, day=today_cn(), status=status, reason=reason,
@@ -178,3 +179,22 @@ def make_campaign_gift(session: Session, *, campaign: Campaign, project: Project
     session.add(gift)
     session.flush()
     return gift
+
+
+_orders = itertools.count(1)
+
+
+def make_paid_gift(*, campaign_id: int, project_id: int, amount_fen: int = 10_000,
+                   donor_id: int | None = None, order_id: str | None = None,
+                   paid_at: dt.datetime | None = None, provider: str = "sandbox",
+                   payer_hash: str = "", device_hash: str = "", province: str | None = "北京",
+                   donor_name: str = "张三", anonymous: bool = False) -> PaidGift:
+    """A confirmed payment for a giving-day order, as the checkout hands it to the engine."""
+    n = next(_orders)
+    order = order_id or f"o_test{n:08d}"
+    return PaidGift(
+        order_id=order, campaign_id=campaign_id, project_id=project_id, donor_id=donor_id,
+        donor_name=donor_name, anonymous=anonymous, message="", province=province,
+        amount_fen=amount_fen, provider=provider, provider_txn_id=f"txn_{order}",
+        payer_hash=payer_hash, device_hash=device_hash, paid_at=paid_at or utcnow(),
+    )
