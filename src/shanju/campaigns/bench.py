@@ -42,6 +42,7 @@ from __future__ import annotations
 import bisect
 import concurrent.futures
 import datetime as dt
+import functools
 import gc
 import hashlib
 import itertools
@@ -437,7 +438,7 @@ def run_engine(database: Database, submissions: Sequence[PaidGift], *, rate: flo
                 submitted_at[index] = due  # open loop: count from the scheduled arrival
             future = submit(gift)
             futures[index] = future
-            future.add_done_callback(lambda f, i=index: on_done(i, f))
+            future.add_done_callback(functools.partial(on_done, index))
 
     generator = threading.Thread(target=generate, name="giving-day-generator", daemon=True)
     generator.start()
@@ -544,7 +545,7 @@ def check_caps(session: Session, campaign_id: int) -> list[str]:
         yield from session.execute(
             select(CampaignGift.pool_id, *keys, func.sum(CampaignGift.matched_fen))
             .where(*base).group_by(CampaignGift.pool_id, *keys)
-        ).tuples()
+        )
 
     def current(pool_id: int) -> RuleParams:
         return rules[(pool_id, pools[pool_id].rule_version)]
@@ -600,13 +601,13 @@ def check_invariants(database: Database, world: World, submissions: Sequence[Pai
             select(CampaignGift.project_id, func.sum(CampaignGift.amount_fen))
             .where(CampaignGift.campaign_id == world.campaign_id)
             .group_by(CampaignGift.project_id)
-        ).tuples().all())
+        ).all())
         matched = dict(session.execute(
             select(CampaignGift.project_id, func.sum(CampaignGift.matched_fen))
             .where(CampaignGift.campaign_id == world.campaign_id,
                    CampaignGift.match_status == MatchStatus.MATCHED)
             .group_by(CampaignGift.project_id)
-        ).tuples().all())
+        ).all())
         funds = ledger.balances(session, [ledger.project_fund(p) for p in world.project_ids])
         pools = session.scalars(select(MatchPool).where(
             MatchPool.campaign_id == world.campaign_id).order_by(MatchPool.id)).all()
@@ -668,12 +669,12 @@ def pool_report(database: Database, world: World, started_at: dt.datetime) -> di
             select(CampaignGift.reason, func.count())
             .where(CampaignGift.campaign_id == world.campaign_id)
             .group_by(CampaignGift.reason)
-        ).tuples().all()))
+        ).all()))
         statuses = Counter(dict(session.execute(
             select(CampaignGift.match_status, func.count())
             .where(CampaignGift.campaign_id == world.campaign_id)
             .group_by(CampaignGift.match_status)
-        ).tuples().all()))
+        ).all()))
         batches = session.execute(
             select(func.count(), func.avg(CampaignBatch.gifts), func.max(CampaignBatch.gifts))
             .where(CampaignBatch.worker != "baseline")
