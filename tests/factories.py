@@ -17,9 +17,12 @@ from shanju.accounts.models import Role, User
 from shanju.campaigns.engine import PaidGift
 from shanju.campaigns.models import (
     Campaign,
+    CampaignBatch,
+    CampaignGift,
     CampaignStatus,
     Enrolment,
     EnrolmentStatus,
+    GiftStatus,
     MatchPool,
     PoolKind,
     PoolRule,
@@ -154,6 +157,28 @@ def make_pool(session: Session, *, campaign: Campaign, budget_fen: int = 1_000_0
         ))
     session.flush()
     return pool
+
+
+def make_campaign_gift(session: Session, *, campaign: Campaign, project: Project,
+                       amount_fen: int, donor_id: int | None = None,
+                       status: GiftStatus = GiftStatus.PAID, reason: str = "",
+                       payer_hash: str = "", order_id: str | None = None) -> CampaignGift:
+    """A paid giving-day gift row (no matching decision, not posted to the ledger: use the
+    engine for that), in a batch of its own."""
+    n = next(_seq)
+    batch = CampaignBatch(gifts=1, worker="factory")
+    session.add(batch)
+    session.flush()
+    gift = CampaignGift(
+        order_id=order_id or f"o_row{n}", campaign_id=campaign.id, project_id=project.id,
+        organization_id=project.recipient_org_id, donor_id=donor_id, donor_name="测试用户",
+        amount_fen=amount_fen, provider="sandbox", provider_txn_id=f"txn{n}",
+        payer_hash=payer_hash, day=today_cn(), status=status, reason=reason,
+        batch_id=batch.id,
+    )
+    session.add(gift)
+    session.flush()
+    return gift
 
 
 _orders = itertools.count(1)
