@@ -578,6 +578,11 @@ def upsert_stats(sql: _Sql, deltas: dict[tuple[int, str, str], list[int]]) -> No
             f"VALUES (?, ?, ?, ?, ?, ?) {update}", rows)
 
 
+def add_stats(session: Session, deltas: dict[tuple[int, str, str], list[int]]) -> None:
+    """Add ``deltas`` (from :func:`stat_rows`, possibly negative) to the live stats."""
+    upsert_stats(_Sql(session), deltas)
+
+
 def _upsert_stats(sql: _Sql, decided: list[_Decided]) -> None:
     upsert_stats(sql, stat_rows([
         (d.gift.campaign_id, d.gift.project_id, d.org_id, d.gift.province, d.minute, d.pool_id,
