@@ -116,8 +116,10 @@ def test_refund_is_once_and_only_for_reviewers_and_the_receiving_org(db: Databas
 @pytest.fixture
 def holding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Anti-fraud holds every match (whatever the real rules are)."""
-    monkeypatch.setattr(fraud, "assess", lambda facts, counters: fraud.Verdict(
-        fraud.Action.HOLD, "shared_payer", {"accounts": 3}))
+    def hold(facts: fraud.GiftFacts, counters: dict[str, int]) -> fraud.Verdict:
+        return fraud.Verdict(fraud.Action.HOLD, "shared_payer", {"accounts": 3})
+
+    monkeypatch.setattr(fraud, "assess", hold)
 
 
 def test_held_match_settles_after_the_notice_period(db: Database, holding: None) -> None:
