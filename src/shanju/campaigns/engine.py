@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+import shanju.models  # noqa: F401 - every table mapped, so a bare writer process can flush
 from shanju.campaigns import fraud, locks, rules
 from shanju.campaigns.models import CampaignStatus, MatchStatus
 from shanju.campaigns.rules import GiftContext, RuleParams
