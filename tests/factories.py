@@ -17,10 +17,14 @@ from shanju.accounts.models import Role, User
 from shanju.campaigns.engine import PaidGift
 from shanju.campaigns.models import (
     Campaign,
+    CampaignBatch,
+    CampaignGift,
     CampaignStatus,
     Enrolment,
     EnrolmentStatus,
+    GiftStatus,
     MatchPool,
+    MatchStatus,
     PoolKind,
     PoolRule,
     Sponsor,
@@ -175,13 +179,11 @@ def make_paid_gift(*, campaign_id: int, project_id: int, amount_fen: int = 10_00
     )
 
 
-# --- giving-day gifts (fraud) ----------------------------------------------------------------
-from shanju.campaigns.models import CampaignBatch, CampaignGift, MatchStatus  # noqa: E402
-
-
 def make_campaign_gift(session: Session, *, campaign: Campaign, project: Project,
-                       donor: User | None = None, amount_fen: int = 100_00,
-                       match_status: str = "none", matched_fen: int = 0, reason: str = "",
+                       donor: User | None = None, donor_id: int | None = None,
+                       amount_fen: int = 100_00, status: GiftStatus = GiftStatus.PAID,
+                       order_id: str | None = None, match_status: str = "none",
+                       matched_fen: int = 0, reason: str = "",
                        reason_params: dict[str, Any] | None = None,
                        pool: MatchPool | None = None, payer_hash: str = "",
                        device_hash: str = "", hold_days: int = 7) -> CampaignGift:
@@ -191,21 +193,22 @@ def make_campaign_gift(session: Session, *, campaign: Campaign, project: Project
     batch = CampaignBatch(gifts=1, worker="factory")
     session.add(batch)
     session.flush()
-    status = MatchStatus(match_status)
+    match = MatchStatus(match_status)
     now = utcnow()
     gift = CampaignGift(
-        order_id=f"o_fx{n:08d}", campaign_id=campaign.id, project_id=project.id,
-        organization_id=project.recipient_org_id, donor_id=donor.id if donor else None,
+        order_id=order_id or f"o_fx{n:08d}", campaign_id=campaign.id, project_id=project.id,
+        organization_id=project.recipient_org_id,
+        donor_id=donor.id if donor else donor_id, status=status,
         donor_name=donor.display_name if donor else "张三丰", amount_fen=amount_fen,
         provider="sandbox", provider_txn_id=f"txn{n}", payer_hash=payer_hash,
         device_hash=device_hash, day=today_cn(), pool_id=pool.id if pool else None,
-        rule_version=1 if pool else None, matched_fen=matched_fen, match_status=status,
+        rule_version=1 if pool else None, matched_fen=matched_fen, match_status=match,
         reason=reason, reason_params=reason_params or {},
-        hold_until=now + dt.timedelta(days=hold_days) if status == MatchStatus.HELD else None,
+        hold_until=now + dt.timedelta(days=hold_days) if match == MatchStatus.HELD else None,
         batch_id=batch.id, paid_at=now,
     )
     session.add(gift)
-    if pool is not None and status == MatchStatus.HELD and matched_fen:
+    if pool is not None and match == MatchStatus.HELD and matched_fen:
         pool.remaining_fen -= matched_fen
         ledger.post(session, ledger.transfer(
             "campaign.batch", source=ledger.match_pool(pool.id),
