@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
 from shanju.campaigns import live as campaigns_live
+from shanju.campaigns import orders
 from shanju.core import files
 from shanju.core.clock import today_cn
 from shanju.core.db import DbId
@@ -127,6 +128,11 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
     ctx["idempotency_key"] = uuid.uuid4().hex
     ctx["values"] = {"amount": "20", "donor_name": viewer.display_name if viewer else "",
                      "province": (viewer.province if viewer else "") or ""}
+    # Enrolled in a live giving-day campaign: the form goes to the campaign's checkout.
+    giving_day = orders.live_campaign_for_project(session=session, project_id=project.id)
+    if giving_day is not None:
+        ctx["giving_day"] = giving_day
+        ctx["donate_action"] = f"/campaigns/{giving_day.id}/projects/{project.id}/donate"
     return render(request, "projects/detail.html", ctx)
 
 
