@@ -88,7 +88,13 @@ def _install_docs(app: FastAPI) -> None:
 def _include_routers(app: FastAPI) -> None:
     from shanju.accounts import api as accounts_api
     from shanju.accounts import views as accounts_views
+    from shanju.campaigns import api as campaigns_api
     from shanju.campaigns import checkout as campaigns_checkout
+    from shanju.campaigns import gift_api as campaigns_gift_api
+    from shanju.campaigns import gift_views as campaigns_gift_views
+    from shanju.campaigns import live_api as campaigns_live_api
+    from shanju.campaigns import pages as campaigns_pages
+    from shanju.campaigns import views as campaigns_views
     from shanju.complaints import api as complaints_api
     from shanju.complaints import views as complaints_views
     from shanju.donations import api as donations_api
@@ -107,13 +113,20 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(campaigns_checkout.api_router, prefix="/api/v1")
     app.include_router(campaigns_checkout.page_router, include_in_schema=False)
     for api in (
+        # campaigns_gift_api before other campaign routers: its literal /campaigns/holds and
+        # /campaigns/gifts/... must win over /campaigns/{id} patterns.
+        campaigns_gift_api,
         accounts_api, organizations_api, projects_api, donations_api, payments_api,
-        complaints_api, ledger_api,
+        complaints_api, ledger_api, campaigns_api, campaigns_live_api,
     ):
         app.include_router(api.router, prefix="/api/v1")
     for views in (
+        campaigns_gift_views,  # before other campaign pages (see campaigns_gift_api)
         site_views, accounts_views, organizations_views, projects_views, donations_views,
-        payments_views, complaints_views,
+        payments_views, complaints_views, campaigns_views,
+        # After any /campaigns/<fixed path> page of the organizers: "/campaigns/{slug}" is
+        # a catch-all for one path segment.
+        campaigns_pages,
     ):
         app.include_router(views.router, include_in_schema=False)
 

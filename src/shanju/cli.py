@@ -6,6 +6,7 @@ Each command that touches the database opens its own transactions through
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import time
@@ -18,7 +19,14 @@ import uvicorn
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
@@ -42,6 +50,8 @@ ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 bench_app = typer.Typer(help="Benchmarks that print a JSON report.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+campaigns_app = typer.Typer(help="Giving-day campaigns.", no_args_is_help=True)
+app.add_typer(campaigns_app, name="campaigns")
 console = Console()
 
 DEFAULT_DEMO_DB = Path("var/demo.sqlite3")
@@ -259,6 +269,38 @@ def ledger_check(database_url: DatabaseUrlOption = None) -> None:
     console.print("[green]✓ Every entry balances and every stored balance matches.[/]")
 
 
+# --- campaigns -----------------------------------------------------------------------------
+
+
+@campaigns_app.command("check")
+def campaigns_check(database_url: DatabaseUrlOption = None) -> None:
+    """Reconcile giving-day campaigns with the ledger and their gifts; exit 1 on a mismatch."""
+    from shanju.campaigns.check import check as check_campaigns
+
+    database = _database(database_url)
+    try:
+        with database.transaction(write=False) as session:
+            report = check_campaigns(session)
+    finally:
+        database.dispose()
+    summary = Table(title="Giving-day check", title_justify="left", show_header=False)
+    summary.add_column("What")
+    summary.add_column("Value", justify="right")
+    summary.add_row("Gifts", f"{report.gifts:,}")
+    summary.add_row("Batches", f"{report.batches:,}")
+    summary.add_row("Pools", f"{report.pools:,}")
+    summary.add_row("Ledger reconciles", "yes" if report.ledger_ok else "no")
+    summary.add_row("Problems", str(len(report.problems)))
+    console.print(summary)
+    for problem in report.problems[:50]:
+        console.print(f"  • {problem}", markup=False)
+    if not report.ok:
+        console.print("[red]✗ The giving-day state does not reconcile.[/]")
+        raise typer.Exit(1)
+    console.print("[green]✓ Batches, pools, caps, counters and stats match the gifts and the "
+                  "ledger.[/]")
+
+
 # --- benchmarks ----------------------------------------------------------------------------
 
 
@@ -357,6 +399,78 @@ def bench_pages(
     finally:
         database.dispose()
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+
+
+class BenchDb(enum.StrEnum):
+    """The databases ``shanju bench giving-day`` runs on."""
+
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+
+
+@bench_app.command("giving-day")
+def bench_giving_day(
+    db: Annotated[BenchDb, typer.Option(
+        help="SQLite (a temporary file) or PostgreSQL (a fresh database at 127.0.0.1:5432, "
+             "dropped afterwards).")] = BenchDb.SQLITE,
+    donations: Annotated[int, typer.Option(min=1, help="Unique gifts (plus ~2% retried "
+                                                       "deliveries).")] = 100_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
+    rate: Annotated[float, typer.Option(min=0, help="Arrivals per second (0: as fast as the "
+                                                    "engine takes them).")] = 0,
+    in_flight: Annotated[int, typer.Option(min=1, help="Unanswered gifts at most (when "
+                                                       "--rate is 0).")] = 20_000,
+    baseline: Annotated[int, typer.Option(min=1, help="Gifts in the one-transaction-per-gift "
+                                                      "baseline.")] = 5_000,
+    max_wait_ms: Annotated[float | None, typer.Option(help="Engine: gather a batch for at "
+                                                           "most this long.")] = None,
+    max_batch: Annotated[int | None, typer.Option(help="Engine: gifts per batch at most.")
+                         ] = None,
+    seed: Annotated[int, typer.Option(help="The workload's random seed.")] = 99,
+) -> None:
+    """A 99-style giving-day opening through the group-commit engine, against a naive
+    one-transaction-per-gift baseline; checks every invariant; the last line is JSON."""
+    from shanju.campaigns import bench as giving_day
+
+    options: dict[str, object] = {}
+    if max_wait_ms is not None:
+        options["max_wait_ms"] = max_wait_ms
+    if max_batch is not None:
+        options["max_batch"] = max_batch
+    progress = Progress(
+        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    )
+    labels = {"setup": "Setting up", "engine": "Engine", "checking": "Checking invariants",
+              "baseline": "Baseline (1 gift/txn)"}
+    tasks: dict[str, TaskID] = {}
+
+    def advance(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = progress.add_task(labels.get(phase, phase), total=total)
+        progress.update(tasks[phase], completed=done, total=total)
+
+    with progress:
+        report = giving_day.bench_giving_day(
+            db=db.value, donations=donations, rate=rate, in_flight=in_flight,
+            baseline_sample=baseline, seed=seed, engine_options=options, progress=advance)
+    if not as_json:
+        err = Console(stderr=True)
+        table = Table(title=f"Giving day on {report['db']}", show_header=False)
+        for key in ("donations", "submissions", "seconds", "donations_per_s", "p50_ms",
+                    "p99_ms", "baseline_donations_per_s", "speedup", "pool_exhausted_at_s"):
+            table.add_row(key, str(report[key]))
+        table.add_row("matched / budget", f"{format_fen(report['matched_fen'])} / "
+                                          f"{format_fen(report['budget_fen'])}")
+        for key, value in report["invariants"].items():
+            table.add_row(key, "[green]yes[/]" if value else "[red]NO[/]")
+        err.print(table)
+        for problem in report["problems"]:
+            err.print(f"[red]✗ {problem}[/]")
+    typer.echo(json.dumps(report, ensure_ascii=False, separators=(",", ":")))
+    if report["errors"] or not all(report["invariants"].values()) or not all(
+            report["baseline_invariants"].values()):
+        raise typer.Exit(1)
 
 
 # --- operators -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
+from shanju.campaigns import live as campaigns_live
 from shanju.campaigns import orders
 from shanju.core import files
 from shanju.core.clock import today_cn
@@ -115,6 +116,8 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
     ctx = _detail_context(session, project)
     ctx["donations"] = donations.recent_donations(session=session, project_id=project.id,
                                                   limit=20)
+    ctx["campaign_matches"] = campaigns_live.project_match_status(session=session,
+                                                                  project_id=project.id)
     try:
         projects.check_accepts_donations(project=project, on=today_cn())
         ctx["accepts_donations"] = True
