@@ -139,8 +139,7 @@ class OrderSigner:
 
     def order_id(self, *, donor_id: int, idempotency_key: str) -> str:
         """The order id for this donor and Idempotency-Key (the same every time)."""
-        digest = hmac.new(self._id_key, f"{donor_id}\n{idempotency_key}".encode(),
-                          hashlib.sha256).digest()
+        digest = hmac.digest(self._id_key, f"{donor_id}\n{idempotency_key}".encode(), "sha256")
         return "o_" + base64.b32encode(digest[:20]).decode().lower()  # 34 characters
 
     # -- tokens ---------------------------------------------------------------------------
@@ -157,7 +156,8 @@ class OrderSigner:
         return f"{body}.{self._signature(body)}"
 
     def _signature(self, body: str) -> str:
-        return _b64(hmac.new(self._token_key, body.encode(), hashlib.sha256).digest())
+        # hmac.digest: OpenSSL's one-shot HMAC (several times faster than an HMAC object).
+        return _b64(hmac.digest(self._token_key, body.encode(), "sha256"))
 
     def verify(self, token: str, *, at: dt.datetime | None = None,
                campaign_id: int | None = None) -> Order:
@@ -247,7 +247,7 @@ class OrderSigner:
 def _keyed_hash(key: bytes, value: str) -> str:
     if not value:
         return ""
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.digest(key, value.encode(), "sha256").hex()[:32]
 
 
 # --- validating a donor's request -----------------------------------------------------------
