@@ -50,6 +50,8 @@ ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 bench_app = typer.Typer(help="Benchmarks that print a JSON report.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+campaigns_app = typer.Typer(help="Giving-day campaigns.", no_args_is_help=True)
+app.add_typer(campaigns_app, name="campaigns")
 console = Console()
 
 DEFAULT_DEMO_DB = Path("var/demo.sqlite3")
@@ -267,6 +269,38 @@ def ledger_check(database_url: DatabaseUrlOption = None) -> None:
     console.print("[green]✓ Every entry balances and every stored balance matches.[/]")
 
 
+# --- campaigns -----------------------------------------------------------------------------
+
+
+@campaigns_app.command("check")
+def campaigns_check(database_url: DatabaseUrlOption = None) -> None:
+    """Reconcile giving-day campaigns with the ledger and their gifts; exit 1 on a mismatch."""
+    from shanju.campaigns.check import check as check_campaigns
+
+    database = _database(database_url)
+    try:
+        with database.transaction(write=False) as session:
+            report = check_campaigns(session)
+    finally:
+        database.dispose()
+    summary = Table(title="Giving-day check", title_justify="left", show_header=False)
+    summary.add_column("What")
+    summary.add_column("Value", justify="right")
+    summary.add_row("Gifts", f"{report.gifts:,}")
+    summary.add_row("Batches", f"{report.batches:,}")
+    summary.add_row("Pools", f"{report.pools:,}")
+    summary.add_row("Ledger reconciles", "yes" if report.ledger_ok else "no")
+    summary.add_row("Problems", str(len(report.problems)))
+    console.print(summary)
+    for problem in report.problems[:50]:
+        console.print(f"  • {problem}", markup=False)
+    if not report.ok:
+        console.print("[red]✗ The giving-day state does not reconcile.[/]")
+        raise typer.Exit(1)
+    console.print("[green]✓ Batches, pools, caps, counters and stats match the gifts and the "
+                  "ledger.[/]")
+
+
 # --- benchmarks ----------------------------------------------------------------------------
 
 
@@ -304,6 +338,42 @@ def bench_donations(
         database.dispose()
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
     if report["errors"] or not report["ledger_ok"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("http")
+def bench_http(
+    donations: Annotated[int, typer.Option(min=1, help="How many paid gifts to send.")] = 20_000,
+    clients: Annotated[int, typer.Option(min=1, max=16, help="Client processes.")] = 2,
+    connections: Annotated[int, typer.Option(
+        min=1, max=512, help="Keep-alive connections per client process.")] = 32,
+    port: Annotated[int, typer.Option(help="Port for the benchmark's server.")] = 8106,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Server worker processes.")] = 1,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="An EMPTY database to use (default: a temporary SQLite file).",
+        show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
+) -> None:
+    """Giving-day gifts through the running server's HTTP API, from several client processes
+    over loopback: payment callbacks answered once durable. Last line: one JSON object."""
+    from shanju.campaigns import bench_http as bench
+
+    err = Console(stderr=True)
+    progress, advance = _bench_progress(donations, "Paid callbacks")
+    with progress:
+        report = bench.run(
+            donations=donations, clients=clients, connections=connections, port=port,
+            database_url=database_url, workers=workers, progress=advance,
+            on_phase=lambda msg: progress.console.log(msg),
+        )
+    if not as_json:
+        err.print(
+            f"{report['donations_per_s']:,} donations/s · p50 {report['p50_ms']} ms · "
+            f"p99 {report['p99_ms']} ms · errors {report['errors']} · invariants "
+            f"{'ok' if report['ok'] else 'FAILED'} ({report['db']}, {report['clients']} "
+            f"clients × {report['connections'] // report['clients']} connections)")
+    typer.echo(json.dumps(report, ensure_ascii=False))
+    if not report["ok"]:
         raise typer.Exit(1)
 
 
