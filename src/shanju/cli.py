@@ -419,7 +419,7 @@ def bench_giving_day(
     rate: Annotated[float, typer.Option(min=0, help="Arrivals per second (0: as fast as the "
                                                     "engine takes them).")] = 0,
     in_flight: Annotated[int, typer.Option(min=1, help="Unanswered gifts at most (when "
-                                                       "--rate is 0).")] = 20_000,
+                                                       "--rate is 0).")] = 10_000,
     baseline: Annotated[int, typer.Option(min=1, help="Gifts in the one-transaction-per-gift "
                                                       "baseline.")] = 5_000,
     max_wait_ms: Annotated[float | None, typer.Option(help="Engine: gather a batch for at "
