@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -195,6 +196,20 @@ def apply_batch(session: Session, gifts: Sequence[PaidGift], *, worker: str = ""
     """
     if not gifts:
         return []
+    # A batch allocates a few objects per gift and frees them all at the end: the cyclic
+    # garbage collector would run hundreds of times over the whole heap meanwhile for
+    # nothing (measured: about a quarter of the batch's CPU). It is off for the batch only.
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        return _apply_batch(session, gifts, worker)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> list[GiftResult]:
     campaign_ids = sorted({g.campaign_id for g in gifts})
     # 1. The lock: campaign rows, ascending id. Everything below is read after it.
     campaigns = locks.lock_campaigns(session, campaign_ids)
@@ -630,6 +645,9 @@ class GroupCommitEngine:
             if self._thread is not None:
                 return
             self._accepting = True
+            # What is alive now (modules, mappers, caches) lives as long as the process: keep
+            # it out of the collector's full passes, which otherwise walk it after each batch.
+            gc.freeze()
             self._thread = threading.Thread(target=self._run, name="giving-day-writer",
                                             daemon=True)
             self._thread.start()
