@@ -167,7 +167,9 @@ class _Sql:
 
 def _sqlite_dt(value: dt.datetime) -> str:
     # The storage format of SQLAlchemy's SQLite DateTime (naive UTC, with microseconds).
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _rule(raw: Any) -> RuleParams:
@@ -283,7 +285,7 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
     # (campaign, minute) → "" or why the campaign does not match then.
     open_at: dict[tuple[int, int], str] = {}
     prepared: list[tuple[PaidGift, int, tuple[dt.date, str, str, str], str,
-                         GiftContext | None, fraud.GiftFacts | None]] = []
+                         GiftContext | None, fraud.GiftFacts | None, list[list[str]]]] = []
     keys_by_campaign: dict[int, set[str]] = {cid: set() for cid in campaign_ids}
     pool_caps = {cid: [(p.id, rules.active_caps(p.params)) for p in ps]
                  for cid, ps in pools_by_campaign.items()}
@@ -334,10 +336,13 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
             )
             keys = keys_by_campaign[cid]
             keys.update(fraud_keys(facts))
-            for pid_, caps in pool_caps[cid]:
-                for _, tag, _ in caps:
-                    keys.add(cap_key(pid_, tag, ctx))
-        prepared.append((g, org_id, local, reason, ctx, facts))
+            pool_keys = [[cap_key(pid_, tag, ctx) for _, tag, _ in caps]
+                         for pid_, caps in pool_caps[cid]]
+            for one in pool_keys:
+                keys.update(one)
+        else:
+            pool_keys = []
+        prepared.append((g, org_id, local, reason, ctx, facts, pool_keys))
 
     # 5. The counters, all in one query per campaign, read under the lock.
     counters: dict[int, dict[str, int]] = {}
@@ -354,7 +359,7 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
 
     # 6. Decide, gift by gift, in order.
     decided: list[_Decided] = []
-    for g, org_id, local, reason, ctx, facts in prepared:
+    for g, org_id, local, reason, ctx, facts, pool_keys in prepared:
         pool_id: int | None = None
         rule_version: int | None = None
         matched = 0
@@ -371,9 +376,9 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
                 if not campaign_pools:
                     reason = rules.NO_POOL
                 first: rules.Decision | None = None
-                for pool in campaign_pools:
+                for pool, pkeys in zip(campaign_pools, pool_keys, strict=True):
                     dec = rules.decide(pool.params, pool_id=pool.id, gift=ctx, counters=cc,
-                                       remaining_fen=pool.remaining)
+                                       remaining_fen=pool.remaining, keys=pkeys)
                     if dec.matched_fen > 0:
                         pool.remaining -= dec.matched_fen
                         pool.spent += dec.matched_fen
