@@ -17,10 +17,14 @@ from shanju.accounts.models import Role, User
 from shanju.campaigns.engine import PaidGift
 from shanju.campaigns.models import (
     Campaign,
+    CampaignBatch,
+    CampaignGift,
     CampaignStatus,
     Enrolment,
     EnrolmentStatus,
+    GiftStatus,
     MatchPool,
+    MatchStatus,
     PoolKind,
     PoolRule,
     Sponsor,
@@ -173,3 +177,43 @@ def make_paid_gift(*, campaign_id: int, project_id: int, amount_fen: int = 10_00
         amount_fen=amount_fen, provider=provider, provider_txn_id=f"txn_{order}",
         payer_hash=payer_hash, device_hash=device_hash, paid_at=paid_at or utcnow(),
     )
+
+
+def make_campaign_gift(session: Session, *, campaign: Campaign, project: Project,
+                       donor: User | None = None, donor_id: int | None = None,
+                       amount_fen: int = 100_00, status: GiftStatus = GiftStatus.PAID,
+                       order_id: str | None = None, match_status: str = "none",
+                       matched_fen: int = 0, reason: str = "",
+                       reason_params: dict[str, Any] | None = None,
+                       pool: MatchPool | None = None, payer_hash: str = "",
+                       device_hash: str = "", hold_days: int = 7) -> CampaignGift:
+    """A giving-day gift written directly (no engine): its batch, and for a held match the
+    ledger's pool → hold move and the pool's remaining money, as the engine leaves them."""
+    n = next(_seq)
+    batch = CampaignBatch(gifts=1, worker="factory")
+    session.add(batch)
+    session.flush()
+    match = MatchStatus(match_status)
+    now = utcnow()
+    gift = CampaignGift(
+        order_id=order_id or f"o_fx{n:08d}", campaign_id=campaign.id, project_id=project.id,
+        organization_id=project.recipient_org_id,
+        donor_id=donor.id if donor else donor_id, status=status,
+        donor_name=donor.display_name if donor else "张三丰", amount_fen=amount_fen,
+        provider="sandbox", provider_txn_id=f"txn{n}", payer_hash=payer_hash,
+        device_hash=device_hash, day=today_cn(), pool_id=pool.id if pool else None,
+        rule_version=1 if pool else None, matched_fen=matched_fen, match_status=match,
+        reason=reason, reason_params=reason_params or {},
+        hold_until=now + dt.timedelta(days=hold_days) if match == MatchStatus.HELD else None,
+        batch_id=batch.id, paid_at=now,
+    )
+    session.add(gift)
+    if pool is not None and match == MatchStatus.HELD and matched_fen:
+        pool.remaining_fen -= matched_fen
+        ledger.post(session, ledger.transfer(
+            "campaign.batch", source=ledger.match_pool(pool.id),
+            destination=ledger.match_hold(pool.id), amount_fen=matched_fen,
+            dedupe_key=f"campaign.batch:factory:{n}",
+        ))
+    session.flush()
+    return gift

@@ -14,6 +14,8 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shanju import __version__
+from shanju.campaigns.checkout import OrderCallbackLane, engine_lifespan
+from shanju.campaigns.orders import OrderSigner
 from shanju.core import i18n
 from shanju.core.config import Settings, get_settings
 from shanju.core.db import Database
@@ -46,14 +48,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         description=API_DESCRIPTION,
         docs_url=None,  # served by _install_docs from vendored assets, not a CDN
         redoc_url=None,
+        lifespan=engine_lifespan,  # the giving-day group-commit engine runs with the app
     )
     app.state.settings = settings
     app.state.db = database or Database(settings.database_url)
     app.state.providers = build_providers(
         sandbox_secret=settings.sandbox_secret, database=app.state.db
     )
+    app.state.engine = None  # started by engine_lifespan (or on first use without one)
+    app.state.orders = OrderSigner(settings.secret_key)
 
     _install_middleware(app, settings)
+    # Outermost: the giving day's payment callbacks skip the page middleware (see checkout).
+    app.add_middleware(OrderCallbackLane)
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
     _include_routers(app)
@@ -81,6 +88,13 @@ def _install_docs(app: FastAPI) -> None:
 def _include_routers(app: FastAPI) -> None:
     from shanju.accounts import api as accounts_api
     from shanju.accounts import views as accounts_views
+    from shanju.campaigns import api as campaigns_api
+    from shanju.campaigns import checkout as campaigns_checkout
+    from shanju.campaigns import gift_api as campaigns_gift_api
+    from shanju.campaigns import gift_views as campaigns_gift_views
+    from shanju.campaigns import live_api as campaigns_live_api
+    from shanju.campaigns import pages as campaigns_pages
+    from shanju.campaigns import views as campaigns_views
     from shanju.complaints import api as complaints_api
     from shanju.complaints import views as complaints_views
     from shanju.donations import api as donations_api
@@ -94,14 +108,25 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.projects import views as projects_views
     from shanju.site import views as site_views
 
+    # Giving-day checkout first: /payments/sandbox/orders/complete must not be taken for the
+    # intent route /payments/sandbox/{intent_id}/complete of payments_api.
+    app.include_router(campaigns_checkout.api_router, prefix="/api/v1")
+    app.include_router(campaigns_checkout.page_router, include_in_schema=False)
     for api in (
+        # campaigns_gift_api before other campaign routers: its literal /campaigns/holds and
+        # /campaigns/gifts/... must win over /campaigns/{id} patterns.
+        campaigns_gift_api,
         accounts_api, organizations_api, projects_api, donations_api, payments_api,
-        complaints_api, ledger_api,
+        complaints_api, ledger_api, campaigns_api, campaigns_live_api,
     ):
         app.include_router(api.router, prefix="/api/v1")
     for views in (
+        campaigns_gift_views,  # before other campaign pages (see campaigns_gift_api)
         site_views, accounts_views, organizations_views, projects_views, donations_views,
-        payments_views, complaints_views,
+        payments_views, complaints_views, campaigns_views,
+        # After any /campaigns/<fixed path> page of the organizers: "/campaigns/{slug}" is
+        # a catch-all for one path segment.
+        campaigns_pages,
     ):
         app.include_router(views.router, include_in_schema=False)
 

@@ -6,6 +6,7 @@ Each command that touches the database opens its own transactions through
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import time
@@ -18,7 +19,14 @@ import uvicorn
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
@@ -148,6 +156,8 @@ def demo(
     db: Annotated[Path, typer.Option(help="The demo's SQLite file.")] = DEFAULT_DEMO_DB,
     reset: Annotated[bool, typer.Option(help="Delete the demo database first.")] = False,
     scale: Annotated[float, typer.Option(hidden=True)] = 1.0,
+    crowd: Annotated[bool, typer.Option(
+        help="Keep giving a few gifts a second to the live giving day.")] = True,
 ) -> None:
     """Start the demo platform on an embedded SQLite database seeded with demo data."""
     database = prepare_demo(db, reset=reset, scale=scale)
@@ -160,7 +170,18 @@ def demo(
     console.print(f"Serving the demo on [bold]http://{host}:{port}[/] — Ctrl+C stops it.")
     from shanju.app import create_app
 
-    uvicorn.run(create_app(settings, database=database), host=host, port=port, log_level="info")
+    application = create_app(settings, database=database)
+    donors = None
+    if crowd:
+        from shanju.demo.crowd import Crowd
+
+        donors = Crowd(database, lambda: application.state.engine)
+        donors.start()
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="info")
+    finally:
+        if donors is not None:
+            donors.stop()
 
 
 # --- production ----------------------------------------------------------------------------
@@ -333,6 +354,42 @@ def bench_donations(
         raise typer.Exit(1)
 
 
+@bench_app.command("http")
+def bench_http(
+    donations: Annotated[int, typer.Option(min=1, help="How many paid gifts to send.")] = 20_000,
+    clients: Annotated[int, typer.Option(min=1, max=16, help="Client processes.")] = 2,
+    connections: Annotated[int, typer.Option(
+        min=1, max=512, help="Keep-alive connections per client process.")] = 32,
+    port: Annotated[int, typer.Option(help="Port for the benchmark's server.")] = 8106,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Server worker processes.")] = 1,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="An EMPTY database to use (default: a temporary SQLite file).",
+        show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
+) -> None:
+    """Giving-day gifts through the running server's HTTP API, from several client processes
+    over loopback: payment callbacks answered once durable. Last line: one JSON object."""
+    from shanju.campaigns import bench_http as bench
+
+    err = Console(stderr=True)
+    progress, advance = _bench_progress(donations, "Paid callbacks")
+    with progress:
+        report = bench.run(
+            donations=donations, clients=clients, connections=connections, port=port,
+            database_url=database_url, workers=workers, progress=advance,
+            on_phase=lambda msg: progress.console.log(msg),
+        )
+    if not as_json:
+        err.print(
+            f"{report['donations_per_s']:,} donations/s · p50 {report['p50_ms']} ms · "
+            f"p99 {report['p99_ms']} ms · errors {report['errors']} · invariants "
+            f"{'ok' if report['ok'] else 'FAILED'} ({report['db']}, {report['clients']} "
+            f"clients × {report['connections'] // report['clients']} connections)")
+    typer.echo(json.dumps(report, ensure_ascii=False))
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
 @bench_app.command("pages")
 def bench_pages(
     requests: Annotated[int, typer.Option(min=1, help="Requests per page.")] = 50,
@@ -355,6 +412,78 @@ def bench_pages(
     finally:
         database.dispose()
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+
+
+class BenchDb(enum.StrEnum):
+    """The databases ``shanju bench giving-day`` runs on."""
+
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+
+
+@bench_app.command("giving-day")
+def bench_giving_day(
+    db: Annotated[BenchDb, typer.Option(
+        help="SQLite (a temporary file) or PostgreSQL (a fresh database at 127.0.0.1:5432, "
+             "dropped afterwards).")] = BenchDb.SQLITE,
+    donations: Annotated[int, typer.Option(min=1, help="Unique gifts (plus ~2% retried "
+                                                       "deliveries).")] = 100_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
+    rate: Annotated[float, typer.Option(min=0, help="Arrivals per second (0: as fast as the "
+                                                    "engine takes them).")] = 0,
+    in_flight: Annotated[int, typer.Option(min=1, help="Unanswered gifts at most (when "
+                                                       "--rate is 0).")] = 10_000,
+    baseline: Annotated[int, typer.Option(min=1, help="Gifts in the one-transaction-per-gift "
+                                                      "baseline.")] = 5_000,
+    max_wait_ms: Annotated[float | None, typer.Option(help="Engine: gather a batch for at "
+                                                           "most this long.")] = None,
+    max_batch: Annotated[int | None, typer.Option(help="Engine: gifts per batch at most.")
+                         ] = None,
+    seed: Annotated[int, typer.Option(help="The workload's random seed.")] = 99,
+) -> None:
+    """A 99-style giving-day opening through the group-commit engine, against a naive
+    one-transaction-per-gift baseline; checks every invariant; the last line is JSON."""
+    from shanju.campaigns import bench as giving_day
+
+    options: dict[str, object] = {}
+    if max_wait_ms is not None:
+        options["max_wait_ms"] = max_wait_ms
+    if max_batch is not None:
+        options["max_batch"] = max_batch
+    progress = Progress(
+        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    )
+    labels = {"setup": "Setting up", "engine": "Engine", "checking": "Checking invariants",
+              "baseline": "Baseline (1 gift/txn)"}
+    tasks: dict[str, TaskID] = {}
+
+    def advance(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = progress.add_task(labels.get(phase, phase), total=total)
+        progress.update(tasks[phase], completed=done, total=total)
+
+    with progress:
+        report = giving_day.bench_giving_day(
+            db=db.value, donations=donations, rate=rate, in_flight=in_flight,
+            baseline_sample=baseline, seed=seed, engine_options=options, progress=advance)
+    if not as_json:
+        err = Console(stderr=True)
+        table = Table(title=f"Giving day on {report['db']}", show_header=False)
+        for key in ("donations", "submissions", "seconds", "donations_per_s", "p50_ms",
+                    "p99_ms", "baseline_donations_per_s", "speedup", "pool_exhausted_at_s"):
+            table.add_row(key, str(report[key]))
+        table.add_row("matched / budget", f"{format_fen(report['matched_fen'])} / "
+                                          f"{format_fen(report['budget_fen'])}")
+        for key, value in report["invariants"].items():
+            table.add_row(key, "[green]yes[/]" if value else "[red]NO[/]")
+        err.print(table)
+        for problem in report["problems"]:
+            err.print(f"[red]✗ {problem}[/]")
+    typer.echo(json.dumps(report, ensure_ascii=False, separators=(",", ":")))
+    if report["errors"] or not all(report["invariants"].values()) or not all(
+            report["baseline_invariants"].values()):
+        raise typer.Exit(1)
 
 
 # --- operators -----------------------------------------------------------------------------

@@ -50,6 +50,35 @@ class Notification:
     payload: Mapping[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class OrderNotification:
+    """A verified ``payment.succeeded`` callback for a giving-day order (no intent behind it).
+
+    ``payer`` and ``device`` are the provider's identifiers of who paid; the platform keeps
+    only keyed hashes of them. ``attach`` is the merchant data sent back unchanged.
+    """
+
+    provider: str
+    event_id: str
+    order_id: str
+    amount_fen: int
+    provider_txn_id: str
+    paid_at: dt.datetime
+    payer: str
+    device: str
+    attach: str
+
+
+class OrderPaymentProvider(Protocol):
+    """A provider that can pay giving-day orders (stateless, signed by the platform)."""
+
+    name: str
+
+    def verify_order(self, *, body: bytes, headers: Mapping[str, str]) -> OrderNotification:
+        """Verify an order callback's signature and parse it, or raise InvalidSignature."""
+        ...
+
+
 class PaymentProvider(Protocol):
     """What the platform needs from a payment provider."""
 
@@ -136,19 +165,78 @@ class SandboxProvider:
         if refund_id:
             payload["refund_id"] = refund_id
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-        timestamp = int((now or utcnow()).timestamp())
+        return body, self._signed_headers(body, now=now or utcnow())
+
+    def build_order_callback(
+        self,
+        *,
+        order_id: str,
+        amount_fen: int,
+        attach: str,
+        payer: str,
+        device: str,
+        event_id: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> tuple[bytes, dict[str, str]]:
+        """Build the signed ``payment.succeeded`` callback for a giving-day order.
+
+        Like WeChat Pay's notification for an ``out_trade_no``: the order id, the amount paid,
+        the provider's transaction id, when it was paid, who paid (the payer's account and the
+        device, which the platform only ever stores hashed) and ``attach`` — the merchant's
+        data given back unchanged (here: the platform's signed order token).
+        """
+        when = now or utcnow()
+        payload: dict[str, Any] = {
+            "id": event_id or new_token("evt_", 12),
+            "type": "payment.succeeded",
+            "order_id": order_id,
+            "amount_fen": amount_fen,
+            "transaction_id": f"sbx_{order_id}",
+            "success_time": int(when.timestamp()),
+            "payer": payer,
+            "device": device,
+            "attach": attach,
+        }
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return body, self._signed_headers(body, now=when)
+
+    def _signed_headers(self, body: bytes, *, now: dt.datetime) -> dict[str, str]:
+        timestamp = int(now.timestamp())
         nonce = new_token(nbytes=12)
-        headers = {
+        return {
             "X-Sandbox-Timestamp": str(timestamp),
             "X-Sandbox-Nonce": nonce,
             "X-Sandbox-Signature": self.sign(body, timestamp=timestamp, nonce=nonce),
         }
-        return body, headers
 
     # -- the platform's side: verifying them ----------------------------------------------
 
-    def verify(self, *, body: bytes, headers: Mapping[str, str]) -> Notification:
-        """Check signature and freshness, then parse; refuse anything else."""
+    def verify_order(self, *, body: bytes, headers: Mapping[str, str]) -> OrderNotification:
+        """Check an order callback's signature and freshness, then parse it (or refuse)."""
+        self._check_signature(body, headers)
+        try:
+            data = json.loads(body)
+            amount, paid = data["amount_fen"], data["success_time"]
+            if (data["type"] != "payment.succeeded" or type(amount) is not int
+                    or type(paid) is not int):
+                raise ValueError(data["type"])
+            return OrderNotification(
+                provider=self.name,
+                event_id=str(data["id"]),
+                order_id=str(data["order_id"]),
+                amount_fen=amount,
+                provider_txn_id=str(data["transaction_id"]),
+                paid_at=dt.datetime.fromtimestamp(paid, dt.UTC),
+                payer=str(data.get("payer") or ""),
+                device=str(data.get("device") or ""),
+                attach=str(data["attach"]),
+            )
+        except (ValueError, KeyError, TypeError, OverflowError, OSError) as exc:
+            raise InvalidSignature(
+                "The callback body is not a valid notification.", code="malformed_callback"
+            ) from exc
+
+    def _check_signature(self, body: bytes, headers: Mapping[str, str]) -> None:
         lowered = {k.lower(): v for k, v in headers.items()}
         timestamp = lowered.get("x-sandbox-timestamp", "")
         nonce = lowered.get("x-sandbox-nonce", "")
@@ -163,6 +251,10 @@ class SandboxProvider:
             raise InvalidSignature(
                 "The callback timestamp is too far from now.", code="stale_callback"
             )
+
+    def verify(self, *, body: bytes, headers: Mapping[str, str]) -> Notification:
+        """Check signature and freshness, then parse; refuse anything else."""
+        self._check_signature(body, headers)
         try:
             data = json.loads(body)
             event_type = str(data["type"])

@@ -13,6 +13,8 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
+from shanju.campaigns import live as campaigns_live
+from shanju.campaigns import orders
 from shanju.core import files
 from shanju.core.clock import today_cn
 from shanju.core.db import DbId
@@ -114,6 +116,8 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
     ctx = _detail_context(session, project)
     ctx["donations"] = donations.recent_donations(session=session, project_id=project.id,
                                                   limit=20)
+    ctx["campaign_matches"] = campaigns_live.project_match_status(session=session,
+                                                                  project_id=project.id)
     try:
         projects.check_accepts_donations(project=project, on=today_cn())
         ctx["accepts_donations"] = True
@@ -124,6 +128,11 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
     ctx["idempotency_key"] = uuid.uuid4().hex
     ctx["values"] = {"amount": "20", "donor_name": viewer.display_name if viewer else "",
                      "province": (viewer.province if viewer else "") or ""}
+    # Enrolled in a live giving-day campaign: the form goes to the campaign's checkout.
+    giving_day = orders.live_campaign_for_project(session=session, project_id=project.id)
+    if giving_day is not None:
+        ctx["giving_day"] = giving_day
+        ctx["donate_action"] = f"/campaigns/{giving_day.id}/projects/{project.id}/donate"
     return render(request, "projects/detail.html", ctx)
 
 

@@ -1,0 +1,456 @@
+"""``shanju bench http``: giving-day gifts through the running server, over loopback.
+
+What is measured: the payment provider's signed callbacks for paid giving-day orders
+(``POST /api/v1/payments/callbacks/sandbox/orders``) — signature and order-token checks, the
+hand-over to the group-commit engine and the answer once the gift's batch is durable — sent by
+several client processes at full speed to one uvicorn server on a throw-away database seeded
+with a live campaign, its projects, donors and sponsors' pools (pools run out during the run).
+
+Before the clock starts: the database is seeded, the orders are minted with the same code the
+order endpoint uses (``orders.make_order``: ids from donor + idempotency key, signed tokens),
+and the provider's signed callbacks are built (the provider's work, not the platform's). The
+clients then only send bytes and read answers: a raw asyncio HTTP/1.1 client with keep-alive
+connections, each connection sending its next callback when the previous one is answered
+(closed loop), so the client costs little of the machine's CPU.
+
+The last line printed is one JSON object (see :func:`run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import multiprocessing as mp
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from shanju.accounts.models import Role, User
+from shanju.campaigns import orders
+from shanju.campaigns.models import (
+    Campaign,
+    CampaignGift,
+    CampaignStatus,
+    Enrolment,
+    EnrolmentStatus,
+    MatchPool,
+    PoolRule,
+    Sponsor,
+)
+from shanju.campaigns.rules import RuleParams
+from shanju.core.clock import today_cn
+from shanju.core.db import Database
+from shanju.core.migrations import create_schema
+from shanju.core.security import hash_password
+from shanju.ledger import service as ledger
+from shanju.organizations import uscc
+from shanju.organizations.models import Organization, OrgStatus, OrgType
+from shanju.payments.providers import SandboxProvider
+from shanju.projects.models import Project, ProjectStatus
+
+Progress = Callable[[int], None]
+SECRET_KEY = "bench-http-secret-key"  # noqa: S105 - a throw-away key for a throw-away database
+SANDBOX_SECRET = "bench-http-sandbox-secret"  # noqa: S105
+CALLBACK_PATH = "/api/v1/payments/callbacks/sandbox/orders"
+# Amounts donors give (fen) and how often: mostly small gifts, a few large ones.
+AMOUNTS = ((100, 10), (500, 15), (1_000, 25), (2_000, 15), (5_000, 15), (9_900, 10),
+           (10_000, 5), (20_000, 3), (50_000, 2))
+
+
+@dataclass(frozen=True)
+class World:
+    """What the seeded database holds."""
+
+    campaign_id: int
+    project_ids: list[int]
+    donor_ids: list[int]
+    pool_ids: list[int]
+    budget_fen: int
+
+
+def seed(database: Database, *, donations: int, projects: int = 50, donors: int | None = None
+         ) -> World:
+    """A live campaign open all day, ``projects`` enrolled projects of 10 organizations,
+    donors, and three sponsors' pools whose budgets run out during the run."""
+    donors = donors or max(100, donations // 4)
+    day = today_cn()
+    expected_total = donations * sum(a * w for a, w in AMOUNTS) // sum(w for _, w in AMOUNTS)
+    with database.transaction() as s:
+        orgs = []
+        for n in range(10):
+            org = Organization(
+                name=f"基准公益基金会{n}", uscc=uscc.make(f"53100000MJ{900_000 + n:06d}"),
+                org_type=OrgType.FOUNDATION, registering_authority="民政部", province="北京",
+                contact_phone="010-00000000", status=OrgStatus.APPROVED,
+                fundraising_cert_no=f"bench{n}", fundraising_valid_from=day - dt.timedelta(30),
+                fundraising_valid_until=day + dt.timedelta(365),
+            )
+            s.add(org)
+            orgs.append(org)
+        s.flush()
+        project_rows = []
+        for n in range(projects):
+            org = orgs[n % len(orgs)]
+            project = Project(
+                organization_id=org.id, recipient_org_id=org.id, title=f"基准项目{n}",
+                summary="benchmark", province="北京", goal_fen=10**12, fundraising_plan="bench",
+                filing_number=f"bench{n}", filing_valid_from=day - dt.timedelta(1),
+                filing_valid_until=day + dt.timedelta(365), status=ProjectStatus.FUNDRAISING,
+            )
+            s.add(project)
+            project_rows.append(project)
+        s.flush()
+        campaign = Campaign(slug="bench-day", name="基准公益日", name_en="Bench giving day",
+                            status=CampaignStatus.LIVE, starts_on=day, days=3,
+                            opens_at="00:00", closes_at="23:59", org_quota=projects)
+        s.add(campaign)
+        s.flush()
+        for project in project_rows:
+            s.add(Enrolment(campaign_id=campaign.id, project_id=project.id,
+                            organization_id=project.recipient_org_id,
+                            status=EnrolmentStatus.APPROVED))
+        password = hash_password("bench-password")
+        users = [User(email=f"hb{i}@bench.invalid", display_name=f"捐赠人{i}",
+                      password_hash=password, role=Role.DONOR) for i in range(donors)]
+        s.add_all(users)
+        s.flush()
+        # Pools: 1:1 with a per-donor daily cap (first), a random ratio with a floor, and a
+        # 1:0.5 pot with a per-project daily cap. Together about 40% of what will be given.
+        pools: list[tuple[str, int, dict[str, Any]]] = [
+            ("企业配捐 1:1", 10, {"per_donor_daily_cap_fen": 99_900, "min_gift_fen": 100}),
+            ("随机配捐", 20, {"random": [{"weight": 3, "num": 1, "den": 1},
+                                       {"weight": 1, "num": 0, "den": 1}],
+                              "floor_fen": 100, "seed": 7}),
+            ("平台配捐 1:0.5", 30, {"ratio_num": 1, "ratio_den": 2,
+                                  "per_project_daily_cap_fen": expected_total // 20}),
+        ]
+        pool_ids = []
+        budget_total = 0
+        for i, (name, priority, params) in enumerate(pools):
+            budget = max(10_000, expected_total * (15, 15, 10)[i] // 100)
+            sponsor = Sponsor(campaign_id=campaign.id, name=f"基准企业{i}")
+            s.add(sponsor)
+            s.flush()
+            pool = MatchPool(campaign_id=campaign.id, sponsor_id=sponsor.id, name=name,
+                             priority=priority, committed_fen=budget, remaining_fen=budget,
+                             rule_version=1)
+            s.add(pool)
+            s.flush()
+            rule = RuleParams.model_validate(params)
+            s.add(PoolRule(pool_id=pool.id, version=1, params=rule.model_dump(mode="json")))
+            ledger.post(s, ledger.transfer(
+                "pool.committed", source=ledger.sponsor(sponsor.id),
+                destination=ledger.match_pool(pool.id), amount_fen=budget,
+                dedupe_key=f"pool.committed:{pool.id}:1"))
+            pool_ids.append(pool.id)
+            budget_total += budget
+        s.flush()
+        return World(campaign_id=campaign.id, project_ids=[p.id for p in project_rows],
+                     donor_ids=[u.id for u in users], pool_ids=pool_ids,
+                     budget_fen=budget_total)
+
+
+def mint(world: World, *, donations: int, seed_: int = 99) -> tuple[list[bytes], dict[str, int]]:
+    """Mint ``donations`` orders (as the order endpoint does) and the provider's signed
+    callbacks for them, as raw HTTP requests; return them and each order's amount."""
+    rng = random.Random(seed_)  # noqa: S311 - a reproducible workload
+    signer = orders.OrderSigner(SECRET_KEY)
+    sandbox = SandboxProvider(SANDBOX_SECRET)
+    amounts, weights = zip(*AMOUNTS, strict=True)
+    requests: list[bytes] = []
+    expected: dict[str, int] = {}
+    for n in range(donations):
+        donor_id = rng.choice(world.donor_ids)
+        actor = User(id=donor_id, display_name=f"捐赠人{donor_id}")
+        amount = rng.choices(amounts, weights)[0]
+        fields = {"donor_name": actor.display_name, "anonymous": n % 7 == 0,
+                  "message": "加油" if n % 3 == 0 else "", "province": "广东",
+                  "amount_fen": amount}
+        order, token = orders.make_order(
+            signer=signer, actor=actor, campaign_id=world.campaign_id,
+            project_id=rng.choice(world.project_ids), idempotency_key=f"bench-{n}",
+            fields=fields)
+        body, headers = sandbox.build_order_callback(
+            order_id=order.order_id, amount_fen=amount, attach=token,
+            payer=f"payer-{donor_id}", device=f"device-{donor_id}")
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        requests.append(
+            (f"POST {CALLBACK_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+             ).encode() + body)
+        expected[order.order_id] = amount
+    return requests, expected
+
+
+# --- the client processes -------------------------------------------------------------------
+
+
+async def _connection(port: int, batch: list[bytes], latencies: list[float],
+                      failures: list[str], done: Any) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    perf = time.perf_counter
+    try:
+        for n, request in enumerate(batch, 1):
+            started = perf()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await reader.readexactly(length)
+            latencies.append(perf() - started)
+            if head[9:12] != b"200" or b'"outcome":"credited"' not in body:
+                failures.append((head[:12] + b" " + body[:160]).decode(errors="replace"))
+            if n % 50 == 0:
+                with done.get_lock():
+                    done.value += 50
+        with done.get_lock():
+            done.value += len(batch) % 50
+    finally:
+        writer.close()
+
+
+def _client(port: int, batches: list[list[bytes]], go: Any, done: Any, out: Any) -> None:
+    """One client process: its connections, each sending its batch in a closed loop."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    cpu_before = time.process_time()
+
+    async def main() -> None:
+        await asyncio.gather(*(_connection(port, b, latencies, failures, done)
+                               for b in batches))
+
+    go.wait()
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        asyncio.run(main())
+    except Exception as exc:  # noqa: BLE001 - reported, never hidden
+        failures.append(f"client: {type(exc).__name__}: {exc}")
+    out.put((latencies, failures, time.process_time() - cpu_before))
+
+
+# --- the server -------------------------------------------------------------------------------
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def start_server(database_url: str, port: int, *, workers: int = 1) -> subprocess.Popen[bytes]:
+    """uvicorn serving the app (factory) on ``port``, settings from the environment."""
+    if not _free(port):
+        raise RuntimeError(f"port {port} is in use")
+    env = {**os.environ, "DATABASE_URL": database_url, "SHANJU_SECRET_KEY": SECRET_KEY,
+           "SHANJU_SANDBOX_SECRET": SANDBOX_SECRET, "SHANJU_ENVIRONMENT": "test"}
+    cmd = [sys.executable, "-m", "uvicorn", "shanju.app:create_app", "--factory",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+           "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
+           "--http", "httptools", "--timeout-graceful-shutdown", "30"]
+    # The server's log goes to stderr: stdout is the report's.
+    server = subprocess.Popen(cmd, env=env, stdout=sys.stderr)  # noqa: S603 - our own module
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("the server did not start within 30 s")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its children that still run
+    (uvicorn's workers), from /proc; 0 where /proc is not available."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            pids.extend(int(c) for c in children)
+        for p in pids:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return total
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """Stop gracefully (the engine drains), or kill after 60 s."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return 0.0
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+
+def invariants(database: Database, world: World, expected: dict[str, int]) -> dict[str, Any]:
+    """Ledger balanced; every minted order credited exactly once for its amount; pools never
+    below zero and equal to their ledger accounts; matches within the budget."""
+    with database.transaction(write=False) as s:
+        report = ledger.check(s)
+        rows = s.execute(select(CampaignGift.order_id, CampaignGift.amount_fen,
+                                CampaignGift.matched_fen)).all()
+        gifts = {r.order_id: r.amount_fen for r in rows}
+        matched = sum(r.matched_fen for r in rows)
+        pools = s.execute(select(MatchPool.id, MatchPool.remaining_fen)).all()
+        pools_match_ledger = all(
+            remaining >= 0 and ledger.balance(s, ledger.match_pool(pid)) == remaining
+            for pid, remaining in pools)
+        duplicates = int(s.scalar(
+            select(func.count()).select_from(
+                select(CampaignGift.order_id).group_by(CampaignGift.order_id)
+                .having(func.count() > 1).subquery())) or 0)
+        raised = sum(ledger.balance(s, ledger.project_fund(p)) for p in world.project_ids)
+    exactly_once = gifts == expected and duplicates == 0
+    return {
+        "ledger_balanced": report.ok,
+        "exactly_once": exactly_once,
+        "pools_match_ledger": pools_match_ledger,
+        "within_budget": matched <= world.budget_fen,
+        "funds_equal_gifts_plus_matches": raised == sum(gifts.values()) + matched,
+        "gifts": len(gifts),
+        "matched_fen": matched,
+        "budget_fen": world.budget_fen,
+    }
+
+
+def run(
+    *,
+    donations: int,
+    clients: int = 2,
+    connections: int = 32,
+    port: int = 8106,
+    database_url: str | None = None,
+    workers: int = 1,
+    progress: Progress | None = None,
+    on_phase: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Seed, mint, serve, send, check; return the report (``db``, ``donations``, ``clients``,
+    ``seconds``, ``donations_per_s``, ``p50_ms``, ``p99_ms``, ``errors``, ``invariants``...)."""
+    say = on_phase or (lambda _msg: None)
+    folder = None
+    if database_url is None:
+        folder = Path(tempfile.mkdtemp(prefix="shanju-bench-http-"))
+        database_url = f"sqlite:///{folder / 'bench.sqlite3'}"
+    database = Database(database_url)
+    try:
+        say("Migrating and seeding the database")
+        create_schema(database)
+        world = seed(database, donations=donations)
+        say("Minting orders and the provider's signed callbacks (before the clock)")
+        requests, expected = mint(world, donations=donations)
+        say("Starting the server")
+        server = start_server(database_url, port, workers=workers)
+        try:
+            # Split: clients × connections closed-loop senders, round-robin.
+            lanes = clients * connections
+            per_lane = [requests[i::lanes] for i in range(lanes)]
+            ctx = mp.get_context("fork")
+            go, done, out = ctx.Event(), ctx.Value("q", 0), ctx.Queue()
+            procs = [ctx.Process(target=_client, args=(
+                port, per_lane[c * connections:(c + 1) * connections], go, done, out))
+                for c in range(clients)]
+            for p in procs:
+                p.start()
+            del requests, per_lane
+            say("Sending")
+            cpu_before = process_cpu_seconds(server.pid)
+            started = time.perf_counter()
+            go.set()
+            results: list[tuple[list[float], list[str], float]] = []
+            reported = 0
+            while len(results) < clients:
+                try:
+                    results.append(out.get(timeout=0.2))
+                except Exception:  # noqa: BLE001, S110 - queue.Empty: report progress
+                    pass
+                now_done = done.value
+                if progress and now_done > reported:
+                    progress(now_done - reported)
+                    reported = now_done
+            elapsed = time.perf_counter() - started
+            server_cpu = process_cpu_seconds(server.pid) - cpu_before
+            if progress and donations > reported:
+                progress(donations - reported)
+            for p in procs:
+                p.join()
+        finally:
+            say("Stopping the server (the engine drains)")
+            stop_server(server)
+        latencies = sorted(x for lat, _, _ in results for x in lat)
+        failures = [f for _, fs, _ in results for f in fs]
+        client_cpu = sum(c for _, _, c in results)
+        say("Checking invariants")
+        checks = invariants(database, world, expected)
+    finally:
+        database.dispose()
+    from shanju.bench import machine
+
+    completed = len(latencies)
+    ok = (not failures and completed == donations and checks["ledger_balanced"]
+          and checks["exactly_once"] and checks["pools_match_ledger"])
+    return {
+        "benchmark": "http",
+        "db": database.engine.dialect.name,
+        "donations": donations,
+        "clients": clients,
+        "connections": clients * connections,
+        "server_workers": workers,
+        "seconds": round(elapsed, 3),
+        "donations_per_s": round(completed / elapsed, 1) if elapsed else None,
+        "p50_ms": _percentile(latencies, 0.50),
+        "p95_ms": _percentile(latencies, 0.95),
+        "p99_ms": _percentile(latencies, 0.99),
+        "max_ms": _percentile(latencies, 1.0),
+        "errors": len(failures) + (donations - completed),
+        # CPU the server and the clients used while sending: the server's CPU per donation
+        # does not depend on what else the machine is doing.
+        "server_cpu_s": round(server_cpu, 2),
+        "server_cpu_us_per_donation": round(server_cpu / completed * 1e6) if completed else None,
+        "client_cpu_s": round(client_cpu, 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "first_errors": failures[:3],
+        "orders_minted_before_clock": True,
+        "invariants": checks,
+        "ok": ok,
+        "machine": machine(),
+    }

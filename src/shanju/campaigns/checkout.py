@@ -1,0 +1,519 @@
+"""Giving-day checkout: orders, the sandbox's payment of them, and the callback into the engine.
+
+The path of a giving-day gift (see ``docs/campaigns-checkout.md``)::
+
+    POST /api/v1/campaigns/{id}/orders        validate (reads only) → signed order token
+    POST /api/v1/payments/sandbox/orders/complete   the sandbox "pays" and sends its callback
+    POST /api/v1/payments/callbacks/{provider}/orders
+         verify the provider's signature and the order token → PaidGift
+         → await engine.submit_async(gift): answered once the gift's batch is durable
+
+No route here opens a write transaction: orders write nothing, and the paid gift is written by
+the group-commit engine, many gifts per transaction. (A request's write transaction would also
+take SQLite's write lock while it waits for the engine, which needs it.) The pages — the
+donate form of an enrolled project, the sandbox cashier and the thank-you page with the match
+result — follow the same path.
+
+The engine's lifecycle is the application's: :func:`engine_lifespan` starts a
+:class:`~shanju.campaigns.engine.GroupCommitEngine` on the app's database at start-up and stops
+it (draining what was submitted) at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlencode
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Form, Header, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shanju.accounts import service as accounts
+from shanju.accounts.models import User
+from shanju.campaigns import engine as campaigns_engine
+from shanju.campaigns import orders
+from shanju.campaigns.engine import GiftResult
+from shanju.core.db import Database, DbId
+from shanju.core.deps import SESSION_COOKIE, CsrfChecked, DbSession, Viewer, get_database
+from shanju.core.errors import (
+    DomainError,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+)
+from shanju.core.i18n import N_
+from shanju.core.regions import PROVINCES
+from shanju.core.web import login_url, redirect, render, tr
+from shanju.payments.providers import OrderPaymentProvider, Providers, SandboxProvider
+from shanju.projects import service as projects
+
+if TYPE_CHECKING:
+    from shanju.campaigns.engine import GroupCommitEngine
+
+log = structlog.get_logger(__name__)
+api_router = APIRouter(tags=["giving-day checkout"])
+page_router = APIRouter()
+PRESET_YUAN = ("10", "20", "50", "100", "200", "500")
+
+
+# --- the engine in the application -----------------------------------------------------------
+
+
+class EngineUnavailable(DomainError):
+    """The group-commit engine could not take or commit the gift; the provider retries."""
+
+    status_code = 503
+    code = "engine_unavailable"
+
+
+_start_lock = threading.Lock()
+
+
+def start_engine(app: FastAPI) -> GroupCommitEngine:
+    """Start the app's engine if it has none yet (idempotent) and return it."""
+    with _start_lock:
+        engine: GroupCommitEngine | None = getattr(app.state, "engine", None)
+        if engine is None:
+            engine = campaigns_engine.GroupCommitEngine(app.state.db)
+            engine.start()
+            app.state.engine = engine
+            log.info("campaigns.engine.started")
+        return engine
+
+
+def stop_engine(app: FastAPI) -> None:
+    """Stop the app's engine, answering everything already submitted first."""
+    with _start_lock:
+        engine: GroupCommitEngine | None = getattr(app.state, "engine", None)
+        app.state.engine = None
+    if engine is not None:
+        engine.stop()
+        log.info("campaigns.engine.stopped")
+
+
+@asynccontextmanager
+async def engine_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """FastAPI lifespan: the engine runs while the application does."""
+    start_engine(app)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(stop_engine, app)
+
+
+def _signer(request: Request) -> orders.OrderSigner:
+    signer: orders.OrderSigner = request.app.state.orders
+    return signer
+
+
+# --- who is asking, without a write transaction ----------------------------------------------
+
+
+def _read_db(request: Request) -> Iterator[Session]:
+    with get_database(request).transaction(write=False) as session:
+        yield session
+
+
+ReadSession = Annotated[Session, Depends(_read_db, scope="function")]
+
+
+def _load_viewer(request: Request) -> User | None:
+    """The signed-in user (session cookie or API token), loaded in a short read transaction
+    and detached; a token's last use is recorded in a short transaction of its own."""
+    database: Database = get_database(request)
+    due_token: int | None = None
+    user: User | None = None
+    with database.transaction(write=False) as session:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            found = accounts.api_token_login(session=session, token=auth[7:].strip())
+            if found is None:
+                raise NotAuthenticated("The API token is invalid or revoked.",
+                                       code="invalid_token")
+            user, due_token = found
+        elif cookie := request.cookies.get(SESSION_COOKIE):
+            user = accounts.user_for_session(session=session, token=cookie)
+        if user is not None:
+            session.expunge(user)
+    if due_token is not None:
+        with database.transaction(write=True) as session:
+            accounts.do_record_api_token_use(session=session, token_id=due_token)
+    request.state.user = user
+    return user
+
+
+def _require_donor(request: Request) -> User:
+    user = _load_viewer(request)
+    if user is None:
+        raise NotAuthenticated("Please sign in first.")
+    return user
+
+
+ReadViewer = Annotated[User | None, Depends(_load_viewer)]
+Donor = Annotated[User, Depends(_require_donor)]
+
+
+# --- the paid callback ---------------------------------------------------------------------
+
+
+def _order_provider(providers: Providers, name: str) -> OrderPaymentProvider:
+    provider = providers.get(name)
+    if not hasattr(provider, "verify_order"):
+        raise NotFound("This provider does not pay giving-day orders.",
+                       code="unknown_provider")
+    return provider  # type: ignore[return-value]
+
+
+async def receive_order_callback(
+    app: Any, *, provider_name: str, body: bytes, headers: Mapping[str, str]
+) -> GiftResult:
+    """Verify a provider's order callback and credit the gift; return once it is durable.
+
+    Raises (nothing is stored): ``invalid_signature``/``stale_callback``/``malformed_callback``
+    (the provider's signature), ``invalid_order_token``/``order_expired``/``order_mismatch``/
+    ``amount_mismatch`` (the order), ``engine_unavailable`` (503: the provider retries).
+    """
+    provider = _order_provider(app.state.providers, provider_name)
+    note = provider.verify_order(body=body, headers=headers)
+    signer: orders.OrderSigner = app.state.orders
+    gift = signer.paid_gift(note)
+    engine: GroupCommitEngine | None = app.state.engine
+    if engine is None:
+        # Served without a lifespan (e.g. uvicorn with lifespan="off"): start on first use.
+        engine = await asyncio.to_thread(start_engine, app)
+    try:
+        result: GiftResult = await engine.submit_async(gift)
+    except DomainError:
+        raise
+    except Exception as exc:
+        log.exception("campaigns.callback.engine_failed", order_id=gift.order_id)
+        raise EngineUnavailable(N_("The gift could not be recorded now; please retry.")) from exc
+    return result
+
+
+class OrderCallbackLane:
+    """The giving day's hot path as plain ASGI, in front of the application's middleware.
+
+    ``POST /api/v1/payments/callbacks/{provider}/orders`` is the one request the peak is made
+    of. Handled here it skips the per-request work pages and the rest of the API need
+    (locale and CSRF cookies, routing, dependency injection, response models): read the body,
+    verify, hand the gift to the engine, answer when it is durable — the same
+    :func:`receive_order_callback` the documented route below calls, with the same answers.
+    """
+
+    PREFIX = "/api/v1/payments/callbacks/"
+    SUFFIX = "/orders"
+    MAX_BODY = 64 * 1024
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if (scope["type"] != "http" or scope["method"] != "POST"
+                or not path.startswith(self.PREFIX) or not path.endswith(self.SUFFIX)):
+            await self.app(scope, receive, send)
+            return
+        provider = path[len(self.PREFIX):-len(self.SUFFIX)]
+        if not provider or "/" in provider:
+            await self.app(scope, receive, send)
+            return
+        status, payload = 200, b""
+        try:
+            body = await self._body(receive)
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            result = await receive_order_callback(
+                scope["app"], provider_name=provider, body=body, headers=headers)
+            payload = json.dumps(_result_json(result), separators=(",", ":")).encode()
+        except DomainError as exc:
+            status = exc.status_code
+            payload = json.dumps(exc.to_dict(), ensure_ascii=False).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-content-type-options", b"nosniff"),
+        ]})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise DomainError("The client went away.", code="client_disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.MAX_BODY:
+                raise DomainError("The callback body is too large.", code="body_too_large",
+                                  status_code=413)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _result_json(result: GiftResult) -> dict[str, Any]:
+    return {"outcome": result.outcome, "order_id": result.order_id, "gift_id": result.gift_id,
+            "matched_fen": result.matched_fen, "match_status": result.match_status,
+            "reason": result.reason, "gift_url": f"/campaigns/gifts/{result.order_id}"}
+
+
+class OrderCallbackResult(BaseModel):
+    """What became of a paid order: credited now, or a duplicate of an earlier callback."""
+
+    outcome: str = Field(description="credited | duplicate")
+    order_id: str
+    gift_id: int
+    matched_fen: int
+    match_status: str
+    reason: str
+    gift_url: str
+
+
+@api_router.post(
+    "/payments/callbacks/{provider}/orders", response_model=OrderCallbackResult,
+    summary="Provider callback for a giving-day order (answered once the gift is durable)",
+    responses={400: {"description": "Signature, order token or amount cannot be trusted"},
+               503: {"description": "Not recorded; retry"}},
+)
+async def order_callback(provider: str, request: Request) -> Response:
+    """Verify and credit a paid giving-day order. Safe to deliver more than once."""
+    # Served by OrderCallbackLane in front of the app; this route documents the endpoint and
+    # answers the same way if the lane is not installed.
+    body = await request.body()
+    result = await receive_order_callback(
+        request.app, provider_name=provider, body=body, headers=request.headers)
+    # The hot path of the giving day: serialized directly, no response-model round trip.
+    return Response(json.dumps(_result_json(result), separators=(",", ":")).encode(),
+                    media_type="application/json")
+
+
+# --- orders (API) --------------------------------------------------------------------------
+
+
+class OrderCreate(BaseModel):
+    """A donor's giving-day gift to an enrolled project."""
+
+    project_id: DbId
+    amount_fen: int = Field(description="Integer fen (¥1 = 100)")
+    donor_name: str | None = Field(default=None, max_length=200)
+    anonymous: bool = False
+    message: str | None = Field(default=None, max_length=1000)
+    province: str | None = Field(default=None, max_length=40)
+
+
+class OrderCreated(BaseModel):
+    """A signed order: pay it with ``token`` at the provider (nothing is stored until paid)."""
+
+    order_id: str
+    campaign_id: int
+    project_id: int
+    amount_fen: int
+    donor_name: str
+    anonymous: bool
+    message: str
+    province: str | None
+    expires_at: str
+    token: str
+    provider: str = "sandbox"
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key",
+           description="Unique per donation attempt; a retry with the same key gets the same "
+                       "order id (so it can be paid once)."),
+]
+
+
+@api_router.post(
+    "/campaigns/{campaign_id}/orders", response_model=OrderCreated, status_code=201,
+    summary="Start a giving-day gift: a signed order to pay",
+    responses={409: {"description": "Campaign not live, or project not enrolled"},
+               422: {"description": "Invalid amount, text or Idempotency-Key"}},
+)
+def create_order(campaign_id: DbId, body: OrderCreate, request: Request, user: Donor,
+                 session: ReadSession, idempotency_key: IdempotencyKey = None
+                 ) -> OrderCreated:
+    """Validate the gift and return its order; the same Idempotency-Key gives the same order."""
+    key = orders.check_idempotency_key(idempotency_key)
+    campaign, project, fields = orders.check_order_request(
+        session=session, actor=user, campaign_id=campaign_id, project_id=body.project_id,
+        amount_fen=body.amount_fen, donor_name=body.donor_name, anonymous=body.anonymous,
+        message=body.message, province=body.province,
+    )
+    order, token = orders.make_order(
+        signer=_signer(request), actor=user, campaign_id=campaign.id, project_id=project.id,
+        idempotency_key=key, fields=fields)
+    return OrderCreated(**order.to_json(), token=token)
+
+
+class OrderPayment(BaseModel):
+    """How the sandbox cashier should pay an order (payer and device: the sandbox's ids of
+    who paid; by default one per donor)."""
+
+    token: str = Field(max_length=4096)
+    payer: str | None = Field(default=None, max_length=64)
+    device: str | None = Field(default=None, max_length=64)
+
+
+def _sandbox(providers: Providers) -> SandboxProvider:
+    provider = providers.get("sandbox")
+    if not isinstance(provider, SandboxProvider):  # pragma: no cover - always configured
+        raise NotFound("The sandbox provider is not configured.", code="unknown_provider")
+    return provider
+
+
+async def pay_with_sandbox(request: Request, *, user: User, token: str,
+                           payer: str | None = None, device: str | None = None) -> GiftResult:
+    """The donor pays an order on the sandbox cashier: the sandbox builds and signs its
+    callback and delivers it to the same handler as the HTTP callback endpoint."""
+    order = _signer(request).verify(token)
+    if order.donor_id != user.id:
+        raise PermissionDenied("This is not your order.", code="not_your_order")
+    sandbox = _sandbox(request.app.state.providers)
+    body, headers = sandbox.build_order_callback(
+        order_id=order.order_id, amount_fen=order.amount_fen, attach=token,
+        payer=payer or f"sbx-payer-{user.id}", device=device or f"sbx-device-{user.id}",
+    )
+    return await receive_order_callback(request.app, provider_name=sandbox.name, body=body,
+                                        headers=headers)
+
+
+@api_router.post(
+    "/payments/sandbox/orders/complete", response_model=OrderCallbackResult,
+    summary="Sandbox: pay a giving-day order, as the donor would on its cashier",
+)
+async def sandbox_complete_order(body: OrderPayment, request: Request, user: Donor
+                                 ) -> OrderCallbackResult:
+    """Pay the order; answer with what became of the gift (credited / duplicate, match)."""
+    result = await pay_with_sandbox(request, user=user, token=body.token, payer=body.payer,
+                                    device=body.device)
+    return OrderCallbackResult(**_result_json(result))
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+KEPT_FIELDS = ("amount", "custom_amount", "donor_name", "anonymous", "message", "province")
+
+
+def _form_page(request: Request, session: Session, *, campaign_id: int, project_id: int,
+               viewer: User | None, values: dict[str, Any] | None = None,
+               error: DomainError | None = None) -> HTMLResponse:
+    campaign = orders.get_campaign(session=session, campaign_id=campaign_id)
+    project = projects.get_project(session=session, project_id=project_id)
+    ctx: dict[str, Any] = {
+        "campaign": campaign, "project": project, "presets": PRESET_YUAN,
+        "provinces": PROVINCES, "form_error": error,
+        "donate_action": f"/campaigns/{campaign.id}/projects/{project.id}/donate",
+        "values": values or {"amount": "20",
+                             "donor_name": viewer.display_name if viewer else "",
+                             "province": (viewer.province if viewer else "") or ""},
+        "idempotency_key": (values or {}).get("idempotency_key") or uuid.uuid4().hex,
+    }
+    if error is not None:
+        ctx["form_message"] = tr(request, error.message)
+    return render(request, "campaigns/checkout/donate.html", ctx,
+                  status_code=error.status_code if error else 200)
+
+
+@page_router.get("/campaigns/{campaign_id}/projects/{project_id}/donate",
+                 response_class=HTMLResponse)
+def donate_page(campaign_id: DbId, project_id: DbId, request: Request, session: DbSession,
+                viewer: Viewer) -> Response:
+    """The giving-day donate form alone (also where its errors are shown)."""
+    page = _form_page(request, session, campaign_id=campaign_id, project_id=project_id,
+                      viewer=viewer)
+    if request.query_params:
+        # Choices carried through sign-in come back as the donor left them.
+        kept = {k: request.query_params[k][:200] for k in KEPT_FIELDS
+                if request.query_params.get(k)}
+        if kept:
+            values = {"amount": "20", **kept}
+            page = _form_page(request, session, campaign_id=campaign_id,
+                              project_id=project_id, viewer=viewer, values=values)
+    return page
+
+
+@page_router.post("/campaigns/{campaign_id}/projects/{project_id}/donate",
+                  dependencies=[CsrfChecked], response_class=HTMLResponse)
+def donate(
+    campaign_id: DbId,
+    project_id: DbId,
+    request: Request,
+    session: ReadSession,
+    viewer: ReadViewer,
+    amount: Annotated[str, Form()] = "",
+    custom_amount: Annotated[str, Form()] = "",
+    donor_name: Annotated[str, Form()] = "",
+    anonymous: Annotated[str, Form()] = "",
+    message: Annotated[str, Form()] = "",
+    province: Annotated[str, Form()] = "",
+    idempotency_key: Annotated[str, Form()] = "",
+) -> Response:
+    """Validate the gift and show the sandbox cashier for its order (nothing is stored)."""
+    from shanju.core.money import parse_yuan
+
+    chosen = {"amount": amount, "custom_amount": custom_amount, "donor_name": donor_name,
+              "anonymous": anonymous, "message": message, "province": province}
+    if viewer is None:
+        query = urlencode({k: v for k, v in chosen.items() if v})
+        path = f"/campaigns/{campaign_id}/projects/{project_id}/donate"
+        return redirect(login_url(path + (f"?{query}" if query else "")))
+    try:
+        amount_fen = parse_yuan(custom_amount or amount, field="amount")
+        key = orders.check_idempotency_key(idempotency_key)
+        campaign, project, fields = orders.check_order_request(
+            session=session, actor=viewer, campaign_id=campaign_id, project_id=project_id,
+            amount_fen=amount_fen, donor_name=donor_name, anonymous=bool(anonymous),
+            message=message, province=province,
+        )
+    except DomainError as exc:
+        return _form_page(request, session, campaign_id=campaign_id, project_id=project_id,
+                          viewer=viewer, values={**chosen, "idempotency_key": idempotency_key},
+                          error=exc)
+    order, token = orders.make_order(
+        signer=_signer(request), actor=viewer, campaign_id=campaign.id, project_id=project.id,
+        idempotency_key=key, fields=fields)
+    # The cashier is this response (not a redirect): the token carries the donor's name and
+    # message, which do not belong in a URL.
+    return render(request, "campaigns/checkout/pay.html",
+                  {"order": order, "token": token, "campaign": campaign, "project": project})
+
+
+@page_router.post("/pay/sandbox/orders", dependencies=[CsrfChecked])
+async def sandbox_pay(
+    request: Request,
+    token: Annotated[str, Form(max_length=4096)] = "",
+    action: Annotated[str, Form()] = "pay",
+) -> Response:
+    """The donor pays (or cancels) on the sandbox cashier; show the result."""
+    user = await asyncio.to_thread(_require_donor, request)
+    order = _signer(request).verify(token)
+    if action != "pay":
+        return redirect(f"/projects/{order.project_id}")
+    result = await pay_with_sandbox(request, user=user, token=token)
+    return redirect(f"/campaigns/orders/{result.order_id}")
+
+
+@page_router.get("/campaigns/orders/{order_id}", response_class=HTMLResponse)
+def order_done(order_id: str, request: Request, session: DbSession, viewer: Viewer
+               ) -> Response:
+    """Thank-you page: the gift and what became of its match (the donor's own only)."""
+    if viewer is None:
+        return redirect(login_url(f"/campaigns/orders/{order_id}"))
+    gift = orders.gift_for_donor(session=session, order_id=order_id, donor_id=viewer.id)
+    campaign = orders.get_campaign(session=session, campaign_id=gift.campaign_id)
+    project = projects.get_project(session=session, project_id=gift.project_id)
+    return render(request, "campaigns/checkout/done.html",
+                  {"gift": gift, "campaign": campaign, "project": project})

@@ -1,0 +1,71 @@
+"""HTML pages of a giving-day gift's match: the donor's "why was my gift not matched?" page
+and the reviewers' queue of held matches. Thin: reading in ``campaigns.holds``, wording in
+``campaigns.explain``.
+
+Register this router before other ``/campaigns/...`` and ``/review/campaigns/...`` routers
+with a path parameter in that place (``/review/campaigns/{id}`` would otherwise catch
+``/review/campaigns/holds``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from shanju.campaigns import explain, holds
+from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
+from shanju.core.web import login_url, redirect, render, request_locale
+
+router = APIRouter()
+PAGE_SIZE = 50
+
+
+@router.get("/campaigns/gifts/{order_id}", response_class=HTMLResponse)
+def gift_page(order_id: str, request: Request, session: DbSession, viewer: Viewer) -> Response:
+    """A giving-day gift: its match, and why it was (not) matched, in plain words."""
+    if viewer is None:
+        return redirect(login_url(str(request.url.path)))
+    detail = holds.get_gift_for_viewer(session=session, order_id=order_id, viewer=viewer)
+    locale = request_locale(request)
+    return render(request, "campaigns/gifts/detail.html", {
+        "d": detail,
+        "gift": detail.gift,
+        "why": explain.explain_gift(detail.gift, locale),
+        "is_reviewer": viewer.is_reviewer,
+        "payer_prefix": holds.short_hash(detail.gift.payer_hash),
+        "device_prefix": holds.short_hash(detail.gift.device_hash),
+    })
+
+
+@router.get("/review/campaigns/holds", response_class=HTMLResponse)
+def holds_page(
+    request: Request,
+    session: DbSession,
+    reviewer: Reviewer,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    released: Annotated[str, Query(max_length=40)] = "",
+) -> HTMLResponse:
+    """Reviewers: matches held through the public notice period, with why, to release."""
+    del reviewer
+    items, total = holds.list_held(session=session, limit=PAGE_SIZE,
+                                   offset=(page - 1) * PAGE_SIZE)
+    locale = request_locale(request)
+    return render(request, "campaigns/holds/list.html", {
+        "rows": [(h, explain.explain_gift(h.gift, locale)) for h in items],
+        "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
+        "released": released,
+    })
+
+
+@router.post("/review/campaigns/holds/{order_id}/release", dependencies=[CsrfChecked],
+             response_class=HTMLResponse)
+def release_hold(
+    order_id: str,
+    session: DbSession,
+    reviewer: Reviewer,
+) -> Response:
+    """Return a held match to its sponsor's pool."""
+    gift = holds.do_release_held(session=session, order_id=order_id, actor=reviewer)
+    return redirect(f"/review/campaigns/holds?released={gift.order_id}")
