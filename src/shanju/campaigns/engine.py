@@ -28,12 +28,20 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import shanju.models  # noqa: F401 - every table mapped, so a bare writer process can flush
 from shanju.campaigns import fraud, locks, rules
-from shanju.campaigns.models import CampaignStatus, MatchStatus
+from shanju.campaigns.models import (
+    CampaignCounter,
+    CampaignGift,
+    CampaignStatus,
+    MatchPool,
+    MatchStatus,
+    PoolRule,
+)
 from shanju.campaigns.rules import GiftContext, RuleParams
 from shanju.core.clock import utcnow
 from shanju.core.db import Database
@@ -261,14 +269,21 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
 
     pools_by_campaign: dict[int, list[_Pool]] = {cid: [] for cid in campaign_ids}
     pools: dict[int, _Pool] = {}
-    for pid, cid, remaining, version, raw_params in sql.rows(
-        "SELECT p.id, p.campaign_id, p.remaining_fen, p.rule_version, r.params "  # noqa: S608
+    for pid, cid, remaining, version, raw_params, built in sql.rows(
+        "SELECT p.id, p.campaign_id, p.remaining_fen, p.rule_version, r.params, c.value "  # noqa: S608
         "FROM match_pools p JOIN match_pool_rules r "
         "ON r.pool_id = p.id AND r.version = p.rule_version "
+        "LEFT JOIN campaign_counters c "
+        "ON c.campaign_id = p.campaign_id AND c.key = 'p' || p.id || ':v' "
         f"WHERE p.{where_c} AND p.kind = 'matching' AND p.status = 'active' "
         "ORDER BY p.priority, p.id", (arg_c,),
     ):
         pool = _Pool(int(pid), int(cid), int(remaining), int(version), _rule(raw_params))
+        if int(built or 1) != pool.version:
+            # A rule version written without flows.add_rule_version: bring the pool's
+            # counters up to its caps now, under the lock, before anything reads them.
+            rebuild_counters(session, pool_id=pool.id, campaign_id=pool.campaign_id,
+                             params=pool.params, version=pool.version)
         pools_by_campaign[pool.campaign_id].append(pool)
         pools[pool.id] = pool
 
@@ -458,6 +473,60 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
             out.append(GiftResult(r.order_id, "duplicate", r.gift_id, r.matched_fen,
                                   r.match_status, r.reason))
     return out
+
+
+def version_key(pool_id: int) -> str:
+    """The counter recording which rule version a pool's cap counters were built for."""
+    return f"p{pool_id}:v"
+
+
+def rebuild_counters(session: Session, *, pool_id: int, campaign_id: int, params: RuleParams,
+                     version: int) -> None:
+    """Recompute a pool's cap counters from its standing matches for the caps of ``params``
+    (rule ``version``), under the campaign lock. A pool's counters with no version record
+    were built for version 1 (a new pool has no matches)."""
+    session.execute(
+        delete(CampaignCounter).where(CampaignCounter.campaign_id == campaign_id,
+                                      CampaignCounter.key.startswith(f"p{pool_id}:",
+                                                                     autoescape=True))
+        .execution_options(synchronize_session=False))
+    sums: dict[str, int] = {version_key(pool_id): version}
+    caps = rules.active_caps(params)
+    if caps:
+        for row in session.execute(
+            select(CampaignGift.order_id, CampaignGift.amount_fen, CampaignGift.donor_id,
+                   CampaignGift.payer_hash, CampaignGift.project_id,
+                   CampaignGift.organization_id, CampaignGift.day, CampaignGift.matched_fen)
+            .where(CampaignGift.pool_id == pool_id,
+                   CampaignGift.match_status.in_((MatchStatus.MATCHED, MatchStatus.HELD)))
+        ):
+            donor = (f"u{row.donor_id}" if row.donor_id is not None
+                     else f"x{row.payer_hash or row.order_id}")
+            ctx = GiftContext(row.order_id, row.amount_fen, donor, row.project_id,
+                              row.organization_id, row.day.isoformat(), "")
+            for _, tag, _ in caps:
+                key = rules.cap_key(pool_id, tag, ctx)
+                sums[key] = sums.get(key, 0) + row.matched_fen
+    session.execute(insert(CampaignCounter), [
+        {"campaign_id": campaign_id, "key": k, "value": v} for k, v in sums.items()])
+
+
+def ensure_counters(session: Session, *, pool_id: int) -> None:
+    """Rebuild a pool's counters if its rule version changed since they were built (call
+    under the campaign lock)."""
+    row = session.execute(
+        select(MatchPool.campaign_id, MatchPool.rule_version, PoolRule.params)
+        .join(PoolRule, (PoolRule.pool_id == MatchPool.id)
+              & (PoolRule.version == MatchPool.rule_version))
+        .where(MatchPool.id == pool_id)).one_or_none()
+    if row is None:
+        return
+    built = session.scalar(select(CampaignCounter.value).where(
+        CampaignCounter.campaign_id == row.campaign_id,
+        CampaignCounter.key == version_key(pool_id)))
+    if int(built or 1) != row.rule_version:
+        rebuild_counters(session, pool_id=pool_id, campaign_id=row.campaign_id,
+                         params=_rule(row.params), version=row.rule_version)
 
 
 def _insert_gifts(sql: _Sql, decided: list[_Decided], batch_id: int) -> None:
