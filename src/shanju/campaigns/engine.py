@@ -362,7 +362,7 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
     # 5. The counters, all in one query per campaign, read under the lock.
     counters: dict[int, dict[str, int]] = {}
     for cid in campaign_ids:
-        wanted = sorted(keys_by_campaign[cid])
+        wanted = list(keys_by_campaign[cid])
         found: dict[str, int] = {}
         if wanted:
             where_k, arg_k = sql.in_list("key", wanted)
@@ -438,8 +438,7 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
 
     for cid, cc in counters.items():
         old = before[cid]
-        changed = [(cid, k, v) for k, v in cc.items() if old.get(k) != v]
-        _upsert_counters(sql, changed)
+        _upsert_counters(sql, [(cid, k, v) for k, v in cc.items() if old.get(k) != v])
 
     for pool in pools.values():
         if pool.spent:
