@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
@@ -41,7 +42,7 @@ from shanju.campaigns.models import (
 from shanju.campaigns.rules import HHMM, RuleParams
 from shanju.core import audit
 from shanju.core.clock import today_cn, utcnow
-from shanju.core.db import get_or_404
+from shanju.core.db import flush_unless_duplicate, get_or_404
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.core.i18n import N_, Msg
 from shanju.core.money import fen_to_yuan_str
@@ -382,6 +383,11 @@ def _hhmm(value: str, *, field: str) -> str:
     return value
 
 
+def _slug_taken() -> Conflict:
+    return Conflict("Another campaign already uses this slug.", code="slug_taken",
+                    field="slug")
+
+
 def check_campaign_fields(
     fields_: CampaignFields, *, session: Session, campaign: Campaign | None = None,
 ) -> dict[str, Any]:
@@ -412,8 +418,7 @@ def check_campaign_fields(
                 "99-giving-day.", code="invalid_slug", field="slug")
         taken = session.scalar(select(Campaign.id).where(Campaign.slug == slug))
         if taken is not None and (campaign is None or taken != campaign.id):
-            raise Conflict("Another campaign already uses this slug.", code="slug_taken",
-                           field="slug")
+            raise _slug_taken()
         clean["slug"] = slug
     if "name" in given:
         clean["name"] = _text(given["name"], field="name", max_len=80, required=True,
@@ -521,8 +526,9 @@ def do_create_campaign(*, session: Session, actor: User, fields: CampaignFields)
     check_reviewer(actor)
     clean = check_campaign_fields(fields, session=session)
     campaign = Campaign(status=CS.DRAFT, created_by_id=actor.id, **clean)
-    session.add(campaign)
-    session.flush()
+    # Two reviewers creating the same slug at once: the unique key decides.
+    if not flush_unless_duplicate(session, campaign):
+        raise _slug_taken()
     audit.record(session, actor_id=actor.id, action="campaigns.campaign.created",
                  object_type="campaign", object_id=campaign.id,
                  data={"new": {k: v.isoformat() if isinstance(v, dt.date) else v
@@ -539,8 +545,12 @@ def do_update_campaign(*, session: Session, actor: User, campaign: Campaign,
     clean = check_campaign_fields(fields, session=session, campaign=campaign)
     if not clean:
         return campaign
-    diff = audit.changes(campaign, **clean)
-    session.flush()
+    try:
+        with session.begin_nested():
+            diff = audit.changes(campaign, **clean)
+    except IntegrityError:  # another campaign took the new slug meanwhile
+        session.refresh(campaign)
+        raise _slug_taken() from None
     audit.record(session, actor_id=actor.id, action="campaigns.campaign.updated",
                  object_type="campaign", object_id=campaign.id, data=diff)
     return campaign
