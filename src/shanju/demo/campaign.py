@@ -10,6 +10,7 @@ Gifts are not made here: the demo seeder sends them through the engine.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -61,17 +62,18 @@ def _platform_actor(session: Session) -> User:
     return actor
 
 
-def seed_campaign(session: Session, *, actor: User | None = None,
-                  max_projects: int = 20) -> CampaignSeedReport:
+def seed_campaign(session: Session, *, actor: User | None = None, max_projects: int = 20,
+                  today: dt.date | None = None) -> CampaignSeedReport:
     """Create the live demo giving day with its sponsors, pools and up to ``max_projects``
     enrolled fundraising projects (at most :data:`ORG_QUOTA` per organization), in the
-    caller's transaction."""
+    caller's transaction. ``today`` (China date) is the first day (default: today)."""
     actor = actor or _platform_actor(session)
+    today = today or today_cn()
     fields = campaigns.CampaignFields(
         slug=SLUG, name="99公益日", name_en="99 Giving Day",
         summary="一块做好事:三天里,每一笔爱心都有机会获得企业和平台的配捐。"
                 "配捐先到先得,每人每天的配捐有上限;可疑的配捐公示7天后再到账。",
-        starts_on=today_cn(), days=3, opens_at="00:00", closes_at="23:59",
+        starts_on=today, days=3, opens_at="00:00", closes_at="23:59",
         org_quota=ORG_QUOTA, hold_days=7)
     campaign = campaigns.do_create_campaign(session=session, actor=actor, fields=fields)
     report = CampaignSeedReport(campaign_id=campaign.id)
@@ -83,7 +85,7 @@ def seed_campaign(session: Session, *, actor: User | None = None,
             budget_fen=budget, params=dict(params), kind=pool_kind, priority=priority)
         report.sponsor_ids.append(sponsor.id)
         report.pool_ids.append(pool.id)
-    _enrol(session, actor, campaign, report, max_projects=max_projects)
+    _enrol(session, actor, campaign, report, max_projects=max_projects, today=today)
     campaigns.do_campaign_transition(session=session, actor=actor, campaign=campaign,
                                      action="publish")
     campaigns.do_campaign_transition(session=session, actor=actor, campaign=campaign,
@@ -92,7 +94,7 @@ def seed_campaign(session: Session, *, actor: User | None = None,
 
 
 def _enrol(session: Session, actor: User, campaign: Campaign, report: CampaignSeedReport, *,
-           max_projects: int) -> None:
+           max_projects: int, today: dt.date) -> None:
     """Enrol fundraising projects as if their organizations had applied, then approve them
     through the service (the demo's organizations have one staff account at most)."""
     per_org: dict[int, int] = {}
@@ -101,7 +103,7 @@ def _enrol(session: Session, actor: User, campaign: Campaign, report: CampaignSe
     for project in candidates:
         if len(report.project_ids) >= max_projects:
             break
-        if not filing_valid_on(project, today_cn()):
+        if not filing_valid_on(project, today):
             continue
         org_id = project.recipient_org_id
         if per_org.get(org_id, 0) >= ORG_QUOTA:
