@@ -115,6 +115,9 @@ def test_stream_sends_a_snapshot_first(client: TestClient, db: Database) -> None
                 continue
             name, _, value = line.partition(":")
             event[name] = value.strip()
+    # The viewer left: nobody listens any more.
+    hub = client.app.state.campaign_broadcaster  # type: ignore[attr-defined]
+    assert hub.subscribers(ids["campaign"]) == 0
     assert event["event"] == "snapshot"
     snap = json.loads(event["data"])
     assert snap["campaign_id"] == ids["campaign"]
