@@ -7,7 +7,7 @@ import json
 
 from fastapi.testclient import TestClient
 
-from shanju.campaigns.models import CampaignStatus
+from shanju.campaigns.models import CampaignStatus, PoolKind
 from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from tests.campaigns.test_live import give
@@ -123,3 +123,15 @@ def test_stream_sends_a_snapshot_first(client: TestClient, db: Database) -> None
     assert snap["campaign_id"] == ids["campaign"]
     assert snap["totals"]["raised_fen"] == 12_445
     assert [e["name"] for e in snap["boards"]["projects"]] == ["乡村学校冬季温暖包"]
+
+
+def test_a_quadratic_pool_is_shown_as_a_round_not_a_bar(client: TestClient,
+                                                        db: Database) -> None:
+    with db.transaction() as s:
+        campaign = make_campaign(s)
+        qf = make_pool(s, campaign=campaign, budget_fen=500_000, kind=PoolKind.QUADRATIC)
+        slug, pool_id = campaign.slug, qf.id
+    text = client.get(f"/campaigns/{slug}?lang=en").text
+    block = text[text.index(f'data-pool="{pool_id}"'):]
+    block = block[:block.index("</section>")]
+    assert "Quadratic funding: ¥5,000" in block and "progressbar" not in block
