@@ -135,3 +135,14 @@ def test_a_quadratic_pool_is_shown_as_a_round_not_a_bar(client: TestClient,
     block = text[text.index(f'data-pool="{pool_id}"'):]
     block = block[:block.index("</section>")]
     assert "Quadratic funding: ¥5,000" in block and "progressbar" not in block
+
+
+def test_home_page_shows_a_live_giving_day(client: TestClient, db: Database) -> None:
+    assert "giving-day-banner" not in client.get("/").text
+    ids = _campaign(db)
+    with db.transaction() as s:
+        make_campaign(s, status=CampaignStatus.ENDED)
+    home = client.get("/?lang=en").text
+    assert home.count("giving-day-banner") == 1
+    assert f'href="/campaigns/{ids["slug"]}"' in home
+    assert "Giving day: ¥124.45 raised, ¥123.45 matched by sponsors" in home

@@ -220,6 +220,18 @@ def list_public_campaigns(*, session: Session, now: dt.datetime | None = None
             for c in sorted(campaigns, key=key)]
 
 
+def live_campaigns(*, session: Session, now: dt.datetime | None = None
+                   ) -> list[CampaignListing]:
+    """Return the campaigns that are live now (for the home page's banner), with totals."""
+    now = now or utcnow()
+    campaigns = list(session.scalars(
+        select(Campaign).where(Campaign.status == CampaignStatus.LIVE)
+        .order_by(Campaign.starts_on, Campaign.id)))
+    totals = _totals_by_campaign(session, [c.id for c in campaigns])
+    return [CampaignListing(campaign=c, totals=totals.get(c.id, Totals()),
+                            open_now=is_open(c, now)) for c in campaigns]
+
+
 def last_day(campaign: Campaign) -> dt.date:
     """Return the campaign's last day (China time)."""
     return campaign.starts_on + dt.timedelta(days=max(campaign.days, 1) - 1)
