@@ -227,8 +227,11 @@ def test_the_giving_day_pages(live: TestClient, day: Day, db: Database) -> None:
     # Another donor cannot see it.
     sign_in(live, db, day.other_id)
     assert live.get(done.headers["location"]).status_code == 404
-    en = live.get(f"/campaigns/{day.campaign_id}/projects/{day.project_id}/donate?lang=en")
+    en = live.get(f"/campaigns/{day.campaign_id}/projects/{day.project_id}/donate?lang=en"
+                  "&custom_amount=66.6&message=hi")
     assert "Giving day" in en.text
+    # Choices kept through sign-in come back; the rest of the form keeps its defaults.
+    assert 'value="66.6"' in en.text and 'value="hi"' in en.text and "李四" in en.text
 
 
 def test_unknown_provider_and_a_non_order_provider_path(live: TestClient) -> None:
