@@ -156,6 +156,8 @@ def demo(
     db: Annotated[Path, typer.Option(help="The demo's SQLite file.")] = DEFAULT_DEMO_DB,
     reset: Annotated[bool, typer.Option(help="Delete the demo database first.")] = False,
     scale: Annotated[float, typer.Option(hidden=True)] = 1.0,
+    crowd: Annotated[bool, typer.Option(
+        help="Keep giving a few gifts a second to the live giving day.")] = True,
 ) -> None:
     """Start the demo platform on an embedded SQLite database seeded with demo data."""
     database = prepare_demo(db, reset=reset, scale=scale)
@@ -168,7 +170,18 @@ def demo(
     console.print(f"Serving the demo on [bold]http://{host}:{port}[/] — Ctrl+C stops it.")
     from shanju.app import create_app
 
-    uvicorn.run(create_app(settings, database=database), host=host, port=port, log_level="info")
+    application = create_app(settings, database=database)
+    donors = None
+    if crowd:
+        from shanju.demo.crowd import Crowd
+
+        donors = Crowd(database, lambda: application.state.engine)
+        donors.start()
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="info")
+    finally:
+        if donors is not None:
+            donors.stop()
 
 
 # --- production ----------------------------------------------------------------------------

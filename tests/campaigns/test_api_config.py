@@ -12,7 +12,7 @@ from shanju.campaigns.models import MatchPool, PoolRule
 from shanju.core.clock import today_cn
 from shanju.core.db import Database
 from shanju.ledger import service as ledger
-from tests.factories import make_org, make_project, make_user
+from tests.factories import make_campaign, make_org, make_pool, make_project, make_user
 from tests.projects.helpers import api_token, reviewer, sign_in, staff_of
 
 NEW = {"slug": "day99", "name": "99公益日", "name_en": "99 Giving Day",
@@ -160,3 +160,20 @@ def test_browser_session_needs_the_csrf_token(client: TestClient, db: Database) 
     assert client.post("/api/v1/campaigns", json=NEW).json()["error"]["code"] == "csrf_failed"
     ok = client.post("/api/v1/campaigns", json=NEW, headers={"X-CSRF-Token": csrf})
     assert ok.status_code == 201
+
+
+def test_random_seed_stays_with_reviewers(client: TestClient, db: Database) -> None:
+    with db.transaction() as s:
+        campaign = make_campaign(s)
+        make_pool(s, campaign=campaign, params={
+            "random": [{"weight": 1, "num": 1, "den": 1}, {"weight": 1, "num": 0, "den": 1}],
+            "seed": 4242})
+        cid, rev_id = campaign.id, reviewer(s).id
+    public = client.get(f"/api/v1/campaigns/{cid}").json()["pools"][0]
+    assert public["rule"]["seed"] == 0 and len(public["rule"]["random"]) == 2
+    pid = public["id"]
+    assert client.get(f"/api/v1/campaigns/{cid}/pools/{pid}/rules").json()[0]["params"][
+        "seed"] == 0
+    rev = api_token(db, rev_id)
+    assert client.get(f"/api/v1/campaigns/{cid}/pools/{pid}", headers=rev).json()["rule"][
+        "seed"] == 4242

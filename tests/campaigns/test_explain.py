@@ -24,8 +24,8 @@ PARAMS = {
     "daily_pot_exhausted": {"cap_fen": 9_999_000_00},
     "too_fast": {"limit": 4},
     "split_gift": {"limit": 3, "gift_number": 4},
-    "shared_payer": {"accounts": 3, "place": 3, "limit": 3},
-    "shared_device": {"accounts": 5, "place": 4, "limit": 3},
+    "shared_payer": {"limit": 3, "allowed": 2},
+    "shared_device": {"limit": 3, "allowed": 2},
 }
 # A number each explanation must show when its parameters are given.
 SHOWN = {
@@ -129,7 +129,8 @@ def test_held_says_until_when_in_china_time() -> None:
     assert "支付账户" in zh.donor
     en = _explain("shared_device", "en", status=MatchStatus.HELD, matched=100_00, until=until)
     assert "held until 2026-09-15" in en.donor
-    assert "used by 5 donor accounts" in en.reviewer and "account number 4" in en.reviewer
+    assert "at least 3 donor accounts have given from this device" in en.reviewer
+    assert "not among the first 2" in en.reviewer
 
 
 @pytest.mark.parametrize(("status", "zh_title", "en_words"), [

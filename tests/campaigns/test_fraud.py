@@ -73,6 +73,15 @@ def test_more_than_four_matched_gifts_in_a_minute_are_withheld() -> None:
     assert verdicts[4].params == {"limit": fraud.MAX_MATCHED_PER_MINUTE}
 
 
+def test_a_late_gift_from_an_earlier_minute_does_not_reset_the_current_one() -> None:
+    counters: dict[str, int] = {}
+    run([gift(project=p, at=T0 + dt.timedelta(minutes=1)) for p in range(10, 14)], counters)
+    late = run([gift(project=20, at=T0)], counters)  # paid a minute earlier, arrives now
+    assert late == [fraud.OK]
+    assert fraud.assess(gift(project=21, at=T0 + dt.timedelta(minutes=1, seconds=30)),
+                        counters).reason == "too_fast"
+
+
 def test_the_next_minute_starts_afresh_and_other_donors_are_not_counted() -> None:
     counters: dict[str, int] = {}
     run([gift(project=p) for p in range(10, 14)], counters)
@@ -137,12 +146,20 @@ def test_the_third_account_on_one_payer_or_device_is_held(field: str, reason: st
     verdicts = run(gifts, counters)
     assert [v.action for v in verdicts] == [Action.OK, Action.OK, Action.HOLD, Action.HOLD]
     assert verdicts[2].reason == reason
-    assert verdicts[2].params == {"accounts": 3, "place": 3, "limit": 3}
-    assert verdicts[3].params == {"accounts": 4, "place": 4, "limit": 3}
+    assert verdicts[2].params == verdicts[3].params == {"limit": 3, "allowed": 2}
     # The first two accounts stay unheld; the third stays held on its next gift.
     later = [gift(donor=d, project=11, **{field: "abc123"})  # type: ignore[arg-type]
              for d in (1, 2, 3)]
     assert [v.action for v in run(later, counters)] == [Action.OK, Action.OK, Action.HOLD]
+
+
+def test_the_first_two_accounts_are_remembered_whatever_their_ids() -> None:
+    counters: dict[str, int] = {}
+    big = 2**40 + 7
+    first = run([gift(donor=d, payer="p") for d in (big, 2**31 - 1)], counters)
+    assert first == [fraud.OK, fraud.OK]
+    again = run([gift(donor=d, payer="p", project=11) for d in (2**31 - 1, big, 5)], counters)
+    assert [v.action for v in again] == [Action.OK, Action.OK, Action.HOLD]
 
 
 def test_one_account_with_many_gifts_on_one_payer_is_one_account() -> None:
@@ -174,8 +191,10 @@ def test_keys_are_stable_and_facts_compare_by_their_fields() -> None:
     b = dataclasses.replace(a)
     assert fraud.counter_keys(a) == fraud.counter_keys(b)
     assert a == b and hash(a) == hash(b)
-    assert fraud.counter_keys(a) == [
-        "f:m:u1:29812440", "f:s:u1:10:20703", "f:pn:p", "f:pd:p:u1", "f:dn:d", "f:dd:d:u1"]
+    assert fraud.counter_keys(a) == ["f:m:u1", "f:s:u1:10:20703", "f:p:p", "f:d:d"]
+    long = gift(donor=None, payer="0123456789abcdef" * 2, device="fedcba9876543210" * 2)
+    assert fraud.counter_keys(long) == [
+        "f:m:g0123456789abcdef", "f:s:g0123456789abcdef:10:20703", "f:d:fedcba9876543210"]
 
 
 def test_record_changes_only_the_gifts_own_keys() -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from shanju.campaigns.live import Broadcaster, offer_latest
+from shanju.campaigns.live import Broadcaster, SnapshotCache, offer_latest
+from shanju.core.db import Database
+from tests.factories import make_campaign
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -106,3 +108,17 @@ def test_unchanged_snapshots_are_not_pushed_again() -> None:
             return queue.qsize()
 
     assert asyncio.run(main()) == 0
+
+
+def test_page_views_share_a_snapshot_for_its_lifetime(db: Database) -> None:
+    with db.transaction() as s:
+        campaign = make_campaign(s)
+    cache = SnapshotCache(ttl=3600)
+    with db.transaction(write=False) as s:
+        first = cache.get(session=s, campaign=campaign)
+        assert cache.get(session=s, campaign=campaign) is first
+    assert cache.reads == 1
+    cache.ttl = 0
+    with db.transaction(write=False) as s:
+        assert cache.get(session=s, campaign=campaign) is not first
+    assert cache.reads == 2

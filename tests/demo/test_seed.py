@@ -145,3 +145,26 @@ def test_demo_categories_are_the_projects_domain_categories() -> None:
 
     assert set(data.CATEGORY_WEIGHTS) <= set(CATEGORIES)
     assert set(data.PROJECTS) <= set(CATEGORIES)
+
+
+def test_the_demo_giving_day_is_live_with_gifts_through_the_engine(db: Database) -> None:
+    from shanju.campaigns import check as campaigns_check
+    from shanju.campaigns.models import Campaign, CampaignGift, CampaignStatus, MatchStatus
+
+    with db.transaction() as session:
+        report = seed(session, scale=0.02)  # today: the giving day is live now
+
+    with db.transaction(write=False) as session:
+        assert ledger.check(session).ok
+        assert campaigns_check.check(session).ok
+        campaign = session.scalar(select(Campaign).where(Campaign.slug == "99"))
+        assert campaign is not None and campaign.status == CampaignStatus.LIVE
+        gifts = _count(session, CampaignGift)
+        assert gifts == report.giving_day_gifts >= 40
+        assert _count(session, CampaignGift,
+                      CampaignGift.match_status == MatchStatus.MATCHED) > 0
+        # The cases the explanations are for: held (shared payer), too fast, own organization.
+        reasons = set(session.scalars(select(CampaignGift.reason).distinct()))
+        assert {"shared_payer", "too_fast", "staff_own_org"} <= reasons, reasons
+        assert _count(session, CampaignGift,
+                      CampaignGift.match_status == MatchStatus.HELD) >= 1

@@ -34,13 +34,23 @@ def _sponsor_read(s: Sponsor) -> schemas.SponsorRead:
                                organization_id=s.organization_id)
 
 
-def _pool_read(v: campaigns.PoolView) -> schemas.PoolRead:
+def _rule(rule: RuleParams, private: bool) -> RuleParams:
+    # A random ratio's seed stays with reviewers: with it, anyone could tell in advance which
+    # order ids a draw would match and keep ordering until one is.
+    return rule if private or not rule.random else rule.model_copy(update={"seed": 0})
+
+
+def _private(viewer: User | None) -> bool:
+    return viewer is not None and viewer.is_reviewer
+
+
+def _pool_read(v: campaigns.PoolView, private: bool = True) -> schemas.PoolRead:
     p = v.pool
     return schemas.PoolRead(
         id=p.id, campaign_id=p.campaign_id, sponsor_id=p.sponsor_id, sponsor_name=v.sponsor.name,
         name=p.name, kind=p.kind, status=p.status, priority=p.priority,
         committed_fen=p.committed_fen, remaining_fen=p.remaining_fen,
-        rule_version=p.rule_version, rule=v.rule, exhausted_at=p.exhausted_at)
+        rule_version=p.rule_version, rule=_rule(v.rule, private), exhausted_at=p.exhausted_at)
 
 
 def _brief(c: Campaign) -> schemas.CampaignBrief:
@@ -50,7 +60,7 @@ def _brief(c: Campaign) -> schemas.CampaignBrief:
         closes_at=c.closes_at)
 
 
-def _detail(session: Session, c: Campaign) -> schemas.CampaignRead:
+def _detail(session: Session, c: Campaign, private: bool = True) -> schemas.CampaignRead:
     pools = campaigns.list_pools(session=session, campaign_id=c.id)
     return schemas.CampaignRead(
         id=c.id, slug=c.slug, name=c.name, name_en=c.name_en, summary=c.summary,
@@ -61,7 +71,7 @@ def _detail(session: Session, c: Campaign) -> schemas.CampaignRead:
         remaining_fen=sum(v.pool.remaining_fen for v in pools),
         sponsors=[_sponsor_read(s) for s in campaigns.list_sponsors(session=session,
                                                                      campaign_id=c.id)],
-        pools=[_pool_read(v) for v in pools])
+        pools=[_pool_read(v, private) for v in pools])
 
 
 def _enrolment_read(v: campaigns.EnrolmentView, *, private: bool) -> schemas.EnrolmentRead:
@@ -114,7 +124,7 @@ def get_campaign_by_slug(slug: Annotated[str, Path(max_length=40)], session: DbS
                          viewer: Viewer) -> schemas.CampaignRead:
     """A published campaign (or a draft, for reviewers) with its sponsors and pools."""
     campaign = campaigns.get_campaign_by_slug(session=session, slug=slug, viewer=viewer)
-    return _detail(session, campaign)
+    return _detail(session, campaign, _private(viewer))
 
 
 @router.get("/campaigns/{campaign_id}", response_model=schemas.CampaignRead,
@@ -123,7 +133,7 @@ def get_campaign(campaign_id: DbId, session: DbSession, viewer: Viewer) -> schem
     """A published campaign (or a draft, for reviewers) with its sponsors and pools."""
     campaign = campaigns.get_visible_campaign(session=session, campaign_id=campaign_id,
                                               viewer=viewer)
-    return _detail(session, campaign)
+    return _detail(session, campaign, _private(viewer))
 
 
 @router.patch("/campaigns/{campaign_id}", response_model=schemas.CampaignRead,
@@ -196,14 +206,15 @@ def list_pools(campaign_id: DbId, session: DbSession,
     """The pools by priority, with committed and remaining money and the rule in force."""
     campaign = campaigns.get_visible_campaign(session=session, campaign_id=campaign_id,
                                               viewer=viewer)
-    return [_pool_read(v) for v in campaigns.list_pools(session=session,
-                                                        campaign_id=campaign.id)]
+    return [_pool_read(v, _private(viewer))
+            for v in campaigns.list_pools(session=session, campaign_id=campaign.id)]
 
 
-def _pool_view(session: Session, campaign: Campaign, pool_id: int) -> schemas.PoolRead:
+def _pool_view(session: Session, campaign: Campaign, pool_id: int,
+               private: bool = True) -> schemas.PoolRead:
     for view in campaigns.list_pools(session=session, campaign_id=campaign.id):
         if view.pool.id == pool_id:
-            return _pool_read(view)
+            return _pool_read(view, private)
     raise NotFound("This matching pool does not exist.", code="pool_not_found")
 
 
@@ -230,7 +241,7 @@ def get_pool(campaign_id: DbId, pool_id: DbId, session: DbSession,
     """One pool with its money and the rule in force."""
     campaign = campaigns.get_visible_campaign(session=session, campaign_id=campaign_id,
                                               viewer=viewer)
-    return _pool_view(session, campaign, pool_id)
+    return _pool_view(session, campaign, pool_id, _private(viewer))
 
 
 @router.patch("/campaigns/{campaign_id}/pools/{pool_id}", response_model=schemas.PoolRead,
@@ -285,8 +296,8 @@ def list_rules(campaign_id: DbId, pool_id: DbId, session: DbSession,
     campaign = campaigns.get_visible_campaign(session=session, campaign_id=campaign_id,
                                               viewer=viewer)
     pool = campaigns.get_pool(session=session, campaign=campaign, pool_id=pool_id)
-    return [schemas.RuleRead(version=r.version, params=RuleParams.model_validate(
-        r.params), created_at=r.created_at)
+    return [schemas.RuleRead(version=r.version, params=_rule(RuleParams.model_validate(
+        r.params), _private(viewer)), created_at=r.created_at)
         for r in campaigns.list_rules(session=session, pool_id=pool.id)]
 
 

@@ -226,6 +226,7 @@ def _client(port: int, batches: list[list[bytes]], go: Any, done: Any, out: Any)
     """One client process: its connections, each sending its batch in a closed loop."""
     latencies: list[float] = []
     failures: list[str] = []
+    cpu_before = time.process_time()
 
     async def main() -> None:
         await asyncio.gather(*(_connection(port, b, latencies, failures, done)
@@ -240,7 +241,7 @@ def _client(port: int, batches: list[list[bytes]], go: Any, done: Any, out: Any)
         asyncio.run(main())
     except Exception as exc:  # noqa: BLE001 - reported, never hidden
         failures.append(f"client: {type(exc).__name__}: {exc}")
-    out.put((latencies, failures))
+    out.put((latencies, failures, time.process_time() - cpu_before))
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -281,6 +282,24 @@ def start_server(database_url: str, port: int, *, workers: int = 1) -> subproces
             time.sleep(0.1)
     server.kill()
     raise RuntimeError("the server did not start within 30 s")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its children that still run
+    (uvicorn's workers), from /proc; 0 where /proc is not available."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            pids.extend(int(c) for c in children)
+        for p in pids:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return total
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
@@ -374,9 +393,10 @@ def run(
                 p.start()
             del requests, per_lane
             say("Sending")
+            cpu_before = process_cpu_seconds(server.pid)
             started = time.perf_counter()
             go.set()
-            results: list[tuple[list[float], list[str]]] = []
+            results: list[tuple[list[float], list[str], float]] = []
             reported = 0
             while len(results) < clients:
                 try:
@@ -388,6 +408,7 @@ def run(
                     progress(now_done - reported)
                     reported = now_done
             elapsed = time.perf_counter() - started
+            server_cpu = process_cpu_seconds(server.pid) - cpu_before
             if progress and donations > reported:
                 progress(donations - reported)
             for p in procs:
@@ -395,8 +416,9 @@ def run(
         finally:
             say("Stopping the server (the engine drains)")
             stop_server(server)
-        latencies = sorted(x for lat, _ in results for x in lat)
-        failures = [f for _, fs in results for f in fs]
+        latencies = sorted(x for lat, _, _ in results for x in lat)
+        failures = [f for _, fs, _ in results for f in fs]
+        client_cpu = sum(c for _, _, c in results)
         say("Checking invariants")
         checks = invariants(database, world, expected)
     finally:
@@ -420,6 +442,12 @@ def run(
         "p99_ms": _percentile(latencies, 0.99),
         "max_ms": _percentile(latencies, 1.0),
         "errors": len(failures) + (donations - completed),
+        # CPU the server and the clients used while sending: the server's CPU per donation
+        # does not depend on what else the machine is doing.
+        "server_cpu_s": round(server_cpu, 2),
+        "server_cpu_us_per_donation": round(server_cpu / completed * 1e6) if completed else None,
+        "client_cpu_s": round(client_cpu, 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "first_errors": failures[:3],
         "orders_minted_before_clock": True,
         "invariants": checks,

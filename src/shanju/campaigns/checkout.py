@@ -50,6 +50,7 @@ from shanju.core.errors import (
     NotFound,
     PermissionDenied,
 )
+from shanju.core.i18n import N_
 from shanju.core.regions import PROVINCES
 from shanju.core.web import login_url, redirect, render, tr
 from shanju.payments.providers import OrderPaymentProvider, Providers, SandboxProvider
@@ -195,7 +196,7 @@ async def receive_order_callback(
         raise
     except Exception as exc:
         log.exception("campaigns.callback.engine_failed", order_id=gift.order_id)
-        raise EngineUnavailable("The gift could not be recorded now; please retry.") from exc
+        raise EngineUnavailable(N_("The gift could not be recorded now; please retry.")) from exc
     return result
 
 

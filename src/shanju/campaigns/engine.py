@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+import shanju.models  # noqa: F401 - every table mapped, so a bare writer process can flush
 from shanju.campaigns import fraud, locks, rules
 from shanju.campaigns.models import CampaignStatus, MatchStatus
 from shanju.campaigns.rules import GiftContext, RuleParams
@@ -264,12 +265,18 @@ def apply_batch(session: Session, gifts: Sequence[PaidGift], *, worker: str = ""
 
     # 4. Per gift: local time, eligibility, the keys its decision reads.
     times: dict[int, tuple[dt.date, str, str, str]] = {}
+    # (campaign, minute) → "" or why the campaign does not match then.
+    open_at: dict[tuple[int, int], str] = {}
     prepared: list[tuple[PaidGift, int, tuple[dt.date, str, str, str], str,
                          GiftContext | None, fraud.GiftFacts | None]] = []
     keys_by_campaign: dict[int, set[str]] = {cid: set() for cid in campaign_ids}
+    pool_caps = {cid: [(p.id, rules.active_caps(p.params)) for p in ps]
+                 for cid, ps in pools_by_campaign.items()}
+    cap_key = rules.cap_key
+    fraud_keys = fraud.counter_keys
     for g in fresh:
-        seconds = int(g.paid_at.timestamp())
-        minute_ix = (seconds + _CHINA_OFFSET_S) // 60
+        cid = g.campaign_id
+        minute_ix = (int(g.paid_at.timestamp()) + _CHINA_OFFSET_S) // 60
         local = times.get(minute_ix)
         if local is None:
             day = _EPOCH + dt.timedelta(days=minute_ix // 1440)
@@ -277,16 +284,22 @@ def apply_batch(session: Session, gifts: Sequence[PaidGift], *, worker: str = ""
             hhmm = f"{mins // 60:02d}:{mins % 60:02d}"
             iso = day.isoformat()
             local = times[minute_ix] = (day, iso, hhmm, f"{iso}T{hhmm}")
-        campaign = campaigns[g.campaign_id]
-        enrolment = enrolments.get((g.campaign_id, g.project_id))
+        reason = open_at.get((cid, minute_ix))
+        if reason is None:
+            campaign = campaigns[cid]
+            if campaign.status != CampaignStatus.LIVE or not (
+                0 <= (local[0] - campaign.starts_on).days < campaign.days
+            ):
+                reason = CAMPAIGN_NOT_LIVE
+            elif not _in_hours(campaign.opens_at, campaign.closes_at, local[2]):
+                reason = OUTSIDE_HOURS
+            else:
+                reason = ""
+            open_at[(cid, minute_ix)] = reason
+        enrolment = enrolments.get((cid, g.project_id))
         org_id = enrolment[0] if enrolment is not None else project_orgs[g.project_id]
-        reason = ""
-        if campaign.status != CampaignStatus.LIVE or not (
-            0 <= (local[0] - campaign.starts_on).days < campaign.days
-        ):
-            reason = CAMPAIGN_NOT_LIVE
-        elif not _in_hours(campaign.opens_at, campaign.closes_at, local[2]):
-            reason = OUTSIDE_HOURS
+        if reason:
+            pass
         elif enrolment is None or not enrolment[1]:
             reason = NOT_ENROLLED
         elif enrolment[2]:
@@ -294,21 +307,21 @@ def apply_batch(session: Session, gifts: Sequence[PaidGift], *, worker: str = ""
         ctx: GiftContext | None = None
         facts: fraud.GiftFacts | None = None
         if not reason:
-            donor_key = (f"u{g.donor_id}" if g.donor_id is not None
+            donor_id = g.donor_id
+            donor_key = (f"u{donor_id}" if donor_id is not None
                          else f"x{g.payer_hash or g.order_id}")
             ctx = GiftContext(g.order_id, g.amount_fen, donor_key, g.project_id, org_id,
                               local[1], local[2])
             facts = fraud.GiftFacts(
-                order_id=g.order_id, campaign_id=g.campaign_id, project_id=g.project_id,
-                organization_id=org_id, donor_id=g.donor_id,
-                donor_org_id=staff_of.get(g.donor_id) if g.donor_id is not None else None,
-                amount_fen=g.amount_fen, payer_hash=g.payer_hash, device_hash=g.device_hash,
-                paid_at=g.paid_at,
+                g.order_id, cid, g.project_id, org_id, donor_id,
+                staff_of.get(donor_id) if donor_id is not None else None,
+                g.amount_fen, g.payer_hash, g.device_hash, g.paid_at,
             )
-            keys = keys_by_campaign[g.campaign_id]
-            keys.update(fraud.counter_keys(facts))
-            for pool in pools_by_campaign[g.campaign_id]:
-                keys.update(rules.counter_keys(pool.params, pool.id, ctx))
+            keys = keys_by_campaign[cid]
+            keys.update(fraud_keys(facts))
+            for pid_, caps in pool_caps[cid]:
+                for _, tag, _ in caps:
+                    keys.add(cap_key(pid_, tag, ctx))
         prepared.append((g, org_id, local, reason, ctx, facts))
 
     # 5. The counters, all in one query per campaign, read under the lock.
@@ -564,6 +577,11 @@ def upsert_stats(sql: _Sql, deltas: dict[tuple[int, str, str], list[int]]) -> No
         sql.executemany(
             "INSERT INTO campaign_stats (campaign_id, dim, key, gifts, raised_fen, matched_fen) "  # noqa: S608
             f"VALUES (?, ?, ?, ?, ?, ?) {update}", rows)
+
+
+def add_stats(session: Session, deltas: dict[tuple[int, str, str], list[int]]) -> None:
+    """Add ``deltas`` (from :func:`stat_rows`, possibly negative) to the live stats."""
+    upsert_stats(_Sql(session), deltas)
 
 
 def _upsert_stats(sql: _Sql, decided: list[_Decided]) -> None:

@@ -191,14 +191,14 @@ REASONS: dict[str, _Reason] = {
            "giving day, so the match waits through a public notice period before it is paid."),
         N_("The payment account you paid with has been used by several donor accounts in this "
            "giving day, so the match waits through a public notice period before it is paid."),
-        N_("Anti-fraud: this payment account (hashed) has been used by %(accounts)s donor "
-           "accounts in the campaign; this donor is account number %(place)s, and matches "
-           "from account number %(limit)s on are held. Release the match if the accounts look "
+        N_("Anti-fraud: at least %(limit)s donor accounts have paid with this payment "
+           "account (hashed) in the campaign, and this donor's account is not among the first "
+           "%(allowed)s, so its matches are held. Release the match if the accounts look "
            "coordinated; otherwise it settles when the notice period ends."),
-        N_("Anti-fraud: this payment account (hashed) has been used by several donor accounts "
+        N_("Anti-fraud: several donor accounts have paid with this payment account (hashed) "
            "in the campaign, so the match is held. Release it if the accounts look "
            "coordinated; otherwise it settles when the notice period ends."),
-        needs=("accounts", "place", "limit"),
+        needs=("limit", "allowed"),
     ),
     "shared_device": _Reason(
         N_("Device shared by many accounts"),
@@ -206,14 +206,14 @@ REASONS: dict[str, _Reason] = {
            "day, so the match waits through a public notice period before it is paid."),
         N_("The device you gave from has been used by several donor accounts in this giving "
            "day, so the match waits through a public notice period before it is paid."),
-        N_("Anti-fraud: this device (hashed) has been used by %(accounts)s donor accounts in "
-           "the campaign; this donor is account number %(place)s, and matches from account "
-           "number %(limit)s on are held. Release the match if the accounts look coordinated; "
+        N_("Anti-fraud: at least %(limit)s donor accounts have given from this device (hashed) "
+           "in the campaign, and this donor's account is not among the first %(allowed)s, so "
+           "its matches are held. Release the match if the accounts look coordinated; "
            "otherwise it settles when the notice period ends."),
-        N_("Anti-fraud: this device (hashed) has been used by several donor accounts in the "
+        N_("Anti-fraud: several donor accounts have given from this device (hashed) in the "
            "campaign, so the match is held. Release it if the accounts look coordinated; "
            "otherwise it settles when the notice period ends."),
-        needs=("accounts", "place", "limit"),
+        needs=("limit", "allowed"),
     ),
 }
 

@@ -14,40 +14,52 @@ hold):
     organization must not capture sponsors' money by giving to itself.
 ``too_fast`` (withhold)
     A human ceiling: at most :data:`MAX_MATCHED_PER_MINUTE` matched gifts per donor per
-    minute (the China-time minute the payment was made in). Only matched gifts count, so a
-    donor whose gifts were withheld is not locked out further. Counter
-    ``f:m:<donor>:<minute>`` (minute = Unix seconds // 60; China time is UTC+8, a whole number
-    of minutes, so the UTC and China-time minutes are the same buckets).
+    minute (the China-time minute the payment was made in). Only matched (or held) gifts
+    count, so a donor whose gifts were withheld is not locked out further.
 ``split_gift`` (withhold)
     One sum split into many gifts: more than :data:`MAX_GIFTS_PER_PROJECT_DAY` gifts from one
     donor to one project on one China-time day are not matched beyond the third (a day, not a
     sliding window: it is what a donor can understand and check, and it matches the "one
     match per donor, project and day" habit of giving days). Every assessed gift counts,
-    matched or not — splitting to draw a random ratio again is exactly the abuse. Counter
-    ``f:s:<donor>:<project>:<day>`` (day = days since 1970-01-01 in China time).
+    matched or not — splitting to draw a random ratio again is exactly the abuse.
 ``shared_payer`` / ``shared_device`` (hold)
-    Many donor accounts behind one payment account (or one device): once a payer hash has
-    been used by :data:`SHARED_ACCOUNTS_HOLD_FROM` distinct donor accounts in the campaign,
-    matches of gifts from the third account on (in the order the accounts first appeared)
-    are held through the public notice period (公示期) instead of settling at once. A held
-    match is not lost: it settles after the period unless a reviewer releases it. Counters
-    ``f:pn:<hash>`` (distinct accounts so far) and ``f:pd:<hash>:<donor>`` (the account's
-    place in that order: 1, 2, 3, ...); ``f:dn:`` / ``f:dd:`` for devices.
+    Many donor accounts behind one payment account (or one device): the first two distinct
+    donor accounts that pay with a payer hash in the campaign are matched as usual; gifts
+    from every further account (the :data:`SHARED_ACCOUNTS_HOLD_FROM`-rd on) have their
+    matches held through the public notice period (公示期) instead of settling at once. A
+    held match is not lost: it settles after the period unless a reviewer releases it.
 
 A donor is their account (``u<id>``); a guest gift (no account) is identified by its payer
 hash (``g<hash>``), and has no per-donor checks if it has neither. Staff and the receiving
 organization are compared by id. Everything here is pure and deterministic: the same facts
 and counters give the same verdict, whatever the clock or the machine says.
 
-Speed: the engine runs this for every gift (tens of thousands a second), so the counter keys
-are computed once per :class:`GiftFacts` (cached on it) from integer buckets — no regex, no
-date formatting.
+Counters (at most four per gift; every key is a row the engine reads and writes per batch, so
+there are as few as the rules allow):
+
+- ``f:m:<donor>`` = minute × 8 + matched gifts in that minute (minute = Unix seconds // 60;
+  China time is UTC+8, a whole number of minutes, so UTC and China-time minutes are the same
+  buckets). One row per donor, not per donor-minute. A late gift from an earlier minute than
+  the one stored is judged as the only gift of its minute and does not change the row.
+- ``f:s:<donor>:<project>:<day>`` = gifts that day (day = days since 1970-01-01, China time).
+- ``f:p:<payer>`` / ``f:d:<device>`` = the first two distinct accounts seen on that payer or
+  device, packed as ``first << 31 | second`` (account numbers are user ids; a guest's is
+  derived from its payer hash, with bit 30 set). That is all the rule needs — "is this one
+  of the first two?" — so there is no row per (payer, donor) pair; the price is that the
+  exact number of accounts is not kept (a reviewer sees "at least three"). Hashes are cut to
+  their first :data:`HASH_KEY_CHARS` characters in keys (64 bits of a cryptographic hash:
+  no collision to expect among a campaign's payers).
+
+Speed: the engine runs this for every gift (tens of thousands a second), so a gift's keys are
+computed once per :class:`GiftFacts` (cached on it) from integer buckets — no regex, no date
+formatting.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,10 +67,19 @@ from typing import Any
 MAX_MATCHED_PER_MINUTE = 4
 #: At most this many gifts per donor, project and China-time day may be matched.
 MAX_GIFTS_PER_PROJECT_DAY = 3
-#: The n-th distinct donor account on one payer (or device) and later ones are held.
+#: Gifts from the n-th distinct donor account on one payer (or device) on are held. The
+#: counter keeps the first n - 1 = 2 accounts, so this is fixed at 3.
 SHARED_ACCOUNTS_HOLD_FROM = 3
+#: How many characters of a payer or device hash go into a counter key.
+HASH_KEY_CHARS = 16
 
 _CHINA_OFFSET_S = 8 * 3600
+_SLOT_BITS = 31
+_SLOT_MASK = (1 << _SLOT_BITS) - 1
+_ACCOUNT_SPACE = 1 << 30  # user ids below this are their own account number
+_GUEST_BIT = 1 << 30
+assert MAX_MATCHED_PER_MINUTE < 8  # noqa: S101 - the count lives in 3 bits of f:m:
+assert SHARED_ACCOUNTS_HOLD_FROM == 3  # noqa: S101 - f:p:/f:d: keep two accounts
 
 # Reason codes of this module (explained by campaigns/explain.py).
 STAFF_OWN_ORG = "staff_own_org"
@@ -91,12 +112,10 @@ OK = Verdict(Action.OK)
 _STAFF = Verdict(Action.WITHHOLD, STAFF_OWN_ORG)
 
 
-# The counter keys of one gift, "" where a rule does not apply (a plain tuple: built for
-# every gift, so it must be cheap): minute, split, payer count, payer-donor, device count,
-# device-donor.
-_Keys = tuple[str, str, str, str, str, str]
-_MINUTE, _SPLIT, _PAYER_N, _PAYER_D, _DEVICE_N, _DEVICE_D = range(6)
-_NO_KEYS: _Keys = ("", "", "", "", "", "")
+# What a gift's rules need, computed once per gift (a plain tuple: it is built for every gift):
+# the minute key and minute, the split key, the payer and device keys, the account number.
+_Keys = tuple[str, int, str, str, str, int]
+_NO_KEYS: _Keys = ("", 0, "", "", "", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,33 +142,37 @@ def _unix_seconds(at: dt.datetime) -> int:
     return int(at.timestamp())  # exact: whole seconds of an aware time fit a float
 
 
-def _donor_tag(facts: GiftFacts) -> str:
-    if facts.donor_id is not None:
-        return f"u{facts.donor_id}"
-    if facts.payer_hash:
-        return f"g{facts.payer_hash}"
-    return ""
+def _account(facts: GiftFacts) -> tuple[str, int]:
+    """Return the donor's tag in keys and their account number (0: no per-donor checks)."""
+    donor_id = facts.donor_id
+    if donor_id is not None:
+        number = donor_id if 0 < donor_id < _ACCOUNT_SPACE else donor_id % (_ACCOUNT_SPACE - 1) + 1
+        return f"u{donor_id}", number
+    payer = facts.payer_hash
+    if payer:
+        short = payer[:HASH_KEY_CHARS]
+        return f"g{short}", _GUEST_BIT | (zlib.crc32(short.encode()) & (_GUEST_BIT - 1))
+    return "", 0
 
 
 def _keys(facts: GiftFacts) -> _Keys:
     cached = facts._keys
     if cached is not None:
         return cached
-    donor = _donor_tag(facts)
+    donor, account = _account(facts)
     if not donor:
         keys = _NO_KEYS
     else:
         seconds = _unix_seconds(facts.paid_at)
         payer, device = facts.payer_hash, facts.device_hash
-        # A guest is identified by the payer: one payer is then one "account" by definition.
-        linked = payer and facts.donor_id is not None
         keys = (
-            f"f:m:{donor}:{seconds // 60}",
+            f"f:m:{donor}",
+            seconds // 60,
             f"f:s:{donor}:{facts.project_id}:{(seconds + _CHINA_OFFSET_S) // 86400}",
-            f"f:pn:{payer}" if linked else "",
-            f"f:pd:{payer}:{donor}" if linked else "",
-            f"f:dn:{device}" if device else "",
-            f"f:dd:{device}:{donor}" if device else "",
+            # A guest is identified by its payer: one payer is then one account by definition.
+            f"f:p:{payer[:HASH_KEY_CHARS]}" if payer and facts.donor_id is not None else "",
+            f"f:d:{device[:HASH_KEY_CHARS]}" if device else "",
+            account,
         )
     object.__setattr__(facts, "_keys", keys)
     return keys
@@ -157,45 +180,47 @@ def _keys(facts: GiftFacts) -> _Keys:
 
 def counter_keys(facts: GiftFacts) -> list[str]:
     """Return the counter keys :func:`assess` and :func:`record` read for this gift."""
-    return [key for key in _keys(facts) if key]
+    minute, _, split, payer, device, _ = _keys(facts)
+    return [key for key in (minute, split, payer, device) if key]
 
 
-def _shared_params(place: int, seen: int) -> dict[str, Any]:
-    return {"accounts": max(place, seen), "place": place, "limit": SHARED_ACCOUNTS_HOLD_FROM}
+def _among_first(value: int, account: int) -> bool:
+    """Whether ``account`` is (or may become) one of the first two on a payer/device."""
+    second = value & _SLOT_MASK
+    return not second or account in (second, value >> _SLOT_BITS)
+
+
+_SHARED_PARAMS = {"limit": SHARED_ACCOUNTS_HOLD_FROM, "allowed": SHARED_ACCOUNTS_HOLD_FROM - 1}
 
 
 def assess(facts: GiftFacts, counters: dict[str, int]) -> Verdict:
     """Return whether this gift may be matched."""
     if facts.donor_org_id is not None and facts.donor_org_id == facts.organization_id:
         return _STAFF
-    minute, split, payer_n, payer_d, device_n, device_d = _keys(facts)
-    if not minute:
+    minute_key, minute, split, payer, device, account = _keys(facts)
+    if not minute_key:
         return OK
     get = counters.get
-    if get(minute, 0) >= MAX_MATCHED_PER_MINUTE:
+    seen = get(minute_key, 0)
+    if seen >> 3 == minute and seen & 7 >= MAX_MATCHED_PER_MINUTE:
         return Verdict(Action.WITHHOLD, TOO_FAST, {"limit": MAX_MATCHED_PER_MINUTE})
     earlier = get(split, 0)
     if earlier >= MAX_GIFTS_PER_PROJECT_DAY:
         return Verdict(Action.WITHHOLD, SPLIT_GIFT,
                        {"limit": MAX_GIFTS_PER_PROJECT_DAY, "gift_number": earlier + 1})
-    if payer_n:
-        seen = get(payer_n, 0)
-        place = get(payer_d, 0) or seen + 1
-        if place >= SHARED_ACCOUNTS_HOLD_FROM:
-            return Verdict(Action.HOLD, SHARED_PAYER, _shared_params(place, seen))
-    if device_n:
-        seen = get(device_n, 0)
-        place = get(device_d, 0) or seen + 1
-        if place >= SHARED_ACCOUNTS_HOLD_FROM:
-            return Verdict(Action.HOLD, SHARED_DEVICE, _shared_params(place, seen))
+    if payer and not _among_first(get(payer, 0), account):
+        return Verdict(Action.HOLD, SHARED_PAYER, dict(_SHARED_PARAMS))
+    if device and not _among_first(get(device, 0), account):
+        return Verdict(Action.HOLD, SHARED_DEVICE, dict(_SHARED_PARAMS))
     return OK
 
 
-def _link(counters: dict[str, int], count_key: str, donor_key: str) -> None:
-    if not counters.get(donor_key, 0):
-        place = counters.get(count_key, 0) + 1
-        counters[count_key] = place
-        counters[donor_key] = place
+def _link(counters: dict[str, int], key: str, account: int) -> None:
+    value = counters.get(key, 0)
+    if not value:
+        counters[key] = account << _SLOT_BITS
+    elif not value & _SLOT_MASK and value >> _SLOT_BITS != account:
+        counters[key] = value | account
 
 
 def record(facts: GiftFacts, counters: dict[str, int], *, matched: bool) -> None:
@@ -205,13 +230,17 @@ def record(facts: GiftFacts, counters: dict[str, int], *, matched: bool) -> None
     per-minute ceiling. Every recorded gift counts towards the per-project-day limit and
     links its account to its payer and device.
     """
-    minute, split, payer_n, payer_d, device_n, device_d = _keys(facts)
-    if not minute:
+    minute_key, minute, split, payer, device, account = _keys(facts)
+    if not minute_key:
         return
     if matched:
-        counters[minute] = counters.get(minute, 0) + 1
+        seen = counters.get(minute_key, 0)
+        if seen >> 3 == minute:
+            counters[minute_key] = seen + 1
+        elif minute > seen >> 3:
+            counters[minute_key] = minute << 3 | 1
     counters[split] = counters.get(split, 0) + 1
-    if payer_n:
-        _link(counters, payer_n, payer_d)
-    if device_n:
-        _link(counters, device_n, device_d)
+    if payer:
+        _link(counters, payer, account)
+    if device:
+        _link(counters, device, account)

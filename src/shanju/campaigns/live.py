@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -382,9 +383,8 @@ def leaderboards(*, session: Session, campaign_id: int, limit: int = BOARD_SIZE
 
 
 def snapshot(*, session: Session, campaign: Campaign, now: dt.datetime | None = None,
-             limit: int = BOARD_SIZE, with_boards: bool = True) -> Snapshot:
-    """Return everything the dashboard shows, read in the caller's (one) transaction
-    (``with_boards=False``: without the leaderboards)."""
+             limit: int = BOARD_SIZE) -> Snapshot:
+    """Return everything the dashboard shows, read in the caller's (one) transaction."""
     now = now or utcnow()
     # An ended (or not yet open) campaign's chart shows its last active half hour.
     chart_end = now
@@ -402,19 +402,45 @@ def snapshot(*, session: Session, campaign: Campaign, now: dt.datetime | None = 
         totals=totals(session=session, campaign_id=campaign.id),
         pools=pools(session=session, campaign_id=campaign.id),
         per_minute=per_minute, gifts_last_minute=last_minute,
-        boards=leaderboards(session=session, campaign_id=campaign.id, limit=limit)
-        if with_boards else {},
+        boards=leaderboards(session=session, campaign_id=campaign.id, limit=limit),
         as_of=now,
     )
 
 
-def read_snapshot_json(database: Database, campaign_id: int) -> str:
-    """Read a campaign's snapshot in a read transaction of its own; return it as JSON text."""
+class SnapshotCache:
+    """Snapshots of the process, each reused for ``ttl`` seconds: page views, API calls and
+    the broadcaster of a busy campaign share one read a second instead of one each.
+
+    A snapshot holds plain values only (no rows of a session), so threads may share it.
+    """
+
+    def __init__(self, *, ttl: float = 1.0) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._items: dict[int, tuple[float, Snapshot]] = {}
+        self.reads = 0  # how many snapshots were read (for tests and metrics)
+
+    def get(self, *, session: Session, campaign: Campaign) -> Snapshot:
+        """Return the campaign's snapshot: the cached one while fresh, else read it now."""
+        with self._lock:
+            hit = self._items.get(campaign.id)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        snap = snapshot(session=session, campaign=campaign)
+        with self._lock:
+            self._items[campaign.id] = (time.monotonic(), snap)
+            self.reads += 1
+        return snap
+
+
+def read_snapshot_json(database: Database, campaign_id: int, cache: SnapshotCache) -> str:
+    """Read a campaign's snapshot (through ``cache``) in a read transaction of its own; return
+    it as JSON text."""
     with database.transaction(write=False) as session:
         campaign = session.get(Campaign, campaign_id)
         if campaign is None:
             raise NotFound(N_("This campaign does not exist."), code="campaign_not_found")
-        data = snapshot(session=session, campaign=campaign).to_json()
+        data = cache.get(session=session, campaign=campaign).to_json()
     # Without the moment it was read, an unchanged campaign reads the same text each time, so
     # the broadcaster pushes only what changed.
     data.pop("as_of", None)
@@ -642,6 +668,26 @@ class Broadcaster:
             return
         for queue in subs:
             offer_latest(queue, payload)
+
+
+def snapshot_cache(state: Any) -> SnapshotCache:
+    """Return the application's snapshot cache (``app.state``; one per process)."""
+    found: SnapshotCache | None = getattr(state, "campaign_snapshots", None)
+    if found is None:
+        found = state.campaign_snapshots = SnapshotCache()
+    return found
+
+
+def broadcaster(state: Any) -> Broadcaster:
+    """Return the application's broadcaster (``app.state``, whose ``db`` it reads; one per
+    process), created on first use."""
+    found: Broadcaster | None = getattr(state, "campaign_broadcaster", None)
+    if found is None:
+        database: Database = state.db
+        cache = snapshot_cache(state)
+        found = Broadcaster(lambda cid: read_snapshot_json(database, cid, cache))
+        state.campaign_broadcaster = found
+    return found
 
 
 def offer_latest(queue: asyncio.Queue[str], item: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from shanju.campaigns import live
@@ -122,27 +122,31 @@ class ProjectMatchRead(BaseModel):
 
 
 @router.get("/campaigns/{campaign_id}/stats", response_model=CampaignStatsRead)
-def campaign_stats(campaign_id: DbId, session: DbSession) -> CampaignStatsRead:
+def campaign_stats(campaign_id: DbId, request: Request,
+                   session: DbSession) -> CampaignStatsRead:
     """A published campaign's totals (raised by the public, matched by sponsors, gifts), what
     is left of each sponsor's pool, and gifts per minute over the last 30 minutes (China
     time). The live dashboard's Server-Sent Events (`/campaigns/{slug}/live`) carry the same
     figures."""
     campaign = live.get_public_campaign(session=session, campaign_id=campaign_id)
-    snap = live.snapshot(session=session, campaign=campaign, with_boards=False)
-    data = snap.to_json()
+    data = live.snapshot_cache(request.app.state).get(session=session, campaign=campaign).to_json()
     data.pop("boards")
     return CampaignStatsRead.model_validate(data)
 
 
 @router.get("/campaigns/{campaign_id}/leaderboards", response_model=LeaderboardsRead)
 def campaign_leaderboards(
-    campaign_id: DbId, session: DbSession,
+    campaign_id: DbId, request: Request, session: DbSession,
     limit: Annotated[int, Query(ge=1, le=live.MAX_BOARD_SIZE)] = live.BOARD_SIZE,
 ) -> LeaderboardsRead:
     """A published campaign's leaderboards: projects, organizations and provinces by money
     raised, sponsors by money matched (top `limit` of each)."""
     campaign = live.get_public_campaign(session=session, campaign_id=campaign_id)
-    boards = live.leaderboards(session=session, campaign_id=campaign.id, limit=limit)
+    if limit == live.BOARD_SIZE:  # the dashboard's: shared with it for a second
+        boards = live.snapshot_cache(request.app.state).get(
+            session=session, campaign=campaign).boards
+    else:
+        boards = live.leaderboards(session=session, campaign_id=campaign.id, limit=limit)
     return LeaderboardsRead.model_validate({
         "campaign_id": campaign.id,
         **{name: [live.board_entry_json(e) for e in entries] for name, entries in boards.items()},

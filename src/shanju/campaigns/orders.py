@@ -139,8 +139,7 @@ class OrderSigner:
 
     def order_id(self, *, donor_id: int, idempotency_key: str) -> str:
         """The order id for this donor and Idempotency-Key (the same every time)."""
-        digest = hmac.new(self._id_key, f"{donor_id}\n{idempotency_key}".encode(),
-                          hashlib.sha256).digest()
+        digest = hmac.digest(self._id_key, f"{donor_id}\n{idempotency_key}".encode(), "sha256")
         return "o_" + base64.b32encode(digest[:20]).decode().lower()  # 34 characters
 
     # -- tokens ---------------------------------------------------------------------------
@@ -157,7 +156,8 @@ class OrderSigner:
         return f"{body}.{self._signature(body)}"
 
     def _signature(self, body: str) -> str:
-        return _b64(hmac.new(self._token_key, body.encode(), hashlib.sha256).digest())
+        # hmac.digest: OpenSSL's one-shot HMAC (several times faster than an HMAC object).
+        return _b64(hmac.digest(self._token_key, body.encode(), "sha256"))
 
     def verify(self, token: str, *, at: dt.datetime | None = None,
                campaign_id: int | None = None) -> Order:
@@ -169,9 +169,9 @@ class OrderSigner:
         """
         body, dot, signature = token.rpartition(".")
         if not dot or not body or len(token) > 4096:
-            raise InvalidOrder("The order token is not valid.")
+            raise InvalidOrder(N_("The order token is not valid."))
         if not hmac.compare_digest(self._signature(body).encode(), signature.encode()):
-            raise InvalidOrder("The order token is not valid.")
+            raise InvalidOrder(N_("The order token is not valid."))
         try:
             data = json.loads(_unb64(body))
             if not isinstance(data, dict) or set(data) != set(_FIELDS):
@@ -184,7 +184,7 @@ class OrderSigner:
                 raise ValueError("version")
         except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
             # A payload we signed ourselves but cannot read: an older format.
-            raise InvalidOrder("The order token is not valid.") from exc
+            raise InvalidOrder(N_("The order token is not valid.")) from exc
         order = Order(
             order_id=data["o"], campaign_id=data["c"], project_id=data["p"],
             donor_id=data["u"], donor_name=data["n"], anonymous=data["a"],
@@ -192,10 +192,10 @@ class OrderSigner:
         )
         when = (at or utcnow()).timestamp()
         if when > order.expires_at + PAID_AT_SKEW.total_seconds():
-            raise InvalidOrder("This order has expired. Please start your donation again.",
+            raise InvalidOrder(N_("This order has expired. Please start your donation again."),
                                code="order_expired")
         if campaign_id is not None and order.campaign_id != campaign_id:
-            raise InvalidOrder("This order belongs to another campaign.",
+            raise InvalidOrder(N_("This order belongs to another campaign."),
                                code="order_other_campaign")
         return order
 
@@ -219,11 +219,11 @@ class OrderSigner:
         """
         order = self.verify(note.attach, at=note.paid_at)
         if order.order_id != note.order_id:
-            raise InvalidOrder("The callback is for another order than its token.",
+            raise InvalidOrder(N_("The callback is for another order than its token."),
                                code="order_mismatch")
         if order.amount_fen != note.amount_fen:
             raise InvalidOrder(
-                "The amount paid differs from the order's amount.", code="amount_mismatch",
+                N_("The amount paid differs from the order's amount."), code="amount_mismatch",
                 details={"order_fen": order.amount_fen, "paid_fen": note.amount_fen},
             )
         return PaidGift(
@@ -247,7 +247,7 @@ class OrderSigner:
 def _keyed_hash(key: bytes, value: str) -> str:
     if not value:
         return ""
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.digest(key, value.encode(), "sha256").hex()[:32]
 
 
 # --- validating a donor's request -----------------------------------------------------------

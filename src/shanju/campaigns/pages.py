@@ -14,10 +14,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
-from starlette.datastructures import State
 
 from shanju.campaigns import live
-from shanju.core.db import Database
 from shanju.core.deps import DbSession, Viewer
 from shanju.core.web import render
 
@@ -30,16 +28,6 @@ KEEPALIVE_SECONDS = 15.0
 # "retry" delay), so a server restart or a moved load balancer never strands a viewer.
 STREAM_SECONDS = 600.0
 RETRY_MS = 3000
-
-
-def broadcaster(state: State) -> live.Broadcaster:
-    """Return the application's broadcaster (created on first use: one per process)."""
-    found: live.Broadcaster | None = getattr(state, "campaign_broadcaster", None)
-    if found is None:
-        database: Database = state.db
-        found = live.Broadcaster(lambda cid: live.read_snapshot_json(database, cid))
-        state.campaign_broadcaster = found
-    return found
 
 
 @router.get("/campaigns", response_class=HTMLResponse)
@@ -60,7 +48,7 @@ def campaign_page(slug: Slug, request: Request, session: DbSession,
     """A giving day's live dashboard."""
     del viewer
     campaign = live.get_public_campaign(session=session, slug=slug)
-    snap = live.snapshot(session=session, campaign=campaign)
+    snap = live.snapshot_cache(request.app.state).get(session=session, campaign=campaign)
     return render(request, "campaigns/public/dashboard.html",
                   {"campaign": campaign, "snap": snap, "boards": live.BOARDS,
                    "ends_on": live.last_day(campaign)})
@@ -71,7 +59,7 @@ def campaign_stream(slug: Slug, request: Request, session: DbSession) -> Streami
     """The dashboard's figures as Server-Sent Events: a ``snapshot`` event (the JSON of
     ``/api/v1/campaigns/{id}/stats`` and its leaderboards) at once and whenever they change."""
     campaign = live.get_public_campaign(session=session, slug=slug)
-    hub = broadcaster(request.app.state)
+    hub = live.broadcaster(request.app.state)
     return StreamingResponse(
         _events(hub, campaign.id), media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

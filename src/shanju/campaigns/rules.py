@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -103,8 +102,7 @@ POOL_EXHAUSTED = "pool_exhausted"
 NO_POOL = "no_pool"
 
 
-@dataclass(frozen=True, slots=True)
-class GiftContext:
+class GiftContext(NamedTuple):
     """What a rule looks at for one gift (the engine builds it once per gift)."""
 
     order_id: str
@@ -116,8 +114,7 @@ class GiftContext:
     hhmm: str  # the time of payment, "HH:MM" China time
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The match one pool's rule gives one gift: ``matched_fen`` > 0 means matched.
 
     ``reason`` is ``""`` for a full match, the code of the cap that cut a partial match, or
@@ -174,18 +171,44 @@ def in_windows(windows: tuple[Window, ...], hhmm: str) -> bool:
     return any(w.start <= hhmm < w.end for w in windows)
 
 
+# (cap field, key tag, reason code) in the order the caps apply.
+_CAPS = (
+    ("per_donor_daily_cap_fen", "d", DONOR_DAILY_CAP),
+    ("per_project_daily_cap_fen", "j", PROJECT_DAILY_CAP),
+    ("per_org_cap_fen", "o", ORG_CAP),
+    ("daily_pot_fen", "t", DAILY_POT_EXHAUSTED),
+)
+# The caps a rule has, worked out once per rule version (params are immutable).
+_active: dict[int, tuple[RuleParams, tuple[tuple[int, str, str], ...]]] = {}
+
+
+def active_caps(params: RuleParams) -> tuple[tuple[int, str, str], ...]:
+    """The rule's caps as ``(cap_fen, key tag, reason code)``, in the order they apply."""
+    found = _active.get(id(params))
+    if found is not None and found[0] is params:
+        return found[1]
+    caps = tuple((cap, tag, code) for name, tag, code in _CAPS
+                 if (cap := getattr(params, name)) is not None)
+    if len(_active) > 10_000:
+        _active.clear()
+    _active[id(params)] = (params, caps)
+    return caps
+
+
+def cap_key(pool_id: int, tag: str, gift: GiftContext) -> str:
+    """The counter key of one cap of a pool for ``gift`` (see the key list above)."""
+    if tag == "d":
+        return f"p{pool_id}:d:{gift.donor_key}:{gift.day}"
+    if tag == "j":
+        return f"p{pool_id}:j:{gift.project_id}:{gift.day}"
+    if tag == "o":
+        return f"p{pool_id}:o:{gift.organization_id}"
+    return f"p{pool_id}:t:{gift.day}"
+
+
 def counter_keys(params: RuleParams, pool_id: int, gift: GiftContext) -> list[str]:
     """The counter keys this rule reads and writes for ``gift``."""
-    keys = []
-    if params.per_donor_daily_cap_fen is not None:
-        keys.append(f"p{pool_id}:d:{gift.donor_key}:{gift.day}")
-    if params.per_project_daily_cap_fen is not None:
-        keys.append(f"p{pool_id}:j:{gift.project_id}:{gift.day}")
-    if params.per_org_cap_fen is not None:
-        keys.append(f"p{pool_id}:o:{gift.organization_id}")
-    if params.daily_pot_fen is not None:
-        keys.append(f"p{pool_id}:t:{gift.day}")
-    return keys
+    return [cap_key(pool_id, tag, gift) for _, tag, _ in active_caps(params)]
 
 
 def all_counter_keys(pool_id: int, gift: GiftContext) -> list[str]:
@@ -246,16 +269,8 @@ def decide(
         cut = {"max_match_per_gift_fen": match}
 
     keys: list[str] = []
-    for cap, key, code in (
-        (params.per_donor_daily_cap_fen, f"p{pool_id}:d:{gift.donor_key}:{gift.day}",
-         DONOR_DAILY_CAP),
-        (params.per_project_daily_cap_fen, f"p{pool_id}:j:{gift.project_id}:{gift.day}",
-         PROJECT_DAILY_CAP),
-        (params.per_org_cap_fen, f"p{pool_id}:o:{gift.organization_id}", ORG_CAP),
-        (params.daily_pot_fen, f"p{pool_id}:t:{gift.day}", DAILY_POT_EXHAUSTED),
-    ):
-        if cap is None:
-            continue
+    for cap, tag, code in active_caps(params):
+        key = cap_key(pool_id, tag, gift)
         left = cap - counters.get(key, 0)
         if left <= 0:
             return Decision(0, code, {"cap_fen": cap})

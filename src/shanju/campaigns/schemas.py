@@ -119,7 +119,7 @@ class RuleRead(BaseModel):
     """One version of a pool's rule."""
 
     version: int
-    params: RuleParams
+    params: RuleParams = Field(description="A random ratio's seed is shown to reviewers only.")
     created_at: dt.datetime
 
 
@@ -137,7 +137,8 @@ class PoolRead(BaseModel):
     committed_fen: int
     remaining_fen: int
     rule_version: int
-    rule: RuleParams
+    rule: RuleParams = Field(description="The rule in force (a random ratio's seed is shown "
+                                         "to reviewers only; 0 for others).")
     exhausted_at: dt.datetime | None
 
 

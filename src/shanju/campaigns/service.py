@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
@@ -145,13 +145,13 @@ def list_campaigns(
     """List campaigns (live first, then scheduled, then the rest; newest first) and the total."""
     conditions = [Campaign.status.in_(statuses)] if statuses is not None else []
     total = session.scalar(select(func.count()).select_from(Campaign).where(*conditions)) or 0
-    order = {CS.LIVE: 0, CS.SCHEDULED: 1, CS.DRAFT: 2, CS.ENDED: 3}
-    rows = list(session.scalars(
-        select(Campaign).where(*conditions).order_by(Campaign.starts_on.desc(),
-                                                     Campaign.id.desc())
-        .limit(limit).offset(offset)))
-    rows.sort(key=lambda c: order[c.status])
-    return rows, int(total)
+    order = case({CS.LIVE.value: 0, CS.SCHEDULED.value: 1, CS.DRAFT.value: 2},
+                 value=Campaign.status, else_=3)
+    rows = session.scalars(
+        select(Campaign).where(*conditions)
+        .order_by(order, Campaign.starts_on.desc(), Campaign.id.desc())
+        .limit(limit).offset(offset))
+    return list(rows), int(total)
 
 
 def campaign_days(campaign: Campaign) -> tuple[dt.date, dt.date]:
@@ -270,7 +270,9 @@ def list_enrolments(
     if campaign_id is not None:
         conditions.append(Enrolment.campaign_id == campaign_id)
     if organization_id is not None:
-        conditions.append(Enrolment.organization_id == organization_id)
+        # The organization that receives the funds, or the one that publishes the project.
+        conditions.append(or_(Enrolment.organization_id == organization_id,
+                              Project.organization_id == organization_id))
     if statuses is not None:
         conditions.append(Enrolment.status.in_(statuses))
     if ids is not None:
@@ -279,12 +281,12 @@ def list_enrolments(
         select(Enrolment, Project.title, Organization.name)
         .join(Project, Project.id == Enrolment.project_id)
         .join(Organization, Organization.id == Enrolment.organization_id)
-        .where(*conditions).order_by(Enrolment.id).limit(limit).offset(offset))
-    order = {ES.APPLIED: 0, ES.APPROVED: 1, ES.REJECTED: 2, ES.WITHDRAWN: 3}
-    views = [EnrolmentView(enrolment=e, project_title=t, organization_name=n)
-             for e, t, n in rows]
-    views.sort(key=lambda v: order[v.enrolment.status])
-    return views
+        .where(*conditions)
+        .order_by(case({ES.APPLIED.value: 0, ES.APPROVED.value: 1, ES.REJECTED.value: 2},
+                       value=Enrolment.status, else_=3), Enrolment.id)
+        .limit(limit).offset(offset))
+    return [EnrolmentView(enrolment=e, project_title=t, organization_name=n)
+            for e, t, n in rows]
 
 
 def enrolment_view(*, session: Session, enrolment: Enrolment) -> EnrolmentView:

@@ -287,6 +287,7 @@ def _org_page(request: Request, session: Session, user: User, *,
     shown = {c.id: c for c in open_campaigns}
     for cid in all_ids - set(shown):
         shown[cid] = campaigns.get_campaign(session=session, campaign_id=cid)
+    eligible = campaigns.eligible_projects(session=session, organization_id=org.id)
     ctx = _error_ctx(request, error, form, values)
     ctx.update({
         "org": org,
@@ -295,8 +296,7 @@ def _org_page(request: Request, session: Session, user: User, *,
         "open_ids": {c.id for c in open_campaigns},
         "by_campaign": by_campaign,
         "projects_by_campaign": {
-            c.id: [p for p in campaigns.eligible_projects(session=session,
-                                                          organization_id=org.id)
+            c.id: [p for p in eligible
                    if p.id not in {v.enrolment.project_id for v in by_campaign.get(c.id, [])
                                    if v.enrolment.status in campaigns.QUOTA_STATUSES}]
             for c in open_campaigns},

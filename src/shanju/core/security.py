@@ -42,4 +42,4 @@ def constant_time_equal(a: str, b: str) -> bool:
 
 def hmac_sha256(key: str, message: bytes) -> str:
     """Return the hex HMAC-SHA256 of ``message`` under ``key``."""
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.digest(key.encode(), message, "sha256").hex()  # one-shot: no HMAC object

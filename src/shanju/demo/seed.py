@@ -28,9 +28,10 @@ from shanju.accounts.models import Role, User
 from shanju.complaints import service as complaints
 from shanju.complaints.models import Complaint, ComplaintStatus
 from shanju.core import audit
-from shanju.core.clock import CHINA_TZ, utcnow
+from shanju.core.clock import CHINA_TZ, today_cn, utcnow
 from shanju.core.security import hash_password
 from shanju.demo import data
+from shanju.demo.data import AMOUNTS
 from shanju.donations.models import Donation, DonationStatus
 from shanju.ledger import service as ledger
 from shanju.organizations import uscc
@@ -69,13 +70,6 @@ RAISING = frozenset({
     ProjectStatus.FUNDRAISING, ProjectStatus.PAUSED, ProjectStatus.ENDED,
     ProjectStatus.EXECUTING, ProjectStatus.COMPLETED, ProjectStatus.TAKEN_DOWN,
 })
-# Donation amounts in fen and how often people choose them: many small gifts, few large.
-AMOUNTS: tuple[tuple[int, float], ...] = (
-    (100, 8), (200, 4), (500, 8), (666, 3), (888, 3), (990, 4), (1000, 14), (2000, 10),
-    (3000, 4), (5000, 10), (6600, 3), (8800, 3), (9900, 3), (10000, 9), (20000, 4),
-    (30000, 1.5), (50000, 2.5), (66600, 0.6), (100000, 1.5), (200000, 0.4), (500000, 0.2),
-    (1000000, 0.08), (5000000, 0.02),
-)
 # Relative giving by hour of day, China time: lunch and evening peaks.
 HOUR_WEIGHTS = (2, 1, 1, 1, 1, 1, 2, 4, 6, 6, 7, 8, 10, 9, 7, 7, 7, 8, 10, 14, 18, 20, 16, 8)
 GIVING_DAY_AGO = 9  # days before today
@@ -93,6 +87,7 @@ class Plan:
     projects: dict[ProjectStatus, int]
     donations: int
     donor_users: int
+    giving_day_gifts: int
 
     @classmethod
     def for_scale(cls, scale: float) -> Plan:
@@ -107,12 +102,14 @@ class Plan:
             projects=projects,
             donations=max(60, round(20_000 * scale)),
             donor_users=max(6, round(4000 * scale)),
+            giving_day_gifts=max(40, round(5000 * scale)),
         )
 
     @property
     def total_steps(self) -> int:
         """Units of work for a progress bar: rows planned and money posted."""
-        return self.organizations + sum(self.projects.values()) + 2 * self.donations + 1
+        return (self.organizations + sum(self.projects.values()) + 2 * self.donations
+                + self.giving_day_gifts + 1)
 
 
 @dataclass
@@ -127,6 +124,7 @@ class SeedReport:
     refunds: int = 0
     fund_usages: int = 0
     raised_fen: int = 0
+    giving_day_gifts: int = 0
 
 
 def is_empty(session: Session) -> bool:
@@ -252,16 +250,36 @@ class _Seeder:
         self.post_refunds(donations)
         self.create_updates_and_usages(projects)
         self.create_complaints(projects)
+        self.seed_giving_day()
         audit.record(
             self.session, actor_id=None, action="demo.data.seeded", object_type="database",
             object_id="demo",
             data={"new": {"organizations": self.report.organizations,
                           "projects": self.report.projects,
-                          "donations": self.report.donations}},
+                          "donations": self.report.donations,
+                          "giving_day_gifts": self.report.giving_day_gifts}},
         )
         self.session.flush()
         self.progress(1, "done")
         return self.report
+
+    def seed_giving_day(self) -> None:
+        """A live 99公益日 (sponsors, pools, enrolled projects) and today's gifts so far,
+        through the giving-day engine's batch code. A seed dated in the past (a fixed clock)
+        has no live giving day: campaigns cannot start in the past."""
+        from shanju.demo import campaign, crowd
+
+        today = self.now.astimezone(CHINA_TZ).date()
+        if today < today_cn():
+            return
+
+        admin = self.session.get(User, self.admin_id)
+        campaign.seed_campaign(self.session, actor=admin, today=today)
+        results = crowd.seed_gifts(
+            self.session, gifts=self.plan.giving_day_gifts, rng=self.rng, now=self.now,
+            progress=lambda n: self.progress(n, "giving day"),
+        )
+        self.report.giving_day_gifts = len(results)
 
     def create_platform_users(self) -> None:
         rows = []

@@ -238,7 +238,7 @@ def _post_many(session: Session, specs: Sequence[EntrySpec]) -> list[JournalEntr
     if changes:
         session.execute(_INCREMENT, changes)
     if guarded:
-        for account_id, new_balance in session.execute(
+        for _account, new_balance in session.execute(
             select(_ACCOUNTS.c.id, _ACCOUNTS.c.balance_fen).where(_ACCOUNTS.c.id.in_(guarded))
         ):
             if new_balance < 0:

@@ -163,16 +163,21 @@
     window.setTimeout(function () { window.location.reload(); }, 30000);
     return;
   }
+  function state(name) {
+    root.setAttribute("data-live-state", name);
+    var el = live("state");
+    if (el) setText(el, el.getAttribute("data-label-" + name) || "");
+  }
   var source = new EventSource(root.getAttribute("data-live-url"));
   source.addEventListener("snapshot", function (event) {
     var snap;
     try { snap = JSON.parse(event.data); } catch (err) { return; }
     apply(snap);
-    root.setAttribute("data-live-state", "live");
+    state("live");
   });
   source.addEventListener("error", function () {
     // EventSource reconnects by itself; say so until it is back.
-    root.setAttribute("data-live-state", "reconnecting");
+    state("reconnecting");
   });
   window.addEventListener("pagehide", function () { source.close(); });
 })();
