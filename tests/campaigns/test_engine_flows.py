@@ -209,3 +209,22 @@ def test_a_new_rule_version_counts_what_was_already_matched(db: Database) -> Non
     with db.transaction() as s, pytest.raises(Exception, match="not valid"):
         flows.add_rule_version(session=s, actor=user(s, ids["reviewer"]), pool_id=ids["pool"],
                                params={"ratio_den": 0})
+
+
+def test_a_rule_version_written_elsewhere_gets_its_counters_at_the_next_batch(
+        db: Database) -> None:
+    from shanju.campaigns.models import PoolRule
+    from shanju.campaigns.rules import RuleParams
+
+    ids = setup(db)
+    assert give(db, ids, 800, payer_hash="p1").matched_fen == 800
+    with db.transaction() as s:  # as a service that only adds the version would
+        s.add(PoolRule(pool_id=ids["pool"], version=2, params=RuleParams(
+            per_donor_daily_cap_fen=1_000).model_dump(mode="json")))
+        pool = s.get(MatchPool, ids["pool"])
+        assert pool is not None
+        pool.rule_version = 2
+    reconciles(db)  # nothing to compare until the counters are rebuilt
+    r = give(db, ids, 500, payer_hash="p1")
+    assert (r.matched_fen, r.reason) == (200, "donor_daily_cap")
+    reconciles(db)

@@ -166,9 +166,12 @@ def check(session: Session) -> CampaignsReport:
                 problems.append(f"gift {g.id}: {key} reached {running[key]} > cap {cap}")
 
     # Counters of the caps in force == recomputation.
-    in_force = {p.id: versions.get((p.id, p.rule_version)) for p in pools}
     stored = {(c.campaign_id, c.key): c.value for c in session.scalars(
         select(CampaignCounter).where(CampaignCounter.key.like("p%")))}
+    # A pool whose rule version changed without its counters being rebuilt yet (the next
+    # batch or flow under the lock rebuilds them) has nothing to compare.
+    in_force = {p.id: versions.get((p.id, p.rule_version)) for p in pools
+                if stored.get((p.campaign_id, f"p{p.id}:v"), 1) == p.rule_version}
     wanted: dict[tuple[int, str], int] = defaultdict(int)
     for g in gifts:
         if g.pool_id is None or g.match_status not in STANDING:

@@ -18,11 +18,10 @@ decides on, then writes — the protocol in ``docs/locking.md``. Money moves onl
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
@@ -99,6 +98,7 @@ def _free_match(session: Session, gift: CampaignGift) -> None:
         update(MatchPool).where(MatchPool.id == gift.pool_id)
         .values(remaining_fen=MatchPool.remaining_fen + amount)
         .execution_options(synchronize_session=False))
+    engine.ensure_counters(session, pool_id=gift.pool_id)
     params = _rule_in_force(session, gift.pool_id)
     if params is not None:
         # Counters are kept for the caps of the version in force (see rules.py).
@@ -325,36 +325,10 @@ def add_rule_version(*, session: Session, actor: User, pool_id: int,
     old_version = pool.rule_version
     pool.rule_version = version
     session.flush()
-    rebuild_counters(session, pool=pool, params=params)
+    engine.rebuild_counters(session, pool_id=pool.id, campaign_id=pool.campaign_id,
+                            params=params, version=version)
     audit.record(session, actor_id=actor.id, action="campaigns.rule.created",
                  object_type="match_pool", object_id=pool.id,
                  data={"old": {"rule_version": old_version}, "new": {"rule_version": version},
                        "params": rule.params})
     return rule
-
-
-def rebuild_counters(session: Session, *, pool: MatchPool, params: RuleParams) -> None:
-    """Recompute a pool's cap counters from its standing matches (under the campaign lock)."""
-    prefix = f"p{pool.id}:"
-    session.execute(
-        delete(CampaignCounter).where(CampaignCounter.campaign_id == pool.campaign_id,
-                                      CampaignCounter.key.startswith(prefix, autoescape=True))
-        .execution_options(synchronize_session=False))
-    caps = rules.active_caps(params)
-    if not caps:
-        return
-    sums: dict[str, int] = defaultdict(int)
-    for row in session.execute(
-        select(CampaignGift.order_id, CampaignGift.amount_fen, CampaignGift.donor_id,
-               CampaignGift.payer_hash, CampaignGift.project_id, CampaignGift.organization_id,
-               CampaignGift.day, CampaignGift.matched_fen)
-        .where(CampaignGift.pool_id == pool.id, CampaignGift.match_status.in_(STANDING))
-    ):
-        ctx = rules.GiftContext(row.order_id, row.amount_fen,
-                                donor_key(row.donor_id, row.payer_hash, row.order_id),
-                                row.project_id, row.organization_id, row.day.isoformat(), "")
-        for _, tag, _ in caps:
-            sums[rules.cap_key(pool.id, tag, ctx)] += row.matched_fen
-    if sums:
-        session.execute(insert(CampaignCounter), [
-            {"campaign_id": pool.campaign_id, "key": k, "value": v} for k, v in sums.items()])

@@ -228,6 +228,7 @@ def decide(
     gift: GiftContext,
     counters: dict[str, int],
     remaining_fen: int,
+    keys: list[str] | None = None,
 ) -> Decision:
     """Decide one gift's match from one pool's rule version; on a match, count it in.
 
@@ -236,7 +237,8 @@ def decide(
     per-organization cap → daily pot → what is left in the pool. A cap that cuts the match
     down leaves a partial match whose reason is that cap's code; a cap with nothing left
     refuses the match with that code. ``counters`` must hold the keys of
-    :func:`counter_keys` (missing keys count as 0).
+    :func:`counter_keys` (missing keys count as 0); ``keys``, if given, are those keys
+    already worked out (the engine builds them once per gift).
     """
     amount = gift.amount_fen
     if params.windows and not in_windows(params.windows, gift.hhmm):
@@ -268,15 +270,15 @@ def decide(
         match = params.max_match_per_gift_fen
         cut = {"max_match_per_gift_fen": match}
 
-    keys: list[str] = []
-    for cap, tag, code in active_caps(params):
-        key = cap_key(pool_id, tag, gift)
+    caps = active_caps(params)
+    if keys is None:
+        keys = [cap_key(pool_id, tag, gift) for _, tag, _ in caps]
+    for (cap, _, code), key in zip(caps, keys, strict=True):
         left = cap - counters.get(key, 0)
         if left <= 0:
             return Decision(0, code, {"cap_fen": cap})
         if match > left:
             match, reason, cut = left, code, {"cap_fen": cap, "wanted_fen": match}
-        keys.append(key)
     if remaining_fen <= 0:
         return Decision(0, POOL_EXHAUSTED, None)
     if match > remaining_fen:
