@@ -170,7 +170,7 @@ def test_a_reviewer_releases_a_held_match_to_the_pool(db: Database,
     # A release needs a reason: without one the queue says so and nothing changes.
     refused = client.post(f"/review/campaigns/holds/{w.held}/release",
                           data={"csrf_token": csrf(client), "reason": " "})
-    assert refused.status_code == 400 and 'data-code="reason_required"' in refused.text
+    assert refused.status_code == 422 and 'data-code="reason_required"' in refused.text
     assert f'data-order-id="{w.held}"' in refused.text
     with db.transaction(write=False) as session:
         assert ledger.balance(session, ledger.match_hold(w.pool_id)) == 80_00
