@@ -1,6 +1,6 @@
 """Giving-day checkout: orders, the sandbox's payment of them, and the callback into the engine.
 
-The path of a giving-day gift (see ``docs/campaigns-checkout.md``)::
+The path of a giving-day gift (see ``docs/campaigns/checkout.md``)::
 
     POST /api/v1/campaigns/{id}/orders        validate (reads only) → signed order token
     POST /api/v1/payments/sandbox/orders/complete   the sandbox "pays" and sends its callback
