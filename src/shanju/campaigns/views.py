@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from shanju.accounts.models import Role, User
 from shanju.campaigns import quadratic
 from shanju.campaigns import service as campaigns
-from shanju.campaigns.models import PoolKind
-from shanju.campaigns.models import Campaign, CampaignStatus, SponsorKind
+from shanju.campaigns.models import Campaign, CampaignStatus, PoolKind, SponsorKind
 from shanju.campaigns.rules import RuleParams
 from shanju.core.clock import today_cn
 from shanju.core.db import DbId
