@@ -252,7 +252,7 @@ def test_distribute_over_the_api_shares_the_pool_once(client: TestClient,
     body = done.json()
     assert body["distributed_fen"] == POOL == sum(s["share_fen"] for s in body["shares"])
     p1, p2 = world["projects"]
-    # p1: (1+2+3)^2 = 36 against p2: 1*100 = 100 (in √fen), so p1 gets 36/136 of the pool.
+    # p1: (10+20+30)² = 3,600 against p2: 100² = 10,000 (√fen), so p1 gets 36/136.
     assert {s["project_id"]: s["contributors"] for s in body["shares"]} == {p1: 3, p2: 1}
     with db.transaction(write=False) as s:
         shares = s.scalars(select(QuadraticShare)).all()
