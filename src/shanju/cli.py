@@ -314,6 +314,25 @@ def campaigns_check(database_url: DatabaseUrlOption = None) -> None:
                   "ledger.[/]")
 
 
+@campaigns_app.command("settle")
+def campaigns_settle(database_url: DatabaseUrlOption = None) -> None:
+    """Settle held matches whose public notice period (公示期) has passed to their projects."""
+    from shanju.campaigns.flows import settle_held
+
+    database = _database(database_url)
+    try:
+        with console.status("Settling held matches…"), database.transaction() as session:
+            settled = settle_held(session=session)
+    finally:
+        database.dispose()
+    if settled:
+        console.print(f"[green]✓ Settled {settled:,} held match(es) whose notice period "
+                      "had passed.[/]")
+    else:
+        console.print("Nothing to settle: no held match has reached the end of its notice "
+                      "period.")
+
+
 # --- benchmarks ----------------------------------------------------------------------------
 
 

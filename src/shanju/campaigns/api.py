@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
-from shanju.campaigns import schemas
+from shanju.campaigns import quadratic, schemas
 from shanju.campaigns import service as campaigns
 from shanju.campaigns.models import Campaign, CampaignStatus, EnrolmentStatus, Sponsor
 from shanju.campaigns.rules import RuleParams
@@ -431,3 +431,25 @@ def unfreeze(campaign_id: DbId, enrolment_id: DbId, session: DbSession,
     enrolment = _enrolment(session, campaign_id, enrolment_id)
     campaigns.do_set_frozen(session=session, actor=user, enrolment=enrolment, frozen=False)
     return _done(session, enrolment)
+
+
+# --- quadratic funding: distributing a round (ops) -------------------------------------------
+
+
+@router.post("/campaigns/pools/{pool_id}/distribute",
+             response_model=schemas.DistributionRead, dependencies=[CsrfChecked],
+             summary="Distribute a quadratic-funding round")
+def distribute_pool(pool_id: DbId, session: DbSession,
+                    user: Reviewer) -> schemas.DistributionRead:
+    """Share a quadratic pool among its campaign's projects in proportion to (Σ√cᵢ)², once,
+    after the campaign has ended (platform administrators). 409
+    ``quadratic_round_not_ended`` / ``quadratic_already_distributed``; 422 ``not_quadratic``;
+    403 ``quadratic_forbidden`` for reviewers who are not administrators."""
+    quadratic.distribute(session=session, actor=user, pool_id=pool_id)
+    shares = quadratic.list_shares(session, pool_id=pool_id)
+    return schemas.DistributionRead(
+        pool_id=pool_id, distributed_fen=sum(s.share_fen for s in shares),
+        shares=[schemas.QuadraticShareRead(
+            project_id=s.project_id, project_title=s.project_title,
+            contributors=s.contributors, contributed_fen=s.contributed_fen,
+            share_fen=s.share_fen) for s in shares])

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from shanju.campaigns import explain, holds
+from shanju.campaigns import explain, flows, holds
+from shanju.campaigns.models import MatchStatus
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, Reviewer
 from shanju.core.web import request_locale
@@ -163,3 +164,52 @@ def release_hold(order_id: str, body: ReleaseIn, session: DbSession,
                                  reason=body.reason)
     return ReleasedRead(order_id=gift.order_id, match_status=str(gift.match_status),
                         pool_id=gift.pool_id, released_fen=gift.matched_fen)
+
+
+class RefundIn(BaseModel):
+    """Why a giving-day gift is refunded (kept in the audit log)."""
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class RefundedRead(BaseModel):
+    """A refunded giving-day gift and the match it reversed."""
+
+    order_id: str
+    status: str  # refunded
+    match_status: str  # reversed if a match stood, else unchanged
+    amount_fen: int
+    match_reversed_fen: int
+
+
+class SettledRead(BaseModel):
+    """How many held matches settled to their projects."""
+
+    settled: int
+
+
+@router.post("/campaigns/gifts/{order_id}/refund", response_model=RefundedRead,
+             dependencies=[CsrfChecked], summary="Refund a giving-day gift")
+def refund_gift(order_id: str, body: RefundIn, session: DbSession,
+                user: CurrentUser) -> RefundedRead:
+    """Refund the gift and reverse its match: the match goes back to the sponsor's pool and
+    the caps it used are freed. Reviewers and staff of the receiving organization; 403
+    ``refund_not_allowed`` for others who may see the gift (its donor), 404 for anyone else;
+    409 ``gift_already_refunded``; 409 ``insufficient_funds`` if the project has already
+    spent the money."""
+    holds.get_gift_for_viewer(session=session, order_id=order_id, viewer=user)  # else 404
+    gift = flows.refund_gift(session=session, actor=user, order_id=order_id,
+                             reason=body.reason)
+    reversed_fen = gift.matched_fen if gift.match_status == MatchStatus.REVERSED else 0
+    return RefundedRead(order_id=gift.order_id, status=str(gift.status),
+                        match_status=str(gift.match_status), amount_fen=gift.amount_fen,
+                        match_reversed_fen=reversed_fen)
+
+
+@router.post("/campaigns/holds/settle", response_model=SettledRead,
+             dependencies=[CsrfChecked], summary="Settle due held matches (reviewers)")
+def settle_holds(session: DbSession, reviewer: Reviewer) -> SettledRead:
+    """Settle every held match whose public notice period has passed (hold → project);
+    matches still in their notice period are left alone. Safe to repeat."""
+    del reviewer
+    return SettledRead(settled=flows.settle_held(session=session))

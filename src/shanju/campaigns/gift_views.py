@@ -15,20 +15,29 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from shanju.campaigns import explain, holds
+from shanju.accounts.models import User
+from shanju.campaigns import explain, flows, holds
+from shanju.campaigns.models import CampaignGift, GiftStatus
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
-from shanju.core.errors import Conflict, DomainError, InvalidInput
+from shanju.core.errors import Conflict, DomainError, InvalidInput, PermissionDenied
 from shanju.core.web import login_url, redirect, render, request_locale, tr
 
 router = APIRouter()
 PAGE_SIZE = 50
 
 
-@router.get("/campaigns/gifts/{order_id}", response_class=HTMLResponse)
-def gift_page(order_id: str, request: Request, session: DbSession, viewer: Viewer) -> Response:
-    """A giving-day gift: its match, and why it was (not) matched, in plain words."""
-    if viewer is None:
-        return redirect(login_url(str(request.url.path)))
+def _can_refund(gift: CampaignGift, viewer: User) -> bool:
+    if gift.status != GiftStatus.PAID:
+        return False
+    try:
+        flows.check_can_refund(actor=viewer, gift=gift)
+    except PermissionDenied:
+        return False
+    return True
+
+
+def _gift_page(request: Request, session: Session, viewer: User, order_id: str, *,
+               refunded: bool = False, error: DomainError | None = None) -> HTMLResponse:
     detail = holds.get_gift_for_viewer(session=session, order_id=order_id, viewer=viewer)
     locale = request_locale(request)
     return render(request, "campaigns/gifts/detail.html", {
@@ -38,11 +47,48 @@ def gift_page(order_id: str, request: Request, session: DbSession, viewer: Viewe
         "is_reviewer": viewer.is_reviewer,
         "payer_prefix": holds.short_hash(detail.gift.payer_hash),
         "device_prefix": holds.short_hash(detail.gift.device_hash),
-    })
+        "can_refund": _can_refund(detail.gift, viewer),
+        "refunded": refunded,
+        "refund_error": error,
+        "refund_error_message": tr(request, error.message) if error else "",
+    }, status_code=error.status_code if error else 200)
+
+
+@router.get("/campaigns/gifts/{order_id}", response_class=HTMLResponse)
+def gift_page(order_id: str, request: Request, session: DbSession, viewer: Viewer,
+              refunded: Annotated[str, Query(max_length=4)] = "") -> Response:
+    """A giving-day gift: its match, and why it was (not) matched, in plain words."""
+    if viewer is None:
+        return redirect(login_url(str(request.url.path)))
+    return _gift_page(request, session, viewer, order_id, refunded=refunded == "1")
+
+
+@router.post("/campaigns/gifts/{order_id}/refund", dependencies=[CsrfChecked],
+             response_class=HTMLResponse)
+def refund_gift(
+    order_id: str,
+    request: Request,
+    session: DbSession,
+    viewer: Viewer,
+    reason: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Refund the gift and reverse its match (reviewers, the receiving organization's staff)."""
+    if viewer is None:
+        return redirect(login_url(f"/campaigns/gifts/{order_id}"))
+    holds.get_gift_for_viewer(session=session, order_id=order_id, viewer=viewer)  # else 404
+    try:
+        with session.begin_nested():
+            flows.refund_gift(session=session, actor=viewer, order_id=order_id,
+                              reason=reason)
+    except DomainError as exc:
+        session.expire_all()
+        return _gift_page(request, session, viewer, order_id, error=exc)
+    return redirect(f"/campaigns/gifts/{order_id}?refunded=1#refund")
 
 
 def _holds_page(request: Request, session: Session, *, page: int = 1, released: str = "",
-                error: DomainError | None = None, failed_order: str = "") -> HTMLResponse:
+                error: DomainError | None = None, failed_order: str = "",
+                settled: str = "") -> HTMLResponse:
     items, total = holds.list_held(session=session, limit=PAGE_SIZE,
                                    offset=(page - 1) * PAGE_SIZE)
     locale = request_locale(request)
@@ -52,6 +98,7 @@ def _holds_page(request: Request, session: Session, *, page: int = 1, released: 
         "released": released,
         "error": error, "error_message": tr(request, error.message) if error else "",
         "failed_order": failed_order,
+        "settled": settled,
     }, status_code=error.status_code if error else 200)
 
 
@@ -62,10 +109,20 @@ def holds_page(
     reviewer: Reviewer,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     released: Annotated[str, Query(max_length=40)] = "",
+    settled: Annotated[str, Query(max_length=10)] = "",
 ) -> HTMLResponse:
     """Reviewers: matches held through the public notice period, with why, to release."""
     del reviewer
-    return _holds_page(request, session, page=page, released=released)
+    return _holds_page(request, session, page=page, released=released,
+                       settled=settled if settled.isdigit() else "")
+
+
+@router.post("/review/campaigns/holds/settle", dependencies=[CsrfChecked])
+def settle_holds(session: DbSession, reviewer: Reviewer) -> Response:
+    """Settle every held match whose notice period has passed, then show how many."""
+    del reviewer
+    settled = flows.settle_held(session=session)
+    return redirect(f"/review/campaigns/holds?settled={settled}")
 
 
 @router.post("/review/campaigns/holds/{order_id}/release", dependencies=[CsrfChecked],

@@ -66,6 +66,7 @@ from shanju.campaigns.rules import RuleParams
 from shanju.core import audit
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.ledger import service as ledger
+from shanju.projects.models import Project
 
 SQRT_DIGITS = 12
 """Decimal places of √c in a weight (rounded down): ``r(c) = isqrt(c · 10^(2·SQRT_DIGITS))``."""
@@ -323,3 +324,29 @@ def distribute(
     )
     session.flush()
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class ShareView:
+    """A project's share of a distributed quadratic-funding round, with the project's title."""
+
+    project_id: int
+    project_title: str
+    contributors: int
+    contributed_fen: int
+    share_fen: int
+
+
+def list_shares(session: Session, *, pool_id: int) -> list[ShareView]:
+    """Return a distributed pool's shares, largest first (empty before the round is shared)."""
+    rows = session.execute(
+        select(QuadraticShare, Project.title)
+        .join(Project, Project.id == QuadraticShare.project_id)
+        .where(QuadraticShare.pool_id == pool_id)
+        .order_by(QuadraticShare.share_fen.desc(), QuadraticShare.project_id)
+    ).all()
+    return [
+        ShareView(project_id=s.project_id, project_title=title, contributors=s.contributors,
+                  contributed_fen=s.contributed_fen, share_fen=s.share_fen)
+        for s, title in rows
+    ]

@@ -238,3 +238,21 @@ class FreezeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="", max_length=2000)
+
+
+class QuadraticShareRead(BaseModel):
+    """A project's share of a distributed quadratic-funding round."""
+
+    project_id: int
+    project_title: str
+    contributors: int
+    contributed_fen: int
+    share_fen: int
+
+
+class DistributionRead(BaseModel):
+    """A distributed quadratic-funding round: the shares sum to ``distributed_fen``."""
+
+    pool_id: int
+    distributed_fen: int
+    shares: list[QuadraticShareRead]

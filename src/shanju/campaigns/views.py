@@ -16,8 +16,9 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
+from shanju.campaigns import quadratic
 from shanju.campaigns import service as campaigns
-from shanju.campaigns.models import Campaign, CampaignStatus, SponsorKind
+from shanju.campaigns.models import Campaign, CampaignStatus, PoolKind, SponsorKind
 from shanju.campaigns.rules import RuleParams
 from shanju.core.clock import today_cn
 from shanju.core.db import DbId
@@ -117,6 +118,7 @@ def _review_page(request: Request, session: Session, campaign: Campaign, *,
         "counts": campaigns.enrolment_counts(session=session, campaign_id=campaign.id),
         "ended": campaign.status is CampaignStatus.ENDED,
         "schedule_locked": campaign.status in (CampaignStatus.LIVE, CampaignStatus.ENDED),
+        **_quadratic_ctx(request, session, pools),
     })
     return render(request, "campaigns/review/detail.html", ctx, status_code=status_code)
 
@@ -359,3 +361,31 @@ async def org_withdraw(campaign_id: DbId, enrolment_id: DbId, request: Request,
                          values=values, status_code=exc.status_code)
     return redirect(f"/org/campaigns#campaign-{campaign_id}")
 
+
+
+# --- reviewers: distributing a quadratic-funding round (ops) --------------------------------
+
+
+def _quadratic_ctx(request: Request, session: Session,
+                   pools: list[campaigns.PoolView]) -> dict[str, Any]:
+    """The shares of distributed quadratic pools and whether the viewer may distribute."""
+    user = getattr(request.state, "user", None)
+    return {
+        "qf_shares": {v.pool.id: quadratic.list_shares(session, pool_id=v.pool.id)
+                      for v in pools if v.pool.kind is PoolKind.QUADRATIC},
+        "can_distribute": user is not None and user.role is Role.ADMIN,
+    }
+
+
+@router.post("/review/campaigns/{campaign_id}/quadratic/{pool_id}/distribute",
+             dependencies=[CsrfChecked])
+async def distribute_pool(campaign_id: DbId, pool_id: DbId, request: Request,
+                          session: DbSession, viewer: Viewer) -> Response:
+    """Share an ended campaign's quadratic pool among its projects (administrators)."""
+    def change(user: User, campaign: Campaign, values: dict[str, str]) -> object:
+        del values
+        pool = campaigns.get_pool(session=session, campaign=campaign, pool_id=pool_id)
+        return quadratic.distribute(session=session, actor=user, pool_id=pool.id)
+
+    return await _review_post(request, session, viewer, campaign_id,
+                              form=f"pool-{pool_id}", anchor=f"pool-{pool_id}", change=change)
