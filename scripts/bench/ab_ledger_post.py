@@ -1,14 +1,14 @@
 """A/B of the ledger's posting for giving-day batches (docs/benchmarks.md, giving day).
 
-    uv run python scripts/bench/ab_ledger_post.py orm|set-based sqlite|postgresql [DONATIONS]
+    uv run python scripts/bench/ab_ledger_post.py as-is|set-based sqlite|postgresql [DONATIONS]
 
-``orm`` is ``ledger._post_many`` as it is: one ORM ``UPDATE … RETURNING`` per account (a
-batch of gifts to 500 projects touches ~500 accounts) and postings flushed through the unit of
-work. ``set-based`` swaps in the same bookkeeping with set-based statements — balances in
-ascending id order by one ``executemany`` (SQLite) or one locking ``SELECT … ORDER BY id FOR
-UPDATE`` plus one ``UPDATE … FROM unnest(...)`` (PostgreSQL), postings by one
+``as-is`` is ``ledger._post_many`` as it is: balances by one ``executemany`` of updates in
+ascending id order, postings (~500 for a batch of gifts to 500 projects) as ORM objects
+flushed through the unit of work. ``set-based`` swaps in the same bookkeeping with raw
+statements — balances by one ``executemany`` (SQLite) or one locking ``SELECT … ORDER BY id
+FOR UPDATE`` plus one ``UPDATE … FROM unnest(...)`` (PostgreSQL), postings by one
 ``executemany``/``COPY`` — to measure what the engine would gain. It is an experiment, not the
-ledger's code: the lead decides whether ``ledger.service`` takes it.
+ledger's code: the ledger's owner decides whether ``ledger.service`` takes it.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def main() -> None:
     donations = int(sys.argv[3]) if len(sys.argv) > 3 else 50_000
     if mode == "set-based":
         ledger._post_many = set_based_post_many  # noqa: SLF001
-    elif mode != "orm":
-        raise SystemExit("mode: orm | set-based")
+    elif mode != "as-is":
+        raise SystemExit("mode: as-is | set-based")
     report = bench.bench_giving_day(db=db, donations=donations, baseline_sample=300,
                                     quadratic_pool=False)
     print(json.dumps({"mode": mode, **{k: report[k] for k in (

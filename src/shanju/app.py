@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shanju import __version__
 from shanju.campaigns.checkout import OrderCallbackLane, engine_lifespan
 from shanju.campaigns.orders import OrderSigner
+from shanju.campaigns.pages import LiveStreamLane
 from shanju.core import i18n
 from shanju.core.config import Settings, get_settings
 from shanju.core.db import Database
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     _install_middleware(app, settings)
     # Outermost: the giving day's payment callbacks skip the page middleware (see checkout).
     app.add_middleware(OrderCallbackLane)
+    # The live dashboards' event streams skip it too (see campaigns/pages.py).
+    app.add_middleware(LiveStreamLane)
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
     _include_routers(app)

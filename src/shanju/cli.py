@@ -361,7 +361,6 @@ def bench_http(
     connections: Annotated[int, typer.Option(
         min=1, max=512, help="Keep-alive connections per client process.")] = 32,
     port: Annotated[int, typer.Option(help="Port for the benchmark's server.")] = 8106,
-    workers: Annotated[int, typer.Option(min=1, max=8, help="Server worker processes.")] = 1,
     database_url: Annotated[str | None, typer.Option(
         "--database-url", help="An EMPTY database to use (default: a temporary SQLite file).",
         show_default=False)] = None,
@@ -376,7 +375,7 @@ def bench_http(
     with progress:
         report = bench.run(
             donations=donations, clients=clients, connections=connections, port=port,
-            database_url=database_url, workers=workers, progress=advance,
+            database_url=database_url, progress=advance,
             on_phase=lambda msg: progress.console.log(msg),
         )
     if not as_json:

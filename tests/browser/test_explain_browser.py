@@ -69,6 +69,7 @@ def test_held_match_explained_and_released_on_a_phone(
     expect(row).not_to_contain_text("ab12cd340000")
     check_fits_phone(page, js_errors)
     screenshot("held-matches-queue")
+    row.locator('input[name="reason"]').fill("同一支付账户的多个新账号")
     row.get_by_role("button", name=zh("Release")).click()
     expect(page.locator("#released")).to_contain_text(held.order_id)
     expect(page.locator(f'tr.hold-row[data-order-id="{held.order_id}"]')).to_have_count(0)

@@ -227,5 +227,21 @@ def test_the_giving_day_pages(live: TestClient, day: Day, db: Database) -> None:
     # Another donor cannot see it.
     sign_in(live, db, day.other_id)
     assert live.get(done.headers["location"]).status_code == 404
-    en = live.get(f"/campaigns/{day.campaign_id}/projects/{day.project_id}/donate?lang=en")
+    en = live.get(f"/campaigns/{day.campaign_id}/projects/{day.project_id}/donate?lang=en"
+                  "&custom_amount=66.6&message=hi")
     assert "Giving day" in en.text
+    # Choices kept through sign-in come back; the rest of the form keeps its defaults.
+    assert 'value="66.6"' in en.text and 'value="hi"' in en.text and "李四" in en.text
+
+
+def test_unknown_provider_and_a_non_order_provider_path(live: TestClient) -> None:
+    response = live.post("/api/v1/payments/callbacks/nope/orders", content=b"{}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unknown_provider"
+
+
+def test_the_engine_runs_with_the_app_and_is_stopped_at_shutdown(app: Any) -> None:
+    with TestClient(app) as c:
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        assert engine is not None and engine.running
+    assert app.state.engine is None and not engine.running

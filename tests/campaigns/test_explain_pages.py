@@ -167,8 +167,16 @@ def test_a_reviewer_releases_a_held_match_to_the_pool(db: Database,
         before = ledger.balance(session, ledger.match_pool(w.pool_id))
         assert ledger.balance(session, ledger.match_hold(w.pool_id)) == 80_00
     login(client, w.reviewer)
+    # A release needs a reason: without one the queue says so and nothing changes.
+    refused = client.post(f"/review/campaigns/holds/{w.held}/release",
+                          data={"csrf_token": csrf(client), "reason": " "})
+    assert refused.status_code == 422 and 'data-code="reason_required"' in refused.text
+    assert f'data-order-id="{w.held}"' in refused.text
+    with db.transaction(write=False) as session:
+        assert ledger.balance(session, ledger.match_hold(w.pool_id)) == 80_00
     done = client.post(f"/review/campaigns/holds/{w.held}/release",
-                       data={"csrf_token": csrf(client)}, follow_redirects=False)
+                       data={"csrf_token": csrf(client), "reason": "同一支付账户的多个账号"},
+                       follow_redirects=False)
     assert done.status_code == 303
     page = client.get(done.headers["location"]).text
     assert "配捐已退回企业配捐池" in page
@@ -181,11 +189,12 @@ def test_a_reviewer_releases_a_held_match_to_the_pool(db: Database,
         assert pool.remaining_fen == before + 80_00
         assert ledger.balance(session, ledger.match_hold(w.pool_id)) == 0
         assert ledger.check(session).ok
-        assert session.scalars(select(AuditEntry).where(
-            AuditEntry.action == "campaigns.match.released")).one().actor_id is not None
+        entry = session.scalars(select(AuditEntry).where(
+            AuditEntry.action == "campaigns.match.released")).one()
+        assert entry.actor_id is not None and entry.data["reason"] == "同一支付账户的多个账号"
     # The donor is told; releasing twice is refused and changes nothing.
     again = client.post(f"/api/v1/campaigns/holds/{w.held}/release",
-                        headers={"X-CSRF-Token": csrf(client)})
+                        headers={"X-CSRF-Token": csrf(client)}, json={"reason": "again"})
     assert again.status_code == 409 and again.json()["error"]["code"] == "match_not_held"
     client.cookies.clear()
     login(client, w.donor)
@@ -197,7 +206,7 @@ def test_only_reviewers_release(db: Database, client: TestClient) -> None:
     w = _world(db)
     login(client, w.staff)
     refused = client.post(f"/api/v1/campaigns/holds/{w.held}/release",
-                          headers={"X-CSRF-Token": csrf(client)})
+                          headers={"X-CSRF-Token": csrf(client)}, json={"reason": "mine"})
     assert refused.status_code == 403
     with db.transaction(write=False) as session:
         gift = session.scalars(select(CampaignGift).where(CampaignGift.order_id == w.held)).one()

@@ -199,7 +199,8 @@ def _shared(db: Database, client: TestClient, *, payer: str, device: str, code: 
                                                        results[3].order_id]
     assert queue["items"][0]["reason"] == code
     released = client.post(f"/api/v1/campaigns/holds/{results[2].order_id}/release",
-                           headers={"X-CSRF-Token": csrf(client)})
+                           headers={"X-CSRF-Token": csrf(client)},
+                           json={"reason": "accounts created together"})
     assert released.status_code == 200, released.text
     assert released.json() == {"order_id": results[2].order_id, "match_status": "released",
                                "pool_id": st.pool, "released_fen": 100_00}

@@ -8,14 +8,28 @@ import datetime as dt
 import pytest
 from sqlalchemy.orm import Session
 
-from shanju.campaigns import live
+from shanju.accounts.models import Role
+from shanju.campaigns import live, quadratic
 from shanju.campaigns.engine import GiftResult, apply_batch
-from shanju.campaigns.models import Campaign, CampaignStatus, Enrolment, EnrolmentStatus
+from shanju.campaigns.models import (
+    Campaign,
+    CampaignStatus,
+    Enrolment,
+    EnrolmentStatus,
+    PoolKind,
+)
 from shanju.core.clock import CHINA_TZ
 from shanju.core.db import Database
 from shanju.core.errors import NotFound
 from shanju.projects.models import Project
-from tests.factories import make_campaign, make_org, make_paid_gift, make_pool, make_project
+from tests.factories import (
+    make_campaign,
+    make_org,
+    make_paid_gift,
+    make_pool,
+    make_project,
+    make_user,
+)
 
 # 10:30 China time on the campaign's day (tests pass it as "now").
 NOW = dt.datetime.now(CHINA_TZ).replace(hour=10, minute=30, second=20, microsecond=0)
@@ -205,3 +219,34 @@ def test_a_cap_left_is_never_more_than_the_pool_has(db: Database) -> None:
     with db.transaction(write=False) as s:
         (m,) = live.project_match_status(session=s, project_id=pid, now=NOW)
     assert m.caps[0].left_fen == 5_000 and m.cap_left_fen == 5_000
+
+
+def test_a_quadratic_round_shows_what_it_shared_out(db: Database) -> None:
+    with db.transaction() as s:
+        org = make_org(s)
+        p1, p2 = make_project(s, org=org), make_project(s, org=org)
+        campaign = make_campaign(s, projects=[p1, p2])
+        qf = make_pool(s, campaign=campaign, budget_fen=10_000, kind=PoolKind.QUADRATIC,
+                       sponsor_name="平台配捐")
+        for project, amount in ((p1, 400), (p1, 900), (p2, 10_000)):
+            apply_batch(s, [make_paid_gift(campaign_id=campaign.id, project_id=project.id,
+                                           amount_fen=amount, donor_id=None,
+                                           payer_hash=f"payer{amount}")])
+        cid, pool_id = campaign.id, qf.id
+    with db.transaction(write=False) as s:
+        (before,) = live.pools(session=s, campaign_id=cid)
+    assert (before.kind, before.matched_fen, before.remaining_fen) == ("quadratic", 0, 10_000)
+    with db.transaction() as s:
+        ended = s.get(Campaign, cid)
+        assert ended is not None
+        ended.status = CampaignStatus.ENDED
+        s.flush()
+        shares = quadratic.distribute(session=s, actor=make_user(s, role=Role.ADMIN),
+                                      pool_id=pool_id)
+        total = sum(share.share_fen for share in shares)
+    with db.transaction(write=False) as s:
+        (after,) = live.pools(session=s, campaign_id=cid)
+        sponsors = live.leaderboard(session=s, campaign_id=cid, board="sponsors")
+    assert total == 10_000
+    assert (after.matched_fen, after.gifts, after.status) == (10_000, len(shares), "closed")
+    assert [(e.name, e.matched_fen) for e in sponsors] == [("平台配捐", 10_000)]

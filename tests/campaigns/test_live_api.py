@@ -7,7 +7,7 @@ import json
 
 from fastapi.testclient import TestClient
 
-from shanju.campaigns.models import CampaignStatus
+from shanju.campaigns.models import CampaignStatus, PoolKind
 from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from tests.campaigns.test_live import give
@@ -115,8 +115,34 @@ def test_stream_sends_a_snapshot_first(client: TestClient, db: Database) -> None
                 continue
             name, _, value = line.partition(":")
             event[name] = value.strip()
+    # The viewer left: nobody listens any more.
+    hub = client.app.state.campaign_broadcaster  # type: ignore[attr-defined]
+    assert hub.subscribers(ids["campaign"]) == 0
     assert event["event"] == "snapshot"
     snap = json.loads(event["data"])
     assert snap["campaign_id"] == ids["campaign"]
     assert snap["totals"]["raised_fen"] == 12_445
     assert [e["name"] for e in snap["boards"]["projects"]] == ["乡村学校冬季温暖包"]
+
+
+def test_a_quadratic_pool_is_shown_as_a_round_not_a_bar(client: TestClient,
+                                                        db: Database) -> None:
+    with db.transaction() as s:
+        campaign = make_campaign(s)
+        qf = make_pool(s, campaign=campaign, budget_fen=500_000, kind=PoolKind.QUADRATIC)
+        slug, pool_id = campaign.slug, qf.id
+    text = client.get(f"/campaigns/{slug}?lang=en").text
+    block = text[text.index(f'data-pool="{pool_id}"'):]
+    block = block[:block.index("</section>")]
+    assert "Quadratic funding: ¥5,000" in block and "progressbar" not in block
+
+
+def test_home_page_shows_a_live_giving_day(client: TestClient, db: Database) -> None:
+    assert "giving-day-banner" not in client.get("/").text
+    ids = _campaign(db)
+    with db.transaction() as s:
+        make_campaign(s, status=CampaignStatus.ENDED)
+    home = client.get("/?lang=en").text
+    assert home.count("giving-day-banner") == 1
+    assert f'href="/campaigns/{ids["slug"]}"' in home
+    assert "Giving day: ¥124.45 raised, ¥123.45 matched by sponsors" in home

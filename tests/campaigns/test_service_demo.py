@@ -24,10 +24,9 @@ from tests.projects.helpers import audit_count
 
 def test_demo_giving_day_on_the_demo_data(db: Database) -> None:
     with db.transaction() as session:
-        seed(session, scale=0.05)
-        report = seed_campaign(session)
+        seed(session, scale=0.05)  # the seeder calls seed_campaign, then gives through the engine
     with db.transaction(write=False) as session:
-        campaign = campaigns.get_campaign(session=session, campaign_id=report.campaign_id)
+        campaign = campaigns.get_campaign_by_slug(session=session, slug="99")
         assert campaign.status is CampaignStatus.LIVE and campaign.slug == "99"
         assert campaign.starts_on == today_cn() and campaign.days == 3
         assert (campaign.opens_at, campaign.closes_at) == ("00:00", "23:59")
@@ -42,7 +41,8 @@ def test_demo_giving_day_on_the_demo_data(db: Database) -> None:
         assert pools[2].rule.per_project_daily_cap_fen is not None
         assert pools[3].pool.kind is PoolKind.QUADRATIC
         for view in pools:
-            assert view.pool.remaining_fen == view.pool.committed_fen > 0
+            assert 0 <= view.pool.remaining_fen <= view.pool.committed_fen
+            assert view.pool.committed_fen > 0
             assert ledger.balance(session, ledger.match_pool(view.pool.id)) == \
                 view.pool.remaining_fen
         assert ledger.check(session).ok
@@ -51,7 +51,7 @@ def test_demo_giving_day_on_the_demo_data(db: Database) -> None:
         fundraising = Counter(p.recipient_org_id for p in session.scalars(select(Project).where(
             Project.status == ProjectStatus.FUNDRAISING)) if filing_valid_on(p, today_cn()))
         expected = min(20, sum(min(n, ORG_QUOTA) for n in fundraising.values()))
-        assert expected >= 1 and len(enrolled) == len(report.project_ids) == expected
+        assert expected >= 1 and len(enrolled) == expected
         assert all(e.status is EnrolmentStatus.APPROVED for e in enrolled)
         assert max(Counter(e.organization_id for e in enrolled).values()) <= ORG_QUOTA
         assert audit_count(session, "campaigns.campaign.started") == 1

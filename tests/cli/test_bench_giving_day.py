@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -62,10 +63,11 @@ def test_a_small_run_reports_every_figure_with_its_invariants_true(kind: str) ->
         engine = create_engine(bench.PG_ADMIN_URL)
         with engine.connect() as conn:
             left = conn.execute(text(
-                "select count(*) from pg_database where datname like 'shanju_bench_%'"
-            )).scalar()
+                "select count(*) from pg_database where datname in (:a, :b)"
+            ), {"a": f"shanju_bench_{os.getpid()}",
+                "b": f"shanju_bench_{os.getpid()}_baseline"}).scalar()
         engine.dispose()
-        assert left == 0  # both throw-away databases were dropped
+        assert left == 0  # both throw-away databases (named after this process) were dropped
 
 
 def test_the_workload_is_reproducible_and_realistic(db: Database) -> None:

@@ -1,6 +1,6 @@
 """Giving-day checkout: orders, the sandbox's payment of them, and the callback into the engine.
 
-The path of a giving-day gift (see ``docs/campaigns-checkout.md``)::
+The path of a giving-day gift (see ``docs/campaigns/checkout.md``)::
 
     POST /api/v1/campaigns/{id}/orders        validate (reads only) → signed order token
     POST /api/v1/payments/sandbox/orders/complete   the sandbox "pays" and sends its callback
@@ -432,17 +432,13 @@ def _form_page(request: Request, session: Session, *, campaign_id: int, project_
 def donate_page(campaign_id: DbId, project_id: DbId, request: Request, session: DbSession,
                 viewer: Viewer) -> Response:
     """The giving-day donate form alone (also where its errors are shown)."""
-    page = _form_page(request, session, campaign_id=campaign_id, project_id=project_id,
-                      viewer=viewer)
-    if request.query_params:
-        # Choices carried through sign-in come back as the donor left them.
-        kept = {k: request.query_params[k][:200] for k in KEPT_FIELDS
-                if request.query_params.get(k)}
-        if kept:
-            values = {"amount": "20", **kept}
-            page = _form_page(request, session, campaign_id=campaign_id,
-                              project_id=project_id, viewer=viewer, values=values)
-    return page
+    # Choices carried through sign-in come back as the donor left them.
+    kept = {k: request.query_params[k][:200] for k in KEPT_FIELDS
+            if request.query_params.get(k)}
+    values = {"amount": "20", "donor_name": viewer.display_name if viewer else "",
+              "province": (viewer.province if viewer else "") or "", **kept}
+    return _form_page(request, session, campaign_id=campaign_id, project_id=project_id,
+                      viewer=viewer, values=values)
 
 
 @page_router.post("/campaigns/{campaign_id}/projects/{project_id}/donate",

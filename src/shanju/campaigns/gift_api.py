@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shanju.campaigns import explain, holds
 from shanju.core.db import DbId
@@ -81,6 +81,12 @@ class HeldMatchPage(BaseModel):
     offset: int
 
 
+class ReleaseIn(BaseModel):
+    """Why a reviewer releases a held match (kept in the audit log)."""
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
 class ReleasedRead(BaseModel):
     """A held match returned to its pool."""
 
@@ -148,9 +154,12 @@ def list_holds(
 
 @router.post("/campaigns/holds/{order_id}/release", response_model=ReleasedRead,
              dependencies=[CsrfChecked], summary="Release a held match (reviewers)")
-def release_hold(order_id: str, session: DbSession, reviewer: Reviewer) -> ReleasedRead:
-    """Return a held match to its sponsor's pool instead of letting it settle. 409
-    ``match_not_held`` if it is not held (settled, released or refunded meanwhile)."""
-    gift = holds.do_release_held(session=session, order_id=order_id, actor=reviewer)
+def release_hold(order_id: str, body: ReleaseIn, session: DbSession,
+                 reviewer: Reviewer) -> ReleasedRead:
+    """Return a held match to its sponsor's pool instead of letting it settle, with the
+    reviewer's reason. 409 ``match_not_held`` if it is not held (settled, released or
+    refunded meanwhile)."""
+    gift = holds.do_release_held(session=session, order_id=order_id, actor=reviewer,
+                                 reason=body.reason)
     return ReleasedRead(order_id=gift.order_id, match_status=str(gift.match_status),
                         pool_id=gift.pool_id, released_fen=gift.matched_fen)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from shanju.campaigns import explain, holds
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
-from shanju.core.web import login_url, redirect, render, request_locale
+from shanju.core.errors import Conflict, DomainError, InvalidInput
+from shanju.core.web import login_url, redirect, render, request_locale, tr
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -39,6 +41,20 @@ def gift_page(order_id: str, request: Request, session: DbSession, viewer: Viewe
     })
 
 
+def _holds_page(request: Request, session: Session, *, page: int = 1, released: str = "",
+                error: DomainError | None = None, failed_order: str = "") -> HTMLResponse:
+    items, total = holds.list_held(session=session, limit=PAGE_SIZE,
+                                   offset=(page - 1) * PAGE_SIZE)
+    locale = request_locale(request)
+    return render(request, "campaigns/holds/list.html", {
+        "rows": [(h, explain.explain_gift(h.gift, locale)) for h in items],
+        "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
+        "released": released,
+        "error": error, "error_message": tr(request, error.message) if error else "",
+        "failed_order": failed_order,
+    }, status_code=error.status_code if error else 200)
+
+
 @router.get("/review/campaigns/holds", response_class=HTMLResponse)
 def holds_page(
     request: Request,
@@ -49,23 +65,22 @@ def holds_page(
 ) -> HTMLResponse:
     """Reviewers: matches held through the public notice period, with why, to release."""
     del reviewer
-    items, total = holds.list_held(session=session, limit=PAGE_SIZE,
-                                   offset=(page - 1) * PAGE_SIZE)
-    locale = request_locale(request)
-    return render(request, "campaigns/holds/list.html", {
-        "rows": [(h, explain.explain_gift(h.gift, locale)) for h in items],
-        "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
-        "released": released,
-    })
+    return _holds_page(request, session, page=page, released=released)
 
 
 @router.post("/review/campaigns/holds/{order_id}/release", dependencies=[CsrfChecked],
              response_class=HTMLResponse)
 def release_hold(
     order_id: str,
+    request: Request,
     session: DbSession,
     reviewer: Reviewer,
+    reason: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """Return a held match to its sponsor's pool."""
-    gift = holds.do_release_held(session=session, order_id=order_id, actor=reviewer)
+    """Return a held match to its sponsor's pool (with the reviewer's reason)."""
+    try:
+        gift = holds.do_release_held(session=session, order_id=order_id, actor=reviewer,
+                                     reason=reason)
+    except (InvalidInput, Conflict) as exc:
+        return _holds_page(request, session, error=exc, failed_order=order_id)
     return redirect(f"/review/campaigns/holds?released={gift.order_id}")

@@ -6,7 +6,7 @@ queue of held matches.
   to anyone else it does not exist (404), so an order id reveals nothing.
 - :func:`list_held`: matches held through the public notice period (公示期), oldest first, for
   reviewers — donor names masked, payer and device hashes cut to a short prefix.
-- :func:`do_release_held`: a reviewer returns a held match to its pool
+- :func:`do_release_held`: a reviewer returns a held match to its pool, with a reason
   (``campaigns.flows.release_held``, the engine's flow).
 
 Why a decision was made is worded by :mod:`shanju.campaigns.explain`.
@@ -17,28 +17,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
-from shanju.campaigns import check, locks, rules
-from shanju.campaigns.engine import stat_rows
-from shanju.campaigns.models import (
-    Campaign,
-    CampaignCounter,
-    CampaignGift,
-    CampaignStat,
-    GiftStatus,
-    MatchPool,
-    MatchStatus,
-    Sponsor,
-)
-from shanju.core import audit
+from shanju.campaigns import flows
+from shanju.campaigns.models import Campaign, CampaignGift, MatchPool, MatchStatus, Sponsor
 from shanju.core.clock import utcnow
-from shanju.core.errors import Conflict, NotFound, PermissionDenied
+from shanju.core.errors import NotFound
 from shanju.core.i18n import N_
 from shanju.core.masking import mask_name
-from shanju.ledger import service as ledger
 from shanju.organizations.models import Organization
 from shanju.projects.models import Project
 
@@ -152,77 +140,17 @@ def list_held(*, session: Session, campaign_id: int | None = None, limit: int = 
     return items, total
 
 
-def _check_reviewer(actor: User) -> None:
-    if not actor.is_reviewer:
-        raise PermissionDenied(N_("Only platform reviewers may do this."), code="reviewer_only")
+def do_release_held(*, session: Session, order_id: str, actor: User,
+                    reason: str) -> CampaignGift:
+    """Return a held match to its sponsor's pool (a reviewer's decision, with a reason).
 
-
-def do_release_held(*, session: Session, order_id: str, actor: User) -> CampaignGift:
-    """Return a held match to its sponsor's pool (a reviewer's decision); audited."""
-    _check_reviewer(actor)
-    found = session.scalar(select(CampaignGift.campaign_id)
-                           .where(CampaignGift.order_id == order_id))
-    if found is None:
-        raise _not_found()
-    locks.lock_campaigns(session, [found])
-    # Decide on the gift as it is now, under the campaign lock.
-    gift = session.scalars(select(CampaignGift).where(CampaignGift.order_id == order_id)
-                           .execution_options(populate_existing=True)).one()
-    if gift.match_status != MatchStatus.HELD:
-        raise Conflict(N_("This match is not held (any more)."), code="match_not_held")
-    return _release_held(session, gift, actor=actor)
-
-
-def _release_held(session: Session, gift: CampaignGift, *, actor: User) -> CampaignGift:
-    """Smallest private version of ``campaigns.flows.release_held`` (the engine's, not on main
-    when this was written), keeping what ``shanju campaigns check`` verifies: the match moves
-    hold → pool in the ledger and back into ``remaining_fen``; the caps it counted towards are
-    freed (as for a refund); the live stats stop counting it as matched. Runs under the
-    campaign lock (the caller's).
+    The engine's flow does the work under the campaign lock: hold → pool in the ledger and
+    back into ``remaining_fen``, the caps it used freed, the live stats, the audit entry.
     """
-    pool_id = gift.pool_id
-    amount = gift.matched_fen
-    if pool_id is None or amount <= 0:
-        raise Conflict(N_("This match is not held (any more)."), code="match_not_held")
-    session.execute(update(MatchPool).where(MatchPool.id == pool_id)
-                    .values(remaining_fen=MatchPool.remaining_fen + amount))
-    ledger.post(session, ledger.transfer(
-        "campaign.match_released", source=ledger.match_hold(pool_id),
-        destination=ledger.match_pool(pool_id), amount_fen=amount,
-        dedupe_key=f"campaign.match_released:{gift.id}", actor_id=actor.id,
-        no_overdraft_source=True,
-    ))
-    ctx = rules.GiftContext(
-        gift.order_id, gift.amount_fen, check.donor_key(gift.donor_id, gift.payer_hash,
-                                                        gift.order_id),
-        gift.project_id, gift.organization_id, gift.day.isoformat(), "")
-    session.execute(
-        update(CampaignCounter)
-        .where(CampaignCounter.campaign_id == gift.campaign_id,
-               CampaignCounter.key.in_(rules.all_counter_keys(pool_id, ctx)))
-        .values(value=case((CampaignCounter.value >= amount, CampaignCounter.value - amount),
-                           else_=0)))
-    if gift.status == GiftStatus.PAID:
-        row = (gift.campaign_id, gift.project_id, gift.organization_id, gift.province,
-               check.minute_key(gift.paid_at))
-        old = stat_rows([(*row, pool_id, 1, gift.amount_fen, amount)])
-        new = stat_rows([(*row, None, 1, gift.amount_fen, 0)])
-        for key in set(old) | set(new):
-            was, now = old.get(key, [0, 0, 0]), new.get(key, [0, 0, 0])
-            session.execute(
-                update(CampaignStat)
-                .where(CampaignStat.campaign_id == key[0], CampaignStat.dim == key[1],
-                       CampaignStat.key == key[2])
-                .values(gifts=CampaignStat.gifts + now[0] - was[0],
-                        raised_fen=CampaignStat.raised_fen + now[1] - was[1],
-                        matched_fen=CampaignStat.matched_fen + now[2] - was[2]))
-    change = audit.changes(gift, match_status=MatchStatus.RELEASED)
-    audit.record(session, actor_id=actor.id, action="campaigns.match.released",
-                 object_type="campaign_gift", object_id=gift.id,
-                 data={**change, "pool_id": pool_id, "amount_fen": amount,
-                       "reason": gift.reason, "at": utcnow().isoformat()})
-    session.flush()
-    return gift
+    if not order_id or len(order_id) > 40:
+        raise _not_found()
+    return flows.release_held(session=session, actor=actor, order_id=order_id,
+                              reason=reason[:200])
 
 
 def hold_days_left(gift: CampaignGift, *, now: dt.datetime | None = None) -> int | None:

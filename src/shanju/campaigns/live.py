@@ -44,6 +44,7 @@ from shanju.campaigns.models import (
     PoolKind,
     PoolRule,
     PoolStatus,
+    QuadraticShare,
     Sponsor,
 )
 from shanju.campaigns.rules import RuleParams
@@ -219,6 +220,18 @@ def list_public_campaigns(*, session: Session, now: dt.datetime | None = None
             for c in sorted(campaigns, key=key)]
 
 
+def live_campaigns(*, session: Session, now: dt.datetime | None = None
+                   ) -> list[CampaignListing]:
+    """Return the campaigns that are live now (for the home page's banner), with totals."""
+    now = now or utcnow()
+    campaigns = list(session.scalars(
+        select(Campaign).where(Campaign.status == CampaignStatus.LIVE)
+        .order_by(Campaign.starts_on, Campaign.id)))
+    totals = _totals_by_campaign(session, [c.id for c in campaigns])
+    return [CampaignListing(campaign=c, totals=totals.get(c.id, Totals()),
+                            open_now=is_open(c, now)) for c in campaigns]
+
+
 def last_day(campaign: Campaign) -> dt.date:
     """Return the campaign's last day (China time)."""
     return campaign.starts_on + dt.timedelta(days=max(campaign.days, 1) - 1)
@@ -263,16 +276,26 @@ def pools(*, session: Session, campaign_id: int) -> list[PoolLive]:
     stats = {s.key: s for s in session.scalars(
         select(CampaignStat).where(CampaignStat.campaign_id == campaign_id,
                                    CampaignStat.dim == "pool"))}
+    # A quadratic round matches nothing gift by gift; what it shared out is in its shares.
+    quadratic = [pool.id for pool, _ in rows if pool.kind == PoolKind.QUADRATIC]
+    shared: dict[int, tuple[int, int]] = {}
+    if quadratic:
+        shared = {pid: (int(total or 0), int(n or 0)) for pid, total, n in session.execute(
+            select(QuadraticShare.pool_id, func.sum(QuadraticShare.share_fen),
+                   func.count(QuadraticShare.id))
+            .where(QuadraticShare.pool_id.in_(quadratic)).group_by(QuadraticShare.pool_id))}
     result = []
     for pool, sponsor_name in rows:
         stat = stats.get(str(pool.id))
+        matched, gifts = shared.get(pool.id) or ((stat.matched_fen, stat.gifts) if stat
+                                                 else (0, 0))
         result.append(PoolLive(
             pool_id=pool.id, name=pool.name, sponsor_id=pool.sponsor_id,
             sponsor_name=sponsor_name, kind=pool.kind.value, status=pool.status.value,
             committed_fen=pool.committed_fen, remaining_fen=pool.remaining_fen,
             percent_left=_percent(pool.remaining_fen, pool.committed_fen),
             exhausted_at=pool.exhausted_at,
-            matched_fen=stat.matched_fen if stat else 0, gifts=stat.gifts if stat else 0,
+            matched_fen=matched, gifts=gifts,
         ))
     return result
 

@@ -21,11 +21,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
-from shanju.campaigns import locks
+from shanju.campaigns import flows, locks
 from shanju.campaigns.models import (
     Campaign,
     CampaignStatus,
@@ -41,7 +42,7 @@ from shanju.campaigns.models import (
 from shanju.campaigns.rules import HHMM, RuleParams
 from shanju.core import audit
 from shanju.core.clock import today_cn, utcnow
-from shanju.core.db import get_or_404
+from shanju.core.db import flush_unless_duplicate, get_or_404
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.core.i18n import N_, Msg
 from shanju.core.money import fen_to_yuan_str
@@ -382,6 +383,11 @@ def _hhmm(value: str, *, field: str) -> str:
     return value
 
 
+def _slug_taken() -> Conflict:
+    return Conflict("Another campaign already uses this slug.", code="slug_taken",
+                    field="slug")
+
+
 def check_campaign_fields(
     fields_: CampaignFields, *, session: Session, campaign: Campaign | None = None,
 ) -> dict[str, Any]:
@@ -412,8 +418,7 @@ def check_campaign_fields(
                 "99-giving-day.", code="invalid_slug", field="slug")
         taken = session.scalar(select(Campaign.id).where(Campaign.slug == slug))
         if taken is not None and (campaign is None or taken != campaign.id):
-            raise Conflict("Another campaign already uses this slug.", code="slug_taken",
-                           field="slug")
+            raise _slug_taken()
         clean["slug"] = slug
     if "name" in given:
         clean["name"] = _text(given["name"], field="name", max_len=80, required=True,
@@ -521,8 +526,9 @@ def do_create_campaign(*, session: Session, actor: User, fields: CampaignFields)
     check_reviewer(actor)
     clean = check_campaign_fields(fields, session=session)
     campaign = Campaign(status=CS.DRAFT, created_by_id=actor.id, **clean)
-    session.add(campaign)
-    session.flush()
+    # Two reviewers creating the same slug at once: the unique key decides.
+    if not flush_unless_duplicate(session, campaign):
+        raise _slug_taken()
     audit.record(session, actor_id=actor.id, action="campaigns.campaign.created",
                  object_type="campaign", object_id=campaign.id,
                  data={"new": {k: v.isoformat() if isinstance(v, dt.date) else v
@@ -539,8 +545,12 @@ def do_update_campaign(*, session: Session, actor: User, campaign: Campaign,
     clean = check_campaign_fields(fields, session=session, campaign=campaign)
     if not clean:
         return campaign
-    diff = audit.changes(campaign, **clean)
-    session.flush()
+    try:
+        with session.begin_nested():
+            diff = audit.changes(campaign, **clean)
+    except IntegrityError:  # another campaign took the new slug meanwhile
+        session.refresh(campaign)
+        raise _slug_taken() from None
     audit.record(session, actor_id=actor.id, action="campaigns.campaign.updated",
                  object_type="campaign", object_id=campaign.id, data=diff)
     return campaign
@@ -735,34 +745,15 @@ def do_top_up_pool(*, session: Session, actor: User, campaign: Campaign, pool: M
                    amount_fen: int) -> MatchPool:
     """Add money to a pool (``pool.topped_up``): remaining and committed grow by the amount.
 
-    The smallest private version of ``campaigns.flows.top_up_pool`` (the engine's), following
-    the ledger contract and the locking protocol; the lead folds the two together.
+    Reviewers only, while the campaign has not ended; the money moves in
+    ``campaigns.flows.top_up_pool`` (under the campaign lock, ledger and pool row together).
     """
     check_reviewer(actor)
-    amount = check_pool_amount(amount_fen)
+    check_pool_amount(amount_fen)
     pool = _lock_pool(session, campaign, pool)
     _check_not_ended(campaign)
-    if pool.status is PoolStatus.CLOSED:
-        raise Conflict("This pool is closed.", code="pool_closed")
-    before = pool.committed_fen
-    session.execute(
-        update(MatchPool).where(MatchPool.id == pool.id).values(
-            remaining_fen=MatchPool.remaining_fen + amount,
-            committed_fen=MatchPool.committed_fen + amount, exhausted_at=None)
-        .execution_options(synchronize_session=False))
-    # committed_fen only grows, so its value before the top-up names this top-up uniquely.
-    ledger.post(session, ledger.transfer(
-        "pool.topped_up", source=ledger.sponsor(pool.sponsor_id),
-        destination=ledger.match_pool(pool.id), amount_fen=amount,
-        dedupe_key=f"pool.topped_up:{pool.id}:{before}", actor_id=actor.id,
-    ))
-    session.refresh(pool)
-    audit.record(session, actor_id=actor.id, action="campaigns.pool.topped_up",
-                 object_type="match_pool", object_id=pool.id,
-                 data={"campaign_id": campaign.id, "amount_fen": amount,
-                       "old": {"committed_fen": before},
-                       "new": {"committed_fen": pool.committed_fen}})
-    return pool
+    return flows.top_up_pool(session=session, actor=actor, pool_id=pool.id,
+                             amount_fen=amount_fen)
 
 
 def do_update_pool(*, session: Session, actor: User, campaign: Campaign, pool: MatchPool,
@@ -809,29 +800,20 @@ def do_set_pool_status(*, session: Session, actor: User, campaign: Campaign, poo
 
 def do_set_rule(*, session: Session, actor: User, campaign: Campaign, pool: MatchPool,
                 params: RuleParams | dict[str, Any]) -> PoolRule:
-    """Put a new rule version in force: adds version n+1 (old versions never change)."""
+    """Put a new rule version in force: adds version n+1 (old versions never change).
+
+    ``campaigns.flows.add_rule_version`` writes the version and rebuilds the pool's cap
+    counters from its standing matches, so a cap added now counts what was matched before.
+    """
     check_reviewer(actor)
     rule = check_rule_params(params)
     pool = _lock_pool(session, campaign, pool)
     _check_not_ended(campaign)
     if pool.status is PoolStatus.CLOSED:
         raise Conflict("This pool is closed.", code="pool_closed")
-    current = current_rule(session=session, pool=pool)
-    if current == rule:
+    if current_rule(session=session, pool=pool) == rule:
         raise Conflict("The rule is the same as the version in force.", code="rule_unchanged")
-    last = session.scalar(select(func.max(PoolRule.version)).where(PoolRule.pool_id == pool.id))
-    version = int(last or 0) + 1
-    row = PoolRule(pool_id=pool.id, version=version, params=rule.model_dump(mode="json"),
-                   created_by_id=actor.id)
-    session.add(row)
-    old_version = pool.rule_version
-    pool.rule_version = version
-    session.flush()
-    audit.record(session, actor_id=actor.id, action="campaigns.rule.created",
-                 object_type="match_pool", object_id=pool.id,
-                 data={"campaign_id": campaign.id, "old": {"rule_version": old_version},
-                       "new": {"rule_version": version}, "params": row.params})
-    return row
+    return flows.add_rule_version(session=session, actor=actor, pool_id=pool.id, params=rule)
 
 
 # --- the rule form (pages) -------------------------------------------------------------------

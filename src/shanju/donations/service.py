@@ -1,5 +1,10 @@
 """Donations: reading totals and lists, and the state changes of a single donation.
 
+Totals count both kinds of gift a project receives: ordinary donations (``donations``) and
+giving-day gifts (``campaign_gifts``, ADR 0007) — a giving-day gift with the sponsor's match
+that has reached the project (a held match counts once it settles; a refunded gift no
+longer counts). That is the money the ledger put in the project's fund for them.
+
 Creating a donation and crediting it when its payment succeeds cross domains (payments,
 ledger) and live in :mod:`shanju.donations.flows`.
 """
@@ -9,15 +14,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Subquery, func, select
+from sqlalchemy import Subquery, case, func, select, union, union_all
 from sqlalchemy.orm import Session
 
+from shanju.campaigns.models import CampaignGift, GiftStatus, MatchStatus
 from shanju.donations.models import Donation, DonationStatus
 from shanju.payments.models import PaymentIntent
 
 # What a paid gift still counts for: its amount less what has been (or is being) refunded —
 # the same money the ledger keeps in the project's fund for it.
 _KEPT_FEN = Donation.amount_fen - PaymentIntent.refunded_fen
+# What a paid giving-day gift brought the project: the gift and its match, once it stands.
+_GIFT_FEN = CampaignGift.amount_fen + case(
+    (CampaignGift.match_status == MatchStatus.MATCHED, CampaignGift.matched_fen), else_=0)
+_GIFT_PAID = CampaignGift.status == GiftStatus.PAID
 
 
 @dataclass(frozen=True)
@@ -28,17 +38,30 @@ class ProjectTotals:
     donations: int = 0
 
 
+def _gifts_kept(project_ids: list[int] | None = None) -> Subquery:
+    """Every paid gift of either kind as ``(project_id, fen)``, fen as the fund holds it."""
+    donations = (
+        select(Donation.project_id.label("project_id"), _KEPT_FEN.label("fen"))
+        .join(PaymentIntent, PaymentIntent.id == Donation.payment_intent_id)
+        .where(Donation.status == DonationStatus.PAID)
+    )
+    gifts = select(CampaignGift.project_id.label("project_id"),
+                   _GIFT_FEN.label("fen")).where(_GIFT_PAID)
+    if project_ids is not None:
+        donations = donations.where(Donation.project_id.in_(project_ids))
+        gifts = gifts.where(CampaignGift.project_id.in_(project_ids))
+    return union_all(donations, gifts).subquery()
+
+
 def project_totals(*, session: Session, project_ids: Iterable[int]) -> dict[int, ProjectTotals]:
     """Paid totals per project (refunded gifts no longer count); missing projects are zero."""
     ids = list(set(project_ids))
     result = {pid: ProjectTotals() for pid in ids}
     if not ids:
         return result
+    kept = _gifts_kept(ids)
     rows = session.execute(
-        select(Donation.project_id, func.sum(_KEPT_FEN), func.count())
-        .join(PaymentIntent, PaymentIntent.id == Donation.payment_intent_id)
-        .where(Donation.project_id.in_(ids), Donation.status == DonationStatus.PAID)
-        .group_by(Donation.project_id)
+        select(kept.c.project_id, func.sum(kept.c.fen), func.count()).group_by(kept.c.project_id)
     )
     for pid, raised, count in rows:
         result[int(pid)] = ProjectTotals(raised_fen=int(raised or 0), donations=int(count))
@@ -48,11 +71,10 @@ def project_totals(*, session: Session, project_ids: Iterable[int]) -> dict[int,
 def raised_by_project() -> Subquery:
     """A subquery of ``(project_id, raised)`` over paid gifts, counted as in
     :func:`project_totals` — for ordering projects by what they raised."""
+    kept = _gifts_kept()
     return (
-        select(Donation.project_id, func.sum(_KEPT_FEN).label("raised"))
-        .join(PaymentIntent, PaymentIntent.id == Donation.payment_intent_id)
-        .where(Donation.status == DonationStatus.PAID)
-        .group_by(Donation.project_id)
+        select(kept.c.project_id, func.sum(kept.c.fen).label("raised"))
+        .group_by(kept.c.project_id)
         .subquery()
     )
 
@@ -96,16 +118,21 @@ class PlatformTotals:
 
 
 def platform_totals(*, session: Session) -> PlatformTotals:
-    """Platform-wide paid totals."""
-    raised, count, orgs = session.execute(
-        select(
-            func.coalesce(func.sum(_KEPT_FEN), 0),
-            func.count(),
-            func.count(func.distinct(Donation.recipient_org_id)),
-        )
-        .join(PaymentIntent, PaymentIntent.id == Donation.payment_intent_id)
-        .where(Donation.status == DonationStatus.PAID)
-    ).one()
+    """Platform-wide paid totals (ordinary and giving-day gifts), in one query."""
+    paid = (select(Donation).join(PaymentIntent, PaymentIntent.id == Donation.payment_intent_id)
+            .where(Donation.status == DonationStatus.PAID))
+    gifts = select(CampaignGift).where(_GIFT_PAID)
+    receivers = union(
+        select(Donation.recipient_org_id).where(Donation.status == DonationStatus.PAID),
+        select(CampaignGift.organization_id).where(_GIFT_PAID),
+    ).subquery()
+    raised, count, orgs = session.execute(select(
+        paid.with_only_columns(func.coalesce(func.sum(_KEPT_FEN), 0)).scalar_subquery()
+        + gifts.with_only_columns(func.coalesce(func.sum(_GIFT_FEN), 0)).scalar_subquery(),
+        paid.with_only_columns(func.count()).scalar_subquery()
+        + gifts.with_only_columns(func.count()).scalar_subquery(),
+        select(func.count()).select_from(receivers).scalar_subquery(),
+    )).one()
     return PlatformTotals(raised_fen=int(raised), donations=int(count), organizations=int(orgs))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
+from shanju.campaigns import live as campaigns_live
 from shanju.complaints import service as complaints
 from shanju.core.clock import today_cn
 from shanju.core.deps import DbSession, Reviewer, Viewer
@@ -22,7 +23,10 @@ def home(request: Request, session: DbSession, viewer: Viewer) -> HTMLResponse:
     """The home page: featured projects and platform totals."""
     del viewer  # the dependency loads the viewer for the layout
     totals, projects = service.home_page(session=session)
-    return render(request, "site/home.html", {"totals": totals, "projects": projects})
+    return render(request, "site/home.html", {
+        "totals": totals, "projects": projects,
+        "giving_days": campaigns_live.live_campaigns(session=session),
+    })
 
 
 @router.get("/review", response_class=HTMLResponse)

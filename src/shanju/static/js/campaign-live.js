@@ -61,8 +61,8 @@
   function applyPools(snap) {
     snap.pools.forEach(function (p) {
       var el = root.querySelector('[data-pool="' + p.pool_id + '"]');
-      if (!el) return;
-      var bar = el.querySelector(".progress");
+      var bar = el && el.querySelector(".progress");
+      if (!bar) return;  // a pool added since the page loaded, or a quadratic round
       bar.setAttribute("aria-valuenow", String(p.percent_left));
       bar.firstElementChild.style.width = p.percent_left + "%";
       setText(el.querySelector('[data-f="remaining"]'), money(p.remaining_fen));
