@@ -159,17 +159,19 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while the sync API's driver runs, the main thread has a running
+# event loop, and tests after this package that run their own (asyncio.run) would fail.
+@pytest.fixture(scope="package")
 def playwright_instance(chromium_path: str) -> Iterator[Playwright]:
-    """The Playwright driver (sync API)."""
+    """The Playwright driver (sync API), for the browser tests of this package."""
     del chromium_path
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_instance: Playwright, chromium_path: str) -> Iterator[Browser]:
-    """One chromium for the whole run; each test gets its own context."""
+    """One chromium for all browser tests; each test gets its own context."""
     browser = playwright_instance.chromium.launch(
         executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True
     )

@@ -38,6 +38,7 @@ from sqlalchemy import func, select
 
 from shanju.accounts.models import Role, User
 from shanju.campaigns import orders
+from shanju.campaigns.bench import create_pool
 from shanju.campaigns.models import (
     Campaign,
     CampaignGift,
@@ -45,10 +46,7 @@ from shanju.campaigns.models import (
     Enrolment,
     EnrolmentStatus,
     MatchPool,
-    PoolRule,
-    Sponsor,
 )
-from shanju.campaigns.rules import RuleParams
 from shanju.core.clock import today_cn
 from shanju.core.db import Database
 from shanju.core.migrations import create_schema
@@ -139,21 +137,9 @@ def seed(database: Database, *, donations: int, projects: int = 50, donors: int 
         budget_total = 0
         for i, (name, priority, params) in enumerate(pools):
             budget = max(10_000, expected_total * (15, 15, 10)[i] // 100)
-            sponsor = Sponsor(campaign_id=campaign.id, name=f"基准企业{i}")
-            s.add(sponsor)
-            s.flush()
-            pool = MatchPool(campaign_id=campaign.id, sponsor_id=sponsor.id, name=name,
-                             priority=priority, committed_fen=budget, remaining_fen=budget,
-                             rule_version=1)
-            s.add(pool)
-            s.flush()
-            rule = RuleParams.model_validate(params)
-            s.add(PoolRule(pool_id=pool.id, version=1, params=rule.model_dump(mode="json")))
-            ledger.post(s, ledger.transfer(
-                "pool.committed", source=ledger.sponsor(sponsor.id),
-                destination=ledger.match_pool(pool.id), amount_fen=budget,
-                dedupe_key=f"pool.committed:{pool.id}:1"))
-            pool_ids.append(pool.id)
+            pool_ids.append(create_pool(s, campaign_id=campaign.id, name=name,
+                                        priority=priority, budget_fen=budget,
+                                        params=params))
             budget_total += budget
         s.flush()
         return World(campaign_id=campaign.id, project_ids=[p.id for p in project_rows],
