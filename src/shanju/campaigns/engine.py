@@ -250,12 +250,13 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
     project_ids = sorted({g.project_id for g in fresh})
     where_c, arg_c = sql.in_list("campaign_id", campaign_ids)
     where_p, arg_p = sql.in_list("project_id", project_ids)
-    enrolments: dict[tuple[int, int], tuple[int, bool, bool]] = {}
-    for cid, pid, oid, status, frozen in sql.rows(
-        "SELECT campaign_id, project_id, organization_id, status, matching_frozen "  # noqa: S608
-        f"FROM campaign_enrolments WHERE {where_c} AND {where_p}", (arg_c, arg_p),
+    enrolments: dict[tuple[int, int], tuple[int, bool, bool, str]] = {}
+    for cid, pid, oid, status, frozen, why in sql.rows(
+        "SELECT campaign_id, project_id, organization_id, status, matching_frozen, "  # noqa: S608
+        f"frozen_reason FROM campaign_enrolments WHERE {where_c} AND {where_p}", (arg_c, arg_p),
     ):
-        enrolments[(int(cid), int(pid))] = (int(oid), status == "approved", bool(frozen))
+        enrolments[(int(cid), int(pid))] = (int(oid), status == "approved", bool(frozen),
+                                            str(why or ""))
     missing = sorted({g.project_id for g in fresh
                       if (g.campaign_id, g.project_id) not in enrolments})
     project_orgs: dict[int, int] = {}
@@ -381,6 +382,11 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
         status = _NONE
         params: dict[str, Any] | None = None
         hold_until: dt.datetime | None = None
+        if reason == OUTSIDE_HOURS:  # what the donor's explanation names
+            opening = campaigns[g.campaign_id]
+            params = {"opens_at": opening.opens_at, "closes_at": opening.closes_at}
+        elif reason == MATCHING_FROZEN:
+            params = {"frozen_reason": enrolments[(g.campaign_id, g.project_id)][3]}
         if ctx is not None and facts is not None:
             cc = counters[g.campaign_id]
             verdict = fraud.assess(facts, cc)

@@ -159,3 +159,25 @@ def hold_days_left(gift: CampaignGift, *, now: dt.datetime | None = None) -> int
         return None
     left = gift.hold_until - (now or utcnow())
     return max(0, -(-left // dt.timedelta(days=1)))
+
+
+@dataclass(frozen=True, slots=True)
+class DonorGift:
+    """One of a donor's giving-day gifts, for "my donations"."""
+
+    gift: CampaignGift
+    project_title: str
+
+
+def donor_gifts(*, session: Session, donor_id: int, limit: int = 50) -> list[DonorGift]:
+    """Return a donor's giving-day gifts, newest first, with their projects' titles."""
+    from shanju.projects.models import Project
+
+    rows = session.execute(
+        select(CampaignGift, Project.title)
+        .join(Project, Project.id == CampaignGift.project_id)
+        .where(CampaignGift.donor_id == donor_id)
+        .order_by(CampaignGift.paid_at.desc(), CampaignGift.id.desc())
+        .limit(limit)
+    )
+    return [DonorGift(gift, str(title)) for gift, title in rows]

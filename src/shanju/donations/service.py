@@ -177,15 +177,19 @@ class DonorSummary:
 
 
 def donor_summary(*, session: Session, donor_id: int) -> DonorSummary:
-    """Return what one donor has given (paid, not refunded)."""
-    given, count, projects = session.execute(
-        select(
-            func.coalesce(func.sum(_KEPT_FEN), 0),
-            func.count(),
-            func.count(func.distinct(Donation.project_id)),
-        )
+    """Return what one donor has given (paid, not refunded; ordinary and giving-day gifts —
+    the donor's own money, not the sponsors' matches)."""
+    gifts = union_all(
+        select(Donation.project_id.label("project_id"), _KEPT_FEN.label("fen"))
         .join(PaymentIntent, PaymentIntent.id == Donation.payment_intent_id)
-        .where(Donation.donor_id == donor_id, Donation.status == DonationStatus.PAID)
+        .where(Donation.donor_id == donor_id, Donation.status == DonationStatus.PAID),
+        select(CampaignGift.project_id.label("project_id"),
+               CampaignGift.amount_fen.label("fen"))
+        .where(CampaignGift.donor_id == donor_id, _GIFT_PAID),
+    ).subquery()
+    given, count, projects = session.execute(
+        select(func.coalesce(func.sum(gifts.c.fen), 0), func.count(),
+               func.count(func.distinct(gifts.c.project_id)))
     ).one()
     return DonorSummary(given_fen=int(given), donations=int(count), projects=int(projects))
 

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
+from shanju.campaigns import holds as campaign_gifts
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, PaymentProviders, Viewer
 from shanju.core.errors import DomainError
@@ -159,7 +160,8 @@ def my_donations(
     )
     summary = donations.donor_summary(session=session, donor_id=viewer.id)
     projects = donations.project_titles(session=session, project_ids=[d.project_id for d in rows])
+    gifts = campaign_gifts.donor_gifts(session=session, donor_id=viewer.id) if page == 1 else []
     return render(request, "donations/mine.html", {
         "donations": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
-        "summary": summary, "projects": projects,
+        "summary": summary, "projects": projects, "giving_day_gifts": gifts,
     })
