@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shanju.campaigns import rules
+from shanju.campaigns import service as campaigns
 from shanju.campaigns.models import (
     Campaign,
     CampaignCounter,
@@ -174,17 +175,13 @@ def _plain(value: Any) -> Any:
 def get_public_campaign(*, session: Session, slug: str | None = None,
                         campaign_id: int | None = None) -> Campaign:
     """Return a published (not draft) campaign by slug or id, or NotFound."""
-    query = select(Campaign).where(Campaign.status.in_(PUBLIC_STATUSES))
     if slug is not None:
-        query = query.where(Campaign.slug == slug)
-    elif campaign_id is not None:
-        query = query.where(Campaign.id == campaign_id)
-    else:
-        raise NotFound(N_("This campaign does not exist."), code="campaign_not_found")
-    campaign = session.scalar(query)
-    if campaign is None:
-        raise NotFound(N_("This campaign does not exist."), code="campaign_not_found")
-    return campaign
+        return campaigns.get_campaign_by_slug(session=session, slug=slug)
+    if campaign_id is not None:
+        campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
+        if campaigns.can_see(campaign, None):
+            return campaign
+    raise NotFound(N_("This campaign does not exist."), code="campaign_not_found")
 
 
 @dataclass(frozen=True, slots=True)

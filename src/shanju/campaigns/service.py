@@ -133,7 +133,8 @@ def get_visible_campaign(*, session: Session, campaign_id: int, viewer: User | N
 
 def get_campaign_by_slug(*, session: Session, slug: str, viewer: User | None = None) -> Campaign:
     """Return the campaign with this slug that the viewer may see, or NotFound."""
-    campaign = session.scalar(select(Campaign).where(Campaign.slug == slug[:40]))
+    campaign = (session.scalar(select(Campaign).where(Campaign.slug == slug))
+                if SLUG_RE.match(slug) else None)  # no campaign has an invalid slug
     if campaign is None or not can_see(campaign, viewer):
         raise NotFound("This campaign does not exist.", code="campaign_not_found")
     return campaign
