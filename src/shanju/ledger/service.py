@@ -2,9 +2,10 @@
 
 Money moves only through :func:`post` and :func:`post_many`. Each call checks that every
 entry's legs sum to zero, inserts the entries and postings, and updates the running balances,
-all inside the caller's transaction (nothing here commits). Listeners registered with
-:func:`add_posting_listener` see every new entry in that same transaction — the seam the
-transparency log hooks into.
+all inside the caller's transaction (nothing here commits). In that same transaction every
+new entry is appended to the transparency log (``shanju.transparency.log``: one leaf per entry,
+or one per part the caller describes in ``EntrySpec.details``), so no posting exists without
+its log entry. Listeners registered with :func:`add_posting_listener` see every new entry too.
 
 Locking: running balances are updated with ``UPDATE ... SET balance_fen = balance_fen + d``,
 which takes each account's row lock on PostgreSQL (SQLite holds the database write lock for the
@@ -27,6 +28,8 @@ from sqlalchemy.orm import Session
 from shanju.core.clock import utcnow
 from shanju.core.errors import Conflict, DomainError
 from shanju.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
+from shanju.transparency import log as transparency_log
+from shanju.transparency.leaves import LogDetail
 
 
 class UnbalancedEntry(DomainError):
@@ -106,6 +109,9 @@ class EntrySpec:
     actor_id: int | None = None
     # Accounts that must not go below zero after this entry (e.g. a project fund).
     no_overdraft: Sequence[str] = field(default_factory=tuple)
+    # What the transparency log says about the entry: its public reference, the donor's
+    # commitment, project/organization, or one part per gift of a giving-day batch.
+    details: Sequence[LogDetail] = field(default_factory=tuple)
 
 
 def transfer(
@@ -118,6 +124,7 @@ def transfer(
     dedupe_key: str | None = None,
     actor_id: int | None = None,
     no_overdraft_source: bool = False,
+    detail: LogDetail | None = None,
 ) -> EntrySpec:
     """Build the two-leg entry that moves ``amount_fen`` from ``source`` to ``destination``."""
     return EntrySpec(
@@ -127,6 +134,7 @@ def transfer(
         dedupe_key=dedupe_key,
         actor_id=actor_id,
         no_overdraft=(source,) if no_overdraft_source else (),
+        details=(detail,) if detail is not None else (),
     )
 
 
@@ -263,6 +271,7 @@ def _post_many(session: Session, specs: Sequence[EntrySpec]) -> list[JournalEntr
     ]
     session.add_all(postings)
     session.flush()
+    transparency_log.append_entries(session, list(zip(entries, specs, strict=True)))
     for listener in list(_listeners):
         listener(session, entries, postings)
     return entries

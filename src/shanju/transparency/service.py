@@ -1,0 +1,179 @@
+"""Reading the transparency log: the head, entries, leaves by hash or reference, proofs.
+
+Nothing here writes (appending is ``log.py``, called by the ledger). Stored nodes never change
+once written, so proofs for a tree size at or below the head are read without locks: a proof
+for size ``n`` reads only leaves and complete subtrees inside the first ``n`` leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import Table, select, tuple_
+from sqlalchemy.orm import Session
+
+from shanju.core.errors import InvalidInput, NotFound
+from shanju.transparency import merkle
+from shanju.transparency.log import HEAD_ID
+from shanju.transparency.merkle import EMPTY_ROOT, NodeKey
+from shanju.transparency.models import LogHead, LogLeaf, LogNode
+
+MAX_ENTRIES = 1_000  # per call of entries(), as the API promises
+
+_LEAVES = cast(Table, LogLeaf.__table__)
+_NODES = cast(Table, LogNode.__table__)
+
+
+@dataclass(frozen=True)
+class Head:
+    """The log's current size and root hash."""
+
+    size: int
+    root: bytes
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One stored leaf."""
+
+    index: int
+    entry_id: int
+    ref: str | None
+    leaf_hash: bytes
+    data: bytes
+
+
+def head(session: Session) -> Head:
+    """The current tree head (size 0 and the empty root before the first money movement)."""
+    row = session.get(LogHead, HEAD_ID)
+    if row is None:
+        return Head(size=0, root=EMPTY_ROOT)
+    return Head(size=int(row.size), root=bytes(row.root))
+
+
+def fetcher(session: Session) -> merkle.NodeFetcher:
+    """A :data:`merkle.NodeFetcher` reading stored leaves (level 0) and nodes (level >= 1)."""
+
+    def fetch(keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
+        found: dict[NodeKey, bytes] = {}
+        leaf_ids = [idx for level, idx in keys if level == 0]
+        node_keys = [(level, idx) for level, idx in keys if level > 0]
+        if leaf_ids:
+            for idx, h in session.execute(
+                select(_LEAVES.c.idx, _LEAVES.c.leaf_hash).where(_LEAVES.c.idx.in_(leaf_ids))
+            ):
+                found[(0, int(idx))] = bytes(h)
+        if node_keys:
+            for level, idx, h in session.execute(
+                select(_NODES.c.level, _NODES.c.idx, _NODES.c.hash).where(
+                    tuple_(_NODES.c.level, _NODES.c.idx).in_(node_keys)
+                )
+            ):
+                found[(int(level), int(idx))] = bytes(h)
+        return found
+
+    return fetch
+
+
+def _check_size(session: Session, size: int, *, field: str) -> Head:
+    current = head(session)
+    if size > current.size:
+        raise InvalidInput(
+            "The log is not that large yet.", code="tree_size_too_large", field=field,
+            details={"size": current.size},
+        )
+    return current
+
+
+def root_at(session: Session, size: int) -> bytes:
+    """The root hash of the tree of the first ``size`` leaves (``size`` <= the head's)."""
+    if size < 0:
+        raise InvalidInput("A tree size cannot be negative.", code="invalid_tree_size",
+                           field="size")
+    current = _check_size(session, size, field="size")
+    if size == current.size:
+        return current.root
+    return merkle.root(size, fetcher(session))
+
+
+def inclusion_proof(session: Session, index: int, size: int) -> list[bytes]:
+    """The inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
+    if not 0 <= index < size:
+        raise InvalidInput("The leaf index must be at least 0 and below the tree size.",
+                           code="invalid_leaf_index", field="index")
+    _check_size(session, size, field="size")
+    return merkle.inclusion_proof(index, size, fetcher(session))
+
+
+def consistency_proof(session: Session, first: int, second: int) -> list[bytes]:
+    """The consistency proof between the trees of ``first`` and ``second`` leaves."""
+    if not 0 < first <= second:
+        raise InvalidInput("Sizes must satisfy 0 < first <= second.",
+                           code="invalid_tree_sizes", field="first")
+    _check_size(session, second, field="second")
+    return merkle.consistency_proof(first, second, fetcher(session))
+
+
+def entries(session: Session, start: int, end: int) -> list[Leaf]:
+    """Leaves ``start`` (inclusive) to ``end`` (exclusive), at most :data:`MAX_ENTRIES`.
+
+    ``end`` beyond the log is cut to its size (as RFC 6962 ``get-entries`` may return fewer).
+    """
+    if start < 0 or end <= start:
+        raise InvalidInput("Ask for 0 <= start < end.", code="invalid_range", field="start")
+    end = min(end, start + MAX_ENTRIES)
+    rows = session.execute(
+        select(_LEAVES.c.idx, _LEAVES.c.entry_id, _LEAVES.c.ref, _LEAVES.c.leaf_hash,
+               _LEAVES.c.data)
+        .where(_LEAVES.c.idx >= start, _LEAVES.c.idx < end).order_by(_LEAVES.c.idx)
+    )
+    return [_leaf(row) for row in rows]
+
+
+def leaf(session: Session, index: int) -> Leaf:
+    """The leaf at ``index``."""
+    row = session.execute(
+        select(_LEAVES.c.idx, _LEAVES.c.entry_id, _LEAVES.c.ref, _LEAVES.c.leaf_hash,
+               _LEAVES.c.data).where(_LEAVES.c.idx == index)
+    ).first()
+    if row is None:
+        raise NotFound("No leaf has this index.", code="leaf_not_found")
+    return _leaf(row)
+
+
+def leaf_by_hash(session: Session, leaf_hash: bytes) -> Leaf:
+    """The (first) leaf with this leaf hash."""
+    row = session.execute(
+        select(_LEAVES.c.idx, _LEAVES.c.entry_id, _LEAVES.c.ref, _LEAVES.c.leaf_hash,
+               _LEAVES.c.data).where(_LEAVES.c.leaf_hash == leaf_hash)
+        .order_by(_LEAVES.c.idx).limit(1)
+    ).first()
+    if row is None:
+        raise NotFound("No leaf has this hash.", code="leaf_not_found")
+    return _leaf(row)
+
+
+def leaves_by_ref(session: Session, ref: str) -> list[Leaf]:
+    """Every leaf with this public reference (a donation's credit and, later, its refund)."""
+    rows = session.execute(
+        select(_LEAVES.c.idx, _LEAVES.c.entry_id, _LEAVES.c.ref, _LEAVES.c.leaf_hash,
+               _LEAVES.c.data).where(_LEAVES.c.ref == ref).order_by(_LEAVES.c.idx)
+    )
+    return [_leaf(row) for row in rows]
+
+
+def leaves_of_entry(session: Session, entry_id: int) -> list[Leaf]:
+    """The leaves recording one journal entry."""
+    rows = session.execute(
+        select(_LEAVES.c.idx, _LEAVES.c.entry_id, _LEAVES.c.ref, _LEAVES.c.leaf_hash,
+               _LEAVES.c.data).where(_LEAVES.c.entry_id == entry_id).order_by(_LEAVES.c.idx)
+    )
+    return [_leaf(row) for row in rows]
+
+
+def _leaf(row: object) -> Leaf:
+    idx, entry_id, ref, h, data = cast(tuple[int, int, str | None, bytes, bytes], row)
+    return Leaf(index=int(idx), entry_id=int(entry_id), ref=ref, leaf_hash=bytes(h),
+                data=bytes(data))
