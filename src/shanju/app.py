@@ -100,6 +100,8 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.campaigns import views as campaigns_views
     from shanju.complaints import api as complaints_api
     from shanju.complaints import views as complaints_views
+    from shanju.disclosure import api as disclosure_api
+    from shanju.disclosure import views as disclosure_views
     from shanju.donations import api as donations_api
     from shanju.donations import views as donations_views
     from shanju.ledger import api as ledger_api
@@ -110,6 +112,8 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.projects import api as projects_api
     from shanju.projects import views as projects_views
     from shanju.site import views as site_views
+    from shanju.transparency import api as transparency_api
+    from shanju.transparency import views as transparency_views
 
     # Giving-day checkout first: /payments/sandbox/orders/complete must not be taken for the
     # intent route /payments/sandbox/{intent_id}/complete of payments_api.
@@ -121,12 +125,14 @@ def _include_routers(app: FastAPI) -> None:
         campaigns_gift_api,
         accounts_api, organizations_api, projects_api, donations_api, payments_api,
         complaints_api, ledger_api, campaigns_api, campaigns_live_api,
+        transparency_api, disclosure_api,
     ):
         app.include_router(api.router, prefix="/api/v1")
     for views in (
         campaigns_gift_views,  # before other campaign pages (see campaigns_gift_api)
         site_views, accounts_views, organizations_views, projects_views, donations_views,
-        payments_views, complaints_views, campaigns_views,
+        payments_views, complaints_views, campaigns_views, transparency_views,
+        disclosure_views,
         # After any /campaigns/<fixed path> page of the organizers: "/campaigns/{slug}" is
         # a catch-all for one path segment.
         campaigns_pages,

@@ -40,6 +40,8 @@ from shanju.core.migrations import alembic_config, create_schema
 from shanju.core.money import format_fen
 from shanju.demo import seed as demo_seed
 from shanju.ledger import service as ledger
+from shanju.transparency.cli import transparency_app
+from shanju.transparency.verify_cli import verify_app
 
 app = typer.Typer(
     help="Shanju (善举): an open-source internet charity platform.",
@@ -52,6 +54,8 @@ bench_app = typer.Typer(help="Benchmarks that print a JSON report.", no_args_is_
 app.add_typer(bench_app, name="bench")
 campaigns_app = typer.Typer(help="Giving-day campaigns.", no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(transparency_app, name="transparency")
+app.add_typer(verify_app, name="verify")
 console = Console()
 
 DEFAULT_DEMO_DB = Path("var/demo.sqlite3")

@@ -1,0 +1,1 @@
+"""Disclosure: per-project public ledgers, open-data exports, organizations' annual summaries."""

@@ -1,0 +1,7 @@
+"""Transparency api: routes (being built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["transparency"])
