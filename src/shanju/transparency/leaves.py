@@ -1,16 +1,18 @@
 """What one leaf of the transparency log says, as canonical bytes, and donor commitments.
 
-A leaf is one money movement as compact UTF-8 JSON with sorted keys (no spaces), so the bytes
-are the same whoever writes them and anyone can read them::
+A leaf is one money movement — ``amount`` fen from one account to another — as compact UTF-8
+JSON with sorted keys (no spaces), so the bytes are the same whoever writes them and anyone can
+read them::
 
-    {"donor":"<64 hex>","entry":42,"kind":"donation.paid",
-     "legs":[["donor_clearing:sandbox",-5000],["project:7",5000]],
-     "organization":3,"project":7,"ref":"donation:d_x1","time":"2026-09-07T01:02:03.456789Z","v":1}
+    {"amount":5000,"donor":"<64 hex>","entry":42,"from":"donor_clearing:sandbox",
+     "kind":"donation.paid","organization":3,"project":7,"ref":"donation:d_x1",
+     "time":"2026-09-07T01:02:03.456789Z","to":"project:7","v":1}
 
-- ``legs`` are the movement's postings: money entering (positive) or leaving (negative) each
-  account; they sum to zero. Summing a journal entry's leaves' legs gives its postings exactly.
-- ``entry`` is the journal entry (one entry may have many leaves: a giving-day batch has one
-  leaf per gift); ``ref`` is the public reference a receipt looks the leaf up by.
+- ``from``/``to`` are ledger account codes (``project:7``, ``pool:2``, ``organization:3``…);
+  ``amount`` is positive. The transfers of a journal entry's leaves add up, per account,
+  exactly to its postings.
+- ``entry`` is the journal entry (one entry may have many leaves: a giving-day batch has a gift
+  leaf and a match leaf per gift); ``ref`` is the public reference a receipt looks leaves up by.
 - ``donor`` is a salted commitment, never a name or an id: ``SHA-256(DONOR_TAG || salt ||
   identity)``. The salt is derived from the platform's secret and the leaf's ``ref``, so the
   donor's receipt can show it and the identity (``user:<id>``) and anyone holding the receipt
@@ -36,19 +38,54 @@ PublicValue = Scalar | Sequence[str]
 
 
 @dataclass(frozen=True, slots=True)
+class Transfer:
+    """``amount`` fen (positive) from account ``source`` to account ``destination``."""
+
+    source: str
+    destination: str
+    amount: int
+
+
+def decompose(legs: Sequence[tuple[str, int]]) -> list[Transfer]:
+    """Split balanced legs into transfers, deterministically (greedy, in leg order).
+
+    Two legs make one transfer; a many-legged entry (one source paying several projects)
+    becomes one transfer per (source, destination) pair it needs.
+    """
+    debit_codes = [code for code, amount in legs if amount < 0]
+    debit_left = [-amount for _code, amount in legs if amount < 0]
+    credit_codes = [code for code, amount in legs if amount > 0]
+    credit_left = [amount for _code, amount in legs if amount > 0]
+    out: list[Transfer] = []
+    i = j = 0
+    while i < len(debit_codes) and j < len(credit_codes):
+        take = min(debit_left[i], credit_left[j])
+        out.append(Transfer(debit_codes[i], credit_codes[j], take))
+        debit_left[i] -= take
+        credit_left[j] -= take
+        if debit_left[i] == 0:
+            i += 1
+        if credit_left[j] == 0:
+            j += 1
+    if i != len(debit_codes) or j != len(credit_codes):
+        raise ValueError("the legs do not balance")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class LogDetail:
     """What the log says about (a part of) a journal entry, beyond its legs.
 
-    A journal entry without details gets one leaf with its legs. An entry with one detail
-    whose ``legs`` is None gets one leaf with the entry's legs and this detail. An entry with
-    several details gets one leaf per detail; each gives its own ``legs``, and they must sum,
-    per account, to the entry's legs.
+    A journal entry without details gets one leaf per transfer its legs decompose into (a
+    two-leg entry is one transfer). An entry with one detail whose ``transfer`` is None must
+    have two legs: one leaf, with this detail. An entry with several details gets one leaf per
+    detail; each names its transfer, and they must add up, per account, to the entry's legs.
     """
 
     ref: str | None = None  # public reference, e.g. "donation:d_x1", "gift:<order id>"
     donor: str | None = None  # private identity to commit to, e.g. "user:12"; never published
     public: Mapping[str, PublicValue] | None = None  # project, organization, purpose, …
-    legs: Sequence[tuple[str, int]] | None = None  # this part's legs (several-part entries)
+    transfer: Transfer | None = None  # this part's movement (required with several parts)
     kind: str | None = None  # this part's kind when it differs from the entry's
 
 
@@ -84,17 +121,21 @@ def build(
     kind: str,
     entry_id: int,
     time: str,
-    legs: Sequence[tuple[str, int]],
+    transfer: Transfer,
     detail: LogDetail | None,
     secret: str,
 ) -> bytes:
     """The canonical bytes of one leaf."""
+    if type(transfer.amount) is not int or transfer.amount <= 0:
+        raise ValueError("a leaf moves a positive integer amount of fen")
     fields: dict[str, object] = {
         "v": LEAF_VERSION,
         "kind": kind,
         "entry": entry_id,
         "time": time,
-        "legs": [[code, amount] for code, amount in legs],
+        "from": transfer.source,
+        "to": transfer.destination,
+        "amount": transfer.amount,
     }
     if detail is not None:
         if detail.public:

@@ -60,21 +60,26 @@ def leaf_bytes(entry: JournalEntry, spec: EntrySpec, secret: str) -> list[tuple[
     entry_legs = [(leg.account, leg.amount_fen) for leg in spec.legs]
     details = list(spec.details)
     if not details:
-        return [(None, leaves.build(kind=spec.kind, entry_id=entry.id, time=time,
-                                    legs=entry_legs, detail=None, secret=secret))]
-    if len(details) == 1 and details[0].legs is None:
+        return [(None, leaves.build(kind=spec.kind, entry_id=entry.id, time=time, transfer=t,
+                                    detail=None, secret=secret))
+                for t in leaves.decompose(entry_legs)]
+    if len(details) == 1 and details[0].transfer is None:
         d = details[0]
+        moves = leaves.decompose(entry_legs)
+        if len(moves) != 1:
+            raise LogMismatch(f"entry {spec.kind!r}: one detail needs a two-leg entry")
         return [(d.ref, leaves.build(kind=d.kind or spec.kind, entry_id=entry.id, time=time,
-                                     legs=entry_legs, detail=d, secret=secret))]
+                                     transfer=moves[0], detail=d, secret=secret))]
     out: list[tuple[str | None, bytes]] = []
     sums: dict[str, int] = defaultdict(int)
     for d in details:
-        if d.legs is None:
-            raise LogMismatch(f"entry {spec.kind!r}: each of several parts needs its legs")
-        for code, amount in d.legs:
-            sums[code] += amount
+        if d.transfer is None:
+            raise LogMismatch(f"entry {spec.kind!r}: each of several parts needs its transfer")
+        sums[d.transfer.source] -= d.transfer.amount
+        sums[d.transfer.destination] += d.transfer.amount
         out.append((d.ref, leaves.build(kind=d.kind or spec.kind, entry_id=entry.id,
-                                        time=time, legs=d.legs, detail=d, secret=secret)))
+                                        time=time, transfer=d.transfer, detail=d,
+                                        secret=secret)))
     wanted: dict[str, int] = defaultdict(int)
     for code, amount in entry_legs:
         wanted[code] += amount
@@ -144,8 +149,9 @@ def backfill(session: Session, *, chunk: int = 5_000) -> int:
         rows = [
             (int(entry_id), None, leaves.build(
                 kind=str(kind), entry_id=int(entry_id), time=leaves.format_time(created_at),
-                legs=legs[int(entry_id)], detail=None, secret=""))
+                transfer=move, detail=None, secret=""))
             for entry_id, kind, created_at in batch
+            for move in leaves.decompose(legs[int(entry_id)])
         ]
         append_rows(session, rows)
         done += len(rows)
