@@ -221,3 +221,37 @@ def test_empty_and_invalid_requests() -> None:
         tree.consistency_proof(4, 3)
     assert not merkle.verify_consistency(0, 5, merkle.EMPTY_ROOT, tree.root(), [])
     assert not merkle.verify_consistency(5, 4, tree.root(), tree.root(4), [])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=12), st.data())
+def test_proofs_while_appending(batches: list[int], data: st.DataObject) -> None:
+    """Proofs asked between appends (so cached right-edge hashes get reused) stay right."""
+    d = leaves(sum(batches), salt=11)
+    tree = merkle.MemoryTree()
+    pos = 0
+    for step in batches:
+        tree.append_data(d[pos:pos + step])
+        pos += step
+        for _ in range(3):
+            size = data.draw(st.integers(1, pos), label="size")
+            index = data.draw(st.integers(0, size - 1), label="index")
+            assert tree.inclusion_proof(index, size) == path(index, d[:size])
+            first = data.draw(st.integers(1, size), label="first")
+            assert tree.consistency_proof(first, size) == (
+                [] if first == size else subproof(first, d[:size], True))
+            assert tree.root(size) == mth(d[:size])
+        assert tree.root() == mth(d[:pos])
+
+
+def test_memory_tree_refuses_sizes_it_does_not_have() -> None:
+    tree = tree_of(leaves(6))
+    with pytest.raises(merkle.ProofError):
+        tree.inclusion_proof(2, 7)
+    with pytest.raises(merkle.ProofError):
+        tree.consistency_proof(3, 9)
+    with pytest.raises(merkle.ProofError):
+        tree.root(7)
+    with pytest.raises(ValueError, match="32 bytes"):
+        tree.append_hashes([b"short"])
+    assert tree.size == 6
