@@ -78,6 +78,9 @@ def test_a_small_sqlite_run_beside_pymerkle() -> None:
     assert set(pm["speedup"]) == {"inclusion_generate", "inclusion_verify",
                                   "consistency_generate", "consistency_verify"}
     assert all(v > 0 for v in pm["speedup"].values())
+    assert set(pm["speedup_cpu"]) == set(pm["speedup_p50"]) == set(pm["speedup"])
+    assert pm["inclusion"]["generate"]["cpu_mean_us"] > 0
+    assert ours["append"]["leaves_per_cpu_s"] > 0 and pm["append"]["leaves_per_cpu_s"] > 0
 
     database = report["database"]
     assert isinstance(database, dict)
@@ -88,7 +91,8 @@ def test_a_small_sqlite_run_beside_pymerkle() -> None:
 
     targets = report["targets"]
     assert isinstance(targets, dict)
-    assert {"append_met", "proof_met", "speedup_met"} <= set(targets)
+    assert {"append_met", "proof_met", "proof_met_cpu", "speedup_met", "speedup_met_cpu"} \
+        <= set(targets)
     machine = report["machine"]
     assert isinstance(machine, dict)
     assert machine["sqlite"] and machine["python"] and machine["cpu_model"]

@@ -22,12 +22,18 @@ first leaves are kept in memory, for the parts that need their bytes again):
    database ``shanju_bench_<pid>_transparency`` dropped afterwards; then inclusion and
    consistency proofs through :mod:`transparency.service`, checked equal to the in-memory ones.
 
+Every timed operation is reported as wall-clock samples (mean/p50/p99/max, µs) and as the
+mean thread CPU time of a second, tight pass over the same calls (``cpu_mean_us``): on a
+shared machine the wall clock also counts time the scheduler gave to other processes, CPU
+time does not. Speedups over pymerkle are given for the wall mean, the wall median and CPU.
+
 The report is one JSON object (the CLI prints it as the last line of stdout).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import os
 import platform
@@ -144,14 +150,33 @@ def stats_us(samples_ns: Sequence[int]) -> dict[str, float]:
             "p99_us": at(0.99), "max_us": round(ordered[-1] / 1_000, 2), "n": len(ordered)}
 
 
+def cpu_us(calls: Sequence[Callable[[], object]]) -> float:
+    """Mean thread CPU time per call of a second, tight pass over the same calls (µs).
+
+    Wall-clock samples include time the scheduler gave to other processes on a busy machine;
+    CPU time does not, so it is the steadier figure when the load average is high.
+    """
+    if not calls:
+        return 0.0
+    start = time.thread_time_ns()
+    for call in calls:
+        call()
+    return round((time.thread_time_ns() - start) / len(calls) / 1_000, 2)
+
+
+def _with_cpu(stats: dict[str, float], cpu: float) -> dict[str, float]:
+    return {**stats, "cpu_mean_us": cpu}
+
+
 def _rate(count: int, seconds: float) -> float:
     return round(count / seconds, 1) if seconds > 0 else 0.0
 
 
-def _ratio(theirs: dict[str, float], ours: dict[str, float]) -> float | None:
-    if not theirs or not ours or not ours["mean_us"]:
+def _ratio(theirs: dict[str, float], ours: dict[str, float], key: str = "mean_us"
+           ) -> float | None:
+    if not theirs.get(key) or not ours.get(key):
         return None
-    return round(theirs["mean_us"] / ours["mean_us"], 1)
+    return round(theirs[key] / ours[key], 1)
 
 
 def _loadavg() -> list[float] | None:
@@ -180,12 +205,14 @@ def _ours(n: int, *, keep: int, seed: int, proofs: int,
                                          dict[str, bool]]:
     tree = merkle.MemoryTree()
     kept: list[bytes] = []
-    append_ns = gen_ns = total_bytes = 0
+    append_ns = append_cpu_ns = gen_ns = total_bytes = 0
     for start, count in _chunks(n, BATCH):
         t0 = time.perf_counter_ns()
         chunk = make_leaves(start, count, seed=seed)
         t1 = time.perf_counter_ns()
+        c1 = time.thread_time_ns()
         tree.append_data(chunk)
+        append_cpu_ns += time.thread_time_ns() - c1
         t2 = time.perf_counter_ns()
         gen_ns += t1 - t0
         append_ns += t2 - t1
@@ -199,10 +226,13 @@ def _ours(n: int, *, keep: int, seed: int, proofs: int,
     indexes = [rng.randrange(n) for _ in range(proofs)]
     gen: list[int] = []
     ver: list[int] = []
+    made: list[list[bytes]] = []
     ok = True
+    tree._edges.clear()  # start cold, as a fresh process would
     for done, index in enumerate(indexes, 1):
         t0 = time.perf_counter_ns()
         proof = tree.inclusion_proof(index)
+        made.append(proof)
         t1 = time.perf_counter_ns()
         good = merkle.verify_inclusion(index, n, tree.leaf(index), proof, root)
         t2 = time.perf_counter_ns()
@@ -211,9 +241,18 @@ def _ours(n: int, *, keep: int, seed: int, proofs: int,
         ok = ok and good
         progress("ours_proofs", done, 3 * proofs)
 
+    tree._edges.clear()
+    incl_cpu = cpu_us([functools.partial(tree.inclusion_proof, i) for i in indexes])
+    leaf_of = [tree.leaf(i) for i in indexes]
+    ver_cpu = cpu_us([functools.partial(merkle.verify_inclusion, i, n, leaf_of[k], made[k], root)
+                      for k, i in enumerate(indexes)])
+
     old_gen: list[int] = []
+    sizes: list[int] = []
+    tree._edges.clear()
     for done, index in enumerate(indexes, proofs + 1):
         size = rng.randrange(index + 1, n + 1)
+        sizes.append(size)
         t0 = time.perf_counter_ns()
         proof = tree.inclusion_proof(index, size)
         old_gen.append(time.perf_counter_ns() - t0)
@@ -221,14 +260,23 @@ def _ours(n: int, *, keep: int, seed: int, proofs: int,
                                             tree.root(size))
         progress("ours_proofs", done, 3 * proofs)
 
+    tree._edges.clear()
+    old_cpu = cpu_us([functools.partial(tree.inclusion_proof, i, size)
+                      for i, size in zip(indexes, sizes, strict=True)])
+
     cons_gen: list[int] = []
     cons_ver: list[int] = []
+    firsts: list[int] = []
+    cons_made: list[tuple[bytes, list[bytes]]] = []
     cons_ok = True
+    tree._edges.clear()
     for done in range(2 * proofs + 1, 3 * proofs + 1):
         first = rng.randrange(1, n + 1)
+        firsts.append(first)
         first_root = tree.root(first)
         t0 = time.perf_counter_ns()
         proof = tree.consistency_proof(first)
+        cons_made.append((first_root, proof))
         t1 = time.perf_counter_ns()
         good = merkle.verify_consistency(first, n, first_root, root, proof)
         t2 = time.perf_counter_ns()
@@ -236,20 +284,28 @@ def _ours(n: int, *, keep: int, seed: int, proofs: int,
         cons_ver.append(t2 - t1)
         cons_ok = cons_ok and good
         progress("ours_proofs", done, 3 * proofs)
+    tree._edges.clear()
+    cons_cpu = cpu_us([functools.partial(tree.consistency_proof, f) for f in firsts])
+    cons_ver_cpu = cpu_us([functools.partial(merkle.verify_consistency, f, n, r1, root, p)
+                           for f, (r1, p) in zip(firsts, cons_made, strict=True)])
 
     report = {
         "leaves": n,
         "leaf_bytes_mean": round(total_bytes / n, 1),
         "generate_leaves_per_s": _rate(n, gen_ns / 1e9),
         "append": {"seconds": round(append_ns / 1e9, 3), "batch": BATCH,
-                   "leaves_per_s": _rate(n, append_ns / 1e9)},
+                   "leaves_per_s": _rate(n, append_ns / 1e9),
+                   "cpu_seconds": round(append_cpu_ns / 1e9, 3),
+                   "leaves_per_cpu_s": _rate(n, append_cpu_ns / 1e9)},
         "memory_bytes": sum(len(level) for level in tree.levels),
         "root": root.hex(),
-        "inclusion": {"generate": stats_us(gen), "verify": stats_us(ver),
+        "inclusion": {"generate": _with_cpu(stats_us(gen), incl_cpu),
+                      "verify": _with_cpu(stats_us(ver), ver_cpu),
                       "proof_hashes_mean": round(statistics.fmean(
                           len(merkle.inclusion_ranges(i, n)) for i in indexes), 1)},
-        "inclusion_at_random_sizes": {"generate": stats_us(old_gen)},
-        "consistency": {"generate": stats_us(cons_gen), "verify": stats_us(cons_ver)},
+        "inclusion_at_random_sizes": {"generate": _with_cpu(stats_us(old_gen), old_cpu)},
+        "consistency": {"generate": _with_cpu(stats_us(cons_gen), cons_cpu),
+                        "verify": _with_cpu(stats_us(cons_ver), cons_ver_cpu)},
     }
     return report, tree, kept, {"inclusion_proofs_verify": ok,
                                 "consistency_proofs_verify": cons_ok}
@@ -266,100 +322,134 @@ def _pymerkle(data: Sequence[bytes], tree: merkle.MemoryTree, *, seed: int, proo
         return {"skipped": "pymerkle is not installed (it is a dev dependency: uv sync)"}, {}
     m = len(data)
     theirs = pymerkle.InmemoryTree(algorithm="sha256")  # 0x00/0x01 prefixes: RFC 6962
-    append_ns = 0
+    append_ns = append_cpu_ns = 0
     for start, count in _chunks(m, BATCH):
         chunk = data[start:start + count]
         t0 = time.perf_counter_ns()
+        c0 = time.thread_time_ns()
         theirs.append_entries(chunk)
+        append_cpu_ns += time.thread_time_ns() - c0
         append_ns += time.perf_counter_ns() - t0
         progress("pymerkle_append", start + count, m)
     their_root = theirs.get_root()
     our_root = tree.root(m)
 
+    def their_verify_inclusion(index: int, proof: Any) -> bool:
+        try:
+            pymerkle.verify_inclusion(theirs.get_leaf(index + 1), their_root, proof)
+        except pymerkle.InvalidProof:
+            return False
+        return True
+
+    def their_verify_consistency(first_root: bytes, proof: Any) -> bool:
+        try:
+            pymerkle.verify_consistency(first_root, their_root, proof)
+        except pymerkle.InvalidProof:
+            return False
+        return True
+
     rng = random.Random(seed + 1)  # noqa: S311 - reproducible indexes
     indexes = [rng.randrange(m) for _ in range(proofs)]
     firsts = [rng.randrange(1, m + 1) for _ in range(proofs)]
-    gen: list[int] = []
-    ver: list[int] = []
-    ours_gen: list[int] = []
-    ours_ver: list[int] = []
+    first_roots = [tree.root(f) for f in firsts]
+    samples: dict[str, list[int]] = {k: [] for k in (
+        "their_incl", "their_incl_ver", "our_incl", "our_incl_ver",
+        "their_cons", "their_cons_ver", "our_cons", "our_cons_ver")}
+    made: dict[str, list[Any]] = {"their_incl": [], "our_incl": [], "their_cons": [],
+                                  "our_cons": []}
     same = verified = True
+    tree._edges.clear()
     for done, index in enumerate(indexes, 1):
         t0 = time.perf_counter_ns()
         proof = theirs.prove_inclusion(index + 1, m)
         t1 = time.perf_counter_ns()
-        try:
-            pymerkle.verify_inclusion(theirs.get_leaf(index + 1), their_root, proof)
-        except pymerkle.InvalidProof:
-            verified = False
+        verified = their_verify_inclusion(index, proof) and verified
         t2 = time.perf_counter_ns()
         ours = tree.inclusion_proof(index, m)
         t3 = time.perf_counter_ns()
         verified = merkle.verify_inclusion(index, m, tree.leaf(index), ours, our_root) \
             and verified
         t4 = time.perf_counter_ns()
-        gen.append(t1 - t0)
-        ver.append(t2 - t1)
-        ours_gen.append(t3 - t2)
-        ours_ver.append(t4 - t3)
+        for key, ns in (("their_incl", t1 - t0), ("their_incl_ver", t2 - t1),
+                        ("our_incl", t3 - t2), ("our_incl_ver", t4 - t3)):
+            samples[key].append(ns)
+        made["their_incl"].append(proof)
+        made["our_incl"].append(ours)
         same = same and proof.path[0] == tree.leaf(index) and proof.path[1:] == ours
         progress("pymerkle_proofs", done, 2 * proofs)
-
-    cgen: list[int] = []
-    cver: list[int] = []
-    ours_cgen: list[int] = []
-    ours_cver: list[int] = []
-    for done, first in enumerate(firsts, proofs + 1):
-        first_root = tree.root(first)
+    tree._edges.clear()
+    for done, (first, first_root) in enumerate(zip(firsts, first_roots, strict=True),
+                                               proofs + 1):
         t0 = time.perf_counter_ns()
         proof = theirs.prove_consistency(first, m)
         t1 = time.perf_counter_ns()
-        try:
-            pymerkle.verify_consistency(first_root, their_root, proof)
-        except pymerkle.InvalidProof:
-            verified = False
+        verified = their_verify_consistency(first_root, proof) and verified
         t2 = time.perf_counter_ns()
         ours = tree.consistency_proof(first, m)
         t3 = time.perf_counter_ns()
         verified = merkle.verify_consistency(first, m, first_root, our_root, ours) and verified
         t4 = time.perf_counter_ns()
-        cgen.append(t1 - t0)
-        cver.append(t2 - t1)
-        ours_cgen.append(t3 - t2)
-        ours_cver.append(t4 - t3)
+        for key, ns in (("their_cons", t1 - t0), ("their_cons_ver", t2 - t1),
+                        ("our_cons", t3 - t2), ("our_cons_ver", t4 - t3)):
+            samples[key].append(ns)
+        made["their_cons"].append(proof)
+        made["our_cons"].append(ours)
         progress("pymerkle_proofs", done, 2 * proofs)
 
-    theirs_report = {
-        "inclusion": {"generate": stats_us(gen), "verify": stats_us(ver)},
-        "consistency": {"generate": stats_us(cgen), "verify": stats_us(cver)},
+    # Second, tight passes over the same calls for CPU time (our edge cache cold again).
+    partial = functools.partial
+    tree._edges.clear()
+    cpu = {
+        "their_incl": cpu_us([partial(theirs.prove_inclusion, i + 1, m) for i in indexes]),
+        "their_incl_ver": cpu_us([partial(their_verify_inclusion, i, p)
+                                  for i, p in zip(indexes, made["their_incl"], strict=True)]),
+        "our_incl": cpu_us([partial(tree.inclusion_proof, i, m) for i in indexes]),
+        "our_incl_ver": cpu_us([partial(merkle.verify_inclusion, i, m, tree.leaf(i), p, our_root)
+                                for i, p in zip(indexes, made["our_incl"], strict=True)]),
+        "their_cons": cpu_us([partial(theirs.prove_consistency, f, m) for f in firsts]),
+        "their_cons_ver": cpu_us([partial(their_verify_consistency, r, p)
+                                  for r, p in zip(first_roots, made["their_cons"], strict=True)]),
     }
-    ours_report = {
-        "inclusion": {"generate": stats_us(ours_gen), "verify": stats_us(ours_ver)},
-        "consistency": {"generate": stats_us(ours_cgen), "verify": stats_us(ours_cver)},
-    }
-    append_s = append_ns / 1e9
+    tree._edges.clear()
+    cpu["our_cons"] = cpu_us([partial(tree.consistency_proof, f, m) for f in firsts])
+    cpu["our_cons_ver"] = cpu_us([
+        partial(merkle.verify_consistency, f, m, r, our_root, p)
+        for f, r, p in zip(firsts, first_roots, made["our_cons"], strict=True)])
+
+    def block(side: str) -> dict[str, Any]:
+        return {
+            "inclusion": {"generate": _with_cpu(stats_us(samples[f"{side}_incl"]),
+                                                cpu[f"{side}_incl"]),
+                          "verify": _with_cpu(stats_us(samples[f"{side}_incl_ver"]),
+                                              cpu[f"{side}_incl_ver"])},
+            "consistency": {"generate": _with_cpu(stats_us(samples[f"{side}_cons"]),
+                                                  cpu[f"{side}_cons"]),
+                            "verify": _with_cpu(stats_us(samples[f"{side}_cons_ver"]),
+                                                cpu[f"{side}_cons_ver"])},
+        }
+
+    theirs_report, ours_report = block("their"), block("our")
+
+    def speedups(key: str) -> dict[str, float | None]:
+        return {f"{kind}_{step}": _ratio(theirs_report[kind][step], ours_report[kind][step],
+                                         key)
+                for kind in ("inclusion", "consistency") for step in ("generate", "verify")}
+
     report = {
         "version": metadata.version("pymerkle"),
         "config": "InmemoryTree(algorithm='sha256'), security on (0x00/0x01 prefixes)",
         "leaves": m,
-        "append": {"seconds": round(append_s, 3), "batch": BATCH,
-                   "leaves_per_s": _rate(m, append_s)},
+        "append": {"seconds": round(append_ns / 1e9, 3), "batch": BATCH,
+                   "leaves_per_s": _rate(m, append_ns / 1e9),
+                   "cpu_seconds": round(append_cpu_ns / 1e9, 3),
+                   "leaves_per_cpu_s": _rate(m, append_cpu_ns / 1e9)},
         "root": their_root.hex(),
         **theirs_report,
         "ours_at_same_size": ours_report,
-        "speedup": {
-            "inclusion_generate": _ratio(theirs_report["inclusion"]["generate"],
-                                         ours_report["inclusion"]["generate"]),
-            "inclusion_verify": _ratio(theirs_report["inclusion"]["verify"],
-                                       ours_report["inclusion"]["verify"]),
-            "consistency_generate": _ratio(theirs_report["consistency"]["generate"],
-                                           ours_report["consistency"]["generate"]),
-            "consistency_verify": _ratio(theirs_report["consistency"]["verify"],
-                                         ours_report["consistency"]["verify"]),
-        },
+        "speedup": speedups("mean_us"),
+        "speedup_p50": speedups("p50_us"),
+        "speedup_cpu": speedups("cpu_mean_us"),
     }
-    del theirs
-    gc.collect()
     return report, {"roots_equal_pymerkle": their_root == our_root,
                     "inclusion_proofs_equal_pymerkle": same,
                     "pymerkle_comparison_proofs_verify": verified}
@@ -515,6 +605,7 @@ def bench_transparency(*, leaves_count: int, db: str | None = "sqlite",
                                       progress=progress)
         report["pymerkle"] = pm
         invariants.update(pm_invariants)
+        gc.collect()  # pymerkle's millions of node objects
     else:
         report["pymerkle"] = {"skipped": "--pymerkle-leaves 0"}
     versions: dict[str, str] = {}
@@ -527,14 +618,18 @@ def bench_transparency(*, leaves_count: int, db: str | None = "sqlite",
         report["database"] = None
     del kept
     speed = report["pymerkle"].get("speedup", {})
+    speed_cpu = report["pymerkle"].get("speedup_cpu", {})
     report["targets"] = {
         "append_leaves_per_s": TARGET_APPEND_PER_S,
         "append_met": ours["append"]["leaves_per_s"] >= TARGET_APPEND_PER_S,
         "proof_ms": TARGET_PROOF_MS,
         "proof_met": ours["inclusion"]["generate"]["p99_us"] <= TARGET_PROOF_MS * 1_000,
+        "proof_met_cpu": ours["inclusion"]["generate"]["cpu_mean_us"] <= TARGET_PROOF_MS * 1_000,
         "speedup_vs_pymerkle": TARGET_SPEEDUP,
         "speedup_met": (speed.get("inclusion_generate") or 0) >= TARGET_SPEEDUP
         if speed else None,
+        "speedup_met_cpu": (speed_cpu.get("inclusion_generate") or 0) >= TARGET_SPEEDUP
+        if speed_cpu else None,
     }
     report["invariants"] = invariants
     report["ok"] = all(invariants.values())
