@@ -65,12 +65,19 @@ ACCOUNT_KINDS = frozenset({
 })
 TOTAL_FIELDS = ("received_fen", "matched_fen", "refunded_fen", "disbursed_fen", "balance_fen")
 MAX_LISTED = 20  # problems listed one by one before "… and N more"
+BEYOND_LOG = "range_beyond_log"  # the entries endpoint's error code past the log's end
 
 Progress = Callable[[int, int], None]  # (done, total)
 
 
 class FetchError(Exception):
     """The input could not be obtained or read (network, HTTP, JSON): exit status 2."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, when the server answered
+        self.code = code  # the API's error code, when it gave one
 
 
 class NotAvailable(FetchError):
@@ -359,14 +366,15 @@ def http_get(url: str, *, timeout: float = 30.0) -> bytes:
             body: bytes = response.read()
             return body
     except urllib.error.HTTPError as exc:
-        detail = ""
+        detail, code = "", None
         try:
             error = json.loads(exc.read()).get("error", {})
-            detail = f" ({error.get('code')}: {error.get('message')})"
+            code = str(error.get("code"))
+            detail = f" ({code}: {error.get('message')})"
         except (ValueError, AttributeError, OSError):
             pass
         cls = NotAvailable if exc.code == 404 else FetchError
-        raise cls(f"GET {url}: HTTP {exc.code}{detail}") from None
+        raise cls(f"GET {url}: HTTP {exc.code}{detail}", status=exc.code, code=code) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"GET {url}: cannot reach the server ({reason})") from None
@@ -489,8 +497,14 @@ class Site:
         position = start
         while position < end:
             stop = min(end, position + PAGE)
-            page = _entries_page(self.get("/transparency/entries", start=position, end=stop),
-                                 self.url("/transparency/entries", start=position, end=stop))
+            try:
+                value = self.get("/transparency/entries", start=position, end=stop)
+            except FetchError as exc:
+                if exc.code == BEYOND_LOG:  # the server's log ends here (truncated?)
+                    return
+                raise
+            page = _entries_page(value, self.url("/transparency/entries", start=position,
+                                                 end=stop))
             if not page:
                 return
             yield from page
@@ -525,9 +539,13 @@ class Site:
 
     def grew_beyond(self, size: int) -> bool | None:
         """Whether the log now has a leaf at index ``size``."""
-        page = _entries_page(self.get("/transparency/entries", start=size, end=size + 1),
-                             self.url("/transparency/entries"))
-        return bool(page)
+        try:
+            value = self.get("/transparency/entries", start=size, end=size + 1)
+        except FetchError as exc:
+            if exc.code == BEYOND_LOG:
+                return False
+            raise
+        return bool(_entries_page(value, self.url("/transparency/entries")))
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         """The consistency proof between two sizes."""
@@ -1143,6 +1161,13 @@ def audit_log(source: LogSource, *, key: str | None, progress: Progress | None =
                 report.warn(m)
     report.note(f"log {parsed.origin!r}: {size} entries, root {b64encode(root)}, signed "
                 f"{format_ms(parsed.timestamp_ms)}; {len(totals)} projects in the log")
+    for project in sorted(totals, key=_natural)[:MAX_LISTED]:
+        t = totals[project]
+        report.note(f"project {project}: received {format_yuan(t.received)}, matched "
+                    f"{format_yuan(t.matched)}, refunded {format_yuan(t.refunded)}, disbursed "
+                    f"{format_yuan(t.disbursed)}, balance {format_yuan(t.balance)}")
+    if len(totals) > MAX_LISTED:
+        report.note(f"… and {len(totals) - MAX_LISTED} more projects (all in --json)")
     return report
 
 
