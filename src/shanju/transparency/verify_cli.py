@@ -110,7 +110,14 @@ def main(
             keep_going=keep_going, as_json=as_json, timeout=timeout)
 
 
-@verify_app.command("receipt")
+@verify_app.command(
+    "receipt",
+    help=(
+        "Verify a donor's receipt (shanju-receipt/v1). Checks the checkpoint's "
+        "signature, each leaf's hash and inclusion proof and, when present, the donor's "
+        "opening of the commitment; prints what the leaves say."
+    ),
+)
 def receipt(
     source: Annotated[str, typer.Argument(
         metavar="FILE_OR_URL", help="The receipt JSON: a file, `-` for standard input, or its "
@@ -119,8 +126,7 @@ def receipt(
     as_json: JsonOption = False,
     timeout: TimeoutOption = 30.0,
 ) -> None:
-    """Verify a donor's receipt: the checkpoint's signature, each leaf's inclusion proof and,
-    when present, the donor's opening of the commitment. Prints what the leaves say."""
+    """Verify a donor's receipt (shanju-receipt/v1)."""
     try:
         location = verify.receipt_url(source) if verify.is_url(source) else source
         value = verify.load_json(location, timeout=timeout)
@@ -131,7 +137,15 @@ def receipt(
     _finish(report, as_json)
 
 
-@verify_app.command("consistency")
+@verify_app.command(
+    "consistency",
+    help=(
+        "Verify that two signed checkpoints belong to one append-only history. Detects a "
+        "rewritten or forked log: same size with different roots is a fork; otherwise the "
+        "consistency proof (--proof FILE, or fetched from --url) must lead from one to "
+        "the other."
+    ),
+)
 def consistency(
     old: Annotated[str, typer.Argument(
         help="The older checkpoint: a file or URL with the signed note or the checkpoint "
@@ -147,8 +161,7 @@ def consistency(
     as_json: JsonOption = False,
     timeout: TimeoutOption = 30.0,
 ) -> None:
-    """Verify that two signed checkpoints belong to one append-only history (detects a
-    rewritten or forked log; same size with different roots is a fork)."""
+    """Verify that two signed checkpoints belong to one append-only history."""
     try:
         old_note, old_json = verify.load_checkpoint_text(verify.load_text(old, timeout=timeout))
         new_note, new_json = verify.load_checkpoint_text(verify.load_text(new, timeout=timeout))
@@ -180,15 +193,22 @@ def consistency(
     _finish(report, as_json)
 
 
-@verify_app.command("download")
+@verify_app.command(
+    "download",
+    help=(
+        "Mirror a site's log and published figures into DIR for offline auditing. Writes "
+        "the checkpoint, the public key, every entry, the disclosure totals and the "
+        "project balances (layout: docs/transparency/verify.md); then run `shanju verify "
+        "log DIR`."
+    ),
+)
 def download(
     url: Annotated[str, typer.Argument(help="The site (its base URL).")],
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write the mirror.")],
     as_json: JsonOption = False,
     timeout: TimeoutOption = 30.0,
 ) -> None:
-    """Mirror the log (checkpoint, public key, every entry) and the site's published figures
-    (disclosure totals, project balances) into DIR, for `shanju verify log DIR`."""
+    """Mirror a site's log and published figures into DIR for offline auditing."""
     try:
         site = verify.Site(url, timeout=timeout)
         with _progress("entries") as progress:
@@ -210,7 +230,16 @@ def download(
                               ensure_ascii=False))
 
 
-@verify_app.command("log")
+@verify_app.command(
+    "log",
+    help=(
+        "Audit the whole log, from a site or a mirror directory. Verifies the "
+        "checkpoint's signature, rebuilds the tree from every entry (a changed or missing "
+        "entry changes the root), checks every leaf, and recomputes each project's "
+        "received/matched/refunded/disbursed/balance from the leaves alone to compare "
+        "with the site's disclosure totals and ledger balances."
+    ),
+)
 def log(
     source: Annotated[str, typer.Argument(
         metavar="URL_OR_DIR", help="The site's base URL, or a directory from `verify download`.")],
@@ -218,10 +247,7 @@ def log(
     as_json: JsonOption = False,
     timeout: TimeoutOption = 30.0,
 ) -> None:
-    """Audit the whole log: the checkpoint's signature, the tree rebuilt from every entry
-    (a changed or missing entry changes the root), every leaf's form, and each project's
-    received/matched/refunded/disbursed/balance recomputed from the leaves alone and
-    compared with the site's disclosure totals and ledger balances."""
+    """Audit the whole log, from a site or a mirror directory."""
     try:
         opened = verify.open_source(source, timeout=timeout)
         with _progress("entries") as progress:
@@ -231,7 +257,15 @@ def log(
     _finish(report, as_json)
 
 
-@verify_app.command("follow")
+@verify_app.command(
+    "follow",
+    help=(
+        "Monitor a running site (same as `shanju verify --follow URL`). Each poll "
+        "verifies the checkpoint's signature, its consistency with the last verified one "
+        "and the new entries; any inconsistency prints a line starting with ALARM and "
+        "exits 1."
+    ),
+)
 def follow_command(
     url: Annotated[str, typer.Argument(help="The site (its base URL).")],
     interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.",
@@ -246,9 +280,7 @@ def follow_command(
     as_json: JsonOption = False,
     timeout: TimeoutOption = 30.0,
 ) -> None:
-    """Monitor a running site (same as `shanju verify --follow URL`): each poll verifies the
-    checkpoint's signature, its consistency with the last one and the new entries; any
-    inconsistency prints a line starting with ALARM and exits 1."""
+    """Monitor a running site (same as `shanju verify --follow URL`)."""
     _follow(url, key=key, interval=interval, state_path=state, max_polls=max_polls,
             keep_going=keep_going, as_json=as_json, timeout=timeout)
 
