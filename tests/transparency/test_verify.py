@@ -376,3 +376,31 @@ def test_checkpoints_of_different_logs_or_keys(db: Database, money: Money,
     assert code == 1
     assert "new checkpoint: signature" in failed(report)
     assert run("consistency", a, a)[0] == 2  # no key, no site to ask: a usage error
+
+
+# --- the command's shape ---------------------------------------------------------------------
+
+
+def test_verify_alone_prints_help_and_follow_is_not_mixed_with_a_command() -> None:
+    result = runner.invoke(cli.app, ["verify"])
+    assert result.exit_code == 2
+    assert "receipt" in result.stdout and "--follow" in result.stdout
+    result = runner.invoke(cli.app, ["verify", "--follow", "http://127.0.0.1:9", "log", "x"])
+    assert result.exit_code == 2
+
+
+def test_a_state_file_for_another_site_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"format": "shanju-follow/v1", "url": "http://a.example",
+                                 "verifier_key": KEY, "origin": "o", "size": 0,
+                                 "root": base64.b64encode(bytes(32)).decode(),
+                                 "timestamp_ms": 1, "checkpoint": "", "frontier": []}))
+    result = runner.invoke(cli.app, ["verify", "--follow", "http://b.example", "--state",
+                                     str(state), "--max-polls", "1"])
+    assert result.exit_code == 2
+    assert "follows http://a.example" in result.output
+    state.write_text("{}")
+    result = runner.invoke(cli.app, ["verify", "follow", "http://a.example", "--state",
+                                     str(state), "--max-polls", "1"])
+    assert result.exit_code == 2
+    assert "not a follow state file" in result.output
