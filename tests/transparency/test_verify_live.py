@@ -328,3 +328,21 @@ def root_of(site: Site) -> bytes:
 
     with site.database.transaction(write=False) as session:
         return service.head(session).root
+
+
+# --- the demo's money, recomputed from its log ---------------------------------------------------
+
+
+def test_the_demo_log_recomputes_to_the_sites_own_figures(site: Site, tmp_path: Path) -> None:
+    """Real flows (donations, refunds, fund usage, a giving day) from the demo seeder."""
+    from shanju.demo import seed as demo_seed  # noqa: PLC0415 - only this test needs it
+
+    with site.database.transaction() as session:
+        demo_seed.seed(session, scale=0.02)
+    sign(site.database)
+    code, report, out = run("log", site.url, "--key", KEY)
+    assert code == 0, out
+    names = [c["name"] for c in report["checks"]]
+    assert "project balances equal the ledger's" in names
+    assert len(report["projects"]) >= 3
+    assert not [w for w in report["warnings"] if "outside received" in w]

@@ -1128,7 +1128,7 @@ def audit_log(source: LogSource, *, key: str | None, progress: Progress | None =
         report.warn(oddity)
 
     # The site's figures, recomputed from the leaves alone.
-    report.data["projects"] = {p: t.as_fields() for p, t in sorted(totals.items())}
+    report.data["projects"] = {p: totals[p].as_fields() for p in sorted(totals, key=_natural)}
     unclassified = [p for p, t in sorted(totals.items()) if t.other]
     if unclassified:
         report.warn("movements outside received/matched/refunded/disbursed touch project(s) "
