@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -404,3 +405,25 @@ def test_a_state_file_for_another_site_is_refused(tmp_path: Path) -> None:
                                      str(state), "--max-polls", "1"])
     assert result.exit_code == 2
     assert "not a follow state file" in result.output
+
+
+def test_a_smaller_tree_signed_later_is_a_rollback(db: Database, money: Money,
+                                                   tmp_path: Path, sqlite_template: Path) -> None:
+    """The site signed 18 leaves, then (its history cut back to 15 and regrown) 15 leaves."""
+    post_other_money(db)
+    later_big = sign(db)
+    copy = tmp_path / "rolled-back.sqlite3"
+    shutil.copy(sqlite_template, copy)
+    rolled = Database(f"sqlite:///{copy}")
+    try:
+        time.sleep(0.002)
+        post_money(rolled)
+        small = sign(rolled)
+    finally:
+        rolled.dispose()
+    big_file = _note_file(tmp_path, "big.txt", later_big)
+    small_file = _note_file(tmp_path, "small.txt", small)
+    code, report, _ = run("consistency", big_file, small_file, "--key", KEY,
+                          "--proof", _proof_file(db, tmp_path, 15, 18))
+    assert code == 1
+    assert "signing times" in failed(report)

@@ -904,6 +904,13 @@ def verify_consistency(old_note: str, new_note: str, *, key: str | None,
     if old.size > new.size:
         report.note(f"the old checkpoint is the larger ({old.size} > {new.size}): swapped")
         old, new = new, old
+    if (old.size < new.size and old.timestamp_ms is not None and new.timestamp_ms is not None
+            and new.timestamp_ms < old.timestamp_ms):
+        # A log only grows: a tree signed later with fewer leaves means it was rolled back.
+        report.check("signing times", False,
+                     f"ROLLBACK: the tree of {old.size} was signed at "
+                     f"{format_ms(old.timestamp_ms)}, after the tree of {new.size} "
+                     f"({format_ms(new.timestamp_ms)})")
     report.data.update({"old": {"size": old.size, "root": b64encode(old.root)},
                         "new": {"size": new.size, "root": b64encode(new.root)}})
     name = f"consistency {old.size} → {new.size}"
