@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 
 from shanju import cli
 from shanju.core.db import Database
-from shanju.transparency import leaves
+from shanju.transparency import leaves, verify
 from shanju.transparency import service as log_service
 from shanju.transparency.verify import MIRROR_FILES
 from tests.transparency.verifying import (
@@ -427,3 +427,15 @@ def test_a_smaller_tree_signed_later_is_a_rollback(db: Database, money: Money,
                           "--proof", _proof_file(db, tmp_path, 15, 18))
     assert code == 1
     assert "signing times" in failed(report)
+
+
+def test_urls_on_a_site() -> None:
+    assert verify.receipt_url("https://s.example/transparency/receipts/gift:ab12") == \
+        "https://s.example/api/v1/transparency/receipts/gift:ab12"
+    assert verify.receipt_url("https://s.example/x/transparency/receipts/gift:a?b=1") == \
+        "https://s.example/x/api/v1/transparency/receipts/gift:a"
+    api = "https://s.example/api/v1/transparency/receipts/gift:a"
+    assert verify.receipt_url(api) == api
+    assert verify.site_root("https://s.example/api/v1/transparency/checkpoint") == \
+        "https://s.example"
+    assert verify.site_root("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"

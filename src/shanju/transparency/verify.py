@@ -771,8 +771,9 @@ def receipt_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     marker = "/transparency/receipts/"
     if "/api/" not in parts.path and marker in parts.path:
-        ref = parts.path.split(marker, 1)[1]
-        return f"{site_root(url)}{API}{marker}{ref}"
+        prefix, ref = parts.path.split(marker, 1)
+        base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, prefix, "", ""))
+        return f"{base}{API}{marker}{ref}"
     return url
 
 
