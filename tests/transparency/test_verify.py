@@ -439,3 +439,17 @@ def test_urls_on_a_site() -> None:
     assert verify.site_root("https://s.example/api/v1/transparency/checkpoint") == \
         "https://s.example"
     assert verify.site_root("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
+
+
+def test_the_verifier_reads_no_database() -> None:
+    """An auditor runs it against someone else's server: no database code of its own."""
+    import ast  # noqa: PLC0415
+
+    for name in ("verify.py", "verify_cli.py"):
+        tree = ast.parse((Path(verify.__file__).parent / name).read_text())
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in modules if m and (
+            m.startswith(("sqlalchemy", "shanju.core.db", "shanju.ledger"))
+            or m in ("shanju.transparency.service", "shanju.transparency.models",
+                     "shanju.transparency.log"))}, name
