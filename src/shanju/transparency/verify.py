@@ -1117,18 +1117,14 @@ def audit_log(source: LogSource, *, key: str | None, progress: Progress | None =
     same_root = tree.size == size and rebuilt == root
     detail = (f"the {size} entries hash to the signed root {short(root)}" if same_root else
               f"the entries hash to {short(rebuilt)}, the checkpoint signs {short(root)}")
-    if not same_root and tree.size:
-        proofs = getattr(source, "consistency_proof", None)
-        if isinstance(source, Site) and proofs is not None:
-            try:
-                agree = locate_difference(tree, size, root, source.consistency_proof)
-            except FetchError:
-                agree = -1
-            if 0 <= agree < tree.size:
-                detail += f"; entry {agree} is not the entry the signed tree holds"
-                report.data["first_bad_entry"] = agree
-            elif agree >= 0:
-                detail += f"; the first {agree} entries agree with the signed tree"
+    if not same_root and tree.size and isinstance(source, Site):
+        # Where do they part? The site's own consistency proofs say (a mirror has none).
+        agree = locate_difference(tree, size, root, source.consistency_proof)
+        if agree < tree.size:
+            detail += f"; entry {agree} is not the entry the signed tree holds"
+            report.data["first_bad_entry"] = agree
+        else:
+            detail += f"; the first {agree} entries agree with the signed tree"
     report.check("rebuilt root equals the signed root", same_root, detail)
     _listed(report, "every leaf is well-formed", problems,
             "canonical JSON, positive integer amounts, two different accounts")
