@@ -346,3 +346,12 @@ def test_the_demo_log_recomputes_to_the_sites_own_figures(site: Site, tmp_path: 
     assert "project balances equal the ledger's" in names
     assert len(report["projects"]) >= 3
     assert not [w for w in report["warnings"] if "outside received" in w]
+
+
+def test_an_empty_log_verifies(site: Site, tmp_path: Path) -> None:
+    code, report, out = run("log", site.url, "--key", KEY)
+    assert code == 0, out
+    assert report["checkpoint"]["size"] == 0
+    code, summary, out, _ = follow(site, tmp_path / "state.json")
+    assert code == 0, out
+    assert summary["size"] == 0
