@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from shanju.accounts import service as accounts
 from shanju.accounts.models import User
 from shanju.app import create_app
-from shanju.core.config import Settings
+from shanju.core.config import Settings, get_settings
 from shanju.core.db import Database
 from shanju.ledger import service as ledger
 from shanju.transparency import checkpoints, leaves, merkle
@@ -25,7 +25,7 @@ from shanju.transparency.leaves import LogDetail, Transfer
 from shanju.transparency.models import Checkpoint, LogLeaf
 from tests.factories import make_org, make_project, make_user
 
-SECRET = "test-secret"
+SECRET = get_settings().secret_key  # what the log derives donor salts from
 
 
 @dataclass
@@ -218,10 +218,25 @@ def test_remember_lists_the_donors_own_gifts_with_receipts(web: TestClient, gift
     assert anonymous.status_code == 200
     assert "你的名字,我们记得" in anonymous.text
     assert 'id="my-receipts"' not in anonymous.text
+    with db.transaction() as s:
+        token = accounts.do_create_api_token(session=s, user=s.get_one(User, gifts.donor_id),
+                                             name="test")[1]
+    auth = {"Authorization": f"Bearer {token}"}
+    given = [web.post("/api/v1/donations", json={"project_id": gifts.project_id,
+                                                  "amount_fen": fen},
+                      headers={**auth, "Idempotency-Key": f"k{fen}"}).json()
+             for fen in (4_200, 600)]
+    paid = web.post(f"/api/v1/payments/sandbox/{given[0]['payment']['intent_id']}/complete",
+                    json={"outcome": "succeeded"}, headers=auth)
+    assert paid.status_code == 200, paid.text
     sign_in(web, db, gifts.donor_id)
     page = web.get("/remember")
     assert page.status_code == 200
-    assert 'id="my-receipts"' in page.text or "You have not given yet" in page.text
+    ref = f"donation:{given[0]['id']}"
+    assert f'data-ref="{ref}"' in page.text
+    assert f'href="/transparency/receipts/{ref}"' in page.text
+    assert "¥42.00" in page.text
+    assert given[1]["id"] not in page.text  # not paid: no receipt to show
 
 
 def test_the_receipt_page_shows_the_leaf_checkpoint_and_proof(web: TestClient, gifts: Gifts

@@ -29,12 +29,12 @@ def receipt(ref: str, request: Request, session: DbSession, viewer: Viewer) -> J
     signer = _checkpoints.load_signer(settings)
     viewer_id = viewer.id if viewer else None
     try:
-        found = receipts.build_receipt(session=session, ref=ref, secret=settings.secret_key,
+        found = receipts.build_receipt(session=session, ref=ref, secret=receipts.log_secret(),
                                        verifier_key=signer.key_id, viewer_id=viewer_id)
     except receipts.CheckpointNeeded:
         # No checkpoint covers the entries yet (they were just written): sign one.
         with get_database(request).transaction(write=True) as write:
-            found = receipts.build_receipt(session=write, ref=ref, secret=settings.secret_key,
+            found = receipts.build_receipt(session=write, ref=ref, secret=receipts.log_secret(),
                                            verifier_key=signer.key_id, viewer_id=viewer_id,
                                            signer=signer)
     return JSONResponse(found.to_json(), headers={"Cache-Control": "no-store"})

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from shanju.core.config import get_settings
 from shanju.core.errors import InvalidInput, NotFound
 from shanju.transparency import checkpoints, leaves, service
 from shanju.transparency.models import Checkpoint
@@ -117,6 +118,12 @@ def check_ref(ref: str) -> str:
     if not REF_PATTERN.match(ref):
         raise NotFound("There is no receipt with this code.", code="receipt_not_found")
     return ref
+
+
+def log_secret() -> str:
+    """The secret the log's donor salts are derived from: the one ``transparency.log`` uses
+    when it writes the leaves (the process's settings)."""
+    return get_settings().secret_key
 
 
 def identity_of(user_id: int) -> str:

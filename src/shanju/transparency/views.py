@@ -97,13 +97,13 @@ def receipt_page(ref: str, request: Request, session: DbSession, viewer: Viewer)
     viewer_id = viewer.id if viewer else None
     try:
         try:
-            found = receipts.build_receipt(session=session, ref=ref, secret=settings.secret_key,
+            found = receipts.build_receipt(session=session, ref=ref, secret=receipts.log_secret(),
                                            verifier_key=signer.key_id, viewer_id=viewer_id)
         except receipts.CheckpointNeeded:
             # The entries were just written; no checkpoint covers them yet: sign one.
             with get_database(request).transaction(write=True) as write:
                 found = receipts.build_receipt(
-                    session=write, ref=ref, secret=settings.secret_key,
+                    session=write, ref=ref, secret=receipts.log_secret(),
                     verifier_key=signer.key_id, viewer_id=viewer_id, signer=signer)
     except NotFound:
         if receipts.REF_PATTERN.match(ref) and _pending(session, ref, viewer):
