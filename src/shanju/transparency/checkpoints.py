@@ -433,6 +433,31 @@ def needs_signing(session: Session, signer: Signer, *, min_age: float = 0.0) -> 
 # --- signing while the application runs ------------------------------------------------------
 
 
+def refresh(database: Database, signer: Signer, *, min_age: float = REUSE_SECONDS) -> Checkpoint:
+    """The checkpoint to serve: the latest, or a new one if the log has grown since it was
+    signed ``min_age`` seconds ago or more (or none exists, or another key signed it).
+
+    A transaction boundary (like a request): reads in a read transaction and signs, only when
+    needed, in a short write transaction of its own. If the database's write lock cannot be
+    had in time the latest checkpoint is served all the same (when there is one).
+    """
+    with database.transaction(write=False) as session:
+        current = latest(session)
+        needed = needs_signing(session, signer, min_age=min_age)
+        if current is not None:
+            session.expunge(current)  # keep its loaded values past the rollback
+    if not needed and current is not None:
+        return current
+    try:
+        with database.transaction(write=True) as session:
+            return sign_now(session, signer)
+    except TimeoutError:
+        if current is None or current.key_id != signer.key_name_hash:
+            raise
+        log.warning("transparency.checkpoint_not_refreshed", size=current.size)
+        return current
+
+
 class Checkpointer:
     """A thread that signs a checkpoint every ``interval`` seconds if the log grew.
 

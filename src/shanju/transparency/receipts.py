@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shanju.core.config import get_settings
-from shanju.core.errors import InvalidInput, NotFound
+from shanju.core.errors import DomainError, InvalidInput, NotFound
 from shanju.transparency import checkpoints, leaves, service
 from shanju.transparency.models import Checkpoint
 
@@ -101,6 +101,13 @@ class Receipt:
         }
 
 
+class LogBusy(DomainError):
+    """The database's write lock could not be had to sign a covering checkpoint; retry."""
+
+    status_code = 503
+    code = "log_busy"
+
+
 class CheckpointNeeded(Exception):  # noqa: N818 - a signal to the caller, not an error
     """No signed checkpoint covers the receipt's leaves yet: sign one (in a write transaction)."""
 
@@ -153,11 +160,17 @@ def build_receipt(
     if not found:
         raise NotFound("There is no receipt with this code.", code="receipt_not_found")
     needed = found[-1].index + 1
+    key_name_hash = verifier_key.rsplit("+", 1)[0]  # what a checkpoint's key_id holds
     checkpoint = checkpoints.latest(session)
-    if checkpoint is None or checkpoint.size < needed:
+    if checkpoint is None or checkpoint.size < needed or checkpoint.key_id != key_name_hash:
         if signer is None:
             raise CheckpointNeeded(needed)
-        checkpoint = checkpoints.ensure_covering(session, signer, needed)
+        try:
+            checkpoint = checkpoints.ensure_covering(session, signer, needed)
+            if checkpoint.key_id != key_name_hash:  # signed by an earlier key: sign anew
+                checkpoint = checkpoints.sign_now(session, signer)
+        except TimeoutError as exc:
+            raise LogBusy("The log is busy; please retry.") from exc
     size = int(checkpoint.size)
     items = [
         ReceiptLeaf(index=leaf.index, data=leaf.data, leaf_hash=leaf.leaf_hash,

@@ -68,6 +68,12 @@ def remember(
                   status_code=error.status_code if error else 200)
 
 
+def _signer(request: Request) -> checkpoints.Signer:
+    # The app's signer, as the transparency API loads it once (app.state.transparency_signer).
+    signer: checkpoints.Signer | None = getattr(request.app.state, "transparency_signer", None)
+    return signer if signer is not None else checkpoints.load_signer(request.app.state.settings)
+
+
 def _pending(session: Session, ref: str, viewer: User | None) -> bool:
     """True when ``ref`` is the viewer's own donation or gift whose entry is not written yet."""
     if viewer is None:
@@ -92,8 +98,7 @@ def _pending(session: Session, ref: str, viewer: User | None) -> bool:
 def receipt_page(ref: str, request: Request, session: DbSession, viewer: Viewer) -> Response:
     """A receipt: what the log says, where, the signed checkpoint, the proof, and the
     verification that runs in the browser."""
-    settings = request.app.state.settings
-    signer = checkpoints.load_signer(settings)
+    signer = _signer(request)
     viewer_id = viewer.id if viewer else None
     try:
         try:
