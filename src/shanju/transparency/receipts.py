@@ -160,7 +160,8 @@ def build_receipt(
     if not found:
         raise NotFound("There is no receipt with this code.", code="receipt_not_found")
     needed = found[-1].index + 1
-    key_name_hash = verifier_key.rsplit("+", 1)[0]  # what a checkpoint's key_id holds
+    # What a checkpoint's key_id holds: "<name>+<hex hash>" (the base64 key may hold "+").
+    key_name_hash = "+".join(verifier_key.split("+", 2)[:2])
     checkpoint = checkpoints.latest(session)
     if checkpoint is None or checkpoint.size < needed or checkpoint.key_id != key_name_hash:
         if signer is None:

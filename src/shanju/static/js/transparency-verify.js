@@ -175,8 +175,12 @@ export function verifyInclusion(index, size, leaf, proof, root) {
  */
 export function parseVerifierKey(text) {
   if (typeof text !== "string") throw new CheckpointError("the verifier key is missing");
-  const parts = text.split("+");
-  if (parts.length !== 3 || !parts[0] || /\s/.test(parts[0]) || !/^[0-9a-f]{8}$/.test(parts[1])) {
+  // The name holds no "+"; the base64 key may: split at the first two only.
+  const first = text.indexOf("+");
+  const second = first < 0 ? -1 : text.indexOf("+", first + 1);
+  if (second < 0) throw new CheckpointError("the verifier key is malformed");
+  const parts = [text.slice(0, first), text.slice(first + 1, second), text.slice(second + 1)];
+  if (!parts[0] || /\s/.test(parts[0]) || !/^[0-9a-f]{8}$/.test(parts[1])) {
     throw new CheckpointError("the verifier key is malformed");
   }
   let key;
