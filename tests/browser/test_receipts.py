@@ -15,7 +15,7 @@ from shanju.transparency.leaves import LogDetail
 from shanju.transparency.models import LogLeaf
 from tests.browser.conftest import LiveServer
 from tests.browser.helpers import check_fits_phone, fundraising_project, zh
-from tests.factories import PASSWORD, make_org, make_project
+from tests.factories import PASSWORD, make_campaign, make_campaign_gift, make_org, make_project
 
 pytestmark = pytest.mark.browser
 
@@ -145,3 +145,53 @@ def test_an_unknown_receipt_is_a_readable_404(page: Page, live_server: LiveServe
     assert response is not None and response.status == 404
     expect(page.locator('[data-code="receipt_not_found"]')).to_be_visible()
     check_fits_phone(page, js_errors)
+
+
+def test_a_gift_not_yet_in_the_log_shows_being_recorded_then_verifies(
+    page: Page,
+    live_server: LiveServer,
+    sign_in: Callable[[Page, str, str], None],
+    screenshot: Callable[[str], Path],
+    js_errors: list[str],
+) -> None:
+    donor = live_server.create_user()
+    with live_server.database.transaction() as session:
+        org = make_org(session, name="北京春苗公益基金会")
+        project = make_project(session, org=org, title="山区孩子过冬棉衣")
+        campaign = make_campaign(session, projects=[project])
+        gift = make_campaign_gift(session, campaign=campaign, project=project,
+                                  donor_id=donor.id, amount_fen=66_00)
+        order_id, project_id, org_id = gift.order_id, project.id, org.id
+    sign_in(page, donor.email, PASSWORD)
+
+    # The gift page links to its receipt, which is not written yet: "being recorded".
+    page.goto(live_server(f"/campaigns/gifts/{order_id}"))
+    page.locator("a#receipt-link").click()
+    expect(page).to_have_url(live_server(f"/transparency/receipts/gift:{order_id}"))
+    expect(page.locator("#verify")).to_have_attribute("data-verify-status", "pending")
+    expect(page.locator("#verify [role=status]")).to_have_text(zh(
+        "Your gift is being recorded in the public log. This page refreshes by itself in a few "
+        "seconds."))
+    check_fits_phone(page, js_errors)
+    screenshot("receipt-being-recorded")
+
+    # The engine commits the gift's entry; the page refreshes itself and verifies.
+    with live_server.database.transaction() as session:
+        clearing, fund = ledger.donor_clearing("sandbox"), ledger.project_fund(project_id)
+        ledger.post(session, ledger.transfer(
+            "campaign.gift", source=clearing, destination=fund, amount_fen=66_00,
+            detail=LogDetail(ref=f"gift:{order_id}", donor=f"user:{donor.id}",
+                             public={"project": project_id, "organization": org_id})))
+    expect(page.locator("#verify")).to_have_attribute("data-verify-status", "ok",
+                                                      timeout=15_000)
+    expect(page.locator("#what")).to_contain_text("¥66.00")
+    expect(page.locator('#verify-steps li[data-step="opening"]')).to_have_attribute(
+        "data-ok", "true")
+
+    # Someone else with the code sees the same verified receipt, without the opening.
+    page.context.clear_cookies()
+    page.reload()
+    expect(page.locator("#verify")).to_have_attribute("data-verify-status", "ok")
+    expect(page.locator('#verify-steps li[data-step="opening"]')).to_have_attribute(
+        "data-ok", "skipped")
+    expect(page.locator("#opening-note")).to_have_count(0)
