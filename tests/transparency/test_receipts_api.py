@@ -256,3 +256,15 @@ def test_an_unknown_receipt_page_is_a_readable_404(web: TestClient, gifts: Gifts
     page = web.get("/transparency/receipts/donation:d_nothing")
     assert page.status_code == 404
     assert 'data-code="receipt_not_found"' in page.text
+
+
+def test_a_checkpoint_by_an_earlier_key_is_not_used(web: TestClient, gifts: Gifts, db: Database,
+                                                    receipt_settings: Settings) -> None:
+    old = checkpoints.Signer.from_seed(checkpoints.origin(receipt_settings), bytes(32))
+    with db.transaction() as s:
+        checkpoints.sign_now(s, old)
+    body = web.get(f"/api/v1/transparency/receipts/{gifts.donation_ref}").json()
+    assert body["verifier_key"] != old.key_id
+    check_receipt(body, gifts.donation_ref)  # signed by the current key, which it names
+    with db.transaction(write=False) as s:
+        assert s.query(Checkpoint).count() == 2
