@@ -79,6 +79,8 @@ def test_a_donor_who_just_paid_sees_the_receipt_verified(
     page.goto(live_server("/remember"))
     row = page.locator(f'#my-receipts li[data-ref="donation:{public_id}"]')
     expect(row).to_contain_text("¥50.00")
+    check_fits_phone(page, js_errors)
+    screenshot("remember")
     row.locator('a[href^="/transparency/receipts/"]').click()
     expect(page.locator("#verify")).to_have_attribute("data-verify-status", "ok")
     check_fits_phone(page, js_errors)
