@@ -347,3 +347,15 @@ def test_checkpointer_signs_only_when_the_log_grew(db: Database) -> None:
     signed = worker.run_once()
     assert signed is not None and signed.size >= 1
     assert worker.run_once() is None
+
+
+def test_covering_reads_first_and_signs_only_when_needed(db: Database) -> None:
+    s = signer()
+    first = cp.covering(db, s, 0)
+    assert first.size == 0
+    assert cp.covering(db, s, 0).id == first.id  # a read, no new row
+    _post(db, [100, 200], "c")
+    grown = cp.covering(db, s, 2)
+    assert grown.size >= 2 and grown.id != first.id
+    cp.verify_note(grown.note, s.key_id)
+    assert _count(db) == 2

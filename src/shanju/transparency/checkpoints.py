@@ -458,6 +458,21 @@ def refresh(database: Database, signer: Signer, *, min_age: float = REUSE_SECOND
         return current
 
 
+def covering(database: Database, signer: Signer, size: int) -> Checkpoint:
+    """A transaction boundary's :func:`ensure_covering`: the latest checkpoint if it covers
+    ``size`` leaves (read transaction only), else a new one signed in a write transaction.
+    For read-only handlers (a receipt must be proved against a checkpoint that holds it)."""
+    with database.transaction(write=False) as session:
+        current = latest(session)
+        if current is not None:
+            session.expunge(current)
+    if (current is not None and int(current.size) >= size
+            and current.key_id == signer.key_name_hash):
+        return current
+    with database.transaction(write=True) as session:
+        return ensure_covering(session, signer, size)
+
+
 class Checkpointer:
     """A thread that signs a checkpoint every ``interval`` seconds if the log grew.
 
