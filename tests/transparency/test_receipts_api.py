@@ -268,3 +268,32 @@ def test_a_checkpoint_by_an_earlier_key_is_not_used(web: TestClient, gifts: Gift
     check_receipt(body, gifts.donation_ref)  # signed by the current key, which it names
     with db.transaction(write=False) as s:
         assert s.query(Checkpoint).count() == 2
+
+
+def test_a_giving_day_gift_from_the_engine_has_its_gift_and_match_on_the_receipt(
+        web: TestClient, db: Database) -> None:
+    from shanju.campaigns.engine import apply_batch
+    from tests.factories import make_campaign, make_paid_gift, make_pool
+
+    with db.transaction() as s:
+        donor = make_user(s)
+        project = make_project(s, org=make_org(s))
+        campaign = make_campaign(s, projects=[project])
+        make_pool(s, campaign=campaign, budget_fen=1_000_000)
+        (result,) = apply_batch(s, [make_paid_gift(campaign_id=campaign.id,
+                                                   project_id=project.id, donor_id=donor.id,
+                                                   amount_fen=5_000)])
+        donor_id, order_id = donor.id, result.order_id
+    ref = f"gift:{order_id}"
+    sign_in(web, db, donor_id)
+    body = web.get(f"/api/v1/transparency/receipts/{ref}").json()
+    fields = check_receipt(body, ref)
+    kinds = sorted(str(f["kind"]) for f in fields)
+    assert "campaign.gift" in kinds
+    gift = next(f for f in fields if f["kind"] == "campaign.gift")
+    assert gift["amount"] == 5_000
+    assert body["opening"] is not None
+    assert leaves.donor_commitment(bytes.fromhex(body["opening"]["salt"]),
+                                   body["opening"]["identity"]) == gift["donor"]
+    page = web.get(f"/transparency/receipts/{ref}")
+    assert page.status_code == 200 and "¥50.00" in page.text
