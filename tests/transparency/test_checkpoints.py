@@ -12,6 +12,7 @@ import base64
 import hashlib
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -359,3 +360,28 @@ def test_covering_reads_first_and_signs_only_when_needed(db: Database) -> None:
     assert grown.size >= 2 and grown.id != first.id
     cp.verify_note(grown.note, s.key_id)
     assert _count(db) == 2
+
+
+def test_concurrent_signers_make_one_checkpoint(db: Database) -> None:
+    s = signer()
+    _post(db, [100], "a")
+    barrier = threading.Barrier(4)
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    def sign() -> None:
+        try:
+            barrier.wait()
+            with db.transaction() as session:
+                ids.append(cp.sign_now(session, s).id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sign) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(set(ids)) == 1  # the head lock serializes them; the rest reuse the first
+    assert _count(db) == 1

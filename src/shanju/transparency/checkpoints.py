@@ -174,8 +174,12 @@ def load_signer(settings: Settings) -> Signer:
         _create_key_file(path)
     try:
         data = path.read_bytes()
+        mode = path.stat().st_mode
     except OSError as exc:
         raise CheckpointError(f"cannot read the transparency key file {path}: {exc}") from exc
+    if mode & 0o077:
+        log.warning("transparency.key_file_readable_by_others", path=str(path),
+                    mode=oct(mode & 0o777))
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -517,6 +521,8 @@ class Checkpointer:
                 self.run_once()
             except (SQLAlchemyError, TimeoutError, OSError) as exc:
                 log.warning("transparency.checkpointer_failed", error=str(exc))
+            except Exception:  # noqa: BLE001 - never let the thread die; retried next round
+                log.exception("transparency.checkpointer_error")
             log.debug("transparency.checkpointer_round", seconds=time.monotonic() - started)
 
 
