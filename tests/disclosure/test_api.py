@@ -97,7 +97,8 @@ def test_csv_export_has_a_bom_every_movement_and_no_personal_data(
         sc.expected["received_fen"]
     for x in rows:
         fen = int(x["amount_fen"])
-        assert x["amount_yuan"] == ("-" if fen < 0 else "") + f"{abs(fen) // 100}.{abs(fen) % 100:02d}"
+        sign = "-" if fen < 0 else ""
+        assert x["amount_yuan"] == f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
         assert x["time"].endswith("+08:00") and "T" in x["time"]
     plain = [x for x in rows if x["ref"] == f"donation:{sc.donations['plain']}"][0]
     assert plain["donor"] == "王**" and plain["anonymous"] == "false"

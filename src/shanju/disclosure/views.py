@@ -37,14 +37,15 @@ def chart(months: list[disclosure.MonthRow]) -> dict[str, Any]:
                       for m in months])
     n = max(len(months), 1)
     slot = 300 / n
-    width = max(slot / 4, 0.5)
+    width = max(min(slot / 4, 20.0), 0.5)
+    offset = (slot - 3 * width) / 2
     bars = []
     for i, m in enumerate(months):
         for j, (series, fen) in enumerate((("received", m.flows.received_fen),
                                            ("matched", m.flows.matched_fen),
                                            ("disbursed", m.flows.disbursed_fen))):
             height = round(max(fen, 0) * 100 / peak, 2)
-            bars.append({"x": round(i * slot + slot / 8 + j * width, 2), "y": 100 - height,
+            bars.append({"x": round(i * slot + offset + j * width, 2), "y": 100 - height,
                          "w": round(width, 2), "h": height, "series": series, "fen": fen,
                          "month": m.month})
     return {"bars": bars, "peak_fen": peak if months else 0,
