@@ -75,6 +75,19 @@ def row(m: Movement, ctx: RowContext) -> dict[str, Any]:
     }
 
 
+_TEXT_COLUMNS = ("donor", "purpose", "description")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_safe(values: dict[str, Any]) -> dict[str, Any]:
+    """Text a person typed never starts a CSV cell as a formula (OWASP "CSV injection")."""
+    for column in _TEXT_COLUMNS:
+        text = values[column]
+        if isinstance(text, str) and text.startswith(_FORMULA_START):
+            values[column] = "'" + text
+    return values
+
+
 def csv_chunks(movements: Iterable[Movement], ctx: RowContext) -> Iterator[bytes]:
     """The CSV file in chunks: a BOM (so Excel reads UTF-8 Chinese), a header, the rows."""
     buffer = io.StringIO()
@@ -82,7 +95,7 @@ def csv_chunks(movements: Iterable[Movement], ctx: RowContext) -> Iterator[bytes
     buffer.write(BOM)
     writer.writeheader()
     for n, m in enumerate(movements, 1):
-        values = row(m, ctx)
+        values = _csv_safe(row(m, ctx))
         values["anonymous"] = "true" if values["anonymous"] else "false"
         writer.writerow(values)
         if n % _CHUNK_ROWS == 0:
@@ -146,13 +159,15 @@ def summary_rows(header: Sequence[str],
 
 
 def csv_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[bytes]:
-    """A small CSV table (with BOM) in one chunk per 500 rows."""
+    """A small CSV table (with BOM) in one chunk per 500 rows; text cells never start a
+    formula."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write(BOM)
     writer.writerow(list(header))
     for n, values in enumerate(rows, 1):
-        writer.writerow(list(values))
+        writer.writerow([("'" + v if isinstance(v, str) and v.startswith(_FORMULA_START)
+                          else v) for v in values])
         if n % _CHUNK_ROWS == 0:
             yield buffer.getvalue().encode()
             buffer.seek(0)
