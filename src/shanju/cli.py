@@ -40,6 +40,7 @@ from shanju.core.migrations import alembic_config, create_schema
 from shanju.core.money import format_fen
 from shanju.demo import seed as demo_seed
 from shanju.ledger import service as ledger
+from shanju.transparency import check as transparency_checks
 from shanju.transparency.cli import transparency_app
 from shanju.transparency.verify_cli import verify_app
 
@@ -286,6 +287,51 @@ def ledger_check(database_url: DatabaseUrlOption = None) -> None:
     console.print("[green]✓ Every entry balances and every stored balance matches.[/]")
 
 
+# --- transparency --------------------------------------------------------------------------
+
+
+@transparency_app.command("check")
+def transparency_check(
+    database_url: DatabaseUrlOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Check the log against the ledger and itself (entries ↔ leaves, hashes, tree, checkpoints)."""
+    database = _database(database_url)
+    try:
+        with database.transaction(write=False) as session:
+            report = transparency_checks.check(session)
+    finally:
+        database.dispose()
+    if as_json:
+        typer.echo(json.dumps({
+            "ok": report.ok, "leaves": report.leaves, "entries": report.entries,
+            "nodes": report.nodes, "checkpoints": report.checkpoints, "size": report.size,
+            "root": report.root, "problems": dict(report.counts),
+            "examples": {k: v for k, v in report.problems.items() if v},
+        }, ensure_ascii=False))
+    else:
+        summary = Table(title="Transparency log check", title_justify="left", show_header=False)
+        summary.add_column("What")
+        summary.add_column("Value", justify="right")
+        summary.add_row("Leaves", f"{report.leaves:,}")
+        summary.add_row("Journal entries", f"{report.entries:,}")
+        summary.add_row("Stored interior nodes", f"{report.nodes:,}")
+        summary.add_row("Signed checkpoints", f"{report.checkpoints:,}")
+        summary.add_row("Root", report.root)
+        console.print(summary)
+        for kind, examples in report.problems.items():
+            console.print(f"[red]{kind}[/]: {report.counts[kind]:,}")
+            for text in examples:
+                console.print(f"  {text}")
+    if not report.ok:
+        if not as_json:
+            console.print("[red]✗ The log and the ledger do not agree.[/]")
+        raise typer.Exit(1)
+    if not as_json:
+        console.print("[green]✓ Every posting is in the log and every leaf is a posting; "
+                      "the tree and its checkpoints are intact.[/]")
+
+
 # --- campaigns -----------------------------------------------------------------------------
 
 
@@ -505,6 +551,88 @@ def bench_giving_day(
     typer.echo(json.dumps(report, ensure_ascii=False, separators=(",", ":")))
     if report["errors"] or not all(report["invariants"].values()) or not all(
             report["baseline_invariants"].values()):
+        raise typer.Exit(1)
+
+
+class TransparencyBenchDb(enum.StrEnum):
+    """Where ``shanju bench transparency`` puts the database-backed log (or nowhere)."""
+
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+    NONE = "none"
+
+
+@bench_app.command("transparency")
+def bench_transparency(
+    leaves: Annotated[int, typer.Option(min=1, help="Leaves in the in-memory tree.")
+                      ] = 1_000_000,
+    db: Annotated[TransparencyBenchDb, typer.Option(
+        help="The database-backed log: a temporary SQLite file, a fresh PostgreSQL database "
+             "at 127.0.0.1:5432 (dropped afterwards), or none.")] = TransparencyBenchDb.SQLITE,
+    db_leaves: Annotated[int, typer.Option(min=1, help="Leaves appended to the database log "
+                                                       "at most (the first of the same).")
+                         ] = 1_000_000,
+    pymerkle_leaves: Annotated[int, typer.Option(
+        min=0, help="Leaves given to pymerkle at most (it keeps ~350 bytes of Python objects "
+                    "a leaf and appends ~30,000/s); 0 skips it.")] = 1_000_000,
+    proofs: Annotated[int, typer.Option(min=1, help="Random proofs timed per kind.")] = 1_000,
+    db_proofs: Annotated[int, typer.Option(min=1, help="Random proofs from the database "
+                                                       "per kind.")] = 200,
+    seed: Annotated[int, typer.Option(help="The leaves' and indexes' random seed.")] = 6962,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
+) -> None:
+    """Merkle log speed: batched append, inclusion/consistency proofs and their verification,
+    in memory and through the database, side by side with pymerkle on the same leaves.
+    The last line is one JSON object."""
+    from shanju.transparency import bench as transparency_bench
+
+    labels = {"ours_append": "Appending (ours)", "ours_proofs": "Proofs (ours)",
+              "pymerkle_append": "Appending (pymerkle)", "pymerkle_proofs": "Proofs (pymerkle)",
+              "db_append": f"Appending ({db.value})", "db_proofs": f"Proofs ({db.value})",
+              "db_proofs_indexed": f"Proofs ({db.value}, by level)"}
+    progress = Progress(
+        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def advance(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = progress.add_task(labels.get(phase, phase), total=total)
+        if done == total or done % 1_000 == 0:
+            progress.update(tasks[phase], completed=done, total=total)
+
+    with progress:
+        report = transparency_bench.bench_transparency(
+            leaves_count=leaves, db=None if db == TransparencyBenchDb.NONE else db.value,
+            pymerkle_leaves=pymerkle_leaves, db_leaves=db_leaves, proofs=proofs,
+            db_proofs=db_proofs, seed=seed, progress=advance)
+    if not as_json:
+        err = Console(stderr=True)
+        ours = report["ours"]
+        table = Table(title=f"Transparency log, {leaves:,} leaves", show_header=False)
+        table.add_row("append (ours, in memory)", f"{ours['append']['leaves_per_s']:,.0f} leaves/s")
+        for kind in ("inclusion", "consistency"):
+            gen, ver = ours[kind]["generate"], ours[kind]["verify"]
+            table.add_row(f"{kind} proof (ours)", f"{gen['mean_us']} µs (p99 {gen['p99_us']}), "
+                                                  f"verify {ver['mean_us']} µs")
+        pm = report["pymerkle"]
+        if "append" in pm:
+            table.add_row(f"pymerkle ({pm['leaves']:,} leaves)",
+                          f"append {pm['append']['leaves_per_s']:,.0f}/s, inclusion "
+                          f"{pm['inclusion']['generate']['mean_us']} µs")
+            table.add_row("speedup vs pymerkle", ", ".join(
+                f"{k} {v}×" for k, v in pm["speedup"].items()))
+        if report["database"]:
+            dbr = report["database"]
+            table.add_row(f"{dbr['db']} ({dbr['leaves']:,} leaves)",
+                          f"append {dbr['append']['leaves_per_s']:,.0f}/s, inclusion "
+                          f"{dbr['inclusion']['generate']['mean_us']} µs")
+        for key, value in report["invariants"].items():
+            table.add_row(key, "[green]yes[/]" if value else "[red]NO[/]")
+        err.print(table)
+    typer.echo(json.dumps(report, ensure_ascii=False, separators=(",", ":")))
+    if not report["ok"]:
         raise typer.Exit(1)
 
 

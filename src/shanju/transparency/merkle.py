@@ -171,19 +171,20 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
     if not 0 <= index < size:
         raise ProofError(f"index {index} is outside a tree of size {size}")
     _check_hashes([leaf, *proof])
+    sha = _sha256
     fn, sn = index, size - 1
-    r = leaf
+    r = bytes(leaf)
     for p in proof:
         if sn == 0:
             raise ProofError("the inclusion proof is too long")
         if fn & 1 or fn == sn:
-            r = node_hash(p, r)
+            r = sha(b"\x01" + p + r).digest()
             if not fn & 1:
                 while fn and not fn & 1:
                     fn >>= 1
                     sn >>= 1
         else:
-            r = node_hash(r, p)
+            r = sha(b"\x01" + r + p).digest()
         fn >>= 1
         sn >>= 1
     if sn != 0:
@@ -342,11 +343,20 @@ class MemoryTree:
 
     32 bytes per stored node (about 64 bytes per leaf in all); used by the benchmark and by
     ``shanju verify`` to rebuild a downloaded log.
+
+    Appending works a level at a time (all new leaf hashes, then all new parents of level 1,
+    and so on), so a batch costs one SHA-256 call per new node and no per-leaf bookkeeping.
+    Proofs read stored hashes directly; a range that is not a perfect subtree (only at the
+    right edge of the requested tree) is folded once and cached, since the hash of leaves
+    ``[a, b)`` never changes once ``b`` leaves exist.
     """
+
+    _CACHE_LIMIT = 4_096
 
     def __init__(self) -> None:
         self.frontier = Frontier()
         self.levels: list[bytearray] = [bytearray()]
+        self._edges: dict[tuple[int, int], bytes] = {}
 
     @property
     def size(self) -> int:
@@ -355,15 +365,40 @@ class MemoryTree:
 
     def append_data(self, entries: Iterable[bytes]) -> None:
         """Append leaves given as their entry bytes."""
-        self.append_hashes([_sha256(b"\x00" + d).digest() for d in entries])
+        sha = _sha256
+        self.append_hashes([sha(b"\x00" + d).digest() for d in entries])
 
     def append_hashes(self, hashes: Sequence[bytes]) -> None:
         """Append leaves given as their leaf hashes."""
-        self.levels[0] += b"".join(hashes)
-        for level, _index, h in self.frontier.append(hashes):
-            while len(self.levels) <= level:
-                self.levels.append(bytearray())
-            self.levels[level] += h
+        if not hashes:
+            return
+        blob = b"".join(hashes)
+        if len(blob) != HASH_SIZE * len(hashes):
+            raise ValueError("a leaf hash is not 32 bytes")
+        levels = self.levels
+        old = self.frontier.size
+        new = old + len(hashes)
+        levels[0] += blob
+        sha = _sha256
+        level = 0
+        while True:
+            first, last = old >> (level + 1), new >> (level + 1)  # new parents: [first, last)
+            if first == last:
+                break
+            children = bytes(levels[level][first * 2 * HASH_SIZE:last * 2 * HASH_SIZE])
+            if len(levels) == level + 1:
+                levels.append(bytearray())
+            levels[level + 1] += b"".join([
+                sha(b"\x01" + children[i:i + 2 * HASH_SIZE]).digest()
+                for i in range(0, len(children), 2 * HASH_SIZE)
+            ])
+            level += 1
+        edge = [b for b in range(new.bit_length() - 1, -1, -1) if new >> b & 1]
+        self.frontier = Frontier(size=new, hashes=[self._node(b, (new >> b) - 1) for b in edge])
+
+    def _node(self, level: int, index: int) -> bytes:
+        start = index * HASH_SIZE
+        return bytes(self.levels[level][start:start + HASH_SIZE])
 
     def fetch(self, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
         """A :data:`NodeFetcher` over the stored levels."""
@@ -373,9 +408,49 @@ class MemoryTree:
             out[(level, index)] = bytes(self.levels[level][start:start + HASH_SIZE])
         return out
 
+    def _range_hash(self, start: int, end: int) -> bytes:
+        """The hash of leaves ``[start, end)`` (a range of the kind proofs use)."""
+        width = end - start
+        if width & (width - 1) == 0:  # a perfect subtree (proof ranges are aligned)
+            level = width.bit_length() - 1
+            offset = (start >> level) * HASH_SIZE
+            return bytes(self.levels[level][offset:offset + HASH_SIZE])
+        key = (start, end)
+        cached = self._edges.get(key)
+        if cached is not None:
+            return cached
+        if end > self.frontier.size:
+            raise ProofError(f"the tree has only {self.frontier.size} leaves")
+        levels = self.levels
+        parts: list[bytes | bytearray] = []
+        position = start
+        while width:
+            level = width.bit_length() - 1
+            offset = (position >> level) * HASH_SIZE
+            parts.append(levels[level][offset:offset + HASH_SIZE])
+            position += 1 << level
+            width -= 1 << level
+        acc = bytes(parts[-1])
+        sha = _sha256
+        for h in reversed(parts[:-1]):
+            acc = sha(b"\x01" + h + acc).digest()
+        if len(self._edges) >= self._CACHE_LIMIT:
+            self._edges.clear()
+        self._edges[key] = acc
+        return acc
+
+    def _check_size(self, size: int) -> None:
+        if size > self.frontier.size:
+            raise ProofError(f"the tree has only {self.frontier.size} leaves, not {size}")
+
     def root(self, size: int | None = None) -> bytes:
         """Root of the whole tree, or of its first ``size`` leaves."""
-        return self.frontier.root() if size is None else root(size, self.fetch)
+        if size is None or size == self.frontier.size:
+            return self.frontier.root()
+        if size == 0:
+            return EMPTY_ROOT
+        self._check_size(size)
+        return self._range_hash(0, size)
 
     def leaf(self, index: int) -> bytes:
         """The hash of leaf ``index``."""
@@ -383,8 +458,24 @@ class MemoryTree:
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """Inclusion proof of leaf ``index`` in the tree of ``size`` leaves (default: all)."""
-        return inclusion_proof(index, self.size if size is None else size, self.fetch)
+        size = self.size if size is None else size
+        ranges = inclusion_ranges(index, size)
+        self._check_size(size)
+        levels = self.levels
+        proof: list[bytes] = []
+        for start, end in ranges:
+            width = end - start
+            if width & (width - 1):
+                proof.append(self._range_hash(start, end))
+            else:  # a perfect subtree: one stored hash (inlined _range_hash)
+                level = width.bit_length() - 1
+                offset = (start >> level) * HASH_SIZE
+                proof.append(bytes(levels[level][offset:offset + HASH_SIZE]))
+        return proof
 
     def consistency_proof(self, first: int, second: int | None = None) -> list[bytes]:
         """Consistency proof from ``first`` leaves to ``second`` (default: all)."""
-        return consistency_proof(first, self.size if second is None else second, self.fetch)
+        second = self.size if second is None else second
+        ranges = consistency_ranges(first, second)
+        self._check_size(second)
+        return [self._range_hash(a, b) for a, b in ranges]
