@@ -49,6 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from shanju.accounts.models import User
 from shanju.campaigns.models import CampaignGift, GiftStatus, MatchStatus, QuadraticShare
 from shanju.core import files
 from shanju.core.clock import CHINA_TZ, today_cn
@@ -59,6 +60,7 @@ from shanju.donations.models import Donation, DonationStatus
 from shanju.ledger import service as ledger
 from shanju.ledger.models import AccountKind, JournalEntry, LedgerAccount
 from shanju.payments.models import Refund, RefundStatus
+from shanju.projects import service as projects
 from shanju.projects.models import FundUsage, Project
 
 RECEIVED = "received"
@@ -641,17 +643,7 @@ def iter_annual_movements(*, session: Session, organization_id: int,
     return iter_movements(session=session, project_ids=ids, since=start, until=end)
 
 
-def project_titles(*, session: Session, project_ids: Iterable[int]) -> dict[int, str]:
-    """Titles of projects, by id."""
-    ids = list(set(project_ids))
-    if not ids:
-        return {}
-    return {int(p): str(t) for p, t in session.execute(
-        select(Project.id, Project.title).where(Project.id.in_(ids)))}
-
-
-def get_project_for_disclosure(*, session: Session, project_id: int, viewer: Any) -> Project:
+def get_project_for_disclosure(*, session: Session, project_id: int,
+                               viewer: User | None) -> Project:
     """The project if the viewer may see its page (NotFound ``project_not_found`` otherwise)."""
-    from shanju.projects import service as projects
-
     return projects.get_visible_project(session=session, project_id=project_id, viewer=viewer)
