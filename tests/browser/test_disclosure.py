@@ -67,6 +67,11 @@ def test_public_ledger_on_a_phone(
     body = json.loads(Path(info.value.path()).read_bytes())
     assert body["totals"]["balance_fen"] == e["balance_fen"]
 
+    page.goto(live_server(f"/projects/{sc.project_id}/disclosure?lang=en"))
+    expect(page.locator("h1")).to_have_text("Public ledger")
+    check_fits_phone(page, js_errors)
+    page.goto(live_server(f"/projects/{sc.project_id}/disclosure?lang=zh_CN"))
+
     # The organization's year, from its page.
     page.goto(live_server(f"/organizations/{sc.org_id}"))
     page.locator('a[data-link="annual"]').click()
