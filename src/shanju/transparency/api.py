@@ -323,3 +323,29 @@ def hash_tile(request: Request, session: DbSession, level: str, tile: str) -> Re
 # ==== receipts (helper D) ========================================================================
 # Helper D appends the receipt route (GET /transparency/receipts/{ref}) below this line, on
 # the same ``router``. Everything above belongs to the checkpoints/API part.
+
+from fastapi.responses import JSONResponse  # noqa: E402
+
+from shanju.core.deps import Viewer  # noqa: E402
+from shanju.transparency import receipts  # noqa: E402
+
+
+@router.get("/transparency/receipts/{ref}", summary="A donor receipt with its proofs",
+            responses={404: {"description": "No leaf has this ref (`receipt_not_found`)."}})
+def receipt(ref: str, request: Request, session: DbSession, viewer: Viewer,
+            signer: Annotated[Signer, Depends(get_signer)]) -> Response:
+    """Every log entry with the public reference ``ref`` (``donation:<id>``, ``gift:<order>``,
+    ...), each with its inclusion proof against a signed checkpoint that covers them, the
+    checkpoint and its verifier key (format ``shanju-receipt/v1``). ``opening`` (the identity
+    and salt of the donor commitment) is filled in only for the donor; ``null`` otherwise."""
+    viewer_id = viewer.id if viewer else None
+    try:
+        found = receipts.build_receipt(session=session, ref=ref, secret=receipts.log_secret(),
+                                       verifier_key=signer.key_id, viewer_id=viewer_id)
+    except receipts.CheckpointNeeded:
+        # No checkpoint covers the entries yet (they were just written): sign one.
+        with get_database(request).transaction(write=True) as write:
+            found = receipts.build_receipt(session=write, ref=ref, secret=receipts.log_secret(),
+                                           verifier_key=signer.key_id, viewer_id=viewer_id,
+                                           signer=signer)
+    return JSONResponse(found.to_json(), headers={"Cache-Control": "no-store"})
