@@ -30,6 +30,7 @@ from shanju import cli
 from shanju.app import create_app
 from shanju.core.config import Settings
 from shanju.core.db import Database
+from shanju.transparency import checkpoints
 from shanju.transparency.models import LogLeaf
 from shanju.transparency.verify import MIRROR_FILES
 from tests.transparency.verifying import (
@@ -143,21 +144,48 @@ def money(site: Site) -> Money:
 # --- download and audit ----------------------------------------------------------------------
 
 
-def test_download_and_audit_an_honest_site(site: Site, money: Money, tmp_path: Path) -> None:
+@pytest.fixture
+def demo(site: Site) -> int:
+    """The demo seeder's money — real donations, refunds, fund use, a giving day — signed.
+
+    The site's disclosure totals come from the domain tables these flows write, so an honest
+    log must recompute to exactly them (the ``money`` fixture posts ledger entries only, which
+    the disclosure does not see: it serves the tampering tests).
+    """
+    from shanju.demo import seed as demo_seed  # noqa: PLC0415 - only these tests need it
+
+    with site.database.transaction() as session:
+        demo_seed.seed(session, scale=0.02)
+    return checkpoints.parse_note(sign(site.database)).size
+
+
+def test_download_and_audit_an_honest_site(site: Site, demo: int, tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     result = runner.invoke(cli.app, ["verify", "download", site.url + "/", str(mirror)])
     assert result.exit_code == 0, result.output
-    assert "mirrored 15 of 15 entries" in result.stdout
-    assert sorted(p.name for p in mirror.iterdir()) == sorted(
-        name for key, name in MIRROR_FILES.items()
-        if key != "totals" or (mirror / name).exists())
+    assert f"mirrored {demo} of {demo} entries" in result.stdout
+    assert sorted(p.name for p in mirror.iterdir()) == sorted(MIRROR_FILES.values())
     manifest = json.loads((mirror / MIRROR_FILES["manifest"]).read_text())
-    assert manifest["size"] == 15 and manifest["figures_at_size"] == 15
+    assert manifest["size"] == demo and manifest["figures_at_size"] == demo
+    reports = []
     for source in (str(mirror), site.url):
         code, report, out = run("log", source, "--key", KEY)
         assert code == 0, out
-        assert report["projects"] == money.expected()
-        assert "project balances equal the ledger's" in [c["name"] for c in report["checks"]]
+        names = [c["name"] for c in report["checks"]]
+        # Two independent computations agree: the site's, from its domain tables, and the
+        # log's, from the leaves alone.
+        assert "project totals equal the site's disclosure" in names
+        assert "project balances equal the ledger's" in names
+        reports.append(report)
+    assert reports[0]["projects"] == reports[1]["projects"]
+    assert len(reports[0]["projects"]) >= 3
+    assert not [w for w in reports[0]["warnings"] if "outside received" in w]
+
+
+def test_ledger_only_money_recomputes_to_the_ledger_balances(site: Site, money: Money) -> None:
+    code, report, out = run("log", site.url, "--key", KEY)
+    assert report["projects"] == money.expected()
+    assert "project balances equal the ledger's" not in failed(report), out
 
 
 def test_a_changed_entry_is_detected_and_located(site: Site, money: Money) -> None:
@@ -178,7 +206,7 @@ def test_a_truncated_log_is_detected(site: Site, money: Money) -> None:
 
 
 def test_the_published_key_is_used_with_a_warning_and_a_wrong_key_fails(site: Site,
-                                                                         money: Money) -> None:
+                                                                         demo: int) -> None:
     code, report, _ = run("log", site.url)
     assert code == 0
     assert any("obtain the key independently" in w for w in report["warnings"])
@@ -330,22 +358,27 @@ def root_of(site: Site) -> bytes:
         return service.head(session).root
 
 
-# --- the demo's money, recomputed from its log ---------------------------------------------------
+# --- receipts from the site -------------------------------------------------------------------
 
 
-def test_the_demo_log_recomputes_to_the_sites_own_figures(site: Site, tmp_path: Path) -> None:
-    """Real flows (donations, refunds, fund usage, a giving day) from the demo seeder."""
-    from shanju.demo import seed as demo_seed  # noqa: PLC0415 - only this test needs it
-
-    with site.database.transaction() as session:
-        demo_seed.seed(session, scale=0.02)
-    sign(site.database)
-    code, report, out = run("log", site.url, "--key", KEY)
-    assert code == 0, out
-    names = [c["name"] for c in report["checks"]]
-    assert "project balances equal the ledger's" in names
-    assert len(report["projects"]) >= 3
-    assert not [w for w in report["warnings"] if "outside received" in w]
+def test_a_receipt_from_the_site_verifies_and_a_changed_leaf_fails(site: Site,
+                                                                  money: Money) -> None:
+    api = site.url + "/api/v1/transparency/receipts/donation:d2"
+    page = site.url + "/transparency/receipts/donation:d2"
+    for url in (api, page):
+        code, report, out = run("receipt", url, "--key", KEY)
+        assert code == 0, out
+        assert f"donation.paid: ¥25.00 from donor_clearing:sandbox to project:{money.project_a}" \
+            in out
+    with site.database.transaction(write=False) as session:
+        index = session.scalar(select(LogLeaf.idx).where(LogLeaf.ref == "donation:d2"))
+    assert index is not None
+    tamper_leaf(site.database, index, amount=1)
+    code, report, _ = run("receipt", api, "--key", KEY)
+    assert code == 1
+    assert {f"leaf {index}: hash", f"leaf {index}: inclusion in the tree of 15"} <= set(
+        failed(report))
+    assert run("receipt", site.url + "/api/v1/transparency/receipts/donation:nope")[0] == 2
 
 
 def test_an_empty_log_verifies(site: Site, tmp_path: Path) -> None:
