@@ -82,3 +82,34 @@ def test_any_change_to_a_receipt_fails(case: tuple[int, int], at: int, part: str
     else:
         bad["tree_size"] += 1 + at % 5
     assert not verify.verify_receipt(bad, key=SIGNER.key_id).ok
+
+
+def _note(tree: MemoryTree, size: int, ms: int) -> str:
+    return SIGNER.sign(checkpoints.checkpoint_body(SIGNER.name, size, tree.root(size), ms))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=1, max_value=200), st.integers(min_value=0, max_value=200),
+       st.integers(min_value=0, max_value=199))
+def test_checkpoints_of_one_tree_are_consistent_and_a_fork_is_not(
+        first: int, extra: int, forked_at: int) -> None:
+    second = first + extra
+    honest = MemoryTree()
+    honest.append_data([_leaf(n) for n in range(second)])
+    old, new = _note(honest, first, 1), _note(honest, second, 2)
+    report = verify.verify_consistency(old, new, key=SIGNER.key_id,
+                                       get_proof=honest.consistency_proof)
+    assert report.ok, report.lines()
+    # The same key signs a second history that differs from leaf ``forked_at`` on.
+    forked_at %= second
+    fork = MemoryTree()
+    fork.append_data([_leaf(n) if n < forked_at else _leaf(n + 10_000) for n in range(second)])
+    forked = _note(fork, second, 3)
+    # With the forked tree's own proof, it is consistent exactly when the first ``first``
+    # leaves were left alone; the honest tree's proof never leads to the forked root.
+    report = verify.verify_consistency(old, forked, key=SIGNER.key_id,
+                                       get_proof=fork.consistency_proof)
+    assert report.ok == (forked_at >= first), report.lines()
+    report = verify.verify_consistency(old, forked, key=SIGNER.key_id,
+                                       get_proof=honest.consistency_proof)
+    assert not report.ok
