@@ -35,6 +35,7 @@ from shanju.transparency.models import LogLeaf
 from shanju.transparency.verify import MIRROR_FILES
 from tests.transparency.verifying import (
     ORIGIN,
+    OTHER_SEED,
     SEED,
     Money,
     post_money,
@@ -67,14 +68,17 @@ class Site:
     switch: Switch
     settings: Settings
 
-    def serve(self, database: Database) -> None:
-        """From now on, answer from ``database`` (same URL, same key)."""
-        self.switch.target = create_app(self.settings.model_copy(
-            update={"database_url": database.url}), database=database)
+    def serve(self, database: Database, key_file: Path | None = None) -> None:
+        """From now on, answer from ``database`` (same URL; same key unless ``key_file``)."""
+        update: dict[str, Any] = {"database_url": database.url}
+        if key_file is not None:
+            update["transparency_key_file"] = key_file
+        self.switch.target = create_app(self.settings.model_copy(update=update),
+                                        database=database)
 
 
-def _key_file(path: Path) -> Path:
-    pem = Ed25519PrivateKey.from_private_bytes(SEED).private_bytes(
+def _key_file(path: Path, seed: bytes = SEED) -> Path:
+    pem = Ed25519PrivateKey.from_private_bytes(seed).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption())
     path.write_bytes(pem)
@@ -388,3 +392,20 @@ def test_an_empty_log_verifies(site: Site, tmp_path: Path) -> None:
     code, summary, out, _ = follow(site, tmp_path / "state.json")
     assert code == 0, out
     assert summary["size"] == 0
+
+
+def test_follow_across_a_key_rotation(site: Site, money: Money, tmp_path: Path) -> None:
+    """The operator rotates the key: the monitor refuses the new key until given it, then
+    checks the history across the rotation as before."""
+    state = tmp_path / "state.json"
+    assert follow(site, state)[0] == 0
+    site.serve(site.database, key_file=_key_file(tmp_path / "new.key", OTHER_SEED))
+    post_other_money(site.database)
+    code, summary, _, _ = follow(site, state)
+    assert code == 1
+    assert "does not verify with the pinned key" in summary["alarms"][0]
+    new_key = signer(OTHER_SEED).key_id
+    code, summary, out, _ = follow(site, state, "--key", new_key)
+    assert code == 0, out
+    assert "size 18 (+3)" in out
+    assert json.loads(state.read_text())["verifier_key"] == new_key
