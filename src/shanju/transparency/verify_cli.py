@@ -163,8 +163,8 @@ def consistency(
 ) -> None:
     """Verify that two signed checkpoints belong to one append-only history."""
     try:
-        old_note, old_json = verify.load_checkpoint_text(verify.load_text(old, timeout=timeout))
-        new_note, new_json = verify.load_checkpoint_text(verify.load_text(new, timeout=timeout))
+        old_note, _ = verify.load_checkpoint_text(verify.load_text(old, timeout=timeout))
+        new_note, _ = verify.load_checkpoint_text(verify.load_text(new, timeout=timeout))
         site = verify.Site(url, timeout=timeout) if url else None
         published: str | None = None
         published_by = ""
@@ -189,7 +189,6 @@ def consistency(
                                            published_by=published_by)
     except verify.FetchError as exc:
         _fail(str(exc), as_json, "consistency")
-    del old_json, new_json
     _finish(report, as_json)
 
 
@@ -320,7 +319,11 @@ def _follow(url: str, *, key: str | None, interval: float, state_path: Path | No
             if result.status == "ok":
                 typer.echo(f"{_now()} poll {polls}: ok {result.message}")
                 if state_path is not None and follower.state is not None:
-                    verify.save_state(state_path, follower.state)
+                    try:
+                        verify.save_state(state_path, follower.state)
+                    except OSError as exc:
+                        _fail(f"cannot write the state file {state_path}: {exc}", as_json,
+                              "follow")
             elif result.status == "alarm":
                 line = f"ALARM {_now()} {site.base}: {result.message}"
                 alarms.append(result.message)
