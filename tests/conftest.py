@@ -112,6 +112,7 @@ def settings(db: Database, tmp_path: Path) -> Settings:
         upload_dir=tmp_path / "uploads",
         secret_key="test-secret",
         sandbox_secret="test-sandbox-secret",
+        transparency_key_file=tmp_path / "transparency-ed25519.key",
     )
 
 

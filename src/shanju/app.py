@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request
@@ -38,6 +39,16 @@ key and body returns the first result; the same key with a different body is ref
 """
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """What runs with the app: the giving-day group-commit engine and the transparency log's
+    periodic checkpointer (stopped first, before the engine drains)."""
+    from shanju.transparency.api import checkpointer_lifespan
+
+    async with engine_lifespan(app), checkpointer_lifespan(app):
+        yield
+
+
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     """Build the application for ``settings`` (the environment's by default)."""
     settings = settings or get_settings()
@@ -49,7 +60,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         description=API_DESCRIPTION,
         docs_url=None,  # served by _install_docs from vendored assets, not a CDN
         redoc_url=None,
-        lifespan=engine_lifespan,  # the giving-day group-commit engine runs with the app
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.db = database or Database(settings.database_url)

@@ -40,6 +40,7 @@ from shanju.core.migrations import alembic_config, create_schema
 from shanju.core.money import format_fen
 from shanju.demo import seed as demo_seed
 from shanju.ledger import service as ledger
+from shanju.transparency import check as transparency_checks
 from shanju.transparency.cli import transparency_app
 from shanju.transparency.verify_cli import verify_app
 
@@ -284,6 +285,51 @@ def ledger_check(database_url: DatabaseUrlOption = None) -> None:
         console.print("[red]✗ The ledger does not reconcile.[/]")
         raise typer.Exit(1)
     console.print("[green]✓ Every entry balances and every stored balance matches.[/]")
+
+
+# --- transparency --------------------------------------------------------------------------
+
+
+@transparency_app.command("check")
+def transparency_check(
+    database_url: DatabaseUrlOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Check the log against the ledger and itself (entries ↔ leaves, hashes, tree, checkpoints)."""
+    database = _database(database_url)
+    try:
+        with database.transaction(write=False) as session:
+            report = transparency_checks.check(session)
+    finally:
+        database.dispose()
+    if as_json:
+        typer.echo(json.dumps({
+            "ok": report.ok, "leaves": report.leaves, "entries": report.entries,
+            "nodes": report.nodes, "checkpoints": report.checkpoints, "size": report.size,
+            "root": report.root, "problems": dict(report.counts),
+            "examples": {k: v for k, v in report.problems.items() if v},
+        }, ensure_ascii=False))
+    else:
+        summary = Table(title="Transparency log check", title_justify="left", show_header=False)
+        summary.add_column("What")
+        summary.add_column("Value", justify="right")
+        summary.add_row("Leaves", f"{report.leaves:,}")
+        summary.add_row("Journal entries", f"{report.entries:,}")
+        summary.add_row("Stored interior nodes", f"{report.nodes:,}")
+        summary.add_row("Signed checkpoints", f"{report.checkpoints:,}")
+        summary.add_row("Root", report.root)
+        console.print(summary)
+        for kind, examples in report.problems.items():
+            console.print(f"[red]{kind}[/]: {report.counts[kind]:,}")
+            for text in examples:
+                console.print(f"  {text}")
+    if not report.ok:
+        if not as_json:
+            console.print("[red]✗ The log and the ledger do not agree.[/]")
+        raise typer.Exit(1)
+    if not as_json:
+        console.print("[green]✓ Every posting is in the log and every leaf is a posting; "
+                      "the tree and its checkpoints are intact.[/]")
 
 
 # --- campaigns -----------------------------------------------------------------------------

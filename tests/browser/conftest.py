@@ -120,6 +120,7 @@ def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live
         sandbox_secret="test-sandbox-secret",
         base_url=base,
         upload_dir=tmp_path / "uploads",
+        transparency_key_file=tmp_path / "transparency-ed25519.key",
     )
     app = create_app(settings, database=database)
     # ws="none": no websocket stack (its deprecation warnings would fail under -W error).

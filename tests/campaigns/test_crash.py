@@ -24,6 +24,8 @@ from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from shanju.ledger import service as ledger
 from shanju.ledger.models import JournalEntry
+from shanju.transparency import service as ts
+from shanju.transparency.check import check as log_check
 from tests.factories import make_campaign, make_org, make_paid_gift, make_pool, make_project
 
 CHILD = textwrap.dedent(
@@ -72,6 +74,7 @@ def snapshot(db: Database, pool_ids: list[int]) -> dict[str, Any]:
             "stats": sorted((st.dim, st.key, st.gifts, st.raised_fen, st.matched_fen)
                             for st in s.scalars(select(CampaignStat))),
             "pools": [s.get(MatchPool, p).remaining_fen for p in pool_ids],  # type: ignore[union-attr]
+            "log": (ts.head(s).size, ts.head(s).root),
         }
 
 
@@ -126,6 +129,11 @@ def test_writer_killed_mid_batch_then_callbacks_replayed(db: Database, tmp_path:
     with db.transaction(write=False) as s:
         report = campaigns_check(s)
         assert report.ok, report.problems
+        # The transparency log holds exactly the surviving postings: no leaf of the killed
+        # batch, no posting without its leaves.
+        logged = log_check(s)
+        assert logged.ok, dict(logged.problems)
+        assert len(ts.leaves_by_ref(s, f"gift:{second[0].order_id}")) == 0
 
     # The writer restarts; the provider delivers every callback again (twice, even).
     engine = GroupCommitEngine(db, max_wait_ms=5, max_batch=64)
@@ -148,3 +156,11 @@ def test_writer_killed_mid_batch_then_callbacks_replayed(db: Database, tmp_path:
         spent = sum(p.committed_fen - p.remaining_fen
                     for p in s.scalars(select(MatchPool).where(MatchPool.id.in_(pool_ids))))
         assert spent == matched
+        logged = log_check(s)
+        assert logged.ok, dict(logged.problems)
+        # Every gift is in the log exactly once (its gift leaf; its match leaf if matched).
+        for g, r in zip(gifts, results, strict=True):
+            kinds = sorted(json.loads(leaf.data)["kind"]
+                           for leaf in ts.leaves_by_ref(s, f"gift:{g.order_id}"))
+            assert kinds == (["campaign.gift", "campaign.match"] if r.matched_fen
+                             else ["campaign.gift"])

@@ -31,8 +31,9 @@ from shanju.projects.models import Project, ProjectStatus
 # Read by people, so they must be translated as well as the text between tags.
 _ATTRIBUTES = ("placeholder", "aria-label", "alt", "title")
 # English that stays English on Chinese pages: product and format names.
+# File formats and names written the same in Chinese text.
 _ALLOWED_IN_CHINESE = {"api", "openapi", "jpeg", "png", "webp", "pdf", "idempotency", "key",
-                       "shanju"}
+                       "shanju", "csv", "json", "excel"}
 _DATA = re.compile(
     r"[\w.+-]+@[\w-]+(\.[\w-]+)+"  # emails
     r"|https?://\S+"  # web addresses

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from shanju.organizations import uscc
 from shanju.organizations.models import Organization, OrgStatus
 from shanju.payments.models import IntentStatus, PaymentIntent, Refund
 from shanju.projects.models import FundUsage, Project, ProjectStatus
+from shanju.transparency import service as ts
+from shanju.transparency.check import check as transparency_check
 from tests.factories import make_user
 
 NOW = dt.datetime(2025, 9, 20, 12, 0, tzinfo=dt.UTC)
@@ -36,6 +39,9 @@ def test_small_seed_is_consistent_and_covers_every_project_state(db: Database) -
     with db.transaction(write=False) as session:
         check = ledger.check(session)
         assert check.ok, check
+        logged = transparency_check(session)
+        assert logged.ok, dict(logged.problems)
+        assert logged.entries == _count(session, JournalEntry)
         statuses = set(session.scalars(select(Project.status).distinct()))
         assert statuses == set(ProjectStatus)
 
@@ -157,6 +163,20 @@ def test_the_demo_giving_day_is_live_with_gifts_through_the_engine(db: Database)
     with db.transaction(write=False) as session:
         assert ledger.check(session).ok
         assert campaigns_check.check(session).ok
+        # The log holds every money movement of the demo: every entry, its postings exactly.
+        logged = transparency_check(session)
+        assert logged.ok, dict(logged.problems)
+        assert logged.entries == _count(session, JournalEntry)
+        kinds = {json.loads(leaf.data)["kind"] for leaf in ts.entries(session, 0, 1)}
+        assert kinds  # readable leaves from the first one on
+        gift = session.scalar(select(CampaignGift).where(CampaignGift.donor_id.is_not(None))
+                              .limit(1))
+        assert gift is not None
+        assert ts.leaves_by_ref(session, f"gift:{gift.order_id}")
+        donation = session.scalar(select(Donation).where(Donation.donor_id.is_not(None))
+                                  .limit(1))
+        assert donation is not None
+        assert ts.leaves_by_ref(session, f"donation:{donation.public_id}")
         campaign = session.scalar(select(Campaign).where(Campaign.slug == "99"))
         assert campaign is not None and campaign.status == CampaignStatus.LIVE
         gifts = _count(session, CampaignGift)

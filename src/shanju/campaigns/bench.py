@@ -67,7 +67,7 @@ from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
 from shanju.bench import machine, percentiles
-from shanju.campaigns import quadratic
+from shanju.campaigns import flows, quadratic
 from shanju.campaigns.engine import GiftResult, GroupCommitEngine, PaidGift, apply_batch
 from shanju.campaigns.models import (
     Campaign,
@@ -287,7 +287,7 @@ def create_pool(session: Session, *, campaign_id: int, name: str, priority: int,
     ledger.post(session, ledger.transfer(
         "pool.committed", source=ledger.sponsor(sponsor.id),
         destination=ledger.match_pool(pool.id), amount_fen=budget_fen,
-        dedupe_key=f"pool.committed:{pool.id}:1",
+        dedupe_key=f"pool.committed:{pool.id}:1", detail=flows.pool_log_detail(pool),
     ))
     session.flush()
     return pool.id

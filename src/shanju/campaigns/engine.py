@@ -47,6 +47,7 @@ from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from shanju.core.errors import NotFound
 from shanju.ledger import service as ledger
+from shanju.transparency.leaves import LogDetail, PublicValue, Transfer
 
 log = logging.getLogger(__name__)
 
@@ -605,7 +606,38 @@ def _batch_entry(decided: list[_Decided], batch_id: int) -> ledger.EntrySpec:
     legs += [ledger.Leg(ledger.match_hold(p), v) for p, v in sorted(holds.items()) if v]
     return ledger.EntrySpec(kind="campaign.batch", legs=legs,
                             memo=f"{len(decided)} giving-day gifts",
-                            dedupe_key=f"campaign.batch:{batch_id}")
+                            dedupe_key=f"campaign.batch:{batch_id}",
+                            details=_log_details(decided))
+
+
+def _log_details(decided: list[_Decided]) -> list[LogDetail]:
+    """The transparency log's view of a batch: per gift, the gift and (if any) its match.
+
+    The gift leaf (``campaign.gift``, donor's clearing → project) carries the donor's
+    commitment, which the donor opens on the receipt; the match leaf (``campaign.match``,
+    pool → project, or pool → hold while held) shares the gift's ref. Their transfers add up
+    to the batch entry's legs exactly (the log checks).
+    """
+    details: list[LogDetail] = []
+    for d in decided:
+        g = d.gift
+        ref = f"gift:{g.order_id}"
+        public: dict[str, PublicValue] = {
+            "project": g.project_id, "organization": d.org_id, "campaign": g.campaign_id,
+        }
+        project = ledger.project_fund(g.project_id)
+        details.append(LogDetail(
+            ref=ref, kind="campaign.gift", public=public,
+            donor=None if g.donor_id is None else f"user:{g.donor_id}",
+            transfer=Transfer(ledger.donor_clearing(g.provider), project, g.amount_fen),
+        ))
+        if d.matched and d.pool_id is not None:
+            to = project if d.status == _MATCHED else ledger.match_hold(d.pool_id)
+            details.append(LogDetail(
+                ref=ref, kind="campaign.match", public={**public, "pool": d.pool_id},
+                transfer=Transfer(ledger.match_pool(d.pool_id), to, d.matched),
+            ))
+    return details
 
 
 def stat_rows(decided: Sequence[tuple[int, int, int, str | None, str, int | None, int, int, int]]

@@ -177,10 +177,24 @@ def refund_gift(*, session: Session, actor: User, gift_id: int | None = None,
         legs.append(ledger.Leg(ledger.match_pool(gift.pool_id), matched))
         if held:
             legs.append(ledger.Leg(ledger.match_hold(gift.pool_id), -matched))
+    public: dict[str, ledger.PublicValue] = {
+        "project": gift.project_id, "organization": gift.organization_id,
+        "campaign": gift.campaign_id}
+    parts = [ledger.LogDetail(
+        ref=f"gift:{gift.order_id}", public=public,
+        transfer=ledger.Transfer(project, ledger.donor_clearing(gift.provider), gift.amount_fen),
+    )]
+    if matched and gift.pool_id is not None:
+        parts.append(ledger.LogDetail(
+            ref=f"gift:{gift.order_id}", kind="campaign.match_reversed",
+            public={**public, "pool": gift.pool_id},
+            transfer=ledger.Transfer(ledger.match_hold(gift.pool_id) if held else project,
+                                     ledger.match_pool(gift.pool_id), matched),
+        ))
     ledger.post(session, ledger.EntrySpec(
         kind="campaign.gift_refunded", legs=legs, memo=gift.order_id,
         dedupe_key=f"campaign.gift_refunded:{gift.id}", actor_id=actor.id,
-        no_overdraft=(project,),
+        no_overdraft=(project,), details=parts,
     ))
     if matched:
         _free_match(session, gift)
@@ -199,6 +213,19 @@ def refund_gift(*, session: Session, actor: User, gift_id: int | None = None,
 
 
 # --- held matches --------------------------------------------------------------------------
+
+
+def pool_log_detail(pool: MatchPool) -> ledger.LogDetail:
+    """The log's view of sponsor's money entering a pool: the pool's ref and campaign."""
+    return ledger.LogDetail(ref=f"pool:{pool.id}", public={
+        "campaign": pool.campaign_id, "pool": pool.id, "sponsor": pool.sponsor_id})
+
+
+def _gift_log_detail(gift: CampaignGift) -> ledger.LogDetail:
+    """The log's view of a movement of a gift's match: the gift's ref, project and pool."""
+    return ledger.LogDetail(ref=f"gift:{gift.order_id}", public={
+        "project": gift.project_id, "organization": gift.organization_id,
+        "campaign": gift.campaign_id, "pool": gift.pool_id})
 
 
 def settle_held(*, session: Session, now: dt.datetime | None = None) -> int:
@@ -224,6 +251,7 @@ def settle_held(*, session: Session, now: dt.datetime | None = None) -> int:
             "campaign.match_settled", source=ledger.match_hold(g.pool_id),
             destination=ledger.project_fund(g.project_id), amount_fen=g.matched_fen,
             memo=g.order_id, dedupe_key=f"campaign.match_settled:{g.id}",
+            detail=_gift_log_detail(g),
         )
         for g in gifts if g.pool_id is not None and g.matched_fen > 0
     ]
@@ -255,7 +283,7 @@ def release_held(*, session: Session, actor: User, gift_id: int | None = None,
         "campaign.match_released", source=ledger.match_hold(gift.pool_id),
         destination=ledger.match_pool(gift.pool_id), amount_fen=gift.matched_fen,
         memo=gift.order_id, dedupe_key=f"campaign.match_released:{gift.id}",
-        actor_id=actor.id, no_overdraft_source=True,
+        actor_id=actor.id, no_overdraft_source=True, detail=_gift_log_detail(gift),
     ))
     _free_match(session, gift)
     _stats_delta(session, gift, before=(True, True), after=(True, False))
@@ -291,6 +319,7 @@ def top_up_pool(*, session: Session, actor: User, pool_id: int, amount_fen: int)
         "pool.topped_up", source=ledger.sponsor(pool.sponsor_id),
         destination=ledger.match_pool(pool.id), amount_fen=amount,
         dedupe_key=f"pool.topped_up:{pool.id}:{before}", actor_id=actor.id,
+        detail=pool_log_detail(pool),
     ))
     session.refresh(pool)
     audit.record(session, actor_id=actor.id, action="campaigns.pool.topped_up",

@@ -284,6 +284,12 @@ def distribute(
             dedupe_key=f"quadratic.distributed:{pool.id}",
             actor_id=actor.id if actor else None,
             no_overdraft=(ledger.match_pool(pool.id),),
+            details=[ledger.LogDetail(
+                ref=f"pool:{pool.id}", public={
+                    "campaign": campaign.id, "pool": pool.id, "project": s.project_id},
+                transfer=ledger.Transfer(ledger.match_pool(pool.id),
+                                         ledger.project_fund(s.project_id), s.share_fen),
+            ) for s in paid],
         ))
         entry_id = entry.id
     result = session.execute(

@@ -731,6 +731,7 @@ def do_create_pool(
         destination=ledger.match_pool(pool.id), amount_fen=budget,
         memo=f"{sponsor.name} → {clean_name}", dedupe_key=f"pool.committed:{pool.id}:1",
         actor_id=actor.id,
+        detail=flows.pool_log_detail(pool),
     ))
     session.flush()
     audit.record(session, actor_id=actor.id, action="campaigns.pool.created",

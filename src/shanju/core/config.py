@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     default_locale: str = "zh_CN"
     platform_name: str = "善举"
     log_json: bool = False
+    # The transparency log's Ed25519 signing key (PKCS#8 PEM, created 0600 on first use), the
+    # log's origin line / key name (empty: "<host[:port] of base_url>/transparency") and how
+    # often a checkpoint is signed while the app runs (0 or less: never in the background).
+    transparency_key_file: Path = Path("var/transparency-ed25519.key")
+    transparency_origin: str = ""
+    transparency_checkpoint_seconds: float = 5.0
 
     @property
     def cookie_secure(self) -> bool:

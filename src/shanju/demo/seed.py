@@ -674,6 +674,11 @@ class _Seeder:
                     destination=ledger.project_fund(d.project.id),
                     amount_fen=d.amount_fen,
                     dedupe_key=f"donation.paid:{d.public_id}", memo=d.public_id,
+                    detail=ledger.LogDetail(
+                        ref=f"donation:{d.public_id}",
+                        donor=None if d.donor_id is None else f"user:{d.donor_id}",
+                        public={"project": d.project.id,
+                                "organization": d.project.row["recipient_org_id"]}),
                 ))
             self.session.execute(insert(PaymentIntent), intents)
             self.session.execute(insert(Donation), donations)
@@ -697,16 +702,18 @@ class _Seeder:
                 "created_at": d.refunded_at - dt.timedelta(minutes=3),
                 "completed_at": d.refunded_at,
             })
+            detail = ledger.LogDetail(ref=f"refund:{refund_id}", public={
+                "project": d.project.id, "donation": d.public_id})
             specs.append(ledger.transfer(
                 "donation.refund_requested", source=ledger.project_fund(d.project.id),
                 destination=ledger.REFUNDS, amount_fen=d.amount_fen,
                 dedupe_key=f"refund.requested:{refund_id}", memo=d.public_id,
-                actor_id=self.admin_id, no_overdraft_source=True,
+                actor_id=self.admin_id, no_overdraft_source=True, detail=detail,
             ))
             specs.append(ledger.transfer(
                 "donation.refunded", source=ledger.REFUNDS,
                 destination=ledger.donor_clearing("sandbox"), amount_fen=d.amount_fen,
-                dedupe_key=f"refund.succeeded:{refund_id}", memo=d.public_id,
+                dedupe_key=f"refund.succeeded:{refund_id}", memo=d.public_id, detail=detail,
             ))
         if rows:
             self.session.execute(insert(Refund), rows)
@@ -756,6 +763,10 @@ class _Seeder:
                 destination=ledger.organization(p.row["recipient_org_id"]),
                 amount_fen=row["amount_fen"], dedupe_key=f"fund_usage:{uid}",
                 actor_id=p.org.staff_id, no_overdraft_source=True,
+                detail=ledger.LogDetail(ref=f"usage:{uid}", public={
+                    "project": p.id, "organization": p.row["recipient_org_id"],
+                    "purpose": row["purpose"], "spent_on": row["spent_on"].isoformat(),
+                    "attachments": []}),
             )
             for (p, row), uid in zip(usages, usage_ids, strict=True)
         ]

@@ -227,6 +227,7 @@ def _apply(*, session: Session, note: Notification, event: ProviderEvent) -> str
             "donation.refunded", source=ledger.REFUNDS,
             destination=ledger.donor_clearing(intent.provider), amount_fen=refund.amount_fen,
             dedupe_key=f"refund.succeeded:{refund.id}", memo=donation.public_id,
+            detail=refund_log_detail(refund.id, donation),
         ))
         session.refresh(intent)
         if intent.refunded_fen >= intent.amount_fen and donation.status == DonationStatus.PAID:
@@ -242,8 +243,27 @@ def _apply(*, session: Session, note: Notification, event: ProviderEvent) -> str
         "donation.refund_failed", source=ledger.REFUNDS,
         destination=ledger.project_fund(donation.project_id), amount_fen=refund.amount_fen,
         dedupe_key=f"refund.failed:{refund.id}", memo=donation.public_id,
+        detail=refund_log_detail(refund.id, donation),
     ))
     return "refund_failed"
+
+
+def donation_log_detail(donation: Donation) -> ledger.LogDetail:
+    """What the transparency log says about a donation's credit: its ref, the donor's
+    commitment (opened on the donor's receipt), the project and the receiving organization."""
+    return ledger.LogDetail(
+        ref=f"donation:{donation.public_id}",
+        donor=None if donation.donor_id is None else f"user:{donation.donor_id}",
+        public={"project": donation.project_id, "organization": donation.recipient_org_id},
+    )
+
+
+def refund_log_detail(refund_id: str, donation: Donation) -> ledger.LogDetail:
+    """The log's view of a refund's movements: its ref and the donation and project."""
+    return ledger.LogDetail(
+        ref=f"refund:{refund_id}",
+        public={"project": donation.project_id, "donation": donation.public_id},
+    )
 
 
 def _credit(*, session: Session, donation: Donation, provider: str) -> None:
@@ -257,6 +277,7 @@ def _credit(*, session: Session, donation: Donation, provider: str) -> None:
         amount_fen=donation.amount_fen,
         dedupe_key=f"donation.paid:{donation.public_id}",
         memo=donation.public_id,
+        detail=donation_log_detail(donation),
     ))
     audit.record(
         session, actor_id=None, action="donations.donation.paid", object_type="donation",
@@ -308,6 +329,7 @@ def request_refund(
         destination=ledger.REFUNDS, amount_fen=amount,
         dedupe_key=f"refund.requested:{refund.id}", memo=donation.public_id,
         actor_id=actor.id, no_overdraft_source=True,
+        detail=refund_log_detail(refund.id, donation),
     ))
     audit.record(
         session, actor_id=actor.id, action="donations.refund.requested", object_type="donation",

@@ -29,7 +29,11 @@ from shanju.core.clock import utcnow
 from shanju.core.errors import Conflict, DomainError
 from shanju.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
 from shanju.transparency import log as transparency_log
-from shanju.transparency.leaves import LogDetail
+
+# Re-exported: posting sites describe their leaves as ledger.LogDetail / ledger.Transfer.
+from shanju.transparency.leaves import LogDetail as LogDetail
+from shanju.transparency.leaves import PublicValue as PublicValue
+from shanju.transparency.leaves import Transfer as Transfer
 
 
 class UnbalancedEntry(DomainError):

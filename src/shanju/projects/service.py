@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -825,6 +826,16 @@ def fund_balance(*, session: Session, project: Project) -> int:
     return ledger.balance(session, ledger.project_fund(project.id))
 
 
+def usage_log_detail(usage: FundUsage, *, organization_id: int,
+                     attachments: Sequence[str]) -> ledger.LogDetail:
+    """The log's view of a disbursement: purpose, date and the SHA-256 of each attachment
+    (anyone holding a published invoice can check it is the one disclosed)."""
+    return ledger.LogDetail(ref=f"usage:{usage.id}", public={
+        "project": usage.project_id, "organization": organization_id,
+        "purpose": usage.purpose, "spent_on": usage.spent_on.isoformat(),
+        "attachments": sorted(attachments)})
+
+
 def do_disclose_fund_usage(
     *, session: Session, actor: User, project: Project, amount: str | int, purpose: str,
     description: str = "", spent_on: str | dt.date | None, attachments:
@@ -868,6 +879,9 @@ def do_disclose_fund_usage(
                 amount_fen=amount_fen, memo=clean_purpose[:200],
                 dedupe_key=f"fund_usage:{usage.id}", actor_id=actor.id,
                 no_overdraft_source=True,
+                detail=usage_log_detail(
+                    usage, organization_id=project.recipient_org_id,
+                    attachments=[hashlib.sha256(u.data).hexdigest() for u in attachments]),
             ))
             usage.journal_entry_id = entry.id
             for upload in attachments:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Table, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from shanju.core.clock import utcnow
@@ -41,15 +43,20 @@ class LogMismatch(RuntimeError):
 
 
 def lock_head(session: Session) -> tuple[int, Frontier]:
-    """Lock the head row (created on first use) and return the size and frontier."""
-    row = session.execute(
-        select(_HEAD.c.size, _HEAD.c.frontier).where(_HEAD.c.id == HEAD_ID).with_for_update()
-    ).first()
+    """Lock the head row and return the size and frontier.
+
+    The migration creates the row; should it be missing (an emptied database), the first
+    appender creates it — ``ON CONFLICT DO NOTHING`` lets racing first appenders both pass.
+    """
+    query = select(_HEAD.c.size, _HEAD.c.frontier).where(_HEAD.c.id == HEAD_ID).with_for_update()
+    row = session.execute(query).first()
     if row is None:
-        session.execute(insert(_HEAD).values(
-            id=HEAD_ID, size=0, root=EMPTY_ROOT, frontier=b"", updated_at=utcnow()
-        ))
-        return 0, Frontier()
+        values = {"id": HEAD_ID, "size": 0, "root": EMPTY_ROOT, "frontier": b"",
+                  "updated_at": utcnow()}
+        dialect = session.get_bind().dialect.name
+        stmt = pg_insert(_HEAD) if dialect == "postgresql" else sqlite_insert(_HEAD)
+        session.execute(stmt.values(values).on_conflict_do_nothing(index_elements=["id"]))
+        row = session.execute(query).one()
     size, blob = int(row[0]), bytes(row[1])
     return size, Frontier.decode(size, blob)
 
