@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, select, tuple_
+from sqlalchemy import Table, select, union_all
 from sqlalchemy.orm import Session
 
 from shanju.core.errors import InvalidInput, NotFound
@@ -66,11 +66,18 @@ def fetcher(session: Session) -> merkle.NodeFetcher:
             ):
                 found[(0, int(idx))] = bytes(h)
         if node_keys:
-            for level, idx, h in session.execute(
+            # One "level = L AND idx IN (…)" per level, in one UNION ALL: each part is a
+            # primary-key range lookup (SQLite plans a row-value IN list as a full scan).
+            by_level: dict[int, list[int]] = {}
+            for level, idx in node_keys:
+                by_level.setdefault(level, []).append(idx)
+            parts = [
                 select(_NODES.c.level, _NODES.c.idx, _NODES.c.hash).where(
-                    tuple_(_NODES.c.level, _NODES.c.idx).in_(node_keys)
-                )
-            ):
+                    _NODES.c.level == level, _NODES.c.idx.in_(indexes))
+                for level, indexes in sorted(by_level.items())
+            ]
+            query = parts[0] if len(parts) == 1 else union_all(*parts)
+            for level, idx, h in session.execute(query):
                 found[(int(level), int(idx))] = bytes(h)
         return found
 
