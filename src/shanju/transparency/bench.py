@@ -45,7 +45,6 @@ from importlib import metadata
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.orm import Session
 
 from shanju.bench import machine
 from shanju.core.db import Database
@@ -465,40 +464,6 @@ def _versions(database: Database) -> dict[str, str]:
         return {"postgresql": str(conn.exec_driver_sql("show server_version").scalar())}
 
 
-def indexed_fetcher(session: Session) -> merkle.NodeFetcher:
-    """Like :func:`service.fetcher`, but one primary-key search per node, in one statement.
-
-    The service's ``(level, idx) IN (VALUES …)`` is a full scan of ``transparency_nodes`` on
-    SQLite (its planner does not use the primary key for row values), so a proof costs
-    O(tree size). ``level = L AND idx IN (…)`` per level, OR-ed, is a primary-key search per
-    node; the statement is plain SQL with integer literals, so SQLAlchemy does not rebuild
-    and compile an expression per proof. Measured beside the service's fetcher so the
-    difference shows.
-    """
-
-    def fetch(keys: Sequence[merkle.NodeKey]) -> dict[merkle.NodeKey, bytes]:
-        found: dict[merkle.NodeKey, bytes] = {}
-        by_level: dict[int, list[int]] = {}
-        for level, idx in keys:
-            by_level.setdefault(int(level), []).append(int(idx))
-        parts = []
-        for level, idxs in by_level.items():
-            listed = ",".join(str(i) for i in idxs)
-            if level == 0:
-                parts.append(f"SELECT 0, idx, leaf_hash FROM transparency_leaves "  # noqa: S608
-                             f"WHERE idx IN ({listed})")
-            else:
-                parts.append(f"SELECT level, idx, hash FROM transparency_nodes "  # noqa: S608
-                             f"WHERE level = {level} AND idx IN ({listed})")
-        if parts:
-            sql = " UNION ALL ".join(parts)  # integers only: nothing to inject
-            for level, idx, h in session.connection().exec_driver_sql(sql):
-                found[(int(level), int(idx))] = bytes(h)
-        return found
-
-    return fetch
-
-
 def _database(kind: str, data: Sequence[bytes], tree: merkle.MemoryTree, *, seed: int,
               proofs: int, progress: ProgressFn) -> tuple[dict[str, Any], dict[str, bool]]:
     from shanju.campaigns.bench import throwaway_database  # noqa: PLC0415 - heavy import
@@ -524,7 +489,6 @@ def _database(kind: str, data: Sequence[bytes], tree: merkle.MemoryTree, *, seed
         our_root = tree.root(d)
         gen: list[int] = []
         cgen: list[int] = []
-        indexed: list[int] = []
         same = verified = True
         with database.transaction(write=False) as session:
             head = service.head(session)
@@ -537,14 +501,6 @@ def _database(kind: str, data: Sequence[bytes], tree: merkle.MemoryTree, *, seed
                 verified = verified and merkle.verify_inclusion(
                     index, d, tree.leaf(index), proof, head.root)
                 progress("db_proofs", done, 2 * proofs)
-            fetch = indexed_fetcher(session)
-            for done in range(1, proofs + 1):
-                index = rng.randrange(d)
-                t0 = time.perf_counter_ns()
-                proof = merkle.inclusion_proof(index, d, fetch)
-                indexed.append(time.perf_counter_ns() - t0)
-                same = same and proof == tree.inclusion_proof(index, d)
-                progress("db_proofs_indexed", done, proofs)
             for done in range(proofs + 1, 2 * proofs + 1):
                 first = rng.randrange(1, d + 1)
                 t0 = time.perf_counter_ns()
@@ -564,12 +520,6 @@ def _database(kind: str, data: Sequence[bytes], tree: merkle.MemoryTree, *, seed
                                     for k, v in stats_us(batch_ns).items() if k != "n"}},
             "inclusion": {"generate": stats_us(gen)},
             "consistency": {"generate": stats_us(cgen)},
-            "inclusion_nodes_by_level": {
-                "generate": stats_us(indexed),
-                "note": "merkle.inclusion_proof over bench.indexed_fetcher (plain SQL, level = L "
-                        "AND idx IN (...) per level, UNION ALL) instead of the service's "
-                        "(level, idx) IN (VALUES ...)",
-            },
             "versions": versions,
         }
         return report, {"db_head_equals_memory": head.size == d and head.root == our_root,
