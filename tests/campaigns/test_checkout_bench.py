@@ -19,5 +19,6 @@ def test_bench_http_reports_every_gift_credited_once_on_sqlite() -> None:
     assert report["db"] == "sqlite" and report["donations"] == 300
     assert report["errors"] == 0 and report["ok"] is True
     assert report["invariants"]["exactly_once"] and report["invariants"]["ledger_balanced"]
+    assert report["invariants"]["log_equals_ledger"]
     assert report["invariants"]["gifts"] == 300
     assert report["p50_ms"] <= report["p99_ms"]

@@ -52,7 +52,8 @@ def test_a_small_run_reports_every_figure_with_its_invariants_true(kind: str) ->
     assert report["submissions"] == 300 + report["duplicates"] and report["duplicates"] > 0
     assert report["baseline_donations"] <= 120
     assert report["invariants"] == {"ledger_balanced": True, "caps_respected": True,
-                                    "exactly_once": True, "pool_remaining_equals_ledger": True}
+                                    "exactly_once": True, "pool_remaining_equals_ledger": True,
+                                    "log_equals_ledger": True}
     assert all(report["baseline_invariants"].values())
     assert report["errors"] == 0 and report["problems"] == []
     assert 0 < report["matched_fen"] <= report["budget_fen"]

@@ -92,6 +92,7 @@ from shanju.ledger import service as ledger
 from shanju.organizations import uscc
 from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.projects.models import Project, ProjectStatus
+from shanju.transparency.check import check as transparency_check
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ORGS = 50
@@ -619,6 +620,7 @@ def check_invariants(database: Database, world: World, submissions: Sequence[Pai
     )
     with database.transaction(write=False) as session:
         report = ledger.check(session)
+        logged = transparency_check(session)
         rows, orders = session.execute(
             select(func.count(), func.count(func.distinct(CampaignGift.order_id)))
             .where(CampaignGift.campaign_id == world.campaign_id)
@@ -657,7 +659,9 @@ def check_invariants(database: Database, world: World, submissions: Sequence[Pai
         "caps_respected": not caps,
         "exactly_once": exactly_once,
         "pool_remaining_equals_ledger": pools_match,
+        "log_equals_ledger": logged.ok,
         "problems": (caps[:10]
+                     + [f"transparency log: {k} ×{n}" for k, n in logged.counts.items()]
                      + ([] if answered_once else ["an order was not credited exactly once"])
                      + ([] if rows == orders == len(unique) else
                         [f"{rows} gift rows, {orders} order ids, {len(unique)} orders"])
@@ -801,7 +805,8 @@ def bench_giving_day(*, db: str, donations: int, rate: float = 0, in_flight: int
     lat = percentiles(run.latencies)
     base_lat = percentiles(baseline.latencies)
     flags = {k: bool(invariants[k]) for k in
-             ("ledger_balanced", "caps_respected", "exactly_once", "pool_remaining_equals_ledger")}
+             ("ledger_balanced", "caps_respected", "exactly_once", "pool_remaining_equals_ledger",
+              "log_equals_ledger")}
     base_flags = {k: bool(base_invariants[k]) for k in flags}
     return {
         "benchmark": "giving-day",

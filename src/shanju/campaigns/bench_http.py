@@ -56,6 +56,7 @@ from shanju.organizations import uscc
 from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.payments.providers import SandboxProvider
 from shanju.projects.models import Project, ProjectStatus
+from shanju.transparency.check import check as transparency_check
 
 Progress = Callable[[int], None]
 SECRET_KEY = "bench-http-secret-key"  # noqa: S105 - a throw-away key for a throw-away database
@@ -310,6 +311,7 @@ def invariants(database: Database, world: World, expected: dict[str, int]) -> di
     below zero and equal to their ledger accounts; matches within the budget."""
     with database.transaction(write=False) as s:
         report = ledger.check(s)
+        logged = transparency_check(s)
         rows = s.execute(select(CampaignGift.order_id, CampaignGift.amount_fen,
                                 CampaignGift.matched_fen)).all()
         gifts = {r.order_id: r.amount_fen for r in rows}
@@ -326,6 +328,7 @@ def invariants(database: Database, world: World, expected: dict[str, int]) -> di
     exactly_once = gifts == expected and duplicates == 0
     return {
         "ledger_balanced": report.ok,
+        "log_equals_ledger": logged.ok,
         "exactly_once": exactly_once,
         "pools_match_ledger": pools_match_ledger,
         "within_budget": matched <= world.budget_fen,
@@ -409,6 +412,7 @@ def run(
 
     completed = len(latencies)
     ok = (not failures and completed == donations and checks["ledger_balanced"]
+          and checks["log_equals_ledger"]
           and checks["exactly_once"] and checks["pools_match_ledger"])
     return {
         "benchmark": "http",
