@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from playwright.sync_api import Page
+import re
+
+from playwright.sync_api import Page, expect
 
 from shanju.core.i18n import gettext
 from tests.browser.conftest import LiveServer, horizontal_overflow
@@ -27,3 +29,16 @@ def check_fits_phone(page: Page, js_errors: list[str]) -> None:
     page.wait_for_load_state("load")
     assert horizontal_overflow(page) == 0, f"{page.url} is wider than 390 px"
     assert js_errors == [], f"JavaScript errors on {page.url}: {js_errors}"
+
+
+def donate_in_sandbox(page: Page, live_server: LiveServer, project_id: int) -> str:
+    """Give ¥50 through the project's donate form and the sandbox cashier, as a donor would;
+    return the donation's public id (the thank-you page is open)."""
+    page.goto(live_server(f"/projects/{project_id}/donate"))
+    form = page.locator("form#donate")
+    form.locator('input[name="amount"][value="50"]').check()
+    form.locator('[type="submit"]').click()
+    expect(page).to_have_url(re.compile(r"/pay/sandbox/"))
+    page.locator('button[name="action"][value="pay"]').click()
+    expect(page).to_have_url(re.compile(r"/donations/d_"))
+    return page.url.rsplit("/", 1)[1]

@@ -4,7 +4,6 @@ money movement of the demo, the new ones included."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from shanju.ledger.models import JournalEntry
 from shanju.projects.models import Project, ProjectStatus
 from shanju.transparency.check import check as transparency_check
 from tests.browser.conftest import LiveServer
-from tests.browser.helpers import check_fits_phone
+from tests.browser.helpers import check_fits_phone, donate_in_sandbox
 
 pytestmark = pytest.mark.browser
 
@@ -51,13 +50,7 @@ def test_the_demo_donor_pays_and_sees_the_receipts_verified(
     sign_in(page, email, demo_seed.DEMO_PASSWORD)
 
     # An ordinary donation: pay in the sandbox, then the receipt from the thank-you page.
-    page.goto(live_server(f"/projects/{plain}/donate"))
-    form = page.locator("form#donate")
-    form.locator('input[name="amount"][value="50"]').check()
-    form.locator('[type="submit"]').click()
-    expect(page).to_have_url(re.compile(r"/pay/sandbox/"))
-    page.locator('button[name="action"][value="pay"]').click()
-    expect(page).to_have_url(re.compile(r"/donations/d_"))
+    donate_in_sandbox(page, live_server, plain)
     page.locator("a#receipt-link").click()
     _verified(page)
     expect(page.locator("#what")).to_contain_text("¥50.00")

@@ -3,7 +3,6 @@ receipt whose log rows were altered in the database fails the same check."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from shanju.ledger import service as ledger
 from shanju.transparency.leaves import LogDetail
 from shanju.transparency.models import LogLeaf
 from tests.browser.conftest import LiveServer
-from tests.browser.helpers import check_fits_phone, fundraising_project, zh
+from tests.browser.helpers import check_fits_phone, donate_in_sandbox, fundraising_project, zh
 from tests.factories import PASSWORD, make_campaign, make_campaign_gift, make_org, make_project
 
 pytestmark = pytest.mark.browser
@@ -33,16 +32,9 @@ def test_a_donor_who_just_paid_sees_the_receipt_verified(
     sign_in(page, donor.email, PASSWORD)
 
     # Give ¥50 through the donate form and the sandbox cashier, as any donor would.
-    page.goto(live_server(f"/projects/{project_id}/donate"))
-    form = page.locator("form#donate")
-    form.locator('input[name="amount"][value="50"]').check()
-    form.locator('[type="submit"]').click()
-    expect(page).to_have_url(re.compile(r"/pay/sandbox/"))
-    page.locator('button[name="action"][value="pay"]').click()
-    expect(page).to_have_url(re.compile(r"/donations/d_"))
+    public_id = donate_in_sandbox(page, live_server, project_id)
     expect(page.locator("#donation-status [role=status]")).to_have_text(
         zh("Thank you! Your donation has been received."))
-    public_id = page.url.rsplit("/", 1)[1]
 
     # The thank-you page links to the receipt; it verifies in the browser.
     page.locator("a#receipt-link").click()

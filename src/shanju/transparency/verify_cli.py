@@ -80,20 +80,27 @@ def _key(value: str | None) -> str | None:
     return verify.read_key(value) if value else None
 
 
+# The monitor's options, shared by `verify --follow URL` and `verify follow URL`.
+IntervalOption = Annotated[float, typer.Option("--interval", help="Seconds between polls.",
+                                               min=0)]
+StateOption = Annotated[Path | None, typer.Option(
+    "--state", help="File keeping the last verified checkpoint across runs.")]
+MaxPollsOption = Annotated[int, typer.Option(
+    "--max-polls", help="Stop after this many polls (0: never).", min=0)]
+KeepGoingOption = Annotated[bool, typer.Option(
+    "--keep-going", help="After an ALARM, keep polling (exit 1 at the end).")]
+
+
 @verify_app.callback(invoke_without_command=True)
 def main(
     ctx: typer.Context,
     follow: Annotated[str | None, typer.Option(
         "--follow", metavar="URL", help="Monitor the site at URL (same as `verify follow URL`).",
         show_default=False)] = None,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.",
-                                            min=0)] = 10.0,
-    state: Annotated[Path | None, typer.Option(
-        "--state", help="File keeping the last verified checkpoint across runs.")] = None,
-    max_polls: Annotated[int, typer.Option(
-        "--max-polls", help="Stop after this many polls (0: never).", min=0)] = 0,
-    keep_going: Annotated[bool, typer.Option(
-        "--keep-going", help="After an ALARM, keep polling (exit 1 at the end).")] = False,
+    interval: IntervalOption = 10.0,
+    state: StateOption = None,
+    max_polls: MaxPollsOption = 0,
+    keep_going: KeepGoingOption = False,
     key: KeyOption = None,
     as_json: JsonOption = False,
     timeout: TimeoutOption = 30.0,
@@ -267,14 +274,10 @@ def log(
 )
 def follow_command(
     url: Annotated[str, typer.Argument(help="The site (its base URL).")],
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.",
-                                            min=0)] = 10.0,
-    state: Annotated[Path | None, typer.Option(
-        "--state", help="File keeping the last verified checkpoint across runs.")] = None,
-    max_polls: Annotated[int, typer.Option(
-        "--max-polls", help="Stop after this many polls (0: never).", min=0)] = 0,
-    keep_going: Annotated[bool, typer.Option(
-        "--keep-going", help="After an ALARM, keep polling (exit 1 at the end).")] = False,
+    interval: IntervalOption = 10.0,
+    state: StateOption = None,
+    max_polls: MaxPollsOption = 0,
+    keep_going: KeepGoingOption = False,
     key: KeyOption = None,
     as_json: JsonOption = False,
     timeout: TimeoutOption = 30.0,
