@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
@@ -65,6 +65,10 @@ def fetcher(session: Session) -> merkle.NodeFetcher:
     literals (nothing to inject), so no expression is built and compiled per proof.
     """
 
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return _pg_fetcher(session)
+
     def fetch(keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
         by_level: dict[int, list[int]] = {}
         for level, idx in keys:
@@ -81,6 +85,33 @@ def fetcher(session: Session) -> merkle.NodeFetcher:
         found: dict[NodeKey, bytes] = {}
         if parts:
             for level, idx, h in session.connection().exec_driver_sql(" UNION ALL ".join(parts)):
+                found[(int(level), int(idx))] = bytes(h)
+        return found
+
+    return fetch
+
+
+_PG_FETCH = (
+    "SELECT 0::smallint, l.idx, l.leaf_hash FROM transparency_leaves l "
+    "WHERE l.idx = ANY(%s::bigint[]) "
+    "UNION ALL SELECT n.level, n.idx, n.hash FROM transparency_nodes n "
+    "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
+    "ON n.level = k.level AND n.idx = k.idx"
+)
+
+
+def _pg_fetcher(session: Session) -> merkle.NodeFetcher:
+    # One constant statement with array parameters: psycopg prepares it after a few uses,
+    # so PostgreSQL plans it once per connection instead of once per proof.
+    raw: Any = session.connection().connection.driver_connection
+
+    def fetch(keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
+        leaves = [idx for level, idx in keys if level == 0]
+        nodes = [(level, idx) for level, idx in keys if level > 0]
+        found: dict[NodeKey, bytes] = {}
+        with raw.cursor() as cur:
+            cur.execute(_PG_FETCH, (leaves, [n[0] for n in nodes], [n[1] for n in nodes]))
+            for level, idx, h in cur.fetchall():
                 found[(int(level), int(idx))] = bytes(h)
         return found
 
