@@ -169,6 +169,8 @@ def demo(
     # Code that reads the process-wide settings (templates) must see the demo database too.
     os.environ["DATABASE_URL"] = database.url
     os.environ["SHANJU_ENVIRONMENT"] = "development"
+    # Links, QR codes and the transparency log's origin name the address actually served.
+    os.environ.setdefault("SHANJU_BASE_URL", f"http://{host}:{port}")
     get_settings.cache_clear()
     settings = Settings(environment="development", database_url=database.url)
     print_demo_accounts()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,8 @@ def test_demo_seeds_once_then_reuses_the_data(
     # demo points the process-wide settings at its database; monkeypatch restores them.
     monkeypatch.setenv("DATABASE_URL", "sqlite:///unused.sqlite3")
     monkeypatch.setenv("SHANJU_ENVIRONMENT", "test")
+    monkeypatch.setenv("SHANJU_BASE_URL", "unset")  # recorded, so restored after the test
+    monkeypatch.delenv("SHANJU_BASE_URL")
     path = tmp_path / "demo.sqlite3"
     args = ["demo", "--db", str(path), "--port", "8123", "--scale", "0.02"]
     first = runner.invoke(cli.app, args)
@@ -162,6 +165,8 @@ def test_demo_seeds_once_then_reuses_the_data(
                   "reviewer@demo.shanju.org", "admin@demo.shanju.org"):
         assert email in first.output
     assert "shanju-demo" in first.output
+    # Links and the transparency log's origin name the port served.
+    assert os.environ["SHANJU_BASE_URL"] == "http://127.0.0.1:8123"
     second = runner.invoke(cli.app, args)
     assert second.exit_code == 0, second.output
     assert "Reusing" in second.output
