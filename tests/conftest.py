@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,33 @@ from shanju.core.migrations import create_schema
 pytest_plugins = ["tests.money"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _shared_dir() -> Path:
+    """The project's ``shared/`` folder (product docs, test data that is not ours to copy).
+
+    It lives beside the checkout (``<repo>/../shared``). A clone of a local checkout (as CI
+    makes) finds it beside the checkout it was cloned from; ``SHANJU_SHARED_DIR`` overrides.
+    Returns the first candidate that exists, else the conventional path (for messages).
+    """
+    repo = Path(__file__).resolve().parents[1]
+    candidates = []
+    if os.environ.get("SHANJU_SHARED_DIR"):
+        candidates.append(Path(os.environ["SHANJU_SHARED_DIR"]))
+    candidates.append(repo.parent / "shared")
+    try:
+        origin = subprocess.run(  # noqa: S603 - fixed arguments
+            ["git", "-C", str(repo), "config", "--get", "remote.origin.url"],  # noqa: S607
+            capture_output=True, text=True, check=False, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and "://" not in origin and ":" not in origin.split("/")[0]:
+        candidates.append(Path(origin).expanduser().resolve().parent / "shared")
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+SHARED_DIR = _shared_dir()
+RFC6962_VECTORS = SHARED_DIR / "testdata" / "rfc6962"
 PG_ADMIN_URL = os.environ.get(
     "SHANJU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +14,11 @@ from playwright.sync_api import Page
 
 from shanju.transparency import checkpoints, leaves, merkle
 from tests.browser.conftest import LiveServer
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, RFC6962_VECTORS
 
 pytestmark = pytest.mark.browser
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "rfc6962"
+VECTORS = RFC6962_VECTORS
 MODULE = "/static/js/transparency-verify.js"
 
 

@@ -4,7 +4,8 @@ One test per file, so a failure names the vector. Must-fail vectors (``wantErr``
 rejected; happy paths accepted; and where a vector comes from the classic eight-leaf reference
 tree (NOTICE.md beside the vectors), the proof we GENERATE must equal the vector's proof.
 
-The vectors live outside the repository (``<repo>/../shared/testdata/rfc6962``) and are never
+The vectors live outside the repository (``<repo>/../shared/testdata/rfc6962``, found by
+``tests.conftest.RFC6962_VECTORS``) and are never
 copied in: without them these tests skip with the reason, except in CI (``CI=true``), where
 their absence fails the run.
 """
@@ -19,9 +20,9 @@ from typing import Any
 import pytest
 
 from shanju.transparency import merkle
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, RFC6962_VECTORS
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "rfc6962"
+VECTORS = RFC6962_VECTORS
 
 # The reference tree of NOTICE.md: leaf data (hex) and its root at size 8.
 REFERENCE_LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
