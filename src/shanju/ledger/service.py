@@ -237,7 +237,7 @@ def post_many(session: Session, specs: Sequence[EntrySpec]) -> list[JournalEntry
 def _post_many(session: Session, specs: Sequence[EntrySpec]) -> list[JournalEntry]:
     # The log's head first, then accounts: whoever holds an account's row lock already holds
     # the head, so two posting transactions never wait on each other in a cycle.
-    transparency_log.lock_head(session)
+    head = transparency_log.lock_head(session)
     ids = ensure_accounts(session, (leg.account for s in specs for leg in s.legs))
 
     # Net change per account, applied in ascending id order (deadlock-free, see module doc).
@@ -278,7 +278,7 @@ def _post_many(session: Session, specs: Sequence[EntrySpec]) -> list[JournalEntr
     ]
     session.add_all(postings)
     session.flush()
-    transparency_log.append_entries(session, list(zip(entries, specs, strict=True)))
+    transparency_log.append_entries(session, list(zip(entries, specs, strict=True)), head=head)
     for listener in list(_listeners):
         listener(session, entries, postings)
     return entries

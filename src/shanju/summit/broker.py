@@ -79,6 +79,7 @@ class Broker(abc.ABC):
     def __init__(self) -> None:
         self._local: dict[str, set[Subscription]] = {}
         self._running = False
+        self._reader: asyncio.Task[None] | None = None  # a subclass's upstream reader
 
     async def start(self) -> None:
         """Connect (idempotent)."""
@@ -88,6 +89,11 @@ class Broker(abc.ABC):
         """Disconnect; local subscribers stop receiving."""
         self._running = False
         self._local.clear()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
 
     async def publish(self, channel: str, message: str) -> None:
         """Send ``message`` to every subscriber of ``channel``, in every process."""
@@ -150,7 +156,6 @@ class RedisBroker(Broker):
         self.url = url
         self._redis: Any = None
         self._pubsub: Any = None
-        self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self._running:
@@ -164,11 +169,6 @@ class RedisBroker(Broker):
 
     async def stop(self) -> None:
         await super().stop()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
         if self._pubsub is not None:
             await self._pubsub.aclose()
         if self._redis is not None:
@@ -206,7 +206,6 @@ class PostgresBroker(Broker):
         self.conninfo = conninfo
         self._listener: Any = None
         self._notifier: Any = None
-        self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -221,11 +220,6 @@ class PostgresBroker(Broker):
 
     async def stop(self) -> None:
         await super().stop()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
         for conn in (self._listener, self._notifier):
             if conn is not None:
                 await conn.close()

@@ -95,7 +95,12 @@ def leaf_bytes(entry: JournalEntry, spec: EntrySpec, secret: str) -> list[tuple[
     return out
 
 
-def append_entries(session: Session, posted: Sequence[tuple[JournalEntry, EntrySpec]]) -> None:
+def append_entries(
+    session: Session,
+    posted: Sequence[tuple[JournalEntry, EntrySpec]],
+    *,
+    head: tuple[int, Frontier] | None = None,
+) -> None:
     """Append the leaves of newly posted journal entries (caller's transaction; no commit)."""
     if not posted:
         return
@@ -104,17 +109,23 @@ def append_entries(session: Session, posted: Sequence[tuple[JournalEntry, EntryS
     for entry, spec in posted:
         for ref, data in leaf_bytes(entry, spec, secret):
             rows.append((entry.id, ref, data))
-    append_rows(session, rows)
+    append_rows(session, rows, head=head)
 
 
-def append_rows(session: Session, rows: Sequence[tuple[int, str | None, bytes]]) -> int:
+def append_rows(
+    session: Session,
+    rows: Sequence[tuple[int, str | None, bytes]],
+    *,
+    head: tuple[int, Frontier] | None = None,
+) -> int:
     """Append leaves given as (entry id, ref, bytes); return the index of the first one.
 
     The leaves and nodes go through the driver directly (``COPY`` on PostgreSQL,
     ``executemany`` on SQLite) in the session's transaction: a giving-day batch appends
     thousands, and building ORM parameter dictionaries for them cost more than the inserts.
     """
-    size, frontier = lock_head(session)
+    # ``head``: what this transaction's lock_head returned (the caller locked it first).
+    size, frontier = head if head is not None else lock_head(session)
     hashes = [leaf_hash(data) for _, _, data in rows]
     completed = frontier.append(hashes)
     leaf_rows = [(size + i, entry_id, ref, h, data)
