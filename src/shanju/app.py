@@ -43,9 +43,10 @@ key and body returns the first result; the same key with a different body is ref
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """What runs with the app: the giving-day group-commit engine and the transparency log's
     periodic checkpointer (stopped first, before the engine drains)."""
+    from shanju.summit.gateway import live_lifespan
     from shanju.transparency.api import checkpointer_lifespan
 
-    async with engine_lifespan(app), checkpointer_lifespan(app):
+    async with engine_lifespan(app), checkpointer_lifespan(app), live_lifespan(app):
         yield
 
 
@@ -123,6 +124,12 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.projects import api as projects_api
     from shanju.projects import views as projects_views
     from shanju.site import views as site_views
+    from shanju.summit import api as summit_api
+    from shanju.summit import gateway as summit_gateway
+    from shanju.summit import live_views as summit_live_views
+    from shanju.summit import registration_api as summit_registration_api
+    from shanju.summit import registration_views as summit_registration_views
+    from shanju.summit import views as summit_views
     from shanju.transparency import api as transparency_api
     from shanju.transparency import views as transparency_views
 
@@ -137,6 +144,7 @@ def _include_routers(app: FastAPI) -> None:
         accounts_api, organizations_api, projects_api, donations_api, payments_api,
         complaints_api, ledger_api, campaigns_api, campaigns_live_api,
         transparency_api, disclosure_api,
+        summit_registration_api, summit_api,
     ):
         app.include_router(api.router, prefix="/api/v1")
     for views in (
@@ -144,6 +152,7 @@ def _include_routers(app: FastAPI) -> None:
         site_views, accounts_views, organizations_views, projects_views, donations_views,
         payments_views, complaints_views, campaigns_views, transparency_views,
         disclosure_views,
+        summit_registration_views, summit_live_views, summit_views, summit_gateway,
         # After any /campaigns/<fixed path> page of the organizers: "/campaigns/{slug}" is
         # a catch-all for one path segment.
         campaigns_pages,

@@ -185,7 +185,7 @@ def demo(
         donors = Crowd(database, lambda: application.state.engine)
         donors.start()
     try:
-        uvicorn.run(application, host=host, port=port, log_level="info")
+        uvicorn.run(application, host=host, port=port, log_level="info", ws="websockets-sansio")
     finally:
         if donors is not None:
             donors.stop()
@@ -233,6 +233,7 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
         server_header=False,
+        ws="websockets-sansio",
         log_level="info",
     )
 

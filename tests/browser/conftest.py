@@ -123,8 +123,9 @@ def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live
         transparency_key_file=tmp_path / "transparency-ed25519.key",
     )
     app = create_app(settings, database=database)
-    # ws="none": no websocket stack (its deprecation warnings would fail under -W error).
-    config = uvicorn.Config(app, log_level="warning", ws="none", lifespan="off")
+    # websockets-sansio: the websockets stack without its deprecated legacy module (whose
+    # import warning would fail under -W error). The summit's live rooms need WebSockets.
+    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     transparency_key_file: Path = Path("var/transparency-ed25519.key")
     transparency_origin: str = ""
     transparency_checkpoint_seconds: float = 5.0
+    # The summit's live rooms: the broker that carries their messages between server
+    # processes (memory:// for one process; redis://… or postgresql://… for several) and how
+    # often each room broadcasts its coalesced updates.
+    summit_broker_url: str = "memory://"
+    summit_tick_ms: int = 250
 
     @property
     def cookie_secure(self) -> bool:
