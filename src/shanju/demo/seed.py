@@ -13,6 +13,7 @@ never committed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import random
@@ -51,6 +52,8 @@ DEMO_ACCOUNTS: tuple[tuple[str, Role, str], ...] = (
     ("org@demo.shanju.org", Role.ORG_STAFF, "王芳"),
     ("reviewer@demo.shanju.org", Role.REVIEWER, "赵审核"),
     ("admin@demo.shanju.org", Role.ADMIN, "平台管理员"),
+    # Organizes and moderates the demo summit (created with it, by demo/summit.py).
+    ("summit@demo.shanju.org", Role.ORG_STAFF, "卢思"),
 )
 
 # How 100 projects spread over the lifecycle; every state gets at least one at any scale.
@@ -88,6 +91,7 @@ class Plan:
     donations: int
     donor_users: int
     giving_day_gifts: int
+    summit_organizations: int
 
     @classmethod
     def for_scale(cls, scale: float) -> Plan:
@@ -103,13 +107,14 @@ class Plan:
             donations=max(60, round(20_000 * scale)),
             donor_users=max(6, round(4000 * scale)),
             giving_day_gifts=max(40, round(5000 * scale)),
+            summit_organizations=max(20, round(3000 * scale)),
         )
 
     @property
     def total_steps(self) -> int:
         """Units of work for a progress bar: rows planned and money posted."""
         return (self.organizations + sum(self.projects.values()) + 2 * self.donations
-                + self.giving_day_gifts + 1)
+                + self.giving_day_gifts + self.summit_organizations + 1)
 
 
 @dataclass
@@ -125,6 +130,8 @@ class SeedReport:
     fund_usages: int = 0
     raised_fen: int = 0
     giving_day_gifts: int = 0
+    summit_slug: str = ""
+    summit_organizations: int = 0
 
 
 def is_empty(session: Session) -> bool:
@@ -141,11 +148,19 @@ def seed(
     random_seed: int = DEFAULT_RANDOM_SEED,
     now: dt.datetime | None = None,
     progress: ProgressCallback | None = None,
+    summit_organizations: int | None = None,
 ) -> SeedReport:
-    """Fill an empty database with demo data in the caller's transaction."""
+    """Fill an empty database with demo data in the caller's transaction.
+
+    ``summit_organizations`` overrides how many organizations register for the demo summit
+    (the plan's count for ``scale`` by default; 3,000 at full scale).
+    """
     if not is_empty(session):
         raise RuntimeError("the database already holds data; seed only an empty one")
-    return _Seeder(session, Plan.for_scale(scale), random.Random(random_seed),  # noqa: S311
+    plan = Plan.for_scale(scale)
+    if summit_organizations is not None:
+        plan = dataclasses.replace(plan, summit_organizations=summit_organizations)
+    return _Seeder(session, plan, random.Random(random_seed),  # noqa: S311
                    now or utcnow(), progress).run()
 
 
@@ -251,6 +266,7 @@ class _Seeder:
         self.create_updates_and_usages(projects)
         self.create_complaints(projects)
         self.seed_giving_day()
+        self.seed_summit()
         audit.record(
             self.session, actor_id=None, action="demo.data.seeded", object_type="database",
             object_id="demo",
@@ -280,6 +296,18 @@ class _Seeder:
             progress=lambda n: self.progress(n, "giving day"),
         )
         self.report.giving_day_gifts = len(results)
+
+    def seed_summit(self) -> None:
+        """The demo's two-day online summit, live now, with its registered organizations."""
+        from shanju.demo import summit
+
+        result = summit.seed_summit(
+            self.session, now=self.now, rng=random.Random(self.rng.random()),  # noqa: S311
+            organizations=self.plan.summit_organizations, password_hash=self.password_hash,
+            progress=lambda n: self.progress(n, "summit"))
+        self.report.summit_slug = result.slug
+        self.report.summit_organizations = result.organizations
+        self.report.users += result.users
 
     def create_platform_users(self) -> None:
         rows = []
