@@ -49,11 +49,12 @@ REQUEST_HASH = "0" * 64  # demo intents were never requested over HTTP
 # (email, role, display name): printed by ``shanju demo`` and listed in the README.
 DEMO_ACCOUNTS: tuple[tuple[str, Role, str], ...] = (
     ("donor@demo.shanju.org", Role.DONOR, "李明"),
+    # Organizes and moderates the demo summit (created with it, by demo/summit.py). Listed
+    # before org@: code that maps roles to one account each keeps the last one of a role.
+    ("summit@demo.shanju.org", Role.ORG_STAFF, "卢思"),
     ("org@demo.shanju.org", Role.ORG_STAFF, "王芳"),
     ("reviewer@demo.shanju.org", Role.REVIEWER, "赵审核"),
     ("admin@demo.shanju.org", Role.ADMIN, "平台管理员"),
-    # Organizes and moderates the demo summit (created with it, by demo/summit.py).
-    ("summit@demo.shanju.org", Role.ORG_STAFF, "卢思"),
 )
 
 # How 100 projects spread over the lifecycle; every state gets at least one at any scale.

@@ -91,6 +91,7 @@ BREAK = dt.timedelta(minutes=15)
 DAY_STARTS = dt.time(9, 0)
 LATEST_END = dt.time(23, 30)
 LUNCH = (dt.time(11, 30), dt.time(13, 30))  # a slot starting in between waits till its end
+STREETS = ("人民路", "解放路", "建设路", "中山路", "文化路")
 EARLY_HOURS = 5  # before 05:00 China time the summit's first day is yesterday
 
 ProgressCallback = Callable[[int], None]
@@ -179,7 +180,8 @@ def speaker_svg(name: str, style: str) -> str:
         hair_back = ('<path d="M62 84 C60 48 80 36 100 36 C120 36 140 48 138 84 L142 136 '
                      'C128 142 72 142 58 136 Z"/>' if variant == 0 else
                      '<circle cx="100" cy="40" r="15"/>')
-        hair_front = '<path d="M66 82 C66 54 82 44 100 44 C118 44 134 54 134 82 C120 66 94 60 66 82 Z"/>'
+        hair_front = ('<path d="M66 82 C66 54 82 44 100 44 C118 44 134 54 134 82 '
+                      'C120 66 94 60 66 82 Z"/>')
     else:
         hair_back = ""
         hair_front = ('<path d="M65 80 C63 52 80 40 100 40 C122 40 137 52 135 80 '
@@ -275,7 +277,7 @@ class _SummitSeeder:
         planned = self.create_sessions(summit_id, speaker_ids)
         people = self.create_registrations(summit_id, n_orgs, host_user_id)
         self.create_attendance(planned, people)
-        self.create_interaction(summit_id, planned, people, host_user_id)
+        self.create_interaction(summit_id, planned, host_user_id)
         audit.record(
             self.session, actor_id=host_user_id, action="demo.summit.seeded",
             object_type="summit", object_id=str(summit_id),
@@ -465,16 +467,16 @@ class _SummitSeeder:
                     break
             division = data.PROVINCE_CODES[province][:2] + "0100"
             code = uscc.make(f"5{type_digit[kind]}{division}MJ{i:06d}")
-            created = self.now - dt.timedelta(days=rng.randint(30, 3000))
-            qualified = not pending and rng.random() < 0.2
+            created = self.now - dt.timedelta(days=rng.randint(3, 40) if pending
+                                              else rng.randint(60, 3000))
+            qualified = not pending and rng.random() < 0.08
             valid_from = (self.now - dt.timedelta(days=rng.randint(100, 1200))).date()
             rows.append({
                 "name": name, "short_name": None, "uscc": code, "uscc_warning": None,
                 "org_type": OrgType(kind),
                 "registering_authority": data.PROVINCE_AUTHORITY[province],
                 "province": province, "city": city,
-                "address": f"{city}市{rng.choice(('人民路', '解放路', '建设路', '中山路', '文化路'))}"
-                           f"{rng.randint(1, 400)}号",
+                "address": f"{city}市{rng.choice(STREETS)}{rng.randint(1, 400)}号",
                 "contact_name": None,
                 "contact_phone": f"0{rng.randint(10, 999)}-{rng.randint(1000000, 9999999)}",
                 "contact_email": f"contact-s{i:04d}@demo.shanju.org", "website": None,
@@ -513,13 +515,13 @@ class _SummitSeeder:
             delegations.append((oid, row["province"], rng.randint(1, 3), status,
                                 rng.choice(sd.DELEGATION_NOTES)))
         # The base demo's approved organizations send their staff member (org@… among them).
-        base = self.session.execute(
-            select(User.id, User.organization_id, Organization.province)
+        base = [(int(uid), int(oid), str(province)) for uid, oid, province in self.session.execute(
+            select(User.id, Organization.id, Organization.province)
             .join(Organization, Organization.id == User.organization_id)
             .where(Organization.status == OrgStatus.APPROVED, User.role == Role.ORG_STAFF,
                    User.email != sd.HOST_EMAIL)
             .order_by(User.id)
-        ).all()
+        )]
 
         users: list[dict[str, Any]] = []
         owner: list[int] = []  # per new user: index into delegations
@@ -652,7 +654,7 @@ class _SummitSeeder:
         return p.starts_at + dt.timedelta(seconds=self.rng.randint(0, span))
 
     def create_interaction(self, summit_id: int, planned: list[_Planned],
-                           people: list[_Person], host_user_id: int) -> None:
+                           host_user_id: int) -> None:
         rng = self.rng
         live = next(p for p in planned if p.status == SessionStatus.LIVE)
         ended = [p for p in planned if p.status == SessionStatus.ENDED]
@@ -739,12 +741,13 @@ class _SummitSeeder:
         if roundtable is not None:
             polls.append((roundtable, sd.CLOSED_POLL_QUESTION, sd.CLOSED_POLL_OPTIONS,
                           PollStatus.CLOSED, 0.5))
-        for p, question, options, status, turnout in polls:
-            opened = None if status == PollStatus.DRAFT else self.moment(p)
+        for p, question, options, poll_status, turnout in polls:
+            opened = None if poll_status == PollStatus.DRAFT else self.moment(p)
             poll_id = self.ids(SummitPoll, [{
-                "session_id": p.id, "question": question, "status": status,
+                "session_id": p.id, "question": question, "status": poll_status,
                 "created_by_id": host_user_id, "opened_at": opened,
-                "closed_at": min(p.ends_at, self.now) if status == PollStatus.CLOSED else None,
+                "closed_at": (min(p.ends_at, self.now) if poll_status == PollStatus.CLOSED
+                              else None),
                 "created_at": p.starts_at - dt.timedelta(days=1),
             }])[0]
             weights = [rng.uniform(0.5, 3.0) for _ in options]
