@@ -181,7 +181,9 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
+        # SAMEORIGIN, not DENY: a summit session's stage may embed a player page of the site
+        # itself (the demo's stand-in player); other sites still cannot frame our pages.
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         return response
 
 

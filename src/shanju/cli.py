@@ -65,6 +65,7 @@ STAGES = {
     "projects": "Projects",
     "donations": "Donations",
     "ledger": "Ledger postings",
+    "summit": "Online summit",
     "done": "Done",
 }
 
@@ -140,6 +141,11 @@ def prepare_demo(db_path: Path, *, reset: bool = False, scale: float = 1.0) -> D
         f"{report.donations:,} donations ({format_fen(report.raised_fen, 'zh_CN')} raised) "
         f"in {time.perf_counter() - started:.1f} s."
     )
+    if report.summit_slug:
+        console.print(
+            f"The online summit /summits/{report.summit_slug} has "
+            f"{report.summit_organizations:,} registered organizations."
+        )
     return database
 
 
