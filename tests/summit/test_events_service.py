@@ -87,8 +87,8 @@ def test_session_validation_codes(db: Database) -> None:
         # A naive time is China time; up to midnight after the last day is within the summit.
         ok = service.do_create_session(session=session, actor=organizer, summit=summit,
                                        data=SessionIn(kind=SessionKind.FORUM, title="夜场",
-                                                      starts_at=dt.datetime(2026, 12, 4, 23),
-                                                      ends_at=dt.datetime(2026, 12, 5, 0),
+                                                      starts_at=dt.datetime(2026, 12, 4, 23),  # noqa: DTZ001
+                                                      ends_at=dt.datetime(2026, 12, 5, 0),  # noqa: DTZ001
                                                       stream_url="http://cdn.example.test/"
                                                       "a/index.M3U8?token=1",
                                                       replay_url="https://vod.example.test/r"))

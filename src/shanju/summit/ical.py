@@ -69,4 +69,5 @@ def calendar(
         event.add("categories", [row.kind.value])
         event.add("status", "CONFIRMED")
         cal.add_component(event)
-    return cal.to_ical()
+    body: bytes = cal.to_ical()
+    return body

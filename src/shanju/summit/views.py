@@ -22,6 +22,7 @@ from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, Viewer
 from shanju.core.errors import DomainError, InvalidInput
 from shanju.core.web import login_url, redirect, render, request_locale, tr
 from shanju.summit import ical, service
+from shanju.summit.access import is_organizer
 from shanju.summit.live_views import live_context
 from shanju.summit.models import SessionStatus, Summit, SummitSession, SummitStatus
 from shanju.summit.schemas import SessionIn
@@ -52,7 +53,7 @@ def _common(request: Request, summit: Summit, viewer: User | None) -> dict[str, 
         "kind_labels": service.KIND_LABELS,
         "status_labels": service.STATUS_LABELS,
         "role_labels": service.ROLE_LABELS,
-        "is_organizer": service.is_organizer(viewer, summit),
+        "is_organizer": is_organizer(viewer, summit),
         "summit_css": True,
     }
 
