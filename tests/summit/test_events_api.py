@@ -218,7 +218,8 @@ def test_pages_and_the_no_js_agenda_form(client: TestClient, db: Database) -> No
     assert client.get("/summits").status_code == 200
     page = client.get(f"/summits/{world.slug}/timetable?day={DAY1.isoformat()}")
     assert page.status_code == 200
-    assert "主旨演讲" in page.text and "分论坛" in page.text
+    assert 'kind-keynote">主旨演讲</span>' in page.text
+    assert 'kind-forum">分论坛</span>' in page.text
     assert client.get(f"/summits/{world.slug}/timetable?day=2026-12-04").text.count(
         'class="card session-card"') == 1
     assert client.get(f"/summits/{world.slug}/timetable?day=garbage").status_code == 200
@@ -228,6 +229,7 @@ def test_pages_and_the_no_js_agenda_form(client: TestClient, db: Database) -> No
 
     stage = client.get(f"/summits/{world.slug}/sessions/{world.roundtable_id}").text
     assert "https://meeting.example.test/A" in stage  # breakout rooms' video links
+    assert 'kind-roundtable">圆桌</span>' in stage
 
     # Signed out, the form leads to sign-in and back to the timetable.
     token = csrf(client)

@@ -61,7 +61,7 @@ KIND_LABELS: dict[SessionKind, str] = {
     SessionKind.ROUNDTABLE: N_("Roundtable"),
 }
 STATUS_LABELS: dict[SessionStatus, str] = {
-    SessionStatus.SCHEDULED: N_("Scheduled"),
+    SessionStatus.SCHEDULED: N_("Not started yet"),
     SessionStatus.LIVE: N_("Live now"),
     SessionStatus.ENDED: N_("Ended"),
 }
