@@ -18,6 +18,7 @@ from playwright.sync_api import Page, Route, expect
 from shanju.accounts.models import User
 from shanju.summit import service
 from shanju.summit.models import SessionStatus, SummitSession
+from shanju.summit.schemas import SessionIn
 from tests.browser.conftest import LiveServer
 from tests.browser.helpers import check_fits_phone, zh
 from tests.summit.events_data import World, build_summit
@@ -162,3 +163,36 @@ def test_stage_plays_hls_with_hlsjs_or_natively_and_embeds_a_player_page(
     page.goto(live_server(f"/summits/{world.slug}/sessions/{world.roundtable_id}"))
     check_fits_phone(page, js_errors)
     expect(page.locator("[data-countdown]")).to_contain_text(re.compile(r"\d{2}:\d{2}:\d{2}"))
+
+
+def test_a_waiting_stage_reloads_when_the_stream_is_set(
+    page: Page, live_server: LiveServer, js_errors: list[str],
+) -> None:
+    world = _world(live_server)
+    with live_server.database.transaction() as session:
+        organizer = session.get(User, world.organizer_id)
+        summit = service.get_summit(session=session, slug=world.slug, viewer=organizer)
+        row = session.get(SummitSession, world.roundtable_id)
+        assert row is not None
+        service.do_set_status(session=session, actor=organizer, summit=summit,
+                              summit_session=row, status=SessionStatus.LIVE)
+    page.route("https://live.example.test/**", lambda route: route.fulfill(
+        status=200, body=PLAYLIST, content_type="application/vnd.apple.mpegurl"))
+    page.add_init_script("window.summitStagePollMs = 200;")
+    page.goto(live_server(f"/summits/{world.slug}/sessions/{world.roundtable_id}"))
+    check_fits_phone(page, js_errors)
+    expect(page.locator(".stage-placeholder")).to_be_visible()
+    expect(page.locator("video")).to_have_count(0)
+
+    with live_server.database.transaction() as session:
+        organizer = session.get(User, world.organizer_id)
+        summit = service.get_summit(session=session, slug=world.slug, viewer=organizer)
+        row = session.get(SummitSession, world.roundtable_id)
+        assert row is not None
+        service.do_update_session(session=session, actor=organizer, summit=summit,
+                                  summit_session=row, data=SessionIn(
+            stream_url="https://live.example.test/rt/index.m3u8"))
+    # The page notices on its own and reloads into the player.
+    expect(page.locator("video#stage-video")).to_have_attribute(
+        "data-hls-src", "https://live.example.test/rt/index.m3u8")
+    assert js_errors == []

@@ -112,6 +112,9 @@ def test_other_validation_codes(db: Database) -> None:
             (lambda: service.do_create_summit(session=session, actor=organizer, data=SummitCreate(
                 slug="long", title="x", starts_on=DAY1, ends_on=DAY1 + dt.timedelta(days=14))),
              "too_many_days"),
+            (lambda: service.do_create_summit(session=session, actor=organizer, data=SummitCreate(
+                slug="far", title="x", starts_on=dt.date(9999, 12, 31),
+                ends_on=dt.date(9999, 12, 31))), "invalid_date"),
             (lambda: service.do_update_summit(session=session, actor=organizer, summit=summit,
                                               data=SummitUpdate(ends_on=DAY1)),
              "sessions_outside_days"),

@@ -184,6 +184,9 @@ def summit_days(summit: Summit) -> list[dt.date]:
 
 
 def _check_days(starts_on: dt.date, ends_on: dt.date) -> None:
+    for name, day in (("starts_on", starts_on), ("ends_on", ends_on)):
+        if not 2000 <= day.year <= 2999:
+            raise InvalidInput("This date is not valid.", code="invalid_date", field=name)
     if ends_on < starts_on:
         raise InvalidInput("The last day cannot be before the first day.",
                            code="ends_before_starts", field="ends_on")

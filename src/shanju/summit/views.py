@@ -54,7 +54,6 @@ def _common(request: Request, summit: Summit, viewer: User | None) -> dict[str, 
         "status_labels": service.STATUS_LABELS,
         "role_labels": service.ROLE_LABELS,
         "is_organizer": is_organizer(viewer, summit),
-        "summit_css": True,
     }
 
 
@@ -94,7 +93,7 @@ def summit_list(request: Request, session: DbSession, viewer: Viewer) -> Respons
     """The summits: published ones, and the drafts the viewer organizes."""
     return render(request, "summit/list.html", {
         "summits": service.list_summits(session=session, viewer=viewer),
-        "loc": _localized(request), "summit_css": True,
+        "loc": _localized(request),
     })
 
 

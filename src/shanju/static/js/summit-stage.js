@@ -62,6 +62,7 @@
       if (left <= 0) {
         el.textContent = soon;
         window.clearInterval(timer);
+        watchStage();
         return;
       }
       var days = Math.floor(left / 86400);
@@ -74,11 +75,45 @@
     tick();
   }
 
+  // While the stage waits (before the start, or for a stream or a replay), check the
+  // session now and then and reload when its status or addresses change. Only pages that
+  // wait poll, every 30–45 s (spread so that thousands of pages do not ask at once).
+  var polling = false;
+  function pause(first) {
+    var fixed = window.summitStagePollMs; // a test's shorter pause
+    if (typeof fixed === "number") return fixed;
+    return (first ? 0 : 30000) + Math.random() * 15000;
+  }
+  function watchStage() {
+    var page = document.querySelector("[data-session-api]");
+    if (!page || polling) return;
+    var api = page.getAttribute("data-session-api");
+    var known = page.getAttribute("data-stage-signature");
+    polling = true;
+    function check() {
+      fetch(api, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (s) {
+          if (!s) return;
+          var now = [s.status, s.stream_url || "", s.player_url || "", s.replay_url || ""].join("|");
+          if (now !== known) window.location.reload();
+        })
+        .catch(function () { /* offline for a moment: try again later */ })
+        .then(function () { window.setTimeout(check, pause(false)); });
+    }
+    window.setTimeout(check, pause(true));
+  }
+
   function init() {
     var videos = document.querySelectorAll("video[data-hls-src]");
     for (var i = 0; i < videos.length; i++) attach(videos[i]);
     var counters = document.querySelectorAll("[data-countdown]");
     for (var j = 0; j < counters.length; j++) countdown(counters[j]);
+    var page = document.querySelector("[data-session-api]");
+    if (page && page.getAttribute("data-stage-waiting") === "true" &&
+        page.getAttribute("data-phase") !== "before") {
+      watchStage();
+    }
   }
 
   if (document.readyState === "loading") {
