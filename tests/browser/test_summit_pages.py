@@ -57,6 +57,7 @@ def test_timetable_to_agenda_and_ics_on_a_phone(
         response = page.goto(live_server(path))
         assert response is not None and response.status == 200, path
         check_fits_phone(page, js_errors)
+        screenshot("summit" + re.sub(r"[^a-z0-9]+", "-", path.removeprefix("/summits")))
     expect(page.locator(".room")).to_have_count(2)
 
     sign_in(page, donor.email)

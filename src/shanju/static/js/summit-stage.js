@@ -57,6 +57,7 @@
     if (isNaN(at)) return;
     var label = el.getAttribute("data-label") || "";
     var soon = el.getAttribute("data-soon") || "";
+    var unit = el.getAttribute("data-days") || "d";
     function tick() {
       var left = Math.floor((at - Date.now()) / 1000);
       if (left <= 0) {
@@ -69,7 +70,7 @@
       var h = Math.floor((left % 86400) / 3600);
       var m = Math.floor((left % 3600) / 60);
       var s = left % 60;
-      el.textContent = label + " " + (days > 0 ? days + "d " : "") + pad(h) + ":" + pad(m) + ":" + pad(s);
+      el.textContent = label + " " + (days > 0 ? days + " " + unit + " " : "") + pad(h) + ":" + pad(m) + ":" + pad(s);
     }
     var timer = window.setInterval(tick, 1000);
     tick();
