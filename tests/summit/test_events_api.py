@@ -139,6 +139,10 @@ def test_organizers_edit_through_the_api_with_error_codes(client: TestClient,
         f"/api/v1/summits/{world.slug}/sessions/{world.roundtable_id}/rooms/{room.json()['id']}",
         json={"topic": "乡村儿童"}, headers=headers)
     assert renamed.json()["topic"] == "乡村儿童"
+    rooms = f"/api/v1/summits/{world.slug}/sessions/{world.roundtable_id}/rooms"
+    assert client.delete(f"{rooms}/{room.json()['id']}", headers=headers).status_code == 204
+    gone = client.delete(f"{rooms}/{room.json()['id']}", headers=headers)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "room_not_found"
     summit = client.patch(f"/api/v1/summits/{world.slug}", json={"tagline": "新标语"},
                           headers=headers)
     assert summit.json()["tagline"] == "新标语"

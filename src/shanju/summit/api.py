@@ -329,6 +329,18 @@ def update_room(session: DbSession, user: CurrentUser, slug: Slug, session_id: D
                                             room=room, data=body))
 
 
+@router.delete("/{slug}/sessions/{session_id}/rooms/{room_id}", status_code=204,
+               summary="Remove a breakout room (organizers)", dependencies=[CsrfChecked])
+def delete_room(session: DbSession, user: CurrentUser, slug: Slug, session_id: DbId,
+                room_id: DbId) -> Response:
+    """Remove a breakout room from a roundtable."""
+    summit = service.get_summit(session=session, slug=slug, viewer=user)
+    row = service.get_session(session=session, summit=summit, session_id=session_id)
+    room = service.get_room(session=session, summit_session=row, room_id=room_id)
+    service.do_delete_room(session=session, actor=user, summit=summit, room=room)
+    return Response(status_code=204)
+
+
 # --- my agenda --------------------------------------------------------------------------------
 
 

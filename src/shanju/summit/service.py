@@ -807,6 +807,17 @@ def do_update_room(*, session: Session, actor: User | None, summit: Summit,
     return room
 
 
+def do_delete_room(*, session: Session, actor: User | None, summit: Summit,
+                   room: SummitRoom) -> None:
+    """Remove a breakout room (its chat history stays with the session)."""
+    user = _require_organizer(actor, summit)
+    audit.record(session, actor_id=user.id, action="summit.room.deleted",
+                 object_type="summit_room", object_id=room.id,
+                 data={"old": {"name": room.name, "session_id": room.session_id}})
+    session.delete(room)
+    session.flush()
+
+
 # --- my agenda --------------------------------------------------------------------------------
 
 
