@@ -14,6 +14,7 @@ from shanju.core.web import render
 from shanju.organizations import service as organizations
 from shanju.projects import service as projects
 from shanju.site import service
+from shanju.summit import service as summit_service
 
 router = APIRouter()
 
@@ -26,6 +27,7 @@ def home(request: Request, session: DbSession, viewer: Viewer) -> HTMLResponse:
     return render(request, "site/home.html", {
         "totals": totals, "projects": projects,
         "giving_days": campaigns_live.live_campaigns(session=session),
+        "summits": summit_service.current_summits(session=session, today=today_cn()),
     })
 
 

@@ -232,6 +232,16 @@ def list_summits(*, session: Session, viewer: User | None) -> list[Summit]:
     return [s for s in rows if s.status == SummitStatus.PUBLISHED or is_organizer(viewer, s)]
 
 
+def current_summits(*, session: Session, today: dt.date, limit: int = 2) -> list[Summit]:
+    """Published summits on now or still to come (for the home page), soonest first."""
+    return list(session.scalars(
+        select(Summit)
+        .where(Summit.status == SummitStatus.PUBLISHED, Summit.ends_on >= today)
+        .order_by(Summit.starts_on, Summit.id)
+        .limit(limit)
+    ))
+
+
 def tracks(*, session: Session, summit: Summit) -> list[SummitTrack]:
     """The summit's tracks in order."""
     return list(session.scalars(
