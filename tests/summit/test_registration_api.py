@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from shanju.core.db import Database
 from shanju.summit.models import SummitStatus
+from shanju.summit.registration_views import _ticket_qr
 from tests.accounts.helpers import csrf, error_code, login
 from tests.factories import make_user
 from tests.summit.reg_helpers import make_reviewer, make_staff, make_summit
@@ -136,6 +137,8 @@ def test_register_pages(client: TestClient, db: Database) -> None:
     assert r.headers["location"] == f"/summits/{slug}/ticket"
     ticket = client.get(f"/summits/{slug}/ticket").text
     assert "<svg" in ticket and "李*" in ticket and "李四" not in ticket
+    token = client.get(f"/api/v1/summits/{slug}/registration").json()["ticket_token"]
+    assert str(_ticket_qr(token)) in ticket  # the QR code encodes the token and nothing else
 
     as_user(client, w["organizer"])
     queue = client.get(f"/summits/{slug}/registrations").text

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import segno
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 
 from shanju.accounts.models import Role, User
 from shanju.core.clock import today_cn
@@ -124,6 +126,13 @@ def cancel(request: Request, slug: str, session: DbSession, viewer: Viewer) -> R
     return redirect(f"/summits/{slug}/register?done=cancelled")
 
 
+def _ticket_qr(token: str) -> Markup:
+    """The ticket's QR code as inline SVG: the token only, scaled by CSS (a viewBox)."""
+    svg = segno.make(token, error="m").svg_inline(
+        scale=1, omitsize=True, dark="#1f2937", light="#ffffff", svgclass="ticket-qr-svg")
+    return Markup(svg)  # noqa: S704 - segno writes the SVG from data it encodes itself
+
+
 @router.get("/summits/{slug}/ticket", response_class=HTMLResponse)
 def ticket(request: Request, slug: str, session: DbSession, viewer: Viewer) -> Response:
     """My e-ticket: a QR code carrying only the token, my masked name and the summit."""
@@ -136,9 +145,11 @@ def ticket(request: Request, slug: str, session: DbSession, viewer: Viewer) -> R
     org = (session.get(Organization, mine.organization_id)
            if mine is not None and mine.organization_id else None)
     attended = bool(attendance.person_sessions(session, summit_id=summit.id, user_id=user.id))
+    token = reg.ticket_token(mine) if approved and mine is not None else None
     return render(request, "summit/ticket.html", {
         "summit": summit, "mine": mine, "approved": approved, "org": org,
-        "token": reg.ticket_token(mine) if approved and mine is not None else None,
+        "token": token,
+        "qr": _ticket_qr(token) if token else None,
         "holder": user.display_name, "attended": attended,
     })
 
