@@ -45,8 +45,8 @@ def sample(sessions: int = 2) -> certificates.Certificate:
         summit_title_en="China Internet Charity Summit 2026", starts_on=T0.date(),
         ends_on=T0.date() + dt.timedelta(days=1), person="张三丰",
         organization="北京春苗公益基金会",
-        sessions=[certificates.SessionLine(f"分论坛{i}:乡村振兴与数字公益", T0, 45 * 60)
-                  for i in range(sessions)],
+        sessions=tuple(certificates.SessionLine(f"分论坛{i}:乡村振兴与数字公益", T0, 45 * 60)
+                       for i in range(sessions)),
         issued_on=T0.date(),
     )
 
@@ -70,6 +70,7 @@ def test_the_certificate_embeds_a_cjk_font() -> None:
 def test_without_a_cjk_font_the_certificate_names_stsong(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(certificates, "find_cjk_font", lambda: None)
+    certificates.render.cache_clear()
     assert certificates.font_status() == "STSong-Light (not embedded)"
     pdf = certificates.render(sample(sessions=40), locale="en")  # long: two pages
     reader = PdfReader(io.BytesIO(pdf))
@@ -78,6 +79,7 @@ def test_without_a_cjk_font_the_certificate_names_stsong(
     assert SUMMIT_TITLE.replace(" ", "") in text and "张三丰" in text
     assert "Certificateofattendance" in text
     assert set(fonts_of(pdf)) == {"/STSong-Light"}
+    certificates.render.cache_clear()
 
 
 def test_the_certificate_page(client: TestClient, db: Database) -> None:

@@ -172,7 +172,8 @@ def certificate(request: Request, slug: str, session: DbSession, viewer: Viewer)
         number=f"{summit.slug}-{user.id:06d}", summit_title=summit.title,
         summit_title_en=summit.title_en, starts_on=summit.starts_on, ends_on=summit.ends_on,
         person=user.display_name, organization=org.name if org else None,
-        sessions=[certificates.SessionLine(s.title, s.starts_at, s.seconds) for s in sessions],
+        sessions=tuple(certificates.SessionLine(s.title, s.starts_at, s.seconds)
+                       for s in sessions),
         issued_on=today_cn(),
     ), locale=request_locale(request))
     return Response(pdf, media_type="application/pdf", headers={
