@@ -4,7 +4,9 @@ their own phone, and the applicant then sees the ticket's QR code; the pages fit
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +33,16 @@ def organizer_page(browser: Browser, js_errors: list[str]) -> Iterator[Page]:
     page.on("pageerror", lambda exc: js_errors.append(f"organizer: {exc}"))
     yield page
     context.close()
+
+
+def shot(page: Page, tmp_path: Path, name: str) -> None:
+    """A screenshot of the organizer's page (the ``screenshot`` fixture shoots the other)."""
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    extra = os.environ.get("SHANJU_SCREENSHOT_DIR")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(extra) / path.name)
 
 
 def test_delegations_register_apply_and_get_their_tickets(
@@ -71,14 +83,14 @@ def test_delegations_register_apply_and_get_their_tickets(
     expect(page.locator('[data-done="applied"]')).to_be_visible()
     expect(page.locator(".reg-mine")).to_have_attribute("data-status", "pending")
     check_fits_phone(page, js_errors)
+    screenshot("summit-register-applied")
 
     # ... the organizer approves it on their phone ...
     sign_in(organizer_page, organizer.email)
     organizer_page.goto(live_server(f"/summits/{slug}/registrations"))
     card = organizer_page.locator(".application", has_text="云南山花公益协会")
     expect(card).to_contain_text("我们在山区开展儿童阅读项目")
-    screenshot_path = tmp_path / "organizer-queue.png"
-    organizer_page.screenshot(path=str(screenshot_path), full_page=True)
+    shot(organizer_page, tmp_path, "summit-organizer-queue")
     check_fits_phone(organizer_page, js_errors)
     card.locator('button[name="decision"][value="approve"]').click()
     expect(organizer_page.locator(".flash")).to_be_visible()
@@ -106,3 +118,4 @@ def test_delegations_register_apply_and_get_their_tickets(
     expect(organizer_page.locator(".checkin-name")).to_contain_text("赵六")
     expect(organizer_page.locator(".checkin-name")).to_contain_text("云南山花公益协会")
     check_fits_phone(organizer_page, js_errors)
+    shot(organizer_page, tmp_path, "summit-checkin")
