@@ -264,6 +264,23 @@ def test_check_in(db: Database) -> None:
                                                token=token)) == "ticket_not_found"
 
 
+def test_audience_staff_move_into_their_delegation_keeping_their_place(db: Database) -> None:
+    with db.transaction() as s:
+        summit = make_summit(s, capacity=2)
+        staff = make_staff(s)
+        colleague = make_staff(s, org=_org(s, staff))
+        audience = reg.do_register_audience(session=s, summit=summit, actor=staff)
+        reg.do_register_audience(session=s, summit=summit, actor=colleague)  # summit full
+        result = reg.do_register_delegation(session=s, summit=summit, actor=staff, seats=2)
+        assert result.registration is not None and result.registration.id == audience.id
+        assert audience.kind == RegistrationKind.DELEGATE
+        assert audience.delegation_id == result.delegation.id
+        seat = reg.do_take_seat(session=s, summit=summit, actor=colleague)
+        assert seat.kind == RegistrationKind.DELEGATE and seat.ticket_hash is not None
+        assert reg.approved_count(s, summit.id) == 2
+        assert reg.seats_taken(s, result.delegation.id) == 2
+
+
 def test_host_organization_staff_organize(db: Database) -> None:
     with db.transaction() as s:
         host_staff = make_staff(s)

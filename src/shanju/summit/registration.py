@@ -216,6 +216,18 @@ def _place(session: Session, *, summit: Summit, user: User, kind: RegistrationKi
     return registration
 
 
+def _join_delegation(session: Session, registration: SummitRegistration,
+                     delegation: SummitDelegation) -> None:
+    """Make an approved audience registration a seat of ``delegation`` (if one is free); it
+    keeps its place in the summit's capacity and its ticket."""
+    if seats_taken(session, delegation.id) >= delegation.seats:
+        return
+    registration.kind = RegistrationKind.DELEGATE
+    registration.delegation_id = delegation.id
+    registration.organization_id = delegation.organization_id
+    session.flush()
+
+
 # --- registering -----------------------------------------------------------------------------
 
 
@@ -270,7 +282,9 @@ def do_register_delegation(
                                "seats": seats, "status": delegation.status.value}})
     mine = registration_of(session=session, summit_id=summit.id, user_id=actor.id)
     if mine is not None and mine.status in ACTIVE:
-        return DelegationResult(delegation, mine)  # already audience (or seated): kept
+        if verified and mine.kind == RegistrationKind.AUDIENCE:
+            _join_delegation(session, mine, delegation)  # the same place, now a delegate's
+        return DelegationResult(delegation, mine)
     if verified:
         if summit.capacity is not None and approved_count(session, summit.id) >= summit.capacity:
             return DelegationResult(delegation, None)  # the delegation stands; no place left
@@ -293,7 +307,8 @@ def do_take_seat(*, session: Session, summit: Summit, actor: User,
     _check_open(summit, now)
     summit = lock_summit(session, summit.id)  # first: concurrent seat-takers queue here
     mine = registration_of(session=session, summit_id=summit.id, user_id=actor.id)
-    if mine is not None and mine.status == RegistrationStatus.APPROVED:
+    if mine is not None and mine.status == RegistrationStatus.APPROVED \
+            and mine.kind == RegistrationKind.DELEGATE:
         return mine
     delegation = delegation_of(session=session, summit_id=summit.id, organization_id=org.id)
     if delegation is None or delegation.status == RegistrationStatus.CANCELLED:
@@ -307,12 +322,12 @@ def do_take_seat(*, session: Session, summit: Summit, actor: User,
     if delegation.status != RegistrationStatus.APPROVED:
         raise Conflict("Your organization's delegation was not approved.",
                        code="delegation_rejected")
-    if mine is not None and mine.status == RegistrationStatus.PENDING \
-            and mine.kind == RegistrationKind.AUDIENCE:
-        raise Conflict("You are already registered.", code="already_registered")
     if seats_taken(session, delegation.id) >= delegation.seats:
         raise Conflict("All seats of your organization's delegation are taken.",
                        code="delegation_full")
+    if mine is not None and mine.status == RegistrationStatus.APPROVED:
+        _join_delegation(session, mine, delegation)  # audience → delegate: the same place
+        return mine
     _check_capacity(session, summit)
     seat = _place(session, summit=summit, user=actor, kind=RegistrationKind.DELEGATE,
                   delegation=delegation, status=RegistrationStatus.PENDING, existing=mine,
