@@ -265,7 +265,7 @@ def check_in(slug: str, body: CheckInCreate, session: DbSession,
 @router.get("/{slug}/attendance", response_model=AttendanceRead,
             summary="Attendance per session and per organization")
 def attendance_json(slug: str, session: DbSession, user: CurrentUser,
-                    organization_id: int | None = None) -> AttendanceRead:
+                    organization_id: DbId | None = None) -> AttendanceRead:
     """Organizers see every organization (or one with ``?organization_id=``); an
     organization's staff see their own organization only."""
     summit = reg.get_summit(session=session, slug=slug, viewer=user)
@@ -292,7 +292,7 @@ def attendance_json(slug: str, session: DbSession, user: CurrentUser,
 def attendance_export(
     slug: str, request: Request, session: DbSession, user: CurrentUser,
     format: Annotated[str, Query()] = "csv",  # noqa: A002 - the query's name
-    organization_id: int | None = None,
+    organization_id: DbId | None = None,
 ) -> Response:
     """Columns: organization, uscc, person, session, minutes, seconds, first_seen, last_seen
     (China time). Organizers get full names; an organization's staff, masked names."""
