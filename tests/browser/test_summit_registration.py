@@ -45,6 +45,7 @@ def shot(page: Page, tmp_path: Path, name: str) -> None:
         shutil.copy(path, Path(extra) / path.name)
 
 
+@pytest.mark.parametrize("live_server", ["sqlite", "postgresql"], indirect=True)
 def test_delegations_register_apply_and_get_their_tickets(
     page: Page, organizer_page: Page, live_server: LiveServer,
     sign_in: Callable[[Page, str, str], None], screenshot: Callable[[str], Path],

@@ -160,3 +160,22 @@ def test_register_pages(client: TestClient, db: Database) -> None:
     page = client.get(f"/summits/{slug}/register").text
     assert "请补充材料" in page  # the rejection's note, and a form to apply again
     assert 'value="delegation"' in page
+
+
+def test_a_full_summit_registers_the_delegation_without_a_seat(client: TestClient,
+                                                               db: Database) -> None:
+    w = world(db, capacity=1)
+    slug = w["slug"]
+    as_user(client, w["donor"])
+    client.post(f"/summits/{slug}/register", data={"choice": "audience",
+                                                   "csrf_token": csrf(client)})
+    as_user(client, w["verified"])
+    r = client.post(f"/summits/{slug}/register",
+                    data={"choice": "delegation", "seats": "2", "csrf_token": csrf(client)},
+                    follow_redirects=False)
+    assert r.headers["location"] == f"/summits/{slug}/register?done=delegation"
+    page = client.get(r.headers["location"]).text
+    assert 'data-done="delegation"' in page and 'value="seat"' in page
+    r = client.post(f"/summits/{slug}/register", data={"choice": "seat",
+                                                       "csrf_token": csrf(client)})
+    assert r.status_code == 409 and error_code(r.text) == "capacity_full"

@@ -98,6 +98,8 @@ def register(
             registration = result.registration
             if result.delegation.status == RegistrationStatus.PENDING:
                 return redirect(f"/summits/{slug}/register?done=applied")
+            if registration is None:  # the summit is full, or a colleague registered it
+                return redirect(f"/summits/{slug}/register?done=delegation")
         elif choice == "seat":
             registration = reg.do_take_seat(session=session, summit=summit, actor=user)
         elif choice == "audience":
