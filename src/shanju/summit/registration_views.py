@@ -3,11 +3,12 @@ check-in and attendance."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import segno
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from markupsafe import Markup
 
 from shanju.accounts.models import Role, User
@@ -170,15 +171,22 @@ def certificate(request: Request, slug: str, session: DbSession, viewer: Viewer)
     mine = reg.registration_of(session=session, summit_id=summit.id, user_id=user.id)
     org = (session.get(Organization, mine.organization_id)
            if mine is not None and mine.organization_id else None)
-    pdf = certificates.render(certificates.Certificate(
+    cert = certificates.Certificate(
         number=f"{summit.slug}-{user.id:06d}", summit_title=summit.title,
         summit_title_en=summit.title_en, starts_on=summit.starts_on, ends_on=summit.ends_on,
         person=user.display_name, organization=org.name if org else None,
         sessions=tuple(certificates.SessionLine(s.title, s.starts_at, s.seconds)
                        for s in sessions),
         issued_on=today_cn(),
-    ), locale=request_locale(request))
-    return Response(pdf, media_type="application/pdf", headers={
+    )
+    locale = request_locale(request)
+
+    def body() -> Iterator[bytes]:
+        # Rendered after the request's transaction has ended (embedding the font takes
+        # seconds; no database connection is held meanwhile).
+        yield certificates.render(cert, locale=locale)
+
+    return StreamingResponse(body(), media_type="application/pdf", headers={
         "Content-Disposition": f'inline; filename="certificate-{summit.slug}.pdf"',
         "Cache-Control": "private, no-store",
     })
