@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shanju.accounts import service as accounts
 from shanju.accounts.models import Notification, Role, User
 from shanju.core.audit import AuditEntry
 from shanju.core.clock import utcnow
@@ -148,6 +149,9 @@ def test_a_rejection_needs_a_note_rejects_the_waiting_seat_and_allows_a_new_appl
         note = s.scalars(select(Notification).where(Notification.user_id == staff.id)).one()
         assert note.kind == "summit.delegation.rejected"
         assert note.params["note"] == "材料不全"
+        shown = accounts.render_notifications([note], locale="zh_CN")[0]
+        assert summit.title in shown.title and "未获通过" in shown.title
+        assert shown.body == "组委会说明:材料不全"
         assert code_of(lambda: reg.do_take_seat(session=s, summit=summit, actor=staff)) \
             == "delegation_rejected"
         again = reg.do_register_delegation(session=s, summit=summit, actor=staff, seats=1)
