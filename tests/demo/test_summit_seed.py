@@ -14,6 +14,7 @@ from shanju.accounts.models import Role, User
 from shanju.core.clock import CHINA_TZ, utcnow
 from shanju.core.db import Database
 from shanju.core.migrations import create_schema
+from shanju.core.security import token_hash
 from shanju.demo import summit as demo_summit
 from shanju.demo import summit_data
 from shanju.demo.seed import DEMO_ACCOUNTS, DEMO_PASSWORD, seed
@@ -44,6 +45,7 @@ from shanju.summit.models import (
     SummitSpeaker,
     SummitStatus,
 )
+from shanju.summit.registration import ticket_token
 
 STATIC = Path(demo_summit.__file__).resolve().parents[1] / "static"
 # A fixed clock (15:40 China time) keeps the big seed quick: no giving day in the past.
@@ -144,6 +146,13 @@ def test_the_seeded_summit_has_everything_the_demo_promises(db: Database) -> Non
         assert _count(session, SummitRegistration,
                       SummitRegistration.status == RegistrationStatus.APPROVED,
                       SummitRegistration.ticket_hash.is_(None)) == 0
+        # ... and each ticket is the derived one, so its QR code checks in.
+        some = session.scalars(
+            select(SummitRegistration).where(
+                SummitRegistration.status == RegistrationStatus.APPROVED
+            ).order_by(SummitRegistration.id).limit(50)
+        ).all()
+        assert all(r.ticket_hash == token_hash(ticket_token(r)) for r in some)
         over = session.execute(
             select(SummitDelegation.id)
             .join(SummitRegistration, SummitRegistration.delegation_id == SummitDelegation.id)

@@ -75,6 +75,7 @@ from shanju.summit.models import (
     SummitStatus,
     SummitTrack,
 )
+from shanju.summit.registration import ticket_token
 
 HOST_EMAIL = sd.HOST_EMAIL
 HOST_ACCOUNT: tuple[str, Role, str] = (sd.HOST_EMAIL, Role.ORG_STAFF, sd.HOST_STAFF_NAME)
@@ -587,8 +588,7 @@ class _SummitSeeder:
                 "summit_id": summit_id, "user_id": uid, "kind": kind,
                 "delegation_id": None if delegation is None else delegation_ids[delegation],
                 "organization_id": oid, "status": status,
-                "ticket_hash": token_hash(f"demo-ticket:{uid}:{rng.getrandbits(128):032x}")
-                if approved else None,
+                "ticket_hash": None,  # derived below, once the row has its id
                 "checked_in_at": None,
                 "decided_by_id": host_user_id if status == RegistrationStatus.REJECTED
                 else None,
@@ -612,7 +612,17 @@ class _SummitSeeder:
                       else RegistrationStatus.APPROVED)
             at = opened + dt.timedelta(seconds=rng.randint(0, 29 * 86400))
             register(uid, RegistrationKind.AUDIENCE, status, at, None, None)
-        self.bulk(SummitRegistration, registrations)
+        registration_ids = self.ids(SummitRegistration, registrations)
+        # The e-tickets are derived from the id and creation time (see summit/registration.py),
+        # so every seeded ticket page shows a QR code that checks in.
+        tickets = [
+            {"id": rid, "ticket_hash": token_hash(ticket_token(
+                SummitRegistration(id=rid, created_at=row["created_at"])))}
+            for rid, row in zip(registration_ids, registrations, strict=True)
+            if row["status"] == RegistrationStatus.APPROVED
+        ]
+        if tickets:
+            self.session.execute(update(SummitRegistration), tickets)
         self.report.registrations = len(registrations)
         self.progress(len(org_ids) - len(org_ids) // 2)
         self.demo_donor_id = demo_donor
