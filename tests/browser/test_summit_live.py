@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -370,6 +372,7 @@ def test_two_attendees_and_a_moderator_ask_approve_upvote_and_poll_live(
 
     # The moderator creates and opens a poll; both attendees vote; results update live.
     tab(moderator, "Polls")
+    moderator.locator(".live-new-poll summary").click()
     form = moderator.locator("[data-form=poll]")
     form.locator("[name=question]").fill("你最关心哪个议题？")
     options = form.locator("[name=option]")
@@ -401,3 +404,105 @@ def test_two_attendees_and_a_moderator_ask_approve_upvote_and_poll_live(
     # Closing it keeps the results on show.
     moderator.locator(".live-poll").get_by_role("button", name=zh("Close poll")).click()
     expect(other.locator(".live-poll[data-status=closed] .live-pct").first).to_have_text("50%")
+    for name, person in (("asker", asker), ("other", other), ("moderator", moderator)):
+        save_screenshot(person, f"summit-live-{name}")
+
+
+def save_screenshot(page: Page, name: str) -> None:
+    """A full-page screenshot into ``$SHANJU_SCREENSHOT_DIR`` (CI artifacts), when it is set."""
+    folder = os.environ.get("SHANJU_SCREENSHOT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def test_roundtable_breakout_room_chat_and_video_link(
+    live_server: LiveServer, new_phone: Callable[[], Page],
+    sign_in: Callable[[Page, str], None],
+) -> None:
+    setup = summit_with_session(live_server, kind=SessionKind.ROUNDTABLE)
+    first, second = new_phone(), new_phone()
+    sign_in(first, setup.attendees[0])
+    sign_in(second, setup.attendees[1])
+    # The roundtable's rooms are listed on its live page, each with a way in.
+    first.goto(live_server(setup.live_path))
+    tab(first, "Breakout rooms")
+    rooms = first.locator("[data-live=rooms] li")
+    expect(rooms).to_have_count(2)
+    expect(rooms.nth(0)).to_contain_text("第1组")
+    expect(rooms.nth(0)).to_contain_text("/ 12")
+    rooms.nth(0).get_by_role("link", name=zh("Enter")).click()
+    expect(first).to_have_url(live_server(f"/summits/{setup.slug}/rooms/{setup.room_ids[0]}"))
+    expect(first.get_by_role("link", name=zh("Join the video room"))).to_have_attribute(
+        "href", "https://meeting.example.cn/1")
+    second.goto(live_server(f"/summits/{setup.slug}/rooms/{setup.room_ids[0]}"))
+    for person in (first, second):
+        expect(person.locator("[data-live=status]")).to_be_hidden()
+        # A breakout room is a small chat: no questions or polls there.
+        expect(person.locator(".summit-live [role=tab]:visible")).to_have_count(1)
+    first.locator("[data-form=chat] input").fill("大家好，我是壹基金的小张")
+    first.locator("[data-form=chat] button").click()
+    message = second.locator("[data-live=chat] li", has_text="大家好，我是壹基金的小张")
+    expect(message).to_be_visible()
+    expect(message.locator(".live-name")).to_have_text("张** · 壹基金")
+    expect(first.locator("[data-live=chat] li.mine")).to_have_count(1)
+
+
+def test_console_queues_and_late_moderator_events(
+    live_server: LiveServer, page: Page, js_errors: list[str],
+    sign_in: Callable[[Page, str], None],
+) -> None:
+    setup = summit_with_session(live_server)
+    sign_in(page, setup.moderator)
+    page.add_init_script(FAKE_SOCKET)
+    page.goto(live_server(setup.moderate_path))
+    page.wait_for_function("window.__sockets && window.__sockets[0].sent.length === 1")
+    join = _frames(page)[0]
+    assert tokens.verify(live_server.settings.secret_key, join["token"]).name == "主持人 赵**"
+    welcome = _welcome(you=50)
+    welcome["you"]["role"] = "moderator"
+    welcome["state"]["held"] = [{"id": 11, "user": 8, "name": "钱*", "body": "加微信领红包",
+                                 "at": "2026-11-29T02:05:00Z"}]
+    welcome["state"]["pending"] = [{"id": 12, "name": "孙*", "body": "能分享课件吗？",
+                                    "status": "pending", "upvotes": 0, "voted": False,
+                                    "at": "2026-11-29T02:06:00Z"}]
+    _push(page, welcome)
+    panel = page.locator(".summit-live")
+    expect(panel.locator("[data-live=held-count]")).to_have_text("1")
+    panel.locator("[data-held='11']").get_by_role("button", name=zh("Reject")).click()
+    frame = _frames(page)[-1]
+    assert (frame["t"], frame["action"], frame["message"]) == ("mod", "chat_reject", 11)
+    _push(page, {"t": "ack", "ref": frame["ref"], "message": 11, "status": "rejected"})
+    expect(panel.locator("[data-held='11']")).to_have_count(0)
+
+    tab(page, "Questions")
+    panel.locator("[data-pending='12']").get_by_role("button", name=zh("Approve")).click()
+    frame = _frames(page)[-1]
+    assert (frame["action"], frame["question"]) == ("q_approve", 12)
+    # Public state first, then the moderators-only older one, in one batch: public wins.
+    _push(page, {"t": "batch", "events": [
+        {"k": "question", "q": {"id": 12, "name": "孙*", "body": "能分享课件吗？",
+                                "status": "approved", "upvotes": 0, "voted": None, "at": "x"}},
+        {"k": "pending", "q": {"id": 12, "name": "孙*", "body": "能分享课件吗？",
+                               "status": "pending", "upvotes": 0, "voted": None, "at": "x"}},
+        {"k": "poll", "p": {"id": 8, "question": "下一场想听什么？", "status": "open",
+                            "total": 0, "voted": None,
+                            "options": [{"id": 1, "label": "A", "votes": 0},
+                                        {"id": 2, "label": "B", "votes": 0}]}},
+        {"k": "poll", "p": {"id": 8, "question": "下一场想听什么？", "status": "draft",
+                            "total": 0, "voted": None,
+                            "options": [{"id": 1, "label": "A", "votes": 0},
+                                        {"id": 2, "label": "B", "votes": 0}]}},
+    ]})
+    expect(panel.locator("[data-live=pending] li")).to_have_count(0)
+    expect(panel.locator("[data-live=questions] [data-question='12']")).to_be_visible()
+    tab(page, "Polls")
+    expect(panel.locator(".live-poll[data-poll='8']")).to_have_attribute("data-status", "open")
+
+    tab(page, "Settings")
+    panel.get_by_role("button", name=zh("Pause chat")).click()
+    assert _frames(page)[-1]["action"] == "pause"
+    _push(page, {"t": "batch", "events": [
+        {"k": "settings", "paused": True, "slow": 0, "premoderated": False}]})
+    expect(panel.get_by_role("button", name=zh("Resume chat"))).to_be_visible()
+    check_fits_phone(page, js_errors)

@@ -300,8 +300,15 @@
       case "settings": applySettings(e); break;
       case "count": setCount(e.n); break;
       case "rooms": renderRooms(e.rooms || []); break;
-      case "held": held[e.m.id] = e.m; renderHeld(); break;
-      case "pending": pending[e.q.id] = e.q; renderPending(); break;
+      // A moderator's batch may carry a message's or question's older, moderators-only
+      // state after its public one: what is already public stays public.
+      case "held":
+        if (!live("chat").querySelector('[data-chat="' + e.m.id + '"]')) {
+          held[e.m.id] = e.m;
+          renderHeld();
+        }
+        break;
+      case "pending": upsertQuestion(e.q); break;
       default: break;  // an event this page does not know: newer server, ignore
     }
   }
@@ -442,7 +449,7 @@
 
   function upsertQuestion(q) {
     if (q.status === "pending") {
-      if (isMod) { pending[q.id] = q; renderPending(); }
+      if (isMod && !questions[q.id]) { pending[q.id] = q; renderPending(); }
       return;
     }
     if (pending[q.id]) { delete pending[q.id]; renderPending(); }
@@ -578,13 +585,14 @@
 
   // --- polls -------------------------------------------------------------------------------------
   var POLL_ORDER = { open: 0, draft: 1, closed: 2 };
+  var POLL_STAGE = { draft: 0, open: 1, closed: 2 };
 
   function upsertPoll(p) {
     if (p.status === "draft" && !consoleMode) return;
     var known = polls[p.id];
-    if (known && (p.voted === null || p.voted === undefined) && known.voted !== undefined) {
-      p.voted = known.voted;
-    }
+    // A poll only moves forward (draft, open, closed): an older state arriving late (a
+    // moderators' draft event batched after the public "open") is ignored.
+    if (known && POLL_STAGE[known.status] > POLL_STAGE[p.status]) return;
     polls[p.id] = p;
     renderPolls();
   }
