@@ -326,6 +326,7 @@ def test_panel_renders_state_and_events_from_the_protocol(
 # --- the "Done when": the real gateway --------------------------------------------
 
 
+@pytest.mark.parametrize("live_server", ["sqlite", "postgresql"], indirect=True)
 def test_two_attendees_and_a_moderator_ask_approve_upvote_and_poll_live(
     live_server: LiveServer, new_phone: Callable[[], Page],
     sign_in: Callable[[Page, str], None],
