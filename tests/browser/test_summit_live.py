@@ -268,6 +268,7 @@ def test_panel_renders_state_and_events_from_the_protocol(
     assert ask == {"t": "ask", "body": "企业如何参与？", "ref": ask["ref"]}
     _push(page, {"t": "ack", "ref": ask["ref"], "id": 9, "status": "pending"})
     expect(panel.locator("[data-mine='9']")).to_contain_text(zh("Waiting for review"))
+    save_screenshot(page, "summit-live-questions")
 
     # Polls: vote, then results as percentages, updated by batches; closed polls keep them.
     tab(page, "Polls")
@@ -282,6 +283,7 @@ def test_panel_renders_state_and_events_from_the_protocol(
     expect(panel.locator("[data-poll='2'] [data-option='5'] .live-pct")).to_have_text("60%")
     expect(panel.locator("[data-poll='2'] [data-option='6'] .live-pct")).to_have_text("40%")
     expect(panel.locator("[data-poll='2'] [data-option='6']")).to_contain_text(zh("Your choice"))
+    save_screenshot(page, "summit-live-polls")
 
     # Breakout rooms of a roundtable, with counts and links.
     tab(page, "Breakout rooms")
