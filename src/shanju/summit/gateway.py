@@ -126,13 +126,13 @@ class LiveConnection:
         finally:
             conn = self.conn
             if conn is not None:
-                if conn.closing is None:
-                    conn.closing = 1000
-                    self.hubs.leave(conn)
-                    if conn.writer_task is not None:
-                        conn.writer_task.cancel()
-                else:
-                    self.hubs.leave(conn)
+                if conn.closing is None:  # the client left
+                    conn.drop(1000, send_close=False)
+                elif conn.close_task is not None:
+                    # Dropped: return only once the close frame is out (or timed out), or
+                    # the server would cut the connection without a close code.
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close_task)
 
     async def _join(self) -> bool:
         ws = self.ws

@@ -62,7 +62,7 @@ class Conn:
 
     __slots__ = (
         "_close", "_q", "_send", "_wake", "beat_at", "beat_seconds", "bucket", "bucket_at",
-        "closing", "frames_second", "frames_window", "identity", "is_moderator",
+        "close_task", "closing", "frames_second", "frames_window", "identity", "is_moderator",
         "reader_task", "receiving", "refused", "room", "writer_task",
     )
 
@@ -79,6 +79,7 @@ class Conn:
         self.closing: int | None = None  # the close code once it is being dropped
         self.room: Room | None = None
         self.writer_task: asyncio.Task[None] | None = None
+        self.close_task: asyncio.Task[None] | None = None
         self.reader_task: asyncio.Task[Any] | None = None
         self.receiving = False  # the reader waits for a frame (safe to cancel)
         now = time.monotonic()
@@ -136,29 +137,31 @@ class Conn:
         self.beat_at = now
 
     def drop(self, code: int, *, send_close: bool = True) -> None:
-        """Close the connection with ``code`` (idempotent), without waiting for it."""
+        """Close the connection with ``code`` (idempotent), without waiting for it.
+
+        What is queued is still sent first (briefly), except to a client too slow to read it.
+        """
         if self.closing is not None:
             return
         self.closing = code
-        if self.writer_task is not None and code != protocol.CLOSE_GOING_AWAY:
+        if self.writer_task is not None and (code == protocol.CLOSE_TOO_SLOW or not send_close):
             self.writer_task.cancel()
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
         if self.room is not None:
             self.room.hubs.leave(self)
-        loop = asyncio.get_running_loop()
         if send_close:
-            task = loop.create_task(self._send_close(code))
+            self.close_task = asyncio.get_running_loop().create_task(self._send_close(code))
             if self.room is not None:
-                self.room.hubs.keep(task, closer=True)
+                self.room.hubs.keep(self.close_task, closer=True)
         if self.reader_task is not None and self.receiving:
             self.reader_task.cancel()
 
     async def _send_close(self, code: int) -> None:
-        if self.writer_task is not None and code == protocol.CLOSE_GOING_AWAY:
-            # Going away: let the writer send what is queued first, briefly.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self.writer_task), 1.0)
+        writer = self.writer_task
+        if writer is not None and not writer.done():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(writer), 1.0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._close(code), CLOSE_TIMEOUT)
 

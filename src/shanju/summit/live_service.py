@@ -550,7 +550,7 @@ def _sanction(session: Session, room: RoomRef, actor_id: int, frame: dict[str, A
         session.add(sanction)
         session.flush()
         _audit(session, actor_id, f"sanction.{'muted' if action == 'mute' else 'banned'}",
-               "summit_sanction", sanction.id, user=user_id, session=sanction.session_id,
+               "summit_sanction", sanction.id, user=user_id, session_id=sanction.session_id,
                until=None if until is None else until.isoformat(), reason=sanction.reason)
         control: dict[str, Any] = {"k": action, "user": user_id}
         if action == "mute":
