@@ -225,6 +225,7 @@ def test_panel_renders_state_and_events_from_the_protocol(
     setup = summit_with_session(live_server, kind=SessionKind.ROUNDTABLE)
     sign_in(page, setup.attendees[0])
     page.add_init_script(FAKE_SOCKET)
+    page.clock.install()
     page.goto(live_server(setup.live_path))
     panel = page.locator(".summit-live")
     page.wait_for_function("window.__sockets && window.__sockets[0].sent.length === 1")
@@ -238,6 +239,9 @@ def test_panel_renders_state_and_events_from_the_protocol(
     _push(page, _welcome(you=7))
     expect(panel.locator("[data-live=count]")).to_have_text("在线 1,234 人")
     expect(panel.locator("[data-live=status]")).to_be_hidden()
+    # A heartbeat every 20 seconds (attendance).
+    page.clock.run_for(20_500)
+    assert _frames(page)[1:] == [{"t": "hb"}]
     # User text is text, never markup.
     expect(panel.locator("[data-chat='1'] .live-body")).to_have_text(
         "<img src=x onerror=alert(1)>大家好")
@@ -298,7 +302,10 @@ def test_panel_renders_state_and_events_from_the_protocol(
     chat = _frames(page)[-1]
     _push(page, {"t": "error", "ref": chat["ref"], "code": "slow_mode", "message": "slow",
                  "retry_after": 7})
-    expect(panel.locator("[data-error=chat]")).to_contain_text("7")
+    expect(panel.locator("[data-error=chat]")).to_have_text(
+        zh("Slow mode: you can post again in %(n)s seconds.").replace("%(n)s", "7"))
+    page.clock.run_for(1_000)
+    expect(panel.locator("[data-error=chat]")).to_contain_text("6")
     _push(page, {"t": "batch", "events": [
         {"k": "settings", "paused": True, "slow": 0, "premoderated": False},
         {"k": "chat", "m": {"id": 2, "user": 7, "name": "张*", "body": "第二条",

@@ -116,6 +116,7 @@
   var refs = 0;
   var waiting = {};  // ref -> {ack, error}
   var joinError = null;
+  var retryTimer = null;
 
   function setStatus(text) {
     var node = live("status");
@@ -179,11 +180,19 @@
     // Exponential backoff with jitter, so that thousands of clients do not come back at once.
     var delay = Math.min(30000, 1000 * Math.pow(2, attempt - 1));
     delay = delay / 2 + Math.random() * delay / 2;
-    setTimeout(connect, delay);
+    retryTimer = setTimeout(function () { retryTimer = null; connect(); }, delay);
   }
 
-  window.addEventListener("online", function () {
-    if (!ws && !stopped && attempt) connect();
+  // Back online (or back to the tab on a phone): try at once rather than after the backoff.
+  function retryNow() {
+    if (retryTimer === null || stopped) return;
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    connect();
+  }
+  window.addEventListener("online", retryNow);
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") retryNow();
   });
 
   function send(frame, handlers) {
