@@ -309,7 +309,8 @@ class Room:
             if p is not None:
                 self._queue(("p", p["id"]), {"k": "poll", "p": p}, p["status"] != "draft")
         elif kind == "settings":
-            new = {k: event[k] for k in ("paused", "slow", "premoderated") if k in event}
+            new: dict[str, Any] = {
+                k: event[k] for k in ("paused", "slow", "premoderated") if k in event}
             if any(self.settings.get(k) != v for k, v in new.items()):
                 self.settings.update(new)
                 self._queue(("settings", 0), {"k": "settings", **self.settings}, True)
@@ -480,7 +481,7 @@ class LiveHubs:
         self.loop = asyncio.get_running_loop()
         await self.broker.start()
         self._started = True
-        self._ticker = self.loop.create_task(self._run())
+        self._ticker = self._loop().create_task(self._run())
 
     async def stop(self) -> None:
         """Close every connection (1001), write the last attendance, stop the broker."""
@@ -510,6 +511,11 @@ class LiveHubs:
         await self._flush_attendance(final=True)
         await self.broker.stop()
 
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is None:
+            raise RuntimeError("the live hubs are not started")
+        return self.loop
+
     def keep(self, task: asyncio.Task[Any], *, closer: bool = False) -> None:
         """Hold a reference to a background task until it is done."""
         tasks = self._closers if closer else self._tasks
@@ -529,8 +535,7 @@ class LiveHubs:
         opening = self._opening.get(key)
         if opening is not None:
             return await asyncio.shield(opening)
-        assert self.loop is not None
-        future: asyncio.Future[Room | None] = self.loop.create_future()
+        future: asyncio.Future[Room | None] = self._loop().create_future()
         self._opening[key] = future
         try:
             room = await self._open(key)
@@ -544,7 +549,6 @@ class LiveHubs:
         return room
 
     async def _open(self, key: str) -> Room | None:
-        assert self.loop is not None
         buffered: list[dict[str, Any]] = []
         holder: dict[str, Room] = {}
         subscribed = asyncio.Event()
@@ -563,7 +567,7 @@ class LiveHubs:
                     else:
                         room.apply_message(msg)
 
-        task = self.loop.create_task(listen())
+        task = self._loop().create_task(listen())
         self.keep(task)
         try:
             await subscribed.wait()
@@ -593,7 +597,9 @@ class LiveHubs:
         with self.db.transaction(write=False) as session:
             return live_service.snapshot(session, key)
 
-    def _load_sanctions(self, summit_id: int) -> tuple[set[int], dict[tuple[int, int], float | None]]:
+    def _load_sanctions(
+        self, summit_id: int
+    ) -> tuple[set[int], dict[tuple[int, int], float | None]]:
         with self.db.transaction(write=False) as session:
             return live_service.active_sanctions(session, summit_id)
 
@@ -602,7 +608,6 @@ class LiveHubs:
         if state is not None:
             await state.ready.wait()
             return state
-        assert self.loop is not None
         state = SummitState(summit_id)
         self.summits[summit_id] = state
         subscribed = asyncio.Event()
@@ -623,7 +628,7 @@ class LiveHubs:
                     for control in msg.get("x", ()):
                         state.apply_control(self, control)
 
-        state.task = self.loop.create_task(listen())
+        state.task = self._loop().create_task(listen())
         self.keep(state.task)
         try:
             await subscribed.wait()
@@ -726,15 +731,14 @@ class LiveHubs:
                 log.exception("summit.hub.tick_failed")
 
     def _presence(self, now: float) -> None:
-        assert self.loop is not None
         if self._beats and not self._flushing:
             # Disconnects' last seconds: written within about a second, in one transaction.
-            self.keep(self.loop.create_task(self._flush_attendance()))
+            self.keep(self._loop().create_task(self._flush_attendance()))
         for state in list(self.summits.values()):
             counts = {key: len(self.rooms[key].conns) for key in state.rooms if key in self.rooms}
             if counts:
                 msg = protocol.encode({"p": {"pid": self.pid, "n": counts}})
-                self.keep(self.loop.create_task(self._publish_quietly(
+                self.keep(self._loop().create_task(self._publish_quietly(
                     channel(live_service.summit_channel_key(state.summit_id)), msg)))
             for pid, (at, _counts) in list(state.presence.items()):
                 if now - at > 10 * PRESENCE_FRESH:
