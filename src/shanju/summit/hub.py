@@ -711,11 +711,15 @@ class LiveHubs:
                 await asyncio.sleep(0)
             try:
                 now = time.monotonic()
-                if now - last_presence >= PRESENCE_SECONDS:
+                counts = now - last_presence >= PRESENCE_SECONDS
+                if counts:
                     last_presence = now
                     self._presence(now)
                 for room in list(self.rooms.values()):
-                    room.refresh_counts(now)
+                    if counts:
+                        # Counts once a second, not every tick: while thousands join, a
+                        # count alone would otherwise cost everyone a frame per tick.
+                        room.refresh_counts(now)
                     sent = room.flush()
                     if sent:
                         self.stats["frames"] += sent
