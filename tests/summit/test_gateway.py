@@ -389,3 +389,26 @@ def test_settings_changed_elsewhere_are_not_lost(server: Server, world: World,
         await a.ws.close()
 
     asyncio.run(run())
+
+
+def test_stopping_the_hubs_closes_connections_with_1001_and_writes_attendance(
+    db: Database, world: World, tmp_path: Path
+) -> None:
+    with serve(db, tmp_path) as server:
+        async def run() -> None:
+            a = await join(server, world.token(world.attendee_a), world.stage)
+            await asyncio.sleep(1.1)
+            await a.send(t="hb")
+            await a.request("c", t="chat", body="bye")  # the heartbeat has been read
+            hubs = server.hubs()
+            assert hubs is not None and hubs.loop is not None
+            stopped = asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(hubs.stop(), hubs.loop))
+            assert await a.closed() == 1001
+            await stopped
+
+        asyncio.run(run())
+    with db.transaction(write=False) as s:
+        seconds = s.scalar(select(SummitAttendance.seconds).where(
+            SummitAttendance.user_id == world.attendee_a))
+    assert seconds is not None and seconds >= 1

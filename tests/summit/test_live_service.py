@@ -258,8 +258,10 @@ def test_snapshot(db: Database) -> None:
     for i in range(55):
         run(db, live.post_chat, room=room, user_id=w.attendee_a, name="张*", body=f"第{i}条")
     run(db, live.post_chat, room=room, user_id=w.attendee_b, name="李*", body="spam")
-    q1 = run(db, live.ask_question, room=room, user_id=w.attendee_a, name="张*", body="一").ack["id"]
-    q2 = run(db, live.ask_question, room=room, user_id=w.attendee_b, name="李*", body="二").ack["id"]
+    q1 = run(db, live.ask_question, room=room, user_id=w.attendee_a, name="张*",
+             body="一").ack["id"]
+    q2 = run(db, live.ask_question, room=room, user_id=w.attendee_b, name="李*",
+             body="二").ack["id"]
     mod(db, w, room, action="q_approve", question=q1)
     run(db, live.upvote, room=room, user_id=w.attendee_b, question_id=q1)
     pid = mod(db, w, room, action="poll_create", question="?", options=["a", "b"]).ack["poll"]

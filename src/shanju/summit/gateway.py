@@ -195,10 +195,9 @@ class LiveConnection:
         await self.ws.close(code)
 
     async def _read(self) -> None:
-        conn = self.conn
-        assert conn is not None
-        task = asyncio.current_task()
-        assert task is not None
+        conn, task = self.conn, asyncio.current_task()
+        if conn is None or task is None:
+            return
         while conn.closing is None:
             conn.receiving = True
             try:
@@ -260,7 +259,8 @@ class LiveConnection:
         if kind == "join":
             raise FrameError("already_joined", "this connection has joined a room", ref=ref)
         room = self.room
-        assert room is not None
+        if room is None:
+            raise FrameError("not_joined", "join a room first", ref=ref)
         ident = conn.identity
         if kind == "mod" and not conn.is_moderator:
             raise FrameError("not_moderator", "only moderators may do this", ref=ref)
@@ -303,7 +303,8 @@ class LiveConnection:
             fn = live_service.moderate
             kwargs.update(actor_id=ident.user_id, frame=frame)
         try:
-            outcome = await anyio.to_thread.run_sync(functools.partial(self._write, fn, kwargs))
+            outcome = await anyio.to_thread.run_sync(
+                functools.partial(self._write, fn, kwargs), limiter=self.hubs.limiter)
         except DomainError as exc:
             raise FrameError(exc.code, str(exc.message), field=exc.field, ref=ref) from exc
         except Exception as exc:

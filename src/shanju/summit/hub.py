@@ -30,6 +30,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import structlog
 
@@ -51,6 +52,7 @@ HEARTBEAT_GAP = 60.0  # a longer gap between heartbeats does not count as attend
 ROOM_IDLE_SECONDS = 60.0  # an empty room is closed after this
 NOT_FOUND_CACHE_SECONDS = 10.0
 CLOSE_TIMEOUT = 5.0
+WRITE_THREADS = 8  # worker threads for the live rooms' database work, per process
 
 
 def channel(key: str) -> str:
@@ -309,7 +311,8 @@ class Room:
             if p is not None:
                 self._queue(("p", p["id"]), {"k": "poll", "p": p}, p["status"] != "draft")
         elif kind == "settings":
-            new = {k: event[k] for k in ("paused", "slow", "premoderated") if k in event}
+            new: dict[str, Any] = {
+                k: event[k] for k in ("paused", "slow", "premoderated") if k in event}
             if any(self.settings.get(k) != v for k, v in new.items()):
                 self.settings.update(new)
                 self._queue(("settings", 0), {"k": "settings", **self.settings}, True)
@@ -470,6 +473,7 @@ class LiveHubs:
         self._ticker: asyncio.Task[None] | None = None
         self._started = False
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.limiter: anyio.CapacityLimiter | None = None
         self.stats = {"frames": 0, "batches": 0, "dropped_slow": 0}
 
     # -- life -----------------------------------------------------------------------------
@@ -478,9 +482,12 @@ class LiveHubs:
         if self._started:
             return
         self.loop = asyncio.get_running_loop()
+        # The live rooms' database work has its own threads: a burst of posts waiting for
+        # the database must not take every worker thread the site's pages use.
+        self.limiter = anyio.CapacityLimiter(WRITE_THREADS)
         await self.broker.start()
         self._started = True
-        self._ticker = self.loop.create_task(self._run())
+        self._ticker = self._loop().create_task(self._run())
 
     async def stop(self) -> None:
         """Close every connection (1001), write the last attendance, stop the broker."""
@@ -510,6 +517,11 @@ class LiveHubs:
         await self._flush_attendance(final=True)
         await self.broker.stop()
 
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is None:
+            raise RuntimeError("the live hubs are not started")
+        return self.loop
+
     def keep(self, task: asyncio.Task[Any], *, closer: bool = False) -> None:
         """Hold a reference to a background task until it is done."""
         tasks = self._closers if closer else self._tasks
@@ -529,8 +541,7 @@ class LiveHubs:
         opening = self._opening.get(key)
         if opening is not None:
             return await asyncio.shield(opening)
-        assert self.loop is not None
-        future: asyncio.Future[Room | None] = self.loop.create_future()
+        future: asyncio.Future[Room | None] = self._loop().create_future()
         self._opening[key] = future
         try:
             room = await self._open(key)
@@ -544,7 +555,6 @@ class LiveHubs:
         return room
 
     async def _open(self, key: str) -> Room | None:
-        assert self.loop is not None
         buffered: list[dict[str, Any]] = []
         holder: dict[str, Room] = {}
         subscribed = asyncio.Event()
@@ -563,11 +573,11 @@ class LiveHubs:
                     else:
                         room.apply_message(msg)
 
-        task = self.loop.create_task(listen())
+        task = self._loop().create_task(listen())
         self.keep(task)
         try:
             await subscribed.wait()
-            snap = await anyio.to_thread.run_sync(self._load_snapshot, key)
+            snap = await anyio.to_thread.run_sync(self._load_snapshot, key, limiter=self.limiter)
         except BaseException:
             task.cancel()
             raise
@@ -593,7 +603,9 @@ class LiveHubs:
         with self.db.transaction(write=False) as session:
             return live_service.snapshot(session, key)
 
-    def _load_sanctions(self, summit_id: int) -> tuple[set[int], dict[tuple[int, int], float | None]]:
+    def _load_sanctions(
+        self, summit_id: int
+    ) -> tuple[set[int], dict[tuple[int, int], float | None]]:
         with self.db.transaction(write=False) as session:
             return live_service.active_sanctions(session, summit_id)
 
@@ -602,7 +614,6 @@ class LiveHubs:
         if state is not None:
             await state.ready.wait()
             return state
-        assert self.loop is not None
         state = SummitState(summit_id)
         self.summits[summit_id] = state
         subscribed = asyncio.Event()
@@ -623,11 +634,12 @@ class LiveHubs:
                     for control in msg.get("x", ()):
                         state.apply_control(self, control)
 
-        state.task = self.loop.create_task(listen())
+        state.task = self._loop().create_task(listen())
         self.keep(state.task)
         try:
             await subscribed.wait()
-            bans, mutes = await anyio.to_thread.run_sync(self._load_sanctions, summit_id)
+            bans, mutes = await anyio.to_thread.run_sync(self._load_sanctions, summit_id,
+                                                         limiter=self.limiter)
         except BaseException:
             state.task.cancel()
             del self.summits[summit_id]
@@ -706,11 +718,15 @@ class LiveHubs:
                 await asyncio.sleep(0)
             try:
                 now = time.monotonic()
-                if now - last_presence >= PRESENCE_SECONDS:
+                counts = now - last_presence >= PRESENCE_SECONDS
+                if counts:
                     last_presence = now
                     self._presence(now)
                 for room in list(self.rooms.values()):
-                    room.refresh_counts(now)
+                    if counts:
+                        # Counts once a second, not every tick: while thousands join, a
+                        # count alone would otherwise cost everyone a frame per tick.
+                        room.refresh_counts(now)
                     sent = room.flush()
                     if sent:
                         self.stats["frames"] += sent
@@ -726,15 +742,14 @@ class LiveHubs:
                 log.exception("summit.hub.tick_failed")
 
     def _presence(self, now: float) -> None:
-        assert self.loop is not None
         if self._beats and not self._flushing:
             # Disconnects' last seconds: written within about a second, in one transaction.
-            self.keep(self.loop.create_task(self._flush_attendance()))
+            self.keep(self._loop().create_task(self._flush_attendance()))
         for state in list(self.summits.values()):
             counts = {key: len(self.rooms[key].conns) for key in state.rooms if key in self.rooms}
             if counts:
                 msg = protocol.encode({"p": {"pid": self.pid, "n": counts}})
-                self.keep(self.loop.create_task(self._publish_quietly(
+                self.keep(self._loop().create_task(self._publish_quietly(
                     channel(live_service.summit_channel_key(state.summit_id)), msg)))
             for pid, (at, _counts) in list(state.presence.items()):
                 if now - at > 10 * PRESENCE_FRESH:
@@ -766,7 +781,7 @@ class LiveHubs:
             return
         self._flushing = True
         try:
-            await anyio.to_thread.run_sync(self._write_beats, beats)
+            await anyio.to_thread.run_sync(self._write_beats, beats, limiter=self.limiter)
         except Exception:  # noqa: BLE001 - keep them for the next try
             log.warning("summit.hub.attendance_failed", exc_info=True)
             self._beats.extend(beats)
