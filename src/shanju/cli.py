@@ -191,7 +191,10 @@ def demo(
         donors = Crowd(database, lambda: application.state.engine)
         donors.start()
     try:
-        uvicorn.run(application, host=host, port=port, log_level="info", ws="websockets-sansio")
+        # No per-message deflate on the live rooms' WebSockets: compressing each batch once per
+        # connection costs more CPU than the bytes are worth (docs/benchmarks.md, summit).
+        uvicorn.run(application, host=host, port=port, log_level="info",
+                    ws="websockets-sansio", ws_per_message_deflate=False)
     finally:
         if donors is not None:
             donors.stop()
@@ -218,6 +221,12 @@ def serve(
     except RuntimeError as exc:
         console.print(f"[red]Refusing to start:[/] {exc}.")
         raise typer.Exit(2) from exc
+    if workers > 1 and settings.summit_broker_url in ("", "memory://"):
+        console.print(
+            "[red]Refusing to start:[/] with several workers the summit's live rooms need a "
+            "shared broker: set SHANJU_SUMMIT_BROKER_URL to redis://… or postgresql://…."
+        )
+        raise typer.Exit(2)
     database = Database(settings.database_url)
     try:
         current = schema_is_current(database)
@@ -240,6 +249,7 @@ def serve(
         forwarded_allow_ips=forwarded_allow_ips,
         server_header=False,
         ws="websockets-sansio",
+        ws_per_message_deflate=False,  # see `demo` above
         log_level="info",
     )
 

@@ -140,12 +140,21 @@ def test_serve_refuses_an_unmigrated_database_then_serves_a_migrated_one(
     assert no_uvicorn == []
 
     assert runner.invoke(cli.app, ["migrate"]).exit_code == 0
+    # Several workers need a shared broker for the summit's live rooms.
+    result = runner.invoke(cli.app, ["serve", "--port", "9001", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "SHANJU_SUMMIT_BROKER_URL" in result.output
+    assert no_uvicorn == []
+
+    monkeypatch.setenv("SHANJU_SUMMIT_BROKER_URL", "redis://127.0.0.1:6379/0")
     result = runner.invoke(cli.app, ["serve", "--port", "9001", "--workers", "2"])
     assert result.exit_code == 0, result.output
     [(target, options)] = no_uvicorn
     assert target == "shanju.app:create_app"
     assert options["factory"] is True
     assert (options["port"], options["workers"]) == (9001, 2)
+    assert options["ws"] == "websockets-sansio"
+    assert options["ws_per_message_deflate"] is False
 
 
 def test_demo_seeds_once_then_reuses_the_data(
