@@ -55,6 +55,7 @@ async def live_lifespan(app: FastAPI) -> AsyncIterator[None]:
     hubs = _make_hubs(app)
     await hubs.start()
     app.state.live = hubs
+    hubs.pace_gc()
     try:
         yield
     finally:
