@@ -25,6 +25,7 @@ import datetime as dt
 import gc
 import json
 import os
+import random
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -48,7 +49,7 @@ log = structlog.get_logger(__name__)
 QUEUE_FRAMES = 32  # per connection; full: the client is too slow (4009)
 PRESENCE_SECONDS = 1.0
 PRESENCE_FRESH = 3.0
-ATTENDANCE_SECONDS = 30.0
+ATTENDANCE_SLOTS = 30  # each connection's time is written every 30 s, 1/30 of them a second
 HEARTBEAT_GAP = 60.0  # a longer gap between heartbeats does not count as attendance
 ROOM_IDLE_SECONDS = 60.0  # an empty room is closed after this
 NOT_FOUND_CACHE_SECONDS = 10.0
@@ -69,7 +70,7 @@ class Conn:
     __slots__ = (
         "_close", "_q", "_send", "_wake", "beat_at", "beat_seconds", "bucket", "bucket_at",
         "close_task", "closing", "frames_second", "frames_window", "identity", "is_moderator",
-        "reader_task", "receiving", "refused", "room", "writer_task",
+        "reader_task", "receiving", "refused", "room", "slot", "writer_task",
     )
 
     def __init__(
@@ -98,6 +99,8 @@ class Conn:
         # Attendance: seconds counted since the last flush, and the last heartbeat.
         self.beat_at = now
         self.beat_seconds = 0.0
+        # Which second of the attendance cycle writes this connection's time (spread out).
+        self.slot = random.randrange(ATTENDANCE_SLOTS)  # noqa: S311 - not a secret
 
     @property
     def user_id(self) -> int:
@@ -517,6 +520,7 @@ class LiveHubs:
         self._closers: set[asyncio.Task[Any]] = set()
         self._beats: list[Beat] = []
         self._flushing = False
+        self._slot = 0
         self._ticker: asyncio.Task[None] | None = None
         self._started = False
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -761,7 +765,6 @@ class LiveHubs:
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         last_presence = 0.0
-        last_attendance = loop.time()
         while True:
             next_tick += self.tick
             delay = next_tick - loop.time()
@@ -789,17 +792,17 @@ class LiveHubs:
                     # Mid-interval: the writers have sent this tick's batches.
                     await asyncio.sleep(self.tick / 2)
                     self.gc.step(time.monotonic())
-                if loop.time() - last_attendance >= ATTENDANCE_SECONDS:
-                    last_attendance = loop.time()
-                    for room in self.rooms.values():
-                        for conn in room.conns:
-                            self._take_beat(conn)
-                    if self._beats:
-                        self.keep(loop.create_task(self._flush_attendance()))
             except Exception:  # noqa: BLE001 - the clock must keep ticking
                 log.exception("summit.hub.tick_failed")
 
     def _presence(self, now: float) -> None:
+        # Attendance: every second, the connections of this second's slot hand over their
+        # time; with disconnects' last seconds, written in one small transaction.
+        self._slot = (self._slot + 1) % ATTENDANCE_SLOTS
+        for room in self.rooms.values():
+            for conn in room.conns:
+                if conn.slot == self._slot:
+                    self._take_beat(conn)
         if self._beats and not self._flushing:
             # Disconnects' last seconds: written within about a second, in one transaction.
             self.keep(self._loop().create_task(self._flush_attendance()))
