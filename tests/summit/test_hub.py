@@ -144,6 +144,31 @@ def test_statuses_only_move_forward_and_moderators_get_their_extras() -> None:
     asyncio.run(run())
 
 
+def test_within_one_tick_the_public_state_comes_after_the_moderators_older_one() -> None:
+    # A poll created (a draft: moderators only) and opened (public) in the same tick: the
+    # moderators' batch must end with "open", or their console would show a draft again.
+    async def run() -> None:
+        hubs, room = make_room()
+        moderator = FakeSocket()
+        hubs.join(room, Conn(identity(2, "moderator"), moderator.send, moderator.close))
+        poll = {"id": 9, "question": "哪个议题?", "status": "draft", "total": 0, "voted": None,
+                "options": [{"id": 1, "label": "甲", "votes": 0},
+                            {"id": 2, "label": "乙", "votes": 0}]}
+        room.apply_message({"m": [{"k": "poll", "p": poll}]})
+        room.apply_message({"e": [{"k": "poll", "p": {**poll, "status": "open"}}]})
+        room.apply_message({"m": [{"k": "held", "m": chat(6)["m"]}]})
+        room.apply_message({"e": [chat(6)]})  # the held message approved in the same tick
+        room.flush()
+        await asyncio.sleep(0.01)
+        events = json.loads(moderator.sent[0])["events"]
+        polls = [e["p"]["status"] for e in events if e["k"] == "poll"]
+        assert polls[-1] == "open"
+        kinds = [e["k"] for e in events if e.get("m", {}).get("id") == 6]
+        assert kinds[-1] == "chat"
+
+    asyncio.run(run())
+
+
 def test_a_client_that_does_not_read_is_dropped_and_the_others_still_receive() -> None:
     async def run() -> None:
         hubs, room = make_room()

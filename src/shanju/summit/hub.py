@@ -495,7 +495,10 @@ class Room:
         mod_events = list(self.pending_mod.values())
         self.pending_mod = {}
         frame = protocol.batch(events) if events else None
-        mod_frame = protocol.batch(events + mod_events) if mod_events else frame
+        # Moderators' extras first: an object's moderators-only state (a draft poll, a pending
+        # question, a held message) is always older than its public state (open, approved,
+        # shown), so within one batch the public event must come last to win.
+        mod_frame = protocol.batch(mod_events + events) if mod_events else frame
         sent = 0
         for conn in list(self.conns):
             f = mod_frame if conn.is_moderator else frame
