@@ -1,0 +1,786 @@
+"""The live rooms of one server process: state in memory, coalesced fan-out, presence.
+
+:class:`LiveHubs` (one per process, ``app.state.live``) keeps a :class:`Room` for each live
+room with a client in this process. A room subscribes to its broker channel
+``summit:<key>`` and applies what arrives (events carry absolute state, so the order and
+duplicates do not matter); it loads its state from the database once, when it opens, and
+clients that join later get the in-memory state. Every tick (``summit_tick_ms``) each room
+with news encodes ONE ``batch`` frame (and one more for moderators when they have extra
+events) and offers the same string to every connection's bounded queue; each connection's
+own writer task drains its queue. A full queue means the client does not read: it is closed
+with 4009; the room never waits for a client.
+
+Per summit, the hubs subscribe to ``summit:summit<id>``: bans and mutes (kept in memory,
+loaded when the first room of the summit opens) and presence — every second each process
+publishes how many clients it holds in each room, and a room's count is the sum of the fresh
+(≤ 3 s) reports. Attendance is counted from heartbeats per connection and written every
+~30 s (and soon after a disconnect) in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio.to_thread
+import structlog
+
+from shanju.core.clock import utcnow
+from shanju.core.db import Database
+from shanju.summit import live_service, protocol
+from shanju.summit.attendance import Beat, record_heartbeats
+from shanju.summit.broker import Broker
+from shanju.summit.live_service import POLL_RANK, QUESTION_RANK, Outcome, RoomSnapshot
+from shanju.summit.tokens import LiveIdentity
+
+log = structlog.get_logger(__name__)
+
+QUEUE_FRAMES = 32  # per connection; full: the client is too slow (4009)
+PRESENCE_SECONDS = 1.0
+PRESENCE_FRESH = 3.0
+ATTENDANCE_SECONDS = 30.0
+HEARTBEAT_GAP = 60.0  # a longer gap between heartbeats does not count as attendance
+ROOM_IDLE_SECONDS = 60.0  # an empty room is closed after this
+NOT_FOUND_CACHE_SECONDS = 10.0
+CLOSE_TIMEOUT = 5.0
+
+
+def channel(key: str) -> str:
+    return f"summit:{key}"
+
+
+class Conn:
+    """One client connection in a room: its identity, outbound queue and writer task."""
+
+    __slots__ = (
+        "_close", "_q", "_send", "_wake", "beat_at", "beat_seconds", "bucket", "bucket_at",
+        "closing", "frames_second", "frames_window", "identity", "is_moderator",
+        "reader_task", "receiving", "refused", "room", "writer_task",
+    )
+
+    def __init__(
+        self, identity: LiveIdentity, send: Callable[[str], Awaitable[None]],
+        close: Callable[[int], Awaitable[None]],
+    ) -> None:
+        self.identity = identity
+        self.is_moderator = identity.is_moderator
+        self._send = send
+        self._close = close
+        self._q: deque[str] = deque()
+        self._wake: asyncio.Future[None] | None = None
+        self.closing: int | None = None  # the close code once it is being dropped
+        self.room: Room | None = None
+        self.writer_task: asyncio.Task[None] | None = None
+        self.reader_task: asyncio.Task[Any] | None = None
+        self.receiving = False  # the reader waits for a frame (safe to cancel)
+        now = time.monotonic()
+        # Abuse control (see gateway.py): token bucket, refused frames, frames per second.
+        self.bucket = 0.0
+        self.bucket_at = now
+        self.refused: deque[float] = deque()
+        self.frames_second = int(now)
+        self.frames_window = 0
+        # Attendance: seconds counted since the last flush, and the last heartbeat.
+        self.beat_at = now
+        self.beat_seconds = 0.0
+
+    @property
+    def user_id(self) -> int:
+        return self.identity.user_id
+
+    def start(self) -> None:
+        self.writer_task = asyncio.get_running_loop().create_task(self._writer())
+
+    def offer(self, frame: str) -> bool:
+        """Queue a frame for the writer; a full queue drops the client (4009)."""
+        if self.closing is not None:
+            return False
+        if len(self._q) >= QUEUE_FRAMES:
+            self.drop(protocol.CLOSE_TOO_SLOW)
+            return False
+        self._q.append(frame)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+        return True
+
+    async def _writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while self._q:
+                    await self._send(self._q.popleft())
+                if self.closing is not None:
+                    return
+                self._wake = loop.create_future()
+                await self._wake
+                self._wake = None
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the client went away; its reader ends it
+            self.drop(1006, send_close=False)
+
+    def heartbeat(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        gap = now - self.beat_at
+        if 0 < gap <= HEARTBEAT_GAP:
+            self.beat_seconds += gap
+        self.beat_at = now
+
+    def drop(self, code: int, *, send_close: bool = True) -> None:
+        """Close the connection with ``code`` (idempotent), without waiting for it."""
+        if self.closing is not None:
+            return
+        self.closing = code
+        if self.writer_task is not None and code != protocol.CLOSE_GOING_AWAY:
+            self.writer_task.cancel()
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+        if self.room is not None:
+            self.room.hubs.leave(self)
+        loop = asyncio.get_running_loop()
+        if send_close:
+            task = loop.create_task(self._send_close(code))
+            if self.room is not None:
+                self.room.hubs.keep(task, closer=True)
+        if self.reader_task is not None and self.receiving:
+            self.reader_task.cancel()
+
+    async def _send_close(self, code: int) -> None:
+        if self.writer_task is not None and code == protocol.CLOSE_GOING_AWAY:
+            # Going away: let the writer send what is queued first, briefly.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self.writer_task), 1.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._close(code), CLOSE_TIMEOUT)
+
+
+class SummitState:
+    """Per summit, in this process: bans, mutes, presence reports, slow-mode clocks."""
+
+    def __init__(self, summit_id: int) -> None:
+        self.summit_id = summit_id
+        self.bans: set[int] = set()
+        self.mutes: dict[tuple[int, int], float | None] = {}
+        self.presence: dict[str, tuple[float, dict[str, int]]] = {}  # pid -> (at, counts)
+        self.last_chat: dict[tuple[int, int], float] = {}  # (session, user) -> monotonic
+        self.rooms: set[str] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def muted_until(self, session_id: int, user_id: int, now: float) -> float | None:
+        """Unix time the person is muted until (``inf`` if indefinitely), or None."""
+        key = (session_id, user_id)
+        if key not in self.mutes:
+            return None
+        until = self.mutes[key]
+        if until is None:
+            return float("inf")
+        if until <= now:
+            del self.mutes[key]
+            return None
+        return until
+
+    def apply_control(self, hubs: LiveHubs, control: dict[str, Any]) -> None:
+        kind, user = control.get("k"), control.get("user")
+        if not isinstance(user, int):
+            return
+        if kind == "ban":
+            self.bans.add(user)
+            for key in list(self.rooms):
+                room = hubs.rooms.get(key)
+                if room is not None:
+                    for conn in [c for c in room.conns if c.user_id == user]:
+                        conn.offer(protocol.error("banned", "You have been banned."))
+                        conn.drop(protocol.CLOSE_BANNED)
+        elif kind == "unban":
+            self.bans.discard(user)
+        elif kind == "mute" and isinstance(control.get("session"), int):
+            self.mutes[(control["session"], user)] = control.get("until")
+        elif kind == "unmute" and isinstance(control.get("session"), int):
+            self.mutes.pop((control["session"], user), None)
+
+    def remote_count(self, key: str, pid: str, now: float) -> int:
+        total = 0
+        for other, (at, counts) in self.presence.items():
+            if other != pid and now - at <= PRESENCE_FRESH:
+                total += counts.get(key, 0)
+        return total
+
+
+class Room:
+    """A live room's state in this process and its local connections."""
+
+    def __init__(self, hubs: LiveHubs, snap: RoomSnapshot) -> None:
+        self.hubs = hubs
+        self.ref = snap.ref
+        self.key = snap.ref.key
+        self.title = snap.title
+        self.video_url = snap.video_url
+        self.capacity = snap.capacity
+        self.settings = dict(snap.settings)
+        self.chat: OrderedDict[int, dict[str, Any]] = OrderedDict(
+            (m["id"], m) for m in snap.chat)
+        self.held: dict[int, dict[str, Any]] = {m["id"]: m for m in snap.held}
+        self.questions: dict[int, dict[str, Any]] = {q["id"]: q for q in snap.questions}
+        self.polls: dict[int, dict[str, Any]] = {p["id"]: p for p in snap.polls}
+        self.rooms: list[dict[str, Any]] = [dict(r) for r in snap.rooms]
+        self.question_votes = snap.question_votes
+        self.poll_votes = snap.poll_votes
+        self.removed: set[int] = set()  # chat ids removed (a late "chat" must not revive)
+        self.conns: set[Conn] = set()
+        self.moderators = 0
+        self.pending: dict[tuple[str, int], dict[str, Any]] = {}
+        self.pending_mod: dict[tuple[str, int], dict[str, Any]] = {}
+        self.count_sent = 0
+        self.rooms_sent: list[int] = [0] * len(self.rooms)
+        self.idle_since: float | None = time.monotonic()
+        self.task: asyncio.Task[None] | None = None
+        self._state_json: dict[bool, str] = {}  # moderator? -> cached shared state JSON
+
+    # -- applying events ------------------------------------------------------------------
+
+    def apply_message(self, msg: dict[str, Any]) -> None:
+        """Apply one broker message (``e``/``m`` events, ``v`` votes)."""
+        for vote in msg.get("v", ()):
+            if vote[0] == "q":
+                self.question_votes.setdefault(vote[2], set()).add(vote[1])
+            elif vote[0] == "p":
+                self.poll_votes.setdefault(vote[2], {})[vote[1]] = vote[3]
+        for event in msg.get("e", ()):
+            self._apply(event, everyone=True)
+        for event in msg.get("m", ()):
+            self._apply(event, everyone=False)
+
+    def _queue(self, key: tuple[str, int], event: dict[str, Any], everyone: bool) -> None:
+        (self.pending if everyone else self.pending_mod)[key] = event
+        self._state_json.clear()
+
+    def _apply(self, event: dict[str, Any], *, everyone: bool) -> None:
+        kind = event.get("k")
+        if kind == "chat":
+            m = event["m"]
+            mid = m["id"]
+            if mid in self.removed or mid in self.chat:
+                return
+            self.held.pop(mid, None)
+            self.chat[mid] = m
+            while len(self.chat) > live_service.CHAT_HISTORY:
+                self.chat.popitem(last=False)
+            self._queue(("chat", mid), event, True)
+        elif kind == "held":
+            m = event["m"]
+            if m["id"] in self.removed or m["id"] in self.chat:
+                return
+            self.held[m["id"]] = m
+            self._queue(("held", m["id"]), event, False)
+        elif kind == "chat_removed":
+            mid = event["id"]
+            if mid in self.removed:
+                return
+            self.removed.add(mid)
+            self.chat.pop(mid, None)
+            self.held.pop(mid, None)
+            self.pending.pop(("chat", mid), None)
+            self._queue(("chat_removed", mid), event, everyone)
+        elif kind in ("question", "pending"):
+            q = self._merge_question(event["q"])
+            if q is None:
+                return
+            shown = q["status"] not in ("pending", "rejected")
+            if q["status"] == "pending":
+                self._queue(("q", q["id"]), {"k": "pending", "q": q}, False)
+            else:
+                self.pending_mod.pop(("q", q["id"]), None)
+                self._queue(("q", q["id"]), {"k": "question", "q": q}, shown)
+        elif kind == "poll":
+            p = self._merge_poll(event["p"])
+            if p is not None:
+                self._queue(("p", p["id"]), {"k": "poll", "p": p}, p["status"] != "draft")
+        elif kind == "settings":
+            new = {k: event[k] for k in ("paused", "slow", "premoderated") if k in event}
+            if any(self.settings.get(k) != v for k, v in new.items()):
+                self.settings.update(new)
+                self._queue(("settings", 0), {"k": "settings", **self.settings}, True)
+
+    def _merge_question(self, q: dict[str, Any]) -> dict[str, Any] | None:
+        old = self.questions.get(q["id"])
+        if old is None:
+            merged = dict(q)
+        else:
+            status = q["status"] if QUESTION_RANK.get(q["status"], 0) >= QUESTION_RANK.get(
+                old["status"], 0) else old["status"]
+            merged = {**old, "status": status, "upvotes": max(old["upvotes"], q["upvotes"])}
+            if merged == old:
+                return None
+        merged["voted"] = None
+        if merged["status"] == "rejected":
+            self.questions.pop(q["id"], None)
+            self.questions[q["id"]] = merged  # kept so that a late "pending" stays rejected
+        else:
+            self.questions[q["id"]] = merged
+        return merged
+
+    def _merge_poll(self, p: dict[str, Any]) -> dict[str, Any] | None:
+        old = self.polls.get(p["id"])
+        if old is None:
+            merged = dict(p)
+        else:
+            status = p["status"] if POLL_RANK.get(p["status"], 0) >= POLL_RANK.get(
+                old["status"], 0) else old["status"]
+            votes = {o["id"]: o["votes"] for o in old["options"]}
+            options = [{**o, "votes": max(o["votes"], votes.get(o["id"], 0))}
+                       for o in p["options"]]
+            merged = {**old, "status": status, "options": options,
+                      "total": sum(o["votes"] for o in options)}
+            if merged == old:
+                return None
+        merged["voted"] = None
+        self.polls[p["id"]] = merged
+        return merged
+
+    # -- connections ----------------------------------------------------------------------
+
+    def count(self, now: float | None = None) -> int:
+        return self.hubs.count(self.key, now)
+
+    def add(self, conn: Conn) -> None:
+        conn.room = self
+        self.conns.add(conn)
+        if conn.is_moderator:
+            self.moderators += 1
+        self.idle_since = None
+
+    def remove(self, conn: Conn) -> None:
+        if conn in self.conns:
+            self.conns.discard(conn)
+            if conn.is_moderator:
+                self.moderators -= 1
+            if not self.conns:
+                self.idle_since = time.monotonic()
+
+    # -- the state a joining client gets --------------------------------------------------
+
+    def _shared_state(self, moderator: bool) -> str:
+        cached = self._state_json.get(moderator)
+        if cached is not None:
+            return cached
+        state: dict[str, Any] = {
+            "room": {"key": self.key, "kind": self.ref.kind, "session": self.ref.session_id,
+                     "title": self.title, "video_url": self.video_url},
+            "settings": self.settings,
+            "chat": list(self.chat.values()),
+            "questions": self._shown_questions(),
+            "polls": [p for p in self.polls.values() if moderator or p["status"] != "draft"],
+            "rooms": self.rooms,
+        }
+        if moderator:
+            state["held"] = list(self.held.values())
+            state["pending"] = [q for q in self.questions.values() if q["status"] == "pending"]
+        text = protocol.encode(state)
+        self._state_json[moderator] = text
+        return text
+
+    def _shown_questions(self) -> list[dict[str, Any]]:
+        shown = [q for q in self.questions.values()
+                 if q["status"] not in ("pending", "rejected")]
+        shown.sort(key=lambda q: (-q["upvotes"], q["id"]))
+        return shown
+
+    def welcome(self, conn: Conn) -> str:
+        you = {"user": conn.user_id, "name": conn.identity.name, "role": conn.identity.role}
+        count = self.count() + (0 if conn in self.conns else 1)
+        q_votes = self.question_votes.get(conn.user_id)
+        p_votes = self.poll_votes.get(conn.user_id)
+        if not q_votes and not p_votes:
+            state = self._shared_state(conn.is_moderator)
+        else:
+            data = json.loads(self._shared_state(conn.is_moderator))
+            for q in data["questions"]:
+                q["voted"] = bool(q_votes and q["id"] in q_votes)
+            for p in data["polls"]:
+                p["voted"] = (p_votes or {}).get(p["id"])
+            state = protocol.encode(data)
+        # The count is not in the cached state (it changes with every join): spliced in.
+        return ('{"t":"welcome","room":' + protocol.encode(self.key) + ',"you":'
+                + protocol.encode(you) + ',"state":{"count":' + str(count) + ","
+                + state[1:] + "}")
+
+    # -- the tick -------------------------------------------------------------------------
+
+    def refresh_counts(self, now: float) -> None:
+        n = self.count(now)
+        if n != self.count_sent:
+            self.count_sent = n
+            self.pending[("count", 0)] = {"k": "count", "n": n}
+        if self.rooms:
+            counts = [self.hubs.count(r["key"], now) for r in self.rooms]
+            if counts != self.rooms_sent:
+                self.rooms_sent = counts
+                for r, c in zip(self.rooms, counts, strict=True):
+                    r["count"] = c
+                self.pending[("rooms", 0)] = {"k": "rooms", "rooms": self.rooms}
+                self._state_json.clear()
+
+    def flush(self) -> int:
+        """Send the pending events as one batch (encoded once); returns frames offered."""
+        if not self.pending and not self.pending_mod:
+            return 0
+        events = list(self.pending.values())
+        self.pending = {}
+        mod_events = list(self.pending_mod.values())
+        self.pending_mod = {}
+        frame = protocol.batch(events) if events else None
+        mod_frame = protocol.batch(events + mod_events) if mod_events else frame
+        sent = 0
+        for conn in list(self.conns):
+            f = mod_frame if conn.is_moderator else frame
+            if f is not None and conn.offer(f):
+                sent += 1
+        return sent
+
+
+class LiveHubs:
+    """This process's live rooms, their broker subscriptions, presence and attendance."""
+
+    def __init__(self, *, db: Database, broker: Broker, tick_ms: int = 250) -> None:
+        self.db = db
+        self.broker = broker
+        self.tick = max(tick_ms, 5) / 1000
+        self.pid = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.rooms: dict[str, Room] = {}
+        self.summits: dict[int, SummitState] = {}
+        self._opening: dict[str, asyncio.Future[Room | None]] = {}
+        self._missing: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closers: set[asyncio.Task[Any]] = set()
+        self._beats: list[Beat] = []
+        self._flushing = False
+        self._ticker: asyncio.Task[None] | None = None
+        self._started = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stats = {"frames": 0, "batches": 0, "dropped_slow": 0}
+
+    # -- life -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self.loop = asyncio.get_running_loop()
+        await self.broker.start()
+        self._started = True
+        self._ticker = self.loop.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Close every connection (1001), write the last attendance, stop the broker."""
+        if not self._started:
+            return
+        self._started = False
+        for room in list(self.rooms.values()):
+            for conn in list(room.conns):
+                conn.drop(protocol.CLOSE_GOING_AWAY)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        closers = [t for t in self._closers if not t.done()]
+        if closers:
+            await asyncio.wait(closers, timeout=CLOSE_TIMEOUT + 2)
+        for room in list(self.rooms.values()):
+            self._close_room(room)
+        for state in list(self.summits.values()):
+            if state.task is not None:
+                state.task.cancel()
+        self.summits.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+        await self._flush_attendance(final=True)
+        await self.broker.stop()
+
+    def keep(self, task: asyncio.Task[Any], *, closer: bool = False) -> None:
+        """Hold a reference to a background task until it is done."""
+        tasks = self._closers if closer else self._tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    # -- rooms ----------------------------------------------------------------------------
+
+    async def open_room(self, key: str) -> Room | None:
+        """The room ``key`` (loaded and subscribed on first use), or None if none exists."""
+        room = self.rooms.get(key)
+        if room is not None:
+            return room
+        missing = self._missing.get(key)
+        if missing is not None and time.monotonic() - missing < NOT_FOUND_CACHE_SECONDS:
+            return None
+        opening = self._opening.get(key)
+        if opening is not None:
+            return await asyncio.shield(opening)
+        assert self.loop is not None
+        future: asyncio.Future[Room | None] = self.loop.create_future()
+        self._opening[key] = future
+        try:
+            room = await self._open(key)
+            future.set_result(room)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved
+            raise
+        finally:
+            del self._opening[key]
+        return room
+
+    async def _open(self, key: str) -> Room | None:
+        assert self.loop is not None
+        buffered: list[dict[str, Any]] = []
+        holder: dict[str, Room] = {}
+        subscribed = asyncio.Event()
+
+        async def listen() -> None:
+            async with self.broker.subscribe(channel(key)) as sub:
+                subscribed.set()
+                async for raw in sub:
+                    try:
+                        msg = json.loads(raw)
+                    except ValueError:
+                        continue
+                    room = holder.get("room")
+                    if room is None:
+                        buffered.append(msg)
+                    else:
+                        room.apply_message(msg)
+
+        task = self.loop.create_task(listen())
+        self.keep(task)
+        try:
+            await subscribed.wait()
+            snap = await anyio.to_thread.run_sync(self._load_snapshot, key)
+        except BaseException:
+            task.cancel()
+            raise
+        if snap is None:
+            task.cancel()
+            self._missing[key] = time.monotonic()
+            return None
+        await self._open_summit(snap.ref.summit_id)
+        room = Room(self, snap)
+        for msg in buffered:
+            room.apply_message(msg)
+        room.pending.clear()
+        room.pending_mod.clear()
+        room.task = task
+        holder["room"] = room
+        self.rooms[key] = room
+        self.summits[snap.ref.summit_id].rooms.add(key)
+        room.refresh_counts(time.monotonic())
+        room.pending.clear()
+        return room
+
+    def _load_snapshot(self, key: str) -> RoomSnapshot | None:
+        with self.db.transaction(write=False) as session:
+            return live_service.snapshot(session, key)
+
+    def _load_sanctions(self, summit_id: int) -> tuple[set[int], dict[tuple[int, int], float | None]]:
+        with self.db.transaction(write=False) as session:
+            return live_service.active_sanctions(session, summit_id)
+
+    async def _open_summit(self, summit_id: int) -> SummitState:
+        state = self.summits.get(summit_id)
+        if state is not None:
+            await state.ready.wait()
+            return state
+        assert self.loop is not None
+        state = SummitState(summit_id)
+        self.summits[summit_id] = state
+        subscribed = asyncio.Event()
+
+        async def listen() -> None:
+            async with self.broker.subscribe(
+                    channel(live_service.summit_channel_key(summit_id))) as sub:
+                subscribed.set()
+                async for raw in sub:
+                    try:
+                        msg = json.loads(raw)
+                    except ValueError:
+                        continue
+                    presence = msg.get("p")
+                    if isinstance(presence, dict) and presence.get("pid") != self.pid:
+                        state.presence[str(presence.get("pid"))] = (
+                            time.monotonic(), dict(presence.get("n") or {}))
+                    for control in msg.get("x", ()):
+                        state.apply_control(self, control)
+
+        state.task = self.loop.create_task(listen())
+        self.keep(state.task)
+        try:
+            await subscribed.wait()
+            bans, mutes = await anyio.to_thread.run_sync(self._load_sanctions, summit_id)
+        except BaseException:
+            state.task.cancel()
+            del self.summits[summit_id]
+            state.ready.set()
+            raise
+        state.bans |= bans
+        for k, v in mutes.items():
+            state.mutes.setdefault(k, v)
+        state.ready.set()
+        return state
+
+    def _close_room(self, room: Room) -> None:
+        self.rooms.pop(room.key, None)
+        if room.task is not None:
+            room.task.cancel()
+        state = self.summits.get(room.ref.summit_id)
+        if state is not None:
+            state.rooms.discard(room.key)
+
+    # -- connections ----------------------------------------------------------------------
+
+    def join(self, room: Room, conn: Conn) -> None:
+        room.add(conn)
+        conn.start()
+
+    def leave(self, conn: Conn) -> None:
+        """Take a connection out of its room and keep its last attendance."""
+        room = conn.room
+        if room is None or conn not in room.conns:
+            return
+        room.remove(conn)
+        conn.heartbeat()
+        self._take_beat(conn)
+
+    def _take_beat(self, conn: Conn) -> None:
+        seconds = int(conn.beat_seconds)
+        if seconds <= 0 or conn.room is None:
+            return
+        conn.beat_seconds -= seconds
+        self._beats.append(Beat(
+            session_id=conn.room.ref.session_id, user_id=conn.user_id,
+            organization_id=conn.identity.organization_id, at=utcnow(), seconds=seconds))
+
+    def count(self, key: str, now: float | None = None) -> int:
+        """Live clients in room ``key`` across every process."""
+        now = time.monotonic() if now is None else now
+        room = self.rooms.get(key)
+        local = len(room.conns) if room is not None else 0
+        summit_id = room.ref.summit_id if room is not None else None
+        if summit_id is None:
+            # A breakout room not open here: any summit whose presence mentions it.
+            return local + sum(s.remote_count(key, self.pid, now) for s in self.summits.values())
+        state = self.summits.get(summit_id)
+        return local + (state.remote_count(key, self.pid, now) if state else 0)
+
+    async def publish(self, outcome: Outcome) -> None:
+        """Publish what an action did (after its transaction committed)."""
+        for key, msg in outcome.messages:
+            if msg:
+                await self.broker.publish(channel(key), protocol.encode(msg))
+
+    # -- the clock ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        last_presence = 0.0
+        last_attendance = loop.time()
+        while True:
+            next_tick += self.tick
+            delay = next_tick - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                next_tick = loop.time()
+                await asyncio.sleep(0)
+            try:
+                now = time.monotonic()
+                if now - last_presence >= PRESENCE_SECONDS:
+                    last_presence = now
+                    self._presence(now)
+                for room in list(self.rooms.values()):
+                    room.refresh_counts(now)
+                    sent = room.flush()
+                    if sent:
+                        self.stats["frames"] += sent
+                        self.stats["batches"] += 1
+                if loop.time() - last_attendance >= ATTENDANCE_SECONDS:
+                    last_attendance = loop.time()
+                    for room in self.rooms.values():
+                        for conn in room.conns:
+                            self._take_beat(conn)
+                    if self._beats:
+                        self.keep(loop.create_task(self._flush_attendance()))
+            except Exception:  # noqa: BLE001 - the clock must keep ticking
+                log.exception("summit.hub.tick_failed")
+
+    def _presence(self, now: float) -> None:
+        assert self.loop is not None
+        if self._beats and not self._flushing:
+            # Disconnects' last seconds: written within about a second, in one transaction.
+            self.keep(self.loop.create_task(self._flush_attendance()))
+        for state in list(self.summits.values()):
+            counts = {key: len(self.rooms[key].conns) for key in state.rooms if key in self.rooms}
+            if counts:
+                msg = protocol.encode({"p": {"pid": self.pid, "n": counts}})
+                self.keep(self.loop.create_task(self._publish_quietly(
+                    channel(live_service.summit_channel_key(state.summit_id)), msg)))
+            for pid, (at, _counts) in list(state.presence.items()):
+                if now - at > 10 * PRESENCE_FRESH:
+                    del state.presence[pid]
+        for room in list(self.rooms.values()):
+            if room.idle_since is not None and now - room.idle_since > ROOM_IDLE_SECONDS:
+                self._close_room(room)
+        for summit_id, state in list(self.summits.items()):
+            if not state.rooms and state.ready.is_set() and summit_id not in {
+                    r.ref.summit_id for r in self.rooms.values()} and not self._opening:
+                if state.task is not None:
+                    state.task.cancel()
+                del self.summits[summit_id]
+
+    async def _publish_quietly(self, chan: str, msg: str) -> None:
+        try:
+            await self.broker.publish(chan, msg)
+        except Exception:  # noqa: BLE001 - presence is best effort
+            log.warning("summit.hub.presence_failed", exc_info=True)
+
+    async def _flush_attendance(self, *, final: bool = False) -> None:
+        if final:
+            for room in self.rooms.values():
+                for conn in room.conns:
+                    conn.heartbeat()
+                    self._take_beat(conn)
+        beats, self._beats = self._beats, []
+        if not beats:
+            return
+        self._flushing = True
+        try:
+            await anyio.to_thread.run_sync(self._write_beats, beats)
+        except Exception:  # noqa: BLE001 - keep them for the next try
+            log.warning("summit.hub.attendance_failed", exc_info=True)
+            self._beats.extend(beats)
+        finally:
+            self._flushing = False
+
+    def _write_beats(self, beats: list[Beat]) -> None:
+        with self.db.transaction(write=True) as session:
+            record_heartbeats(session, beats)
+
+    def muted(self, summit_id: int, session_id: int, user_id: int) -> int | None:
+        """Seconds left of a mute (a large number for an indefinite one), or None."""
+        state = self.summits.get(summit_id)
+        if state is None:
+            return None
+        now = dt.datetime.now(dt.UTC).timestamp()
+        until = state.muted_until(session_id, user_id, now)
+        if until is None:
+            return None
+        return 86_400 if until == float("inf") else max(1, int(until - now + 0.999))
