@@ -668,6 +668,8 @@ def bench_summit(
     broker_url: Annotated[str | None, typer.Option(
         "--broker-url", help="The servers' broker (default: memory:// for one server, "
                              "redis://127.0.0.1:6379/0 for more).", show_default=False)] = None,
+    keep_logs: Annotated[bool, typer.Option(help="Keep the temporary folder with the servers' "
+                                                 "and clients' logs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
 ) -> None:
     """Live-room WebSocket clients against real server processes: join, chat, questions,
@@ -694,7 +696,8 @@ def bench_summit(
             report = summit_bench.run(
                 clients=clients, servers=servers, load=load, database_url=database_url,
                 broker_url=broker_url, connect_rate=connect_rate,
-                clients_per_process=clients_per_process, deflate=deflate, progress=advance,
+                clients_per_process=clients_per_process, deflate=deflate,
+                keep_logs=keep_logs, progress=advance,
                 on_phase=lambda msg: progress.console.log(msg))
     except (RuntimeError, ValueError) as exc:
         err.print(f"[red]✗ {exc}[/]")

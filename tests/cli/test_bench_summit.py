@@ -23,8 +23,9 @@ REDIS_URL = os.environ.get("SHANJU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRED = {"clients", "servers", "connected", "failed", "p50_ms", "p99_ms", "server_rss_mib",
             "kib_per_connection", "messages_sent", "messages_received", "duration_s",
             "machine"}
-# A short, busy run: every client chats every 2 s, asks every 4 s, upvotes every 3 s.
-SMALL = ["--duration", "4", "--chat-every", "2", "--ask-every", "4", "--upvote-every", "3",
+# A short, busy run (every client chats every 4 s, asks every 8 s, upvotes every 6 s on
+# average), well under the rate limit (a burst of 5, then 1 a second).
+SMALL = ["--duration", "4", "--chat-every", "4", "--ask-every", "8", "--upvote-every", "6",
          "--json"]
 
 

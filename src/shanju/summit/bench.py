@@ -193,6 +193,15 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+def listen_overflows() -> int:
+    """The machine's count of connections dropped because a listen queue was full."""
+    try:
+        head, values = Path("/proc/net/netstat").read_text().splitlines()[:2]
+        return int(dict(zip(head.split(), values.split(), strict=True))["ListenOverflows"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -269,6 +278,7 @@ class Conn(asyncio.Protocol):
         self.failed = False
         self.upvoted: set[int] = set()
         self.refs = 0
+        self.sent_at: dict[str, float] = {}  # ref → send time of frames awaiting an answer
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -292,8 +302,9 @@ class Conn(asyncio.Protocol):
                 self.state = "joining"
                 self.send({"t": "join", "token": self.token, "room": self.swarm.room})
             elif isinstance(event, Frame) and event.opcode is Opcode.TEXT:
-                data = event.data
-                self.swarm.on_text(self, data if isinstance(data, bytes) else bytes(data), now)
+                payload = event.data
+                self.swarm.on_text(
+                    self, payload if isinstance(payload, bytes) else bytes(payload), now)
         if self.ws.close_expected() and self.transport is not None:
             asyncio.get_running_loop().call_later(5, self.transport.abort)
 
@@ -354,6 +365,7 @@ class Swarm:
         self.connected = 0
         self.failures: Counter[str] = Counter()
         self.latency: Counter[int] = Counter()  # whole milliseconds → count
+        self.ack_latency: Counter[int] = Counter()  # a posting frame → its ack
         self.sent: Counter[str] = Counter()
         self.acks: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -421,6 +433,9 @@ class Swarm:
         elif kind == "ack":
             ref = str(msg.get("ref") or "?")
             self.acks[ref[0]] += 1
+            posted = conn.sent_at.pop(ref, None)
+            if posted is not None:
+                self.ack_latency[max(0, int((now - posted) * 1000))] += 1
             if ref[0] == "c" and msg.get("status") == "visible":
                 self.chat_visible += 1
             elif ref.startswith("mpc") and self.running:  # the poll was created: open it
@@ -446,6 +461,7 @@ class Swarm:
         elif kind == "error":
             code = str(msg.get("code"))
             self.errors[code] += 1
+            conn.sent_at.pop(str(msg.get("ref")), None)
             if conn.state == "joining":
                 self.fail(conn, f"join_{code}")
 
@@ -490,8 +506,10 @@ class Swarm:
     def _send(self, conn: Conn, kind: str, frame: dict[str, Any]) -> None:
         if conn.state != "open" or conn.failed:
             return
-        frame["ref"] = conn.ref(kind)
+        frame["ref"] = ref = conn.ref(kind)
         self.sent[kind] += 1
+        if kind != "h":  # heartbeats get no answer
+            conn.sent_at[ref] = time.time()
         conn.send(frame)
 
     # --- connecting
@@ -596,6 +614,8 @@ class Swarm:
             "ev": "result", "connected": self.connected, "failed": sum(self.failures.values()),
             "open": len(self.open), "failures": dict(self.failures),
             "latency_ms": {str(k): v for k, v in self.latency.items()},
+            "ack_latency_ms": {str(k): v for k, v in self.ack_latency.items()},
+            "unanswered": sum(len(c.sent_at) for c in self.conns),
             "sent": dict(self.sent), "acks": dict(self.acks), "errors": dict(self.errors),
             "chat_visible": self.chat_visible, "chat_received": self.chat_received,
             "batches": self.batches, "bytes_received": self.bytes_received,
@@ -622,7 +642,8 @@ async def _client_main() -> None:
 
     reporter = asyncio.create_task(report())
     await swarm.connect_all()
-    _emit({"ev": "ready", "connected": swarm.connected, "failed": sum(swarm.failures.values())})
+    _emit({"ev": "ready", "connected": swarm.connected, "failed": sum(swarm.failures.values()),
+           "batches": swarm.batches})
     command = (await reader.readline()).strip()
     if command == b"go":
         await swarm.run_load()
@@ -777,6 +798,7 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
     connect_rate: float = 500.0,
     clients_per_process: int = CLIENTS_PER_PROCESS,
     deflate: bool = True,
+    keep_logs: bool = False,
     progress: Progress | None = None,
     on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -827,6 +849,7 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
                     raise RuntimeError("the servers did not start within 120 s")
                 time.sleep(0.1)
         rss_before = sum(rss_kib(p.pid) for p in procs)
+        cpu_before = [cpu_seconds(p.pid) for p in procs]
         rss_peak = rss_before
 
         def sample_rss() -> None:
@@ -838,6 +861,7 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
         shares = [list(range(clients))[n::count] for n in range(count)]
         say(f"Connecting {clients:,} clients from {count} process(es)")
         connect_started = time.perf_counter()
+        overflows = listen_overflows()
         for n, share in enumerate(shares):
             offset = n % servers  # so that one-client processes still use every server
             children.start_client({
@@ -885,9 +909,11 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
         connect_seconds = time.perf_counter() - connect_started
         tick("connecting", clients, clients)
         connected_at_go = sum(s["connected"] for s in status.values())
+        batches_at_go = sum(s.get("batches", 0) for s in status.values())
         rss_connected = sum(rss_kib(p.pid) for p in procs)
         sample_rss()
         cpu_go = [cpu_seconds(p.pid) for p in procs]
+        cpu_connect = sum(cpu_go) - sum(cpu_before)
         say(f"Load for {load.duration:g} s")
         children.tell_clients("go")
         go = time.monotonic()
@@ -899,13 +925,17 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
 
         pump(loaded, go + load.duration + DRAIN_SECONDS + 60, "running the load")
         cpu_run = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu_go, strict=True))
+        overflows = listen_overflows() - overflows
         load_seconds = time.monotonic() - go
         say("Stopping")
         ok_to_clean = True
     finally:
         children.stop()
         database.dispose()
-        if ok_to_clean:
+        # What the servers logged (warnings and errors only): the last lines go in the report.
+        server_log = [line for n in range(len(children.servers))
+                      for line in children.tail(f"server-{n}.log", 10).splitlines()]
+        if ok_to_clean and not keep_logs:
             shutil.rmtree(folder, ignore_errors=True)
         else:
             say(f"Logs kept in {folder}")
@@ -920,8 +950,10 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
         return out
 
     histogram: Counter[int] = Counter()
+    acks: Counter[int] = Counter()
     for r in results.values():
         histogram.update({int(k): v for k, v in r["latency_ms"].items()})
+        acks.update({int(k): v for k, v in r["ack_latency_ms"].items()})
     connected, failed = total("connected"), total("failed")
     sent = merged("sent")
     names = {"c": "chat", "q": "ask", "u": "upvote", "v": "vote", "h": "heartbeat",
@@ -930,7 +962,7 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
     chat_visible, received = total("chat_visible"), total("chat_received")
     expected = chat_visible * connected_at_go
     rss_growth = max(0, rss_peak - rss_before)
-    p99 = _percentile(histogram, 0.99)
+    frames = total("batches") - batches_at_go
     return {
         "benchmark": "summit",
         "clients": clients,
@@ -944,7 +976,7 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
         "failures": dict(merged("failures")),
         "p50_ms": _percentile(histogram, 0.50),
         "p90_ms": _percentile(histogram, 0.90),
-        "p99_ms": p99,
+        "p99_ms": _percentile(histogram, 0.99),
         "max_ms": float(max(histogram)) if histogram else None,
         "latency_samples": sum(histogram.values()),
         "messages_sent": sum(sent.values()),
@@ -954,8 +986,13 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
         "deliveries_expected": expected,
         "delivered_ratio": round(received / expected, 4) if expected else None,
         "batches_received": total("batches"),
+        "batches_during_load": total("batches") - batches_at_go,
         "bytes_received": total("bytes_received"),
         "acks": sum(merged("acks").values()),
+        # Posting frames (chat, ask, upvote, vote, mod) to their ack: the write path alone.
+        "ack_p50_ms": _percentile(acks, 0.50),
+        "ack_p99_ms": _percentile(acks, 0.99),
+        "unanswered": total("unanswered"),
         "errors": dict(merged("errors")),
         "duration_s": load.duration,
         "load_seconds": round(load_seconds, 2),
@@ -965,11 +1002,19 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
         "server_rss_connected_mib": round(rss_connected / 1024, 1),
         "server_rss_mib": round(rss_peak / 1024, 1),
         "kib_per_connection": round(rss_growth / connected, 1) if connected else None,
+        "server_cpu_connect_s": round(cpu_connect, 2),
         "server_cpu_s": round(cpu_run, 2),
         "server_cpu_percent": round(100 * cpu_run / load_seconds, 1) if load_seconds else None,
+        # Server CPU per frame a client received during the load: comparable across runs on
+        # a machine busy with other work, where latencies are not.
+        "server_cpu_us_per_frame": round(cpu_run / frames * 1e6, 1) if frames else None,
+        # Connections the kernel dropped because a server's accept queue was full (the whole
+        # machine's count, from /proc/net/netstat): the client retries after 1, 3, 7… s.
+        "listen_overflows": overflows,
         "client_cpu_s": round(sum(float(r.get("cpu_s", 0)) for r in results.values()), 2),
         "client_rss_mib": round(total("rss_kib") / 1024, 1),
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "server_log": server_log[-20:],
         "rates": asdict(load),
         "connect_rate": connect_rate,
         "ok": failed == 0 and connected == clients,
