@@ -193,6 +193,18 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time a process's threads were ready to run but waited for a CPU (schedstat)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[1])
+    except OSError:
+        return 0.0
+    return total / 1e9
+
+
 def listen_overflows() -> int:
     """The machine's count of connections dropped because a listen queue was full."""
     try:
@@ -529,7 +541,9 @@ class Swarm:
             await asyncio.wait_for(self.settled.wait(), JOIN_TIMEOUT)
         for conn in self.conns:
             if conn.state != "open" and not conn.failed:
-                self.fail(conn, "join_timeout")
+                # No handshake answer yet, or no welcome after the join frame.
+                self.fail(conn, "timeout_handshake" if conn.state == "connecting"
+                          else "timeout_welcome")
 
     async def _connect(self, conn: Conn) -> None:
         loop = asyncio.get_running_loop()
@@ -850,6 +864,7 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
                 time.sleep(0.1)
         rss_before = sum(rss_kib(p.pid) for p in procs)
         cpu_before = [cpu_seconds(p.pid) for p in procs]
+        wait_before = sum(runqueue_wait_seconds(p.pid) for p in procs)
         rss_peak = rss_before
 
         def sample_rss() -> None:
@@ -914,6 +929,7 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
         sample_rss()
         cpu_go = [cpu_seconds(p.pid) for p in procs]
         cpu_connect = sum(cpu_go) - sum(cpu_before)
+        wait_go = sum(runqueue_wait_seconds(p.pid) for p in procs)
         say(f"Load for {load.duration:g} s")
         children.tell_clients("go")
         go = time.monotonic()
@@ -926,6 +942,7 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
         pump(loaded, go + load.duration + DRAIN_SECONDS + 60, "running the load")
         cpu_run = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu_go, strict=True))
         overflows = listen_overflows() - overflows
+        wait_run = sum(runqueue_wait_seconds(p.pid) for p in procs) - wait_go
         load_seconds = time.monotonic() - go
         say("Stopping")
         ok_to_clean = True
@@ -1004,6 +1021,11 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
         "kib_per_connection": round(rss_growth / connected, 1) if connected else None,
         "server_cpu_connect_s": round(cpu_connect, 2),
         "server_cpu_s": round(cpu_run, 2),
+        # Time the servers' threads were ready to run but waited for a CPU taken by other
+        # processes (the clients', or anyone's on a shared machine): large means the
+        # latencies measure the machine, not the server.
+        "server_runqueue_wait_connect_s": round(wait_go - wait_before, 2),
+        "server_runqueue_wait_s": round(wait_run, 2),
         "server_cpu_percent": round(100 * cpu_run / load_seconds, 1) if load_seconds else None,
         # Server CPU per frame a client received during the load: comparable across runs on
         # a machine busy with other work, where latencies are not.
