@@ -187,6 +187,22 @@ class Client:
                 self.frames.remove(f)
                 return f
 
+    async def drain(self, seconds: float) -> None:
+        """Receive whatever arrives within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        with contextlib.suppress(TimeoutError):
+            while time.monotonic() < deadline:
+                await self.recv(max(0.01, deadline - time.monotonic()))
+
+    async def error(self, timeout: float = 5) -> dict[str, Any]:
+        """The next error frame (batches in between are kept)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            f = await self.recv(max(0.01, deadline - time.monotonic()))
+            if f.get("t") == "error":
+                self.frames.remove(f)
+                return f
+
     async def request(self, ref: str, **frame: Any) -> dict[str, Any]:
         await self.send(ref=ref, **frame)
         return await self.reply(ref)

@@ -126,13 +126,13 @@ class LiveConnection:
         finally:
             conn = self.conn
             if conn is not None:
-                if conn.closing is None:
-                    conn.closing = 1000
-                    self.hubs.leave(conn)
-                    if conn.writer_task is not None:
-                        conn.writer_task.cancel()
-                else:
-                    self.hubs.leave(conn)
+                if conn.closing is None:  # the client left
+                    conn.drop(1000, send_close=False)
+                elif conn.close_task is not None:
+                    # Dropped: return only once the close frame is out (or timed out), or
+                    # the server would cut the connection without a close code.
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close_task)
 
     async def _join(self) -> bool:
         ws = self.ws
@@ -195,10 +195,9 @@ class LiveConnection:
         await self.ws.close(code)
 
     async def _read(self) -> None:
-        conn = self.conn
-        assert conn is not None
-        task = asyncio.current_task()
-        assert task is not None
+        conn, task = self.conn, asyncio.current_task()
+        if conn is None or task is None:
+            return
         while conn.closing is None:
             conn.receiving = True
             try:
@@ -260,7 +259,8 @@ class LiveConnection:
         if kind == "join":
             raise FrameError("already_joined", "this connection has joined a room", ref=ref)
         room = self.room
-        assert room is not None
+        if room is None:
+            raise FrameError("not_joined", "join a room first", ref=ref)
         ident = conn.identity
         if kind == "mod" and not conn.is_moderator:
             raise FrameError("not_moderator", "only moderators may do this", ref=ref)

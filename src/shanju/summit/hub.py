@@ -62,7 +62,7 @@ class Conn:
 
     __slots__ = (
         "_close", "_q", "_send", "_wake", "beat_at", "beat_seconds", "bucket", "bucket_at",
-        "closing", "frames_second", "frames_window", "identity", "is_moderator",
+        "close_task", "closing", "frames_second", "frames_window", "identity", "is_moderator",
         "reader_task", "receiving", "refused", "room", "writer_task",
     )
 
@@ -79,6 +79,7 @@ class Conn:
         self.closing: int | None = None  # the close code once it is being dropped
         self.room: Room | None = None
         self.writer_task: asyncio.Task[None] | None = None
+        self.close_task: asyncio.Task[None] | None = None
         self.reader_task: asyncio.Task[Any] | None = None
         self.receiving = False  # the reader waits for a frame (safe to cancel)
         now = time.monotonic()
@@ -136,29 +137,31 @@ class Conn:
         self.beat_at = now
 
     def drop(self, code: int, *, send_close: bool = True) -> None:
-        """Close the connection with ``code`` (idempotent), without waiting for it."""
+        """Close the connection with ``code`` (idempotent), without waiting for it.
+
+        What is queued is still sent first (briefly), except to a client too slow to read it.
+        """
         if self.closing is not None:
             return
         self.closing = code
-        if self.writer_task is not None and code != protocol.CLOSE_GOING_AWAY:
+        if self.writer_task is not None and (code == protocol.CLOSE_TOO_SLOW or not send_close):
             self.writer_task.cancel()
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
         if self.room is not None:
             self.room.hubs.leave(self)
-        loop = asyncio.get_running_loop()
         if send_close:
-            task = loop.create_task(self._send_close(code))
+            self.close_task = asyncio.get_running_loop().create_task(self._send_close(code))
             if self.room is not None:
-                self.room.hubs.keep(task, closer=True)
+                self.room.hubs.keep(self.close_task, closer=True)
         if self.reader_task is not None and self.receiving:
             self.reader_task.cancel()
 
     async def _send_close(self, code: int) -> None:
-        if self.writer_task is not None and code == protocol.CLOSE_GOING_AWAY:
-            # Going away: let the writer send what is queued first, briefly.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self.writer_task), 1.0)
+        writer = self.writer_task
+        if writer is not None and not writer.done():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(writer), 1.0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._close(code), CLOSE_TIMEOUT)
 
@@ -306,7 +309,8 @@ class Room:
             if p is not None:
                 self._queue(("p", p["id"]), {"k": "poll", "p": p}, p["status"] != "draft")
         elif kind == "settings":
-            new = {k: event[k] for k in ("paused", "slow", "premoderated") if k in event}
+            new: dict[str, Any] = {
+                k: event[k] for k in ("paused", "slow", "premoderated") if k in event}
             if any(self.settings.get(k) != v for k, v in new.items()):
                 self.settings.update(new)
                 self._queue(("settings", 0), {"k": "settings", **self.settings}, True)
@@ -477,7 +481,7 @@ class LiveHubs:
         self.loop = asyncio.get_running_loop()
         await self.broker.start()
         self._started = True
-        self._ticker = self.loop.create_task(self._run())
+        self._ticker = self._loop().create_task(self._run())
 
     async def stop(self) -> None:
         """Close every connection (1001), write the last attendance, stop the broker."""
@@ -507,6 +511,11 @@ class LiveHubs:
         await self._flush_attendance(final=True)
         await self.broker.stop()
 
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is None:
+            raise RuntimeError("the live hubs are not started")
+        return self.loop
+
     def keep(self, task: asyncio.Task[Any], *, closer: bool = False) -> None:
         """Hold a reference to a background task until it is done."""
         tasks = self._closers if closer else self._tasks
@@ -526,8 +535,7 @@ class LiveHubs:
         opening = self._opening.get(key)
         if opening is not None:
             return await asyncio.shield(opening)
-        assert self.loop is not None
-        future: asyncio.Future[Room | None] = self.loop.create_future()
+        future: asyncio.Future[Room | None] = self._loop().create_future()
         self._opening[key] = future
         try:
             room = await self._open(key)
@@ -541,7 +549,6 @@ class LiveHubs:
         return room
 
     async def _open(self, key: str) -> Room | None:
-        assert self.loop is not None
         buffered: list[dict[str, Any]] = []
         holder: dict[str, Room] = {}
         subscribed = asyncio.Event()
@@ -560,7 +567,7 @@ class LiveHubs:
                     else:
                         room.apply_message(msg)
 
-        task = self.loop.create_task(listen())
+        task = self._loop().create_task(listen())
         self.keep(task)
         try:
             await subscribed.wait()
@@ -590,7 +597,9 @@ class LiveHubs:
         with self.db.transaction(write=False) as session:
             return live_service.snapshot(session, key)
 
-    def _load_sanctions(self, summit_id: int) -> tuple[set[int], dict[tuple[int, int], float | None]]:
+    def _load_sanctions(
+        self, summit_id: int
+    ) -> tuple[set[int], dict[tuple[int, int], float | None]]:
         with self.db.transaction(write=False) as session:
             return live_service.active_sanctions(session, summit_id)
 
@@ -599,7 +608,6 @@ class LiveHubs:
         if state is not None:
             await state.ready.wait()
             return state
-        assert self.loop is not None
         state = SummitState(summit_id)
         self.summits[summit_id] = state
         subscribed = asyncio.Event()
@@ -620,7 +628,7 @@ class LiveHubs:
                     for control in msg.get("x", ()):
                         state.apply_control(self, control)
 
-        state.task = self.loop.create_task(listen())
+        state.task = self._loop().create_task(listen())
         self.keep(state.task)
         try:
             await subscribed.wait()
@@ -703,11 +711,15 @@ class LiveHubs:
                 await asyncio.sleep(0)
             try:
                 now = time.monotonic()
-                if now - last_presence >= PRESENCE_SECONDS:
+                counts = now - last_presence >= PRESENCE_SECONDS
+                if counts:
                     last_presence = now
                     self._presence(now)
                 for room in list(self.rooms.values()):
-                    room.refresh_counts(now)
+                    if counts:
+                        # Counts once a second, not every tick: while thousands join, a
+                        # count alone would otherwise cost everyone a frame per tick.
+                        room.refresh_counts(now)
                     sent = room.flush()
                     if sent:
                         self.stats["frames"] += sent
@@ -723,15 +735,14 @@ class LiveHubs:
                 log.exception("summit.hub.tick_failed")
 
     def _presence(self, now: float) -> None:
-        assert self.loop is not None
         if self._beats and not self._flushing:
             # Disconnects' last seconds: written within about a second, in one transaction.
-            self.keep(self.loop.create_task(self._flush_attendance()))
+            self.keep(self._loop().create_task(self._flush_attendance()))
         for state in list(self.summits.values()):
             counts = {key: len(self.rooms[key].conns) for key in state.rooms if key in self.rooms}
             if counts:
                 msg = protocol.encode({"p": {"pid": self.pid, "n": counts}})
-                self.keep(self.loop.create_task(self._publish_quietly(
+                self.keep(self._loop().create_task(self._publish_quietly(
                     channel(live_service.summit_channel_key(state.summit_id)), msg)))
             for pid, (at, _counts) in list(state.presence.items()):
                 if now - at > 10 * PRESENCE_FRESH:

@@ -190,8 +190,7 @@ def snapshot(session: Session, key: str, *, now: dt.datetime | None = None) -> R
     if ref is None:
         return None
     now = now or utcnow()
-    s = session.get(SummitSession, ref.session_id)
-    assert s is not None
+    s = session.get_one(SummitSession, ref.session_id)
     chat_rows = list(session.scalars(
         select(SummitChatMessage)
         .where(SummitChatMessage.room == key, SummitChatMessage.status == ChatStatus.VISIBLE)
@@ -239,8 +238,7 @@ def snapshot(session: Session, key: str, *, now: dt.datetime | None = None) -> R
             ]
         title, video_url, capacity = s.title, s.stream_url or s.player_url, s.capacity
     else:
-        room = session.get(SummitRoom, ref.room_id)
-        assert room is not None
+        room = session.get_one(SummitRoom, ref.room_id)
         title, video_url, capacity = room.name, room.video_url, room.capacity
     names = _names(session, {m.user_id for m in chat_rows + held_rows}
                    | {q.user_id for q in questions})
@@ -406,7 +404,8 @@ def vote(session: Session, *, room: RoomRef, user_id: int, poll_id: int,
         .execution_options(synchronize_session=False))
     pd = poll_dict(poll, _options(session, poll.id))
     out = Outcome(ack={"poll": poll.id, "option": option.id})
-    out.room(room.key, everyone=[{"k": "poll", "p": pd}], votes=[["p", poll.id, user_id, option.id]])
+    out.room(room.key, everyone=[{"k": "poll", "p": pd}],
+             votes=[["p", poll.id, user_id, option.id]])
     return out
 
 
@@ -437,8 +436,11 @@ def _message(session: Session, room: RoomRef, message_id: int) -> SummitChatMess
 
 
 def _wrong_status(what: str) -> Conflict:
-    return Conflict("This %(what)s cannot be changed that way now.", code="wrong_status",
-                    params={"what": what})
+    if what == "message":
+        return Conflict("This message has already been decided.", code="wrong_status")
+    if what == "question":
+        return Conflict("This question cannot move to that status now.", code="wrong_status")
+    return Conflict("This poll cannot move to that status now.", code="wrong_status")
 
 
 _CHAT_VERBS = {"chat_approve": "approved", "chat_reject": "rejected", "chat_delete": "deleted"}
@@ -550,7 +552,7 @@ def _sanction(session: Session, room: RoomRef, actor_id: int, frame: dict[str, A
         session.add(sanction)
         session.flush()
         _audit(session, actor_id, f"sanction.{'muted' if action == 'mute' else 'banned'}",
-               "summit_sanction", sanction.id, user=user_id, session=sanction.session_id,
+               "summit_sanction", sanction.id, user=user_id, session_id=sanction.session_id,
                until=None if until is None else until.isoformat(), reason=sanction.reason)
         control: dict[str, Any] = {"k": action, "user": user_id}
         if action == "mute":
