@@ -303,7 +303,8 @@ class LiveConnection:
             fn = live_service.moderate
             kwargs.update(actor_id=ident.user_id, frame=frame)
         try:
-            outcome = await anyio.to_thread.run_sync(functools.partial(self._write, fn, kwargs))
+            outcome = await anyio.to_thread.run_sync(
+                functools.partial(self._write, fn, kwargs), limiter=self.hubs.limiter)
         except DomainError as exc:
             raise FrameError(exc.code, str(exc.message), field=exc.field, ref=ref) from exc
         except Exception as exc:

@@ -30,6 +30,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import structlog
 
@@ -51,6 +52,7 @@ HEARTBEAT_GAP = 60.0  # a longer gap between heartbeats does not count as attend
 ROOM_IDLE_SECONDS = 60.0  # an empty room is closed after this
 NOT_FOUND_CACHE_SECONDS = 10.0
 CLOSE_TIMEOUT = 5.0
+WRITE_THREADS = 8  # worker threads for the live rooms' database work, per process
 
 
 def channel(key: str) -> str:
@@ -471,6 +473,7 @@ class LiveHubs:
         self._ticker: asyncio.Task[None] | None = None
         self._started = False
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.limiter: anyio.CapacityLimiter | None = None
         self.stats = {"frames": 0, "batches": 0, "dropped_slow": 0}
 
     # -- life -----------------------------------------------------------------------------
@@ -479,6 +482,9 @@ class LiveHubs:
         if self._started:
             return
         self.loop = asyncio.get_running_loop()
+        # The live rooms' database work has its own threads: a burst of posts waiting for
+        # the database must not take every worker thread the site's pages use.
+        self.limiter = anyio.CapacityLimiter(WRITE_THREADS)
         await self.broker.start()
         self._started = True
         self._ticker = self._loop().create_task(self._run())
@@ -571,7 +577,7 @@ class LiveHubs:
         self.keep(task)
         try:
             await subscribed.wait()
-            snap = await anyio.to_thread.run_sync(self._load_snapshot, key)
+            snap = await anyio.to_thread.run_sync(self._load_snapshot, key, limiter=self.limiter)
         except BaseException:
             task.cancel()
             raise
@@ -632,7 +638,8 @@ class LiveHubs:
         self.keep(state.task)
         try:
             await subscribed.wait()
-            bans, mutes = await anyio.to_thread.run_sync(self._load_sanctions, summit_id)
+            bans, mutes = await anyio.to_thread.run_sync(self._load_sanctions, summit_id,
+                                                         limiter=self.limiter)
         except BaseException:
             state.task.cancel()
             del self.summits[summit_id]
@@ -774,7 +781,7 @@ class LiveHubs:
             return
         self._flushing = True
         try:
-            await anyio.to_thread.run_sync(self._write_beats, beats)
+            await anyio.to_thread.run_sync(self._write_beats, beats, limiter=self.limiter)
         except Exception:  # noqa: BLE001 - keep them for the next try
             log.warning("summit.hub.attendance_failed", exc_info=True)
             self._beats.extend(beats)
