@@ -102,8 +102,9 @@ class World:
     attendee_ids: list[int]
 
 
-def seed(database: Any, *, people: int, session_id: int) -> World:
-    """A published summit with one live keynote (id ``session_id``), a platform reviewer who
+def seed(database: Any, *, people: int, session_id: int, summit_id: int | None = None) -> World:
+    """A published summit (id ``summit_id``, or the next one) with one live keynote (id
+    ``session_id``), a platform reviewer who
     organizes it (the moderator), and ``people`` attendees with approved registrations —
     inserted in bulk, all with one precomputed password hash."""
     from sqlalchemy import insert, select
@@ -125,7 +126,8 @@ def seed(database: Any, *, people: int, session_id: int) -> World:
     now, today = utcnow(), today_cn()
     password_hash = hash_password("bench-password")
     with database.transaction() as s:
-        summit = Summit(slug=f"bench-{session_id}", title="基准测试云峰会", tagline="bench",
+        summit = Summit(id=summit_id, slug=f"bench-{session_id}", title="基准测试云峰会",
+                        tagline="bench",
                         starts_on=today, ends_on=today, status=SummitStatus.PUBLISHED)
         s.add(summit)
         s.flush()
@@ -841,10 +843,12 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
     try:
         say("Migrating and seeding the database")
         create_schema(database)
-        # A random session id: rooms are broker channels, and a shared Redis's channels are
-        # not per database — two runs at once must not hear each other.
+        # Random summit and session ids: rooms (summit:s<session>) and a summit's bans and
+        # presence (summit:summit<id>) are broker channels, and a shared Redis's channels are
+        # not per database — two runs (or a run and a test) at once must not hear each other.
         world = seed(database, people=max(0, clients - 1),
-                     session_id=random.randint(100_000, 999_999))  # noqa: S311
+                     session_id=random.randint(100_000, 999_999),  # noqa: S311
+                     summit_id=random.randint(100_000, 999_999))  # noqa: S311
         tokens = live_tokens(world, clients)
         say(f"Starting {servers} server(s)")
         ports = [_free_port() for _ in range(servers)]
