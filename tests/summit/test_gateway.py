@@ -412,3 +412,28 @@ def test_stopping_the_hubs_closes_connections_with_1001_and_writes_attendance(
         seconds = s.scalar(select(SummitAttendance.seconds).where(
             SummitAttendance.user_id == world.attendee_a))
     assert seconds is not None and seconds >= 1
+
+
+def test_attendance_is_written_while_connected(
+    server: Server, world: World, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shanju.summit import hub  # noqa: PLC0415
+
+    monkeypatch.setattr(hub, "ATTENDANCE_SLOTS", 1)  # every connection, every second
+
+    def seconds() -> int | None:
+        with db.transaction(write=False) as s:
+            return s.scalar(select(SummitAttendance.seconds).where(
+                SummitAttendance.user_id == world.attendee_b))
+
+    async def run() -> None:
+        b = await join(server, world.token(world.attendee_b), world.stage)
+        await asyncio.sleep(1.1)
+        await b.send(t="hb")
+        deadline = time.monotonic() + 10
+        while seconds() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert (seconds() or 0) >= 1
+        await b.ws.close()
+
+    asyncio.run(run())

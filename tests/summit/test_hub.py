@@ -236,3 +236,21 @@ def test_a_slow_real_client_gets_4009(tmp_path: Path, sqlite_template: Path) -> 
 
         asyncio.run(run())
     database.dispose()
+
+
+def test_the_clock_can_pace_the_cycle_collector() -> None:
+    import gc  # noqa: PLC0415
+
+    from shanju.summit.hub import GC_FULL_SECONDS, GcPacer  # noqa: PLC0415
+
+    pacer = GcPacer()
+    pacer.step(time.monotonic())  # off: nothing happens
+    assert gc.isenabled()
+    pacer.start()
+    try:
+        assert not gc.isenabled() and gc.get_freeze_count() > 0
+        pacer.step(pacer.last_full + GC_FULL_SECONDS)  # a full pass is due
+        assert gc.get_count()[2] == 0
+    finally:
+        pacer.stop()
+    assert gc.isenabled() and gc.get_freeze_count() == 0

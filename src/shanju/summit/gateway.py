@@ -55,6 +55,10 @@ async def live_lifespan(app: FastAPI) -> AsyncIterator[None]:
     hubs = _make_hubs(app)
     await hubs.start()
     app.state.live = hubs
+    settings: Settings = app.state.settings
+    if settings.environment != "test":
+        # A serving process (not the test suite's short-lived apps): see hub.GcPacer.
+        hubs.pace_gc()
     try:
         yield
     finally:
