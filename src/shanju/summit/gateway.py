@@ -171,7 +171,13 @@ class LiveConnection:
             await self._refuse_join("bad_token", "the live token is not valid",
                                     protocol.CLOSE_BAD_TOKEN, ref)
             return False
-        room = await self.hubs.open_room(frame["room"])
+        try:
+            room = await self.hubs.open_room(frame["room"])
+        except Exception:
+            log.exception("summit.live.open_room_failed", room=frame["room"])
+            await self._refuse_join("server_busy", "the room cannot be opened now; try again",
+                                    1011, ref)
+            return False
         if room is None or room.ref.summit_id != identity.summit_id:
             await self._refuse_join("room_not_found", "there is no such live room",
                                     protocol.CLOSE_NOT_FOUND, ref)
