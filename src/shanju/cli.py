@@ -655,6 +655,80 @@ def bench_transparency(
         raise typer.Exit(1)
 
 
+@bench_app.command("summit")
+def bench_summit(
+    clients: Annotated[int, typer.Option(min=1, help="WebSocket clients (live attendees); "
+                                                     "the first is the moderator.")] = 3_000,
+    servers: Annotated[int, typer.Option(min=1, max=16, help="Server processes (more than one: "
+                                                             "they meet through Redis).")] = 1,
+    duration: Annotated[float, typer.Option(min=0, help="Seconds of load once all joined.")
+                        ] = 30.0,
+    chat_every: Annotated[float, typer.Option(help="Seconds between one person's chat "
+                                                   "messages (mean; 0: none).")] = 120.0,
+    ask_every: Annotated[float, typer.Option(help="Seconds between one person's questions "
+                                                  "(mean; 0: none).")] = 600.0,
+    upvote_every: Annotated[float, typer.Option(help="Seconds between one person's upvotes "
+                                                     "(mean; 0: none).")] = 60.0,
+    vote_share: Annotated[float, typer.Option(min=0, max=1, help="Share of the room that votes "
+                                                                 "in the moderator's poll.")
+                          ] = 0.5,
+    connect_rate: Annotated[float, typer.Option(min=1, help="New connections per second, in "
+                                                            "all.")] = 500.0,
+    clients_per_process: Annotated[int, typer.Option(min=1, help="Clients per client "
+                                                                 "process.")] = 1_000,
+    deflate: Annotated[bool, typer.Option(help="Offer permessage-deflate, as browsers do.")
+                       ] = True,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="An EMPTY database to use (default: a temporary SQLite file).",
+        show_default=False)] = None,
+    broker_url: Annotated[str | None, typer.Option(
+        "--broker-url", help="The servers' broker (default: memory:// for one server, "
+                             "redis://127.0.0.1:6379/0 for more).", show_default=False)] = None,
+    keep_logs: Annotated[bool, typer.Option(help="Keep the temporary folder with the servers' "
+                                                 "and clients' logs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
+) -> None:
+    """Live-room WebSocket clients against real server processes: join, chat, questions,
+    upvotes, a poll; fan-out latency, failures and server memory. The last line is JSON."""
+    from shanju.summit import bench as summit_bench
+
+    progress = Progress(
+        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    )
+    labels = {"connecting": "Connecting + joining", "running": "Load (seconds)"}
+    tasks: dict[str, TaskID] = {}
+
+    def advance(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = progress.add_task(labels.get(phase, phase), total=total)
+        progress.update(tasks[phase], completed=done, total=total)
+
+    load = summit_bench.Load(duration=duration, chat_every=chat_every, ask_every=ask_every,
+                             upvote_every=upvote_every, vote_share=vote_share)
+    err = Console(stderr=True)
+    try:
+        with progress:
+            report = summit_bench.run(
+                clients=clients, servers=servers, load=load, database_url=database_url,
+                broker_url=broker_url, connect_rate=connect_rate,
+                clients_per_process=clients_per_process, deflate=deflate,
+                keep_logs=keep_logs, progress=advance,
+                on_phase=lambda msg: progress.console.log(msg))
+    except (RuntimeError, ValueError) as exc:
+        err.print(f"[red]✗ {exc}[/]")
+        raise typer.Exit(1) from exc
+    if not as_json:
+        err.print(
+            f"{report['connected']:,}/{report['clients']:,} connected, {report['failed']} failed "
+            f"· fan-out p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms · server RSS "
+            f"{report['server_rss_mib']} MiB ({report['kib_per_connection']} KiB/connection) "
+            f"· {report['servers']} server(s), {report['broker']} broker")
+    typer.echo(json.dumps(report, ensure_ascii=False, separators=(",", ":")))
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
 # --- operators -----------------------------------------------------------------------------
 
 
