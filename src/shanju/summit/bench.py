@@ -7,7 +7,7 @@ What runs:
   with approved registrations (one precomputed password hash for all), and a live token for
   each, signed with the secret the servers use;
 - K uvicorn server processes serving the app as ``shanju serve`` does
-  (``ws="websockets-sansio"``, lifespan on, per-message deflate as uvicorn's default), each on
+  (``ws="websockets-sansio"``, lifespan on, no per-message deflate), each on
   its own port; with K > 1 the rooms meet through Redis (``--broker-url``);
 - ⌈N / 1,000⌉ client processes, each one asyncio loop of raw WebSocket connections (the
   ``websockets`` library's sans-I/O client on asyncio transports: a browser's frames — with
@@ -253,7 +253,8 @@ def serve(port: int) -> None:
     import uvicorn
 
     uvicorn.run("shanju.app:create_app", factory=True, host="127.0.0.1", port=port,
-                ws="websockets-sansio", lifespan="on", log_level="warning", access_log=False,
+                ws="websockets-sansio", ws_per_message_deflate=False, lifespan="on",
+                log_level="warning", access_log=False,
                 server_header=False, timeout_graceful_shutdown=10)
 
 
