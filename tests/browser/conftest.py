@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from shanju.accounts import service as accounts
@@ -37,6 +33,7 @@ from shanju.core.config import Settings
 from shanju.core.db import Database
 from tests.conftest import IN_CI, _truncate_all
 from tests.factories import PASSWORD
+from tests.serving import free_socket, uvicorn_thread
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -90,14 +87,6 @@ class LiveServer:
         return user
 
 
-def _free_socket() -> socket.socket:
-    # Bind first and hand the socket to uvicorn: no race for the port.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @pytest.fixture
 def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
     """The app served by uvicorn in a thread, on a fresh database (SQLite unless asked)."""
@@ -110,7 +99,7 @@ def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live
     else:
         url = request.getfixturevalue("pg_url")
     database = Database(url)
-    sock = _free_socket()
+    sock = free_socket()
     port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     settings = Settings(
@@ -123,23 +112,10 @@ def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live
         transparency_key_file=tmp_path / "transparency-ed25519.key",
     )
     app = create_app(settings, database=database)
-    # websockets-sansio: the websockets stack without its deprecated legacy module (whose
-    # import warning would fail under -W error). The summit's live rooms need WebSockets.
-    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the live server did not start")
-        time.sleep(0.02)
     try:
-        yield LiveServer(url=base, database=database, settings=settings)
+        with uvicorn_thread(app, sock):
+            yield LiveServer(url=base, database=database, settings=settings)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         database.dispose()
         if backend != "sqlite":
             cleaner = Database(url)

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +25,7 @@ from shanju.core.db import Database
 from shanju.summit import tokens
 from shanju.summit.models import SessionKind, Summit, SummitRoom, SummitSession, SummitStatus
 from tests.factories import make_user
+from tests.serving import free_socket, uvicorn_thread
 
 SECRET = "test-secret"
 
@@ -110,13 +109,6 @@ class Server:
         return asyncio.run_coroutine_threadsafe(run(), hubs.loop).result(10)
 
 
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @contextmanager
 def serve(database: Database, tmp_path: Path, *, tick_ms: int = 50,
           broker_url: str = "memory://") -> Iterator[Server]:
@@ -131,26 +123,15 @@ def serve(database: Database, tmp_path: Path, *, tick_ms: int = 50,
         summit_tick_ms=tick_ms, summit_broker_url=broker_url,
     )
     app = create_app(settings, database=database)
-    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.02)
-    running = Server(url=f"ws://127.0.0.1:{port}/summit/live", base=base, app=app,
-                     server=server)
-    try:
-        yield running
-    finally:
-        hubs = running.hubs()
-        if hubs is not None and hubs.loop is not None and thread.is_alive():
-            asyncio.run_coroutine_threadsafe(hubs.stop(), hubs.loop).result(20)
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with uvicorn_thread(app, sock) as server:
+        running = Server(url=f"ws://127.0.0.1:{port}/summit/live", base=base, app=app,
+                         server=server)
+        try:
+            yield running
+        finally:
+            hubs = running.hubs()
+            if hubs is not None and hubs.loop is not None and server.started:
+                asyncio.run_coroutine_threadsafe(hubs.stop(), hubs.loop).result(20)
 
 
 # --- clients -------------------------------------------------------------------------------

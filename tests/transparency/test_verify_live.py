@@ -11,16 +11,12 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, func, select
@@ -33,6 +29,7 @@ from shanju.core.db import Database
 from shanju.transparency import checkpoints
 from shanju.transparency.models import LogLeaf
 from shanju.transparency.verify import MIRROR_FILES
+from tests.serving import free_socket, uvicorn_thread
 from tests.transparency.verifying import (
     ORIGIN,
     OTHER_SEED,
@@ -89,9 +86,7 @@ def _key_file(path: Path, seed: bytes = SEED) -> Path:
 @pytest.fixture
 def site(db: Database, tmp_path: Path) -> Iterator[Site]:
     """The app on the test database, served by uvicorn on a free 127.0.0.1 port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = free_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings(
         environment="test", database_url=db.url, secret_key="test-secret",
@@ -100,21 +95,8 @@ def site(db: Database, tmp_path: Path) -> Iterator[Site]:
         transparency_origin=ORIGIN, transparency_checkpoint_seconds=0,
     )
     switch = Switch(create_app(settings, database=db))
-    config = uvicorn.Config(switch, log_level="warning", ws="none", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.02)
-    try:
+    with uvicorn_thread(switch, sock):
         yield Site(url=base, database=db, switch=switch, settings=settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @pytest.fixture
