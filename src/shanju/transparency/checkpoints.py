@@ -253,9 +253,14 @@ def _b64decode(text: str, *, what: str) -> bytes:
     if not _B64.match(text) or len(text) % 4:
         raise CheckpointError(f"the {what} is not valid base64")
     try:
-        return base64.b64decode(text, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise CheckpointError(f"the {what} is not valid base64") from exc
+    # Canonical only: the last character's unused bits must be zero, or two different texts
+    # (e.g. of a signature) would decode to the same bytes and both verify.
+    if base64.b64encode(raw).decode() != text:
+        raise CheckpointError(f"the {what} is not canonical base64")
+    return raw
 
 
 def parse_note(text: str) -> ParsedCheckpoint:

@@ -164,9 +164,12 @@ def b64decode(text: object, what: str) -> bytes:
     if not isinstance(text, str):
         raise ValueError(f"{what} is not a base64 string")
     try:
-        return base64.b64decode(text, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"{what} is not valid base64") from None
+    if base64.b64encode(raw).decode() != text:  # canonical only (see checkpoints._b64decode)
+        raise ValueError(f"{what} is not canonical base64")
+    return raw
 
 
 def b64encode(data: bytes) -> str:

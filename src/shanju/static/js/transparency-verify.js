@@ -70,6 +70,9 @@ export function fromBase64(text) {
   const bin = atob(text);
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  // Canonical only: unused bits of the last character must be zero, or two texts of one
+  // signature would both verify (as the Python verifier, transparency/checkpoints.py).
+  if (toBase64(out) !== text) throw new ProofError("not canonical base64");
   return out;
 }
 
