@@ -150,9 +150,10 @@ def _lines(cert: Certificate, locale: str) -> list[_Line]:
 def render(cert: Certificate, *, locale: str = "zh_CN") -> bytes:
     """The certificate as a one- or more-page A4 PDF.
 
-    Embedding a subset of Noto Sans CJK costs 2–4 s of CPU (fontTools parses the collection
-    and subsets its CFF outlines), so the last certificates rendered are kept in memory: a
-    person downloading theirs again costs nothing."""
+    Embedding a subset of Noto Sans CJK costs ~0.4 s of CPU (fontTools parses the collection
+    and subsets its CFF outlines; measured on the idle 2-core machine, seconds when it is
+    busy), so the last certificates rendered are kept in memory: a person downloading theirs
+    again costs nothing."""
     lines = _lines(cert, locale)
     font = find_cjk_font()
     if font is None:
