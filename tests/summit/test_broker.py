@@ -164,6 +164,37 @@ def test_a_message_published_in_one_process_reaches_another(backend: str) -> Non
             child.communicate()
 
 
+def test_redis_namespaces_keep_deployments_apart() -> None:
+    # Redis channels are global to the server: two deployments on one Redis must not hear
+    # each other's rooms unless they share a namespace.
+    problem = _reachable(BACKENDS["redis"])
+    if problem:
+        if IN_CI:
+            pytest.fail(f"redis is mandatory in CI and unreachable: {problem}")
+        pytest.skip(f"redis unreachable: {problem}")
+    sep = "&" if "?" in REDIS_URL else "?"
+    ns = uuid.uuid4().hex[:8]
+
+    async def run() -> None:
+        a = RedisBroker(f"{REDIS_URL}{sep}namespace=a{ns}")
+        a_too = RedisBroker(f"{REDIS_URL}{sep}namespace=a{ns}")
+        b = RedisBroker(f"{REDIS_URL}{sep}namespace=b{ns}")
+        assert "namespace" not in a.url and a.prefix == f"a{ns}:"
+        for broker in (a, a_too, b):
+            await broker.start()
+        async with a.subscribe("room:1") as heard_a, b.subscribe("room:1") as heard_b:
+            await a_too.publish("room:1", "同一个部署")
+            assert await asyncio.wait_for(heard_a.get(), 5) == "同一个部署"
+            await asyncio.sleep(0.3)
+            assert heard_b.queue.empty()
+        for broker in (a, a_too, b):
+            await broker.stop()
+
+    asyncio.run(run())
+    with pytest.raises(BrokerError):
+        RedisBroker("redis://127.0.0.1:6379/0?namespace=Bad Name")
+
+
 def test_postgres_refuses_an_oversized_notification() -> None:
     problem = _reachable(BACKENDS["postgresql"])
     if problem:

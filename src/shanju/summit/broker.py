@@ -29,6 +29,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,11 +150,23 @@ class MemoryBroker(Broker):
 
 
 class RedisBroker(Broker):
-    """Redis pub/sub: one connection publishes, one pub/sub connection listens."""
+    """Redis pub/sub: one connection publishes, one pub/sub connection listens.
+
+    Redis channels are global to the server (not per database number), so deployments that
+    share one Redis set a namespace in the URL, ``redis://host:6379/0?namespace=shanju-prod``:
+    every channel is then ``<namespace>:<channel>`` on the wire.
+    """
 
     def __init__(self, url: str) -> None:
         super().__init__()
-        self.url = url
+        parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        namespace = "".join(v for k, v in query if k == "namespace")
+        if namespace:
+            check_channel(namespace)
+        self.prefix = f"{namespace}:" if namespace else ""
+        rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "namespace"])
+        self.url = urllib.parse.urlunsplit(parts._replace(query=rest))
         self._redis: Any = None
         self._pubsub: Any = None
 
@@ -176,15 +189,15 @@ class RedisBroker(Broker):
         self._pubsub = self._redis = None
 
     async def _publish(self, channel: str, message: str) -> None:
-        await self._redis.publish(channel, message)
+        await self._redis.publish(self.prefix + channel, message)
 
     async def _listen(self, channel: str) -> None:
-        await self._pubsub.subscribe(channel)
+        await self._pubsub.subscribe(self.prefix + channel)
         if self._reader is None:
             self._reader = asyncio.create_task(self._read())
 
     async def _unlisten(self, channel: str) -> None:
-        await self._pubsub.unsubscribe(channel)
+        await self._pubsub.unsubscribe(self.prefix + channel)
 
     async def _read(self) -> None:
         while self._running:
@@ -195,7 +208,7 @@ class RedisBroker(Broker):
                 await asyncio.sleep(0.5)
                 continue
             if msg is not None and msg.get("type") == "message":
-                self.deliver(str(msg["channel"]), str(msg["data"]))
+                self.deliver(str(msg["channel"])[len(self.prefix):], str(msg["data"]))
 
 
 class PostgresBroker(Broker):
