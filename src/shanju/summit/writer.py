@@ -127,6 +127,8 @@ class LiveWriter:
                 await task  # after the batch being written
         self._task = None
         self._answer_closed()
+        if self.stats["actions"]:
+            log.info("summit.writer.stopped", **self.stats)
 
     async def submit(self, fn: Callable[..., Outcome], kwargs: dict[str, Any]) -> Outcome:
         """Queue ``fn(session, **kwargs)``; return its outcome once committed and published.
