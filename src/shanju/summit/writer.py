@@ -92,6 +92,7 @@ class LiveWriter:
         self.stats = {"transactions": 0, "batches": 0, "actions": 0, "fallbacks": 0,
                       "largest": 0}
         self._queue: deque[_Action] = deque()
+        self._inflight: list[_Action] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._accepting = False
@@ -166,6 +167,17 @@ class LiveWriter:
     # -- the task -------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            # Normally empty; not so if the task is cancelled (the event loop closing without
+            # stop()): nobody may be left waiting.
+            for action in self._inflight:
+                _resolve(action, WriterClosed("the server is stopping; try again"))
+            self._inflight = []
+            self._answer_closed()
+
+    async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         wake = self._wake
         if wake is None:  # pragma: no cover - start() sets it before creating the task
@@ -187,12 +199,14 @@ class LiveWriter:
             batch = [self._queue.popleft()
                      for _ in range(min(self.max_batch, len(self._queue)))]
             last_start = loop.time()
+            self._inflight = batch
             try:
                 await self._write(batch)
             except Exception:  # noqa: BLE001 - the writer must keep writing
                 log.exception("summit.writer.batch_failed", actions=len(batch))
                 for action in batch:
                     _resolve(action, RuntimeError("the live writer failed"))
+            self._inflight = []
 
     async def _write(self, batch: list[_Action]) -> None:
         self.stats["batches"] += 1
