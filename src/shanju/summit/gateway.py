@@ -4,17 +4,17 @@ One connection per person per room; see ``docs/summit/live-protocol.md`` for the
 ``docs/summit/live.md`` for how it works. The gateway checks the Origin, waits for ``join``
 (10 s), checks the live token without touching the database, opens the room in this
 process's hubs (``hub.py``) and then reads frames: it checks and limits them (token bucket,
-flooding, bans, mutes, pause, slow mode), runs the stored change in a worker thread
-(``live_service``, one write transaction) and publishes what changed on the broker after the
-commit. It never writes to the client itself: every frame goes through the connection's
-bounded queue and writer task.
+flooding, bans, mutes, pause, slow mode) and hands the stored change (``live_service``) to
+the process's writer (``writer.py``: group commit, one write transaction for everything
+queued, each action in a savepoint), which publishes what changed on the broker after the
+commit; then the gateway sends the ack. It never writes to the client itself: every frame
+goes through the connection's bounded queue and writer task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +22,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-import anyio.to_thread
 import structlog
 from fastapi import APIRouter, FastAPI, WebSocket
 
@@ -34,6 +33,7 @@ from shanju.summit.broker import broker_from_url
 from shanju.summit.hub import Conn, LiveHubs, Room
 from shanju.summit.live_service import Outcome
 from shanju.summit.protocol import FrameError
+from shanju.summit.writer import WriterClosed
 
 log = structlog.get_logger(__name__)
 router = APIRouter()
@@ -313,20 +313,16 @@ class LiveConnection:
             fn = live_service.moderate
             kwargs.update(actor_id=ident.user_id, frame=frame)
         try:
-            outcome = await anyio.to_thread.run_sync(
-                functools.partial(self._write, fn, kwargs), limiter=self.hubs.limiter)
+            # Group commit (writer.py): stored with the process's other posts in one
+            # transaction, published after the commit, then answered.
+            outcome = await self.hubs.writer.submit(fn, kwargs)
         except DomainError as exc:
             raise FrameError(exc.code, str(exc.message), field=exc.field, ref=ref) from exc
+        except WriterClosed as exc:
+            raise FrameError("server_busy", "the server is stopping; try again",
+                             ref=ref) from exc
         except Exception as exc:
-            log.exception("summit.live.write_failed", frame=kind)
+            log.warning("summit.live.write_failed", frame=kind, error=repr(exc))
             raise FrameError("server_busy", "the server could not do this now; try again",
                              ref=ref) from exc
-        try:
-            await self.hubs.publish(outcome)
-        except Exception:  # noqa: BLE001 - stored; the room catches up when it reopens
-            log.exception("summit.live.publish_failed", frame=kind)
         conn.offer(protocol.ack(ref, **outcome.ack))
-
-    def _write(self, fn: Callable[..., Outcome], kwargs: dict[str, Any]) -> Outcome:
-        with self.db.transaction(write=True) as session:
-            return fn(session, **kwargs)

@@ -43,6 +43,7 @@ from shanju.summit.attendance import Beat, record_heartbeats
 from shanju.summit.broker import Broker
 from shanju.summit.live_service import POLL_RANK, QUESTION_RANK, Outcome, RoomSnapshot
 from shanju.summit.tokens import LiveIdentity
+from shanju.summit.writer import LiveWriter
 
 log = structlog.get_logger(__name__)
 
@@ -528,6 +529,8 @@ class LiveHubs:
         self._started = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.limiter: anyio.CapacityLimiter | None = None
+        # Every posting frame of the process is written by this one writer (group commit).
+        self.writer = LiveWriter(db, self._publish_message)
         self.stats = {"frames": 0, "batches": 0, "dropped_slow": 0}
         self.gc = GcPacer()
 
@@ -545,8 +548,10 @@ class LiveHubs:
         # The live rooms' database work has its own threads: a burst of posts waiting for
         # the database must not take every worker thread the site's pages use.
         self.limiter = anyio.CapacityLimiter(WRITE_THREADS)
+        self.writer.limiter = self.limiter
         await self.broker.start()
         self._started = True
+        self.writer.start()
         self._ticker = self._loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -554,6 +559,8 @@ class LiveHubs:
         if not self._started:
             return
         self._started = False
+        # What is queued is written (and answered) while the connections are still open.
+        await self.writer.stop()
         for room in list(self.rooms.values()):
             for conn in list(room.conns):
                 conn.drop(protocol.CLOSE_GOING_AWAY)
@@ -760,7 +767,10 @@ class LiveHubs:
         """Publish what an action did (after its transaction committed)."""
         for key, msg in outcome.messages:
             if msg:
-                await self.broker.publish(channel(key), protocol.encode(msg))
+                await self._publish_message(key, msg)
+
+    async def _publish_message(self, key: str, msg: dict[str, Any]) -> None:
+        await self.broker.publish(channel(key), protocol.encode(msg))
 
     # -- the clock ------------------------------------------------------------------------
 
