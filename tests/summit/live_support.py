@@ -130,7 +130,7 @@ def serve(database: Database, tmp_path: Path, *, tick_ms: int = 50,
             yield running
         finally:
             hubs = running.hubs()
-            if hubs is not None and hubs.loop is not None and server.started:
+            if hubs is not None and hubs.loop is not None and not hubs.loop.is_closed():
                 asyncio.run_coroutine_threadsafe(hubs.stop(), hubs.loop).result(20)
 
 
