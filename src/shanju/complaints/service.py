@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
@@ -16,7 +17,12 @@ from shanju.accounts import service as accounts
 from shanju.accounts.models import User
 from shanju.complaints.models import Complaint, ComplaintStatus
 from shanju.complaints.schemas import ComplaintCreate
-from shanju.complaints.workdays import add_working_days
+from shanju.complaints.workdays import (
+    HolidaysUnknown,
+    add_weekdays,
+    add_working_days,
+    known_years,
+)
 from shanju.core import audit
 from shanju.core.clock import CHINA_TZ, today_cn, utcnow
 from shanju.core.db import get_or_404
@@ -55,8 +61,48 @@ def complaint_number(complaint: Complaint) -> str:
 
 
 def due_date(filed_on: dt.date) -> dt.date:
-    """Return the answer deadline of a complaint filed on ``filed_on`` (a China date)."""
+    """Return the answer deadline of a complaint filed on ``filed_on`` (a China date).
+
+    Raises :class:`~shanju.complaints.workdays.HolidaysUnknown` when the deadline reaches a
+    year the installed holiday calendar does not know; :func:`deadline_for` decides then.
+    """
     return add_working_days(filed_on, ANSWER_WORKING_DAYS)
+
+
+def deadline_for(filed_on: dt.date) -> dt.date:
+    """Return the deadline to store for a complaint filed on ``filed_on``; never refuse one.
+
+    A report must never be lost because the platform's holiday calendar is out of date. For a
+    year the calendar does not know, the deadline counts Monday–Friday only — never later than
+    the legal one, since holidays only push it back — and an error is logged on every such
+    filing, so that operators upgrade ``chinesecalendar`` (``create_app`` warns at start-up too).
+    """
+    try:
+        return due_date(filed_on)
+    except HolidaysUnknown as exc:
+        fallback = add_weekdays(filed_on, ANSWER_WORKING_DAYS)
+        # A fresh logger (not a cached module-level one): rare, and visible to capture_logs.
+        structlog.get_logger(__name__).error(
+            "complaints.holiday_calendar_unknown", year=exc.year, error=str(exc),
+            filed_on=filed_on.isoformat(), due_on=fallback.isoformat())
+        return fallback
+
+
+def warn_if_calendar_runs_out(today: dt.date) -> int | None:
+    """Log a warning when complaints filed in the next 30 days would need an unknown year.
+
+    Returns that year (or None). Called at start-up, so an operator hears of it before the
+    first complaint of the new year is filed (the arrangement is published each November).
+    """
+    _first, last = known_years()
+    horizon = today + dt.timedelta(days=30 + 14)  # the last filing day and its 5 working days
+    if horizon.year <= last:
+        return None
+    structlog.get_logger(__name__).warning(
+        "complaints.holiday_calendar_runs_out", known_until=last, needed=horizon.year,
+        advice="upgrade the chinesecalendar package when the State Council publishes the "
+               "arrangement; meanwhile deadlines count Monday–Friday only")
+    return horizon.year
 
 
 def is_overdue(complaint: Complaint, today: dt.date) -> bool:
@@ -149,7 +195,7 @@ def do_file(
         category=category,
         content=content,
         status=ComplaintStatus.OPEN,
-        due_on=due_date(filed_on),
+        due_on=deadline_for(filed_on),
         created_at=utcnow(),
     )
     session.add(complaint)

@@ -820,7 +820,7 @@ class _Seeder:
                 "reporter_contact": f"138{self.rng.randint(10_000_000, 99_999_999)}",
                 "category": category, "content": content,
                 "status": ComplaintStatus.ANSWERED if answered else ComplaintStatus.OPEN,
-                "due_on": complaints.due_date(created.astimezone(CHINA_TZ).date()),
+                "due_on": complaints.deadline_for(created.astimezone(CHINA_TZ).date()),
                 "answer": "已联系机构核实，机构已补充说明并更新项目信息。" if answered else None,
                 "answered_by_id": self.reviewer_id if answered else None,
                 "answered_at": created + dt.timedelta(days=2) if answered else None,
