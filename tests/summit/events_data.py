@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
-from shanju.core.clock import CHINA_TZ
+from shanju.core.clock import CHINA_TZ, today_cn
 from shanju.summit import service
 from shanju.summit.models import SessionKind
 from shanju.summit.schemas import (
@@ -22,8 +22,15 @@ from shanju.summit.schemas import (
 )
 from tests.factories import make_user
 
-DAY1 = dt.date(2026, 12, 3)
-DAY2 = dt.date(2026, 12, 4)
+
+def summit_days(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """The test summit's two days: a week after ``today`` (the clock's China date), so that
+    every session is still ahead on whatever day the suite runs (a countdown ticks)."""
+    first = (today or today_cn()) + dt.timedelta(days=7)
+    return first, first + dt.timedelta(days=1)
+
+
+DAY1, DAY2 = summit_days()
 
 
 def cn(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:

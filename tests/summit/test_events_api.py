@@ -13,7 +13,7 @@ from shanju.accounts.models import Role
 from shanju.core.db import Database
 from tests.accounts.helpers import csrf, login
 from tests.factories import make_user
-from tests.summit.events_data import DAY1, World, build_summit
+from tests.summit.events_data import DAY1, DAY2, World, build_summit, cn
 
 
 def _world(db: Database, **kwargs: object) -> World:
@@ -45,12 +45,14 @@ def test_reading_the_timetable_and_a_speaker(client: TestClient, db: Database) -
     listed = client.get("/api/v1/summits").json()["items"]
     assert [s["slug"] for s in listed] == [world.slug]
     summit = client.get(f"/api/v1/summits/{world.slug}").json()
-    assert summit["days"] == ["2026-12-03", "2026-12-04"]
+    days = [DAY1.isoformat(), DAY2.isoformat()]
+    assert summit["days"] == days
     table = client.get(f"/api/v1/summits/{world.slug}/timetable").json()
-    assert [d["date"] for d in table["days"]] == ["2026-12-03", "2026-12-04"]
+    assert [d["date"] for d in table["days"]] == days
     first = table["days"][0]["sessions"][0]
     assert first["id"] == world.keynote_id and first["kind"] == "keynote"
-    assert first["starts_at"].startswith("2026-12-03T01:00:00")  # 09:00 China time, in UTC
+    # 09:00 China time, in UTC
+    assert first["starts_at"].startswith(f"{DAY1.isoformat()}T01:00:00")
     assert [s["role"] for s in first["speakers"]] == ["speaker", "host"]
     assert first["url"] == f"/summits/{world.slug}/sessions/{world.keynote_id}"
     rt = client.get(f"/api/v1/summits/{world.slug}/sessions/{world.roundtable_id}").json()
@@ -81,8 +83,8 @@ def test_organizers_edit_through_the_api_with_error_codes(client: TestClient,
                                                           db: Database) -> None:
     world = _world(db)
     # Not signed in, then a donor: 401, then 403 organizer_only.
-    body = {"kind": "forum", "title": "新分论坛", "starts_at": "2026-12-03T14:00:00+08:00",
-            "ends_at": "2026-12-03T15:00:00+08:00"}
+    body = {"kind": "forum", "title": "新分论坛", "starts_at": cn(DAY1, 14).isoformat(),
+            "ends_at": cn(DAY1, 15).isoformat()}
     assert client.post(f"/api/v1/summits/{world.slug}/sessions", json=body).status_code == 401
     headers = _sign_in(client, db)
     denied = client.post(f"/api/v1/summits/{world.slug}/sessions", json=body, headers=headers)
@@ -93,7 +95,7 @@ def test_organizers_edit_through_the_api_with_error_codes(client: TestClient,
     created = client.post(f"/api/v1/summits/{world.slug}/sessions", json=body, headers=headers)
     assert created.status_code == 201, created.text
     session_id = created.json()["id"]
-    assert created.json()["day"] == "2026-12-03"
+    assert created.json()["day"] == DAY1.isoformat()
 
     def error(method: str, path: str, payload: object) -> tuple[int, str, str | None]:
         response = client.request(method, f"/api/v1/summits/{world.slug}{path}", json=payload,
@@ -101,10 +103,11 @@ def test_organizers_edit_through_the_api_with_error_codes(client: TestClient,
         err = response.json()["error"]
         return response.status_code, err["code"], err.get("field")
 
-    assert error("POST", "/sessions", {**body, "ends_at": "2026-12-03T13:00:00+08:00"}) == (
+    after = DAY2 + dt.timedelta(days=1)  # the day after the summit
+    assert error("POST", "/sessions", {**body, "ends_at": cn(DAY1, 13).isoformat()}) == (
         422, "ends_before_starts", "ends_at")
-    assert error("POST", "/sessions", {**body, "starts_at": "2026-12-05T09:00:00+08:00",
-                                       "ends_at": "2026-12-05T10:00:00+08:00"}) == (
+    assert error("POST", "/sessions", {**body, "starts_at": cn(after, 9).isoformat(),
+                                       "ends_at": cn(after, 10).isoformat()}) == (
         422, "outside_summit_days", "starts_at")
     assert error("PATCH", f"/sessions/{session_id}", {"stream_url": "https://x.test/a.flv"}) == (
         422, "stream_not_hls", "stream_url")
@@ -146,9 +149,10 @@ def test_organizers_edit_through_the_api_with_error_codes(client: TestClient,
     summit = client.patch(f"/api/v1/summits/{world.slug}", json={"tagline": "新标语"},
                           headers=headers)
     assert summit.json()["tagline"] == "新标语"
+    next_year = [str(day + dt.timedelta(days=365)) for day in (DAY1, DAY2)]
     new = client.post("/api/v1/summits", json={"slug": "next-year", "title": "明年",
-                                               "starts_on": "2027-12-01",
-                                               "ends_on": "2027-12-02"}, headers=headers)
+                                               "starts_on": next_year[0],
+                                               "ends_on": next_year[1]}, headers=headers)
     assert new.status_code == 201 and new.json()["status"] == "draft"
 
 
@@ -198,12 +202,12 @@ def test_ical_exports_parse_back(client: TestClient, db: Database) -> None:
     assert str(forum_event["SUMMARY"]) == "数字公益, 分论坛; 第一场\\总结"  # type: ignore[index]
     assert "第一行\n第二行" in str(forum_event["DESCRIPTION"])  # type: ignore[index]
     start = forum_event["DTSTART"].dt  # type: ignore[index]
-    assert start == dt.datetime(2026, 12, 3, 2, 30, tzinfo=dt.UTC)
+    assert start == cn(DAY1, 10, 30).astimezone(dt.UTC)
     assert start.utcoffset() == dt.timedelta(0)
-    assert forum_event["DTEND"].dt == dt.datetime(2026, 12, 3, 4, 0, tzinfo=dt.UTC)  # type: ignore[index]
+    assert forum_event["DTEND"].dt == cn(DAY1, 12).astimezone(dt.UTC)  # type: ignore[index]
     assert str(forum_event["LOCATION"]).endswith(  # type: ignore[index]
         f"/summits/{world.slug}/sessions/{world.forum_id}")
-    assert b"DTSTART:20261203T023000Z" in response.content
+    assert f"DTSTART:{DAY1:%Y%m%d}T023000Z".encode() in response.content
 
     # My agenda: signed in only; the same UIDs as the timetable.
     assert client.get(f"/summits/{world.slug}/agenda.ics").status_code == 401
@@ -224,7 +228,7 @@ def test_pages_and_the_no_js_agenda_form(client: TestClient, db: Database) -> No
     assert page.status_code == 200
     assert 'kind-keynote">主旨演讲</span>' in page.text
     assert 'kind-forum">分论坛</span>' in page.text
-    assert client.get(f"/summits/{world.slug}/timetable?day=2026-12-04").text.count(
+    assert client.get(f"/summits/{world.slug}/timetable?day={DAY2.isoformat()}").text.count(
         'class="card session-card"') == 1
     assert client.get(f"/summits/{world.slug}/timetable?day=garbage").status_code == 200
     assert client.get(f"/summits/{world.slug}/speakers").status_code == 200

@@ -27,6 +27,13 @@ from shanju.summit.schemas import (
 from tests.factories import make_org, make_user
 from tests.summit.events_data import DAY1, DAY2, build_summit, cn
 
+HOUR = dt.timedelta(hours=1)
+
+
+def _naive(day: dt.date, hour: int) -> dt.datetime:
+    """A naive time on ``day`` (the service reads it as China time)."""
+    return dt.datetime.combine(day, dt.time(hour))
+
 
 def _summit(session, slug="cics-2026") -> Summit:  # type: ignore[no-untyped-def]
     return session.scalars(select(Summit).where(Summit.slug == slug)).one()
@@ -87,12 +94,12 @@ def test_session_validation_codes(db: Database) -> None:
         # A naive time is China time; up to midnight after the last day is within the summit.
         ok = service.do_create_session(session=session, actor=organizer, summit=summit,
                                        data=SessionIn(kind=SessionKind.FORUM, title="夜场",
-                                                      starts_at=dt.datetime(2026, 12, 4, 23),  # noqa: DTZ001
-                                                      ends_at=dt.datetime(2026, 12, 5, 0),  # noqa: DTZ001
+                                                      starts_at=_naive(DAY2, 23),
+                                                      ends_at=_naive(DAY2, 23) + HOUR,
                                                       stream_url="http://cdn.example.test/"
                                                       "a/index.M3U8?token=1",
                                                       replay_url="https://vod.example.test/r"))
-        assert ok.starts_at == dt.datetime(2026, 12, 4, 15, tzinfo=dt.UTC)
+        assert ok.starts_at == cn(DAY2, 23).astimezone(dt.UTC)
 
 
 def test_other_validation_codes(db: Database) -> None:
