@@ -55,7 +55,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     settings = settings or get_settings()
     settings.check_production()
     configure_logging(json=settings.log_json)
-    _warn_if_holiday_calendar_runs_out()
     app = FastAPI(
         title="Shanju 善举 API",
         version=__version__,
@@ -82,13 +81,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     _include_routers(app)
     _install_docs(app)
     return app
-
-
-def _warn_if_holiday_calendar_runs_out() -> None:
-    from shanju.complaints.service import warn_if_calendar_runs_out
-    from shanju.core.clock import today_cn
-
-    warn_if_calendar_runs_out(today_cn())
 
 
 SWAGGER_UI = "/static/vendor/swagger-ui"

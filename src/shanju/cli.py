@@ -180,6 +180,7 @@ def demo(
     get_settings.cache_clear()
     settings = Settings(environment="development", database_url=database.url)
     print_demo_accounts()
+    _warn_if_holiday_calendar_runs_out()
     console.print(f"Serving the demo on [bold]http://{host}:{port}[/] — Ctrl+C stops it.")
     from shanju.app import create_app
 
@@ -198,6 +199,14 @@ def demo(
     finally:
         if donors is not None:
             donors.stop()
+
+
+def _warn_if_holiday_calendar_runs_out() -> None:
+    """Say at start-up when complaints' deadlines will soon need an unknown holiday year."""
+    from shanju.complaints.service import warn_if_calendar_runs_out
+    from shanju.core.clock import today_cn
+
+    warn_if_calendar_runs_out(today_cn())
 
 
 # --- production ----------------------------------------------------------------------------
@@ -235,6 +244,7 @@ def serve(
     if not current:
         console.print("[red]The database schema is not up to date:[/] run `shanju migrate`.")
         raise typer.Exit(2)
+    _warn_if_holiday_calendar_runs_out()
     console.print(
         f"Serving Shanju ({settings.environment}) on {_redacted(settings.database_url)} "
         f"at http://{host}:{port} with {workers} worker(s)."

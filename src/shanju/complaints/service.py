@@ -75,7 +75,7 @@ def deadline_for(filed_on: dt.date) -> dt.date:
     A report must never be lost because the platform's holiday calendar is out of date. For a
     year the calendar does not know, the deadline counts Monday–Friday only — never later than
     the legal one, since holidays only push it back — and an error is logged on every such
-    filing, so that operators upgrade ``chinesecalendar`` (``create_app`` warns at start-up too).
+    filing, so that operators upgrade ``chinesecalendar`` (``shanju serve`` warns at start-up too).
     """
     try:
         return due_date(filed_on)
