@@ -55,7 +55,8 @@ def secret_problem(name: str, value: str) -> str | None:
         return f"{name} is a published default value; set a secret of your own"
     size = len(value.encode())
     if size < MIN_SECRET_BYTES:
-        return (f"{name} is {size} byte{'' if size == 1 else 's'} long; a signing secret needs at least "
+        unit = "byte" if size == 1 else "bytes"
+        return (f"{name} is {size} {unit} long; a signing secret needs at least "
                 f"{MIN_SECRET_BYTES} random bytes")
     bits = estimated_entropy_bits(value)
     if bits < MIN_SECRET_BITS:
