@@ -27,7 +27,7 @@ from shanju.payments.models import IntentStatus, PaymentIntent
 from shanju.payments.providers import SandboxProvider
 from tests.factories import make_campaign, make_org, make_project, make_user
 from tests.money import World
-from tests.projects.helpers import sign_in
+from tests.projects.helpers import api_token, sign_in
 
 SECRET_KEY = secrets.token_urlsafe(48)
 
@@ -140,6 +140,12 @@ def test_a_giving_day_callback_for_the_sandbox_credits_nothing(
                          headers=headers)
     assert response.status_code == 404, response.text
     assert response.json()["error"]["code"] == "unknown_provider"
+    # And no giving-day order is handed out to pay with a provider that is not there.
+    refused = prod.post(f"/api/v1/campaigns/{ids[0]}/orders",
+                        json={"project_id": ids[1], "amount_fen": 5_000},
+                        headers={**api_token(db, ids[2]), "Idempotency-Key": "k"})
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "no_payment_provider"
     with db.transaction(write=False) as s:
         assert s.scalar(select(func.count()).select_from(CampaignGift)) == 0
         assert ledger.check(s).ok
