@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.db = database or Database(settings.database_url)
     app.state.providers = build_providers(
-        sandbox_secret=settings.sandbox_secret, database=app.state.db
+        sandbox_secret=settings.sandbox_secret if settings.use_sandbox else None,
+        database=app.state.db,
     )
     app.state.engine = None  # started by engine_lifespan (or on first use without one)
     app.state.orders = OrderSigner(settings.secret_key)
@@ -133,10 +134,18 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.transparency import api as transparency_api
     from shanju.transparency import views as transparency_views
 
+    # The sandbox's routes (cashier pages, "pay now" API) exist only where the sandbox
+    # provider does: never in production unless an operator opted in (core.config).
+    sandbox = "sandbox" in app.state.providers.names
     # Giving-day checkout first: /payments/sandbox/orders/complete must not be taken for the
     # intent route /payments/sandbox/{intent_id}/complete of payments_api.
     app.include_router(campaigns_checkout.api_router, prefix="/api/v1")
     app.include_router(campaigns_checkout.page_router, include_in_schema=False)
+    if sandbox:
+        app.include_router(campaigns_checkout.sandbox_api_router, prefix="/api/v1")
+        app.include_router(campaigns_checkout.sandbox_page_router, include_in_schema=False)
+        app.include_router(payments_api.sandbox_router, prefix="/api/v1")
+        app.include_router(payments_views.router, include_in_schema=False)
     for api in (
         # campaigns_gift_api before other campaign routers: its literal /campaigns/holds and
         # /campaigns/gifts/... must win over /campaigns/{id} patterns.
@@ -150,7 +159,7 @@ def _include_routers(app: FastAPI) -> None:
     for views in (
         campaigns_gift_views,  # before other campaign pages (see campaigns_gift_api)
         site_views, accounts_views, organizations_views, projects_views, donations_views,
-        payments_views, complaints_views, campaigns_views, transparency_views,
+        complaints_views, campaigns_views, transparency_views,
         disclosure_views,
         summit_registration_views, summit_live_views, summit_views, summit_gateway,
         # After any /campaigns/<fixed path> page of the organizers: "/campaigns/{slug}" is

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from shanju import __version__
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Role
-from shanju.core.config import Settings, get_settings
+from shanju.core.config import GENERATE_HINT, Settings, get_settings
 from shanju.core.db import Database
 from shanju.core.errors import DomainError
 from shanju.core.migrations import alembic_config, create_schema
@@ -225,11 +225,17 @@ def serve(
     os.environ.setdefault("SHANJU_ENVIRONMENT", "production")
     get_settings.cache_clear()
     settings = get_settings()
-    try:
-        settings.check_production()
-    except RuntimeError as exc:
-        console.print(f"[red]Refusing to start:[/] {exc}.")
-        raise typer.Exit(2) from exc
+    if problems := settings.production_problems():
+        # One line per refusal, all at once, never wrapped: an operator fixes them together.
+        console.print("[red]Refusing to start in production:[/]")
+        for problem in problems:
+            console.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"  Make a secret with: {GENERATE_HINT}", markup=False, highlight=False,
+                      soft_wrap=True)
+        raise typer.Exit(2)
+    if settings.environment == "production" and settings.use_sandbox:
+        console.print("[yellow]The sandbox payment provider is enabled "
+                      "(SHANJU_SANDBOX_ENABLED=true): its payments are not real money.[/]")
     if workers > 1 and settings.summit_broker_url in ("", "memory://"):
         console.print(
             "[red]Refusing to start:[/] with several workers the summit's live rooms need a "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ def test_serve_refuses_an_unmigrated_database_then_serves_a_migrated_one(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'p.sqlite3'}"
     monkeypatch.setenv("SHANJU_ENVIRONMENT", "production")
-    monkeypatch.setenv("SHANJU_SECRET_KEY", "a-real-secret-from-the-environment")
+    monkeypatch.setenv("SHANJU_SECRET_KEY", secrets.token_urlsafe(48))
     monkeypatch.setenv("DATABASE_URL", url)
     result = runner.invoke(cli.app, ["serve"])
     assert result.exit_code == 2

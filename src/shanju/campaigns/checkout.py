@@ -62,6 +62,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 api_router = APIRouter(tags=["giving-day checkout"])
 page_router = APIRouter()
+# The sandbox's cashier for orders: included only when the installation runs the sandbox
+# (never in production unless an operator opted in; see core.config).
+sandbox_api_router = APIRouter(tags=["giving-day checkout"])
+sandbox_page_router = APIRouter()
 PRESET_YUAN = ("10", "20", "50", "100", "200", "500")
 
 
@@ -324,7 +328,7 @@ class OrderCreated(BaseModel):
     province: str | None
     expires_at: str
     token: str
-    provider: str = "sandbox"
+    provider: str = Field(description="The payment provider that pays this order")
 
 
 IdempotencyKey = Annotated[
@@ -345,6 +349,7 @@ def create_order(campaign_id: DbId, body: OrderCreate, request: Request, user: D
                  session: ReadSession, idempotency_key: IdempotencyKey = None
                  ) -> OrderCreated:
     """Validate the gift and return its order; the same Idempotency-Key gives the same order."""
+    provider = _providers(request).for_checkout()
     key = orders.check_idempotency_key(idempotency_key)
     campaign, project, fields = orders.check_order_request(
         session=session, actor=user, campaign_id=campaign_id, project_id=body.project_id,
@@ -354,7 +359,7 @@ def create_order(campaign_id: DbId, body: OrderCreate, request: Request, user: D
     order, token = orders.make_order(
         signer=_signer(request), actor=user, campaign_id=campaign.id, project_id=project.id,
         idempotency_key=key, fields=fields)
-    return OrderCreated(**order.to_json(), token=token)
+    return OrderCreated(**order.to_json(), token=token, provider=provider.name)
 
 
 class OrderPayment(BaseModel):
@@ -366,9 +371,14 @@ class OrderPayment(BaseModel):
     device: str | None = Field(default=None, max_length=64)
 
 
+def _providers(request: Request) -> Providers:
+    providers: Providers = request.app.state.providers
+    return providers
+
+
 def _sandbox(providers: Providers) -> SandboxProvider:
     provider = providers.get("sandbox")
-    if not isinstance(provider, SandboxProvider):  # pragma: no cover - always configured
+    if not isinstance(provider, SandboxProvider):  # pragma: no cover - its routes need it
         raise NotFound("The sandbox provider is not configured.", code="unknown_provider")
     return provider
 
@@ -389,7 +399,7 @@ async def pay_with_sandbox(request: Request, *, user: User, token: str,
                                         headers=headers)
 
 
-@api_router.post(
+@sandbox_api_router.post(
     "/payments/sandbox/orders/complete", response_model=OrderCallbackResult,
     summary="Sandbox: pay a giving-day order, as the donor would on its cashier",
 )
@@ -467,6 +477,7 @@ def donate(
         path = f"/campaigns/{campaign_id}/projects/{project_id}/donate"
         return redirect(login_url(path + (f"?{query}" if query else "")))
     try:
+        _providers(request).for_checkout()
         amount_fen = parse_yuan(custom_amount or amount, field="amount")
         key = orders.check_idempotency_key(idempotency_key)
         campaign, project, fields = orders.check_order_request(
@@ -487,7 +498,7 @@ def donate(
                   {"order": order, "token": token, "campaign": campaign, "project": project})
 
 
-@page_router.post("/pay/sandbox/orders", dependencies=[CsrfChecked])
+@sandbox_page_router.post("/pay/sandbox/orders", dependencies=[CsrfChecked])
 async def sandbox_pay(
     request: Request,
     token: Annotated[str, Form(max_length=4096)] = "",

@@ -1,7 +1,14 @@
-"""Settings read from the environment (prefix ``SHANJU_``) and a ``.env`` file."""
+"""Settings read from the environment (prefix ``SHANJU_``) and a ``.env`` file.
+
+In production (:meth:`Settings.check_production`) every signing secret must be strong: see
+:func:`secret_problem` for the rule and ``docs/operations-secrets.md`` for what each secret
+signs and how to rotate it.
+"""
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,6 +17,60 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - refused in production below
+DEFAULT_SANDBOX_SECRET = "sandbox-signing-secret"  # noqa: S105 - published: refused in production
+
+# A signing secret in production: at least this many bytes (UTF-8) ...
+MIN_SECRET_BYTES = 32
+# ... and at least this much estimated entropy (see secret_problem).
+MIN_SECRET_BITS = 128
+# Values published in this repository (defaults, examples): never a secret.
+KNOWN_SECRETS = frozenset({DEV_SECRET, DEFAULT_SANDBOX_SECRET, "test-secret",
+                           "test-sandbox-secret", "change-me", "changeme", "secret"})
+GENERATE_HINT = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+def estimated_entropy_bits(value: str) -> float:
+    """Estimate a secret's entropy: its length times the Shannon entropy of its characters.
+
+    Each character counts ``-log2(p)`` bits, ``p`` its frequency in the value itself: a
+    repeated character counts nothing, a value of few distinct characters little. It cannot
+    see that ``"abcdefgh…"`` is a sequence — it is a floor for mistakes, not a proof of
+    randomness — but every value drawn from ``secrets`` of 32 bytes or more passes it easily
+    (``token_urlsafe(32)``: about 200 bits; ``token_hex(32)``: about 240).
+    """
+    if not value:
+        return 0.0
+    n = len(value)
+    return max(0.0, -sum(c * math.log2(c / n) for c in Counter(value).values()))
+
+
+def secret_problem(name: str, value: str) -> str | None:
+    """One line saying why ``value`` may not be the production secret ``name``, or None.
+
+    The rule: not a value published in this repository (a default or an example), at least
+    ``MIN_SECRET_BYTES`` (32) bytes in UTF-8, and an estimated entropy
+    (:func:`estimated_entropy_bits`) of at least ``MIN_SECRET_BITS`` (128) bits.
+    """
+    if value in KNOWN_SECRETS:
+        return f"{name} is a published default value; set a secret of your own"
+    size = len(value.encode())
+    if size < MIN_SECRET_BYTES:
+        unit = "byte" if size == 1 else "bytes"
+        return (f"{name} is {size} {unit} long; a signing secret needs at least "
+                f"{MIN_SECRET_BYTES} random bytes")
+    bits = estimated_entropy_bits(value)
+    if bits < MIN_SECRET_BITS:
+        return (f"{name} has low entropy (about {bits:.0f} bits estimated as length x Shannon "
+                f"entropy of its characters; at least {MIN_SECRET_BITS} needed): use random bytes")
+    return None
+
+
+class ProductionRefused(RuntimeError):
+    """The settings are not safe for production; ``problems`` has one line per refusal."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("refusing to run in production: " + "; ".join(problems))
+        self.problems = problems
 
 
 class Settings(BaseSettings):
@@ -24,7 +85,15 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; sqlite:///path or postgresql+psycopg://user@host/db",
     )
     secret_key: str = DEV_SECRET
-    sandbox_secret: str = "sandbox-signing-secret"  # noqa: S105 - the sandbox provider's key
+    # The sandbox provider (payments that pay instantly, for the demo and tests): on unless
+    # said otherwise outside production; in production only when set to true explicitly, and
+    # then only with a strong sandbox secret of the operator's own (see check_production).
+    sandbox_enabled: bool | None = None
+    sandbox_secret: str = DEFAULT_SANDBOX_SECRET
+    # The key donors' commitment salts in the transparency log derive from (empty: the
+    # secret key). Set it to the old secret key before rotating SHANJU_SECRET_KEY, so that
+    # receipts issued so far still open (docs/operations-secrets.md).
+    receipt_salt_key: str = ""
     base_url: str = "http://127.0.0.1:8000"
     upload_dir: Path = Path("var/uploads")
     default_locale: str = "zh_CN"
@@ -47,10 +116,53 @@ class Settings(BaseSettings):
         """Send cookies over HTTPS only, outside development."""
         return self.environment == "production"
 
+    @property
+    def use_sandbox(self) -> bool:
+        """Whether this installation runs the sandbox provider (and its routes)."""
+        if self.sandbox_enabled is None:
+            return self.environment != "production"
+        return self.sandbox_enabled
+
+    @property
+    def salt_key(self) -> str:
+        """The key the transparency log's donor salts derive from."""
+        return self.receipt_salt_key or self.secret_key
+
+    def production_problems(self) -> list[str]:
+        """Every reason these settings may not run in production, one line each (none
+        outside production)."""
+        if self.environment != "production":
+            return []
+        problems: list[str] = []
+        if DEV_SECRET == self.secret_key:
+            problems.append("SHANJU_SECRET_KEY is not set (the development default); set a "
+                            "secret of your own")
+        elif problem := secret_problem("SHANJU_SECRET_KEY", self.secret_key):
+            problems.append(problem)
+        if self.receipt_salt_key and (
+            problem := secret_problem("SHANJU_RECEIPT_SALT_KEY", self.receipt_salt_key)
+        ):
+            problems.append(problem)
+        if self.use_sandbox:
+            if "sandbox_secret" not in self.model_fields_set:
+                problems.append("SHANJU_SANDBOX_SECRET is not set: the sandbox in production "
+                                "needs a secret of your own")
+            elif problem := secret_problem("SHANJU_SANDBOX_SECRET", self.sandbox_secret):
+                problems.append(problem)
+            elif self.sandbox_secret in (self.secret_key, self.receipt_salt_key):
+                problems.append("SHANJU_SANDBOX_SECRET is the same as another secret; give "
+                                "each secret its own random value")
+        elif self.sandbox_enabled is None and "sandbox_secret" in self.model_fields_set:
+            problems.append("SHANJU_SANDBOX_SECRET is set but the sandbox is off in "
+                            "production: set SHANJU_SANDBOX_ENABLED=true to opt in to test "
+                            "payments, or SHANJU_SANDBOX_ENABLED=false")
+        return problems
+
     def check_production(self) -> None:
-        """Refuse to run in production with development secrets."""
-        if self.environment == "production" and DEV_SECRET == self.secret_key:
-            raise RuntimeError("SHANJU_SECRET_KEY must be set in production")
+        """Refuse to run in production with weak or default secrets, or a sandbox nobody
+        opted in to (:class:`ProductionRefused` lists every problem at once)."""
+        if problems := self.production_problems():
+            raise ProductionRefused(problems)
 
 
 @lru_cache

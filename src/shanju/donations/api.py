@@ -57,7 +57,7 @@ def create_donation(
         donor_name=body.donor_name, anonymous=body.anonymous, message=body.message,
         province=body.province,
     )
-    provider = providers.get("sandbox")
+    provider = providers.for_checkout()
     donation, created = flows.start_donation(
         session=session, actor=user, request=request, project=project, provider=provider,
         idempotency_key=key, channel="api",

@@ -367,9 +367,15 @@ def intent_status(*, session: Session, donation: Donation) -> IntentStatus:
     return payments.get_intent(session=session, intent_id=donation.payment_intent_id).status
 
 
-def build_providers(*, sandbox_secret: str, database: Database) -> Providers:
+def build_providers(*, sandbox_secret: str | None, database: Database) -> Providers:
     """Return the installation's payment providers, with the sandbox's callbacks wired to
-    :func:`receive_callback` in a transaction of their own — as if they came over HTTP."""
+    :func:`receive_callback` in a transaction of their own — as if they came over HTTP.
+
+    ``sandbox_secret=None``: no sandbox (production unless an operator opted in); there is
+    then no provider at all until real ones exist, and no callback names "sandbox".
+    """
+    if sandbox_secret is None:
+        return Providers()
     sandbox = SandboxProvider(sandbox_secret)
     providers = Providers(sandbox)
 

@@ -96,7 +96,7 @@ def donate(
             donor_name=donor_name, anonymous=bool(anonymous), message=message,
             province=province,
         )
-        provider = providers.get("sandbox")
+        provider = providers.for_checkout()
         donation, _ = flows.start_donation(
             session=session, actor=viewer, request=req, project=project, provider=provider,
             idempotency_key=key, channel="web",

@@ -13,6 +13,9 @@ from shanju.donations import flows
 from shanju.payments import service as payments
 
 router = APIRouter(tags=["payments"])
+# The sandbox gateway's routes: included only when the installation runs the sandbox
+# (never in production unless an operator opted in; see core.config).
+sandbox_router = APIRouter(tags=["payments"])
 
 
 class CallbackResult(BaseModel):
@@ -50,7 +53,7 @@ class IntentRead(BaseModel):
     amount_fen: int
 
 
-@router.post("/payments/sandbox/{intent_id}/complete", response_model=IntentRead,
+@sandbox_router.post("/payments/sandbox/{intent_id}/complete", response_model=IntentRead,
              summary="Sandbox: pay (or fail) an intent, as the donor would on its cashier")
 def sandbox_complete(
     intent_id: str,

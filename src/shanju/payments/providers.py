@@ -277,11 +277,29 @@ class SandboxProvider:
             ) from exc
 
 
+class NoPaymentProvider(DomainError):
+    """No provider takes payments here (production without the sandbox, until real ones)."""
+
+    status_code = 503
+    code = "no_payment_provider"
+
+
 class Providers:
     """The providers an installation has configured, by name."""
 
     def __init__(self, *providers: PaymentProvider) -> None:
         self._by_name = {p.name: p for p in providers}
+
+    def for_checkout(self) -> PaymentProvider:
+        """The provider that takes new payments, or :class:`NoPaymentProvider` (503).
+
+        Today only the sandbox can; production runs it only when an operator opted in.
+        """
+        provider = self._by_name.get("sandbox")
+        if provider is None:
+            raise NoPaymentProvider(
+                "Online giving is not open yet: no payment provider is configured.")
+        return provider
 
     def get(self, name: str) -> PaymentProvider:
         """The provider called ``name``, or a 404 error."""

@@ -43,6 +43,7 @@ import queue
 import random
 import re
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -57,7 +58,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-SECRET_KEY = "bench-summit-secret-key"  # noqa: S105 - a throw-away key for a throw-away database
+# A throw-away key for a throw-away database, random: its servers run with production
+# settings, which refuse a short or guessable key.
+SECRET_KEY = secrets.token_urlsafe(48)
 CLIENTS_PER_PROCESS = 1_000
 CONNECT_TIMEOUT = 15.0  # TCP connect + WebSocket handshake
 JOIN_TIMEOUT = 30.0  # from the handshake to ``welcome``

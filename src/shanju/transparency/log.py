@@ -104,7 +104,7 @@ def append_entries(
     """Append the leaves of newly posted journal entries (caller's transaction; no commit)."""
     if not posted:
         return
-    secret = get_settings().secret_key
+    secret = get_settings().salt_key  # SHANJU_RECEIPT_SALT_KEY, or else the secret key
     rows: list[tuple[int, str | None, bytes]] = []
     for entry, spec in posted:
         for ref, data in leaf_bytes(entry, spec, secret):

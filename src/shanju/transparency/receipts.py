@@ -129,8 +129,9 @@ def check_ref(ref: str) -> str:
 
 def log_secret() -> str:
     """The secret the log's donor salts are derived from: the one ``transparency.log`` uses
-    when it writes the leaves (the process's settings)."""
-    return get_settings().secret_key
+    when it writes the leaves (the process's settings: SHANJU_RECEIPT_SALT_KEY, or else the
+    secret key)."""
+    return get_settings().salt_key
 
 
 def identity_of(user_id: int) -> str:

@@ -1,0 +1,115 @@
+"""Production settings: the rule for signing secrets and the sandbox's opt-in."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from shanju.core.config import (
+    DEFAULT_SANDBOX_SECRET,
+    DEV_SECRET,
+    ProductionRefused,
+    Settings,
+    estimated_entropy_bits,
+    secret_problem,
+)
+
+STRONG = secrets.token_urlsafe(48)
+
+
+@pytest.fixture(autouse=True)
+def no_outside_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings read only what each test gives: no SHANJU_* variable, no .env file."""
+    for name in ("SHANJU_ENVIRONMENT", "SHANJU_SECRET_KEY", "SHANJU_SANDBOX_ENABLED",
+                 "SHANJU_SANDBOX_SECRET", "SHANJU_RECEIPT_SALT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def prod(**values: object) -> Settings:
+    return Settings(environment="production", secret_key=STRONG, **values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [
+    secrets.token_urlsafe(32), secrets.token_urlsafe(48), secrets.token_hex(32),
+    secrets.token_hex(48), "mG7#qL2!xV9$wR4&zT6*yB1^nK8@pJ3%",
+])
+def test_random_secrets_of_32_bytes_pass(value: str) -> None:
+    assert secret_problem("SHANJU_SECRET_KEY", value) is None
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    (DEV_SECRET, "published default"),
+    (DEFAULT_SANDBOX_SECRET, "published default"),
+    ("test-secret", "published default"),
+    ("x", "is 1 byte long; a signing secret needs at least 32 random bytes"),
+    (secrets.token_urlsafe(20), "bytes long"),  # 27 characters
+    ("秘" * 10, "is 30 bytes long"),  # bytes, not characters
+    ("x" * 64, "low entropy (about 0 bits"),
+    ("ab" * 40, "low entropy (about 80 bits"),
+    (secrets.token_hex(16), "low entropy"),  # 32 characters, but 16 random bytes
+    ("a-real-secret-from-the-environment", "low entropy"),
+])
+def test_default_short_and_low_entropy_secrets_are_refused(value: str, says: str) -> None:
+    problem = secret_problem("SHANJU_SECRET_KEY", value)
+    assert problem is not None and problem.startswith("SHANJU_SECRET_KEY ")
+    assert says in problem
+    assert "\n" not in problem
+
+
+def test_the_entropy_estimate() -> None:
+    assert estimated_entropy_bits("") == 0
+    assert estimated_entropy_bits("aaaa") == 0
+    assert estimated_entropy_bits("abab") == 4  # 1 bit a character
+    assert estimated_entropy_bits("0123456789abcdef") == 64  # 4 bits a character
+
+
+def test_outside_production_nothing_is_refused_and_the_sandbox_runs() -> None:
+    for environment in ("development", "test"):
+        settings = Settings(environment=environment)  # type: ignore[arg-type]
+        assert settings.secret_key == DEV_SECRET and settings.use_sandbox
+        assert settings.production_problems() == []
+        settings.check_production()
+    assert not Settings(environment="test", sandbox_enabled=False).use_sandbox
+
+
+def test_production_refuses_every_problem_at_once_one_line_each() -> None:
+    settings = Settings(environment="production", sandbox_enabled=True,
+                        receipt_salt_key="short")
+    with pytest.raises(ProductionRefused) as refused:
+        settings.check_production()
+    assert refused.value.problems == [
+        "SHANJU_SECRET_KEY is not set (the development default); set a secret of your own",
+        "SHANJU_RECEIPT_SALT_KEY is 5 bytes long; a signing secret needs at least 32 random "
+        "bytes",
+        "SHANJU_SANDBOX_SECRET is not set: the sandbox in production needs a secret of your own",
+    ]
+
+
+def test_production_has_no_sandbox_unless_an_operator_opts_in() -> None:
+    assert not prod().use_sandbox
+    assert prod().production_problems() == []
+    # Configuring the sandbox without saying whether to run it is a mistake to point out.
+    [problem] = prod(sandbox_secret=secrets.token_urlsafe(48)).production_problems()
+    assert problem.startswith("SHANJU_SANDBOX_SECRET is set but the sandbox is off")
+    assert prod(sandbox_secret="x", sandbox_enabled=False).production_problems() == []
+    # Opted in: only with a strong secret of its own.
+    assert prod(sandbox_enabled=True, sandbox_secret=secrets.token_urlsafe(48)).use_sandbox
+    assert prod(sandbox_enabled=True,
+                sandbox_secret=secrets.token_urlsafe(48)).production_problems() == []
+    [default] = prod(sandbox_enabled=True,
+                     sandbox_secret=DEFAULT_SANDBOX_SECRET).production_problems()
+    assert default.startswith("SHANJU_SANDBOX_SECRET is a published default")
+    [weak] = prod(sandbox_enabled=True, sandbox_secret="s" * 40).production_problems()
+    assert weak.startswith("SHANJU_SANDBOX_SECRET has low entropy")
+    [shared] = prod(sandbox_enabled=True, sandbox_secret=STRONG).production_problems()
+    assert shared.startswith("SHANJU_SANDBOX_SECRET is the same as another secret")
+
+
+def test_the_receipt_salt_key_defaults_to_the_secret_key() -> None:
+    assert prod().salt_key == STRONG
+    other = secrets.token_urlsafe(48)
+    assert prod(receipt_salt_key=other).salt_key == other
+    assert prod(receipt_salt_key=other).production_problems() == []
