@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import User
@@ -15,6 +15,7 @@ from shanju.accounts.schemas import (
     UserCreate,
     UserRead,
 )
+from shanju.core import ratelimit
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession
 
@@ -30,11 +31,17 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     response_model=ApiTokenCreated,
     status_code=201,
     summary="Create a personal API token with an email and password",
-    responses={401: {"description": "`invalid_credentials`: wrong email or password."}},
+    responses={401: {"description": "`invalid_credentials`: wrong email or password."},
+               429: {"description": "`rate_limited`: too many failed attempts for this "
+                                    "account or from this address; see `Retry-After`."}},
 )
-def create_token(body: ApiTokenCreate, session: DbSession) -> ApiTokenCreated:
+def create_token(body: ApiTokenCreate, request: Request, session: DbSession) -> ApiTokenCreated:
     """The plain token is in this answer only; store it safely."""
+    # Over the limit of failed attempts: refused before the password is hashed.
+    hits = ratelimit.enforce(request, "password", account=accounts.normalize_email(body.email))
     user = accounts.authenticate_api(session=session, email=body.email, password=body.password)
+    ratelimit.limiter(request).give_back(hits)  # only failures count
+    ratelimit.enforce(request, "api_token", account=user.id)
     token, plain = accounts.do_create_api_token(session=session, user=user, name=body.name)
     return ApiTokenCreated(**ApiTokenRead.model_validate(token).model_dump(), token=plain)
 

@@ -33,6 +33,11 @@ def _dummy_hash() -> str:
     return hash_password("not a real password, only for timing")
 
 
+def normalize_email(email: str) -> str:
+    """Return the email as accounts are keyed by it (trimmed, lower case)."""
+    return email.strip().lower()
+
+
 def check_signup(*, session: Session, email: str, password: str, display_name: str) -> str:
     """Validate sign-up input; return the normalized email."""
     normalized = email.strip().lower()
@@ -96,10 +101,11 @@ def do_create_user(
 
 def authenticate(*, session: Session, email: str, password: str) -> User:
     """Return the user with these credentials, or raise one message for every failure."""
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    if user is None:
-        verify_password(_dummy_hash(), password)
-    if user is None or not user.is_active or not verify_password(user.password_hash, password):
+    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    # Exactly one argon2 verification on every path (unknown email, deactivated account, wrong
+    # or right password), so the answer's time does not tell them apart.
+    matches = verify_password(user.password_hash if user else _dummy_hash(), password)
+    if user is None or not matches or not user.is_active:
         raise InvalidInput(
             "The email or password is not correct.", code="invalid_credentials", field="email"
         )

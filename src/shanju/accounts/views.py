@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
+from shanju.core import ratelimit
 from shanju.core.config import Settings
 from shanju.core.db import DbId
 from shanju.core.deps import SESSION_COOKIE, CsrfChecked, CurrentUser, DbSession, Viewer
@@ -143,6 +144,8 @@ def login(
     next: Annotated[str, Form()] = "",
 ) -> Response:
     """Check the credentials and start a session."""
+    # Over the limit of failed attempts: refused before the password is hashed (~0.18 s).
+    hits = ratelimit.enforce(request, "password", account=accounts.normalize_email(email))
     try:
         user = accounts.authenticate(session=session, email=email, password=password)
     except DomainError as exc:
@@ -153,6 +156,7 @@ def login(
             {"form": {"email": email, "next": next}, **_form_error(request, exc)},
             status_code=exc.status_code,
         )
+    ratelimit.limiter(request).give_back(hits)  # only failures count
     return _sign_in(request, session, user, accounts.safe_next_path(next, "/"))
 
 
@@ -222,6 +226,7 @@ def create_token(
     name: Annotated[str, Form()] = "",
 ) -> Response:
     """Create a personal API token and show it once."""
+    ratelimit.enforce(request, "api_token", account=user.id)
     try:
         token, plain = accounts.do_create_api_token(session=session, user=user, name=name)
     except DomainError as exc:
