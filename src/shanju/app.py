@@ -23,6 +23,7 @@ from shanju.core.config import Settings, get_settings
 from shanju.core.db import Database
 from shanju.core.errors import DomainError, InvalidInput, NotFound
 from shanju.core.logging import configure_logging
+from shanju.core.mail import LogMailer
 from shanju.core.ratelimit import RateLimiter
 from shanju.core.web import CSRF_COOKIE, LANG_COOKIE, PACKAGE_DIR, csrf_token, error_response
 from shanju.donations.flows import build_providers
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.engine = None  # started by engine_lifespan (or on first use without one)
     app.state.orders = OrderSigner(settings.secret_key)
     app.state.ratelimiter = RateLimiter(settings.rate_limit_url)
+    app.state.mailer = LogMailer()  # no SMTP yet: messages go to the log (core/mail.py)
 
     _install_middleware(app, settings)
     # Outermost: the giving day's payment callbacks skip the page middleware (see checkout).

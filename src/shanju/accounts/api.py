@@ -12,12 +12,15 @@ from shanju.accounts.schemas import (
     ApiTokenRead,
     NotificationPage,
     NotificationRead,
+    SignupAccepted,
+    SignupConfirm,
     UserCreate,
     UserRead,
 )
-from shanju.core import ratelimit
+from shanju.core import mail, ratelimit
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession
+from shanju.core.web import request_locale
 
 router = APIRouter(tags=["accounts"])
 
@@ -48,17 +51,41 @@ def create_token(body: ApiTokenCreate, request: Request, session: DbSession) -> 
 
 @router.post(
     "/users",
-    response_model=UserRead,
-    status_code=201,
+    response_model=SignupAccepted,
+    status_code=202,
     summary="Sign up",
-    responses={409: {"description": "`email_taken`"}, 422: {"description": "Invalid input."}},
+    responses={422: {"description": "Invalid input (e.g. `common_password`)."},
+               429: {"description": "`rate_limited`: too many sign-ups from this address."}},
 )
-def create_user(body: UserCreate, session: DbSession) -> User:
-    """Create a donor, organization-staff or enterprise-staff account."""
-    return accounts.do_signup(
+def create_user(body: UserCreate, request: Request, session: DbSession) -> SignupAccepted:
+    """Email the address a link that creates the account (confirm it with `POST
+    /users/confirm`). The answer is the same when the address already has an account (it is
+    then sent a notice instead), so sign-up does not reveal who is registered."""
+    ratelimit.enforce(request, "signup")
+    settings = request.app.state.settings
+    normalized = accounts.do_request_signup(
         session=session, email=body.email, password=body.password,
         display_name=body.display_name, role=body.role, province=body.province,
+        locale=request_locale(request), base_url=settings.base_url,
+        platform_name=settings.platform_name,
     )
+    mail.deliver_after_commit(session, database=request.app.state.db,
+                              mailer=request.app.state.mailer)
+    return SignupAccepted(email=normalized)
+
+
+@router.post(
+    "/users/confirm",
+    response_model=UserRead,
+    status_code=201,
+    summary="Confirm a sign-up with the token of its emailed link",
+    responses={404: {"description": "`signup_link_invalid`: unknown, used or expired"},
+               409: {"description": "`email_taken`: the address got an account meanwhile"}},
+)
+def confirm_user(body: SignupConfirm, session: DbSession) -> User:
+    """Create the account (the token is the last part of the emailed link)."""
+    user, _ = accounts.do_confirm_signup(session=session, token=body.token)
+    return user
 
 
 @router.get("/me", response_model=UserRead, summary="Your account", responses=_ERRORS)
