@@ -82,11 +82,13 @@ class RateLimited(DomainError):
     def __init__(self, retry_after: int) -> None:
         self.retry_after = max(1, int(retry_after))
         if self.retry_after < 2 * MINUTE:
-            super().__init__(N_("Too many attempts. Please wait %(seconds)s seconds and try again."),
-                             params={"seconds": self.retry_after})
+            super().__init__(
+                N_("Too many attempts. Please wait %(seconds)s seconds and try again."),
+                params={"seconds": self.retry_after})
         else:
-            super().__init__(N_("Too many attempts. Please wait %(minutes)s minutes and try again."),
-                             params={"minutes": math.ceil(self.retry_after / MINUTE)})
+            super().__init__(
+                N_("Too many attempts. Please wait %(minutes)s minutes and try again."),
+                params={"minutes": math.ceil(self.retry_after / MINUTE)})
         self.details = {"retry_after": self.retry_after}
 
     @property
