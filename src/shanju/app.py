@@ -35,7 +35,8 @@ The Shanju JSON API. Authenticate with a personal API token
 (`Authorization: Bearer sj_...`, created on your account page).
 
 Errors are JSON: `{"error": {"code": "<stable machine code>", "message": "<for people>"}}`
-with a 4xx status. Amounts are integer **fen** (1 yuan = 100 fen).
+with a 4xx status; too many attempts (sign-in, sign-up, reports, donations) answer `429` with
+`Retry-After` (seconds) and code `rate_limited`. Amounts are integer **fen** (1 yuan = 100 fen).
 Unsafe requests that create donations take an `Idempotency-Key` header: retrying with the same
 key and body returns the first result; the same key with a different body is refused (409).
 """
