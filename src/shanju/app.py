@@ -23,6 +23,8 @@ from shanju.core.config import Settings, get_settings
 from shanju.core.db import Database
 from shanju.core.errors import DomainError, InvalidInput, NotFound
 from shanju.core.logging import configure_logging
+from shanju.core.mail import LogMailer
+from shanju.core.ratelimit import RateLimiter
 from shanju.core.web import CSRF_COOKIE, LANG_COOKIE, PACKAGE_DIR, csrf_token, error_response
 from shanju.donations.flows import build_providers
 
@@ -33,7 +35,8 @@ The Shanju JSON API. Authenticate with a personal API token
 (`Authorization: Bearer sj_...`, created on your account page).
 
 Errors are JSON: `{"error": {"code": "<stable machine code>", "message": "<for people>"}}`
-with a 4xx status. Amounts are integer **fen** (1 yuan = 100 fen).
+with a 4xx status; too many attempts (sign-in, sign-up, reports, donations) answer `429` with
+`Retry-After` (seconds) and code `rate_limited`. Amounts are integer **fen** (1 yuan = 100 fen).
 Unsafe requests that create donations take an `Idempotency-Key` header: retrying with the same
 key and body returns the first result; the same key with a different body is refused (409).
 """
@@ -71,6 +74,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.engine = None  # started by engine_lifespan (or on first use without one)
     app.state.orders = OrderSigner(settings.secret_key)
+    app.state.ratelimiter = RateLimiter(settings.rate_limit_url)
+    app.state.mailer = LogMailer()  # no SMTP yet: messages go to the log (core/mail.py)
 
     _install_middleware(app, settings)
     # Outermost: the giving day's payment callbacks skip the page middleware (see checkout).

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from shanju.accounts import service as accounts
 from shanju.accounts.models import ApiToken, Role, User
 from shanju.core.db import Database
-from tests.accounts.helpers import user_count
+from tests.accounts.helpers import confirm_path, outbox, user_count
 from tests.factories import PASSWORD, make_user
 
 
@@ -98,15 +98,38 @@ def test_sign_up_through_the_api(client: TestClient, db: Database) -> None:
         json={"email": "Chen.Jing@Example.org", "password": PASSWORD, "display_name": "陈静",
               "role": "enterprise_staff", "province": "广东"},
     )
-    assert response.status_code == 201, response.text
-    body = response.json()
+    assert response.status_code == 202, response.text
+    assert response.json() == {"email": "chen.jing@example.org", "status": "confirmation_sent"}
+    assert user_count(db) == 0
+    token = confirm_path(db, "chen.jing@example.org").rsplit("/", 1)[1]
+    confirmed = client.post("/api/v1/users/confirm", json={"token": token})
+    assert confirmed.status_code == 201, confirmed.text
+    body = confirmed.json()
     assert body["email"] == "chen.jing@example.org"
     assert body["role"] == "enterprise_staff"
     assert body["province"] == "广东"
     assert "password" not in body and "password_hash" not in body
-    token = _token(client, "chen.jing@example.org")
-    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()[
+    again = client.post("/api/v1/users/confirm", json={"token": token})
+    assert again.status_code == 404 and again.json()["error"]["code"] == "signup_link_invalid"
+    api_token = _token(client, "chen.jing@example.org")
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {api_token}"}).json()[
         "display_name"] == "陈静"
+
+
+def test_api_sign_up_answers_the_same_for_a_registered_email(
+    client: TestClient, db: Database
+) -> None:
+    with db.transaction() as session:
+        make_user(session, email="taken@example.org")
+    answers = []
+    for email in ("taken@example.org", "new@example.org"):
+        response = client.post("/api/v1/users", json={
+            "email": email, "password": PASSWORD, "display_name": "新用户"})
+        answers.append((response.status_code, response.json() | {"email": "X"}))
+    assert answers[0] == answers[1] == (202, {"email": "X", "status": "confirmation_sent"})
+    assert [m.kind for m in outbox(db)] == ["accounts.signup.already_registered",
+                                            "accounts.signup.confirm"]
+    assert user_count(db) == 1
 
 
 def test_api_sign_up_refuses_privileged_roles(client: TestClient, db: Database) -> None:
@@ -125,9 +148,10 @@ def test_api_sign_up_errors(client: TestClient, db: Database) -> None:
     with db.transaction() as session:
         make_user(session, email="taken@example.org")
     cases = [
-        ({"email": "taken@example.org"}, 409, "email_taken"),
         ({"email": "bad"}, 422, "invalid_email"),
         ({"password": "1234567"}, 422, "weak_password"),
+        ({"password": "iloveyou1"}, 422, "common_password"),
+        ({"password": "new@example.org"}, 422, "password_like_account"),
         ({"province": "火星"}, 422, "invalid_province"),
         ({"password": "x" * 300}, 422, "validation_error"),
     ]

@@ -17,6 +17,7 @@ Without ``/usr/bin/chromium`` the browser tests skip with a printed reason — e
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,13 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from sqlalchemy import select
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
 from shanju.app import create_app
 from shanju.core.config import Settings
 from shanju.core.db import Database
+from shanju.core.mail import OutboxMessage
 from tests.conftest import IN_CI, _truncate_all
 from tests.factories import PASSWORD
 from tests.serving import free_socket, uvicorn_thread
@@ -85,6 +88,23 @@ class LiveServer:
                 organization_id=organization_id,
             )
         return user
+
+    def emailed_link(self, to: str) -> str:
+        """The link of the newest email to ``to``: the outbox is the tests' inbox."""
+        with self.database.transaction(write=False) as session:
+            body = session.scalars(
+                select(OutboxMessage.body).where(OutboxMessage.to_address == to)
+                .order_by(OutboxMessage.id.desc())).first()
+        match = re.search(r"https?://\S+", body or "")
+        assert match, f"no link emailed to {to}: {body!r}"
+        return match.group(0)
+
+
+def confirm_signup(page: Page, live_server: LiveServer, email: str) -> None:
+    """After the sign-up form: open the emailed link and create the account."""
+    expect(page.locator("[data-signup-sent]")).to_be_visible()
+    page.goto(live_server.emailed_link(email))
+    page.locator("[data-confirm-signup]").click()
 
 
 @pytest.fixture

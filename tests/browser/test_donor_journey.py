@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import LiveServer, confirm_signup
 from tests.browser.helpers import check_fits_phone, fundraising_project, zh
 from tests.factories import PASSWORD
 
@@ -64,6 +64,8 @@ def test_new_donor_signs_up_gives_and_sees_the_gift(
     check_fits_phone(page, js_errors)
     screenshot("04-signup")
     page.locator('form[action="/signup"] [type="submit"]').click()
+    # "Check your email": the link in it creates the account and signs in.
+    confirm_signup(page, live_server, "zhang.xiaoming@example.cn")
 
     # Back on the donate form of the same project, with the chosen amount and message kept.
     expect(page).to_have_url(re.compile(rf"{project_path}/donate"))

@@ -7,7 +7,7 @@ import re
 from fastapi.testclient import TestClient
 
 from shanju.core.db import Database
-from tests.accounts.helpers import signup
+from tests.accounts.helpers import signup_and_confirm
 from tests.factories import make_org, make_project
 
 
@@ -32,7 +32,7 @@ def test_signing_in_or_up_from_a_page_comes_back_to_it(client: TestClient, db: D
 
 
 def test_only_the_current_tab_is_marked(client: TestClient) -> None:
-    assert signup(client).status_code == 303
+    assert signup_and_confirm(client).status_code == 303
     header = nav(client.get("/me/donations").text)
     assert re.findall(r'href="([^"]+)" aria-current="page"', header) == ["/me/donations"]
     header = nav(client.get("/me").text)
@@ -40,7 +40,7 @@ def test_only_the_current_tab_is_marked(client: TestClient) -> None:
 
 
 def test_signed_in_header_keeps_account_apart_from_the_main_nav(client: TestClient) -> None:
-    assert signup(client).status_code == 303
+    assert signup_and_confirm(client).status_code == 303
     header = nav(client.get("/").text)
     main = re.search(r'<nav class="nav".*?</nav>', header, re.S)
     account = re.search(r'<nav class="account-nav".*?</nav>', header, re.S)

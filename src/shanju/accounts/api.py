@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import User
@@ -12,11 +12,15 @@ from shanju.accounts.schemas import (
     ApiTokenRead,
     NotificationPage,
     NotificationRead,
+    SignupAccepted,
+    SignupConfirm,
     UserCreate,
     UserRead,
 )
+from shanju.core import mail, ratelimit
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession
+from shanju.core.web import request_locale
 
 router = APIRouter(tags=["accounts"])
 
@@ -30,28 +34,58 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     response_model=ApiTokenCreated,
     status_code=201,
     summary="Create a personal API token with an email and password",
-    responses={401: {"description": "`invalid_credentials`: wrong email or password."}},
+    responses={401: {"description": "`invalid_credentials`: wrong email or password."},
+               429: {"description": "`rate_limited`: too many failed attempts for this "
+                                    "account or from this address; see `Retry-After`."}},
 )
-def create_token(body: ApiTokenCreate, session: DbSession) -> ApiTokenCreated:
+def create_token(body: ApiTokenCreate, request: Request, session: DbSession) -> ApiTokenCreated:
     """The plain token is in this answer only; store it safely."""
+    # Over the limit of failed attempts: refused before the password is hashed.
+    hits = ratelimit.enforce(request, "password", account=accounts.normalize_email(body.email))
     user = accounts.authenticate_api(session=session, email=body.email, password=body.password)
+    ratelimit.limiter(request).give_back(hits)  # only failures count
+    ratelimit.enforce(request, "api_token", account=user.id)
     token, plain = accounts.do_create_api_token(session=session, user=user, name=body.name)
     return ApiTokenCreated(**ApiTokenRead.model_validate(token).model_dump(), token=plain)
 
 
 @router.post(
     "/users",
-    response_model=UserRead,
-    status_code=201,
+    response_model=SignupAccepted,
+    status_code=202,
     summary="Sign up",
-    responses={409: {"description": "`email_taken`"}, 422: {"description": "Invalid input."}},
+    responses={422: {"description": "Invalid input (e.g. `common_password`)."},
+               429: {"description": "`rate_limited`: too many sign-ups from this address."}},
 )
-def create_user(body: UserCreate, session: DbSession) -> User:
-    """Create a donor, organization-staff or enterprise-staff account."""
-    return accounts.do_signup(
+def create_user(body: UserCreate, request: Request, session: DbSession) -> SignupAccepted:
+    """Email the address a link that creates the account (confirm it with `POST
+    /users/confirm`). The answer is the same when the address already has an account (it is
+    then sent a notice instead), so sign-up does not reveal who is registered."""
+    ratelimit.enforce(request, "signup")
+    settings = request.app.state.settings
+    normalized = accounts.do_request_signup(
         session=session, email=body.email, password=body.password,
         display_name=body.display_name, role=body.role, province=body.province,
+        locale=request_locale(request), base_url=settings.base_url,
+        platform_name=settings.platform_name,
     )
+    mail.deliver_after_commit(session, database=request.app.state.db,
+                              mailer=request.app.state.mailer)
+    return SignupAccepted(email=normalized)
+
+
+@router.post(
+    "/users/confirm",
+    response_model=UserRead,
+    status_code=201,
+    summary="Confirm a sign-up with the token of its emailed link",
+    responses={404: {"description": "`signup_link_invalid`: unknown, used or expired"},
+               409: {"description": "`email_taken`: the address got an account meanwhile"}},
+)
+def confirm_user(body: SignupConfirm, session: DbSession) -> User:
+    """Create the account (the token is the last part of the emailed link)."""
+    user, _ = accounts.do_confirm_signup(session=session, token=body.token)
+    return user
 
 
 @router.get("/me", response_model=UserRead, summary="Your account", responses=_ERRORS)

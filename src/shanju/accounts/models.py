@@ -93,3 +93,27 @@ class Notification(Base):
     link: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     read_at: Mapped[dt.datetime | None]
+
+
+class PendingSignup(Base):
+    """A sign-up waiting for its email to be confirmed: the account is created only then.
+
+    The emailed link carries a random token; the table keeps only its hash. Several pending
+    sign-ups may name the same email (nobody can hold an address they cannot read); the first
+    confirmed one creates the account.
+    """
+
+    __tablename__ = "pending_signups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    display_name: Mapped[str] = mapped_column(String(60))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(enum_column(Role))
+    province: Mapped[str | None] = mapped_column(String(20))
+    locale: Mapped[str | None] = mapped_column(String(10))
+    next_path: Mapped[str | None] = mapped_column(String(500))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    confirmed_at: Mapped[dt.datetime | None]

@@ -17,10 +17,25 @@ class UserCreate(BaseModel):
     """Sign up through the API (reviewers and admins are never self-service)."""
 
     email: str = Field(max_length=254, examples=["li.na@example.org"])
-    password: str = Field(max_length=256, description="At least 8 characters.")
+    password: str = Field(
+        max_length=256,
+        description="At least 8 characters, not a common password, not the email or name.")
     display_name: str = Field(max_length=60, examples=["李娜"])
     role: Literal["donor", "org_staff", "enterprise_staff"] = "donor"
     province: str | None = Field(default=None, max_length=20, examples=["浙江"])
+
+
+class SignupAccepted(BaseModel):
+    """A sign-up was received: the address has been emailed (whether or not it has an account)."""
+
+    email: str
+    status: Literal["confirmation_sent"] = "confirmation_sent"
+
+
+class SignupConfirm(BaseModel):
+    """The token of an emailed sign-up link."""
+
+    token: str = Field(max_length=100)
 
 
 class UserRead(BaseModel):

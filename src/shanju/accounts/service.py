@@ -12,11 +12,14 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
+from zxcvbn import zxcvbn
 
-from shanju.accounts.models import ApiToken, Notification, Role, User, WebSession
-from shanju.core import audit, i18n
+from shanju.accounts.models import ApiToken, Notification, PendingSignup, Role, User, WebSession
+from shanju.core import audit, i18n, mail
 from shanju.core.clock import utcnow
+from shanju.core.db import flush_unless_duplicate
 from shanju.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from shanju.core.i18n import N_
 from shanju.core.regions import PROVINCES
 from shanju.core.security import hash_password, new_token, token_hash, verify_password
 
@@ -33,11 +36,22 @@ def _dummy_hash() -> str:
     return hash_password("not a real password, only for timing")
 
 
-def check_signup(*, session: Session, email: str, password: str, display_name: str) -> str:
-    """Validate sign-up input; return the normalized email."""
-    normalized = email.strip().lower()
-    if not EMAIL_RE.match(normalized) or len(normalized) > 254:
-        raise InvalidInput("Enter a valid email address.", code="invalid_email", field="email")
+def normalize_email(email: str) -> str:
+    """Return the email as accounts are keyed by it (trimmed, lower case)."""
+    return email.strip().lower()
+
+
+# A password must not be one a throttled online attack would find: fewer than a million guesses
+# by zxcvbn's estimate (score 0 or 1), which knows the 30,000 passwords people choose most
+# often, dictionary words and names, keyboard patterns, dates, repeats and l33t variants, and
+# the words of the account itself (ADR 0018). zxcvbn looks at the first 72 characters.
+MIN_PASSWORD_GUESSES = 10**6
+_ZXCVBN_MAX = 72
+_PLATFORM_WORDS = ("shanju", "善举", "charity", "donate", "juankuan", "gongyi")
+
+
+def check_password(password: str, *, email: str, display_name: str) -> None:
+    """Refuse a password that is too short, too long, too common or the account's own words."""
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(
             "The password must have at least 8 characters.", code="weak_password",
@@ -48,12 +62,45 @@ def check_signup(*, session: Session, email: str, password: str, display_name: s
             "The password can have at most 256 characters.", code="password_too_long",
             field="password",
         )
+    local_part = email.partition("@")[0]
+    own_words = {w.strip().casefold() for w in (email, local_part, display_name) if w.strip()}
+    if password.strip().casefold() in own_words:
+        raise InvalidInput(
+            "The password may not be your email address or your name.",
+            code="password_like_account", field="password",
+        )
+    estimate = zxcvbn(password[:_ZXCVBN_MAX],
+                      user_inputs=[email, local_part, display_name, *_PLATFORM_WORDS])
+    if float(estimate["guesses"]) < MIN_PASSWORD_GUESSES:
+        raise InvalidInput(
+            "This password is among the most common ones or too easy to guess. Choose a "
+            "longer one, for example a few unrelated words.",
+            code="common_password", field="password",
+        )
+
+
+def check_signup_input(*, email: str, password: str, display_name: str) -> str:
+    """Validate sign-up input without looking at who exists; return the normalized email."""
+    normalized = normalize_email(email)
+    if not EMAIL_RE.match(normalized) or len(normalized) > 254:
+        raise InvalidInput("Enter a valid email address.", code="invalid_email", field="email")
     name = display_name.strip()
     if not name or len(name) > 60:
         raise InvalidInput(
             "Enter a display name of at most 60 characters.", code="invalid_display_name",
             field="display_name",
         )
+    check_password(password, email=normalized, display_name=name)
+    return normalized
+
+
+def check_signup(*, session: Session, email: str, password: str, display_name: str) -> str:
+    """Validate an operator's new user (``shanju createuser``); return the normalized email.
+
+    Unlike self-service sign-up, this says when the email already has an account: the
+    operator is trusted with that.
+    """
+    normalized = check_signup_input(email=email, password=password, display_name=display_name)
     if session.scalar(select(User.id).where(User.email == normalized)) is not None:
         raise Conflict(
             "An account with this email already exists.", code="email_taken", field="email"
@@ -65,17 +112,25 @@ def do_create_user(
     *,
     session: Session,
     email: str,
-    password: str,
+    password: str | None,
     display_name: str,
     role: Role = Role.DONOR,
     province: str | None = None,
     organization_id: int | None = None,
     actor_id: int | None = None,
+    password_hash: str | None = None,
 ) -> User:
-    """Create a user (input already checked by :func:`check_signup`)."""
+    """Create a user (input already checked by :func:`check_signup`).
+
+    Give ``password``, or ``password_hash`` when it was hashed before (a confirmed sign-up).
+    """
+    if password_hash is None:
+        if password is None:
+            raise ValueError("do_create_user needs a password or its hash")
+        password_hash = hash_password(password)
     user = User(
         email=email,
-        password_hash=hash_password(password),
+        password_hash=password_hash,
         display_name=display_name.strip(),
         role=role,
         province=province or None,
@@ -96,10 +151,11 @@ def do_create_user(
 
 def authenticate(*, session: Session, email: str, password: str) -> User:
     """Return the user with these credentials, or raise one message for every failure."""
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    if user is None:
-        verify_password(_dummy_hash(), password)
-    if user is None or not user.is_active or not verify_password(user.password_hash, password):
+    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    # Exactly one argon2 verification on every path (unknown email, deactivated account, wrong
+    # or right password), so the answer's time does not tell them apart.
+    matches = verify_password(user.password_hash if user else _dummy_hash(), password)
+    if user is None or not matches or not user.is_active:
         raise InvalidInput(
             "The email or password is not correct.", code="invalid_credentials", field="email"
         )
@@ -348,7 +404,27 @@ def check_province(value: str | None) -> str | None:
     return clean
 
 
-def do_signup(
+SIGNUP_LINK_LIFETIME = dt.timedelta(hours=24)
+
+CONFIRM_SUBJECT = N_("Confirm your email address to finish signing up to %(platform)s")
+CONFIRM_BODY = N_(
+    "Hello %(name)s,\n\n"
+    "To finish creating your account on %(platform)s, open this link:\n\n"
+    "%(link)s\n\n"
+    "The link works for 24 hours. If you did not sign up, ignore this email: no account is "
+    "created without it.\n"
+)
+ALREADY_SUBJECT = N_("Someone tried to sign up to %(platform)s with your email address")
+ALREADY_BODY = N_(
+    "Hello,\n\n"
+    "Someone (perhaps you) tried to create an account on %(platform)s with this email "
+    "address, which already has one. To use it, sign in:\n\n"
+    "%(link)s\n\n"
+    "If it was not you, ignore this email: nothing was changed.\n"
+)
+
+
+def do_request_signup(
     *,
     session: Session,
     email: str,
@@ -356,20 +432,77 @@ def do_signup(
     display_name: str,
     role: str = "donor",
     province: str | None = None,
-    locale: str | None = None,
-) -> User:
-    """Check self-service sign-up input and create the account (pages and API share this)."""
-    normalized = check_signup(
-        session=session, email=email, password=password, display_name=display_name
-    )
+    locale: str,
+    next_path: str | None = None,
+    base_url: str,
+    platform_name: str,
+) -> str:
+    """Check self-service sign-up input and email the address; return the normalized email.
+
+    The answer is the same whether or not the email already has an account, so sign-up
+    cannot be used to find out who is registered: a new address is sent a link that creates
+    the account (:func:`do_confirm_signup`), a registered one a notice that it already has an
+    account. Both paths hash the password and queue one email, so they take the same time.
+    """
+    normalized = check_signup_input(email=email, password=password, display_name=display_name)
     chosen_role = check_self_service_role(role)
     chosen_province = check_province(province)
-    user = do_create_user(
-        session=session, email=normalized, password=password, display_name=display_name,
-        role=chosen_role, province=chosen_province,
+    password_hash = hash_password(password)
+    base = base_url.rstrip("/")
+    existing = session.scalar(select(User).where(User.email == normalized))
+    if existing is not None:
+        reader = existing.locale or locale
+        params = {"platform": platform_name, "link": f"{base}/login"}
+        mail.queue(session, to=normalized, kind="accounts.signup.already_registered",
+                   subject=i18n.translate(reader, ALREADY_SUBJECT, params),
+                   body=i18n.translate(reader, ALREADY_BODY, params))
+        return normalized
+    token = new_token(nbytes=32)
+    now = utcnow()
+    session.add(PendingSignup(
+        email=normalized, display_name=display_name.strip(), password_hash=password_hash,
+        role=chosen_role, province=chosen_province, locale=locale,
+        next_path=safe_next_path(next_path, "") or None, token_hash=token_hash(token),
+        created_at=now, expires_at=now + SIGNUP_LINK_LIFETIME,
+    ))
+    params = {"platform": platform_name, "name": display_name.strip(),
+              "link": f"{base}/signup/confirm/{token}"}
+    mail.queue(session, to=normalized, kind="accounts.signup.confirm",
+               subject=i18n.translate(locale, CONFIRM_SUBJECT, params),
+               body=i18n.translate(locale, CONFIRM_BODY, params))
+    return normalized
+
+
+def get_pending_signup(*, session: Session, token: str, lock: bool = False) -> PendingSignup:
+    """Return the unconfirmed, unexpired sign-up of an emailed link, or a 404."""
+    query = select(PendingSignup).where(PendingSignup.token_hash == token_hash(token))
+    pending = session.scalar(query.with_for_update() if lock else query)
+    if pending is None or pending.confirmed_at is not None or pending.expires_at <= utcnow():
+        raise NotFound("This link is not valid or has expired. Please sign up again.",
+                       code="signup_link_invalid")
+    return pending
+
+
+def do_confirm_signup(*, session: Session, token: str) -> tuple[User, str | None]:
+    """Create the account of an emailed sign-up link; return it and where to go next."""
+    pending = get_pending_signup(session=session, token=token, lock=True)
+    taken = Conflict("An account with this email already exists. Please sign in.",
+                     code="email_taken", field="email")
+    if session.scalar(select(User.id).where(User.email == pending.email)) is not None:
+        raise taken
+    user = User(email=pending.email, password_hash=pending.password_hash,
+                display_name=pending.display_name, role=pending.role,
+                province=pending.province, locale=pending.locale)
+    # Two links of the same address confirmed at once: the database decides, the other is told.
+    if not flush_unless_duplicate(session, user):
+        raise taken
+    pending.confirmed_at = utcnow()
+    audit.record(
+        session, actor_id=user.id, action="accounts.user.created", object_type="user",
+        object_id=user.id, data={"new": {"email": user.email, "role": user.role.value},
+                                 "via": "signup"},
     )
-    user.locale = locale
-    return user
+    return user, pending.next_path
 
 
 def authenticate_api(*, session: Session, email: str, password: str) -> User:

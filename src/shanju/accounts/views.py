@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
+from shanju.core import mail, ratelimit
 from shanju.core.config import Settings
 from shanju.core.db import DbId
 from shanju.core.deps import SESSION_COOKIE, CsrfChecked, CurrentUser, DbSession, Viewer
@@ -108,19 +109,47 @@ def signup(
     role: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
 ) -> Response:
-    """Create an account and sign it in."""
+    """Email a link that creates the account (or, if it exists, a notice): the same answer."""
+    ratelimit.enforce(request, "signup")
     # The password is never sent back to the browser, even when the form is shown again.
     form = {"email": email, "display_name": display_name, "province": province, "role": role,
             "next": next}
+    settings = _settings(request)
     try:
-        user = accounts.do_signup(
+        normalized = accounts.do_request_signup(
             session=session, email=email, password=password, display_name=display_name,
-            role=role, province=province, locale=request_locale(request),
+            role=role, province=province, locale=request_locale(request), next_path=next,
+            base_url=settings.base_url, platform_name=settings.platform_name,
         )
     except DomainError as exc:
         return _signup_page(request, form, status_code=exc.status_code,
                             **_form_error(request, exc))
-    return _sign_in(request, session, user, accounts.safe_next_path(next, "/me?flash=welcome"))
+    mail.deliver_after_commit(session, database=request.app.state.db,
+                              mailer=request.app.state.mailer)
+    return render(request, "accounts/signup_sent.html",
+                  {"email": normalized, "next": accounts.safe_next_path(next, "")})
+
+
+SignupToken = Annotated[str, Path(max_length=100)]
+
+
+@router.get("/signup/confirm/{token}", response_class=HTMLResponse)
+def confirm_signup_page(request: Request, session: DbSession, token: SignupToken) -> Response:
+    """The emailed link: a button that creates the account."""
+    pending = accounts.get_pending_signup(session=session, token=token)
+    response = render(request, "accounts/signup_confirm.html",
+                      {"pending": pending, "token": token})
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the token is in this page's URL
+    return response
+
+
+@router.post("/signup/confirm/{token}", dependencies=[CsrfChecked])
+def confirm_signup(request: Request, session: DbSession, token: SignupToken) -> Response:
+    """Create the account and sign it in."""
+    user, next_path = accounts.do_confirm_signup(session=session, token=token)
+    return _sign_in(request, session, user,
+                    accounts.safe_next_path(next_path, "/me?flash=welcome"))
 
 
 # --- sign-in and sign-out --------------------------------------------------------------------
@@ -143,6 +172,8 @@ def login(
     next: Annotated[str, Form()] = "",
 ) -> Response:
     """Check the credentials and start a session."""
+    # Over the limit of failed attempts: refused before the password is hashed (~0.18 s).
+    hits = ratelimit.enforce(request, "password", account=accounts.normalize_email(email))
     try:
         user = accounts.authenticate(session=session, email=email, password=password)
     except DomainError as exc:
@@ -153,6 +184,7 @@ def login(
             {"form": {"email": email, "next": next}, **_form_error(request, exc)},
             status_code=exc.status_code,
         )
+    ratelimit.limiter(request).give_back(hits)  # only failures count
     return _sign_in(request, session, user, accounts.safe_next_path(next, "/"))
 
 
@@ -222,6 +254,7 @@ def create_token(
     name: Annotated[str, Form()] = "",
 ) -> Response:
     """Create a personal API token and show it once."""
+    ratelimit.enforce(request, "api_token", account=user.id)
     try:
         token, plain = accounts.do_create_api_token(session=session, user=user, name=name)
     except DomainError as exc:

@@ -42,6 +42,7 @@ from shanju.accounts.models import User
 from shanju.campaigns import engine as campaigns_engine
 from shanju.campaigns import orders
 from shanju.campaigns.engine import GiftResult
+from shanju.core import ratelimit
 from shanju.core.db import Database, DbId
 from shanju.core.deps import SESSION_COOKIE, CsrfChecked, DbSession, Viewer, get_database
 from shanju.core.errors import (
@@ -349,6 +350,7 @@ def create_order(campaign_id: DbId, body: OrderCreate, request: Request, user: D
                  session: ReadSession, idempotency_key: IdempotencyKey = None
                  ) -> OrderCreated:
     """Validate the gift and return its order; the same Idempotency-Key gives the same order."""
+    ratelimit.enforce(request, "checkout", account=user.id)
     provider = _providers(request).for_checkout()
     key = orders.check_idempotency_key(idempotency_key)
     campaign, project, fields = orders.check_order_request(
@@ -476,6 +478,7 @@ def donate(
         query = urlencode({k: v for k, v in chosen.items() if v})
         path = f"/campaigns/{campaign_id}/projects/{project_id}/donate"
         return redirect(login_url(path + (f"?{query}" if query else "")))
+    ratelimit.enforce(request, "checkout", account=viewer.id)
     try:
         _providers(request).for_checkout()
         amount_fen = parse_yuan(custom_amount or amount, field="amount")

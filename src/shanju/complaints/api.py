@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
 
 from shanju.complaints import service
@@ -16,6 +16,7 @@ from shanju.complaints.schemas import (
     ComplaintRead,
     ComplaintReceipt,
 )
+from shanju.core import ratelimit
 from shanju.core.clock import today_cn
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
@@ -58,8 +59,10 @@ def _read(complaint: Complaint, org_name: str) -> ComplaintRead:
     summary="Report an organization or project (anyone may file)",
     dependencies=[CsrfChecked],
 )
-def file_complaint(session: DbSession, viewer: Viewer, body: ComplaintCreate) -> ComplaintReceipt:
+def file_complaint(session: DbSession, viewer: Viewer, body: ComplaintCreate,
+                   request: Request) -> ComplaintReceipt:
     """File a report; the platform answers it within 5 working days (``due_on``)."""
+    ratelimit.enforce(request, "complaint", account=viewer.id if viewer else None)
     complaint = service.do_file(session=session, data=body, actor=viewer)
     return ComplaintReceipt(id=complaint.id, number=service.complaint_number(complaint),
                             status=complaint.status, due_on=complaint.due_on)

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from shanju.complaints import service
 from shanju.complaints.models import Complaint, ComplaintStatus
 from shanju.complaints.schemas import ComplaintCreate
+from shanju.core import ratelimit
 from shanju.core.clock import today_cn
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
@@ -75,6 +76,7 @@ def file_complaint(
     contact: Annotated[str, Form()] = "",
 ) -> Response:
     """File the report and show its number and answer deadline."""
+    ratelimit.enforce(request, "complaint", account=viewer.id if viewer else None)
     form = {"category": category, "content": content, "contact": contact}
     target = None
     try:

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # often each room broadcasts its coalesced updates.
     summit_broker_url: str = "memory://"
     summit_tick_ms: int = 250
+    # Where the rate limits' counters live (core/ratelimit.py): memory:// for one process,
+    # redis://host:6379/0 (optionally ?namespace=NAME) to share them between processes.
+    rate_limit_url: str = "memory://"
 
     @property
     def cookie_secure(self) -> bool:

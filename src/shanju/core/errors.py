@@ -42,6 +42,11 @@ class DomainError(Exception):
         self.details = details or {}
 
     @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries (e.g. ``Retry-After`` of a 429)."""
+        return {}
+
+    @property
     def params(self) -> dict[str, Any]:
         """The values filled into the message's ``%(name)s`` placeholders."""
         return self.message.params

@@ -133,11 +133,15 @@ def wants_json(request: Request) -> bool:
 
 def error_response(request: Request, exc: DomainError) -> Response:
     """Turn a domain error into a JSON error (API) or a readable error page."""
+    response: Response
     if wants_json(request):
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
-    return render(
-        request,
-        "error.html",
-        {"error": exc, "message": tr(request, exc.message)},
-        status_code=exc.status_code,
-    )
+        response = JSONResponse(exc.to_dict(), status_code=exc.status_code)
+    else:
+        response = render(
+            request,
+            "error.html",
+            {"error": exc, "message": tr(request, exc.message)},
+            status_code=exc.status_code,
+        )
+    response.headers.update(exc.headers)
+    return response

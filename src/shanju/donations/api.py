@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy.orm import Session
 
+from shanju.core import ratelimit
 from shanju.core.db import MAX_OFFSET
 from shanju.core.deps import CurrentUser, DbSession, PaymentProviders
 from shanju.donations import flows
@@ -44,6 +45,7 @@ IdempotencyKey = Annotated[
 )
 def create_donation(
     body: DonationCreate,
+    http_request: Request,
     response: Response,
     session: DbSession,
     user: CurrentUser,
@@ -51,6 +53,7 @@ def create_donation(
     idempotency_key: IdempotencyKey = None,
 ) -> DonationCreated:
     """Create a pending donation and a payment intent; pay at ``payment.checkout_url``."""
+    ratelimit.enforce(http_request, "checkout", account=user.id)
     key = payments.check_idempotency_key(idempotency_key)
     request, project = flows.check_donation_request(
         session=session, actor=user, project_id=body.project_id, amount_fen=body.amount_fen,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
 from shanju.campaigns import holds as campaign_gifts
+from shanju.core import ratelimit
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, PaymentProviders, Viewer
 from shanju.core.errors import DomainError
@@ -84,6 +85,7 @@ def donate(
         query = urlencode({k: v for k, v in chosen.items() if v})
         return redirect(login_url(f"/projects/{project_id}/donate" + (f"?{query}" if query
                                                                        else "")))
+    ratelimit.enforce(request, "checkout", account=viewer.id)
     project = _project(session, project_id)
     values = {"amount": amount, "custom_amount": custom_amount, "donor_name": donor_name,
               "anonymous": anonymous, "message": message, "province": province,
