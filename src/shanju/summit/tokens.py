@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,7 +73,7 @@ def issue(
     ``ttl`` seconds."""
     payload = {
         "u": user_id, "w": session_id, "s": summit_id, "r": role, "n": name,
-        "o": organization_id, "e": int((now() if at is None else at) + ttl),
+        "o": organization_id, "e": math.ceil((now() if at is None else at) + ttl),
     }
     body = base64.urlsafe_b64encode(
         json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
@@ -89,7 +90,7 @@ def renew(
     token = issue(secret, user_id=identity.user_id, summit_id=identity.summit_id,
                   role=identity.role, name=identity.name, session_id=identity.session_id,
                   organization_id=identity.organization_id, ttl=ttl, at=at)
-    return token, dataclasses.replace(identity, expires=int(at + ttl))
+    return token, dataclasses.replace(identity, expires=math.ceil(at + ttl))
 
 
 def verify(secret: str, token: str, *, at: float | None = None) -> LiveIdentity:
