@@ -170,7 +170,7 @@ def seed(database: Any, *, people: int, session_id: int, summit_id: int | None =
         web_sessions = {
             uid: sid for uid, sid in s.execute(
                 select(WebSession.user_id, WebSession.id).where(WebSession.expires_at == expires)
-            ).tuples() if uid in wanted}
+            ) if uid in wanted}
         return World(summit_id=summit.id, session_id=session_id, moderator_id=moderator.id,
                      attendee_ids=attendee_ids, web_sessions=web_sessions)
 
