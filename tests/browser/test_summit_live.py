@@ -332,6 +332,52 @@ def test_panel_renders_state_and_events_from_the_protocol(
     assert js_errors == []
 
 
+def test_the_panel_keeps_its_token_fresh_and_asks_to_sign_in_again_when_signed_out(
+    live_server: LiveServer, page: Page, js_errors: list[str],
+    sign_in: Callable[[Page, str], None],
+) -> None:
+    """Live tokens last minutes (issue 11): the panel rejoins with the token the server sent
+    over the socket, fetches a new one from the token endpoint when the server says its token
+    ran out (4001), and on 4011 (signed out) stops and asks the person to sign in again."""
+    setup = summit_with_session(live_server)
+    sign_in(page, setup.attendees[1])
+    page.add_init_script(FAKE_SOCKET)
+    page.clock.install()
+    page.goto(live_server(setup.live_path))
+    panel = page.locator(".summit-live")
+    page.wait_for_function("window.__sockets && window.__sockets[0].sent.length === 1")
+    first = _frames(page)[0]["token"]
+    _push(page, _welcome(you=7))
+    # The server renews the token over the socket; the next join uses the new one.
+    _push(page, {"t": "token", "token": "renewed-token", "expires": 0, "ttl": 300})
+    page.evaluate("window.__sockets[0].drop(1006)")
+    page.wait_for_function("window.__sockets.length === 2 && window.__sockets[1].sent.length")
+    assert _frames(page)[0] == {"t": "join", "token": "renewed-token",
+                                "room": f"s{setup.session_id}"}
+    # The token was refused as expired: a new one from the endpoint (this browser's session).
+    _push(page, {"t": "error", "code": "token_expired", "message": "expired"})
+    page.evaluate("window.__sockets[1].drop(4001)")
+    page.wait_for_function("window.__sockets.length === 3 && window.__sockets[2].sent.length")
+    fetched = _frames(page)[0]["token"]
+    identity = tokens.verify(live_server.settings.secret_key, fetched)
+    assert fetched not in (first, "renewed-token") and identity.name == "李*"
+    _push(page, _welcome(you=7))
+    expect(panel.locator("[data-live=status]")).to_be_hidden()
+    # Signed out (here or everywhere): no reconnecting, a message and a way to sign in.
+    _push(page, {"t": "error", "code": "session_ended", "message": "ended"})
+    page.evaluate("window.__sockets[2].drop(4011)")
+    fatal = panel.locator("[data-live=fatal]")
+    expect(fatal).to_be_visible()
+    expect(fatal).to_contain_text(
+        zh("You are no longer signed in: please sign in again to join the discussion."))
+    expect(fatal.get_by_role("link", name=zh("Sign in"))).to_have_attribute(
+        "href", f"/login?next={setup.live_path}")
+    expect(panel.locator("[data-live=status]")).to_be_hidden()
+    page.clock.run_for(60_000)  # longer than any reconnect's backoff: none comes
+    assert page.evaluate("window.__sockets.length") == 3
+    assert js_errors == []
+
+
 # --- the issue's "Done when": the real gateway --------------------------------------------
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
+from shanju.accounts import service as accounts
 from shanju.accounts.models import Role
 from shanju.app import create_app
 from shanju.core.clock import utcnow
@@ -40,11 +41,14 @@ class World:
     attendee_a: int
     attendee_b: int
     moderator: int
+    web_sessions: dict[int, int]  # user id -> their signed-in browser session's id
 
     def token(self, user_id: int, *, role: tokens.Role = "attendee", name: str = "张*",
-              summit_id: int | None = None, ttl: int = 3600) -> str:
+              summit_id: int | None = None, ttl: int = 3600,
+              session_id: int | None = None) -> str:
         return tokens.issue(SECRET, user_id=user_id, summit_id=summit_id or self.summit_id,
-                            role=role, name=name, ttl=ttl)
+                            role=role, name=name, ttl=ttl,
+                            session_id=session_id or self.web_sessions[user_id])
 
     @property
     def stage(self) -> str:
@@ -81,8 +85,27 @@ def make_world(database: Database, *, keywords: str = "", capacity: int | None =
         b = make_user(s, display_name="李四")
         m = make_user(s, role=Role.REVIEWER, display_name="王五")
         s.flush()
+        web_sessions: dict[int, int] = {}
+        for user in (a, b, m):
+            cookie = accounts.do_start_session(session=s, user=user)
+            sid = accounts.web_session_id(session=s, token=cookie)
+            assert sid is not None
+            web_sessions[user.id] = sid
         return World(summits[0].id, summits[1].id, sessions[0].id, room.id, sessions[1].id,
-                     a.id, b.id, m.id)
+                     a.id, b.id, m.id, web_sessions)
+
+
+def add_people(database: Database, world: World, n: int) -> list[int]:
+    """``n`` more people, each signed in with a browser session (their live tokens name it)."""
+    with database.transaction() as s:
+        users = [make_user(s) for _ in range(n)]
+        s.flush()
+        for user in users:
+            cookie = accounts.do_start_session(session=s, user=user)
+            sid = accounts.web_session_id(session=s, token=cookie)
+            assert sid is not None
+            world.web_sessions[user.id] = sid
+        return [user.id for user in users]
 
 
 # --- a server ------------------------------------------------------------------------------
@@ -111,7 +134,8 @@ class Server:
 
 @contextmanager
 def serve(database: Database, tmp_path: Path, *, tick_ms: int = 50,
-          broker_url: str = "memory://") -> Iterator[Server]:
+          broker_url: str = "memory://", token_seconds: int = 300,
+          sweep_seconds: float = 2.0) -> Iterator[Server]:
     """The app served by uvicorn in a thread (no lifespan: the hubs start on first use)."""
     sock = free_socket()
     port = sock.getsockname()[1]
@@ -121,6 +145,7 @@ def serve(database: Database, tmp_path: Path, *, tick_ms: int = 50,
         sandbox_secret="test-sandbox-secret", base_url=base, upload_dir=tmp_path / "uploads",
         transparency_key_file=tmp_path / "transparency-ed25519.key",
         summit_tick_ms=tick_ms, summit_broker_url=broker_url,
+        summit_live_token_seconds=token_seconds, summit_live_sweep_seconds=sweep_seconds,
     )
     app = create_app(settings, database=database)
     with uvicorn_thread(app, sock) as server:

@@ -34,7 +34,7 @@ from shanju.summit.models import (
 )
 from shanju.summit.writer import LiveWriter, WriterClosed, merge_messages
 from tests.factories import make_user
-from tests.summit.live_support import World, join, make_world, serve
+from tests.summit.live_support import World, add_people, join, make_world, serve
 
 
 def ref(db: Database, key: str) -> RoomRef:
@@ -369,8 +369,7 @@ def test_frames_of_many_connections_share_one_transaction(db: Database,
     """End to end: chats from several connections, queued while the writer is busy, are
     written in one transaction; each connection gets its own ack and everyone the chats."""
     w = make_world(db)
-    with db.transaction() as s:
-        people = [make_user(s).id for _ in range(6)]
+    people = add_people(db, w, 6)
     with serve(db, tmp_path, tick_ms=50) as server:
         async def main() -> None:
             clients = [await join(server, w.token(u), w.stage) for u in people]
@@ -422,8 +421,7 @@ def test_a_shutdown_with_a_backlog_answers_without_tracebacks(db: Database,
     timeout it cancels the handlers; they end quietly (no "Exception in ASGI application"),
     and what was acknowledged is exactly what was stored."""
     w = make_world(db)
-    with db.transaction() as s:
-        people = [make_user(s).id for _ in range(5)]
+    people = add_people(db, w, 5)
     records = _Records()
     uvicorn_log = logging.getLogger("uvicorn.error")
     gate = threading.Event()

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from starlette.requests import Request
 
-from shanju.accounts.models import Role
+from shanju.accounts.models import Role, User
 from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from shanju.summit import tokens
@@ -172,3 +173,31 @@ def test_draft_summits_have_no_live_panel(client: TestClient, db: Database) -> N
         request = Request({"type": "http", "app": app, "path": "/", "headers": [],
                            "query_string": b""})
         assert live_context(request, s, summit=summit, session=session, user=None) is None
+
+
+def test_the_token_endpoint_gives_a_signed_in_browser_a_fresh_token_for_what_it_is_now(
+    client: TestClient, db: Database,
+) -> None:
+    """What the live panel asks when its token ran out or its role changed."""
+    setup = _setup(db)
+    url = f"/api/v1/summits/{setup.slug}/live-token"
+    anonymous = client.get(url)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "not_authenticated"
+    login(client, setup.pending)  # applied, not approved yet
+    refused = client.get(url)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "not_registered")
+    client.cookies.clear()
+    login(client, setup.host_staff)
+    got = client.get(url)
+    assert got.status_code == 200 and got.headers["cache-control"] == "no-store"
+    body = got.json()
+    identity = tokens.verify(SECRET, body["token"])
+    assert (body["role"], identity.role, identity.name) == ("moderator", "moderator", "主持人 赵*")
+    assert body["ttl"] == 300 and identity.session_id > 0
+    # Moved out of the host organization: no longer an organizer, not registered either.
+    with db.transaction() as s:
+        s.execute(update(User).where(User.email == setup.host_staff)
+                  .values(organization_id=None))
+    assert client.get(url).json()["error"]["code"] == "not_registered"
+    assert client.get("/api/v1/summits/nowhere/live-token").status_code == 404

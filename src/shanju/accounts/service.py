@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from zxcvbn import zxcvbn
 
@@ -196,6 +196,45 @@ def user_for_session(*, session: Session, token: str) -> User | None:
     if expires_at <= utcnow() or not user.is_active:
         return None
     return user
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A browser session that still signs its user in, and the user's current role."""
+
+    user_id: int
+    role: Role
+    organization_id: int | None
+
+
+def signed_in_sessions(
+    *, session: Session, session_ids: Collection[int]
+) -> dict[int, SignedIn]:
+    """The browser sessions among ``session_ids`` that still sign their user in (not signed
+    out, not expired, the account active), by id, with their user's current role.
+
+    The summit's live rooms ask this every few seconds for every connection (in one query),
+    so a signed-out or deactivated person is dropped within seconds; keep it in step with
+    :func:`user_for_session` (what ends a session there must end it here).
+    """
+    if not session_ids:
+        return {}
+    rows = session.execute(_SIGNED_IN, {"ids": list(session_ids), "now": utcnow()}).all()
+    return {sid: SignedIn(uid, role, org) for sid, uid, role, org in rows}
+
+
+# Built once: the live rooms run it for thousands of ids every few seconds.
+_SIGNED_IN = (
+    select(WebSession.id, User.id, User.role, User.organization_id)
+    .join(User, User.id == WebSession.user_id)
+    .where(WebSession.id.in_(bindparam("ids", expanding=True)),
+           WebSession.expires_at > bindparam("now"), User.is_active.is_(True))
+)
+
+
+def web_session_id(*, session: Session, token: str) -> int | None:
+    """The id of the browser session whose cookie holds ``token``, if there is one."""
+    return session.scalar(select(WebSession.id).where(WebSession.token_hash == token_hash(token)))
 
 
 def do_create_api_token(*, session: Session, user: User, name: str) -> tuple[ApiToken, str]:

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     # Where the rate limits' counters live (core/ratelimit.py): memory:// for one process,
     # redis://host:6379/0 (optionally ?namespace=NAME) to share them between processes.
     rate_limit_url: str = "memory://"
+    # Live tokens' lifetime (a connection is sent a renewed one while its browser session
+    # lasts) and how often each process checks the browser sessions and roles behind its
+    # connections (sign-out, deactivation, a moderator's lost role act within this).
+    summit_live_token_seconds: int = Field(default=300, ge=2, le=3600)
+    summit_live_sweep_seconds: float = Field(default=2.0, gt=0, le=60)
 
     @property
     def cookie_secure(self) -> bool:

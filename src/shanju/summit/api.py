@@ -11,17 +11,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
 from shanju.core.clock import utcnow
+from shanju.core.config import Settings
 from shanju.core.db import DbId
-from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, Viewer
-from shanju.summit import service
-from shanju.summit.models import Summit, SummitRoom, SummitSession, SummitSpeaker, SummitTrack
+from shanju.core.deps import SESSION_COOKIE, CsrfChecked, CurrentUser, DbSession, Viewer
+from shanju.core.errors import NotAuthenticated, NotFound, PermissionDenied
+from shanju.core.i18n import N_
+from shanju.summit import access, service
+from shanju.summit.models import (
+    Summit,
+    SummitRoom,
+    SummitSession,
+    SummitSpeaker,
+    SummitStatus,
+    SummitTrack,
+)
 from shanju.summit.schemas import (
     AgendaRead,
+    LiveTokenRead,
     NowOn,
     RoomIn,
     RoomRead,
@@ -135,6 +146,33 @@ def create_summit(session: DbSession, user: CurrentUser, body: SummitCreate) -> 
 def get_summit(session: DbSession, viewer: Viewer, slug: Slug) -> SummitRead:
     """A summit with its days and tracks."""
     return summit_read(session, service.get_summit(session=session, slug=slug, viewer=viewer))
+
+
+@router.get("/{slug}/live-token", response_model=LiveTokenRead,
+            summary="A fresh live token (signed-in browsers)")
+def live_token(request: Request, response: Response, session: DbSession, user: CurrentUser,
+               slug: Slug) -> LiveTokenRead:
+    """A new live token for the summit's live rooms (docs/summit/live-protocol.md), for the
+    browser session of the cookie: the live panel fetches one when it reconnects with an
+    expired token or its role changed. ``401`` when not signed in with a browser session,
+    ``403 not_registered`` for someone who may not join."""
+    response.headers["Cache-Control"] = "no-store"
+    summit = service.get_summit(session=session, slug=slug, viewer=user)
+    if summit.status != SummitStatus.PUBLISHED:
+        raise NotFound(N_("This summit does not exist."), code="summit_not_found")
+    settings: Settings = request.app.state.settings
+    signed_in_here = getattr(request.state, "auth", None) == "session"
+    web_session = (access.browser_session_id(session, request.cookies.get(SESSION_COOKIE))
+                   if signed_in_here else None)
+    if web_session is None:
+        raise NotAuthenticated(N_("Sign in with your browser to join the live rooms."))
+    grant = access.grant_live_token(
+        session, summit=summit, user=user, web_session_id=web_session,
+        secret=settings.secret_key, ttl=settings.summit_live_token_seconds)
+    if grant is None:
+        raise PermissionDenied(N_("Only registered participants can join the discussion."),
+                               code="not_registered")
+    return LiveTokenRead(token=grant.token, role=grant.role, ttl=grant.ttl)
 
 
 @router.patch("/{slug}", response_model=SummitRead, summary="Change a summit (organizers)",

@@ -35,7 +35,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -103,6 +105,8 @@ class World:
     session_id: int
     moderator_id: int
     attendee_ids: list[int]
+    # Each person's browser session (web_sessions.id): live tokens name one.
+    web_sessions: dict[int, int] = dataclasses.field(default_factory=dict)
 
 
 def seed(database: Any, *, people: int, session_id: int, summit_id: int | None = None) -> World:
@@ -112,7 +116,7 @@ def seed(database: Any, *, people: int, session_id: int, summit_id: int | None =
     inserted in bulk, all with one precomputed password hash."""
     from sqlalchemy import insert, select
 
-    from shanju.accounts.models import Role, User
+    from shanju.accounts.models import Role, User, WebSession
     from shanju.core.clock import today_cn, utcnow
     from shanju.core.security import hash_password
     from shanju.summit.models import (
@@ -157,8 +161,21 @@ def seed(database: Any, *, people: int, session_id: int, summit_id: int | None =
                  "status": RegistrationStatus.APPROVED, "decided_at": now, "created_at": now}
                 for uid in [*attendee_ids[start:start + 5_000],
                             *([moderator.id] if start == 0 else [])]])
+        # A signed-in browser session per person: the live rooms check that it lasts.
+        expires = now + dt.timedelta(days=1)
+        people_ids = [moderator.id, *attendee_ids]
+        for start in range(0, len(people_ids), 5_000):
+            s.execute(insert(WebSession), [
+                {"token_hash": hashlib.sha256(f"bench-{session_id}-{uid}".encode()).hexdigest(),
+                 "user_id": uid, "created_at": now, "expires_at": expires}
+                for uid in people_ids[start:start + 5_000]])
+        wanted = set(people_ids)
+        web_sessions = {
+            uid: sid for uid, sid in s.execute(
+                select(WebSession.user_id, WebSession.id).where(WebSession.expires_at == expires)
+            ) if uid in wanted}
         return World(summit_id=summit.id, session_id=session_id, moderator_id=moderator.id,
-                     attendee_ids=attendee_ids)
+                     attendee_ids=attendee_ids, web_sessions=web_sessions)
 
 
 def live_tokens(world: World, clients: int, secret: str = SECRET_KEY) -> list[str]:
@@ -167,9 +184,10 @@ def live_tokens(world: World, clients: int, secret: str = SECRET_KEY) -> list[st
     from shanju.summit import tokens
 
     issued = [tokens.issue(secret, user_id=world.moderator_id, summit_id=world.summit_id,
-                           role="moderator", name=mask_name("主持人"))]
+                           role="moderator", name=mask_name("主持人"),
+                           session_id=world.web_sessions[world.moderator_id])]
     issued += [tokens.issue(secret, user_id=uid, summit_id=world.summit_id, role="attendee",
-                            name=mask_name(f"参会者{n}"))
+                            name=mask_name(f"参会者{n}"), session_id=world.web_sessions[uid])
                for n, uid in enumerate(world.attendee_ids[:clients - 1])]
     return issued
 

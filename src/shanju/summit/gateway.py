@@ -2,7 +2,8 @@
 
 One connection per person per room; see ``docs/summit/live-protocol.md`` for the frames and
 ``docs/summit/live.md`` for how it works. The gateway checks the Origin, waits for ``join``
-(10 s), checks the live token without touching the database, opens the room in this
+(10 s), checks the live token's signature, asks ``live_auth`` whether its browser session
+still signs in (no query for a session checked within the last sweeps), opens the room in this
 process's hubs (``hub.py``) and then reads frames: it checks and limits them (token bucket,
 flooding, bans, mutes, pause, slow mode) and hands the stored change (``live_service``) to
 the process's writer (``writer.py``: group commit, one write transaction for everything
@@ -28,9 +29,10 @@ from fastapi import APIRouter, FastAPI, WebSocket
 from shanju.core.config import Settings
 from shanju.core.db import Database
 from shanju.core.errors import DomainError
-from shanju.summit import live_service, protocol, tokens
+from shanju.summit import live_auth, live_service, protocol, tokens
 from shanju.summit.broker import broker_from_url
 from shanju.summit.hub import Conn, LiveHubs, Room
+from shanju.summit.live_auth import LiveAuth
 from shanju.summit.live_service import Outcome
 from shanju.summit.protocol import FrameError
 from shanju.summit.writer import WriterClosed
@@ -68,8 +70,11 @@ async def live_lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _make_hubs(app: FastAPI) -> LiveHubs:
     settings: Settings = app.state.settings
+    auth = LiveAuth(app.state.db, secret=settings.secret_key,
+                    token_seconds=settings.summit_live_token_seconds,
+                    sweep_seconds=settings.summit_live_sweep_seconds)
     return LiveHubs(db=app.state.db, broker=broker_from_url(settings.summit_broker_url),
-                    tick_ms=settings.summit_tick_ms)
+                    tick_ms=settings.summit_tick_ms, auth=auth)
 
 
 async def get_hubs(app: FastAPI) -> LiveHubs:
@@ -167,10 +172,29 @@ class LiveConnection:
             return False
         try:
             identity = tokens.verify(self.settings.secret_key, frame["token"])
+        except tokens.TokenExpired:
+            await self._refuse_join(live_auth.TOKEN_EXPIRED, live_auth.MESSAGES["token_expired"],
+                                    protocol.CLOSE_BAD_TOKEN, ref)
+            return False
         except tokens.BadToken:
             await self._refuse_join("bad_token", "the live token is not valid",
                                     protocol.CLOSE_BAD_TOKEN, ref)
             return False
+        # Signed out, deactivated, no longer an organizer? (No query when the session was
+        # checked by the last sweeps; see live_auth.py.)
+        auth = self.hubs.auth
+        if auth is not None:
+            try:
+                problem = await auth.admit(identity)
+            except Exception:
+                log.exception("summit.live.auth_check_failed")
+                await self._refuse_join("server_busy", "the server cannot check the token now; "
+                                        "try again", 1011, ref)
+                return False
+            if problem is not None:
+                await self._refuse_join(problem, live_auth.MESSAGES[problem],
+                                        live_auth.CLOSE_CODES[problem], ref)
+                return False
         try:
             room = await self.hubs.open_room(frame["room"])
         except Exception:
@@ -272,6 +296,12 @@ class LiveConnection:
         if room is None:
             raise FrameError("not_joined", "join a room first", ref=ref)
         ident = conn.identity
+        if ident.expires < tokens.now():
+            # Not renewed in time (the sweep renews every token while its session lasts).
+            conn.offer(protocol.error(live_auth.TOKEN_EXPIRED,
+                                      live_auth.MESSAGES["token_expired"], ref=ref))
+            conn.drop(protocol.CLOSE_BAD_TOKEN)
+            return
         if kind == "mod" and not conn.is_moderator:
             raise FrameError("not_moderator", "only moderators may do this", ref=ref)
         self._take_token(conn, now, ref)

@@ -41,6 +41,7 @@ from shanju.core.db import Database
 from shanju.summit import live_service, protocol
 from shanju.summit.attendance import Beat, record_heartbeats
 from shanju.summit.broker import Broker
+from shanju.summit.live_auth import LiveAuth
 from shanju.summit.live_service import POLL_RANK, QUESTION_RANK, Outcome, RoomSnapshot
 from shanju.summit.tokens import LiveIdentity
 from shanju.summit.writer import LiveWriter
@@ -138,6 +139,13 @@ class Conn:
             raise
         except Exception:  # noqa: BLE001 - the client went away; its reader ends it
             self.drop(1006, send_close=False)
+
+    def demote(self) -> None:
+        """Take the moderator's rights away at once (the person no longer organizes)."""
+        if self.is_moderator:
+            self.is_moderator = False
+            if self.room is not None and self in self.room.conns:
+                self.room.moderators -= 1
 
     def heartbeat(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -511,9 +519,13 @@ class Room:
 class LiveHubs:
     """This process's live rooms, their broker subscriptions, presence and attendance."""
 
-    def __init__(self, *, db: Database, broker: Broker, tick_ms: int = 250) -> None:
+    def __init__(self, *, db: Database, broker: Broker, tick_ms: int = 250,
+                 auth: LiveAuth | None = None) -> None:
         self.db = db
         self.broker = broker
+        # Sign-outs, deactivations and lost roles (live_auth.py); None only in unit tests.
+        self.auth = auth
+        self._sweeper: asyncio.Task[None] | None = None
         self.tick = max(tick_ms, 5) / 1000
         self.pid = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.rooms: dict[str, Room] = {}
@@ -553,6 +565,9 @@ class LiveHubs:
         self._started = True
         self.writer.start()
         self._ticker = self._loop().create_task(self._run())
+        if self.auth is not None:
+            self.auth.limiter = self.limiter
+            self._sweeper = self._loop().create_task(self.auth.run(self.connections))
 
     async def stop(self) -> None:
         """Close every connection (1001), write the last attendance, stop the broker."""
@@ -564,10 +579,13 @@ class LiveHubs:
         for room in list(self.rooms.values()):
             for conn in list(room.conns):
                 conn.drop(protocol.CLOSE_GOING_AWAY)
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        for task in (self._ticker, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.auth is not None:
+            self.auth.stop()
         closers = [t for t in self._closers if not t.done()]
         if closers:
             await asyncio.wait(closers, timeout=CLOSE_TIMEOUT + 2)
@@ -728,6 +746,13 @@ class LiveHubs:
             state.rooms.discard(room.key)
 
     # -- connections ----------------------------------------------------------------------
+
+    def connections(self) -> list[Conn]:
+        """Every connection of this process."""
+        conns: list[Conn] = []
+        for room in self.rooms.values():
+            conns.extend(room.conns)
+        return conns
 
     def join(self, room: Room, conn: Conn) -> None:
         room.add(conn)

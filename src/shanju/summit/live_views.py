@@ -15,15 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
-from shanju.core.config import get_settings
-from shanju.core.deps import DbSession, Viewer
+from shanju.core.config import Settings, get_settings
+from shanju.core.deps import SESSION_COOKIE, DbSession, Viewer
 from shanju.core.errors import NotFound, PermissionDenied
-from shanju.core.masking import mask_name
 from shanju.core.web import login_url, redirect, render
-from shanju.organizations.models import Organization
-from shanju.summit import access, tokens
+from shanju.summit import access
 from shanju.summit.models import (
-    RegistrationKind,
     SessionKind,
     Summit,
     SummitRoom,
@@ -34,62 +31,46 @@ from shanju.summit.models import (
 router = APIRouter()
 
 WS_PATH = "/summit/live"
-# Names in a room are seen by everyone in it whatever their language; the summit's is Chinese.
-MODERATOR_PREFIX = "主持人"
 
 
-def _settings_secret(request: Request) -> str:
-    settings = getattr(request.app.state, "settings", None) or get_settings()
-    return str(settings.secret_key)
-
-
-def _live_identity(
-    db: Session, *, summit: Summit, user: User | None
-) -> tuple[tokens.Role, str, int | None] | None:
-    """(role, shown name, organization id) of a person who may join the summit's live rooms,
-    or None: organizers moderate; people with an approved registration attend."""
-    if user is None or not user.is_active:
-        return None
-    masked = mask_name(user.display_name)
-    if access.is_organizer(user, summit):
-        return "moderator", f"{MODERATOR_PREFIX} {masked}", None
-    registration = access.approved_registration(db, summit_id=summit.id, user_id=user.id)
-    if registration is None:
-        return None
-    org_id = registration.organization_id
-    if registration.kind == RegistrationKind.DELEGATE and org_id is not None:
-        org = db.get(Organization, org_id)
-        if org is not None:
-            masked = f"{masked} · {org.short_name or org.name}"
-    return "attendee", masked, org_id
+def _settings(request: Request) -> Settings:
+    settings: Settings | None = getattr(request.app.state, "settings", None)
+    return settings or get_settings()
 
 
 def _room_context(
     request: Request, db: Session, *, summit: Summit, room: str, user: User | None,
     console: bool = False,
 ) -> dict[str, Any]:
-    identity = _live_identity(db, summit=summit, user=user)
-    if identity is None or user is None:
+    settings = _settings(request)
+    # A live token names the browser session it was issued to (the live rooms check every few
+    # seconds that it still signs in); a page seen with an API token gets none.
+    signed_in_here = user is not None and getattr(request.state, "auth", None) == "session"
+    grant = access.grant_live_token(
+        db, summit=summit, user=user, secret=settings.secret_key,
+        ttl=settings.summit_live_token_seconds,
+        web_session_id=(access.browser_session_id(db, request.cookies.get(SESSION_COOKIE))
+                        if signed_in_here else None),
+    )
+    if grant is None:
         return {
             "join": False,
             "room": room,
             "register_url": f"/summits/{summit.slug}/register",
             "login_url": None if user is not None else login_url(request.url.path),
         }
-    role, name, org_id = identity
-    token = tokens.issue(
-        _settings_secret(request), user_id=user.id, summit_id=summit.id, role=role, name=name,
-        organization_id=org_id,
-    )
     return {
         "join": True,
         "room": room,
-        "token": token,
+        "token": grant.token,
+        "token_ttl": grant.ttl,
+        "token_url": f"/api/v1/summits/{summit.slug}/live-token",
+        "signin_url": login_url(request.url.path),
         "ws_path": WS_PATH,
-        "role": role,
-        "name": name,
-        "user_id": user.id,
-        "console": console and role == "moderator",
+        "role": grant.role,
+        "name": grant.name,
+        "user_id": grant.user_id,
+        "console": console and grant.role == "moderator",
         "rooms_base": f"/summits/{summit.slug}/rooms/",
     }
 

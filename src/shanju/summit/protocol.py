@@ -32,6 +32,8 @@ CLOSE_BANNED = 4003
 CLOSE_NOT_FOUND = 4004
 CLOSE_FLOODING = 4008
 CLOSE_TOO_SLOW = 4009
+CLOSE_SESSION_ENDED = 4011  # signed out, session expired or account deactivated
+CLOSE_ROLE_CHANGED = 4012  # a moderator who no longer organizes the summit
 CLOSE_FULL = 4029
 
 CLIENT_TYPES = frozenset({"join", "chat", "ask", "upvote", "vote", "hb", "mod"})

@@ -162,6 +162,12 @@ class RoomRead(BaseModel):
     position: int
 
 
+class LiveTokenRead(BaseModel):
+    token: str = Field(description="The live token: the join frame's token")
+    role: str = Field(description="attendee or moderator")
+    ttl: int = Field(description="Seconds the token is valid from now")
+
+
 class SessionRead(BaseModel):
     id: int
     summit_slug: str

@@ -2,6 +2,10 @@
 // roundtable's breakout rooms, over one WebSocket (docs/summit/live-protocol.md). Moderators
 // get the console's extra lists and buttons. All text people typed goes in with textContent;
 // the panel's words come translated from the page (the JSON block .live-strings).
+// Live tokens last minutes: the server sends a renewed one over the socket while the browser
+// session lasts ({"t":"token"}); a reconnect with an expired one first asks the page's token
+// endpoint for a new one. Signed out (close 4011): a message asking to sign in again; the
+// role changed (4012): the page reloads to show what the person is now.
 (function () {
   "use strict";
   var root = document.querySelector(".summit-live[data-token]");
@@ -17,9 +21,19 @@
   var consoleMode = root.getAttribute("data-console") === "true";
   var roomsBase = root.getAttribute("data-rooms-base") || "";
   var me = Number(root.getAttribute("data-me"));
+  var role = root.getAttribute("data-role");
   var MAX_CHAT = 200;
   var HEARTBEAT_MS = 20000;
-  var FATAL = { bad_token: 1, not_registered: 1, room_not_found: 1, banned: 1 };
+  var FATAL = { not_registered: 1, room_not_found: 1, banned: 1 };
+  var CLOSE_SESSION_ENDED = 4011;
+  var CLOSE_ROLE_CHANGED = 4012;
+  var RENEW_MARGIN_MS = 15000;  // fetch a new token before (re)connecting this close to expiry
+  var tokenUrl = root.getAttribute("data-token-url");
+  var signinUrl = root.getAttribute("data-signin-url");
+  var token = root.getAttribute("data-token");
+  var tokenDeadline = 0;  // Date.now() when the token runs out (relative: the server's clock
+  var tokenFresh = false;  // may differ); fresh: fetched for the current attempt
+  setToken(token, Number(root.getAttribute("data-token-ttl")) || 300);
 
   // --- small helpers ---------------------------------------------------------------------------
   function fill(template, params) {
@@ -127,15 +141,76 @@
 
   function fatal(code) {
     stopped = true;
+    clearTimeout(retryTimer);
+    retryTimer = null;
     var box = live("fatal");
     box.textContent = errorText({ code: code });
+    if (code === "session_ended" && signinUrl) {
+      var link = make("a", "", S.sign_in);
+      link.href = signinUrl;
+      box.appendChild(document.createTextNode(" "));
+      box.appendChild(link);
+    }
     box.hidden = false;
     box.setAttribute("data-code", code);
     setStatus("");
     root.classList.add("closed");
   }
 
+  // --- the live token ----------------------------------------------------------------------------
+  function setToken(value, ttlSeconds) {
+    token = value;
+    tokenDeadline = Date.now() + ttlSeconds * 1000;
+  }
+
+  // The person is something else now (no longer a moderator): the page knows what to show.
+  function roleChanged() {
+    var key = "shanju-live-reloaded";
+    try {
+      var last = Number(window.sessionStorage.getItem(key)) || 0;
+      if (Date.now() - last > 60000) {
+        window.sessionStorage.setItem(key, String(Date.now()));
+        stopped = true;
+        window.location.reload();
+        return;
+      }
+    } catch (e) { /* no storage: say so instead of reloading */ }
+    fatal("role_changed");
+  }
+
+  function fetchToken(then) {
+    setStatus(attempt ? S.reconnecting : S.connecting);
+    fetch(tokenUrl, { credentials: "same-origin", cache: "no-store",
+                      headers: { Accept: "application/json" } })
+      .then(function (response) {
+        return response.json().then(function (body) { return { status: response.status, body: body }; });
+      })
+      .then(function (answer) {
+        if (stopped) return;
+        var body = answer.body || {};
+        if (answer.status === 200 && body.token) {
+          if (body.role !== role) { roleChanged(); return; }
+          setToken(body.token, Number(body.ttl) || 300);
+          tokenFresh = true;
+          then();
+        } else if (answer.status === 401) {
+          fatal("session_ended");
+        } else if (answer.status === 403 || answer.status === 404) {
+          fatal(body.error && body.error.code === "not_registered" ? "not_registered" : "room_not_found");
+        } else {
+          retry();
+        }
+      })
+      .catch(function () { retry(); });
+  }
+
   function connect() {
+    if (stopped) return;
+    if (Date.now() > tokenDeadline - RENEW_MARGIN_MS) { fetchToken(openSocket); return; }
+    openSocket();
+  }
+
+  function openSocket() {
     if (stopped) return;
     joinError = null;
     setStatus(attempt ? S.reconnecting : S.connecting);
@@ -147,9 +222,7 @@
       return;
     }
     ws.onopen = function () {
-      ws.send(JSON.stringify({
-        t: "join", token: root.getAttribute("data-token"), room: root.getAttribute("data-room")
-      }));
+      ws.send(JSON.stringify({ t: "join", token: token, room: root.getAttribute("data-room") }));
     };
     ws.onmessage = function (event) {
       var frame;
@@ -168,6 +241,14 @@
       if (joinError && FATAL[joinError]) { fatal(joinError); return; }
       if (event.code === 4003) { fatal("banned"); return; }
       if (event.code === 4004) { fatal("room_not_found"); return; }
+      if (event.code === CLOSE_SESSION_ENDED) { fatal("session_ended"); return; }
+      if (event.code === CLOSE_ROLE_CHANGED) { tokenDeadline = 0; }  // a new token says what
+      if (event.code === 4001) {
+        // Expired or refused token: a new one from the page's endpoint, unless that one was
+        // just fetched and refused too.
+        if (joinError === "bad_token" && tokenFresh) { fatal("bad_token"); return; }
+        tokenDeadline = 0;
+      }
       if (event.code === 4029) { attempt = Math.max(attempt, 5); }  // full: try again later
       retry();
     };
@@ -220,6 +301,7 @@
     if (frame.t === "welcome") {
       joined = true;
       attempt = 0;
+      tokenFresh = false;
       setStatus("");
       applyWelcome(frame);
       clearInterval(heartbeat);
@@ -228,6 +310,8 @@
       }, HEARTBEAT_MS);
     } else if (frame.t === "batch") {
       (frame.events || []).forEach(applyEvent);
+    } else if (frame.t === "token") {
+      if (typeof frame.token === "string") setToken(frame.token, Number(frame.ttl) || 300);
     } else if (frame.t === "ack" || frame.t === "error") {
       var handlers = frame.ref ? waiting[frame.ref] : null;
       if (frame.ref) delete waiting[frame.ref];
