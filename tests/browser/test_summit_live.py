@@ -30,7 +30,7 @@ from shanju.summit.models import (
     SummitSession,
     SummitStatus,
 )
-from tests.browser.conftest import PHONE, LiveServer
+from tests.browser.conftest import PHONE, LiveServer, watch_csp
 from tests.browser.helpers import check_fits_phone, zh
 from tests.factories import make_org, make_user
 
@@ -106,6 +106,7 @@ def new_phone(browser: Browser) -> Iterator[Callable[[], Page]]:
     """Open further phone-sized zh-CN pages, each in its own context (another person)."""
     contexts: list[BrowserContext] = []
     errors: list[str] = []
+    violations: list[str] = []
 
     def open_page() -> Page:
         context = browser.new_context(
@@ -116,12 +117,14 @@ def new_phone(browser: Browser) -> Iterator[Callable[[], Page]]:
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        watch_csp(context, violations, page)
         return page
 
     yield open_page
     for context in contexts:
         context.close()
     assert errors == [], f"JavaScript errors: {errors}"
+    assert violations == [], f"Content-Security-Policy violations: {violations}"
 
 
 def tab(page: Page, name: str) -> None:
