@@ -38,7 +38,9 @@ log = structlog.get_logger(__name__)
 
 API_DESCRIPTION = """
 The Shanju JSON API. Authenticate with a personal API token
-(`Authorization: Bearer sj_...`, created on your account page).
+(`Authorization: Bearer sj_...`, created on your account page). A browser calling the API
+with its session cookie must send the page's CSRF token as `X-CSRF-Token` on every unsafe
+request (`403 csrf_failed` otherwise); Bearer requests need none.
 
 Errors are JSON: `{"error": {"code": "<stable machine code>", "message": "<for people>"}}`
 with a 4xx status. Amounts are integer **fen** (1 yuan = 100 fen).
