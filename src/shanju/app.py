@@ -18,21 +18,31 @@ from shanju import __version__
 from shanju.campaigns.checkout import OrderCallbackLane, engine_lifespan
 from shanju.campaigns.orders import OrderSigner
 from shanju.campaigns.pages import LiveStreamLane
-from shanju.core import i18n
+from shanju.core import headers, i18n
 from shanju.core.config import Settings, get_settings
 from shanju.core.db import Database
+from shanju.core.deps import CsrfChecked
 from shanju.core.errors import DomainError, InvalidInput, NotFound
 from shanju.core.logging import configure_logging
 from shanju.core.mail import LogMailer
 from shanju.core.ratelimit import RateLimiter
-from shanju.core.web import CSRF_COOKIE, LANG_COOKIE, PACKAGE_DIR, csrf_token, error_response
+from shanju.core.web import (
+    CSRF_COOKIE,
+    LANG_COOKIE,
+    PACKAGE_DIR,
+    csp_nonce,
+    csrf_token,
+    error_response,
+)
 from shanju.donations.flows import build_providers
 
 log = structlog.get_logger(__name__)
 
 API_DESCRIPTION = """
 The Shanju JSON API. Authenticate with a personal API token
-(`Authorization: Bearer sj_...`, created on your account page).
+(`Authorization: Bearer sj_...`, created on your account page). A browser calling the API
+with its session cookie must send the page's CSRF token as `X-CSRF-Token` on every unsafe
+request (`403 csrf_failed` otherwise); Bearer requests need none.
 
 Errors are JSON: `{"error": {"code": "<stable machine code>", "message": "<for people>"}}`
 with a 4xx status; too many attempts (sign-in, sign-up, reports, donations) answer `429` with
@@ -65,6 +75,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         docs_url=None,  # served by _install_docs from vendored assets, not a CDN
         redoc_url=None,
         lifespan=_lifespan,
+        # Every unsafe request with a session cookie must carry its CSRF token: checked for
+        # every route, not only those that remember to ask (ADR 0004, 0022).
+        dependencies=[CsrfChecked],
     )
     app.state.settings = settings
     app.state.db = database or Database(settings.database_url)
@@ -96,14 +109,20 @@ def _install_docs(app: FastAPI) -> None:
     # Swagger UI from our own static files: a CDN may be unreachable from self-hosted or
     # mainland-China deployments (see static/vendor/README.md for the version).
     @app.get("/api/docs", include_in_schema=False)
-    def api_docs() -> HTMLResponse:
-        return get_swagger_ui_html(
+    def api_docs(request: Request) -> HTMLResponse:
+        page = get_swagger_ui_html(
             openapi_url=app.openapi_url or "/openapi.json",
             title=f"{app.title} — Swagger UI",
             swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
             swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
             swagger_favicon_url="data:,",  # no icon rather than one fetched from elsewhere
+            # No badge fetched from validator.swagger.io: the page talks to us only.
+            swagger_ui_parameters={"validatorUrl": None},
         )
+        # Its one inline script (SwaggerUIBundle's set-up) runs under this page's CSP nonce.
+        html = bytes(page.body).decode().replace(
+            "<script>", f'<script nonce="{csp_nonce(request)}">')
+        return HTMLResponse(html)
 
 
 def _include_routers(app: FastAPI) -> None:
@@ -176,28 +195,33 @@ def _include_routers(app: FastAPI) -> None:
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     @app.middleware("http")
-    async def locale_and_csrf(
+    async def locale_csrf_and_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         chosen = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
         request.state.locale = i18n.negotiate(chosen)
         request.state.user = None
+        csp_nonce(request)  # this request's nonce, before any page is rendered
         response = await call_next(request)
         if "lang" in request.query_params:
             response.set_cookie(
                 LANG_COOKIE, request.state.locale, max_age=365 * 86400, samesite="lax",
                 secure=settings.cookie_secure,
             )
-        if CSRF_COOKIE not in request.cookies:
+        # The cookie holds the token this browser's forms carry: a new random one for a new
+        # browser, the session's own after sign-in (unless the handler set one: sign-in and
+        # sign-out rotate it themselves).
+        token = csrf_token(request)
+        sets_csrf = any(
+            value.startswith(f"{CSRF_COOKIE}=".encode())
+            for name, value in response.raw_headers if name == b"set-cookie"
+        )
+        if request.cookies.get(CSRF_COOKIE) != token and not sets_csrf:
             response.set_cookie(
-                CSRF_COOKIE, csrf_token(request), httponly=True, samesite="lax",
+                CSRF_COOKIE, token, httponly=True, samesite="lax",
                 secure=settings.cookie_secure,
             )
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        # SAMEORIGIN, not DENY: a summit session's stage may embed a player page of the site
-        # itself (the demo's stand-in player); other sites still cannot frame our pages.
-        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        headers.apply(request, response, settings)
         return response
 
 

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 from sqlalchemy import select
 
 from shanju.accounts import service as accounts
@@ -183,9 +191,44 @@ def js_errors() -> list[str]:
     return []
 
 
+# Reports every Content-Security-Policy violation of every page and frame of a context to the
+# test (``securitypolicyviolation`` events, which also catch what the console does not show).
+CSP_REPORTER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  const what = `${e.effectiveDirective} refused ${e.blockedURI || "inline"} on ${e.documentURI}`
+    + (e.sourceFile ? ` (${e.sourceFile}:${e.lineNumber})` : "");
+  if (window.__shanjuCspViolation) window.__shanjuCspViolation(what);
+}, true);
+"""
+
+
+def watch_csp(context: BrowserContext, violations: list[str], page: Page) -> None:
+    """Collect the context's CSP violations (events and console reports) into ``violations``.
+
+    The console also reports what the headers got wrong (an unknown Permissions-Policy
+    feature), and what happens before a page's scripts could listen.
+    """
+    context.expose_binding("__shanjuCspViolation", lambda _source, what: violations.append(what))
+    context.add_init_script(CSP_REPORTER)
+
+    def console(message: ConsoleMessage) -> None:
+        text = message.text
+        if message.type == "error" and ("Content Security Policy" in text
+                                        or "Permissions-Policy" in text):
+            violations.append(text)
+
+    page.on("console", console)
+
+
 @pytest.fixture
-def page(browser: Browser, js_errors: list[str]) -> Iterator[Page]:
-    """A fresh phone-sized, zh-CN page."""
+def csp_violations() -> list[str]:
+    """Content-Security-Policy violations of the test's page; any fails the test."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, js_errors: list[str], csp_violations: list[str]) -> Iterator[Page]:
+    """A fresh phone-sized, zh-CN page. Every browser test fails on a CSP violation."""
     context = browser.new_context(
         viewport=PHONE,
         locale="zh-CN",
@@ -197,8 +240,10 @@ def page(browser: Browser, js_errors: list[str]) -> Iterator[Page]:
     context.set_default_timeout(10_000)
     page = context.new_page()
     page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+    watch_csp(context, csp_violations, page)
     yield page
     context.close()
+    assert csp_violations == [], f"Content-Security-Policy violations: {csp_violations}"
 
 
 @pytest.fixture

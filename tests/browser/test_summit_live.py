@@ -30,7 +30,7 @@ from shanju.summit.models import (
     SummitSession,
     SummitStatus,
 )
-from tests.browser.conftest import PHONE, LiveServer
+from tests.browser.conftest import PHONE, LiveServer, watch_csp
 from tests.browser.helpers import check_fits_phone, zh
 from tests.factories import make_org, make_user
 
@@ -106,6 +106,7 @@ def new_phone(browser: Browser) -> Iterator[Callable[[], Page]]:
     """Open further phone-sized zh-CN pages, each in its own context (another person)."""
     contexts: list[BrowserContext] = []
     errors: list[str] = []
+    violations: list[str] = []
 
     def open_page() -> Page:
         context = browser.new_context(
@@ -116,12 +117,14 @@ def new_phone(browser: Browser) -> Iterator[Callable[[], Page]]:
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        watch_csp(context, violations, page)
         return page
 
     yield open_page
     for context in contexts:
         context.close()
     assert errors == [], f"JavaScript errors: {errors}"
+    assert violations == [], f"Content-Security-Policy violations: {violations}"
 
 
 def tab(page: Page, name: str) -> None:
@@ -228,7 +231,7 @@ def test_panel_renders_state_and_events_from_the_protocol(
     page.clock.install()
     page.goto(live_server(setup.live_path))
     panel = page.locator(".summit-live")
-    page.wait_for_function("window.__sockets && window.__sockets[0].sent.length === 1")
+    page.wait_for_function("() => window.__sockets && window.__sockets[0].sent.length === 1")
     join = _frames(page)[0]
     assert join["t"] == "join" and join["room"] == f"s{setup.session_id}"
     identity = tokens.verify(live_server.settings.secret_key, join["token"])
@@ -325,7 +328,10 @@ def test_panel_renders_state_and_events_from_the_protocol(
     # A dropped connection shows "reconnecting…" and comes back with a fresh join.
     page.evaluate("window.__sockets[0].drop(1006)")
     expect(panel.locator("[data-live=status]")).to_have_text(zh("Reconnecting…"))
-    page.wait_for_function("window.__sockets.length === 2 && window.__sockets[1].sent.length")
+    # A function, not an expression: Playwright evaluates an expression string with eval,
+    # which the page's Content-Security-Policy refuses.
+    page.wait_for_function(
+        "() => window.__sockets.length === 2 && window.__sockets[1].sent.length")
     assert _frames(page)[0]["t"] == "join"
     _push(page, _welcome(you=7))
     expect(panel.locator("[data-live=status]")).to_be_hidden()
@@ -512,7 +518,7 @@ def test_console_queues_and_late_moderator_events(
     sign_in(page, setup.moderator)
     page.add_init_script(FAKE_SOCKET)
     page.goto(live_server(setup.moderate_path))
-    page.wait_for_function("window.__sockets && window.__sockets[0].sent.length === 1")
+    page.wait_for_function("() => window.__sockets && window.__sockets[0].sent.length === 1")
     join = _frames(page)[0]
     assert tokens.verify(live_server.settings.secret_key, join["token"]).name == "主持人 赵**"
     welcome = _welcome(you=50)

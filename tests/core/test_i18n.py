@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html as html_lib
+import re
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from babel.messages.catalog import Catalog
@@ -64,7 +67,7 @@ def test_chinese_is_the_default(client: TestClient) -> None:
     response = client.get("/")
     assert 'lang="zh-CN"' in response.text
     assert "推荐项目" in response.text
-    assert 'href="/?lang=en"' in response.text
+    assert 'href="?lang=en"' in response.text
 
 
 def test_english_is_switchable_and_remembered(client: TestClient) -> None:
@@ -85,10 +88,24 @@ def test_chinese_is_the_default_whatever_the_browser_language(client: TestClient
 
 
 def test_language_switch_keeps_the_current_page(client: TestClient) -> None:
+    # A query-only link: the browser resolves it against the page it is on.
     html = client.get("/login?next=/me").text
-    assert 'href="/login?next=%2Fme&amp;lang=en"' in html
+    assert 'href="?next=%2Fme&amp;lang=en"' in html
     html = client.get("/login?next=/me&lang=en").text
-    assert 'href="/login?next=%2Fme&amp;lang=zh_CN"' in html
+    assert 'href="?next=%2Fme&amp;lang=zh_CN"' in html
+
+
+@pytest.mark.parametrize("path", ["//evil.example/x", "/\\evil.example/x", "///evil.example"])
+def test_language_switch_never_echoes_the_path(client: TestClient, path: str) -> None:
+    # GET //evil.example/x used to render href="//evil.example/x?lang=en": a link to
+    # another site on our page. The switch is now "?lang=…" relative to the current page.
+    url = f"http://testserver{path}"
+    html = client.get(url).text
+    assert re.findall(r'<a class="lang" href="([^"]*)"', html) == ["?lang=en"]
+    for href in re.findall(r'href="([^"]*)"', html):
+        # Resolved like a browser would on that page (which strips "\" to "/"):
+        target = urljoin(url, html_lib.unescape(href).replace("\\", "/"))
+        assert urlsplit(target).netloc == "testserver", href
 
 
 def test_error_pages_are_translated(client: TestClient) -> None:

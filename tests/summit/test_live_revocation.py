@@ -12,19 +12,21 @@ batches. Short lifetimes and sweep intervals are configured (no real minutes).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import html
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
 from websockets.asyncio.client import connect
 
 from shanju.accounts.models import Role, User, WebSession
+from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from shanju.summit import tokens
 from shanju.summit.models import (
@@ -169,6 +171,61 @@ def test_an_expired_session_ends_the_connection(
         assert await dropped(a, "session_ended") == 4011
 
     asyncio.run(run())
+
+
+def test_a_session_idle_past_its_timeout_ends_the_connection(
+    server: Server, world: World, db: Database,
+) -> None:
+    """The idle timeouts of pages (ADR 0022) hold in the live rooms too: a session whose last
+    activity is older than its role allows is dropped like a signed-out one."""
+    async def run() -> None:
+        a = await join(server, world.token(world.attendee_a), world.stage)
+        long_ago = utcnow() - dt.timedelta(days=30)  # donors: 7 days
+        # The sweep records a connected session's activity at most once a minute: wait for
+        # its first record, then make the session look idle.
+        await until(lambda: _last_seen(db, world.attendee_a) > utcnow() - dt.timedelta(
+            seconds=30))
+        with db.transaction() as s:
+            s.execute(update(WebSession).where(WebSession.user_id == world.attendee_a)
+                      .values(last_seen_at=long_ago))
+        assert await dropped(a, "session_ended") == 4011
+
+    asyncio.run(run())
+
+
+def test_being_in_a_live_room_counts_as_activity(
+    server: Server, world: World, db: Database,
+) -> None:
+    """A moderator may run the console for an hour without loading a page: the sweep records
+    the activity of the sessions it keeps, so their idle timeout does not run out."""
+    twenty_minutes_ago = utcnow() - dt.timedelta(minutes=20)
+    with db.transaction() as s:
+        s.execute(update(WebSession).where(WebSession.user_id == world.attendee_a)
+                  .values(last_seen_at=twenty_minutes_ago))
+
+    async def run() -> None:
+        a = await join(server, world.token(world.attendee_a), world.stage)
+        await until(lambda: _last_seen(db, world.attendee_a) > twenty_minutes_ago)
+        assert (await a.request("c", t="chat", body="还在"))["status"] == "visible"
+        await a.ws.close()
+
+    asyncio.run(run())
+
+
+def _last_seen(db: Database, user_id: int) -> dt.datetime:
+    with db.transaction(write=False) as s:
+        seen = s.scalar(select(func.max(WebSession.last_seen_at))
+                        .where(WebSession.user_id == user_id))
+    assert seen is not None
+    return seen
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition`` holds, polling; fail after :data:`WITHIN` seconds."""
+    deadline = time.monotonic() + WITHIN
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.05)
 
 
 # --- deactivation and roles ---------------------------------------------------------------------

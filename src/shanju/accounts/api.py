@@ -124,6 +124,20 @@ def mark_notifications_read(session: DbSession, user: CurrentUser) -> Response:
     return Response(status_code=204)
 
 
+@router.delete(
+    "/me/sessions",
+    status_code=204,
+    summary="Sign out everywhere",
+    responses=_ERRORS,
+)
+def end_sessions(session: DbSession, user: CurrentUser) -> Response:
+    """End every browser session of yours. API tokens are not revoked (revoke them one by one
+    with `DELETE /me/tokens/{id}`); a request made with a session cookie ends that session
+    too."""
+    accounts.do_end_all_sessions(session=session, user=user, actor=user)
+    return Response(status_code=204)
+
+
 @router.get(
     "/me/tokens",
     response_model=list[ApiTokenRead],

@@ -172,6 +172,7 @@ def do_start_session(*, session: Session, user: User) -> str:
             user_id=user.id,
             created_at=now,
             expires_at=now + SESSION_LIFETIME,
+            last_seen_at=now,
         )
     )
     session.flush()
@@ -183,19 +184,100 @@ def do_end_session(*, session: Session, token: str) -> None:
     session.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))
 
 
-def user_for_session(*, session: Session, token: str) -> User | None:
-    """Return the user of a session cookie, if the session is still valid."""
+@dataclass(frozen=True)
+class IdleTimeouts:
+    """How long a session may sit idle before it ends, by who holds it (ADR 0022).
+
+    Staff (organizations', enterprises', reviewers, admins) hold power over other people's
+    money and data: a short idle time. Donors see only their own gifts: a long one, so a
+    phone stays signed in between gifts.
+    """
+
+    staff: dt.timedelta = dt.timedelta(minutes=30)
+    donor: dt.timedelta = dt.timedelta(days=7)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> IdleTimeouts:
+        """The timeouts of ``settings`` (``session_idle_minutes_staff`` / ``_donor``)."""
+        return cls(staff=dt.timedelta(minutes=settings.session_idle_minutes_staff),
+                   donor=dt.timedelta(minutes=settings.session_idle_minutes_donor))
+
+    def for_role(self, role: Role) -> dt.timedelta:
+        """The idle timeout of a user with ``role``."""
+        return self.donor if role == Role.DONOR else self.staff
+
+
+DEFAULT_IDLE = IdleTimeouts()
+# A session's activity is recorded to the minute, so that browsing is not a write per request.
+SESSION_ACTIVITY_PRECISION = dt.timedelta(minutes=1)
+
+
+def session_login(
+    *, session: Session, token: str, idle: IdleTimeouts = DEFAULT_IDLE
+) -> tuple[User, int | None] | None:
+    """Return the user of a session cookie and, if its activity is due to be recorded, the
+    session's id (pass it to :func:`do_touch_session`).
+
+    None if there is no such session, it expired (14 days after sign-in), it sat idle longer
+    than ``idle`` allows for the user's role, or the user is deactivated.
+    """
     row = session.execute(
-        select(User, WebSession.expires_at)
+        select(User, WebSession.id, WebSession.expires_at, WebSession.last_seen_at)
         .join(WebSession, WebSession.user_id == User.id)
         .where(WebSession.token_hash == token_hash(token))
     ).first()
     if row is None:
         return None
-    user, expires_at = row
-    if expires_at <= utcnow() or not user.is_active:
+    user, session_id, expires_at, last_seen_at = row
+    now = utcnow()
+    if expires_at <= now or not user.is_active or last_seen_at + idle.for_role(user.role) <= now:
         return None
-    return user
+    due = last_seen_at < now - SESSION_ACTIVITY_PRECISION
+    return user, session_id if due else None
+
+
+def user_for_session(
+    *, session: Session, token: str, idle: IdleTimeouts = DEFAULT_IDLE
+) -> User | None:
+    """Return the user of a session cookie, if the session is still valid (see
+    :func:`session_login`)."""
+    found = session_login(session=session, token=token, idle=idle)
+    return found[0] if found else None
+
+
+def do_touch_session(*, session: Session, session_id: int) -> bool:
+    """Record activity on a session: ``last_seen_at`` = now, unless set within the minute.
+
+    A conditional UPDATE like :func:`do_record_api_token_use`; not audited. Returns whether
+    it wrote.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(WebSession)
+        .where(WebSession.id == session_id,
+               WebSession.last_seen_at < now - SESSION_ACTIVITY_PRECISION)
+        .values(last_seen_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def do_end_all_sessions(*, session: Session, user: User, actor: User) -> int:
+    """Sign ``user`` out everywhere: end every browser session of theirs; return how many.
+
+    API tokens are not revoked: they are credentials the person made on purpose for
+    programs, listed and revoked one by one on the account page (ADR 0022).
+    """
+    result = session.execute(
+        delete(WebSession).where(WebSession.user_id == user.id)
+        .execution_options(synchronize_session=False)
+    )
+    ended = int(getattr(result, "rowcount", 0) or 0)
+    audit.record(
+        session, actor_id=actor.id, action="accounts.sessions.ended_all", object_type="user",
+        object_id=user.id, data={"sessions": ended},
+    )
+    return ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,28 +290,50 @@ class SignedIn:
 
 
 def signed_in_sessions(
-    *, session: Session, session_ids: Collection[int]
+    *, session: Session, session_ids: Collection[int], idle: IdleTimeouts = DEFAULT_IDLE
 ) -> dict[int, SignedIn]:
     """The browser sessions among ``session_ids`` that still sign their user in (not signed
-    out, not expired, the account active), by id, with their user's current role.
+    out, not expired, not idle longer than ``idle`` allows for the user's role, the account
+    active), by id, with their user's current role.
 
     The summit's live rooms ask this every few seconds for every connection (in one query),
     so a signed-out or deactivated person is dropped within seconds; keep it in step with
-    :func:`user_for_session` (what ends a session there must end it here).
+    :func:`session_login` (what ends a session there must end it here).
     """
     if not session_ids:
         return {}
-    rows = session.execute(_SIGNED_IN, {"ids": list(session_ids), "now": utcnow()}).all()
-    return {sid: SignedIn(uid, role, org) for sid, uid, role, org in rows}
+    now = utcnow()
+    rows = session.execute(_SIGNED_IN, {"ids": list(session_ids), "now": now}).all()
+    return {
+        sid: SignedIn(uid, role, org)
+        for sid, uid, role, org, last_seen_at in rows
+        if last_seen_at + idle.for_role(role) > now
+    }
 
 
 # Built once: the live rooms run it for thousands of ids every few seconds.
 _SIGNED_IN = (
-    select(WebSession.id, User.id, User.role, User.organization_id)
+    select(WebSession.id, User.id, User.role, User.organization_id, WebSession.last_seen_at)
     .join(User, User.id == WebSession.user_id)
     .where(WebSession.id.in_(bindparam("ids", expanding=True)),
            WebSession.expires_at > bindparam("now"), User.is_active.is_(True))
 )
+
+
+def do_touch_sessions(*, session: Session, session_ids: Collection[int]) -> int:
+    """Record activity on many sessions at once (see :func:`do_touch_session`): a person
+    connected to a live room is using the site. Returns how many rows were written."""
+    if not session_ids:
+        return 0
+    now = utcnow()
+    result = session.execute(
+        update(WebSession)
+        .where(WebSession.id.in_(list(session_ids)),
+               WebSession.last_seen_at < now - SESSION_ACTIVITY_PRECISION)
+        .values(last_seen_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def web_session_id(*, session: Session, token: str) -> int | None:

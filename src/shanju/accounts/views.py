@@ -16,7 +16,8 @@ from shanju.core.deps import SESSION_COOKIE, CsrfChecked, CurrentUser, DbSession
 from shanju.core.errors import DomainError
 from shanju.core.i18n import N_
 from shanju.core.regions import PROVINCES
-from shanju.core.web import login_url, redirect, render, request_locale, tr
+from shanju.core.security import new_token, session_csrf_token
+from shanju.core.web import CSRF_COOKIE, login_url, redirect, render, request_locale, tr
 
 router = APIRouter()
 
@@ -39,6 +40,7 @@ FLASHES = {
     "token_revoked": N_("The token was revoked. Programs using it can no longer sign in."),
     "notifications_read": N_("All notifications are marked as read."),
     "notification_read": N_("The notification is marked as read."),
+    "signed_out_everywhere": N_("You are signed out on every device."),
 }
 
 
@@ -48,12 +50,17 @@ def _settings(request: Request) -> Settings:
 
 
 def _sign_in(request: Request, session: DbSession, user: User, next_url: str) -> Response:
-    """Start a session for ``user`` (ending the browser's old one) and redirect."""
+    """Start a session for ``user`` (ending the browser's old one) and redirect.
+
+    The CSRF cookie is rotated with it: the new token is bound to the new session, and the
+    one the browser had before signing in no longer works (ADR 0022).
+    """
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         accounts.do_end_session(session=session, token=old)
     token = accounts.do_start_session(session=session, user=user)
     response = redirect(next_url)
+    secure = _settings(request).cookie_secure
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -61,8 +68,23 @@ def _sign_in(request: Request, session: DbSession, user: User, next_url: str) ->
         path="/",
         httponly=True,
         samesite="lax",
-        secure=_settings(request).cookie_secure,
+        secure=secure,
     )
+    response.set_cookie(
+        CSRF_COOKIE, session_csrf_token(_settings(request).secret_key, token),
+        httponly=True, samesite="lax", secure=secure,
+    )
+    return response
+
+
+def _signed_out(request: Request, url: str) -> Response:
+    """Redirect to ``url`` with the session cookie cleared and a fresh anonymous CSRF token."""
+    response = redirect(url)
+    secure = _settings(request).cookie_secure
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+                           secure=secure)
+    response.set_cookie(CSRF_COOKIE, new_token(nbytes=24), httponly=True, samesite="lax",
+                        secure=secure)
     return response
 
 
@@ -160,7 +182,11 @@ def login_page(request: Request, viewer: Viewer, next: str = "") -> Response:
     """The sign-in form."""
     if viewer is not None:
         return redirect(accounts.safe_next_path(next, "/"))
-    return render(request, "accounts/login.html", {"form": {"next": next}})
+    flash_key = request.query_params.get("flash", "")
+    return render(request, "accounts/login.html", {
+        "form": {"next": next},
+        "flash": tr(request, FLASHES[flash_key]) if flash_key in FLASHES else None,
+    })
 
 
 @router.post("/login", response_class=HTMLResponse, dependencies=[CsrfChecked])
@@ -181,7 +207,7 @@ def login(
         return render(
             request,
             "accounts/login.html",
-            {"form": {"email": email, "next": next}, **_form_error(request, exc)},
+            {"form": {"email": email, "next": next}, "flash": None, **_form_error(request, exc)},
             status_code=exc.status_code,
         )
     ratelimit.limiter(request).give_back(hits)  # only failures count
@@ -194,12 +220,14 @@ def logout(request: Request, session: DbSession) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         accounts.do_end_session(session=session, token=token)
-    response = redirect("/")
-    response.delete_cookie(
-        SESSION_COOKIE, path="/", httponly=True, samesite="lax",
-        secure=_settings(request).cookie_secure,
-    )
-    return response
+    return _signed_out(request, "/")
+
+
+@router.post("/me/sessions/end", dependencies=[CsrfChecked])
+def sign_out_everywhere(request: Request, session: DbSession, user: CurrentUser) -> Response:
+    """End every session of the person, this browser's included (API tokens stay)."""
+    accounts.do_end_all_sessions(session=session, user=user, actor=user)
+    return _signed_out(request, "/login?flash=signed_out_everywhere")
 
 
 # --- the account page ------------------------------------------------------------------------

@@ -136,6 +136,7 @@ def _load_viewer(request: Request) -> User | None:
     and detached; a token's last use is recorded in a short transaction of its own."""
     database: Database = get_database(request)
     due_token: int | None = None
+    due_session: int | None = None
     user: User | None = None
     with database.transaction(write=False) as session:
         auth = request.headers.get("authorization", "")
@@ -146,12 +147,17 @@ def _load_viewer(request: Request) -> User | None:
                                        code="invalid_token")
             user, due_token = found
         elif cookie := request.cookies.get(SESSION_COOKIE):
-            user = accounts.user_for_session(session=session, token=cookie)
+            idle = accounts.IdleTimeouts.from_settings(request.app.state.settings)
+            if found := accounts.session_login(session=session, token=cookie, idle=idle):
+                user, due_session = found
         if user is not None:
             session.expunge(user)
-    if due_token is not None:
+    if due_token is not None or due_session is not None:
         with database.transaction(write=True) as session:
-            accounts.do_record_api_token_use(session=session, token_id=due_token)
+            if due_token is not None:
+                accounts.do_record_api_token_use(session=session, token_id=due_token)
+            if due_session is not None:
+                accounts.do_touch_session(session=session, session_id=due_session)
     request.state.user = user
     return user
 

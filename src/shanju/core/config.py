@@ -118,6 +118,19 @@ class Settings(BaseSettings):
     # connections (sign-out, deactivation, a moderator's lost role act within this).
     summit_live_token_seconds: int = Field(default=300, ge=2, le=3600)
     summit_live_sweep_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Security headers and sessions (ADR 0022). Origins (``https://cdn.example``, space
+    # separated) the summit's stage may stream or embed from besides a session's own stream
+    # and player hosts (e.g. a CDN serving HLS segments from another host than the playlist).
+    csp_media_hosts: str = ""
+    # How long a signed-in browser may sit idle before its session ends: platform staff
+    # (organization and enterprise staff, reviewers, admins) and donors.
+    session_idle_minutes_staff: int = Field(default=30, ge=1)
+    session_idle_minutes_donor: int = Field(default=7 * 24 * 60, ge=1)
+
+    @property
+    def csp_media_origins(self) -> list[str]:
+        """The extra origins of :attr:`csp_media_hosts`, as a list."""
+        return self.csp_media_hosts.split()
 
     @property
     def cookie_secure(self) -> bool:

@@ -8,24 +8,26 @@ write transaction (``BEGIN IMMEDIATE`` on SQLite).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
 from shanju.accounts.models import Role, User
+from shanju.core.config import Settings
 from shanju.core.db import Database
 from shanju.core.errors import NotAuthenticated, PermissionDenied
 from shanju.core.security import constant_time_equal
-from shanju.core.web import CSRF_COOKIE, CSRF_FIELD
+from shanju.core.web import CSRF_COOKIE, CSRF_FIELD, csrf_token
+from shanju.core.web import SESSION_COOKIE as SESSION_COOKIE  # handlers set and clear it
 from shanju.payments.providers import Providers
 
 log = structlog.get_logger(__name__)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SESSION_COOKIE = "sj_session"
 
 
 def get_database(request: Request) -> Database:
@@ -70,7 +72,7 @@ def get_viewer(request: Request, session: DbSession) -> User | None:
     else:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
-            user = accounts.user_for_session(session=session, token=cookie)
+            user = session_user(request, session, cookie)
             request.state.auth = "session"
     request.state.user = user
     return user
@@ -79,22 +81,45 @@ def get_viewer(request: Request, session: DbSession) -> User | None:
 Viewer = Annotated[User | None, Depends(get_viewer)]
 
 
+def session_user(request: Request, session: Session, cookie: str) -> User | None:
+    """Return the user of a session cookie unless the session expired or sat idle too long;
+    record its activity (at most once a minute, see accounts)."""
+    from shanju.accounts import service as accounts
+
+    settings: Settings = request.app.state.settings
+    found = accounts.session_login(
+        session=session, token=cookie, idle=accounts.IdleTimeouts.from_settings(settings))
+    if found is None:
+        return None
+    user, due_session_id = found
+    if due_session_id is not None:
+        _record_use(request, session, "web_session", due_session_id,
+                    lambda s, i: accounts.do_touch_session(session=s, session_id=i))
+    return user
+
+
 def _record_token_use(request: Request, session: Session, token_id: int) -> None:
     """Record that a token was used (at most once a minute per token, see accounts)."""
     from shanju.accounts import service as accounts
 
+    _record_use(request, session, "api_token", token_id,
+                lambda s, i: accounts.do_record_api_token_use(session=s, token_id=i))
+
+
+def _record_use(request: Request, session: Session, what: str, row_id: int,
+                write: Callable[[Session, int], object]) -> None:
     if request.method not in SAFE_METHODS:
         # Written with the request's own changes (lost with them if the request fails).
-        accounts.do_record_api_token_use(session=session, token_id=token_id)
+        write(session, row_id)
         return
     # A read request's transaction is rolled back, never committed: write the use in a short
     # transaction of its own. On SQLite (WAL) it runs beside the open read transaction; it
     # is best effort, so a busy database never fails the read.
     try:
-        with get_database(request).transaction(write=True) as write:
-            accounts.do_record_api_token_use(session=write, token_id=token_id)
+        with get_database(request).transaction(write=True) as other:
+            write(other, row_id)
     except (SQLAlchemyError, TimeoutError) as exc:
-        log.warning("api_token.last_used_not_recorded", token_id=token_id, error=str(exc))
+        log.warning(f"{what}.last_used_not_recorded", id=row_id, error=str(exc))
 
 
 def require_user(viewer: Viewer) -> User:
@@ -129,21 +154,32 @@ def require_org_staff(user: CurrentUser) -> User:
 OrgStaff = Annotated[User, Depends(require_org_staff)]
 
 
-async def check_csrf(request: Request) -> None:
-    """Refuse an unsafe browser request whose CSRF token does not match its cookie.
+async def check_csrf(connection: HTTPConnection) -> None:
+    """Refuse an unsafe browser request that does not carry its CSRF token.
 
-    Requests authenticated with a Bearer token carry no ambient credentials and are exempt.
-    Forms send the token as the ``csrf_token`` field; htmx and fetch send ``X-CSRF-Token``.
+    Applied to every route of the application (``create_app``). The token is the one the
+    browser's pages carry (:func:`shanju.core.web.csrf_token`): with a session cookie, the
+    token bound to that session (the ``sj_csrf`` cookie is not consulted, so a cookie another
+    site planted, or a token from before sign-in, is worthless); without one, the
+    double-submit cookie's value. Forms send it as the ``csrf_token`` field; htmx and fetch
+    send ``X-CSRF-Token``.
+
+    Exempt: safe methods, WebSockets (their handshake is a GET; the live rooms check their
+    own signed token and the Origin), requests with a Bearer token (no ambient credentials),
+    and API requests without a session cookie (nothing ambient to abuse; the route requires
+    a Bearer token or a provider's signature itself).
     """
+    if connection.scope["type"] != "http":
+        return
+    request = connection if isinstance(connection, Request) else Request(connection.scope)
     if request.method in SAFE_METHODS:
         return
     if request.headers.get("authorization", "").lower().startswith("bearer "):
         return
-    if request.url.path.startswith("/api/") and SESSION_COOKIE not in request.cookies:
-        # An API call without a session cookie carries no ambient credentials to abuse;
-        # authentication (a Bearer token) is required by the route itself.
+    has_session = SESSION_COOKIE in request.cookies
+    if request.url.path.startswith("/api/") and not has_session:
         return
-    cookie = request.cookies.get(CSRF_COOKIE, "")
+    expected = csrf_token(request) if has_session else request.cookies.get(CSRF_COOKIE, "")
     sent = request.headers.get("x-csrf-token", "")
     if not sent:
         content_type = request.headers.get("content-type", "")
@@ -151,7 +187,7 @@ async def check_csrf(request: Request) -> None:
             form = await request.form()
             value = form.get(CSRF_FIELD)
             sent = value if isinstance(value, str) else ""
-    if not cookie or not sent or not constant_time_equal(cookie, sent):
+    if not expected or not sent or not constant_time_equal(expected, sent):
         raise PermissionDenied(
             "Your form has expired or came from another site. Please reload the page and try "
             "again.",

@@ -43,3 +43,12 @@ def constant_time_equal(a: str, b: str) -> bool:
 def hmac_sha256(key: str, message: bytes) -> str:
     """Return the hex HMAC-SHA256 of ``message`` under ``key``."""
     return hmac.digest(key.encode(), message, "sha256").hex()  # one-shot: no HMAC object
+
+
+def session_csrf_token(secret_key: str, session_token: str) -> str:
+    """Return the CSRF token bound to a browser session: HMAC-SHA256 of its cookie's token.
+
+    Only the server (the key) and that browser's pages (the session's token is HttpOnly) can
+    know it; a new session — every sign-in — has a new one.
+    """
+    return hmac_sha256(secret_key, b"shanju-csrf\x00" + session_token.encode())

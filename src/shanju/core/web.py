@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,7 +21,7 @@ from shanju.core.config import get_settings
 from shanju.core.errors import DomainError
 from shanju.core.masking import mask_name
 from shanju.core.money import fen_to_yuan_str, format_fen
-from shanju.core.security import new_token
+from shanju.core.security import new_token, session_csrf_token
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 _env = jinja2.Environment(
@@ -31,6 +32,7 @@ _env = jinja2.Environment(
 templates = Jinja2Templates(env=_env)
 CSRF_COOKIE = "sj_csrf"
 LANG_COOKIE = "sj_lang"
+SESSION_COOKIE = "sj_session"
 CSRF_FIELD = "csrf_token"
 
 
@@ -48,13 +50,36 @@ def tr(request: Request, message: str, **params: Any) -> str:
     return i18n.translate(request_locale(request), message, params)
 
 
+def _secret_key(request: Request) -> str:
+    settings = getattr(request.app.state, "settings", None) or get_settings()
+    return str(settings.secret_key)
+
+
 def csrf_token(request: Request) -> str:
-    """Return the CSRF token for this request's forms (the double-submit cookie's value)."""
+    """Return the CSRF token for this request's forms.
+
+    A browser with a session cookie gets the token bound to its session (an HMAC of the
+    session's token, see :func:`security.session_csrf_token`): it changes at every sign-in,
+    and a token from before no longer works. Without a session, the double-submit cookie's
+    random value (made here when the browser has none yet).
+    """
     token = getattr(request.state, "csrf_token", None)
     if token is None:
-        token = request.cookies.get(CSRF_COOKIE) or new_token(nbytes=24)
+        session_token = request.cookies.get(SESSION_COOKIE)
+        if session_token:
+            token = session_csrf_token(_secret_key(request), session_token)
+        else:
+            token = request.cookies.get(CSRF_COOKIE) or new_token(nbytes=24)
         request.state.csrf_token = token
     return str(token)
+
+
+def csp_nonce(request: Request) -> str:
+    """Return this request's Content-Security-Policy nonce (128 random bits, made once)."""
+    nonce = getattr(request.state, "csp_nonce", None)
+    if nonce is None:
+        nonce = request.state.csp_nonce = secrets.token_urlsafe(16)
+    return str(nonce)
 
 
 def _local_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -86,6 +111,7 @@ def render(
         "locale": locale,
         "locales": i18n.LABELS,
         "csrf_token": csrf_token(request),
+        "csp_nonce": csp_nonce(request),
         "settings": get_settings(),
         "_": translations.gettext,
         "gettext": translations.gettext,

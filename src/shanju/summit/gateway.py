@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import structlog
 from fastapi import APIRouter, FastAPI, WebSocket
 
+from shanju.accounts.service import IdleTimeouts
 from shanju.core.config import Settings
 from shanju.core.db import Database
 from shanju.core.errors import DomainError
@@ -72,7 +73,8 @@ def _make_hubs(app: FastAPI) -> LiveHubs:
     settings: Settings = app.state.settings
     auth = LiveAuth(app.state.db, secret=settings.secret_key,
                     token_seconds=settings.summit_live_token_seconds,
-                    sweep_seconds=settings.summit_live_sweep_seconds)
+                    sweep_seconds=settings.summit_live_sweep_seconds,
+                    idle=IdleTimeouts.from_settings(settings))
     return LiveHubs(db=app.state.db, broker=broker_from_url(settings.summit_broker_url),
                     tick_ms=settings.summit_tick_ms, auth=auth)
 

@@ -21,6 +21,12 @@ connections:
   other join of the same moment (one query per batch, one batch at a time), so a storm of
   3,000 joins is a handful of queries, not 3,000. A join is thus refused at most two sweeps
   after its session ended.
+- **Being in a live room is using the site**: sessions are subject to the idle timeouts of
+  ADR 0022 (30 minutes for staff), and a moderator may run the console for hours without
+  loading a page. So every session the sweep finds still signed in has its activity recorded
+  (``accounts.do_touch_sessions``), at most once a minute per session, in one short write
+  transaction per sweep — best effort: a busy database skips it, and the session is then
+  checked against its idle timeout like any other.
 """
 
 from __future__ import annotations
@@ -34,8 +40,15 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
-from shanju.accounts.service import SignedIn, signed_in_sessions
+from shanju.accounts.service import (
+    DEFAULT_IDLE,
+    IdleTimeouts,
+    SignedIn,
+    do_touch_sessions,
+    signed_in_sessions,
+)
 from shanju.core.db import Database
 from shanju.summit import protocol, tokens
 from shanju.summit.access import organizes, summit_hosts
@@ -45,6 +58,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+TOUCH_SECONDS = 60.0  # record a connected session's activity at most this often
 CHUNK = 1000  # ids per query (SQLite allows 32,766 parameters; PostgreSQL 65,535)
 GATHER_SECONDS = 0.01  # a join check waits this long for the other joins of the moment
 
@@ -76,8 +90,11 @@ class LiveAuth:
     """The revocation sweep and join check of one process's live hubs."""
 
     def __init__(self, db: Database, *, secret: str, token_seconds: int,
-                 sweep_seconds: float) -> None:
+                 sweep_seconds: float, idle: IdleTimeouts = DEFAULT_IDLE) -> None:
         self.db = db
+        self.idle = idle
+        # Session id -> when this process last recorded its activity (monotonic).
+        self.touched: dict[int, float] = {}
         self.secret = secret
         self.token_seconds = token_seconds
         self.sweep_seconds = sweep_seconds
@@ -102,10 +119,27 @@ class LiveAuth:
         with self.db.transaction(write=False) as session:
             ids = sorted(session_ids)
             for start in range(0, len(ids), CHUNK):
-                checked.sessions.update(
-                    signed_in_sessions(session=session, session_ids=ids[start:start + CHUNK]))
+                checked.sessions.update(signed_in_sessions(
+                    session=session, session_ids=ids[start:start + CHUNK], idle=self.idle))
             checked.hosts = summit_hosts(session, summit_ids)
+        self._touch(checked)
         return checked
+
+    def _touch(self, checked: Checked) -> None:
+        """Record activity on the still signed-in sessions not touched in the last minute."""
+        due = sorted(sid for sid in checked.sessions
+                     if self.touched.get(sid, -TOUCH_SECONDS) <= checked.at - TOUCH_SECONDS)
+        if not due:
+            return
+        try:
+            with self.db.transaction(write=True) as session:
+                for start in range(0, len(due), CHUNK):
+                    do_touch_sessions(session=session, session_ids=due[start:start + CHUNK])
+        except (SQLAlchemyError, TimeoutError) as exc:
+            log.warning("summit.live_auth.touch_failed", sessions=len(due), error=str(exc))
+            return
+        for sid in due:
+            self.touched[sid] = checked.at
 
     async def _check(self, session_ids: set[int], summit_ids: set[int]) -> None:
         checked = await anyio.to_thread.run_sync(self._load, session_ids, summit_ids,
@@ -241,4 +275,6 @@ class LiveAuth:
         for cache in (self.sessions, self.hosts):
             for key in [k for k, (at, _v) in cache.items() if at < stale]:
                 del cache[key]
+        for key in [k for k, at in self.touched.items() if at < stale - TOUCH_SECONDS]:
+            del self.touched[key]
 

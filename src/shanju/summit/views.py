@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
+from shanju.core import headers
 from shanju.core.clock import today_cn, utcnow
 from shanju.core.config import get_settings
 from shanju.core.db import DbId
@@ -75,6 +76,17 @@ def _stage(row: SummitSession, phase: str) -> dict[str, str] | None:
             return {"kind": "video", "url": row.replay_url}
         return {"kind": "iframe", "url": row.replay_url}
     return None
+
+
+def _allow_stage(request: Request, stage: dict[str, str] | None) -> None:
+    """Let this page's Content-Security-Policy load the stage from its provider's host."""
+    if stage is None:
+        return
+    if stage["kind"] == "iframe":
+        headers.allow_source(request, "frame-src", stage["url"])
+    else:  # hls.js fetches the playlist and segments; <video> plays the file or the stream
+        headers.allow_source(request, "media-src", stage["url"])
+        headers.allow_source(request, "connect-src", stage["url"])
 
 
 def _safe_next(summit: Summit, value: str) -> str:
@@ -259,9 +271,11 @@ def session_page(request: Request, session: DbSession, viewer: Viewer, slug: Slu
     phase = service.session_phase(row, now)
     track = (service.get_track(session=session, summit=summit, track_id=row.track_id)
              if row.track_id else None)
+    stage = _stage(row, phase)
+    _allow_stage(request, stage)
     return render(request, "summit/session.html", {
         **_common(request, summit, viewer),
-        "row": row, "track": track, "phase": phase, "stage": _stage(row, phase),
+        "row": row, "track": track, "phase": phase, "stage": stage,
         "speakers": service.session_speakers(session=session, session_ids=[row.id])[row.id],
         "rooms": service.rooms_of(session=session, summit_session=row),
         "on_agenda": row.id in service.agenda_ids(session=session, summit=summit,

@@ -1,6 +1,6 @@
 """rate limits, pending sign-ups and the mail outbox
 
-Revision ID: 0005_ratelimits
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-06
 """
@@ -15,7 +15,7 @@ from alembic import op
 import shanju.core.db
 
 
-revision: str = '0005_ratelimits'
+revision: str = '0005'
 down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
