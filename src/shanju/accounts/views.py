@@ -149,7 +149,8 @@ def signup(
     mail.deliver_after_commit(session, database=request.app.state.db,
                               mailer=request.app.state.mailer)
     return render(request, "accounts/signup_sent.html",
-                  {"email": normalized, "next": accounts.safe_next_path(next, "")})
+                  {"email": normalized, "next": accounts.safe_next_path(next, ""),
+                   "dev_mailbox": request.app.state.settings.environment == "development"})
 
 
 SignupToken = Annotated[str, Path(max_length=100)]

@@ -89,6 +89,12 @@ def queue(session: Session, *, to: str, subject: str, body: str, kind: str) -> O
     return message
 
 
+def recent(session: Session, *, limit: int = 30) -> list[OutboxMessage]:
+    """The newest ``limit`` messages of the outbox, newest first (the development mailbox)."""
+    return list(session.scalars(
+        select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)))
+
+
 def deliver_pending(database: Database, mailer: Mailer, *, limit: int = 100) -> int:
     """Send up to ``limit`` unsent messages, oldest first; return how many were sent.
 

@@ -8,8 +8,10 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from shanju.campaigns import live as campaigns_live
 from shanju.complaints import service as complaints
+from shanju.core import mail
 from shanju.core.clock import today_cn
 from shanju.core.deps import DbSession, Reviewer, Viewer
+from shanju.core.errors import NotFound
 from shanju.core.web import render
 from shanju.organizations import service as organizations
 from shanju.projects import service as projects
@@ -42,6 +44,14 @@ def review_index(request: Request, session: DbSession, reviewer: Reviewer) -> HT
         "open_complaints": complaint_counts.open,
         "overdue_complaints": complaint_counts.overdue,
     })
+
+
+@router.get("/dev/mailbox", response_class=HTMLResponse)
+def dev_mailbox(request: Request, session: DbSession) -> HTMLResponse:
+    """Development only: the emails the platform sent (no SMTP in the demo), newest first."""
+    if request.app.state.settings.environment != "development":
+        raise NotFound("This page does not exist.")
+    return render(request, "site/mailbox.html", {"messages": mail.recent(session)})
 
 
 @router.get("/healthz", response_class=PlainTextResponse)
