@@ -60,16 +60,18 @@ LIMITS: dict[str, Limit] = {
     # New API tokens (account page and API), per account and per address.
     "api_token.account": Limit("api_token.account", 20, HOUR),
     "api_token.ip": Limit("api_token.ip", 60, HOUR),
-    # Sign-ups (page and API), per address: each sends an email.
-    "signup.ip": Limit("signup.ip", 20, HOUR),
+    # Sign-ups (page and API), per address: each sends an email (a campus or an event signs
+    # up many people from one address).
+    "signup.ip": Limit("signup.ip", 60, HOUR),
     # Reports (举报), per signed-in user and per address.
     "complaint.user": Limit("complaint.user", 10, HOUR),
     "complaint.ip": Limit("complaint.ip", 30, HOUR),
     # Starting a gift: a donation's checkout or a giving-day order (pages and API), per donor
     # and per address. Generous on purpose: on 99 Giving Day a donor gives to many projects in
-    # a few minutes, and a whole office gives from one address at the opening minute.
+    # a few minutes, and a carrier's NAT (CGNAT) puts thousands of phones behind one address
+    # at the opening minute: the per-donor figure does the work.
     "checkout.donor": Limit("checkout.donor", 60, MINUTE),
-    "checkout.ip": Limit("checkout.ip", 600, MINUTE),
+    "checkout.ip": Limit("checkout.ip", 6000, MINUTE),
 }
 
 
