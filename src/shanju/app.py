@@ -20,10 +20,10 @@ from shanju.campaigns.checkout import OrderCallbackLane, engine_lifespan
 from shanju.campaigns.orders import OrderSigner
 from shanju.campaigns.pages import LiveStreamLane
 from shanju.core import i18n
-from shanju.core.i18n import N_
 from shanju.core.config import Settings, get_settings
 from shanju.core.db import Database, Timeouts, WriteLockTimeout
 from shanju.core.errors import Conflict, DatabaseBusy, DomainError, InvalidInput, NotFound
+from shanju.core.i18n import N_
 from shanju.core.logging import configure_logging
 from shanju.core.web import CSRF_COOKIE, LANG_COOKIE, PACKAGE_DIR, csrf_token, error_response
 from shanju.donations.flows import build_providers
