@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypeVar
 import annotated_types
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -217,13 +217,17 @@ class Database:
         wanted = self.timeouts
         if wanted is None or record.info.get(self._LIMITS_KEY) == wanted:
             return
-        cursor = dbapi_connection.cursor()
         try:
-            for name, value in wanted.settings().items():
-                cursor.execute("SELECT set_config(%s, %s, false)", (name, value))
-        finally:
-            cursor.close()
-        dbapi_connection.commit()  # end the implicit transaction the SETs ran in
+            cursor = dbapi_connection.cursor()
+            try:
+                for name, value in wanted.settings().items():
+                    cursor.execute("SELECT set_config(%s, %s, false)", (name, value))
+            finally:
+                cursor.close()
+            dbapi_connection.commit()  # end the implicit transaction the SETs ran in
+        except Exception as exc:
+            # A connection that died in the pool: the pool retries with a fresh one.
+            raise DisconnectionError(str(exc)) from exc
         record.info[self._LIMITS_KEY] = wanted
 
     def session(self, *, write: bool) -> Session:
