@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,11 +25,14 @@ def free_socket() -> socket.socket:
 
 
 @contextmanager
-def uvicorn_thread(app: Any, sock: socket.socket) -> Iterator[uvicorn.Server]:
+def uvicorn_thread(app: Any, sock: socket.socket, *, unstick: Callable[[], None] | None = None
+                   ) -> Iterator[uvicorn.Server]:
     """Serve ``app`` on ``sock`` in a daemon thread (no lifespan) until the block ends.
 
     WebSockets use the sans-I/O websockets implementation (the legacy one warns on import,
-    which fails tests under ``-W error``)."""
+    which fails tests under ``-W error``). ``unstick`` is called, over and over, if the server
+    does not stop within 10 s (a test of a regression that wedges the server frees what it
+    waits on, e.g. ends its database sessions, instead of hanging the teardown)."""
     config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -44,4 +47,8 @@ def uvicorn_thread(app: Any, sock: socket.socket) -> Iterator[uvicorn.Server]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        deadline = time.monotonic() + 60
+        while unstick is not None and thread.is_alive() and time.monotonic() < deadline:
+            unstick()
+            thread.join(timeout=0.5)
         sock.close()

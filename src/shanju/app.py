@@ -11,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shanju import __version__
@@ -20,9 +21,10 @@ from shanju.campaigns.orders import OrderSigner
 from shanju.campaigns.pages import LiveStreamLane
 from shanju.core import headers, i18n
 from shanju.core.config import Settings, get_settings
-from shanju.core.db import Database
+from shanju.core.db import Database, Timeouts, WriteLockTimeout
 from shanju.core.deps import CsrfChecked
-from shanju.core.errors import DomainError, InvalidInput, NotFound
+from shanju.core.errors import Conflict, DatabaseBusy, DomainError, InvalidInput, NotFound
+from shanju.core.i18n import N_
 from shanju.core.logging import configure_logging
 from shanju.core.mail import LogMailer
 from shanju.core.ratelimit import RateLimiter
@@ -81,6 +83,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.settings = settings
     app.state.db = database or Database(settings.database_url)
+    # Every transaction of the app has a lock wait, run time and idle time limit (PostgreSQL):
+    # a stuck lock is answered (503, database_busy) instead of holding a request for ever.
+    app.state.db.limit(Timeouts(
+        lock_ms=settings.db_lock_timeout_ms, statement_ms=settings.db_statement_timeout_ms,
+        idle_in_transaction_ms=settings.db_idle_in_transaction_timeout_ms))
     app.state.providers = build_providers(
         sandbox_secret=settings.sandbox_secret if settings.use_sandbox else None,
         database=app.state.db,
@@ -228,7 +235,10 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
-        return error_response(request, exc)
+        response = error_response(request, exc)
+        if exc.status_code == 503:  # busy, nothing recorded: say when to try again
+            response.headers["Retry-After"] = str(DatabaseBusy.RETRY_AFTER_SECONDS)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -259,6 +269,28 @@ def _install_error_handlers(app: FastAPI) -> None:
         else:
             err = InvalidInput("A value in the request is out of range.", code="value_out_of_range")
         return error_response(request, err)
+
+    async def database_busy(request: Request, exc: Exception) -> Response:
+        # A lock or statement timeout, a deadlock victim, a dropped connection, SQLite's write
+        # lock not had in time, no pooled connection free: the transaction was rolled back.
+        # An answer, never a hang or a 500; a provider retries its callback on the 503.
+        log.warning("db.busy", method=request.method, path=request.url.path,
+                    error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return await domain_error(request, DatabaseBusy(
+            N_("The platform is busy right now. Please try again in a moment.")))
+
+    for busy in (OperationalError, PoolTimeout, WriteLockTimeout):
+        app.add_exception_handler(busy, database_busy)
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(request: Request, exc: IntegrityError) -> Response:
+        # A unique or foreign key constraint refused the change (e.g. a race two requests ran
+        # at once that no service foresaw): the transaction was rolled back, nothing changed.
+        log.warning("db.constraint_refused", method=request.method, path=request.url.path,
+                    error=str(exc.orig).splitlines()[0] if exc.orig else "")
+        return error_response(request, Conflict(
+            "This conflicts with data saved meanwhile. Reload the page and try again.",
+            code="constraint_conflict"))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from shanju.accounts.models import User
 from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from shanju.donations import flows
 from shanju.ledger import service as ledger
-from shanju.payments.models import Refund
+from shanju.payments.models import IntentStatus, PaymentIntent, ProviderEvent, Refund
 from shanju.payments.providers import Providers, SandboxProvider
 from tests.money import World
 
@@ -223,3 +224,40 @@ def test_refund_callbacks_must_match_the_refund(
         assert s.get_one(Refund, refund_id).status.value == "succeeded"
         assert ledger.check(s).ok
         assert ledger.balance(s, ledger.REFUNDS) == 0
+
+
+def signed(sandbox: SandboxProvider, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """A callback body of our own making, signed as the sandbox gateway signs."""
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    timestamp, nonce = int(utcnow().timestamp()), "n1"
+    return body, {"X-Sandbox-Timestamp": str(timestamp), "X-Sandbox-Nonce": nonce,
+                  "X-Sandbox-Signature": sandbox.sign(body, timestamp=timestamp, nonce=nonce)}
+
+
+def test_a_transaction_id_of_another_payment_is_recorded_and_credits_nothing(
+    client: TestClient, world: World, db: Database, sandbox: SandboxProvider, snapshot: Any
+) -> None:
+    a = start(client, world, key="a")["payment"]["intent_id"]
+    b = start(client, world, key="b")["payment"]["intent_id"]
+    paid_a = {"id": "evt_a", "type": "payment.succeeded", "intent_id": a, "amount_fen": 2000,
+              "transaction_id": "txn_shared"}
+    assert deliver(client, *signed(sandbox, paid_a)).json() == {"outcome": "credited"}
+    # The provider reports B paid by A's transaction: answered (no 500), stored, not credited.
+    before = snapshot()
+    reused = deliver(client, *signed(sandbox, {**paid_a, "id": "evt_b", "intent_id": b}))
+    assert reused.status_code == 200, reused.text
+    assert reused.json() == {"outcome": "duplicate_transaction"}
+    assert snapshot() == {**before, "provider_events": before["provider_events"] + 1}
+    with db.transaction(write=False) as s:
+        event = s.scalar(select(ProviderEvent).where(ProviderEvent.event_id == "evt_b"))
+        assert event is not None
+        assert (event.outcome, event.intent_id) == ("duplicate_transaction", b)
+        intent = s.get_one(PaymentIntent, b)
+        assert (intent.status, intent.provider_txn_id) == (IntentStatus.REQUIRES_PAYMENT, None)
+    assert fund(db, world) == 2000
+    # Delivered again, it is a duplicate event; B's own transaction still credits it.
+    again = deliver(client, *signed(sandbox, {**paid_a, "id": "evt_b", "intent_id": b}))
+    assert again.json() == {"outcome": "duplicate"}
+    own = {**paid_a, "id": "evt_b2", "intent_id": b, "transaction_id": "txn_b"}
+    assert deliver(client, *signed(sandbox, own)).json() == {"outcome": "credited"}
+    assert fund(db, world) == 4000

@@ -46,6 +46,7 @@ from shanju.core import ratelimit
 from shanju.core.db import Database, DbId
 from shanju.core.deps import SESSION_COOKIE, CsrfChecked, DbSession, Viewer, get_database
 from shanju.core.errors import (
+    DatabaseBusy,
     DomainError,
     NotAuthenticated,
     NotFound,
@@ -238,7 +239,7 @@ class OrderCallbackLane:
         if not provider or "/" in provider:
             await self.app(scope, receive, send)
             return
-        status, payload = 200, b""
+        status, payload, extra = 200, b"", []
         try:
             body = await self._body(receive)
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -248,10 +249,13 @@ class OrderCallbackLane:
         except DomainError as exc:
             status = exc.status_code
             payload = json.dumps(exc.to_dict(), ensure_ascii=False).encode()
+            if status == 503:  # not recorded: the provider retries (as for every 503)
+                extra = [(b"retry-after", str(DatabaseBusy.RETRY_AFTER_SECONDS).encode())]
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
             (b"x-content-type-options", b"nosniff"),
+            *extra,
         ]})
         await send({"type": "http.response.body", "body": payload})
 

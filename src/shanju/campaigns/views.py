@@ -22,7 +22,7 @@ from shanju.campaigns.models import Campaign, CampaignStatus, PoolKind, SponsorK
 from shanju.campaigns.rules import RuleParams
 from shanju.core.clock import today_cn
 from shanju.core.db import DbId
-from shanju.core.deps import CsrfChecked, DbSession, Viewer
+from shanju.core.deps import CsrfChecked, DbSession, FormFields, Viewer
 from shanju.core.errors import DomainError, InvalidInput, NotAuthenticated, NotFound
 from shanju.core.web import login_url, redirect, render, tr
 from shanju.organizations import service as organizations
@@ -33,11 +33,6 @@ router = APIRouter()
 
 def _login(request: Request) -> Response:
     return redirect(login_url(str(request.url.path)))
-
-
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
 def _reviewer(viewer: User | None) -> User:
@@ -79,10 +74,10 @@ def review_campaigns(request: Request, session: DbSession, viewer: Viewer) -> Re
 
 
 @router.post("/review/campaigns", dependencies=[CsrfChecked])
-async def create_campaign(request: Request, session: DbSession, viewer: Viewer) -> Response:
+def create_campaign(request: Request, session: DbSession, viewer: Viewer,
+                    values: FormFields) -> Response:
     """Create a draft campaign and go to its page."""
     user = _reviewer(viewer)
-    values = await _form(request)
     try:
         with session.begin_nested():
             campaign = campaigns.do_create_campaign(
@@ -134,13 +129,12 @@ def review_campaign(campaign_id: DbId, request: Request, session: DbSession,
     return _review_page(request, session, campaign)
 
 
-async def _review_post(request: Request, session: Session, viewer: User | None,
-                       campaign_id: int, *, form: str, anchor: str,
-                       change: Callable[[User, Campaign, dict[str, str]], object]) -> Response:
+def _review_post(request: Request, session: Session, viewer: User | None,
+                 campaign_id: int, values: dict[str, str], *, form: str, anchor: str,
+                 change: Callable[[User, Campaign, dict[str, str]], object]) -> Response:
     """Make one change from a form of the campaign page; on refusal show the page again."""
     user = _reviewer(viewer)
     campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
-    values = await _form(request)
     try:
         with session.begin_nested():
             change(user, campaign, values)
@@ -152,41 +146,41 @@ async def _review_post(request: Request, session: Session, viewer: User | None,
 
 
 @router.post("/review/campaigns/{campaign_id}/edit", dependencies=[CsrfChecked])
-async def edit_campaign(campaign_id: DbId, request: Request, session: DbSession,
-                        viewer: Viewer) -> Response:
+def edit_campaign(campaign_id: DbId, request: Request, session: DbSession,
+                  viewer: Viewer, values: FormFields) -> Response:
     """Save the campaign's names, schedule, quota and notice period."""
     def change(user: User, campaign: Campaign, values: dict[str, str]) -> object:
         return campaigns.do_update_campaign(session=session, actor=user, campaign=campaign,
                                             fields=campaigns.parse_campaign_form(values))
 
-    return await _review_post(request, session, viewer, campaign_id, form="campaign",
-                              anchor="schedule", change=change)
+    return _review_post(request, session, viewer, campaign_id, values, form="campaign",
+                        anchor="schedule", change=change)
 
 
 @router.post("/review/campaigns/{campaign_id}/actions/{action}", dependencies=[CsrfChecked])
-async def campaign_action(campaign_id: DbId, action: str, request: Request, session: DbSession,
-                          viewer: Viewer) -> Response:
+def campaign_action(campaign_id: DbId, action: str, request: Request, session: DbSession,
+                    viewer: Viewer, values: FormFields) -> Response:
     """Publish, take back to draft, set live or end the campaign."""
     def change(user: User, campaign: Campaign, values: dict[str, str]) -> object:
         del values
         return campaigns.do_campaign_transition(session=session, actor=user,
                                                 campaign=campaign, action=action)
 
-    return await _review_post(request, session, viewer, campaign_id, form="status",
-                              anchor="status", change=change)
+    return _review_post(request, session, viewer, campaign_id, values, form="status",
+                        anchor="status", change=change)
 
 
 @router.post("/review/campaigns/{campaign_id}/sponsors", dependencies=[CsrfChecked])
-async def add_sponsor(campaign_id: DbId, request: Request, session: DbSession,
-                      viewer: Viewer) -> Response:
+def add_sponsor(campaign_id: DbId, request: Request, session: DbSession,
+                viewer: Viewer, values: FormFields) -> Response:
     """Add a sponsor."""
     def change(user: User, campaign: Campaign, values: dict[str, str]) -> object:
         return campaigns.do_add_sponsor(session=session, actor=user, campaign=campaign,
                                         name=values.get("name", ""),
                                         kind=values.get("kind", "enterprise"))
 
-    return await _review_post(request, session, viewer, campaign_id, form="sponsor",
-                              anchor="sponsors", change=change)
+    return _review_post(request, session, viewer, campaign_id, values, form="sponsor",
+                        anchor="sponsors", change=change)
 
 
 def _pool_and_rule(values: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -198,8 +192,8 @@ def _pool_and_rule(values: dict[str, str]) -> tuple[int, dict[str, Any]]:
 
 
 @router.post("/review/campaigns/{campaign_id}/pools", dependencies=[CsrfChecked])
-async def create_pool(campaign_id: DbId, request: Request, session: DbSession,
-                      viewer: Viewer) -> Response:
+def create_pool(campaign_id: DbId, request: Request, session: DbSession,
+                viewer: Viewer, values: FormFields) -> Response:
     """Create a sponsor's pool with its budget and its first rule."""
     def change(user: User, campaign: Campaign, values: dict[str, str]) -> object:
         raw_sponsor = values.get("sponsor_id", "")
@@ -215,14 +209,14 @@ async def create_pool(campaign_id: DbId, request: Request, session: DbSession,
             name=values.get("name", ""), budget_fen=budget, params=params,
             kind=values.get("kind", "matching"), priority=priority)
 
-    return await _review_post(request, session, viewer, campaign_id, form="pool",
-                              anchor="pools", change=change)
+    return _review_post(request, session, viewer, campaign_id, values, form="pool",
+                        anchor="pools", change=change)
 
 
 @router.post("/review/campaigns/{campaign_id}/pools/{pool_id}/{action}",
              dependencies=[CsrfChecked])
-async def pool_action(campaign_id: DbId, pool_id: DbId, action: str, request: Request,
-                      session: DbSession, viewer: Viewer) -> Response:
+def pool_action(campaign_id: DbId, pool_id: DbId, action: str, request: Request,
+                session: DbSession, viewer: Viewer, values: FormFields) -> Response:
     """Top up, pause or resume a pool, or put a new rule version in force."""
     def change(user: User, campaign: Campaign, values: dict[str, str]) -> object:
         pool = campaigns.get_pool(session=session, campaign=campaign, pool_id=pool_id)
@@ -239,14 +233,15 @@ async def pool_action(campaign_id: DbId, pool_id: DbId, action: str, request: Re
         return campaigns.do_set_pool_status(session=session, actor=user, campaign=campaign,
                                             pool=pool, action=action)
 
-    return await _review_post(request, session, viewer, campaign_id,
-                              form=f"pool-{pool_id}", anchor=f"pool-{pool_id}", change=change)
+    return _review_post(request, session, viewer, campaign_id, values,
+                        form=f"pool-{pool_id}", anchor=f"pool-{pool_id}", change=change)
 
 
 @router.post("/review/campaigns/{campaign_id}/enrolments/{enrolment_id}/{action}",
              dependencies=[CsrfChecked])
-async def enrolment_action(campaign_id: DbId, enrolment_id: DbId, action: str,
-                           request: Request, session: DbSession, viewer: Viewer) -> Response:
+def enrolment_action(campaign_id: DbId, enrolment_id: DbId, action: str,
+                     request: Request, session: DbSession, viewer: Viewer,
+                     values: FormFields) -> Response:
     """Approve or reject an application; freeze or unfreeze a project's matching."""
     def change(user: User, campaign: Campaign, values: dict[str, str]) -> object:
         enrolment = campaigns.get_enrolment(session=session, campaign=campaign,
@@ -261,9 +256,9 @@ async def enrolment_action(campaign_id: DbId, enrolment_id: DbId, action: str,
                                            reason=values.get("reason", ""))
         raise NotFound("Unknown action.", code="unknown_action")
 
-    return await _review_post(request, session, viewer, campaign_id,
-                              form=f"enrolment-{enrolment_id}", anchor="enrolments",
-                              change=change)
+    return _review_post(request, session, viewer, campaign_id, values,
+                        form=f"enrolment-{enrolment_id}", anchor="enrolments",
+                        change=change)
 
 
 # --- organizations ---------------------------------------------------------------------------
@@ -322,11 +317,10 @@ def org_campaigns(request: Request, session: DbSession, viewer: Viewer) -> Respo
 
 
 @router.post("/org/campaigns/{campaign_id}/apply", dependencies=[CsrfChecked])
-async def org_apply(campaign_id: DbId, request: Request, session: DbSession,
-                    viewer: Viewer) -> Response:
+def org_apply(campaign_id: DbId, request: Request, session: DbSession,
+              viewer: Viewer, values: FormFields) -> Response:
     """Apply with one of the organization's fundraising projects."""
     user = _staff(viewer)
-    values = await _form(request)
     try:
         with session.begin_nested():
             campaign = campaigns.get_visible_campaign(session=session, campaign_id=campaign_id,
@@ -345,11 +339,10 @@ async def org_apply(campaign_id: DbId, request: Request, session: DbSession,
 
 @router.post("/org/campaigns/{campaign_id}/enrolments/{enrolment_id}/withdraw",
              dependencies=[CsrfChecked])
-async def org_withdraw(campaign_id: DbId, enrolment_id: DbId, request: Request,
-                       session: DbSession, viewer: Viewer) -> Response:
+def org_withdraw(campaign_id: DbId, enrolment_id: DbId, request: Request,
+                 session: DbSession, viewer: Viewer, values: FormFields) -> Response:
     """Withdraw an application or an enrolled project."""
     user = _staff(viewer)
-    values = await _form(request)
     try:
         with session.begin_nested():
             campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
@@ -379,13 +372,13 @@ def _quadratic_ctx(request: Request, session: Session,
 
 @router.post("/review/campaigns/{campaign_id}/quadratic/{pool_id}/distribute",
              dependencies=[CsrfChecked])
-async def distribute_pool(campaign_id: DbId, pool_id: DbId, request: Request,
-                          session: DbSession, viewer: Viewer) -> Response:
+def distribute_pool(campaign_id: DbId, pool_id: DbId, request: Request,
+                    session: DbSession, viewer: Viewer, values: FormFields) -> Response:
     """Share an ended campaign's quadratic pool among its projects (administrators)."""
     def change(user: User, campaign: Campaign, values: dict[str, str]) -> object:
         del values
         pool = campaigns.get_pool(session=session, campaign=campaign, pool_id=pool_id)
         return quadratic.distribute(session=session, actor=user, pool_id=pool.id)
 
-    return await _review_post(request, session, viewer, campaign_id,
-                              form=f"pool-{pool_id}", anchor=f"pool-{pool_id}", change=change)
+    return _review_post(request, session, viewer, campaign_id, values,
+                        form=f"pool-{pool_id}", anchor=f"pool-{pool_id}", change=change)

@@ -131,6 +131,14 @@ class Settings(BaseSettings):
     def csp_media_origins(self) -> list[str]:
         """The extra origins of :attr:`csp_media_hosts`, as a list."""
         return self.csp_media_hosts.split()
+    # PostgreSQL limits on the web application's transactions (requests, the giving-day
+    # engine, the live rooms), in milliseconds, 0 for none: how long a statement waits for a
+    # lock, how long one runs, how long a transaction may sit idle. A request that hits one is
+    # answered 503 `database_busy` with Retry-After (a provider retries its callback). CLI jobs
+    # (migrate, demo seeding, bench, checks) are not limited. See docs/locking.md, "Timeouts".
+    db_lock_timeout_ms: int = Field(default=5_000, ge=0)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    db_idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=0)
 
     @property
     def cookie_secure(self) -> bool:

@@ -15,13 +15,14 @@ import datetime as dt
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import annotated_types
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -81,6 +82,33 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime()}
 
 
+class WriteLockTimeout(TimeoutError):
+    """A writer waited too long for SQLite's write lock (answered 503 ``database_busy``)."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Limits on a PostgreSQL session's transactions, in milliseconds (0: no limit).
+
+    ``lock_ms``: how long a statement waits for a lock (``lock_timeout``); ``statement_ms``:
+    how long one statement may run (``statement_timeout``); ``idle_in_transaction_ms``: how
+    long a transaction may sit idle before the server ends the session
+    (``idle_in_transaction_session_timeout``). See docs/locking.md, "Timeouts".
+    """
+
+    lock_ms: int = 5_000
+    statement_ms: int = 30_000
+    idle_in_transaction_ms: int = 60_000
+
+    def settings(self) -> dict[str, str]:
+        """The PostgreSQL settings that carry these limits."""
+        return {
+            "lock_timeout": f"{max(0, self.lock_ms)}ms",
+            "statement_timeout": f"{max(0, self.statement_ms)}ms",
+            "idle_in_transaction_session_timeout": f"{max(0, self.idle_in_transaction_ms)}ms",
+        }
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Take transaction control away from the sqlite3 module so BEGIN is ours (see module doc).
     dbapi_connection.isolation_level = None
@@ -112,7 +140,7 @@ class _WriterQueue:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         if mode == "IMMEDIATE":
             if not self._lock.acquire(timeout=self._timeout):
-                raise TimeoutError("timed out waiting for the database write lock")
+                raise WriteLockTimeout("timed out waiting for the database write lock")
             conn.info[self.KEY] = True
         try:
             conn.exec_driver_sql(f"BEGIN {mode}")
@@ -130,8 +158,11 @@ class _WriterQueue:
             self._lock.release()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine for ``url``, configured the same way for the app, CLI and tests."""
+def make_engine(url: str, *, echo: bool = False, write_lock_timeout: float = 30) -> Engine:
+    """Create an engine for ``url``, configured the same way for the app, CLI and tests.
+
+    ``write_lock_timeout``: how long (seconds) a SQLite writer waits for the write lock.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -147,7 +178,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             **pool_args,
         )
         event.listen(engine, "connect", _sqlite_on_connect)
-        writers = _WriterQueue(timeout=30)
+        writers = _WriterQueue(timeout=write_lock_timeout)
         event.listen(engine, "begin", writers.begin)
         event.listen(engine, "commit", writers.end)
         event.listen(engine, "rollback", writers.end)
@@ -161,13 +192,43 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 class Database:
     """An engine and the two kinds of transaction the platform opens: read and write."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    _LIMITS_KEY = "shanju_timeouts"
+
+    def __init__(self, url: str, *, echo: bool = False, write_lock_timeout: float = 30) -> None:
         self.url = url
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, write_lock_timeout=write_lock_timeout)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
+        self.timeouts: Timeouts | None = None
+        if not self.is_sqlite:
+            event.listen(self.engine.pool, "checkout", self._apply_timeouts)
+
+    def limit(self, timeouts: Timeouts) -> None:
+        """Limit every transaction opened from now on (PostgreSQL; SQLite has its write-lock
+        wait only). The web application limits its database; CLI jobs (migrate, seed, bench,
+        checks) open their own, unlimited."""
+        self.timeouts = timeouts
+
+    def _apply_timeouts(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # Session settings, set once per pooled connection (and again if the limits change):
+        # no extra round trip per transaction.
+        wanted = self.timeouts
+        if wanted is None or record.info.get(self._LIMITS_KEY) == wanted:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                for name, value in wanted.settings().items():
+                    cursor.execute("SELECT set_config(%s, %s, false)", (name, value))
+            finally:
+                cursor.close()
+            dbapi_connection.commit()  # end the implicit transaction the SETs ran in
+        except Exception as exc:
+            # A connection that died in the pool: the pool retries with a fresh one.
+            raise DisconnectionError(str(exc)) from exc
+        record.info[self._LIMITS_KEY] = wanted
 
     def session(self, *, write: bool) -> Session:
         """Return a new session; the caller owns its transaction."""

@@ -4,6 +4,14 @@ The request's transaction: one per request, opened before the handler and commit
 after it returns (``scope="function"``: before the response is sent, so a client never sees
 success for a change that failed to commit). Safe methods get a read transaction; others a
 write transaction (``BEGIN IMMEDIATE`` on SQLite).
+
+A handler that uses the request's transaction is a plain ``def``: FastAPI runs it in the
+threadpool, where blocking database work belongs. An ``async def`` handler would run it on the
+event loop, and a wait for a lock there (a row lock on PostgreSQL, the write lock on SQLite)
+freezes every request — including the one holding the lock, whose commit then never runs
+(docs/locking.md, "No blocking work on the event loop"). What must be awaited — the body, a
+form, uploads — is read by the async dependencies below (``RawBody``, ``FormFields``,
+``PostedForm``) before the handler runs.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import structlog
 from fastapi import Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 from starlette.requests import HTTPConnection
 
 from shanju.accounts.models import Role, User
@@ -44,6 +53,31 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
+
+
+async def read_body(request: Request) -> bytes:
+    """Read the request's raw body on the event loop (for a sync handler; see the module doc)."""
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(read_body)]
+
+
+async def read_form(request: Request) -> FormData:
+    """Parse the request's form (fields and uploads) on the event loop, for a sync handler."""
+    return await request.form()
+
+
+PostedForm = Annotated[FormData, Depends(read_form)]
+
+
+async def read_form_fields(request: Request) -> dict[str, str]:
+    """The request's form fields (not its files), parsed on the event loop."""
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+FormFields = Annotated[dict[str, str], Depends(read_form_fields)]
 
 
 def get_providers(request: Request) -> Providers:

@@ -94,3 +94,12 @@ class InvalidInput(DomainError):
 
     status_code = 422
     code = "invalid_input"
+
+
+class DatabaseBusy(DomainError):
+    """The database could not serve the request in time (a lock or time limit, a lost
+    connection): nothing to fix in the request; retry after ``RETRY_AFTER_SECONDS``."""
+
+    status_code = 503
+    code = "database_busy"
+    RETRY_AFTER_SECONDS = 1

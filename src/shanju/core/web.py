@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import jinja2
 import segno
-from fastapi import Request, UploadFile
+from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from starlette.datastructures import UploadFile
 
 from shanju.core import files, i18n, regions
 from shanju.core.clock import CHINA_TZ
@@ -133,17 +135,21 @@ def redirect(url: str, *, status_code: int = 303) -> RedirectResponse:
     return RedirectResponse(url, status_code=status_code)
 
 
-async def read_uploads(uploads: list[UploadFile] | None) -> list[files.Upload]:
-    """Read uploaded files into memory, never more than the size limit plus one byte."""
+def read_uploads(uploads: Sequence[UploadFile] | None) -> list[files.Upload]:
+    """Read uploaded files into memory, never more than the size limit plus one byte.
+
+    Blocking file reads (the parser spools large uploads to disk): call it from a sync
+    handler, which runs in the threadpool, never from the event loop.
+    """
     result: list[files.Upload] = []
     for upload in uploads or []:
         try:
             if not upload.filename:
                 continue  # an empty file input in a browser form
-            data = await upload.read(files.MAX_UPLOAD_BYTES + 1)
+            data = upload.file.read(files.MAX_UPLOAD_BYTES + 1)
             result.append(files.Upload(filename=upload.filename, data=data))
         finally:
-            await upload.close()
+            upload.file.close()
     return result
 
 

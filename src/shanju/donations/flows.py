@@ -195,9 +195,17 @@ def _apply(*, session: Session, note: Notification, event: ProviderEvent) -> str
     if note.event_type == "payment.succeeded":
         if note.amount_fen != intent.amount_fen:
             return "amount_mismatch"
-        if not payments.do_mark_succeeded(
-            session=session, intent=intent, provider_txn_id=note.provider_txn_id
-        ):
+        try:
+            changed = payments.do_mark_succeeded(
+                session=session, intent=intent, provider_txn_id=note.provider_txn_id)
+        except payments.TransactionIdTaken:
+            # The provider says it was paid by a transaction already credited to another
+            # payment: a provider's error (or a replay dressed as a new payment). Recorded
+            # with its outcome and answered, credited nothing; an operator investigates.
+            log.warning("payments.callback.duplicate_transaction", intent_id=intent.id,
+                        event_id=note.event_id, provider_txn_id=note.provider_txn_id)
+            return "duplicate_transaction"
+        if not changed:
             return "already_applied"
         _credit(session=session, donation=donation, provider=intent.provider)
         return "credited"

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from shanju.core.deps import CurrentUser, DbSession, PaymentProviders
+from shanju.core.deps import CurrentUser, DbSession, PaymentProviders, RawBody
 from shanju.core.errors import Conflict
 from shanju.donations import flows
 from shanju.payments import service as payments
@@ -26,12 +26,17 @@ class CallbackResult(BaseModel):
 
 @router.post("/payments/callbacks/{provider}", response_model=CallbackResult,
              summary="Provider callback (notification)",
-             responses={400: {"description": "Signature or body cannot be trusted"}})
-async def provider_callback(
-    provider: str, request: Request, session: DbSession, providers: PaymentProviders
+             responses={400: {"description": "Signature or body cannot be trusted"},
+                        503: {"description": "Busy (`database_busy`): nothing was applied; "
+                                             "retry after `Retry-After` seconds"}})
+def provider_callback(
+    provider: str, request: Request, body: RawBody, session: DbSession,
+    providers: PaymentProviders,
 ) -> CallbackResult:
-    """Verify and apply a provider's signed callback. Safe to deliver more than once."""
-    body = await request.body()
+    """Verify and apply a provider's signed callback. Safe to deliver more than once (and at
+    once: concurrent deliveries are applied one after the other; one is credited)."""
+    # A plain def: the flow's blocking database work runs in the threadpool, never on the
+    # event loop (the body is read by the RawBody dependency; see core/deps.py).
     outcome = flows.receive_callback(
         session=session, providers=providers, provider_name=provider, body=body,
         headers=dict(request.headers),

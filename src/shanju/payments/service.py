@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import Result, select, update
 from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shanju.core.clock import utcnow
@@ -136,23 +137,34 @@ def do_record_event(*, session: Session, note: Notification) -> ProviderEvent | 
     return event if flush_unless_duplicate(session, event) else None
 
 
+class TransactionIdTaken(Exception):
+    """The provider's transaction id already belongs to another intent (nothing changed)."""
+
+
 def do_mark_succeeded(*, session: Session, intent: PaymentIntent, provider_txn_id: str | None
                       ) -> bool:
     """Move the intent to succeeded; True for exactly one caller, ever.
 
     A ``failed`` intent may still succeed (the donor retried on the provider's page and the
     provider reports success late); money the provider collected is always credited.
+    Raises :class:`TransactionIdTaken` if another intent holds ``provider_txn_id`` (its
+    unique index refuses the update; in a savepoint, so the caller's transaction goes on).
     """
-    result = session.execute(
-        update(PaymentIntent)
-        .where(
-            PaymentIntent.id == intent.id,
-            PaymentIntent.status.in_([IntentStatus.REQUIRES_PAYMENT, IntentStatus.FAILED]),
-        )
-        .values(status=IntentStatus.SUCCEEDED, succeeded_at=utcnow(),
-                provider_txn_id=provider_txn_id)
-        .execution_options(synchronize_session=False)
-    )
+    try:
+        with session.begin_nested():
+            result = session.execute(
+                update(PaymentIntent)
+                .where(
+                    PaymentIntent.id == intent.id,
+                    PaymentIntent.status.in_([IntentStatus.REQUIRES_PAYMENT,
+                                              IntentStatus.FAILED]),
+                )
+                .values(status=IntentStatus.SUCCEEDED, succeeded_at=utcnow(),
+                        provider_txn_id=provider_txn_id)
+                .execution_options(synchronize_session=False)
+            )
+    except IntegrityError as exc:
+        raise TransactionIdTaken(provider_txn_id) from exc
     session.refresh(intent)
     return _changed(result)
 

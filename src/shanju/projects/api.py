@@ -226,7 +226,7 @@ def list_updates(project_id: DbId, session: DbSession,
 @router.post("/projects/{project_id}/updates", response_model=schemas.ProgressUpdateRead,
              status_code=201, summary="Post a progress update (multipart, with photos)",
              dependencies=[CsrfChecked])
-async def post_update(
+def post_update(
     request: Request,
     project_id: DbId,
     session: DbSession,
@@ -236,7 +236,7 @@ async def post_update(
     photos: Annotated[list[UploadFile] | None, File()] = None,
 ) -> schemas.ProgressUpdateRead:
     """Post an update; photos are JPEG, PNG or WebP, at most 5 MB each."""
-    uploads = await web.read_uploads(photos)
+    uploads = web.read_uploads(photos)
     project = projects.get_project(session=session, project_id=project_id)
     update = projects.do_post_update(
         session=session, actor=user, project=project, title=title, body=body, photos=uploads,
@@ -258,7 +258,7 @@ def list_fund_usages(project_id: DbId, session: DbSession,
 @router.post("/projects/{project_id}/fund-usages", response_model=schemas.FundUsageRead,
              status_code=201, summary="Disclose fund usage (multipart, with attachments)",
              dependencies=[CsrfChecked])
-async def post_fund_usage(
+def post_fund_usage(
     request: Request,
     project_id: DbId,
     session: DbSession,
@@ -270,7 +270,7 @@ async def post_fund_usage(
     attachments: Annotated[list[UploadFile] | None, File()] = None,
 ) -> schemas.FundUsageRead:
     """Disclose money spent from the project's fund (409 insufficient_funds if too much)."""
-    uploads = await web.read_uploads(attachments)
+    uploads = web.read_uploads(attachments)
     project = projects.get_project(session=session, project_id=project_id)
     usage = projects.do_disclose_fund_usage(
         session=session, actor=user, project=project, amount=amount_fen, purpose=purpose,

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData, UploadFile
 
 from shanju.accounts.models import Role, User
 from shanju.campaigns import live as campaigns_live
@@ -18,7 +19,7 @@ from shanju.campaigns import orders
 from shanju.core import files
 from shanju.core.clock import today_cn
 from shanju.core.db import DbId
-from shanju.core.deps import CsrfChecked, DbSession, Viewer
+from shanju.core.deps import CsrfChecked, DbSession, FormFields, PostedForm, Viewer
 from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
 from shanju.core.web import login_url, read_uploads, redirect, render, tr
 from shanju.donations import service as donations
@@ -54,8 +55,7 @@ def _require_reviewer(viewer: User | None) -> User:
     return viewer
 
 
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
+def _fields(form: FormData) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
@@ -203,11 +203,11 @@ def new_project_form(request: Request, session: DbSession, viewer: Viewer) -> Re
     return render(request, "console/project_form.html", _form_context(session, user, values))
 
 
-async def _save_cover(request: Request, session: Session, user: User, project: Project) -> None:
-    form = await request.form()
+def _save_cover(request: Request, session: Session, user: User, project: Project,
+                form: FormData) -> None:
     cover = form.get("cover")
-    if cover is not None and not isinstance(cover, str):
-        uploads = await read_uploads([cover])  # type: ignore[list-item]
+    if isinstance(cover, UploadFile):
+        uploads = read_uploads([cover])
         if uploads:
             projects.do_set_cover(session=session, actor=user, project=project,
                                   upload=uploads[0],
@@ -215,15 +215,16 @@ async def _save_cover(request: Request, session: Session, user: User, project: P
 
 
 @router.post("/console/projects/new", dependencies=[CsrfChecked])
-async def create_project(request: Request, session: DbSession, viewer: Viewer) -> Response:
+def create_project(request: Request, session: DbSession, viewer: Viewer,
+                   form: PostedForm) -> Response:
     """Create a draft project and go to its console page."""
     user = _require_staff(viewer)
-    values = await _form(request)
+    values = _fields(form)
     try:
         with session.begin_nested():
             project = projects.do_create_project(
                 session=session, actor=user, fields=projects.parse_form(values))
-            await _save_cover(request, session, user, project)
+            _save_cover(request, session, user, project, form)
     except DomainError as exc:
         return render(request, "console/project_form.html",
                       _form_context(session, user, values, error=exc, request=request),
@@ -250,16 +251,16 @@ def edit_project_form(project_id: DbId, request: Request, session: DbSession,
 
 
 @router.post("/console/projects/{project_id}/edit", dependencies=[CsrfChecked])
-async def edit_project(project_id: DbId, request: Request, session: DbSession,
-                       viewer: Viewer) -> Response:
+def edit_project(project_id: DbId, request: Request, session: DbSession,
+                 viewer: Viewer, form: PostedForm) -> Response:
     """Save a draft or rejected project."""
     user, project = _managed(session, viewer, project_id)
-    values = await _form(request)
+    values = _fields(form)
     try:
         with session.begin_nested():
             projects.do_update_project(session=session, actor=user, project=project,
                                        fields=projects.parse_form(values))
-            await _save_cover(request, session, user, project)
+            _save_cover(request, session, user, project, form)
     except DomainError as exc:
         session.refresh(project)
         return render(request, "console/project_form.html",
@@ -305,11 +306,10 @@ def console_project(project_id: DbId, request: Request, session: DbSession,
 
 
 @router.post("/console/projects/{project_id}/actions/{action}", dependencies=[CsrfChecked])
-async def console_action(project_id: DbId, action: str, request: Request, session: DbSession,
-                         viewer: Viewer) -> Response:
+def console_action(project_id: DbId, action: str, request: Request, session: DbSession,
+                   viewer: Viewer, values: FormFields) -> Response:
     """Make a lifecycle move as the organization."""
     user, project = _managed(session, viewer, project_id)
-    values = await _form(request)
     try:
         with session.begin_nested():
             projects.do_transition(session=session, project=project, actor=user,
@@ -322,18 +322,17 @@ async def console_action(project_id: DbId, action: str, request: Request, sessio
     return redirect(f"/console/projects/{project.id}")
 
 
-async def _console_report(
+def _console_report(
     request: Request, session: Session, viewer: User | None, project_id: DbId, *,
-    files_field: str, form_name: str, anchor: str,
+    form: FormData, files_field: str, form_name: str, anchor: str,
     post: Callable[[User, Project, dict[str, str], list[files.Upload]], object],
 ) -> Response:
     """Post a report with files from the console form; on error show the project again."""
     user, project = _managed(session, viewer, project_id)
-    form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-    uploaded = [v for v in form.getlist(files_field) if not isinstance(v, str)]
+    values = _fields(form)
+    uploaded = [v for v in form.getlist(files_field) if isinstance(v, UploadFile)]
     try:
-        uploads = await read_uploads(uploaded)  # type: ignore[arg-type]
+        uploads = read_uploads(uploaded)
         # A refused post leaves nothing behind: the request's transaction still commits.
         with session.begin_nested():
             post(user, project, values, uploads)
@@ -344,8 +343,8 @@ async def _console_report(
 
 
 @router.post("/console/projects/{project_id}/updates", dependencies=[CsrfChecked])
-async def console_post_update(project_id: DbId, request: Request, session: DbSession,
-                              viewer: Viewer) -> Response:
+def console_post_update(project_id: DbId, request: Request, session: DbSession,
+                        viewer: Viewer, form: PostedForm) -> Response:
     """Post a progress update with photos."""
     def post(user: User, project: Project, values: dict[str, str],
              uploads: list[files.Upload]) -> object:
@@ -354,13 +353,14 @@ async def console_post_update(project_id: DbId, request: Request, session: DbSes
             body=values.get("body", ""), photos=uploads,
             upload_dir=request.app.state.settings.upload_dir)
 
-    return await _console_report(request, session, viewer, project_id, files_field="photos",
-                                 form_name="update", anchor="updates", post=post)
+    return _console_report(request, session, viewer, project_id, form=form,
+                           files_field="photos", form_name="update", anchor="updates",
+                           post=post)
 
 
 @router.post("/console/projects/{project_id}/fund-usages", dependencies=[CsrfChecked])
-async def console_post_fund_usage(project_id: DbId, request: Request, session: DbSession,
-                                  viewer: Viewer) -> Response:
+def console_post_fund_usage(project_id: DbId, request: Request, session: DbSession,
+                            viewer: Viewer, form: PostedForm) -> Response:
     """Disclose fund usage with invoices and receipts."""
     def post(user: User, project: Project, values: dict[str, str],
              uploads: list[files.Upload]) -> object:
@@ -370,9 +370,9 @@ async def console_post_fund_usage(project_id: DbId, request: Request, session: D
             spent_on=values.get("spent_on", ""), attachments=uploads,
             upload_dir=request.app.state.settings.upload_dir)
 
-    return await _console_report(request, session, viewer, project_id,
-                                 files_field="attachments", form_name="usage", anchor="usages",
-                                 post=post)
+    return _console_report(request, session, viewer, project_id, form=form,
+                           files_field="attachments", form_name="usage", anchor="usages",
+                           post=post)
 
 
 # --- reviewers --------------------------------------------------------------------------------
@@ -423,12 +423,11 @@ def review_project(project_id: DbId, request: Request, session: DbSession,
 
 
 @router.post("/review/projects/{project_id}/actions/{action}", dependencies=[CsrfChecked])
-async def review_action(project_id: DbId, action: str, request: Request, session: DbSession,
-                        viewer: Viewer) -> Response:
+def review_action(project_id: DbId, action: str, request: Request, session: DbSession,
+                  viewer: Viewer, values: FormFields) -> Response:
     """Approve, reject, pause, resume or take down a project as the platform."""
     user = _require_reviewer(viewer)
     project = projects.get_project(session=session, project_id=project_id)
-    values = await _form(request)
     try:
         with session.begin_nested():
             projects.do_transition(session=session, project=project, actor=user,
