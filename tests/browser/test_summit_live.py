@@ -351,19 +351,19 @@ def test_the_panel_keeps_its_token_fresh_and_asks_to_sign_in_again_when_signed_o
     page.clock.install()
     page.goto(live_server(setup.live_path))
     panel = page.locator(".summit-live")
-    page.wait_for_function("window.__sockets && window.__sockets[0].sent.length === 1")
+    page.wait_for_function("() => window.__sockets && window.__sockets[0].sent.length === 1")
     first = _frames(page)[0]["token"]
     _push(page, _welcome(you=7))
     # The server renews the token over the socket; the next join uses the new one.
     _push(page, {"t": "token", "token": "renewed-token", "expires": 0, "ttl": 300})
     page.evaluate("window.__sockets[0].drop(1006)")
-    page.wait_for_function("window.__sockets.length === 2 && window.__sockets[1].sent.length")
+    page.wait_for_function("() => window.__sockets.length === 2 && window.__sockets[1].sent.length")
     assert _frames(page)[0] == {"t": "join", "token": "renewed-token",
                                 "room": f"s{setup.session_id}"}
     # The token was refused as expired: a new one from the endpoint (this browser's session).
     _push(page, {"t": "error", "code": "token_expired", "message": "expired"})
     page.evaluate("window.__sockets[1].drop(4001)")
-    page.wait_for_function("window.__sockets.length === 3 && window.__sockets[2].sent.length")
+    page.wait_for_function("() => window.__sockets.length === 3 && window.__sockets[2].sent.length")
     fetched = _frames(page)[0]["token"]
     identity = tokens.verify(live_server.settings.secret_key, fetched)
     assert fetched not in (first, "renewed-token") and identity.name == "李*"
