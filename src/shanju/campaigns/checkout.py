@@ -411,7 +411,8 @@ def _form_page(request: Request, session: Session, *, campaign_id: int, project_
                viewer: User | None, values: dict[str, Any] | None = None,
                error: DomainError | None = None) -> HTMLResponse:
     campaign = orders.get_campaign(session=session, campaign_id=campaign_id)
-    project = projects.get_project(session=session, project_id=project_id)
+    project = projects.get_visible_project(session=session, project_id=project_id,
+                                           viewer=viewer)
     ctx: dict[str, Any] = {
         "campaign": campaign, "project": project, "presets": PRESET_YUAN,
         "provinces": PROVINCES, "form_error": error,

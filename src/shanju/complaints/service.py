@@ -7,6 +7,8 @@ days; ``due_on`` is the 5th working day (see :mod:`workdays`) after the filing d
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from sqlalchemy import case, func, select
@@ -52,6 +54,37 @@ def complaint_number(complaint: Complaint) -> str:
     """Return the number a reporter quotes, e.g. ``JB20261130-00042``."""
     day = complaint.created_at.astimezone(CHINA_TZ)
     return f"JB{day:%Y%m%d}-{complaint.id:05d}"
+
+
+def receipt_key(*, complaint_id: int, secret: str) -> str:
+    """Return the unguessable key of a complaint's receipt page (an HMAC of its id).
+
+    The receipt shows the complaint's number and what was reported; its address carries this
+    key so that nobody can read another reporter's receipt by counting ids (reporters may be
+    anonymous, so "only the reporter" cannot be decided by the account alone).
+    """
+    message = f"shanju.complaints.receipt:{complaint_id}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def receipt_path(*, complaint_id: int, secret: str) -> str:
+    """Return the address of a complaint's receipt page."""
+    key = receipt_key(complaint_id=complaint_id, secret=secret)
+    return f"/complaints/{complaint_id}/thanks?key={key}"
+
+
+def get_receipt(*, session: Session, complaint_id: int, key: str, secret: str,
+                viewer: User | None) -> Complaint:
+    """Return the complaint whose receipt ``key`` opens (or whose reporter is the viewer);
+    NotFound ``complaint_not_found`` otherwise, as for a complaint that does not exist."""
+    complaint = session.get(Complaint, complaint_id)
+    expected = receipt_key(complaint_id=complaint_id, secret=secret)
+    if complaint is not None and (
+        hmac.compare_digest(key.encode(), expected.encode())
+        or (viewer is not None and complaint.reporter_id == viewer.id)
+    ):
+        return complaint
+    raise NotFound("This complaint does not exist.", code="complaint_not_found")
 
 
 def due_date(filed_on: dt.date) -> dt.date:

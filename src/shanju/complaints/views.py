@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from shanju.complaints import service
@@ -92,14 +92,18 @@ def file_complaint(
     except DomainError as exc:
         return _form_page(request, {"target": target, "form": form,
                                     "blocked": target is None}, exc)
-    return redirect(f"/complaints/{complaint.id}/thanks")
+    return redirect(service.receipt_path(complaint_id=complaint.id,
+                                         secret=request.app.state.settings.secret_key))
 
 
 @router.get("/complaints/{complaint_id:int}/thanks", response_class=HTMLResponse)
-def thanks(request: Request, session: DbSession, viewer: Viewer, complaint_id: DbId) -> Response:
-    """The receipt of a filed report: its number and the date it will be answered by."""
-    del viewer
-    complaint = service.get_complaint(session=session, complaint_id=complaint_id)
+def thanks(request: Request, session: DbSession, viewer: Viewer, complaint_id: DbId,
+           key: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """The receipt of a filed report: its number and the date it will be answered by (for
+    whoever holds the receipt's key, or the reporter signed in)."""
+    complaint = service.get_receipt(session=session, complaint_id=complaint_id, key=key,
+                                    secret=request.app.state.settings.secret_key,
+                                    viewer=viewer)
     return render(request, "complaints/thanks.html", {
         "number": service.complaint_number(complaint), "due_on": complaint.due_on,
         "reported_url": (f"/projects/{complaint.project_id}" if complaint.project_id

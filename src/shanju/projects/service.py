@@ -137,6 +137,39 @@ def get_visible_project(*, session: Session, project_id: int, viewer: User | Non
     raise NotFound("This project does not exist.", code="project_not_found")
 
 
+# What an attachment belongs to, per owner type: how to find its project.
+_ATTACHMENT_OWNERS: dict[str, type[Project] | type[ProjectUpdate] | type[FundUsage]] = {
+    "project_cover": Project, "project_update": ProjectUpdate, "fund_usage": FundUsage,
+}
+
+
+def get_visible_attachment(*, session: Session, attachment_id: int,
+                           viewer: User | None) -> tuple[Attachment, bool]:
+    """Return an uploaded file the viewer may see and whether everyone may see it.
+
+    A file is seen by whoever may see the project it belongs to (a cover, an update's photo,
+    a disclosure's receipt): everyone once the project is public, otherwise its organization's
+    staff and reviewers. Anyone else gets the same NotFound as for a missing file, so the
+    sequential ids reveal nothing of drafts.
+    """
+    attachment = files.get_attachment(session=session, attachment_id=attachment_id)
+    owner_model = _ATTACHMENT_OWNERS.get(attachment.owner_type)
+    owner = (session.get(owner_model, attachment.owner_id)
+             if owner_model is not None and attachment.owner_id is not None else None)
+    if owner is None:
+        # A file of no project (never linked, or its owner is gone): its uploader and
+        # reviewers only.
+        if viewer is not None and (viewer.is_reviewer or viewer.id == attachment.uploaded_by_id):
+            return attachment, False
+        raise NotFound("No such file.", code="file_not_found")
+    project_id = owner.id if isinstance(owner, Project) else owner.project_id
+    try:
+        project = get_visible_project(session=session, project_id=project_id, viewer=viewer)
+    except NotFound:
+        raise NotFound("No such file.", code="file_not_found") from None
+    return attachment, project.status in PUBLIC_STATUSES
+
+
 def can_manage(viewer: User | None, project: Project) -> bool:
     """Tell whether the viewer is staff of the project's publishing organization."""
     return (

@@ -137,9 +137,12 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
 
 
 @router.get("/files/{attachment_id}")
-def file_download(attachment_id: DbId, request: Request, session: DbSession) -> Response:
-    """Serve an uploaded file with the type its bytes were checked to be."""
-    attachment = files.get_attachment(session=session, attachment_id=attachment_id)
+def file_download(attachment_id: DbId, request: Request, session: DbSession,
+                  viewer: Viewer) -> Response:
+    """Serve an uploaded file with the type its bytes were checked to be, to those who may
+    see the project it belongs to."""
+    attachment, public = projects.get_visible_attachment(
+        session=session, attachment_id=attachment_id, viewer=viewer)
     data = files.read_bytes(request.app.state.settings.upload_dir, attachment)
     name = quote(attachment.filename)
     return Response(
@@ -147,7 +150,8 @@ def file_download(attachment_id: DbId, request: Request, session: DbSession) -> 
         media_type=attachment.content_type,
         headers={
             "Content-Disposition": f"inline; filename*=UTF-8''{name}",
-            "Cache-Control": "public, max-age=86400",
+            # A draft's file must not stay in a shared cache for others to be served.
+            "Cache-Control": "public, max-age=86400" if public else "private, no-store",
             # A PDF opened inline must not run scripts in our origin.
             "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
         },
