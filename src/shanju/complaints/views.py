@@ -12,7 +12,7 @@ from shanju.complaints import service
 from shanju.complaints.models import Complaint, ComplaintStatus
 from shanju.complaints.schemas import ComplaintCreate
 from shanju.core.clock import today_cn
-from shanju.core.db import DbId
+from shanju.core.db import DbId, PageNumber
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
 from shanju.core.errors import DomainError, InvalidInput
 from shanju.core.web import redirect, render, tr
@@ -127,7 +127,7 @@ def _row(complaint: Complaint, org_name: str, today: Any) -> dict[str, Any]:
 @router.get("/review/complaints", response_class=HTMLResponse)
 def review_list(
     request: Request, session: DbSession, reviewer: Reviewer, status: str = "open",
-    page: int = 1,
+    page: PageNumber = 1,
 ) -> HTMLResponse:
     """Complaints for reviewers: open first by due date; overdue ones highlighted."""
     del reviewer

@@ -34,8 +34,14 @@ T = TypeVar("T")
 # driver (a 500). Tables that will outgrow it move to BIGINT together with this bound.
 MAX_ID = 2**31 - 1
 DbId = Annotated[int, annotated_types.Interval(ge=1, le=MAX_ID)]
-# How far into a list a client may page (offset, in rows).
+# How far into a list a client may page (offset, in rows), and the page numbers of lists that
+# are paged by number: bounded at the edge, so a client's 10**29 is a 422, never an overflow.
 MAX_OFFSET = 10_000_000
+MAX_PAGE = 100_000
+PageNumber = Annotated[int, annotated_types.Interval(ge=1, le=MAX_PAGE)]
+Offset = Annotated[int, annotated_types.Interval(ge=0, le=MAX_OFFSET)]
+# A calendar year in a path or query (annual reports): four digits.
+Year = Annotated[int, annotated_types.Interval(ge=1000, le=9999)]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
