@@ -14,11 +14,11 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import ApiToken, Notification, Role, User, WebSession
-from shanju.core import audit, i18n
+from shanju.core import audit, i18n, regions
 from shanju.core.clock import utcnow
 from shanju.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
-from shanju.core.regions import PROVINCES
 from shanju.core.security import hash_password, new_token, token_hash, verify_password
+from shanju.core.text import check_characters
 
 SESSION_LIFETIME = dt.timedelta(days=14)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -36,6 +36,7 @@ def _dummy_hash() -> str:
 def check_signup(*, session: Session, email: str, password: str, display_name: str) -> str:
     """Validate sign-up input; return the normalized email."""
     normalized = email.strip().lower()
+    check_characters(normalized, field="email")
     if not EMAIL_RE.match(normalized) or len(normalized) > 254:
         raise InvalidInput("Enter a valid email address.", code="invalid_email", field="email")
     if len(password) < MIN_PASSWORD:
@@ -49,6 +50,7 @@ def check_signup(*, session: Session, email: str, password: str, display_name: s
             field="password",
         )
     name = display_name.strip()
+    check_characters(name, field="display_name")
     if not name or len(name) > 60:
         raise InvalidInput(
             "Enter a display name of at most 60 characters.", code="invalid_display_name",
@@ -145,6 +147,7 @@ def user_for_session(*, session: Session, token: str) -> User | None:
 def do_create_api_token(*, session: Session, user: User, name: str) -> tuple[ApiToken, str]:
     """Create a personal API token; the plain token is returned once and never stored."""
     clean = name.strip()
+    check_characters(clean, field="name")
     if not clean or len(clean) > 60:
         raise InvalidInput(
             "Give the token a name of at most 60 characters.", code="invalid_token_name",
@@ -339,13 +342,7 @@ def check_self_service_role(value: str) -> Role:
 
 def check_province(value: str | None) -> str | None:
     """Return a province from :data:`PROVINCES`, or None when none is chosen."""
-    clean = (value or "").strip()
-    if not clean:
-        return None
-    if clean not in PROVINCES:
-        raise InvalidInput("Choose a province from the list.", code="invalid_province",
-                           field="province")
-    return clean
+    return regions.check_province(value)
 
 
 def do_signup(

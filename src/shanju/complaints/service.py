@@ -24,6 +24,7 @@ from shanju.core.clock import CHINA_TZ, today_cn, utcnow
 from shanju.core.db import get_or_404
 from shanju.core.errors import InvalidInput, NotFound, PermissionDenied
 from shanju.core.i18n import N_
+from shanju.core.text import check_characters
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization, OrgStatus
 from shanju.projects import service as projects
@@ -159,6 +160,7 @@ def do_file(
         raise InvalidInput("Choose what kind of problem you are reporting.",
                            code="invalid_category", field="category")
     content = data.content.strip()
+    check_characters(content, field="content", multiline=True)
     if len(content) < CONTENT_MIN:
         raise InvalidInput(
             "Describe the problem in at least 10 characters.", code="content_too_short",
@@ -170,6 +172,7 @@ def do_file(
             field="content",
         )
     contact = data.contact.strip()
+    check_characters(contact, field="contact")
     if len(contact) > CONTACT_MAX:
         raise InvalidInput("The contact can have at most 120 characters.",
                            code="contact_too_long", field="contact")
@@ -213,6 +216,7 @@ def do_answer(
     if not actor.is_reviewer:
         raise PermissionDenied("Only platform reviewers may do this.", code="reviewer_only")
     text = answer.strip()
+    check_characters(text, field="answer", multiline=True)
     if not text:
         raise InvalidInput("Write the answer.", code="answer_required", field="answer")
     if len(text) > ANSWER_MAX:

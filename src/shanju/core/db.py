@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from shanju.core.errors import NotFound
+from shanju.core.text import check_flushed_text
 
 T = TypeVar("T")
 
@@ -42,6 +43,10 @@ PageNumber = Annotated[int, annotated_types.Interval(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, annotated_types.Interval(ge=0, le=MAX_OFFSET)]
 # A calendar year in a path or query (annual reports): four digits.
 Year = Annotated[int, annotated_types.Interval(ge=1000, le=9999)]
+
+# Every session refuses, at flush, a text one database would store and the other refuse (a NUL,
+# more characters than a VARCHAR holds): the same 422 naming the field on SQLite and PostgreSQL.
+event.listen(Session, "before_flush", check_flushed_text)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

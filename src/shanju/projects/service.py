@@ -28,6 +28,7 @@ from shanju.core.files import Attachment
 from shanju.core.i18n import N_
 from shanju.core.money import check_amount_fen, format_fen, parse_yuan
 from shanju.core.regions import PROVINCES as PROVINCES  # re-exported for the views
+from shanju.core.text import check_characters
 from shanju.donations import service as donations
 from shanju.ledger import service as ledger
 from shanju.organizations import service as organizations
@@ -442,8 +443,13 @@ def form_values(project: Project) -> dict[str, str]:
     }
 
 
+# Texts of several lines; titles, purposes and numbers are one line.
+_MULTILINE_FIELDS = frozenset({"description", "fundraising_plan", "body", "reason"})
+
+
 def _text(value: str, *, field: str, label: str, max_len: int, required: bool = True) -> str:
     cleaned = value.strip()
+    check_characters(cleaned, field=field, multiline=field in _MULTILINE_FIELDS)
     if required and not cleaned:
         raise InvalidInput("Enter the %(label)s.", code=field + "_required", field=field,
                            params={"label": labels.field(label)})
@@ -475,6 +481,7 @@ def check_fields(fields: ProjectFields) -> ProjectFields:
                            field="goal")
     check_amount_fen(fields.goal_fen, field="goal")
     filing_number = (fields.filing_number or "").strip() or None
+    check_characters(filing_number or "", field="filing_number")
     if filing_number is not None and len(filing_number) > 60:
         raise InvalidInput("The filing number can be at most 60 characters.",
                            code="filing_number_too_long", field="filing_number")
@@ -652,6 +659,7 @@ def check_transition(
     if transition is None:
         raise _illegal(project, action)
     reason = reason.strip()
+    check_characters(reason, field="reason", multiline=True)
     if transition.reason_required and not reason:
         raise InvalidInput("Give a reason.", code="reason_required", field="reason")
     if len(reason) > 1000:
