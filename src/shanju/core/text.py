@@ -23,13 +23,14 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import String, inspect
 
 from shanju.core.errors import InvalidInput
+from shanju.core.i18n import N_
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators. A multi-line text may
 # hold line breaks (\n, and \r of a browser's \r\n) and tabs; a single line holds none of them.
 _NOT_IN_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NOT_IN_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
-ONE_LINE_MESSAGE = "Use plain text on one line, without control characters."
-LINES_MESSAGE = "The text may not contain control characters (such as NUL)."
+ONE_LINE_MESSAGE = N_("Use plain text on one line, without control characters.")
+LINES_MESSAGE = N_("The text may not contain control characters (such as NUL).")
 
 
 def bad_character(value: str, *, multiline: bool = False) -> str | None:
