@@ -15,6 +15,7 @@ from shanju.core.money import (
     fen_to_yuan_str,
     format_fen,
     parse_yuan,
+    read_yuan,
 )
 
 
@@ -113,7 +114,7 @@ def test_commas_outside_groups_of_three_are_refused(groups: list[str]) -> None:
     text = ",".join(groups)
     well_grouped = len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])
     if well_grouped:
-        assert parse_yuan(text + ".01") == int("".join(groups)) * 100 + 1
+        assert read_yuan(text + ".01") == Decimal("".join(groups)) + Decimal("0.01")
     else:
         with pytest.raises(InvalidInput) as info:
             parse_yuan(text)
