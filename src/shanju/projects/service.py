@@ -138,10 +138,20 @@ def get_visible_project(*, session: Session, project_id: int, viewer: User | Non
     raise NotFound("This project does not exist.", code="project_not_found")
 
 
-# What an attachment belongs to, per owner type: how to find its project.
-_ATTACHMENT_OWNERS: dict[str, type[Project] | type[ProjectUpdate] | type[FundUsage]] = {
-    "project_cover": Project, "project_update": ProjectUpdate, "fund_usage": FundUsage,
-}
+def _project_id_of(session: Session, attachment: Attachment) -> int | None:
+    """The project an attachment belongs to (a cover, an update's photo, a disclosure's file)."""
+    owner_id = attachment.owner_id
+    if owner_id is None:
+        return None
+    if attachment.owner_type == "project_cover":
+        return owner_id if session.get(Project, owner_id) is not None else None
+    if attachment.owner_type == "project_update":
+        update = session.get(ProjectUpdate, owner_id)
+        return update.project_id if update is not None else None
+    if attachment.owner_type == "fund_usage":
+        usage = session.get(FundUsage, owner_id)
+        return usage.project_id if usage is not None else None
+    return None
 
 
 def get_visible_attachment(*, session: Session, attachment_id: int,
@@ -154,16 +164,13 @@ def get_visible_attachment(*, session: Session, attachment_id: int,
     sequential ids reveal nothing of drafts.
     """
     attachment = files.get_attachment(session=session, attachment_id=attachment_id)
-    owner_model = _ATTACHMENT_OWNERS.get(attachment.owner_type)
-    owner = (session.get(owner_model, attachment.owner_id)
-             if owner_model is not None and attachment.owner_id is not None else None)
-    if owner is None:
+    project_id = _project_id_of(session, attachment)
+    if project_id is None:
         # A file of no project (never linked, or its owner is gone): its uploader and
         # reviewers only.
         if viewer is not None and (viewer.is_reviewer or viewer.id == attachment.uploaded_by_id):
             return attachment, False
         raise NotFound("No such file.", code="file_not_found")
-    project_id = owner.id if isinstance(owner, Project) else owner.project_id
     try:
         project = get_visible_project(session=session, project_id=project_id, viewer=viewer)
     except NotFound:
