@@ -24,8 +24,9 @@ from shanju.core.db import Database
 from tests.factories import make_campaign, make_org, make_project, make_user
 from tests.summit.reg_helpers import make_session, make_summit
 
-# What a client may type: 10**29, past a 64-bit integer, negative, zero, not a number.
-BAD_VALUES = (str(10**29), str(2**63), "-1", "abc")
+# What a client may type: 10**29, past a 64-bit integer, negative, not a number, and a
+# character str.isdigit() takes for a digit but int() refuses.
+BAD_VALUES = (str(10**29), str(2**63), "-1", "abc", "²")
 ONE_BY_ONE = (str(10**29), "-1")
 # Paging parameters a handler may read from the query itself, besides those it declares.
 PAGING = ("page", "offset", "limit", "per_page", "start", "end", "index", "size", "first",
@@ -168,3 +169,26 @@ def test_no_route_answers_paging_or_id_values_with_a_server_error(app: FastAPI,
                     if response.status_code >= 500:
                         failures.append(f"{who} GET {target} {query} -> {response.status_code}")
     assert not failures, "\n".join(failures[:40]) + f"\n({len(failures)} in all)"
+
+
+def test_ids_typed_in_forms_are_read_as_ascii_digits_only(client: TestClient,
+                                                          db: Database) -> None:
+    """"²" passes ``str.isdigit()`` but not ``int()``; a 12-digit id overflows the database."""
+    from tests.organizations.helpers import csrf
+    from tests.projects.helpers import sign_in
+
+    with db.transaction() as s:
+        org = make_org(s)
+        staff_id = make_user(s, role=Role.ORG_STAFF, organization_id=org.id).id
+    for bad in ("²", "999999999999"):
+        report = client.post("/complaints", data={
+            "organization_id": bad, "category": "fraud", "content": "这个项目的照片是假的。",
+            "csrf_token": csrf(client)})
+        assert report.status_code == 422 and 'data-code="invalid_id"' in report.text
+    token = sign_in(client, db, staff_id)
+    for bad in ("²", "999999999999"):
+        new = client.post("/console/projects/new", data={
+            "csrf_token": token, "title": "乡村学校冬季温暖包", "summary": "送温暖",
+            "category": "children", "province": "云南", "goal": "500",
+            "fundraising_plan": "采购温暖包", "recipient_org_id": bad})
+        assert new.status_code in (404, 422), (bad, new.status_code)

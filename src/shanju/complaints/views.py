@@ -12,7 +12,7 @@ from shanju.complaints import service
 from shanju.complaints.models import Complaint, ComplaintStatus
 from shanju.complaints.schemas import ComplaintCreate
 from shanju.core.clock import today_cn
-from shanju.core.db import DbId, PageNumber
+from shanju.core.db import DbId, PageNumber, parse_id
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
 from shanju.core.errors import DomainError, InvalidInput
 from shanju.core.web import redirect, render, tr
@@ -24,9 +24,10 @@ def _optional_id(text: str, *, field: str) -> int | None:
     cleaned = text.strip()
     if not cleaned:
         return None
-    if not cleaned.isdigit() or len(cleaned) > 12:
+    ident = parse_id(cleaned)
+    if ident is None:
         raise InvalidInput("This link is not valid.", code="invalid_id", field=field)
-    return int(cleaned)
+    return ident
 
 
 def _form_page(request: Request, ctx: dict[str, Any], error: DomainError | None = None) -> Response:

@@ -48,6 +48,23 @@ Year = Annotated[int, annotated_types.Interval(ge=1000, le=9999)]
 # more characters than a VARCHAR holds): the same 422 naming the field on SQLite and PostgreSQL.
 event.listen(Session, "before_flush", check_flushed_text)
 
+def parse_id(text: str) -> int | None:
+    """Return the id a form or link names (ASCII digits, 1 … :data:`MAX_ID`), else None.
+
+    ``str.isdigit()`` is no guard for ``int()``: it is true of "²" (which ``int`` refuses) and
+    of ids past what the database holds (which overflow it)."""
+    raw = text.strip()
+    if not raw or len(raw) > 10 or not is_digits(raw):
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_ID else None
+
+
+def is_digits(text: str) -> bool:
+    """Whether ``text`` is one or more ASCII digits (what ``int()`` reads as people mean)."""
+    return text.isascii() and text.isdigit()
+
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",

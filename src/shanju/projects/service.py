@@ -22,7 +22,7 @@ from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
 from shanju.core import audit, files
 from shanju.core.clock import today_cn, utcnow
-from shanju.core.db import get_or_404
+from shanju.core.db import get_or_404, parse_id
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.core.files import Attachment
 from shanju.core.i18n import N_
@@ -398,7 +398,7 @@ def parse_form(form: dict[str, str]) -> ProjectFields:
         raise InvalidInput("Enter the fundraising goal in yuan.", code="goal_required",
                            field="goal")
     recipient = form.get("recipient_org_id", "").strip()
-    if recipient and not recipient.isdigit():
+    if recipient and parse_id(recipient) is None:
         raise InvalidInput("Choose a partner organization from the list.",
                            code="partner_required", field="recipient_org_id")
     return ProjectFields(
@@ -416,7 +416,7 @@ def parse_form(form: dict[str, str]) -> ProjectFields:
                                       field="filing_valid_until"),
         starts_on=parse_date(form.get("starts_on", ""), field="starts_on"),
         ends_on=parse_date(form.get("ends_on", ""), field="ends_on"),
-        recipient_org_id=int(recipient) if recipient else None,
+        recipient_org_id=parse_id(recipient) if recipient else None,
     )
 
 

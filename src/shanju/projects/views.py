@@ -17,7 +17,7 @@ from shanju.campaigns import live as campaigns_live
 from shanju.campaigns import orders
 from shanju.core import files
 from shanju.core.clock import today_cn
-from shanju.core.db import DbId
+from shanju.core.db import MAX_PAGE, DbId, is_digits
 from shanju.core.deps import CsrfChecked, DbSession, Viewer
 from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
 from shanju.core.web import login_url, read_uploads, redirect, render, tr
@@ -32,7 +32,7 @@ PAGE_SIZE = 20
 
 def _page(request: Request) -> int:
     raw = request.query_params.get("page", "1")
-    return max(1, min(int(raw), 100_000)) if raw.isdigit() else 1
+    return max(1, min(int(raw), MAX_PAGE)) if is_digits(raw) and len(raw) < 10 else 1
 
 
 def _login(request: Request) -> Response:
