@@ -9,7 +9,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -34,7 +34,10 @@ from shanju.core.web import (
     PACKAGE_DIR,
     csp_nonce,
     csrf_token,
+    error_page,
     error_response,
+    page_validation_error,
+    wants_json,
 )
 from shanju.donations.flows import build_providers
 
@@ -243,21 +246,21 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
+        if not wants_json(request):
+            # People get a sentence in their language; a path that does not parse is a 404.
+            return error_response(request, page_validation_error(errors))
         first = errors[0] if errors else {}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
         field = ".".join(loc) or None
         message = f"{field}: {first.get('msg', 'invalid')}" if field else "Invalid request."
-        err = InvalidInput(message, code="validation_error", field=field)
-        if request.url.path.startswith("/api/"):
-            body = err.to_dict()
-            body["error"]["details"] = {
-                "errors": [
-                    {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")}
-                    for e in errors
-                ]
-            }
-            return JSONResponse(body, status_code=422)
-        return error_response(request, err)
+        body = InvalidInput(message, code="validation_error", field=field).to_dict()
+        body["error"]["details"] = {
+            "errors": [
+                {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")}
+                for e in errors
+            ]
+        }
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(DataError)
     async def data_error(request: Request, exc: DataError) -> Response:
@@ -284,23 +287,42 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(IntegrityError)
     async def integrity_error(request: Request, exc: IntegrityError) -> Response:
-        # A unique or foreign key constraint refused the change (e.g. a race two requests ran
-        # at once that no service foresaw): the transaction was rolled back, nothing changed.
-        log.warning("db.constraint_refused", method=request.method, path=request.url.path,
-                    error=str(exc.orig).splitlines()[0] if exc.orig else "")
+        # A constraint refused the change (most often the same thing sent twice at once, the
+        # second losing the race): the transaction was rolled back and nothing was saved. It is
+        # a conflict with what the database holds, never the platform failing.
+        log.warning("db.integrity_error", path=request.url.path, method=request.method,
+                    error=str(exc.orig).splitlines()[0][:200] if exc.orig else "")
         return error_response(request, Conflict(
-            "This conflicts with data saved meanwhile. Reload the page and try again.",
-            code="constraint_conflict"))
+            "This conflicts with data that was saved at the same time (perhaps the same "
+            "request was sent twice). Nothing was changed; please reload and try again.",
+            code="integrity_conflict"))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # The last resort: a page in the site's layout and language for people, the usual
+        # JSON error for the API. Starlette re-raises ``exc`` after this answer (logged there).
+        del exc
+        err = DomainError("Something went wrong on our side.", code="internal_error",
+                          status_code=500)
+        if wants_json(request):
+            return JSONResponse(err.to_dict(), status_code=500)
+        try:
+            return error_page(request, err)
+        except Exception:  # noqa: BLE001 - the page itself failed: plain text, still a page
+            return PlainTextResponse("500 Internal Server Error", status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             return error_response(request, NotFound("This page does not exist."))
         if exc.status_code == 405:
-            return error_response(
+            response = error_response(
                 request, DomainError("Method not allowed.", code="method_not_allowed",
                                      status_code=405)
             )
+            if exc.headers and "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         return error_response(
             request, DomainError(str(exc.detail), code="http_error", status_code=exc.status_code)
         )

@@ -108,7 +108,7 @@ def test_a_refused_constraint_is_a_409_not_a_500(
     settings: Settings, db: Database, when: str
 ) -> None:
     """A unique key no service foresaw refuses a change (at a flush in the handler, or at the
-    commit after it): the request is answered 409 ``constraint_conflict``, nothing stored."""
+    commit after it): the request is answered 409 ``integrity_conflict``, nothing stored."""
     app = create_app(settings, database=db)
 
     @app.post("/api/v1/test-duplicate")
@@ -123,7 +123,7 @@ def test_a_refused_constraint_is_a_409_not_a_500(
         api = client.post("/api/v1/test-duplicate")
         page = client.post("/test-duplicate")
     assert api.status_code == 409, api.text
-    assert api.json()["error"]["code"] == "constraint_conflict"
+    assert api.json()["error"]["code"] == "integrity_conflict"
     assert page.status_code == 409
     assert "text/html" in page.headers["content-type"]
     with db.transaction(write=False) as s:

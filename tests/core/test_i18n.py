@@ -109,7 +109,7 @@ def test_language_switch_never_echoes_the_path(client: TestClient, path: str) ->
 
 
 def test_error_pages_are_translated(client: TestClient) -> None:
-    assert "页面不存在。" in client.get("/no-such-page").text
+    assert "<h1>页面不存在</h1>" in client.get("/no-such-page").text
     assert "This page does not exist." in client.get("/no-such-page?lang=en").text
 
 

@@ -173,7 +173,8 @@ def test_only_reviewers_may_review_on_the_pages(
 
 def test_anonymous_is_asked_to_sign_in(client: TestClient, db: Database) -> None:
     org_id, _ = _pending(db)
-    assert client.get("/review").status_code == 401
+    page = client.get("/review", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=/review"
     assert client.post(f"/api/v1/organizations/{org_id}/approve").status_code == 401
 
 

@@ -95,3 +95,33 @@ def test_any_single_character_change_is_refused(prefix: str, position: int, char
     with pytest.raises(InvalidInput) as exc:
         uscc.validate(changed)
     assert exc.value.code in ("uscc_bad_check_digit", "uscc_bad_division")
+
+
+# --- only full-width forms and spaces are normalized (issue 11, item 11) ----------------------
+
+LIGATURE_CODE = uscc.make("53110000FF12FL01")  # valid, with "FF" and "FL" inside
+
+
+def test_a_ligature_is_refused_not_rewritten_into_another_code() -> None:
+    for typed in (LIGATURE_CODE.replace("FF", "ﬀ"), LIGATURE_CODE.replace("FL", "ﬂ")):
+        with pytest.raises(InvalidInput) as exc:
+            uscc.validate(typed)
+        assert exc.value.code == "uscc_bad_character"
+        assert "U+FB0" in exc.value.message
+
+
+def test_full_width_forms_and_spaces_are_read_as_typed() -> None:
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in LIGATURE_CODE.lower())
+    assert uscc.validate(full_width).code == LIGATURE_CODE
+    assert uscc.validate(f" {LIGATURE_CODE[:8]}\u3000{LIGATURE_CODE[8:]} ").code == LIGATURE_CODE
+    assert uscc.validate(f"{LIGATURE_CODE[:8]}－{LIGATURE_CODE[8:]}").code == LIGATURE_CODE
+
+
+@given(st.integers(min_value=0, max_value=17),
+       st.characters(blacklist_categories=("Cs",), min_codepoint=0x80).filter(
+           lambda c: not ("\uff01" <= c <= "\uff5e") and c != "\u3000"))
+def test_any_other_non_ascii_character_is_refused(position: int, char: str) -> None:
+    typed = LIGATURE_CODE[:position] + char + LIGATURE_CODE[position + 1:]
+    with pytest.raises(InvalidInput) as exc:
+        uscc.validate(typed)
+    assert exc.value.code == "uscc_bad_character"

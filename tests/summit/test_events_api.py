@@ -210,7 +210,9 @@ def test_ical_exports_parse_back(client: TestClient, db: Database) -> None:
     assert f"DTSTART:{DAY1:%Y%m%d}T023000Z".encode() in response.content
 
     # My agenda: signed in only; the same UIDs as the timetable.
-    assert client.get(f"/summits/{world.slug}/agenda.ics").status_code == 401
+    signed_out = client.get(f"/summits/{world.slug}/agenda.ics", follow_redirects=False)
+    assert signed_out.status_code == 303
+    assert signed_out.headers["location"] == f"/login?next=/summits/{world.slug}/agenda.ics"
     headers = _sign_in(client, db)
     client.put(f"/api/v1/summits/{world.slug}/agenda/{world.forum_id}", headers=headers)
     mine = _events(client.get(f"/summits/{world.slug}/agenda.ics").content)

@@ -11,18 +11,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shanju.accounts.models import Role
+from shanju.core.text import SingleLine
 
 
 class UserCreate(BaseModel):
     """Sign up through the API (reviewers and admins are never self-service)."""
 
-    email: str = Field(max_length=254, examples=["li.na@example.org"])
+    email: SingleLine = Field(max_length=254, examples=["li.na@example.org"])
     password: str = Field(
         max_length=256,
         description="At least 8 characters, not a common password, not the email or name.")
-    display_name: str = Field(max_length=60, examples=["李娜"])
+    display_name: SingleLine = Field(max_length=60, examples=["李娜"])
     role: Literal["donor", "org_staff", "enterprise_staff"] = "donor"
-    province: str | None = Field(default=None, max_length=20, examples=["浙江"])
+    province: SingleLine | None = Field(default=None, max_length=20, examples=["浙江"])
 
 
 class SignupAccepted(BaseModel):
@@ -55,9 +56,9 @@ class UserRead(BaseModel):
 class ApiTokenCreate(BaseModel):
     """Exchange an email and password for a personal API token."""
 
-    email: str = Field(max_length=254)
+    email: SingleLine = Field(max_length=254)
     password: str = Field(max_length=256)
-    name: str = Field(max_length=60, examples=["My reporting script"])
+    name: SingleLine = Field(max_length=60, examples=["My reporting script"])
 
 
 class ApiTokenRead(BaseModel):

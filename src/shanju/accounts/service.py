@@ -15,13 +15,13 @@ from sqlalchemy.orm import Session
 from zxcvbn import zxcvbn
 
 from shanju.accounts.models import ApiToken, Notification, PendingSignup, Role, User, WebSession
-from shanju.core import audit, i18n, mail
+from shanju.core import audit, i18n, mail, regions
 from shanju.core.clock import utcnow
 from shanju.core.db import flush_unless_duplicate
 from shanju.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from shanju.core.i18n import N_
-from shanju.core.regions import PROVINCES
 from shanju.core.security import hash_password, new_token, token_hash, verify_password
+from shanju.core.text import check_characters
 
 SESSION_LIFETIME = dt.timedelta(days=14)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -82,9 +82,11 @@ def check_password(password: str, *, email: str, display_name: str) -> None:
 def check_signup_input(*, email: str, password: str, display_name: str) -> str:
     """Validate sign-up input without looking at who exists; return the normalized email."""
     normalized = normalize_email(email)
+    check_characters(normalized, field="email")
     if not EMAIL_RE.match(normalized) or len(normalized) > 254:
         raise InvalidInput("Enter a valid email address.", code="invalid_email", field="email")
     name = display_name.strip()
+    check_characters(name, field="display_name")
     if not name or len(name) > 60:
         raise InvalidInput(
             "Enter a display name of at most 60 characters.", code="invalid_display_name",
@@ -344,6 +346,7 @@ def web_session_id(*, session: Session, token: str) -> int | None:
 def do_create_api_token(*, session: Session, user: User, name: str) -> tuple[ApiToken, str]:
     """Create a personal API token; the plain token is returned once and never stored."""
     clean = name.strip()
+    check_characters(clean, field="name")
     if not clean or len(clean) > 60:
         raise InvalidInput(
             "Give the token a name of at most 60 characters.", code="invalid_token_name",
@@ -538,13 +541,7 @@ def check_self_service_role(value: str) -> Role:
 
 def check_province(value: str | None) -> str | None:
     """Return a province from :data:`PROVINCES`, or None when none is chosen."""
-    clean = (value or "").strip()
-    if not clean:
-        return None
-    if clean not in PROVINCES:
-        raise InvalidInput("Choose a province from the list.", code="invalid_province",
-                           field="province")
-    return clean
+    return regions.check_province(value)
 
 
 SIGNUP_LINK_LIFETIME = dt.timedelta(hours=24)

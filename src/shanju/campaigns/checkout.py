@@ -54,6 +54,7 @@ from shanju.core.errors import (
 )
 from shanju.core.i18n import N_
 from shanju.core.regions import PROVINCES
+from shanju.core.text import MultiLine, SingleLine
 from shanju.core.web import login_url, redirect, render, tr
 from shanju.payments.providers import OrderPaymentProvider, Providers, SandboxProvider
 from shanju.projects import service as projects
@@ -320,10 +321,10 @@ class OrderCreate(BaseModel):
 
     project_id: DbId
     amount_fen: int = Field(description="Integer fen (¥1 = 100)")
-    donor_name: str | None = Field(default=None, max_length=200)
+    donor_name: SingleLine | None = Field(default=None, max_length=200)
     anonymous: bool = False
-    message: str | None = Field(default=None, max_length=1000)
-    province: str | None = Field(default=None, max_length=40)
+    message: MultiLine | None = Field(default=None, max_length=1000)
+    province: SingleLine | None = Field(default=None, max_length=20)
 
 
 class OrderCreated(BaseModel):
@@ -433,7 +434,8 @@ def _form_page(request: Request, session: Session, *, campaign_id: int, project_
                viewer: User | None, values: dict[str, Any] | None = None,
                error: DomainError | None = None) -> HTMLResponse:
     campaign = orders.get_campaign(session=session, campaign_id=campaign_id)
-    project = projects.get_project(session=session, project_id=project_id)
+    project = projects.get_visible_project(session=session, project_id=project_id,
+                                           viewer=viewer)
     ctx: dict[str, Any] = {
         "campaign": campaign, "project": project, "presets": PRESET_YUAN,
         "provinces": PROVINCES, "form_error": error,

@@ -49,7 +49,8 @@ from shanju.core.clock import today_cn, utcnow
 from shanju.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from shanju.core.i18n import N_
 from shanju.core.money import check_amount_fen
-from shanju.core.regions import PROVINCES
+from shanju.core.regions import check_province
+from shanju.core.text import check_text
 from shanju.payments.providers import OrderNotification
 from shanju.projects import service as projects
 from shanju.projects.models import Project
@@ -271,13 +272,8 @@ def check_idempotency_key(key: str | None) -> str:
 
 
 def _clean_text(value: str | None, *, limit: int, field: str, code: str, message: str) -> str:
-    text = (value or "").strip()
-    if "\x00" in text:
-        raise InvalidInput("Text may not contain NUL (0x00) characters.", code="nul_character",
-                           field=field)
-    if len(text) > limit:
-        raise InvalidInput(message, code=code, field=field)
-    return text
+    return check_text(value, field=field, max_length=limit, code=code, message=message,
+                      multiline=field == "message")
 
 
 def get_campaign(*, session: Session, campaign_id: int) -> Campaign:
@@ -328,10 +324,7 @@ def check_order_request(
     name = name or actor.display_name[:MAX_NAME]
     text = _clean_text(message, limit=MAX_MESSAGE, field="message", code="message_too_long",
                        message="The message can have at most 200 characters.")
-    where = (province or "").strip() or actor.province or None
-    if where is not None and where not in PROVINCES:
-        raise InvalidInput("Choose a province from the list.", code="invalid_province",
-                           field="province")
+    where = check_province(province) or actor.province or None
     campaign = get_campaign(session=session, campaign_id=campaign_id)
     check_campaign_live(campaign)
     project = projects.get_project(session=session, project_id=project_id)

@@ -17,7 +17,6 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
@@ -42,10 +41,10 @@ from shanju.campaigns.models import (
 from shanju.campaigns.rules import HHMM, RuleParams
 from shanju.core import audit
 from shanju.core.clock import today_cn, utcnow
-from shanju.core.db import flush_unless_duplicate, get_or_404
+from shanju.core.db import flush_unless_duplicate, get_or_404, is_digits
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.core.i18n import N_, Msg
-from shanju.core.money import fen_to_yuan_str
+from shanju.core.money import fen_to_yuan_str, read_yuan, yuan_to_fen
 from shanju.ledger import service as ledger
 from shanju.organizations import service as organizations
 from shanju.projects.models import Project, ProjectStatus
@@ -493,7 +492,7 @@ def parse_campaign_form(values: dict[str, str]) -> CampaignFields:
                 raise InvalidInput("Enter the first day as YYYY-MM-DD.", code="invalid_date",
                                    field="starts_on") from None
         elif name in _INT_CODES:
-            if not raw.isdigit() or len(raw) > 6:
+            if not is_digits(raw) or len(raw) > 6:
                 raise InvalidInput("%(field)s must be a whole number.", code=_INT_CODES[name],
                                    field=name, params={"field": field_label(name)})
             setattr(result, name, int(raw))
@@ -516,7 +515,7 @@ def campaign_form_values(campaign: Campaign) -> dict[str, str]:
 def parse_int_field(text: str, *, field: str, code: str) -> int:
     """Parse a small whole number typed in a form (InvalidInput ``code`` otherwise)."""
     raw = text.strip()
-    if not raw.isdigit() or len(raw) > 6:
+    if not is_digits(raw) or len(raw) > 6:
         raise InvalidInput("%(field)s must be a whole number.", code=code, field=field,
                            params={"field": field_label(field)})
     return int(raw)
@@ -833,18 +832,10 @@ _CAP_FIELDS = {
 
 def parse_yuan_field(text: str, *, field: str, allow_zero: bool = False) -> int | None:
     """Parse an amount in yuan typed in a form into fen (empty: None)."""
-    cleaned = text.strip().replace(",", "").replace("¥", "").replace("￥", "")
-    if not cleaned:
+    value = read_yuan(text, field=field)
+    if value is None:
         return None
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise InvalidInput("Enter the amount as a number of yuan, e.g. 20 or 9.90.",
-                           code="amount_not_a_number", field=field) from None
-    if not value.is_finite() or value * 100 != (value * 100).to_integral_value():
-        raise InvalidInput("An amount can have at most two decimal places (whole fen).",
-                           code="amount_not_whole_fen", field=field)
-    fen = int(value * 100)
+    fen = yuan_to_fen(value, field=field)
     if fen < 0 or (fen == 0 and not allow_zero):
         raise InvalidInput("The amount must be greater than zero.", code="amount_not_positive",
                            field=field)
@@ -922,7 +913,7 @@ def parse_rule_form(values: dict[str, str]) -> dict[str, Any]:
         params["windows"] = windows
     seed = values.get("seed", "").strip()
     if seed:
-        if not seed.isdigit() or len(seed) > 18:
+        if not is_digits(seed) or len(seed) > 18:
             raise InvalidInput("The seed is a whole number.", code="invalid_rule", field="seed")
         params["seed"] = int(seed)
     check_rule_params(params)

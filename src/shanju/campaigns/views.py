@@ -21,7 +21,7 @@ from shanju.campaigns import service as campaigns
 from shanju.campaigns.models import Campaign, CampaignStatus, PoolKind, SponsorKind
 from shanju.campaigns.rules import RuleParams
 from shanju.core.clock import today_cn
-from shanju.core.db import DbId
+from shanju.core.db import DbId, parse_id
 from shanju.core.deps import CsrfChecked, DbSession, FormFields, Viewer
 from shanju.core.errors import DomainError, InvalidInput, NotAuthenticated, NotFound
 from shanju.core.web import login_url, redirect, render, tr
@@ -199,8 +199,7 @@ def create_pool(campaign_id: DbId, request: Request, session: DbSession,
         raw_sponsor = values.get("sponsor_id", "")
         sponsor = campaigns.get_sponsor(
             session=session, campaign=campaign,
-            sponsor_id=int(raw_sponsor) if raw_sponsor.isdigit() and len(raw_sponsor) < 10
-            else 0)
+            sponsor_id=parse_id(raw_sponsor) or 0)
         budget, params = _pool_and_rule(values)
         priority = campaigns.parse_int_field(values.get("priority", "") or "100",
                                              field="priority", code="invalid_priority")
@@ -326,10 +325,11 @@ def org_apply(campaign_id: DbId, request: Request, session: DbSession,
             campaign = campaigns.get_visible_campaign(session=session, campaign_id=campaign_id,
                                                       viewer=user)
             raw = values.get("project_id", "")
-            if not raw.isdigit() or len(raw) > 9:
+            chosen = parse_id(raw)
+            if chosen is None:
                 raise InvalidInput("Choose one of your fundraising projects.",
                                              code="required", field="project_id")
-            project = projects.get_project(session=session, project_id=int(raw))
+            project = projects.get_project(session=session, project_id=chosen)
             campaigns.do_apply(session=session, actor=user, campaign=campaign, project=project)
     except DomainError as exc:
         return _org_page(request, session, user, error=exc, form=f"apply-{campaign_id}",

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from shanju.complaints.models import ComplaintStatus
 from shanju.core.db import DbId
+from shanju.core.text import MultiLine
 
 
 class ComplaintCreate(BaseModel):
@@ -36,7 +37,7 @@ class ComplaintReceipt(BaseModel):
 class ComplaintAnswer(BaseModel):
     """A reviewer's answer."""
 
-    answer: str
+    answer: MultiLine = Field(max_length=20_000)
 
 
 class ComplaintRead(BaseModel):

@@ -7,6 +7,8 @@ days; ``due_on`` is the 5th working day (see :mod:`workdays`) after the filing d
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 import structlog
@@ -28,6 +30,7 @@ from shanju.core.clock import CHINA_TZ, today_cn, utcnow
 from shanju.core.db import get_or_404
 from shanju.core.errors import InvalidInput, NotFound, PermissionDenied
 from shanju.core.i18n import N_
+from shanju.core.text import check_characters
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization, OrgStatus
 from shanju.projects import service as projects
@@ -58,6 +61,37 @@ def complaint_number(complaint: Complaint) -> str:
     """Return the number a reporter quotes, e.g. ``JB20261130-00042``."""
     day = complaint.created_at.astimezone(CHINA_TZ)
     return f"JB{day:%Y%m%d}-{complaint.id:05d}"
+
+
+def receipt_key(*, complaint_id: int, secret: str) -> str:
+    """Return the unguessable key of a complaint's receipt page (an HMAC of its id).
+
+    The receipt shows the complaint's number and what was reported; its address carries this
+    key so that nobody can read another reporter's receipt by counting ids (reporters may be
+    anonymous, so "only the reporter" cannot be decided by the account alone).
+    """
+    message = f"shanju.complaints.receipt:{complaint_id}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def receipt_path(*, complaint_id: int, secret: str) -> str:
+    """Return the address of a complaint's receipt page."""
+    key = receipt_key(complaint_id=complaint_id, secret=secret)
+    return f"/complaints/{complaint_id}/thanks?key={key}"
+
+
+def get_receipt(*, session: Session, complaint_id: int, key: str, secret: str,
+                viewer: User | None) -> Complaint:
+    """Return the complaint whose receipt ``key`` opens (or whose reporter is the viewer);
+    NotFound ``complaint_not_found`` otherwise, as for a complaint that does not exist."""
+    complaint = session.get(Complaint, complaint_id)
+    expected = receipt_key(complaint_id=complaint_id, secret=secret)
+    if complaint is not None and (
+        hmac.compare_digest(key.encode(), expected.encode())
+        or (viewer is not None and complaint.reporter_id == viewer.id)
+    ):
+        return complaint
+    raise NotFound("This complaint does not exist.", code="complaint_not_found")
 
 
 def due_date(filed_on: dt.date) -> dt.date:
@@ -172,6 +206,7 @@ def do_file(
         raise InvalidInput("Choose what kind of problem you are reporting.",
                            code="invalid_category", field="category")
     content = data.content.strip()
+    check_characters(content, field="content", multiline=True)
     if len(content) < CONTENT_MIN:
         raise InvalidInput(
             "Describe the problem in at least 10 characters.", code="content_too_short",
@@ -183,6 +218,7 @@ def do_file(
             field="content",
         )
     contact = data.contact.strip()
+    check_characters(contact, field="contact")
     if len(contact) > CONTACT_MAX:
         raise InvalidInput("The contact can have at most 120 characters.",
                            code="contact_too_long", field="contact")
@@ -226,6 +262,7 @@ def do_answer(
     if not actor.is_reviewer:
         raise PermissionDenied("Only platform reviewers may do this.", code="reviewer_only")
     text = answer.strip()
+    check_characters(text, field="answer", multiline=True)
     if not text:
         raise InvalidInput("Write the answer.", code="answer_required", field="answer")
     if len(text) > ANSWER_MAX:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from shanju.complaints import service
@@ -13,7 +13,7 @@ from shanju.complaints.models import Complaint, ComplaintStatus
 from shanju.complaints.schemas import ComplaintCreate
 from shanju.core import ratelimit
 from shanju.core.clock import today_cn
-from shanju.core.db import DbId
+from shanju.core.db import DbId, PageNumber, parse_id
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
 from shanju.core.errors import DomainError, InvalidInput
 from shanju.core.web import redirect, render, tr
@@ -25,9 +25,10 @@ def _optional_id(text: str, *, field: str) -> int | None:
     cleaned = text.strip()
     if not cleaned:
         return None
-    if not cleaned.isdigit() or len(cleaned) > 12:
+    ident = parse_id(cleaned)
+    if ident is None:
         raise InvalidInput("This link is not valid.", code="invalid_id", field=field)
-    return int(cleaned)
+    return ident
 
 
 def _form_page(request: Request, ctx: dict[str, Any], error: DomainError | None = None) -> Response:
@@ -94,14 +95,18 @@ def file_complaint(
     except DomainError as exc:
         return _form_page(request, {"target": target, "form": form,
                                     "blocked": target is None}, exc)
-    return redirect(f"/complaints/{complaint.id}/thanks")
+    return redirect(service.receipt_path(complaint_id=complaint.id,
+                                         secret=request.app.state.settings.secret_key))
 
 
 @router.get("/complaints/{complaint_id:int}/thanks", response_class=HTMLResponse)
-def thanks(request: Request, session: DbSession, viewer: Viewer, complaint_id: DbId) -> Response:
-    """The receipt of a filed report: its number and the date it will be answered by."""
-    del viewer
-    complaint = service.get_complaint(session=session, complaint_id=complaint_id)
+def thanks(request: Request, session: DbSession, viewer: Viewer, complaint_id: DbId,
+           key: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """The receipt of a filed report: its number and the date it will be answered by (for
+    whoever holds the receipt's key, or the reporter signed in)."""
+    complaint = service.get_receipt(session=session, complaint_id=complaint_id, key=key,
+                                    secret=request.app.state.settings.secret_key,
+                                    viewer=viewer)
     return render(request, "complaints/thanks.html", {
         "number": service.complaint_number(complaint), "due_on": complaint.due_on,
         "reported_url": (f"/projects/{complaint.project_id}" if complaint.project_id
@@ -125,7 +130,7 @@ def _row(complaint: Complaint, org_name: str, today: Any) -> dict[str, Any]:
 @router.get("/review/complaints", response_class=HTMLResponse)
 def review_list(
     request: Request, session: DbSession, reviewer: Reviewer, status: str = "open",
-    page: int = 1,
+    page: PageNumber = 1,
 ) -> HTMLResponse:
     """Complaints for reviewers: open first by due date; overdue ones highlighted."""
     del reviewer

@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from shanju.core.errors import NotFound
+from shanju.core.text import check_flushed_text
 
 T = TypeVar("T")
 
@@ -35,8 +36,35 @@ T = TypeVar("T")
 # driver (a 500). Tables that will outgrow it move to BIGINT together with this bound.
 MAX_ID = 2**31 - 1
 DbId = Annotated[int, annotated_types.Interval(ge=1, le=MAX_ID)]
-# How far into a list a client may page (offset, in rows).
+# How far into a list a client may page (offset, in rows), and the page numbers of lists that
+# are paged by number: bounded at the edge, so a client's 10**29 is a 422, never an overflow.
 MAX_OFFSET = 10_000_000
+MAX_PAGE = 100_000
+PageNumber = Annotated[int, annotated_types.Interval(ge=1, le=MAX_PAGE)]
+Offset = Annotated[int, annotated_types.Interval(ge=0, le=MAX_OFFSET)]
+# A calendar year in a path or query (annual reports): four digits.
+Year = Annotated[int, annotated_types.Interval(ge=1000, le=9999)]
+
+# Every session refuses, at flush, a text one database would store and the other refuse (a NUL,
+# more characters than a VARCHAR holds): the same 422 naming the field on SQLite and PostgreSQL.
+event.listen(Session, "before_flush", check_flushed_text)
+
+def parse_id(text: str) -> int | None:
+    """Return the id a form or link names (ASCII digits, 1 … :data:`MAX_ID`), else None.
+
+    ``str.isdigit()`` is no guard for ``int()``: it is true of "²" (which ``int`` refuses) and
+    of ids past what the database holds (which overflow it)."""
+    raw = text.strip()
+    if not raw or len(raw) > 10 or not is_digits(raw):
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_ID else None
+
+
+def is_digits(text: str) -> bool:
+    """Whether ``text`` is one or more ASCII digits (what ``int()`` reads as people mean)."""
+    return text.isascii() and text.isdigit()
+
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shanju.core.errors import InvalidInput
+
 
 @dataclass(frozen=True)
 class Province:
@@ -70,6 +72,18 @@ def normalize_province(text: str) -> str | None:
     cleaned = text.strip()
     found = _BY_KEY.get(cleaned) or _BY_KEY.get(cleaned.lower())
     return found.name if found else None
+
+
+def check_province(value: str | None, *, field: str = "province") -> str | None:
+    """Return a province from :data:`PROVINCES` (a stored short name), or None when none is
+    chosen; InvalidInput ``invalid_province`` for anything else."""
+    clean = (value or "").strip()
+    if not clean:
+        return None
+    if clean not in PROVINCES:
+        raise InvalidInput("Choose a province from the list.", code="invalid_province",
+                           field=field)
+    return clean
 
 
 def is_province(name: str) -> bool:

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 import segno
@@ -20,7 +20,8 @@ from starlette.datastructures import UploadFile
 from shanju.core import files, i18n, regions
 from shanju.core.clock import CHINA_TZ
 from shanju.core.config import get_settings
-from shanju.core.errors import DomainError
+from shanju.core.errors import DomainError, InvalidInput, NotFound
+from shanju.core.i18n import N_
 from shanju.core.masking import mask_name
 from shanju.core.money import fen_to_yuan_str, format_fen
 from shanju.core.security import new_token, session_csrf_token
@@ -163,17 +164,134 @@ def wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+# Headings and a line of advice per status, for error pages (msgids; see error.html).
+ERROR_HEADINGS: dict[int, str] = {
+    400: N_("Something is not right"),
+    401: N_("Please sign in"),
+    403: N_("You may not see this page"),
+    404: N_("Page not found"),
+    405: N_("This action is not available here"),
+    409: N_("This could not be done just now"),
+    422: N_("Please check what you entered"),
+    429: N_("Too many requests"),
+    500: N_("Something went wrong on our side"),
+    503: N_("The service is busy"),
+}
+ERROR_ADVICE: dict[int, str] = {
+    401: N_("Sign in and you will be brought back here."),
+    403: N_("If you think you should see it, sign in with another account or ask your "
+            "organization's administrator."),
+    404: N_("The address may be mistyped, or the page has moved or was removed."),
+    405: N_("Use the buttons and forms of the site instead of typing this address."),
+    409: N_("Someone may have changed the same thing at the same time. Reload the page and "
+            "try again."),
+    422: N_("Go back, correct the value and try again."),
+    429: N_("Please wait a moment before trying again."),
+    500: N_("We have been told about it. Please try again in a few minutes."),
+    503: N_("Please try again in a few minutes."),
+}
+
+
+def _same_site_referer(request: Request) -> str | None:
+    """The page the person came from on this site (path and query), for a "go back" link."""
+    referer = request.headers.get("referer", "")
+    parts = urlsplit(referer)
+    if not referer or parts.netloc != request.url.netloc or parts.scheme not in ("http", "https"):
+        return None
+    back = parts.path or "/"
+    if not back.startswith("/") or back.startswith("//") or back == request.url.path:
+        return None
+    return back + (f"?{parts.query}" if parts.query else "")
+
+
+def sign_in_redirect(request: Request) -> Response:
+    """Send a signed-out person to the sign-in page, to come back to this page afterwards."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    url = login_url(target)
+    if request.headers.get("hx-request"):
+        # htmx swaps a fragment: have it load the sign-in page as a whole instead.
+        return Response(status_code=401, headers={"HX-Redirect": url})
+    return redirect(url)
+
+
 def error_response(request: Request, exc: DomainError) -> Response:
-    """Turn a domain error into a JSON error (API) or a readable error page."""
-    response: Response
+    """Turn a domain error into a JSON error (API) or a readable error page.
+
+    A page that needs a signed-in person sends a signed-out one to sign in (303 to the
+    sign-in page with ``next=``) when they asked for it with GET; the API answers 401 JSON.
+    """
     if wants_json(request):
-        response = JSONResponse(exc.to_dict(), status_code=exc.status_code)
-    else:
-        response = render(
-            request,
-            "error.html",
-            {"error": exc, "message": tr(request, exc.message)},
-            status_code=exc.status_code,
-        )
-    response.headers.update(exc.headers)
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code,
+                            headers=_retry_after(exc))
+    if exc.status_code == 401 and request.method in ("GET", "HEAD") and \
+            getattr(request.state, "user", None) is None:
+        return sign_in_redirect(request)
+    return error_page(request, exc)
+
+
+def error_page(request: Request, exc: DomainError) -> Response:
+    """Render the site's error page for ``exc``, in the request's language."""
+    status = exc.status_code
+    heading = ERROR_HEADINGS.get(status) or ERROR_HEADINGS[500 if status >= 500 else 400]
+    advice = ERROR_ADVICE.get(status) or (ERROR_ADVICE[500] if status >= 500 else None)
+    response = render(request, "error.html", {
+        "error": exc,
+        "heading": tr(request, heading),
+        "message": tr(request, exc.message),
+        "advice": tr(request, advice) if advice else "",
+        "back_url": _same_site_referer(request),
+        "login_next": request.url.path if request.method == "GET" else
+        (_same_site_referer(request) or ""),
+    }, status_code=status)
+    response.headers.update(_retry_after(exc))
     return response
+
+
+def _retry_after(exc: DomainError) -> dict[str, str]:
+    # A refusal that passes with time (429, 503) says when to try again: details["retry_after"]
+    # in seconds, sent as the Retry-After header too; and the error's own headers (a 429's).
+    seconds = exc.details.get("retry_after") if exc.details else None
+    found = {"Retry-After": str(int(seconds))} if isinstance(seconds, int | float) else {}
+    return {**found, **exc.headers}
+
+
+# What the page says for each kind of refused value (pydantic's error types).
+_VALIDATION_MESSAGES: dict[str, str] = {
+    "int_parsing": N_("“%(field)s” must be a whole number."),
+    "int_from_float": N_("“%(field)s” must be a whole number."),
+    "int_type": N_("“%(field)s” must be a whole number."),
+    "greater_than_equal": N_("“%(field)s” must be at least %(limit)s."),
+    "greater_than": N_("“%(field)s” must be more than %(limit)s."),
+    "less_than_equal": N_("“%(field)s” must be at most %(limit)s."),
+    "less_than": N_("“%(field)s” must be less than %(limit)s."),
+    "string_too_long": N_("“%(field)s” is too long: at most %(limit)s characters."),
+    "string_too_short": N_("“%(field)s” is too short: at least %(limit)s characters."),
+    "missing": N_("“%(field)s” is required."),
+}
+# Names of query and form values as people know them.
+FIELD_LABELS: dict[str, str] = {
+    "page": N_("page number"), "per_page": N_("items per page"), "limit": N_("items per page"),
+    "offset": N_("position in the list"), "year": N_("year"),
+}
+
+
+def page_validation_error(errors: Sequence[Any]) -> DomainError:
+    """The error a page shows for a request FastAPI refused before its handler ran.
+
+    A path that does not parse (``/projects/abc``, an id out of range) names no page: 404.
+    Otherwise the first refused value is named, in the person's language, with what it must be.
+    """
+    first: dict[str, Any] = dict(errors[0]) if errors else {}
+    loc = [str(p) for p in first.get("loc", ())]
+    if any(e.get("loc", ("",))[0] == "path" for e in errors):
+        return NotFound("This page does not exist.")
+    name = ".".join(p for p in loc if p not in ("body", "query", "path", "header", "cookie"))
+    template = _VALIDATION_MESSAGES.get(str(first.get("type")), N_("“%(field)s” is not valid."))
+    ctx = first.get("ctx") or {}
+    limit = next((ctx[k] for k in ("ge", "gt", "le", "lt", "max_length", "min_length")
+                  if k in ctx), "")
+    if not name:
+        return InvalidInput("The request is not valid.", code="validation_error")
+    label = FIELD_LABELS.get(name)
+    return InvalidInput(template, code="validation_error", field=name,
+                        params={"field": i18n.Msg(label) if label else name, "limit": limit})

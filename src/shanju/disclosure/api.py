@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
-from shanju.core.db import Database, DbId
+from shanju.core.db import Database, DbId, Year
 from shanju.core.deps import DbSession, Viewer
 from shanju.core.errors import InvalidInput
 from shanju.core.money import fen_to_yuan_str
@@ -241,7 +241,7 @@ def project_export(project_id: DbId, request: Request, session: DbSession, viewe
 
 @router.get("/disclosure/organizations/{org_id}/annual/{year}", response_model=AnnualRead,
             summary="An organization's annual summary")
-def annual(org_id: DbId, year: int, session: DbSession, viewer: Viewer) -> AnnualRead:
+def annual(org_id: DbId, year: Year, session: DbSession, viewer: Viewer) -> AnnualRead:
     """The organization's year (China time), per project it publishes or receives funds for
     and in total: received, matched, refunded, disbursed, balance at year end, gifts, donors,
     top purposes of disbursement and months. ``year_not_found`` (404) outside 2000…this year.
@@ -258,7 +258,7 @@ ANNUAL_COLUMNS = ("project_id", "title", "received_fen", "matched_fen", "refunde
 @router.get("/disclosure/organizations/{org_id}/annual/{year}/export",
             summary="An organization's year as open data", response_class=Response,
             responses={200: {"content": {t: {} for t in export.MEDIA_TYPES.values()}}})
-def annual_export(org_id: DbId, year: int, request: Request, session: DbSession,
+def annual_export(org_id: DbId, year: Year, request: Request, session: DbSession,
                   viewer: Viewer, format: str = "csv") -> Response:  # noqa: A002
     """``csv``: one row per project and a total row; ``xlsx``: that table, the months and
     every movement of the year; ``json``: the summary and every movement of the year."""

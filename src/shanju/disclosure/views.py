@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from shanju.core.clock import today_cn
-from shanju.core.db import DbId
+from shanju.core.db import DbId, Year
 from shanju.core.deps import DbSession, Viewer
 from shanju.core.i18n import N_
 from shanju.core.web import redirect, render
@@ -74,7 +74,7 @@ def annual_latest(org_id: DbId, session: DbSession, viewer: Viewer) -> Response:
 
 
 @router.get("/organizations/{org_id}/annual/{year}", response_class=HTMLResponse)
-def annual_page(org_id: DbId, year: int, request: Request, session: DbSession,
+def annual_page(org_id: DbId, year: Year, request: Request, session: DbSession,
                 viewer: Viewer) -> HTMLResponse:
     """An organization's annual summary: per project and in total, with months and purposes."""
     org = organizations.get_visible_organization(session=session, org_id=org_id, viewer=viewer)

@@ -20,13 +20,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
-from shanju.core import audit
+from shanju.core import audit, regions
 from shanju.core.clock import today_cn, utcnow
 from shanju.core.db import Database
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.core.events import on_commit
 from shanju.core.ids import public_id
 from shanju.core.money import check_amount_fen
+from shanju.core.text import check_text
 from shanju.donations.models import Donation, DonationStatus
 from shanju.ledger import service as ledger
 from shanju.payments import service as payments
@@ -65,18 +66,14 @@ def check_donation_request(
 ) -> tuple[DonationRequest, Project]:
     """Validate a donation request; every problem gets a specific message and code."""
     amount = check_amount_fen(amount_fen, field="amount")
-    name = (donor_name or "").strip() or actor.display_name
-    if len(name) > MAX_NAME:
-        raise InvalidInput(
-            "The name to show can have at most 60 characters.", code="donor_name_too_long",
-            field="donor_name",
-        )
-    text = (message or "").strip()
-    if len(text) > MAX_MESSAGE:
-        raise InvalidInput(
-            "The message can have at most 200 characters.", code="message_too_long",
-            field="message",
-        )
+    name = check_text(donor_name, field="donor_name", max_length=MAX_NAME,
+                      code="donor_name_too_long",
+                      message="The name to show can have at most 60 characters."
+                      ) or actor.display_name
+    text = check_text(message, field="message", max_length=MAX_MESSAGE, multiline=True,
+                      code="message_too_long",
+                      message="The message can have at most 200 characters.")
+    where = regions.check_province(province)
     project = projects.get_project(session=session, project_id=project_id)
     projects.check_accepts_donations(project=project, on=today_cn())
     request = DonationRequest(
@@ -85,7 +82,7 @@ def check_donation_request(
         donor_name=name,
         anonymous=bool(anonymous),
         message=text,
-        province=(province or "").strip() or actor.province,
+        province=where or actor.province,
     )
     return request, project
 

@@ -9,6 +9,7 @@ import annotated_types
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt
 
 from shanju.core.db import MAX_ID
+from shanju.core.text import MultiLine, SingleLine
 from shanju.donations.models import DonationStatus
 from shanju.payments.models import RefundStatus
 
@@ -22,10 +23,14 @@ class DonationCreate(BaseModel):
     # Validated by the service (so an amount ≤ 0 or a non-integer gets its own error code).
     amount_fen: object = Field(description="Integer fen, > 0 (1 yuan = 100 fen)",
                                json_schema_extra={"type": "integer", "minimum": 1})
-    donor_name: str | None = Field(default=None, description="Name to show; default: yours")
+    # Lengths are checked by the service (each with its own error code); characters here.
+    donor_name: SingleLine | None = Field(default=None, max_length=1000,
+                                          description="Name to show; default: yours")
     anonymous: bool = False
-    message: str | None = Field(default=None, max_length=2000)
-    province: str | None = None
+    message: MultiLine | None = Field(default=None, max_length=2000)
+    province: SingleLine | None = Field(
+        default=None, max_length=20,
+        description="A provincial-level division's short name (e.g. 浙江), or empty")
 
 
 class PaymentRead(BaseModel):
@@ -77,7 +82,7 @@ class RefundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount_fen: StrictInt | None = None
-    reason: str = Field(min_length=1, max_length=200)
+    reason: SingleLine = Field(min_length=1, max_length=200)
 
 
 class RefundRead(BaseModel):

@@ -34,8 +34,9 @@ PAGE_SIZE = 20
 KEPT_FIELDS = ("amount", "custom_amount", "donor_name", "anonymous", "message", "province")
 
 
-def _project(session: Session, project_id: DbId) -> Project:
-    return projects.get_project(session=session, project_id=project_id)
+def _project(session: Session, project_id: DbId, viewer: User | None = None) -> Project:
+    # The donate pages show the project's title: only of a project the viewer may see.
+    return projects.get_visible_project(session=session, project_id=project_id, viewer=viewer)
 
 
 def _form_context(project: Project, viewer: User | None, values: dict[str, Any] | None = None,
@@ -55,7 +56,7 @@ def _form_context(project: Project, viewer: User | None, values: dict[str, Any] 
 def donate_page(project_id: DbId, request: Request, session: DbSession, viewer: Viewer
                 ) -> Response:
     """A page with just the donate form (also where form errors are shown)."""
-    project = _project(session, project_id)
+    project = _project(session, project_id, viewer)
     ctx = _form_context(project, viewer)
     kept = {k: request.query_params[k][:200] for k in KEPT_FIELDS if request.query_params.get(k)}
     ctx["values"].update(kept)
@@ -86,7 +87,7 @@ def donate(
         return redirect(login_url(f"/projects/{project_id}/donate" + (f"?{query}" if query
                                                                        else "")))
     ratelimit.enforce(request, "checkout", account=viewer.id)
-    project = _project(session, project_id)
+    project = _project(session, project_id, viewer)
     values = {"amount": amount, "custom_amount": custom_amount, "donor_name": donor_name,
               "anonymous": anonymous, "message": message, "province": province,
               "idempotency_key": idempotency_key}
@@ -116,7 +117,7 @@ def donation_page(public_id: str, request: Request, session: DbSession, viewer: 
     """A donation's own page: thanks, its state, and (for the organization) a refund form."""
     donation = flows.get_donation(session=session, public_id=public_id)
     flows.check_can_view(actor=viewer, donation=donation)
-    project = _project(session, donation.project_id)
+    project = projects.get_project(session=session, project_id=donation.project_id)
     can_refund = True
     try:
         assert viewer is not None  # noqa: S101 - check_can_view refused anonymous viewers

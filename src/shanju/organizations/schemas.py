@@ -11,6 +11,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shanju.core.text import MultiLine
 from shanju.organizations.models import OrgStatus, OrgType
 
 
@@ -50,7 +51,7 @@ class OrganizationUpdate(OrganizationCreate):
 class ReviewDecision(BaseModel):
     """A reviewer's reason (required to reject or suspend)."""
 
-    reason: str = ""
+    reason: MultiLine = Field(default="", max_length=10_000)
 
 
 class OrganizationRead(BaseModel):

@@ -23,6 +23,7 @@ from shanju.core.clock import utcnow
 from shanju.core.db import flush_unless_duplicate, get_or_404
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.core.i18n import N_
+from shanju.core.text import check_characters
 from shanju.organizations import uscc
 from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.organizations.schemas import OrganizationCreate, OrganizationUpdate
@@ -65,6 +66,8 @@ _TEXT_FIELDS: dict[str, tuple[int, bool]] = {
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()\-]{4,38}$")
 _URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 REVIEW_REASON_MAX = 2000
+# Texts of several lines; every other text is one line.
+MULTILINE_FIELDS = frozenset({"description"})
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -72,6 +75,7 @@ REVIEW_REASON_MAX = 2000
 
 def _clean_text(value: str, *, field: str, max_len: int, required: bool) -> str | None:
     text = value.strip()
+    check_characters(text, field=field, multiline=field in MULTILINE_FIELDS)
     if not text:
         if required:
             raise InvalidInput("This field is required.", code="required", field=field)
@@ -370,6 +374,7 @@ def _decide(
             details={"status": org.status.value},
         )
     note = reason.strip()
+    check_characters(note, field="reason", multiline=True)
     if verb != "approved" and not note:
         raise InvalidInput("Give a reason for this decision.", code="reason_required",
                            field="reason")

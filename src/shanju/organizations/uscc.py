@@ -73,9 +73,39 @@ def make(first16_without_org_check: str) -> str:
     return first17 + check_digit(first17)
 
 
+# What a person may type around or inside a code and is read as meant: spaces (also the
+# ideographic one) and hyphens are dropped, full-width forms (FF01–FF5E, e.g. "５３Ａ") are
+# their ASCII twins, lower-case ASCII letters are upper case. Nothing else is rewritten (no
+# NFKC, no str.upper() on other scripts): "ﬀ" (a ligature) or "Ⅻ" would otherwise become
+# other, valid characters and silently name a different organization.
+_DROPPED = frozenset(" \u3000-")
+
+
+def normalize(raw: str) -> str:
+    """Return the code as typed, with only the rewrites above."""
+    out = []
+    for ch in raw:
+        if "\uff01" <= ch <= "\uff5e":
+            ch = chr(ord(ch) - 0xFEE0)
+        if ch in _DROPPED:
+            continue
+        out.append(ch.upper() if "a" <= ch <= "z" else ch)
+    return "".join(out)
+
+
 def validate(raw: str, *, field: str = "uscc") -> UsccResult:
     """Validate a code; raise :class:`InvalidInput` with a specific message if it is wrong."""
-    code = raw.strip().upper().replace(" ", "").replace("-", "")
+    code = normalize(raw.strip())
+    foreign = sorted({c for c in code if not c.isascii() or not c.isprintable()})
+    if foreign:
+        # Checked before the length: a ligature or another script's letter is what to fix.
+        raise InvalidInput(
+            "A Unified Social Credit Code uses digits and capital letters except I, O, S, V "
+            "and Z; found: %(chars)s.",
+            code="uscc_bad_character",
+            field=field,
+            params={"chars": " ".join(f"{c} (U+{ord(c):04X})" for c in foreign)},
+        )
     if len(code) != 18:
         raise InvalidInput(
             "A Unified Social Credit Code has 18 characters; this one has %(count)s.",

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from shanju.accounts.models import User
 from shanju.core import regions
 from shanju.core.clock import today_cn
-from shanju.core.db import DbId
+from shanju.core.db import DbId, PageNumber
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
 from shanju.core.errors import DomainError, InvalidInput
 from shanju.core.web import login_url, redirect, render, tr
@@ -99,7 +99,7 @@ def _form_context(form: OrganizationForm, error: DomainError | None = None,
 
 @router.get("/organizations", response_class=HTMLResponse)
 def organization_list(
-    request: Request, session: DbSession, viewer: Viewer, province: str = "", page: int = 1
+    request: Request, session: DbSession, viewer: Viewer, province: str = "", page: PageNumber = 1
 ) -> HTMLResponse:
     """Approved organizations, optionally of one province."""
     del viewer  # loaded for the layout
@@ -197,7 +197,7 @@ def edit(request: Request, session: DbSession, viewer: Viewer, form: OrgFormData
 
 @router.get("/review/organizations", response_class=HTMLResponse)
 def review_list(
-    request: Request, session: DbSession, reviewer: Reviewer, status: str = "", page: int = 1
+    request: Request, session: DbSession, reviewer: Reviewer, status: str = "", page: PageNumber = 1
 ) -> HTMLResponse:
     """Organizations for reviewers, pending first, with credit-code warnings."""
     del reviewer

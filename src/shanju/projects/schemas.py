@@ -7,6 +7,7 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field
 
 from shanju.core.db import DbId
+from shanju.core.text import MultiLine, SingleLine
 from shanju.projects.models import ProjectStatus
 
 
@@ -15,14 +16,15 @@ class ProjectCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(max_length=200, examples=["乡村学校冬季温暖包"])
-    summary: str = Field(max_length=400)
-    description: str = ""
-    category: str = "other"
-    province: str = Field(examples=["云南"])
+    # Characters and a cap here; the service checks the exact lengths, each with its own code.
+    title: SingleLine = Field(max_length=200, examples=["乡村学校冬季温暖包"])
+    summary: SingleLine = Field(max_length=400)
+    description: MultiLine = Field(default="", max_length=40_000)
+    category: SingleLine = Field(default="other", max_length=40)
+    province: SingleLine = Field(max_length=20, examples=["云南"])
     goal_fen: int = Field(description="Fundraising goal in fen (1 yuan = 100 fen).")
-    fundraising_plan: str
-    filing_number: str | None = Field(default=None, description="备案号")
+    fundraising_plan: MultiLine = Field(max_length=10_000)
+    filing_number: SingleLine | None = Field(default=None, max_length=200, description="备案号")
     filing_valid_from: dt.date | None = None
     filing_valid_until: dt.date | None = None
     starts_on: dt.date | None = None
@@ -35,14 +37,14 @@ class ProjectUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = None
-    summary: str | None = None
-    description: str | None = None
-    category: str | None = None
-    province: str | None = None
+    title: SingleLine | None = Field(default=None, max_length=200)
+    summary: SingleLine | None = Field(default=None, max_length=400)
+    description: MultiLine | None = Field(default=None, max_length=40_000)
+    category: SingleLine | None = Field(default=None, max_length=40)
+    province: SingleLine | None = Field(default=None, max_length=20)
     goal_fen: int | None = None
-    fundraising_plan: str | None = None
-    filing_number: str | None = None
+    fundraising_plan: MultiLine | None = Field(default=None, max_length=10_000)
+    filing_number: SingleLine | None = Field(default=None, max_length=200)
     filing_valid_from: dt.date | None = None
     filing_valid_until: dt.date | None = None
     starts_on: dt.date | None = None
@@ -55,7 +57,7 @@ class TransitionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = ""
+    reason: MultiLine = Field(default="", max_length=4_000)
 
 
 class OrgBrief(BaseModel):

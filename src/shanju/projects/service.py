@@ -22,12 +22,13 @@ from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
 from shanju.core import audit, files
 from shanju.core.clock import today_cn, utcnow
-from shanju.core.db import get_or_404
+from shanju.core.db import get_or_404, parse_id
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.core.files import Attachment
 from shanju.core.i18n import N_
 from shanju.core.money import check_amount_fen, format_fen, parse_yuan
 from shanju.core.regions import PROVINCES as PROVINCES  # re-exported for the views
+from shanju.core.text import check_characters
 from shanju.donations import service as donations
 from shanju.ledger import service as ledger
 from shanju.organizations import service as organizations
@@ -135,6 +136,46 @@ def get_visible_project(*, session: Session, project_id: int, viewer: User | Non
     ):
         return project
     raise NotFound("This project does not exist.", code="project_not_found")
+
+
+def _project_id_of(session: Session, attachment: Attachment) -> int | None:
+    """The project an attachment belongs to (a cover, an update's photo, a disclosure's file)."""
+    owner_id = attachment.owner_id
+    if owner_id is None:
+        return None
+    if attachment.owner_type == "project_cover":
+        return owner_id if session.get(Project, owner_id) is not None else None
+    if attachment.owner_type == "project_update":
+        update = session.get(ProjectUpdate, owner_id)
+        return update.project_id if update is not None else None
+    if attachment.owner_type == "fund_usage":
+        usage = session.get(FundUsage, owner_id)
+        return usage.project_id if usage is not None else None
+    return None
+
+
+def get_visible_attachment(*, session: Session, attachment_id: int,
+                           viewer: User | None) -> tuple[Attachment, bool]:
+    """Return an uploaded file the viewer may see and whether everyone may see it.
+
+    A file is seen by whoever may see the project it belongs to (a cover, an update's photo,
+    a disclosure's receipt): everyone once the project is public, otherwise its organization's
+    staff and reviewers. Anyone else gets the same NotFound as for a missing file, so the
+    sequential ids reveal nothing of drafts.
+    """
+    attachment = files.get_attachment(session=session, attachment_id=attachment_id)
+    project_id = _project_id_of(session, attachment)
+    if project_id is None:
+        # A file of no project (never linked, or its owner is gone): its uploader and
+        # reviewers only.
+        if viewer is not None and (viewer.is_reviewer or viewer.id == attachment.uploaded_by_id):
+            return attachment, False
+        raise NotFound("No such file.", code="file_not_found")
+    try:
+        project = get_visible_project(session=session, project_id=project_id, viewer=viewer)
+    except NotFound:
+        raise NotFound("No such file.", code="file_not_found") from None
+    return attachment, project.status in PUBLIC_STATUSES
 
 
 def can_manage(viewer: User | None, project: Project) -> bool:
@@ -357,7 +398,7 @@ def parse_form(form: dict[str, str]) -> ProjectFields:
         raise InvalidInput("Enter the fundraising goal in yuan.", code="goal_required",
                            field="goal")
     recipient = form.get("recipient_org_id", "").strip()
-    if recipient and not recipient.isdigit():
+    if recipient and parse_id(recipient) is None:
         raise InvalidInput("Choose a partner organization from the list.",
                            code="partner_required", field="recipient_org_id")
     return ProjectFields(
@@ -375,7 +416,7 @@ def parse_form(form: dict[str, str]) -> ProjectFields:
                                       field="filing_valid_until"),
         starts_on=parse_date(form.get("starts_on", ""), field="starts_on"),
         ends_on=parse_date(form.get("ends_on", ""), field="ends_on"),
-        recipient_org_id=int(recipient) if recipient else None,
+        recipient_org_id=parse_id(recipient) if recipient else None,
     )
 
 
@@ -409,8 +450,13 @@ def form_values(project: Project) -> dict[str, str]:
     }
 
 
+# Texts of several lines; titles, purposes and numbers are one line.
+_MULTILINE_FIELDS = frozenset({"description", "fundraising_plan", "body", "reason"})
+
+
 def _text(value: str, *, field: str, label: str, max_len: int, required: bool = True) -> str:
     cleaned = value.strip()
+    check_characters(cleaned, field=field, multiline=field in _MULTILINE_FIELDS)
     if required and not cleaned:
         raise InvalidInput("Enter the %(label)s.", code=field + "_required", field=field,
                            params={"label": labels.field(label)})
@@ -442,6 +488,7 @@ def check_fields(fields: ProjectFields) -> ProjectFields:
                            field="goal")
     check_amount_fen(fields.goal_fen, field="goal")
     filing_number = (fields.filing_number or "").strip() or None
+    check_characters(filing_number or "", field="filing_number")
     if filing_number is not None and len(filing_number) > 60:
         raise InvalidInput("The filing number can be at most 60 characters.",
                            code="filing_number_too_long", field="filing_number")
@@ -619,6 +666,7 @@ def check_transition(
     if transition is None:
         raise _illegal(project, action)
     reason = reason.strip()
+    check_characters(reason, field="reason", multiline=True)
     if transition.reason_required and not reason:
         raise InvalidInput("Give a reason.", code="reason_required", field="reason")
     if len(reason) > 1000:

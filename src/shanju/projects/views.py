@@ -18,7 +18,7 @@ from shanju.campaigns import live as campaigns_live
 from shanju.campaigns import orders
 from shanju.core import files
 from shanju.core.clock import today_cn
-from shanju.core.db import DbId
+from shanju.core.db import MAX_PAGE, DbId, is_digits
 from shanju.core.deps import CsrfChecked, DbSession, FormFields, PostedForm, Viewer
 from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
 from shanju.core.web import login_url, read_uploads, redirect, render, tr
@@ -33,7 +33,7 @@ PAGE_SIZE = 20
 
 def _page(request: Request) -> int:
     raw = request.query_params.get("page", "1")
-    return max(1, min(int(raw), 100_000)) if raw.isdigit() else 1
+    return max(1, min(int(raw), MAX_PAGE)) if is_digits(raw) and len(raw) < 10 else 1
 
 
 def _login(request: Request) -> Response:
@@ -137,9 +137,12 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
 
 
 @router.get("/files/{attachment_id}")
-def file_download(attachment_id: DbId, request: Request, session: DbSession) -> Response:
-    """Serve an uploaded file with the type its bytes were checked to be."""
-    attachment = files.get_attachment(session=session, attachment_id=attachment_id)
+def file_download(attachment_id: DbId, request: Request, session: DbSession,
+                  viewer: Viewer) -> Response:
+    """Serve an uploaded file with the type its bytes were checked to be, to those who may
+    see the project it belongs to."""
+    attachment, public = projects.get_visible_attachment(
+        session=session, attachment_id=attachment_id, viewer=viewer)
     data = files.read_bytes(request.app.state.settings.upload_dir, attachment)
     name = quote(attachment.filename)
     return Response(
@@ -147,7 +150,8 @@ def file_download(attachment_id: DbId, request: Request, session: DbSession) -> 
         media_type=attachment.content_type,
         headers={
             "Content-Disposition": f"inline; filename*=UTF-8''{name}",
-            "Cache-Control": "public, max-age=86400",
+            # A draft's file must not stay in a shared cache for others to be served.
+            "Cache-Control": "public, max-age=86400" if public else "private, no-store",
             # A PDF opened inline must not run scripts in our origin.
             "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
         },

@@ -4,7 +4,7 @@ the health check."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 
 from shanju.campaigns import live as campaigns_live
 from shanju.complaints import service as complaints
@@ -12,13 +12,21 @@ from shanju.core import mail
 from shanju.core.clock import today_cn
 from shanju.core.deps import DbSession, Reviewer, Viewer
 from shanju.core.errors import NotFound
-from shanju.core.web import render
+from shanju.core.web import PACKAGE_DIR, render
 from shanju.organizations import service as organizations
 from shanju.projects import service as projects
 from shanju.site import service
 from shanju.summit import service as summit_service
 
 router = APIRouter()
+FAVICON = PACKAGE_DIR / "static" / "favicon.ico"
+
+
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """The site's icon where browsers and crawlers look for it first (pages link the SVG)."""
+    return FileResponse(FAVICON, media_type="image/x-icon",
+                        headers={"Cache-Control": "public, max-age=604800"})
 
 
 @router.get("/", response_class=HTMLResponse)

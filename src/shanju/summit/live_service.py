@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from shanju.accounts.models import User
 from shanju.core import audit
 from shanju.core.clock import utcnow
-from shanju.core.db import flush_unless_duplicate
+from shanju.core.db import flush_unless_duplicate, parse_id
 from shanju.core.errors import Conflict, InvalidInput, NotFound
 from shanju.core.masking import mask_name
 from shanju.summit.models import (
@@ -157,9 +157,9 @@ def _name(session: Session, user_id: int) -> str:
 
 def resolve_room(session: Session, key: str) -> RoomRef | None:
     """The room a key names (``s<session>`` or ``r<breakout room>``), if it exists."""
-    if len(key) < 2 or key[0] not in "sr" or not key[1:].isdigit():
+    ident = parse_id(key[1:]) if len(key) >= 2 and key[0] in "sr" else None
+    if ident is None:
         return None
-    ident = int(key[1:])
     if key[0] == "s":
         summit_id = session.scalar(
             select(SummitSession.summit_id).where(SummitSession.id == ident))

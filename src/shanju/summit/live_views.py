@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
 from shanju.core.config import Settings, get_settings
+from shanju.core.db import DbId
 from shanju.core.deps import SESSION_COOKIE, DbSession, Viewer
 from shanju.core.errors import NotFound, PermissionDenied
 from shanju.core.web import login_url, redirect, render
@@ -120,7 +121,7 @@ def _session(db: Session, summit: Summit, session_id: int) -> SummitSession:
 
 @router.get("/summits/{slug}/sessions/{session_id}/live")
 def session_live_page(
-    request: Request, slug: str, session_id: int, db: DbSession, viewer: Viewer
+    request: Request, slug: str, session_id: DbId, db: DbSession, viewer: Viewer
 ) -> Response:
     """A session's live room on its own page (chat, questions, polls): the session page's
     panel, full screen, e.g. beside a stream watched elsewhere."""
@@ -135,7 +136,7 @@ def session_live_page(
 
 @router.get("/summits/{slug}/sessions/{session_id}/moderate")
 def moderate_page(
-    request: Request, slug: str, session_id: int, db: DbSession, viewer: Viewer
+    request: Request, slug: str, session_id: DbId, db: DbSession, viewer: Viewer
 ) -> Response:
     """The moderators' console of a session's main stage (organizers only)."""
     if viewer is None:
@@ -158,7 +159,7 @@ def moderate_page(
 
 @router.get("/summits/{slug}/rooms/{room_id}")
 def breakout_room_page(
-    request: Request, slug: str, room_id: int, db: DbSession, viewer: Viewer
+    request: Request, slug: str, room_id: DbId, db: DbSession, viewer: Viewer
 ) -> Response:
     """A roundtable's breakout room: a small chat and the link to its video room (the link
     only for people who may join)."""

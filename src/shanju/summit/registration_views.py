@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from shanju.accounts.models import Role, User
 from shanju.core.clock import today_cn
-from shanju.core.db import DbId
+from shanju.core.db import DbId, is_digits
 from shanju.core.deps import CsrfChecked, DbSession, Viewer
 from shanju.core.errors import DomainError, InvalidInput, NotFound
 from shanju.core.web import login_url, redirect, render, request_locale, tr
@@ -90,7 +90,7 @@ def register(
     form = {"choice": choice, "seats": seats, "note": note}
     try:
         if choice == "delegation":
-            if not seats.strip().isdigit() or len(seats.strip()) > 4:
+            if not is_digits(seats.strip()) or len(seats.strip()) > 4:
                 raise InvalidInput("A delegation has from 1 to %(n)s seats.",
                                    code="invalid_seats", field="seats",
                                    params={"n": summit.delegation_size})

@@ -18,7 +18,7 @@ from shanju.accounts.models import User
 from shanju.core import headers
 from shanju.core.clock import today_cn, utcnow
 from shanju.core.config import get_settings
-from shanju.core.db import DbId
+from shanju.core.db import DbId, parse_id
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, Viewer
 from shanju.core.errors import DomainError, InvalidInput
 from shanju.core.web import login_url, redirect, render, request_locale, tr
@@ -140,7 +140,7 @@ def timetable(request: Request, session: DbSession, viewer: Viewer, slug: Slug,
         chosen = None
     if chosen is None:
         chosen = table.day(today_cn()) or (table.days[0] if table.days else None)
-    track_id = int(track) if track.isdigit() and len(track) < 12 else None
+    track_id = parse_id(track)
     rows = chosen.sessions if chosen else []
     if track_id is not None:
         rows = [r for r in rows if r.track_id == track_id]
@@ -169,9 +169,10 @@ def agenda_form(
     back = _safe_next(summit, next)
     if viewer is None:
         return redirect(login_url(back))
-    if not session_id.isdigit() or len(session_id) > 12:
+    chosen = parse_id(session_id)
+    if chosen is None:
         raise InvalidInput("This link is not valid.", code="invalid_id", field="session_id")
-    row = service.get_session(session=session, summit=summit, session_id=int(session_id))
+    row = service.get_session(session=session, summit=summit, session_id=chosen)
     if action == "remove":
         service.do_remove_from_agenda(session=session, actor=viewer, summit=summit,
                                       summit_session=row)
