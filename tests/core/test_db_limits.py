@@ -120,8 +120,10 @@ def test_a_refused_constraint_is_a_409_not_a_500(
         return {"stored": "twice"}
 
     with TestClient(app) as client:
-        api = client.post("/api/v1/test-duplicate")
-        page = client.post("/test-duplicate")
+        api = client.post("/api/v1/test-duplicate")  # no session: a program, no CSRF token
+        client.get("/login")  # a browser's form carries the CSRF token of its cookie
+        page = client.post("/test-duplicate",
+                           headers={"X-CSRF-Token": client.cookies["sj_csrf"]})
     assert api.status_code == 409, api.text
     assert api.json()["error"]["code"] == "integrity_conflict"
     assert page.status_code == 409

@@ -173,7 +173,7 @@ ERROR_HEADINGS: dict[int, str] = {
     405: N_("This action is not available here"),
     409: N_("This could not be done just now"),
     422: N_("Please check what you entered"),
-    429: N_("Too many requests"),
+    429: N_("Please wait a moment"),
     500: N_("Something went wrong on our side"),
     503: N_("The service is busy"),
 }
