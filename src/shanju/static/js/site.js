@@ -17,14 +17,6 @@
       });
     });
 
-    /* The error page's "Go back" button (hidden without JavaScript or without a page to go
-       back to). */
-    document.querySelectorAll("[data-history-back]").forEach(function (button) {
-      if (window.history.length < 2) return;
-      button.hidden = false;
-      button.addEventListener("click", function () { window.history.back(); });
-    });
-
     /* The donate form: typing an amount deselects the presets; choosing a preset clears the
        typed amount. */
     var form = document.getElementById("donate");
