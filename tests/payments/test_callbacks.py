@@ -261,3 +261,18 @@ def test_a_transaction_id_of_another_payment_is_recorded_and_credits_nothing(
     own = {**paid_a, "id": "evt_b2", "intent_id": b, "transaction_id": "txn_b"}
     assert deliver(client, *signed(sandbox, own)).json() == {"outcome": "credited"}
     assert fund(db, world) == 4000
+
+
+@pytest.mark.parametrize("timestamp", ["²", "1" * 40, "-1", "1²"])
+def test_a_timestamp_that_is_no_plain_number_is_refused_not_a_500(
+    client: TestClient, snapshot: Any, timestamp: str
+) -> None:
+    # "²" (latin-1, so a valid header) is a digit to str.isdigit() but not to int(); a huge
+    # number overflows the date. Before: 500.
+    before = snapshot()
+    response = client.post(
+        "/api/v1/payments/callbacks/sandbox", content=b"{}",
+        headers={"X-Sandbox-Timestamp": timestamp.encode("latin-1"),  # as the bytes arrive
+                 "X-Sandbox-Nonce": "n", "X-Sandbox-Signature": "s"})
+    assert response.status_code == 400, response.text
+    assert snapshot() == before

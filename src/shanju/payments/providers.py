@@ -241,7 +241,10 @@ class SandboxProvider:
         timestamp = lowered.get("x-sandbox-timestamp", "")
         nonce = lowered.get("x-sandbox-nonce", "")
         signature = lowered.get("x-sandbox-signature", "")
-        if not (timestamp.isdigit() and nonce and signature):
+        # ASCII digits only, of a sane length: "²" is a digit to str.isdigit() but not to int(),
+        # and a huge number overflows the date.
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
+                and nonce and signature):
             raise InvalidSignature("The callback is missing its signature headers.")
         expected = self.sign(body, timestamp=int(timestamp), nonce=nonce)
         if not constant_time_equal(expected, signature):
