@@ -250,7 +250,9 @@ async def join(server: Server, token: str, room: str, **kwargs: Any) -> Client:
     ws = await connect(server.url, open_timeout=OPEN_TIMEOUT, **kwargs)
     client = Client(ws)
     await client.send(t="join", token=token, room=room)
-    frame = await client.recv(10)
+    # A room's first join opens it (its state read from the database) and a new session is
+    # checked: seconds on a loaded machine, so the bound is generous (not what is tested).
+    frame = await client.recv(30)
     assert frame["t"] == "welcome", frame
     client.welcome = frame
     client.frames.clear()
