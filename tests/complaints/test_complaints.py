@@ -63,7 +63,7 @@ def test_anonymous_visitor_files_a_report_from_the_project_page_link(
     assert complaint.reporter_id is None
     assert complaint.reporter_contact == "微信 zhang_san"
     assert complaint.status == ComplaintStatus.OPEN
-    assert complaint.due_on == service.due_date(today_cn())
+    assert complaint.due_on == service.deadline_for(today_cn())
     assert service.complaint_number(complaint) in thanks.text
     assert complaint.due_on.isoformat() in thanks.text
     # The receipt leads back to the reported page.
@@ -226,7 +226,7 @@ def test_api_file_list_and_answer(client: TestClient, db: Database) -> None:
     assert filed.status_code == 201, filed.text
     receipt = filed.json()
     assert receipt["status"] == "open"
-    assert receipt["due_on"] == service.due_date(today_cn()).isoformat()
+    assert receipt["due_on"] == service.deadline_for(today_cn()).isoformat()
     assert receipt["number"].startswith("JB")
 
     bad = client.post("/api/v1/complaints", json={"organization_id": org_id,
