@@ -10,6 +10,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
+from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from shanju.core.migrations import alembic_config
 from tests.conftest import PG_ADMIN_URL
@@ -42,7 +43,7 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 def test_existing_sessions_get_their_sign_in_time_as_last_seen(empty_db: Database) -> None:
     config = alembic_config(empty_db)
     command.upgrade(config, "0005")
-    signed_in = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    signed_in = utcnow().replace(microsecond=0) - dt.timedelta(days=3)
     with empty_db.engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO users (id, email, display_name, password_hash, role, is_active,"
