@@ -193,8 +193,8 @@ def append_rows(
 def backfill(session: Session, *, chunk: int = 5_000) -> int:
     """Append a leaf for every journal entry that has none (entries posted before the log).
 
-    Run by the migration that created the log; returns how many entries it recorded. Entries
-    are taken in id order, each as one leaf with its postings as legs and no other detail.
+    Run by the migration that created the log; returns how many leaves it appended. Entries
+    are taken in id order, each as one leaf per transfer of its postings, with no detail.
     """
     recorded = select(_LEAVES.c.entry_id)
     done = 0
