@@ -2,7 +2,8 @@
 
 On SQLite and PostgreSQL: what the leaves of each kind of movement say, that a refused posting
 leaves no leaf, that an entry whose parts do not add up is refused, that concurrent posters get
-dense indexes, and that ``transparency check`` sees tampering of every kind.
+dense indexes, that entries posted before the log existed are backfilled, and that
+``transparency check`` sees tampering of every kind.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from shanju.campaigns.engine import apply_batch
 from shanju.core.config import get_settings
 from shanju.core.db import Database
 from shanju.ledger import service as ledger
-from shanju.ledger.models import Posting
-from shanju.transparency import leaves, merkle
+from shanju.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
+from shanju.transparency import leaves, log, merkle
 from shanju.transparency import service as ts
 from shanju.transparency.check import check
 from shanju.transparency.log import LogMismatch
@@ -105,6 +106,38 @@ def test_a_refused_posting_leaves_no_leaf(db: Database) -> None:
                 destination=ledger.organization(1), amount_fen=500, no_overdraft_source=True))
         assert ts.head(s).size == 1
         assert check(s).ok
+
+
+def test_backfill_gives_entries_posted_before_the_log_their_leaves(db: Database) -> None:
+    """What migration 0003 runs: entries with postings but no leaf get one leaf per transfer."""
+    with db.transaction() as s:
+        ledger.post(s, ledger.transfer("x.in", source=ledger.donor_clearing("sandbox"),
+                                       destination=ledger.project_fund(1), amount_fen=900))
+        # Two entries as they were before the log: postings, no leaves.
+        accounts = {code: LedgerAccount(code=code, kind=AccountKind(code.split(":")[0]))
+                    for code in ("pool:1", "project:2", "project:3")}
+        s.add_all(accounts.values())
+        old = [JournalEntry(kind="pool.old"), JournalEntry(kind="quadratic.old")]
+        s.add_all(old)
+        s.flush()
+        s.add_all([
+            Posting(entry_id=old[0].id, account_id=accounts["pool:1"].id, amount_fen=-50),
+            Posting(entry_id=old[0].id, account_id=accounts["project:2"].id, amount_fen=50),
+            Posting(entry_id=old[1].id, account_id=accounts["pool:1"].id, amount_fen=-70),
+            Posting(entry_id=old[1].id, account_id=accounts["project:2"].id, amount_fen=30),
+            Posting(entry_id=old[1].id, account_id=accounts["project:3"].id, amount_fen=40),
+        ])
+        s.flush()
+        assert check(s).counts["entry_without_leaf"] == 2
+
+        assert log.backfill(s) == 3
+        assert check(s).ok
+        moves = [(f["kind"], f["entry"], f["from"], f["to"], f["amount"])
+                 for f in (json.loads(x.data) for x in ts.entries(s, 1, 4))]
+        assert moves == [("pool.old", old[0].id, "pool:1", "project:2", 50),
+                         ("quadratic.old", old[1].id, "pool:1", "project:2", 30),
+                         ("quadratic.old", old[1].id, "pool:1", "project:3", 40)]
+        assert log.backfill(s) == 0 and ts.head(s).size == 4
 
 
 def test_a_giving_day_batch_logs_each_gift_and_each_match(db: Database) -> None:

@@ -6,6 +6,8 @@ all inside the caller's transaction (nothing here commits). In that same transac
 new entry is appended to the transparency log (``shanju.transparency.log``: one leaf per entry,
 or one per part the caller describes in ``EntrySpec.details``), so no posting exists without
 its log entry. Listeners registered with :func:`add_posting_listener` see every new entry too.
+The log's storage (``transparency.log``, ``leaves``, ``models``) sits below this module and
+never imports it; the log's readers sit above (``tests/core/test_import_layers.py``).
 
 Locking: running balances are updated with ``UPDATE ... SET balance_fen = balance_fen + d``,
 which takes each account's row lock on PostgreSQL (SQLite holds the database write lock for the

@@ -9,13 +9,21 @@ Sequencing: the head row (``transparency_head``, one row) is read ``FOR UPDATE``
 (SQLite's writer lock already serializes writers), so leaf indexes are dense and in commit
 order. A transaction holds it from its first posting to its commit; see ``docs/locking.md``.
 A batch of thousands of leaves costs one head update and two ``executemany`` inserts.
+
+Layers: this module and the log's tables (``models.py``, with the pure ``leaves.py`` and
+``merkle.py``) are the log's storage. They sit *below* the ledger service that appends to them
+and import nothing of it — only the ledger's tables (``ledger.models``), which the leaves
+reference — so what they need of an entry being posted is the :class:`PostedSpec` protocol,
+which ``ledger.service.EntrySpec`` satisfies. The log's readers (``service.py``, ``check.py``,
+checkpoints, receipts, API and pages) sit above the ledger. ``tests/core/test_import_layers.py``
+keeps it so.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -24,13 +32,10 @@ from sqlalchemy.orm import Session
 
 from shanju.core.clock import utcnow
 from shanju.core.config import get_settings
-from shanju.ledger.models import JournalEntry
+from shanju.ledger.models import JournalEntry, LedgerAccount, Posting
 from shanju.transparency import leaves
 from shanju.transparency.merkle import EMPTY_ROOT, Frontier, leaf_hash
 from shanju.transparency.models import LogHead, LogLeaf, LogNode
-
-if TYPE_CHECKING:
-    from shanju.ledger.service import EntrySpec
 
 HEAD_ID = 1
 _LEAVES = cast(Table, LogLeaf.__table__)
@@ -40,6 +45,29 @@ _HEAD = cast(Table, LogHead.__table__)
 
 class LogMismatch(RuntimeError):
     """A programming error: an entry's parts do not add up to its legs."""
+
+
+class PostedLeg(Protocol):
+    """One leg of an entry being posted (``ledger.service.Leg``)."""
+
+    @property
+    def account(self) -> str: ...
+
+    @property
+    def amount_fen(self) -> int: ...
+
+
+class PostedSpec(Protocol):
+    """What the log reads of an entry being posted (``ledger.service.EntrySpec``)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def legs(self) -> Sequence[PostedLeg]: ...
+
+    @property
+    def details(self) -> Sequence[leaves.LogDetail]: ...
 
 
 def lock_head(session: Session) -> tuple[int, Frontier]:
@@ -61,7 +89,9 @@ def lock_head(session: Session) -> tuple[int, Frontier]:
     return size, Frontier.decode(size, blob)
 
 
-def leaf_bytes(entry: JournalEntry, spec: EntrySpec, secret: str) -> list[tuple[str | None, bytes]]:
+def leaf_bytes(
+    entry: JournalEntry, spec: PostedSpec, secret: str
+) -> list[tuple[str | None, bytes]]:
     """The (ref, canonical bytes) of each leaf recording ``entry``, posted from ``spec``."""
     time = leaves.format_time(entry.created_at)
     entry_legs = [(leg.account, leg.amount_fen) for leg in spec.legs]
@@ -97,7 +127,7 @@ def leaf_bytes(entry: JournalEntry, spec: EntrySpec, secret: str) -> list[tuple[
 
 def append_entries(
     session: Session,
-    posted: Sequence[tuple[JournalEntry, EntrySpec]],
+    posted: Sequence[tuple[JournalEntry, PostedSpec]],
     *,
     head: tuple[int, Frontier] | None = None,
 ) -> None:
@@ -163,11 +193,9 @@ def append_rows(
 def backfill(session: Session, *, chunk: int = 5_000) -> int:
     """Append a leaf for every journal entry that has none (entries posted before the log).
 
-    Run by the migration that created the log; returns how many entries it recorded. Entries
-    are taken in id order, each as one leaf with its postings as legs and no other detail.
+    Run by the migration that created the log; returns how many leaves it appended. Entries
+    are taken in id order, each as one leaf per transfer of its postings, with no detail.
     """
-    from shanju.ledger.models import LedgerAccount, Posting  # noqa: PLC0415 - migration-only
-
     recorded = select(_LEAVES.c.entry_id)
     done = 0
     while True:
