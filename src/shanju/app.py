@@ -238,10 +238,8 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
-        response = error_response(request, exc)
-        if exc.status_code == 503:  # busy, nothing recorded: say when to try again
-            response.headers["Retry-After"] = str(DatabaseBusy.RETRY_AFTER_SECONDS)
-        return response
+        # A passing refusal (ServiceBusy) carries its Retry-After in exc.headers.
+        return error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -160,6 +160,8 @@ def test_giving_without_a_payment_provider_is_refused_plainly(
                     headers={**world.auth(), "Idempotency-Key": "k"})
     assert api.status_code == 503, api.text
     assert api.json()["error"]["code"] == "no_payment_provider"
+    # Not a passing refusal: no Retry-After invites a retry in a second (only ServiceBusy does).
+    assert "retry-after" not in api.headers
     csrf = sign_in(prod, db, world.donor_id)
     page = prod.post(f"/projects/{world.project_id}/donate",
                      data={"csrf_token": csrf, "amount": "20", "idempotency_key": "k" * 16},

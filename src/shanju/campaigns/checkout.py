@@ -46,11 +46,11 @@ from shanju.core import ratelimit
 from shanju.core.db import Database, DbId
 from shanju.core.deps import SESSION_COOKIE, CsrfChecked, DbSession, Viewer, get_database
 from shanju.core.errors import (
-    DatabaseBusy,
     DomainError,
     NotAuthenticated,
     NotFound,
     PermissionDenied,
+    ServiceBusy,
 )
 from shanju.core.i18n import N_
 from shanju.core.regions import PROVINCES
@@ -75,10 +75,9 @@ PRESET_YUAN = ("10", "20", "50", "100", "200", "500")
 # --- the engine in the application -----------------------------------------------------------
 
 
-class EngineUnavailable(DomainError):
+class EngineUnavailable(ServiceBusy):
     """The group-commit engine could not take or commit the gift; the provider retries."""
 
-    status_code = 503
     code = "engine_unavailable"
 
 
@@ -250,8 +249,8 @@ class OrderCallbackLane:
         except DomainError as exc:
             status = exc.status_code
             payload = json.dumps(exc.to_dict(), ensure_ascii=False).encode()
-            if status == 503:  # not recorded: the provider retries (as for every 503)
-                extra = [(b"retry-after", str(DatabaseBusy.RETRY_AFTER_SECONDS).encode())]
+            # A passing refusal (503, nothing recorded) says when to retry.
+            extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),

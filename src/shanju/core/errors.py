@@ -96,10 +96,26 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
-class DatabaseBusy(DomainError):
+class ServiceBusy(DomainError):
+    """A passing refusal: nothing was done, and the same request may succeed in a moment.
+
+    Answered ``503`` with ``Retry-After: RETRY_AFTER_SECONDS`` — so a provider retries its
+    callback and a client knows when. Only errors that pass with time are ``ServiceBusy``;
+    a 503 that does not (no payment provider configured) is a plain ``DomainError``.
+    """
+
+    status_code = 503
+    code = "service_busy"
+    RETRY_AFTER_SECONDS = 1
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Retry-After``, in seconds."""
+        return {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
+
+
+class DatabaseBusy(ServiceBusy):
     """The database could not serve the request in time (a lock or time limit, a lost
     connection): nothing to fix in the request; retry after ``RETRY_AFTER_SECONDS``."""
 
-    status_code = 503
     code = "database_busy"
-    RETRY_AFTER_SECONDS = 1

@@ -37,9 +37,10 @@ from pydantic import BaseModel
 from shanju.core.config import Settings
 from shanju.core.db import Database
 from shanju.core.deps import DbSession, get_database
-from shanju.core.errors import DomainError, InvalidInput, NotFound
+from shanju.core.errors import InvalidInput, NotFound
 from shanju.transparency import checkpoints, service
 from shanju.transparency.checkpoints import Checkpointer, Signer
+from shanju.transparency.receipts import LogBusy
 from shanju.transparency.schemas import (
     CheckpointRead,
     ConsistencyProofRead,
@@ -108,13 +109,6 @@ async def checkpointer_lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 # --- responses -----------------------------------------------------------------------------------
-
-
-class LogBusy(DomainError):
-    """The database's write lock could not be had to sign a first checkpoint; retry."""
-
-    status_code = 503
-    code = "log_busy"
 
 
 def _immutable_json(request: Request, payload: BaseModel) -> Response:

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shanju.core.config import get_settings
-from shanju.core.errors import DomainError, InvalidInput, NotFound
+from shanju.core.errors import InvalidInput, NotFound, ServiceBusy
 from shanju.transparency import checkpoints, leaves, service
 from shanju.transparency.models import Checkpoint
 
@@ -101,10 +101,9 @@ class Receipt:
         }
 
 
-class LogBusy(DomainError):
-    """The database's write lock could not be had to sign a covering checkpoint; retry."""
+class LogBusy(ServiceBusy):
+    """The database's write lock could not be had to sign a checkpoint; retry."""
 
-    status_code = 503
     code = "log_busy"
 
 
