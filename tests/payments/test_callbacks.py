@@ -276,3 +276,23 @@ def test_a_timestamp_that_is_no_plain_number_is_refused_not_a_500(
                  "X-Sandbox-Nonce": "n", "X-Sandbox-Signature": "s"})
     assert response.status_code == 400, response.text
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("path", ["/api/v1/payments/callbacks/sandbox",
+                                  "/api/v1/payments/callbacks/sandbox/orders"])
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_callback_body_over_64_kib_is_refused_413_and_stores_nothing(
+    client: TestClient, path: str, declared: bool, snapshot: Any
+) -> None:
+    """A callback is a few KiB: a huge body is refused before it is read whole, whether its
+    Content-Length says so or it comes in chunks without one."""
+    before = snapshot()
+    big = b"{" + b" " * (64 * 1024) + b"}"
+    if declared:
+        response = client.post(path, content=big, headers={"Content-Type": "application/json"})
+    else:
+        response = client.post(path, content=iter([big[:40_000], big[40_000:]]),
+                               headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "body_too_large"
+    assert snapshot() == before

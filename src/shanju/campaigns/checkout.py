@@ -44,8 +44,16 @@ from shanju.campaigns import orders
 from shanju.campaigns.engine import GiftResult
 from shanju.core import ratelimit
 from shanju.core.db import Database, DbId
-from shanju.core.deps import SESSION_COOKIE, CsrfChecked, DbSession, Viewer, get_database
+from shanju.core.deps import (
+    MAX_RAW_BODY,
+    SESSION_COOKIE,
+    CsrfChecked,
+    DbSession,
+    Viewer,
+    get_database,
+)
 from shanju.core.errors import (
+    BodyTooLarge,
     DomainError,
     NotAuthenticated,
     NotFound,
@@ -224,7 +232,7 @@ class OrderCallbackLane:
 
     PREFIX = "/api/v1/payments/callbacks/"
     SUFFIX = "/orders"
-    MAX_BODY = 64 * 1024
+    MAX_BODY = MAX_RAW_BODY
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -269,8 +277,7 @@ class OrderCallbackLane:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.MAX_BODY:
-                raise DomainError("The callback body is too large.", code="body_too_large",
-                                  status_code=413)
+                raise BodyTooLarge("The request body is too large.")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)

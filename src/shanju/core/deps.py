@@ -29,7 +29,7 @@ from starlette.requests import HTTPConnection
 from shanju.accounts.models import Role, User
 from shanju.core.config import Settings
 from shanju.core.db import Database
-from shanju.core.errors import NotAuthenticated, PermissionDenied
+from shanju.core.errors import BodyTooLarge, NotAuthenticated, PermissionDenied
 from shanju.core.security import constant_time_equal
 from shanju.core.web import CSRF_COOKIE, CSRF_FIELD, csrf_token
 from shanju.core.web import SESSION_COOKIE as SESSION_COOKIE  # handlers set and clear it
@@ -55,9 +55,27 @@ def get_db(request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
 
 
+# A provider's callback is a few KiB; nothing that reads a raw body needs more.
+MAX_RAW_BODY = 64 * 1024
+
+
 async def read_body(request: Request) -> bytes:
-    """Read the request's raw body on the event loop (for a sync handler; see the module doc)."""
-    return await request.body()
+    """Read the request's raw body on the event loop (for a sync handler; see the module doc).
+
+    At most :data:`MAX_RAW_BODY` bytes: a larger body is refused (413 ``body_too_large``)
+    as soon as it is known to be larger, before the rest is read.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_RAW_BODY:
+        raise BodyTooLarge("The request body is too large.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_RAW_BODY:
+            raise BodyTooLarge("The request body is too large.")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 RawBody = Annotated[bytes, Depends(read_body)]

@@ -96,6 +96,13 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class BodyTooLarge(DomainError):
+    """A raw request body (a provider's callback) larger than the platform reads."""
+
+    status_code = 413
+    code = "body_too_large"
+
+
 class ServiceBusy(DomainError):
     """A passing refusal: nothing was done, and the same request may succeed in a moment.
 
