@@ -56,6 +56,7 @@ from shanju.payments.gateway import (
     BillKind,
     BillLine,
     Channel,
+    Gateway,
     GatewayError,
     MerchantRoute,
     PayAction,
@@ -265,8 +266,9 @@ def _refuse(problem: str) -> GatewayError:
 class WeChatPayGateway:
     """:class:`~shanju.payments.gateway.Gateway` for WeChat Pay (JSAPI, H5, Native)."""
 
-    name = PROVIDER
-    channels = (Channel.WECHAT_JSAPI, Channel.WECHAT_H5, Channel.WECHAT_NATIVE)
+    name: str = PROVIDER
+    channels: tuple[Channel, ...] = (Channel.WECHAT_JSAPI, Channel.WECHAT_H5,
+                                     Channel.WECHAT_NATIVE)
 
     def __init__(self, config: WeChatPayConfig, *,
                  timeout: tuple[float, float] = (5.0, 15.0)) -> None:
@@ -642,6 +644,11 @@ class WeChatPayGateway:
                                 params=details)
         return GatewayError("WeChat Pay refused the request.", code="payment_provider_refused",
                             retryable=False, params=details)
+
+
+def _is_a_gateway(gateway: WeChatPayGateway) -> Gateway:
+    """Nothing at run time: mypy checks here that the class implements the protocol."""
+    return gateway
 
 
 # --- parsing what WeChat Pay says ------------------------------------------------------------
