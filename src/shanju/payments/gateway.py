@@ -49,7 +49,7 @@ class Channel(enum.StrEnum):
     """How the donor pays: the provider's product for the donor's device."""
 
     WECHAT_JSAPI = "wechat_jsapi"    # inside WeChat (公众号/小程序): needs the payer's openid
-    WECHAT_H5 = "wechat_h5"          # a phone browser outside WeChat: redirect to mweb_url
+    WECHAT_H5 = "wechat_h5"          # a phone browser outside WeChat: redirect to h5_url
     WECHAT_NATIVE = "wechat_native"  # desktop: show code_url as a QR code to scan
     ALIPAY_WAP = "alipay_wap"        # a phone browser: redirect to the wap cashier
     ALIPAY_PAGE = "alipay_page"      # desktop browser: redirect to the page cashier
@@ -92,7 +92,7 @@ class PayRequest:
 class ActionKind(enum.StrEnum):
     """What the donor's browser does next to pay."""
 
-    REDIRECT = "redirect"  # go to ``url`` (WeChat H5 mweb_url, Alipay wap/page cashier)
+    REDIRECT = "redirect"  # go to ``url`` (WeChat H5 h5_url, Alipay wap/page cashier)
     QR = "qr"              # show ``qr_text`` as a QR code (WeChat Native, Alipay precreate)
     JSAPI = "jsapi"        # call WeixinJSBridge getBrandWCPayRequest with ``jsapi_params``
 
