@@ -422,6 +422,7 @@ class AlipayGateway:
         except AliPayException as exc:  # an error answer Alipay did not sign
             raise _error_of(_unsigned_answer(exc), method) from exc
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the answer's connection open
             raise GatewayError("Alipay answered HTTP %(status)s.", code="provider_unreachable",
                                params={"method": method, "status": exc.code}) from exc
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets

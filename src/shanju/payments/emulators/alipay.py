@@ -849,8 +849,13 @@ def _cashier_page(trade: Trade, action: str, message: str = "") -> HTMLResponse:
 # -- the HTTP app ---------------------------------------------------------------------------
 
 def _base_url(request: Request) -> str:
-    """Where the emulator is served, ending in '/': its root, under any mount prefix."""
-    return str(request.base_url)
+    """Where the emulator is served, ending in '/': its root, under any mount prefix.
+
+    (``request.base_url`` is the root of the outermost app, not of a mounted one: the mount's
+    prefix is in the scope's ``root_path``.)
+    """
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    return f"{request.url.scheme}://{request.url.netloc}{root}/"
 
 
 async def _params(request: Request) -> dict[str, str]:
