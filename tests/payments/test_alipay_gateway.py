@@ -303,7 +303,11 @@ def test_a_wap_trade_exists_once_the_payer_opens_the_cashier(world: World) -> No
     assert world.gateway.query_payment(out_trade_no=request.out_trade_no,
                                        merchant=world.merchant.route()) is None
     assert action.url is not None
-    page = requests.get(action.url, timeout=10)
+    to_cashier = requests.get(action.url, allow_redirects=False, timeout=10)
+    assert to_cashier.status_code == 302  # the order reached Alipay; nobody is paying yet
+    assert world.gateway.query_payment(out_trade_no=request.out_trade_no,
+                                       merchant=world.merchant.route()) is None
+    page = requests.get(to_cashier.headers["location"], timeout=10)
     assert page.status_code == 200 and "确认付款" in page.text
     found = world.gateway.query_payment(out_trade_no=request.out_trade_no,
                                         merchant=world.merchant.route())
@@ -860,3 +864,45 @@ def test_the_emulator_mounts_under_a_prefix(world: World) -> None:
         assert requests.post(action.qr_text, timeout=10).status_code == 200
         found = gateway.query_payment(out_trade_no=request.out_trade_no, merchant=merchant.route())
         assert found is not None and found.state is PaymentState.PAID
+
+
+def test_the_control_api_and_the_gateways_unsigned_errors(world: World) -> None:
+    made = world.control("merchants", {"name": "控制台测试", "pid": "2088000011112222"})
+    assert made["pid"] == "2088000011112222" and str(made["auth_token"]).endswith("X07")
+    taken = requests.post(f"{world.base}/emulator/merchants",
+                          json={"name": "again", "auth_token": made["auth_token"]}, timeout=10)
+    assert taken.status_code == 409
+    request = world.paid_order(buyer_id="2088000000009999")
+    world.receiver.wait(lambda: bool(world.receiver.about(request.out_trade_no)))
+    assert world.emulator.outbox.wait_idle(10)
+    state = requests.get(f"{world.base}/emulator/state", timeout=10).json()
+    [trade] = [t for t in state["trades"] if t["out_trade_no"] == request.out_trade_no]
+    assert (trade["status"], trade["total_amount"], trade["buyer_id"]) == (
+        "TRADE_SUCCESS", "12.34", "2088000000009999")
+    assert state["now"] == START.isoformat()
+    sent = requests.get(f"{world.base}/emulator/notifies", timeout=10).json()["notifies"]
+    [mine] = [n for n in sent if n["out_trade_no"] == request.out_trade_no]
+    assert mine["kind"] == "payment" and mine["deliveries"] == [[200]]
+    assert mine["fields"]["seller_id"] == world.merchant.pid
+    for path, body in (("faults", {"api": [{"kind": "meteor"}]}),
+                       ("faults", {"callbacks": {"explode": True}}),
+                       ("faults", {"callbacks": {"delay": "soon"}}),
+                       ("clock", {"now": "2031-03-14T10:00:00"}),  # naive: refused
+                       ("notifies/replay", {"notify_id": "nope"}),
+                       (f"trades/{uuid.uuid4().hex}/pay", {})):
+        refused = requests.post(f"{world.base}/emulator/{path}", json=body, timeout=10)
+        assert refused.status_code in (400, 404), (path, refused.text)
+    paid_again = requests.post(f"{world.base}/emulator/trades/{request.out_trade_no}/pay",
+                               json={}, timeout=10)
+    assert paid_again.status_code == 409
+
+    # Before the caller is known, Alipay answers unsigned; the SDK refuses those as errors.
+    no_method = requests.get(f"{world.base}/gateway.do?app_id={APP_ID}", timeout=10)
+    assert no_method.json() == {"error_response": {
+        "code": "40001", "msg": "Missing Required Arguments", "sub_code": "isv.missing-method",
+        "sub_msg": "缺少方法名参数"}}
+    unsigned = requests.get(f"{world.base}/gateway.do", params={
+        "method": "alipay.trade.query", "app_id": APP_ID, "sign_type": "RSA2",
+        "sign": base64.b64encode(b"x" * 256).decode()}, timeout=10).json()
+    assert "sign" not in unsigned
+    assert unsigned["alipay_trade_query_response"]["sub_code"] == "isv.invalid-signature"

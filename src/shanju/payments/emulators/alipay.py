@@ -989,9 +989,13 @@ def create_app(emulator: AlipayEmulator) -> Starlette:
             return {"callbacks": {}, "api": []}
         callbacks = body.get("callbacks")
         if callbacks is not None:
-            if not isinstance(callbacks, dict) or not set(callbacks) <= {
-                    "delay", "duplicates", "hold", "drop"}:
-                raise EmulatorError("callbacks: delay, duplicates, hold, drop")
+            kinds = {"delay": (int, float), "duplicates": (int,), "hold": (bool,),
+                     "drop": (bool,)}
+            if not isinstance(callbacks, dict) or any(
+                    name not in kinds or not isinstance(value, kinds[name])
+                    for name, value in callbacks.items()):
+                raise EmulatorError("callbacks: delay (seconds), duplicates (a number), hold "
+                                    "and drop (true or false)")
             emulator.outbox.set_faults(**callbacks)
         for item in body.get("api") or []:
             if item.get("kind") not in FAULT_KINDS:
