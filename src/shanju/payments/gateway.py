@@ -149,11 +149,14 @@ class RefundReport:
     out_refund_no: str
     out_trade_no: str
     state: RefundState
-    amount_fen: int                       # the refund's amount
+    # The refund's amount; None when the provider's statement does not say it: Alipay's refund
+    # notify states only the trade's refunded total so far (``refunded_total_fen``).
+    amount_fen: int | None
     merchant_id: str
     provider_refund_id: str | None = None
     event_id: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)
+    refunded_total_fen: int | None = None  # the trade's refunded total, when the provider says
 
 
 class BillKind(enum.StrEnum):
@@ -203,7 +206,8 @@ class Gateway(Protocol):
         """Verify a callback (signature, freshness, decryption) and parse it.
 
         Raises ``InvalidSignature`` (codes ``invalid_signature``, ``stale_callback``,
-        ``malformed_callback``) for anything that cannot be trusted.
+        ``malformed_callback``; ``wrong_app_id`` for a provider-signed callback addressed to
+        another application of the platform's) for anything that cannot be trusted.
         """
         ...
 
@@ -228,5 +232,10 @@ class Gateway(Protocol):
 
     def download_bill(self, *, day: dt.date,
                       merchant: MerchantRoute | None = None) -> list[BillLine]:
-        """The provider's trade bill of ``day`` (China time), parsed; every sub-merchant if None."""
+        """The provider's trade bill of ``day`` (China time), parsed; every sub-merchant if None.
+
+        Alipay has no bill across merchants in ISV mode (each merchant's bill is fetched with
+        its own ``app_auth_token``): its gateway needs ``merchant`` and raises GatewayError
+        ``merchant_required`` without one.
+        """
         ...
