@@ -4,6 +4,7 @@ in force, revocation — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -447,6 +448,25 @@ def test_a_sealed_token_moved_to_another_organization_does_not_open(db: Database
     with pytest.raises(payment_routes.PaymentRouteUnreadable):
         run(db, lambda s: payment_routes.merchant_route(
             session=s, organization_id=thief_id, provider="alipay", secret_key=SECRET))
+
+
+def test_rotating_the_secret_key_reseals_the_tokens(db: Database) -> None:
+    org_id = new_org(db)
+    _approved_route(db, org_id, provider="alipay", merchant_id=PID, app_auth_token=TOKEN)
+    new_key = "a-new-secret-key-of-the-installation"
+
+    def route(secret: str) -> Callable[[Session], MerchantRoute | None]:
+        return lambda s: payment_routes.merchant_route(
+            session=s, organization_id=org_id, provider="alipay", secret_key=secret)
+
+    with pytest.raises(payment_routes.PaymentRouteUnreadable):
+        run(db, route(new_key))
+    assert run(db, lambda s: payment_routes.do_reseal_tokens(
+        session=s, old_secret_key=SECRET, new_secret_key=new_key)) == 1
+    found = run(db, route(new_key))
+    assert found is not None and found.auth_token == TOKEN
+    with pytest.raises(payment_routes.PaymentRouteUnreadable):
+        run(db, route(SECRET))
 
 
 def test_a_change_of_an_alipay_route_may_keep_the_token_on_file(client: TestClient,

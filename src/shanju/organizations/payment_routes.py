@@ -246,6 +246,32 @@ def open_token(*, secret_key: str, route: PaymentRoute) -> str | None:
             "been told.")) from None
 
 
+def do_reseal_tokens(*, session: Session, old_secret_key: str, new_secret_key: str) -> int:
+    """Re-seal every stored app_auth_token under a new ``SHANJU_SECRET_KEY`` (run once, when
+    rotating it: docs/operations-secrets.md); return how many were re-sealed.
+
+    A token that does not open under the old key is left as it is and logged (its
+    organization must submit it again).
+    """
+    count = 0
+    for route in session.scalars(select(PaymentRoute).where(
+            PaymentRoute.auth_token_sealed.is_not(None)).order_by(PaymentRoute.id)):
+        try:
+            token = open_token(secret_key=old_secret_key, route=route)
+        except PaymentRouteUnreadable:
+            continue
+        assert token is not None  # noqa: S101 - the query selected sealed tokens only
+        route.auth_token_sealed = seal_token(
+            secret_key=new_secret_key, organization_id=route.organization_id,
+            provider=route.provider, merchant_id=route.merchant_id, token=token)
+        audit.record(session, actor_id=None, action="organizations.payment_route.resealed",
+                     object_type="payment_route", object_id=route.id,
+                     data={"organization_id": route.organization_id})
+        count += 1
+    session.flush()
+    return count
+
+
 # --- permissions --------------------------------------------------------------------------------
 
 
