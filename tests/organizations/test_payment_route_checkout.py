@@ -21,8 +21,18 @@ from shanju.core.db import Database
 from shanju.payments.providers import Notification, Providers
 from shanju.projects.models import Project
 from tests.factories import make_campaign, make_org, make_project
-from tests.organizations.helpers import api_token, csrf, new_staff, new_user, run, sign_in
-from tests.organizations.test_payment_routes import PID, SUB_MCHID, TOKEN, _approved_route
+from tests.organizations.helpers import (
+    PID,
+    SUB_MCHID,
+    TOKEN,
+    api_token,
+    approved_route,
+    csrf,
+    new_staff,
+    new_user,
+    run,
+    sign_in,
+)
 
 ZH = {"Accept-Language": "zh-CN"}
 REASON_ZH = "接收善款的机构尚未开通经平台审核的收款账户，本项目暂时无法在线捐赠。"
@@ -113,7 +123,7 @@ def test_without_a_route_the_page_says_why_and_every_donate_endpoint_refuses(
     assert snapshot() == before
 
     # A route at a provider this installation does not run does not count.
-    _approved_route(db, org_id, provider="alipay", merchant_id=PID, app_auth_token=TOKEN)
+    approved_route(db, org_id, provider="alipay", merchant_id=PID, app_auth_token=TOKEN)
     assert REASON_ZH in real.get(f"/projects/{project_id}", headers=ZH).text
 
     # The organization's console says so too, and leads to its payment accounts.
@@ -127,7 +137,7 @@ def test_with_an_approved_route_the_form_is_back_and_the_route_check_passes(
     real: TestClient, db: Database
 ) -> None:
     org_id, project_id, campaign_id = _project(db)
-    _approved_route(db, org_id, provider="wechatpay", merchant_id=SUB_MCHID)
+    approved_route(db, org_id, provider="wechatpay", merchant_id=SUB_MCHID)
 
     page = real.get(f"/projects/{project_id}", headers=ZH)
     assert 'id="donate"' in page.text
@@ -143,12 +153,12 @@ def test_the_route_that_counts_is_the_receiving_partners(real: TestClient, db: D
     publisher_id, project_id, _ = _project(db, partner=True)
     recipient_id = run(db, lambda s: s.get_one(Project, project_id).recipient_org_id)
     assert recipient_id != publisher_id
-    _approved_route(db, recipient_id, provider="wechatpay", merchant_id=SUB_MCHID)
+    approved_route(db, recipient_id, provider="wechatpay", merchant_id=SUB_MCHID)
     assert 'id="donate"' in real.get(f"/projects/{project_id}").text
 
     # The publisher's own route would not do: money settles to whoever receives it.
     other_publisher, other_project, _ = _project(db, partner=True)
-    _approved_route(db, other_publisher, provider="wechatpay", merchant_id=SUB_MCHID)
+    approved_route(db, other_publisher, provider="wechatpay", merchant_id=SUB_MCHID)
     assert 'id="donate"' not in real.get(f"/projects/{other_project}").text
 
 

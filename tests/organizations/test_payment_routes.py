@@ -14,12 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shanju.accounts import service as accounts
-from shanju.accounts.models import Role, User
+from shanju.accounts.models import Role
 from shanju.core.audit import AuditEntry
 from shanju.core.db import Database
 from shanju.organizations import payment_routes
 from shanju.organizations.models import (
-    Organization,
     OrgStatus,
     PaymentRoute,
     RouteProvider,
@@ -27,7 +26,12 @@ from shanju.organizations.models import (
 )
 from shanju.payments.gateway import MerchantRoute
 from tests.organizations.helpers import (
+    PID,
+    SECRET,
+    SUB_MCHID,
+    TOKEN,
     api_token,
+    approved_route,
     audit_actions,
     csrf,
     new_org,
@@ -37,11 +41,6 @@ from tests.organizations.helpers import (
     run,
     sign_in,
 )
-
-SECRET = "test-secret"  # the secret key of the tests' app (tests/conftest.py)
-SUB_MCHID = "1900000109"
-PID = "2088102146225135"
-TOKEN = "202501BBf9c9781043854fe58c25b4b378350A89"  # Alipay's shape: 40 letters and digits
 
 
 def _routes(db: Database) -> list[PaymentRoute]:
@@ -67,22 +66,6 @@ def _decide(client: TestClient, db: Database, route_id: int, user_id: int, decis
             reason: str = "") -> Any:
     return client.post(f"/api/v1/payment-routes/{route_id}/{decision}",
                        json={"reason": reason}, headers=api_token(db, user_id))
-
-
-def _approved_route(db: Database, org_id: int, **body: str) -> int:
-    """Submit and approve a route of the organization (through the services); its id."""
-    def go(s: Session) -> int:
-        staff = s.get_one(User, staff_id)
-        reviewer = s.get_one(User, reviewer_id)
-        route = payment_routes.do_submit_route(
-            session=s, organization=s.get_one(Organization, org_id),
-            actor=staff, secret_key=SECRET, **body)
-        payment_routes.do_approve_route(session=s, route=route, actor=reviewer)
-        return route.id
-
-    staff_id = new_staff(db, org_id)
-    reviewer_id = new_user(db, Role.REVIEWER)
-    return run(db, go)
 
 
 # --- each field -------------------------------------------------------------------------------
@@ -215,10 +198,16 @@ def test_only_the_organizations_staff_may_submit_and_see_its_routes(
         assert one.status_code == 404
         assert one.json()["error"]["code"] == "payment_route_not_found"
 
-    # The pages: anonymous is sent to sign in; a donor is refused.
-    assert client.get("/console/payment-routes", follow_redirects=False).status_code == 303
+    # The pages: anonymous is sent to sign in; a donor is refused; only reviewers review.
+    for path in ("/console/payment-routes", "/review/payment-routes",
+                 f"/review/payment-routes/{route.id}"):
+        assert client.get(path, follow_redirects=False).status_code == 303, path
     sign_in(client, db, donor)
     assert client.get("/console/payment-routes").status_code == 403
+    for user_id in (donor, staff):
+        sign_in(client, db, user_id)
+        for path in ("/review/payment-routes", f"/review/payment-routes/{route.id}"):
+            assert client.get(path).status_code == 403, path
 
 
 def test_only_reviewers_decide_and_nobody_else_revokes(client: TestClient, db: Database) -> None:
@@ -322,7 +311,7 @@ def test_a_change_is_pending_while_the_approved_route_stays_in_force(
     client: TestClient, db: Database
 ) -> None:
     org_id = new_org(db)
-    old_id = _approved_route(db, org_id, provider="wechatpay", merchant_id=SUB_MCHID)
+    old_id = approved_route(db, org_id, provider="wechatpay", merchant_id=SUB_MCHID)
     staff = new_staff(db, org_id)
     reviewer = new_user(db, Role.REVIEWER)
 
@@ -359,8 +348,8 @@ def test_a_change_is_pending_while_the_approved_route_stays_in_force(
 
 def test_revoking_takes_a_route_out_of_force(client: TestClient, db: Database) -> None:
     org_id = new_org(db)
-    wechat_id = _approved_route(db, org_id, provider="wechatpay", merchant_id=SUB_MCHID)
-    alipay_id = _approved_route(db, org_id, provider="alipay", merchant_id=PID,
+    wechat_id = approved_route(db, org_id, provider="wechatpay", merchant_id=SUB_MCHID)
+    alipay_id = approved_route(db, org_id, provider="alipay", merchant_id=PID,
                                 app_auth_token=TOKEN)
     reviewer = new_user(db, Role.REVIEWER)
     staff = new_staff(db, org_id)
@@ -434,8 +423,8 @@ def test_the_alipay_token_is_stored_sealed_and_never_shown(client: TestClient,
 
 def test_a_sealed_token_moved_to_another_organization_does_not_open(db: Database) -> None:
     org_id, thief_id = new_org(db), new_org(db)
-    _approved_route(db, org_id, provider="alipay", merchant_id=PID, app_auth_token=TOKEN)
-    _approved_route(db, thief_id, provider="alipay", merchant_id=PID,
+    approved_route(db, org_id, provider="alipay", merchant_id=PID, app_auth_token=TOKEN)
+    approved_route(db, thief_id, provider="alipay", merchant_id=PID,
                     app_auth_token="A" * 40)
 
     def move(s: Session) -> None:
@@ -452,7 +441,7 @@ def test_a_sealed_token_moved_to_another_organization_does_not_open(db: Database
 
 def test_rotating_the_secret_key_reseals_the_tokens(db: Database) -> None:
     org_id = new_org(db)
-    _approved_route(db, org_id, provider="alipay", merchant_id=PID, app_auth_token=TOKEN)
+    approved_route(db, org_id, provider="alipay", merchant_id=PID, app_auth_token=TOKEN)
     new_key = "a-new-secret-key-of-the-installation"
 
     def route(secret: str) -> Callable[[Session], MerchantRoute | None]:
@@ -472,7 +461,7 @@ def test_rotating_the_secret_key_reseals_the_tokens(db: Database) -> None:
 def test_a_change_of_an_alipay_route_may_keep_the_token_on_file(client: TestClient,
                                                                db: Database) -> None:
     org_id = new_org(db)
-    _approved_route(db, org_id, provider="alipay", merchant_id=PID, app_auth_token=TOKEN)
+    approved_route(db, org_id, provider="alipay", merchant_id=PID, app_auth_token=TOKEN)
     staff = new_staff(db, org_id)
     # Same PID, no token, nothing else changed: nothing to review.
     same = _submit(client, db, org_id, staff, provider="alipay", merchant_id=PID)
