@@ -14,11 +14,17 @@ from shanju.accounts.models import Notification, Role, User
 from shanju.core.audit import AuditEntry
 from shanju.core.db import Database
 from shanju.core.web import CSRF_COOKIE
+from shanju.organizations import payment_routes
 from shanju.organizations.models import Organization
 from tests.factories import make_org, make_user
 
 T = TypeVar("T")
 
+# Payment routes: the tests' app's secret key (tests/conftest.py) and well-formed ids.
+SECRET = "test-secret"
+SUB_MCHID = "1900000109"
+PID = "2088102146225135"
+TOKEN = "202501BBf9c9781043854fe58c25b4b378350A89"  # Alipay's shape: 40 letters and digits
 
 
 def run(db: Database, fn: Callable[[Session], T]) -> T:
@@ -106,3 +112,19 @@ def notifications(db: Database, user_id: int) -> list[Notification]:
     return list(run(db, lambda s: s.scalars(
         select(Notification).where(Notification.user_id == user_id)
     ).all()))
+
+
+def approved_route(db: Database, org_id: int, **body: str) -> int:
+    """Submit and approve a route of the organization (through the services); its id."""
+    def go(s: Session) -> int:
+        staff = s.get_one(User, staff_id)
+        reviewer = s.get_one(User, reviewer_id)
+        route = payment_routes.do_submit_route(
+            session=s, organization=s.get_one(Organization, org_id),
+            actor=staff, secret_key=SECRET, **body)
+        payment_routes.do_approve_route(session=s, route=route, actor=reviewer)
+        return route.id
+
+    staff_id = new_staff(db, org_id)
+    reviewer_id = new_user(db, Role.REVIEWER)
+    return run(db, go)

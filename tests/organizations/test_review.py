@@ -14,7 +14,14 @@ from shanju.complaints.models import Complaint, ComplaintStatus
 from shanju.core.clock import today_cn
 from shanju.core.db import Database
 from shanju.organizations import uscc
-from shanju.organizations.models import Organization, OrgStatus, OrgType
+from shanju.organizations.models import (
+    Organization,
+    OrgStatus,
+    OrgType,
+    PaymentRoute,
+    RouteProvider,
+    RouteStatus,
+)
 from shanju.projects.models import ProjectStatus
 from tests.factories import make_org, make_project
 from tests.organizations.helpers import (
@@ -185,6 +192,10 @@ def test_review_index_counts_and_highlights_overdue(client: TestClient, db: Data
         approved = make_org(session)
         make_project(session, org=approved, status=ProjectStatus.SUBMITTED)
         make_project(session, org=approved, status=ProjectStatus.DRAFT)
+        for status in (RouteStatus.PENDING, RouteStatus.APPROVED, RouteStatus.REJECTED):
+            session.add(PaymentRoute(organization_id=approved.id,
+                                     provider=RouteProvider.WECHATPAY,
+                                     merchant_id="1900000109", status=status))
         today = today_cn()
         for due in (today - dt.timedelta(days=2), today + dt.timedelta(days=3)):
             session.add(Complaint(organization_id=approved.id, category="fraud",
@@ -198,6 +209,7 @@ def test_review_index_counts_and_highlights_overdue(client: TestClient, db: Data
     page = client.get("/review").text
     counts = dict(re.findall(r'id="([a-z-]+)">\s*<b class="count">(\d+)</b>', page))
     assert counts == {"pending-organizations": "2", "pending-projects": "1",
+                      "pending-payment-routes": "1",
                       "open-complaints": "2", "overdue-complaints": "1"}
     assert 'class="card overdue" href="/review/complaints" id="overdue-complaints"' in page
 

@@ -64,6 +64,7 @@ from shanju.core.i18n import N_
 from shanju.core.regions import PROVINCES
 from shanju.core.text import MultiLine, SingleLine
 from shanju.core.web import login_url, redirect, render, tr
+from shanju.organizations import payment_routes
 from shanju.payments.providers import OrderPaymentProvider, Providers, SandboxProvider
 from shanju.projects import service as projects
 
@@ -368,13 +369,16 @@ def create_order(campaign_id: DbId, body: OrderCreate, request: Request, user: D
                  ) -> OrderCreated:
     """Validate the gift and return its order; the same Idempotency-Key gives the same order."""
     ratelimit.enforce(request, "checkout", account=user.id)
-    provider = _providers(request).for_checkout()
     key = orders.check_idempotency_key(idempotency_key)
     campaign, project, fields = orders.check_order_request(
         session=session, actor=user, campaign_id=campaign_id, project_id=body.project_id,
         amount_fen=body.amount_fen, donor_name=body.donor_name, anonymous=body.anonymous,
         message=body.message, province=body.province,
     )
+    # The money settles to the receiving organization's own merchant account.
+    payment_routes.check_payment_route(session=session, organization_id=project.recipient_org_id,
+                                       providers=_providers(request).names)
+    provider = _providers(request).for_checkout()
     order, token = orders.make_order(
         signer=_signer(request), actor=user, campaign_id=campaign.id, project_id=project.id,
         idempotency_key=key, fields=fields)
@@ -450,6 +454,9 @@ def _form_page(request: Request, session: Session, *, campaign_id: int, project_
                              "donor_name": viewer.display_name if viewer else "",
                              "province": (viewer.province if viewer else "") or ""},
         "idempotency_key": (values or {}).get("idempotency_key") or uuid.uuid4().hex,
+        "payment_block": payment_routes.payment_block_reason(
+            session=session, organization_id=project.recipient_org_id,
+            providers=_providers(request).names),
     }
     if error is not None:
         ctx["form_message"] = tr(request, error.message)
@@ -498,7 +505,6 @@ def donate(
         return redirect(login_url(path + (f"?{query}" if query else "")))
     ratelimit.enforce(request, "checkout", account=viewer.id)
     try:
-        _providers(request).for_checkout()
         amount_fen = parse_yuan(custom_amount or amount, field="amount")
         key = orders.check_idempotency_key(idempotency_key)
         campaign, project, fields = orders.check_order_request(
@@ -506,6 +512,10 @@ def donate(
             amount_fen=amount_fen, donor_name=donor_name, anonymous=bool(anonymous),
             message=message, province=province,
         )
+        payment_routes.check_payment_route(
+            session=session, organization_id=project.recipient_org_id,
+            providers=_providers(request).names)
+        _providers(request).for_checkout()
     except DomainError as exc:
         return _form_page(request, session, campaign_id=campaign_id, project_id=project_id,
                           viewer=viewer, values={**chosen, "idempotency_key": idempotency_key},

@@ -1,13 +1,21 @@
-"""Passwords, random tokens and their hashes, and CSRF tokens."""
+"""Passwords, random tokens and their hashes, CSRF tokens, and secrets sealed for storage
+(AES-256-GCM under a key derived from the installation's secret for one purpose)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import os
 import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _hasher = PasswordHasher()
 
@@ -52,3 +60,49 @@ def session_csrf_token(secret_key: str, session_token: str) -> str:
     know it; a new session — every sign-in — has a new one.
     """
     return hmac_sha256(secret_key, b"shanju-csrf\x00" + session_token.encode())
+
+
+# --- secrets sealed for storage -------------------------------------------------------------
+
+SEALED_VERSION = "v1"
+_NONCE_BYTES = 12  # AES-GCM's standard nonce; random per seal (2^32 seals per key are safe)
+
+
+class SealError(ValueError):
+    """A sealed value cannot be opened: another key (the secret key was rotated), another
+    context, or bytes changed since it was sealed."""
+
+
+def derive_key(secret: str, purpose: str, *, length: int = 32) -> bytes:
+    """Derive a key for one ``purpose`` from an installation secret (HKDF-SHA256).
+
+    Keys for different purposes are independent: one never opens or verifies what another
+    made. ``purpose`` is a fixed label naming the use and its version.
+    """
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=length, salt=b"shanju-hkdf-v1",
+                info=purpose.encode())
+    return hkdf.derive(secret.encode())
+
+
+def seal(key: bytes, plaintext: str, *, context: str) -> str:
+    """Encrypt ``plaintext`` for storage with AES-256-GCM: ``v1.<base64url(nonce‖ciphertext)>``.
+
+    ``context`` is authenticated but not stored (AES-GCM's associated data): name the row the
+    value belongs to, so that a sealed value copied to another row does not open there.
+    """
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), context.encode())
+    return f"{SEALED_VERSION}." + base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+
+def unseal(key: bytes, value: str, *, context: str) -> str:
+    """Open a value made by :func:`seal` with the same key and context, or raise SealError."""
+    version, _, body = value.partition(".")
+    if version != SEALED_VERSION or not body:
+        raise SealError("not a sealed value of a known version")
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        return AESGCM(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:],
+                                   context.encode()).decode()
+    except (InvalidTag, binascii.Error, ValueError) as exc:
+        raise SealError("the sealed value does not open with this key and context") from exc

@@ -22,6 +22,7 @@ from shanju.donations.schemas import (
     RefundCreate,
     RefundRead,
 )
+from shanju.organizations import payment_routes
 from shanju.payments import service as payments
 from shanju.payments.providers import Providers
 
@@ -41,7 +42,8 @@ IdempotencyKey = Annotated[
     status_code=201,
     summary="Give to a project",
     responses={200: {"description": "A retry: the donation created first with this key"},
-               409: {"description": "Project not fundraising, or key reused with another body"}},
+               409: {"description": "Project not fundraising, key reused with another body, "
+                                    "or no approved payment account (no_payment_route)"}},
 )
 def create_donation(
     body: DonationCreate,
@@ -60,6 +62,9 @@ def create_donation(
         donor_name=body.donor_name, anonymous=body.anonymous, message=body.message,
         province=body.province,
     )
+    # The money settles to the receiving organization's own merchant account.
+    payment_routes.check_payment_route(
+        session=session, organization_id=project.recipient_org_id, providers=providers.names)
     provider = providers.for_checkout()
     donation, created = flows.start_donation(
         session=session, actor=user, request=request, project=project, provider=provider,

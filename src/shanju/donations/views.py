@@ -21,6 +21,7 @@ from shanju.core.regions import PROVINCES
 from shanju.core.web import login_url, redirect, render, tr
 from shanju.donations import flows
 from shanju.donations import service as donations
+from shanju.organizations import payment_routes
 from shanju.payments import service as payments
 from shanju.projects import service as projects
 from shanju.projects.models import Project
@@ -58,6 +59,9 @@ def donate_page(project_id: DbId, request: Request, session: DbSession, viewer: 
     """A page with just the donate form (also where form errors are shown)."""
     project = _project(session, project_id, viewer)
     ctx = _form_context(project, viewer)
+    ctx["payment_block"] = payment_routes.payment_block_reason(
+        session=session, organization_id=project.recipient_org_id,
+        providers=request.app.state.providers.names)
     kept = {k: request.query_params[k][:200] for k in KEPT_FIELDS if request.query_params.get(k)}
     ctx["values"].update(kept)
     return render(request, "donations/donate.html", ctx)
@@ -99,6 +103,9 @@ def donate(
             donor_name=donor_name, anonymous=bool(anonymous), message=message,
             province=province,
         )
+        # The money settles to the receiving organization's own merchant account.
+        payment_routes.check_payment_route(
+            session=session, organization_id=project.recipient_org_id, providers=providers.names)
         provider = providers.for_checkout()
         donation, _ = flows.start_donation(
             session=session, actor=viewer, request=req, project=project, provider=provider,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
@@ -14,13 +14,16 @@ from shanju.core.clock import today_cn
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, Reviewer, Viewer
 from shanju.core.errors import InvalidInput
-from shanju.organizations import service
-from shanju.organizations.models import Organization
+from shanju.organizations import payment_routes, service
+from shanju.organizations.models import Organization, PaymentRoute, RouteStatus
 from shanju.organizations.schemas import (
     OrganizationCreate,
     OrganizationPage,
     OrganizationRead,
     OrganizationReviewRead,
+    PaymentRoutePage,
+    PaymentRouteRead,
+    PaymentRouteSubmit,
     ReviewDecision,
 )
 
@@ -146,3 +149,134 @@ def suspend_organization(
 ) -> OrganizationReviewRead:
     """Suspend an approved organization, telling its staff why."""
     return _decide(session, reviewer, org_id, service.do_suspend, body.reason)
+
+
+# --- payment routes (the organization's merchant accounts) ---------------------------------------
+
+
+def route_read(route: PaymentRoute) -> PaymentRouteRead:
+    """A payment route as the API shows it: whether a token is set, never the token."""
+    return PaymentRouteRead.model_validate({
+        **{c.key: getattr(route, c.key) for c in PaymentRoute.__table__.columns
+           if c.key != "auth_token_sealed"},
+        "app_auth_token_set": route.auth_token_sealed is not None,
+    })
+
+
+@router.get(
+    "/organizations/{org_id}/payment-routes",
+    response_model=list[PaymentRouteRead],
+    summary="An organization's payment accounts (its staff and reviewers)",
+)
+def list_payment_routes(session: DbSession, user: CurrentUser, org_id: DbId
+                        ) -> list[PaymentRouteRead]:
+    """Every pending and approved payment account of the organization, then recent others."""
+    org = service.get_organization(session=session, org_id=org_id)
+    payment_routes.check_can_view(actor=user, organization_id=org.id)
+    return [route_read(r) for r in payment_routes.routes_of_organization(
+        session=session, organization_id=org.id)]
+
+
+@router.post(
+    "/organizations/{org_id}/payment-routes",
+    response_model=PaymentRouteRead,
+    status_code=201,
+    summary="Submit a payment account for review (the organization's staff)",
+    dependencies=[CsrfChecked],
+)
+def submit_payment_route(
+    request: Request, session: DbSession, user: CurrentUser, org_id: DbId,
+    body: PaymentRouteSubmit,
+) -> PaymentRouteRead:
+    """Submit the organization's WeChat Pay sub-merchant or Alipay merchant for review.
+
+    The approved account of that provider, if any, stays in force until this one is approved.
+    A wrong id is refused with a specific code (``invalid_sub_mchid``, ``invalid_alipay_pid``,
+    ``invalid_sub_appid``, ``invalid_app_auth_token`` …) and changes nothing.
+    """
+    org = service.get_organization(session=session, org_id=org_id)
+    route = payment_routes.do_submit_route(
+        session=session, organization=org, actor=user, provider=body.provider,
+        merchant_id=body.merchant_id, sub_appid=body.sub_appid,
+        app_auth_token=body.app_auth_token,
+        secret_key=request.app.state.settings.secret_key,
+    )
+    return route_read(route)
+
+
+@router.get(
+    "/payment-routes",
+    response_model=PaymentRoutePage,
+    summary="Payment accounts for review (reviewers)",
+)
+def review_payment_routes(
+    session: DbSession,
+    reviewer: Reviewer,
+    status: RouteStatus | None = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> PaymentRoutePage:
+    """Payment accounts, pending first (oldest first), optionally of one status."""
+    del reviewer
+    items, total = payment_routes.list_for_review(
+        session=session, status=status, page=page, per_page=per_page)
+    return PaymentRoutePage(items=[route_read(r) for r in items], total=total, page=page,
+                            per_page=per_page)
+
+
+@router.get(
+    "/payment-routes/{route_id}",
+    response_model=PaymentRouteRead,
+    summary="One payment account (its organization's staff and reviewers)",
+)
+def get_payment_route(session: DbSession, user: CurrentUser, route_id: DbId
+                      ) -> PaymentRouteRead:
+    """One payment account with its review details (never the token)."""
+    route = payment_routes.get_visible_route(session=session, route_id=route_id, viewer=user)
+    return route_read(route)
+
+
+@router.post(
+    "/payment-routes/{route_id}/approve",
+    response_model=PaymentRouteRead,
+    summary="Approve a payment account (reviewers)",
+    dependencies=[CsrfChecked],
+)
+def approve_payment_route(session: DbSession, reviewer: Reviewer, route_id: DbId,
+                          body: ReviewDecision | None = None) -> PaymentRouteRead:
+    """Approve a pending account: it takes force and replaces the one approved before."""
+    route = payment_routes.get_route(session=session, route_id=route_id)
+    payment_routes.do_approve_route(session=session, route=route, actor=reviewer,
+                                    reason=body.reason if body else "")
+    return route_read(route)
+
+
+@router.post(
+    "/payment-routes/{route_id}/reject",
+    response_model=PaymentRouteRead,
+    summary="Reject a payment account (reviewers; reason required)",
+    dependencies=[CsrfChecked],
+)
+def reject_payment_route(session: DbSession, reviewer: Reviewer, route_id: DbId,
+                         body: ReviewDecision) -> PaymentRouteRead:
+    """Reject a pending account, telling the organization's staff why."""
+    route = payment_routes.get_route(session=session, route_id=route_id)
+    payment_routes.do_reject_route(session=session, route=route, actor=reviewer,
+                                   reason=body.reason)
+    return route_read(route)
+
+
+@router.post(
+    "/payment-routes/{route_id}/revoke",
+    response_model=PaymentRouteRead,
+    summary="Revoke an approved payment account (reviewers or its organization's staff)",
+    dependencies=[CsrfChecked],
+)
+def revoke_payment_route(session: DbSession, user: CurrentUser, route_id: DbId,
+                         body: ReviewDecision) -> PaymentRouteRead:
+    """Take an approved account out of force (reason required); gifts stop until another is
+    approved."""
+    route = payment_routes.get_visible_route(session=session, route_id=route_id, viewer=user)
+    payment_routes.do_revoke_route(session=session, route=route, actor=user,
+                                   reason=body.reason)
+    return route_read(route)

@@ -12,7 +12,7 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field
 
 from shanju.core.text import MultiLine
-from shanju.organizations.models import OrgStatus, OrgType
+from shanju.organizations.models import OrgStatus, OrgType, RouteProvider, RouteStatus
 
 
 class OrganizationCreate(BaseModel):
@@ -96,6 +96,60 @@ class OrganizationPage(BaseModel):
     """One page of approved organizations."""
 
     items: list[OrganizationRead]
+    total: int
+    page: int
+    per_page: int
+
+
+class PaymentRouteSubmit(BaseModel):
+    """A payment account for the organization at one provider, submitted for review."""
+
+    provider: str = Field(max_length=40, description="wechatpay or alipay.")
+    merchant_id: str = Field(
+        max_length=200,
+        description="WeChat Pay: the sub-merchant number (sub_mchid, 8-10 digits). Alipay: "
+                    "the merchant's PID (2088 followed by 12 digits).",
+    )
+    sub_appid: str = Field(
+        "", max_length=200,
+        description="WeChat Pay only, optional: the AppID of the organization's own official "
+                    "account or mini program (wx + 16 hexadecimal characters).",
+    )
+    app_auth_token: str = Field(
+        "", max_length=200,
+        description="Alipay only: the app_auth_token the merchant granted the platform's "
+                    "application. Write-only: stored encrypted, never returned. Empty keeps "
+                    "the token on file for the same PID.",
+    )
+
+
+class PaymentRouteRead(BaseModel):
+    """A payment account as its organization's staff and reviewers see it (never the token)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    organization_id: int
+    provider: RouteProvider
+    merchant_id: str
+    sub_appid: str | None
+    app_auth_token_set: bool = Field(description="Whether an app_auth_token is stored "
+                                                 "(Alipay); the token itself is never shown.")
+    status: RouteStatus
+    submitted_by_id: int | None
+    submitted_at: dt.datetime
+    reviewed_by_id: int | None
+    reviewed_at: dt.datetime | None
+    review_note: str | None
+    ended_by_id: int | None
+    ended_at: dt.datetime | None
+    end_reason: str | None
+
+
+class PaymentRoutePage(BaseModel):
+    """One page of payment accounts for reviewers."""
+
+    items: list[PaymentRouteRead]
     total: int
     page: int
     per_page: int

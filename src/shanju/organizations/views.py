@@ -1,5 +1,6 @@
 """HTML pages of the organizations domain: the public list and profile, registration, the
-staff's edit page and the reviewer console (its index and organization pages)."""
+staff's edit page and payment accounts, and the reviewer console's organization and payment
+account pages."""
 
 from __future__ import annotations
 
@@ -17,8 +18,14 @@ from shanju.core.db import DbId, PageNumber
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
 from shanju.core.errors import DomainError, InvalidInput
 from shanju.core.web import login_url, redirect, render, tr
-from shanju.organizations import service
-from shanju.organizations.models import Organization, OrgStatus
+from shanju.organizations import payment_routes, service
+from shanju.organizations.models import (
+    Organization,
+    OrgStatus,
+    PaymentRoute,
+    RouteProvider,
+    RouteStatus,
+)
 from shanju.organizations.schemas import OrganizationCreate, OrganizationUpdate
 from shanju.projects import service as projects
 
@@ -258,3 +265,160 @@ def review_decide(
     except DomainError as exc:
         return _review_page(request, session, org, exc, reason)
     return redirect(f"/review/organizations/{org.id}?done={decision}")
+
+
+# --- payment accounts (routes) ----------------------------------------------------------------
+
+
+class RouteForm(BaseModel):
+    """A payment account as typed in the staff's form (the token is never sent back)."""
+
+    provider: str = ""
+    merchant_id: str = ""
+    sub_appid: str = ""
+    app_auth_token: str = ""
+
+
+RouteFormData = Annotated[RouteForm, Form()]
+
+
+def _routes_page(request: Request, session: DbSession, org: Organization, *,
+                 form: RouteForm | None = None, error: DomainError | None = None,
+                 revoke_error: tuple[int, DomainError] | None = None) -> HTMLResponse:
+    routes = payment_routes.routes_of_organization(session=session, organization_id=org.id)
+    by_provider = {
+        p: {
+            "approved": next((r for r in routes if r.provider == p
+                              and r.status == RouteStatus.APPROVED), None),
+            "pending": next((r for r in routes if r.provider == p
+                             and r.status == RouteStatus.PENDING), None),
+        }
+        for p in RouteProvider
+    }
+    failed = error or (revoke_error[1] if revoke_error else None)
+    return render(request, "organizations/payment_routes.html", {
+        "org": org, "providers": by_provider,
+        "history": [r for r in routes
+                    if r.status not in (RouteStatus.APPROVED, RouteStatus.PENDING)],
+        "provider_labels": payment_routes.PROVIDER_LABELS,
+        "status_labels": payment_routes.STATUS_LABELS,
+        # The form that failed keeps what was typed (never the token); the others start empty.
+        "form": form, "error": error,
+        "revoke_error": revoke_error,
+        "message": tr(request, failed.message) if failed else None,
+        "submitted": request.query_params.get("submitted"),
+        "revoked": request.query_params.get("revoked") == "1",
+    }, status_code=failed.status_code if failed else 200)
+
+
+@router.get("/console/payment-routes", response_class=HTMLResponse)
+def routes_page(request: Request, session: DbSession, viewer: Viewer) -> Response:
+    """The staff's page of their organization's payment accounts: in force, in review, past."""
+    if viewer is None:
+        return redirect(login_url("/console/payment-routes"))
+    return _routes_page(request, session, _staff_org(session, viewer))
+
+
+@router.post("/console/payment-routes", dependencies=[CsrfChecked])
+def submit_route(request: Request, session: DbSession, viewer: Viewer, form: RouteFormData
+                 ) -> Response:
+    """Submit a payment account for review; errors re-render the form with what was typed."""
+    if viewer is None:
+        return redirect(login_url("/console/payment-routes"))
+    org = _staff_org(session, viewer)
+    try:
+        route = payment_routes.do_submit_route(
+            session=session, organization=org, actor=viewer, provider=form.provider,
+            merchant_id=form.merchant_id, sub_appid=form.sub_appid,
+            app_auth_token=form.app_auth_token,
+            secret_key=request.app.state.settings.secret_key,
+        )
+    except DomainError as exc:
+        kept = form.model_copy(update={"app_auth_token": ""})
+        return _routes_page(request, session, org, form=kept, error=exc)
+    return redirect(f"/console/payment-routes?submitted={route.provider.value}")
+
+
+@router.post("/console/payment-routes/{route_id:int}/revoke", dependencies=[CsrfChecked])
+def staff_revoke_route(
+    request: Request, session: DbSession, viewer: Viewer, route_id: DbId,
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """The organization takes one of its approved payment accounts out of force."""
+    if viewer is None:
+        return redirect(login_url("/console/payment-routes"))
+    org = _staff_org(session, viewer)
+    route = payment_routes.get_visible_route(session=session, route_id=route_id, viewer=viewer)
+    try:
+        payment_routes.do_revoke_route(session=session, route=route, actor=viewer,
+                                       reason=reason)
+    except DomainError as exc:
+        return _routes_page(request, session, org, revoke_error=(route.id, exc))
+    return redirect("/console/payment-routes?revoked=1")
+
+
+@router.get("/review/payment-routes", response_class=HTMLResponse)
+def review_routes(
+    request: Request, session: DbSession, reviewer: Reviewer, status: str = "",
+    page: PageNumber = 1,
+) -> HTMLResponse:
+    """Payment accounts for reviewers: pending first (oldest first), then the others."""
+    del reviewer
+    chosen = RouteStatus(status) if status in {s.value for s in RouteStatus} else None
+    routes, total = payment_routes.list_for_review(session=session, status=chosen, page=page)
+    orgs = service.organizations_by_id(session=session, ids=[r.organization_id for r in routes])
+    return render(request, "review/payment_routes.html", {
+        "routes": routes, "orgs": orgs, "total": total,
+        "status": chosen.value if chosen else "",
+        "statuses": payment_routes.STATUS_LABELS,
+        "provider_labels": payment_routes.PROVIDER_LABELS,
+    })
+
+
+def _route_review_page(request: Request, session: DbSession, route: PaymentRoute,
+                       error: DomainError | None = None, reason: str = "") -> HTMLResponse:
+    org = service.get_organization(session=session, org_id=route.organization_id)
+    in_force = payment_routes.approved_route(session=session, organization_id=org.id,
+                                             provider=route.provider)
+    return render(request, "review/payment_route.html", {
+        "route": route, "org": org,
+        "in_force": in_force if in_force is not None and in_force.id != route.id else None,
+        "provider_labels": payment_routes.PROVIDER_LABELS,
+        "status_labels": payment_routes.STATUS_LABELS,
+        "org_status_labels": service.STATUS_LABELS,
+        "error": error, "message": tr(request, error.message) if error else None,
+        "reason": reason, "done": request.query_params.get("done"),
+    }, status_code=error.status_code if error else 200)
+
+
+@router.get("/review/payment-routes/{route_id:int}", response_class=HTMLResponse)
+def review_route(request: Request, session: DbSession, reviewer: Reviewer, route_id: DbId
+                 ) -> HTMLResponse:
+    """One payment account with what a reviewer compares it to (the one in force)."""
+    del reviewer
+    route = payment_routes.get_route(session=session, route_id=route_id)
+    return _route_review_page(request, session, route)
+
+
+_ROUTE_DECISIONS = {
+    "approve": payment_routes.do_approve_route,
+    "reject": payment_routes.do_reject_route,
+    "revoke": payment_routes.do_revoke_route,
+}
+
+
+@router.post("/review/payment-routes/{route_id:int}/{decision}", dependencies=[CsrfChecked])
+def review_route_decide(
+    request: Request, session: DbSession, reviewer: Reviewer, route_id: DbId, decision: str,
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """Approve, reject (reason required) or revoke (reason required) a payment account."""
+    action = _ROUTE_DECISIONS.get(decision)
+    route = payment_routes.get_route(session=session, route_id=route_id)
+    if action is None:
+        raise InvalidInput("Unknown decision.", code="unknown_decision")
+    try:
+        action(session=session, route=route, actor=reviewer, reason=reason)
+    except DomainError as exc:
+        return _route_review_page(request, session, route, exc, reason)
+    return redirect(f"/review/payment-routes/{route.id}?done={decision}")

@@ -23,6 +23,7 @@ from shanju.core.deps import CsrfChecked, DbSession, FormFields, PostedForm, Vie
 from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
 from shanju.core.web import login_url, read_uploads, redirect, render, tr
 from shanju.donations import service as donations
+from shanju.organizations import payment_routes
 from shanju.organizations import service as organizations
 from shanju.projects import service as projects
 from shanju.projects.models import Project, ProjectStatus
@@ -123,6 +124,11 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
         ctx["accepts_donations"] = True
     except DomainError:
         ctx["accepts_donations"] = False
+    # The money settles to the receiving organization's own merchant account: without an
+    # approved one at a configured provider, a reason replaces the donate form.
+    ctx["payment_block"] = payment_routes.payment_block_reason(
+        session=session, organization_id=project.recipient_org_id,
+        providers=request.app.state.providers.names) if ctx["accepts_donations"] else None
     # What the donations domain's form expects (a fresh key per page view: one gift per key).
     ctx["provinces"] = projects.PROVINCES
     ctx["idempotency_key"] = uuid.uuid4().hex
@@ -175,6 +181,9 @@ def console_home(request: Request, session: DbSession, viewer: Viewer) -> Respon
         "org": org,
         "items": projects.list_org_projects(session=session, organization_id=org.id),
         "qualified": org.is_qualified_on(today_cn()),
+        "payment_block": payment_routes.payment_block_reason(
+            session=session, organization_id=org.id,
+            providers=request.app.state.providers.names),
     })
 
 

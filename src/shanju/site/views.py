@@ -13,6 +13,7 @@ from shanju.core.clock import today_cn
 from shanju.core.deps import DbSession, Reviewer, Viewer
 from shanju.core.errors import NotFound
 from shanju.core.web import PACKAGE_DIR, render
+from shanju.organizations import payment_routes
 from shanju.organizations import service as organizations
 from shanju.projects import service as projects
 from shanju.site import service
@@ -48,6 +49,7 @@ def review_index(request: Request, session: DbSession, reviewer: Reviewer) -> HT
     complaint_counts = complaints.counts(session=session, today=today_cn())
     return render(request, "review/index.html", {
         "pending_orgs": organizations.count_pending(session=session),
+        "pending_routes": payment_routes.count_pending(session=session),
         "pending_projects": projects.count_submitted(session=session),
         "open_complaints": complaint_counts.open,
         "overdue_complaints": complaint_counts.overdue,
