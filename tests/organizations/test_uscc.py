@@ -125,3 +125,14 @@ def test_any_other_non_ascii_character_is_refused(position: int, char: str) -> N
     with pytest.raises(InvalidInput) as exc:
         uscc.validate(typed)
     assert exc.value.code == "uscc_bad_character"
+
+
+@pytest.mark.parametrize("char", ["\u00a0", "\u2028", "\u2003", "\u0085"])
+@pytest.mark.parametrize("position", [0, 17])
+def test_unicode_space_at_either_end_is_named_not_trimmed(position: int, char: str) -> None:
+    """Found by the property test above: str.strip() dropped these at the ends, and the
+    donor was told the length was wrong instead of which character to fix."""
+    typed = LIGATURE_CODE[:position] + char + LIGATURE_CODE[position + 1:]
+    with pytest.raises(InvalidInput) as exc:
+        uscc.validate(typed)
+    assert exc.value.code == "uscc_bad_character"

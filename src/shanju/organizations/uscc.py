@@ -79,6 +79,7 @@ def make(first16_without_org_check: str) -> str:
 # NFKC, no str.upper() on other scripts): "ﬀ" (a ligature) or "Ⅻ" would otherwise become
 # other, valid characters and silently name a different organization.
 _DROPPED = frozenset(" \u3000-")
+_TRIMMED = " \t\r\n\u3000"
 
 
 def normalize(raw: str) -> str:
@@ -95,7 +96,10 @@ def normalize(raw: str) -> str:
 
 def validate(raw: str, *, field: str = "uscc") -> UsccResult:
     """Validate a code; raise :class:`InvalidInput` with a specific message if it is wrong."""
-    code = normalize(raw.strip())
+    # Only the whitespace normalize() knows is trimmed (str.strip() would also drop a
+    # no-break space or U+2028 at either end, silently, and then report a wrong length
+    # instead of the character to fix).
+    code = normalize(raw.strip(_TRIMMED))
     foreign = sorted({c for c in code if not c.isascii() or not c.isprintable()})
     if foreign:
         # Checked before the length: a ligature or another script's letter is what to fix.
