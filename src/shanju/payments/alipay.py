@@ -309,7 +309,7 @@ def _error_of(answer: Mapping[str, Any], method: str) -> GatewayError:
     """The GatewayError for a failed answer of Alipay (its code and sub_code in ``params``).
 
     The codes are the platform's (:data:`~shanju.payments.gateway.GATEWAY_ERROR_CODES`);
-    docs/payments-alipay.md lists which Alipay answer becomes which.
+    docs/payments-gateways.md lists which Alipay answer becomes which.
     """
     code = str(answer.get("code", ""))
     sub_code = str(answer.get("sub_code", ""))
