@@ -40,6 +40,7 @@ from shanju.payments.alipay import (
     AlipayConfig,
     AlipayConfigError,
     AlipayGateway,
+    _error_of,
     fen_to_yuan,
     parse_trade_bill,
     read_bill_zip,
@@ -383,11 +384,13 @@ def test_an_order_opens_once_with_the_same_terms(world: World) -> None:
     assert world.gateway.create_payment(request) == first  # the same order again: same code
     with pytest.raises(GatewayError) as caught:
         world.gateway.create_payment(changed(request, amount_fen=1))
-    assert caught.value.code == "trade_conflict" and not caught.value.retryable
+    assert caught.value.code == "payment_order_conflict" and not caught.value.retryable
+    assert caught.value.params["sub_code"] == "ACQ.CONTEXT_INCONSISTENT"
     world.control(f"trades/{request.out_trade_no}/pay")
     with pytest.raises(GatewayError) as caught:
         world.gateway.create_payment(request)
-    assert caught.value.code == "trade_already_paid" and not caught.value.retryable
+    assert caught.value.code == "payment_order_conflict" and not caught.value.retryable
+    assert caught.value.params["sub_code"] == "ACQ.TRADE_HAS_SUCCESS"
 
 
 def test_invalid_orders_are_refused_before_any_call(world: World) -> None:
@@ -396,7 +399,7 @@ def test_invalid_orders_are_refused_before_any_call(world: World) -> None:
                    {"expires_at": dt.datetime(2031, 3, 14, 10, 15)}):  # noqa: DTZ001
         with pytest.raises(GatewayError) as caught:
             world.gateway.create_payment(changed(world.order(), **change))
-        assert caught.value.code == "invalid_pay_request" and not caught.value.retryable
+        assert caught.value.code == "payment_request_invalid" and not caught.value.retryable
 
 
 # -- notifies ---------------------------------------------------------------------------------
@@ -597,10 +600,10 @@ def test_partial_and_full_refunds_their_notices_and_queries(world: World) -> Non
         RefundState.SUCCEEDED, 300, 300)
     with pytest.raises(GatewayError) as caught:
         refund(f"{trade[:20]}R1", 301)
-    assert caught.value.code == "provider_refused" and not caught.value.retryable
+    assert caught.value.code == "payment_provider_refused" and not caught.value.retryable
     with pytest.raises(GatewayError) as caught:
         refund(f"{trade[:20]}R9", 701)
-    assert caught.value.code == "refund_exceeds_paid" and not caught.value.retryable
+    assert caught.value.code == "payment_refund_exceeds" and not caught.value.retryable
     rest = refund(f"{trade[:20]}R2", 700)
     assert (rest.state, rest.amount_fen, rest.refunded_total_fen) == (
         RefundState.SUCCEEDED, 700, 1000)
@@ -639,12 +642,19 @@ def test_an_unpaid_trade_cannot_be_refunded(world: World) -> None:
         world.gateway.refund(out_refund_no="R1", out_trade_no=request.out_trade_no,
                              amount_fen=100, total_fen=1234, merchant=world.merchant.route(),
                              notify_url=world.notify_url)
-    assert caught.value.code == "trade_status_error" and not caught.value.retryable
+    assert caught.value.code == "payment_order_conflict" and not caught.value.retryable
+    assert caught.value.params["sub_code"] == "ACQ.TRADE_STATUS_ERROR"
     with pytest.raises(GatewayError) as caught:
         world.gateway.refund(out_refund_no="R1", out_trade_no=request.out_trade_no,
                              amount_fen=2000, total_fen=1234, merchant=world.merchant.route(),
                              notify_url=world.notify_url)
-    assert caught.value.code == "invalid_refund"
+    assert caught.value.code == "payment_request_invalid"
+    with pytest.raises(GatewayError) as caught:
+        world.gateway.refund(out_refund_no="R1", out_trade_no=uuid.uuid4().hex,
+                             amount_fen=100, total_fen=1234, merchant=world.merchant.route(),
+                             notify_url=world.notify_url)
+    assert caught.value.code == "payment_order_unknown" and not caught.value.retryable
+    assert caught.value.params["sub_code"] == "ACQ.TRADE_NOT_EXIST"
 
 
 # -- the daily bill ---------------------------------------------------------------------------
@@ -672,10 +682,10 @@ def test_the_daily_bill_lists_the_days_payments_and_refunds(world: World) -> Non
     world.paid_order(700, merchant=merchant)  # the next day's
     with pytest.raises(GatewayError) as caught:
         world.gateway.download_bill(day=day + dt.timedelta(days=1), merchant=route)
-    assert caught.value.code == "bill_not_ready" and caught.value.retryable
+    assert caught.value.code == "payment_bill_not_ready" and caught.value.retryable
     with pytest.raises(GatewayError) as caught:
         world.gateway.download_bill(day=day)
-    assert caught.value.code == "merchant_required" and not caught.value.retryable
+    assert caught.value.code == "payment_merchant_required" and not caught.value.retryable
 
     lines = world.gateway.download_bill(day=day, merchant=route)
     assert [(x.kind, x.out_trade_no, x.amount_fen, x.out_refund_no) for x in lines] == [
@@ -759,7 +769,7 @@ def test_the_bill_parser_refuses_what_it_does_not_know(change: Callable[[str], s
                                                        message: str) -> None:
     with pytest.raises(GatewayError) as caught:
         parse_trade_bill(change(BILL).encode("gbk"))
-    assert caught.value.code == "bill_unreadable" and not caught.value.retryable
+    assert caught.value.code == "payment_bill_malformed" and not caught.value.retryable
     assert message in str(caught.value)
 
 
@@ -772,10 +782,10 @@ def test_the_bill_zip_is_found_by_its_content() -> None:
     assert len(read_bill_zip(buffer.getvalue())) == 3
     with pytest.raises(GatewayError) as caught:
         read_bill_zip(b"PK not a zip")
-    assert caught.value.code == "provider_bad_response"
+    assert caught.value.code == "payment_bill_malformed"
     with pytest.raises(GatewayError) as caught:
         parse_trade_bill(b"\x80\xff\xfe")
-    assert caught.value.code == "bill_unreadable"
+    assert caught.value.code == "payment_bill_malformed"
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -787,21 +797,22 @@ def test_an_unknown_merchant_token_is_not_retryable(world: World) -> None:
                  lambda: world.gateway.query_payment(out_trade_no="x", merchant=stranger)):
         with pytest.raises(GatewayError) as caught:
             call()
-        assert caught.value.code == "merchant_not_authorized" and not caught.value.retryable
+        assert caught.value.code == "payment_merchant_unknown" and not caught.value.retryable
         assert caught.value.params["sub_code"] == "aop.invalid-app-auth-token"
     for route in (MerchantRoute(provider="alipay", merchant_id="2088000000000001"),
                   MerchantRoute(provider="wechatpay", merchant_id="1900000001",
                                 auth_token=world.merchant.auth_token)):
         with pytest.raises(GatewayError) as caught:
             world.gateway.query_payment(out_trade_no="x", merchant=route)
-        assert caught.value.code == "merchant_not_configured" and not caught.value.retryable
+        # Refused before any call, as WeChat Pay's gateway refuses an unusable route.
+        assert caught.value.code == "payment_request_invalid" and not caught.value.retryable
 
 
 @pytest.mark.parametrize(("fault", "code", "retryable"), [
-    ({"kind": "busy"}, "provider_busy", True),
-    ({"kind": "system_error"}, "provider_busy", True),
-    ({"kind": "http_500"}, "provider_unreachable", True),
-    ({"kind": "bad_sign"}, "provider_bad_signature", False),
+    ({"kind": "busy"}, "payment_provider_busy", True),
+    ({"kind": "system_error"}, "payment_provider_busy", True),
+    ({"kind": "http_500"}, "payment_provider_unreachable", True),
+    ({"kind": "bad_sign"}, "payment_provider_unsigned", False),
 ])
 def test_the_gateways_failures_say_whether_to_try_again(world: World, fault: dict[str, str],
                                                        code: str, retryable: bool) -> None:
@@ -814,12 +825,45 @@ def test_the_gateways_failures_say_whether_to_try_again(world: World, fault: dic
     assert world.gateway.create_payment(request).kind is ActionKind.QR
 
 
+@pytest.mark.parametrize(("code", "sub_code", "ours"), [
+    ("20000", "isp.unknow-error", "payment_provider_busy"),
+    ("40004", "ACQ.SYSTEM_ERROR", "payment_provider_busy"),
+    ("40004", "isp.bill_not_exist", "payment_bill_not_ready"),
+    ("20001", "aop.invalid-app-auth-token", "payment_merchant_unknown"),
+    ("40006", "isv.insufficient-isv-permissions", "payment_provider_auth_failed"),
+    ("40002", "isv.invalid-signature", "payment_provider_auth_failed"),
+    ("40002", "isv.invalid-app-id", "payment_provider_auth_failed"),
+    ("40002", "isv.invalid-timestamp", "payment_provider_auth_failed"),
+    ("40001", "isv.missing-method", "payment_provider_refused"),
+    ("40002", "isv.invalid-parameter", "payment_provider_refused"),
+    ("40004", "ACQ.TRADE_NOT_EXIST", "payment_order_unknown"),
+    ("40004", "ACQ.TRADE_HAS_SUCCESS", "payment_order_conflict"),
+    ("40004", "ACQ.TRADE_HAS_CLOSE", "payment_order_conflict"),
+    ("40004", "ACQ.CONTEXT_INCONSISTENT", "payment_order_conflict"),
+    ("40004", "ACQ.TRADE_STATUS_ERROR", "payment_order_conflict"),
+    ("40004", "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "payment_refund_exceeds"),
+    ("40004", "ACQ.SELLER_BALANCE_NOT_ENOUGH", "payment_refund_unfunded"),
+    ("40004", "ACQ.INVALID_PARAMETER", "payment_provider_refused"),
+    ("99999", "", "payment_provider_bad_answer"),
+])
+def test_alipays_answers_become_the_platforms_codes(code: str, sub_code: str,
+                                                    ours: str) -> None:
+    # The table of docs/payments-gateways.md, row by row; the emulator cannot make every one
+    # of these answers (a seller's empty balance, a missing permission), so _error_of is read
+    # directly here, and the tests above show the answers it can make going through it.
+    error = _error_of({"code": code, "msg": "x", "sub_code": sub_code, "sub_msg": "说明"},
+                      "alipay.trade.refund")
+    assert error.code == ours
+    assert error.params == {"method": "alipay.trade.refund", "code": code, "sub_code": sub_code,
+                            "sub_msg": "说明"}
+
+
 def test_a_slow_or_absent_gateway_is_retryable(world: World) -> None:
     impatient = AlipayGateway(world.config, now=world.emulator.now, timeout=0.3)
     world.control("faults", {"api": [{"kind": "slow", "seconds": 1.0}]})
     with pytest.raises(GatewayError) as caught:
         impatient.query_payment(out_trade_no="x", merchant=world.merchant.route())
-    assert (caught.value.code, caught.value.retryable) == ("provider_unreachable", True)
+    assert (caught.value.code, caught.value.retryable) == ("payment_provider_unreachable", True)
     closed = free_socket()
     port = closed.getsockname()[1]
     closed.close()
@@ -827,7 +871,7 @@ def test_a_slow_or_absent_gateway_is_retryable(world: World) -> None:
                            gateway_url=f"http://127.0.0.1:{port}/gateway.do")
     with pytest.raises(GatewayError) as caught:
         AlipayGateway(nowhere).query_payment(out_trade_no="x", merchant=world.merchant.route())
-    assert (caught.value.code, caught.value.retryable) == ("provider_unreachable", True)
+    assert (caught.value.code, caught.value.retryable) == ("payment_provider_unreachable", True)
 
 
 def test_requests_the_emulator_cannot_authenticate_are_refused(world: World,
@@ -845,7 +889,8 @@ def test_requests_the_emulator_cannot_authenticate_are_refused(world: World,
         with pytest.raises(GatewayError) as caught:
             AlipayGateway(config).query_payment(out_trade_no="x",
                                                 merchant=world.merchant.route())
-        assert caught.value.code == "provider_rejected" and not caught.value.retryable
+        # Our key or our app id: like WeChat Pay's SIGN_ERROR, only an operator can mend it.
+        assert caught.value.code == "payment_provider_auth_failed" and not caught.value.retryable
         assert caught.value.params["sub_code"] == sub_code
 
 

@@ -292,7 +292,8 @@ def test_the_same_order_opened_twice_is_the_same_order_and_a_changed_one_a_confl
     world.pay(request.out_trade_no)
     with pytest.raises(GatewayError) as paid:
         world.gateway.create_payment(request)
-    assert paid.value.params["provider_code"] == "ORDERPAID"
+    assert (paid.value.code, paid.value.params["provider_code"]) == (
+        "payment_order_conflict", "ORDERPAID")
 
 
 def test_an_expired_order_cannot_be_paid_and_queries_closed(world: World) -> None:
@@ -419,7 +420,7 @@ def test_signed_but_unusable_notifications_are_malformed(world: World) -> None:
         signed_notification(world, "TRANSACTION.SUCCESS", resource, apiv3_key="k" * 32),
         signed_notification(world, "TRANSACTION.CLOSED", resource),
         signed_notification(world, "TRANSACTION.SUCCESS", resource | {"trade_state": "NOTPAY"}),
-        signed_notification(world, "TRANSACTION.SUCCESS", resource | {"sp_mchid": "1"}),
+        signed_notification(world, "TRANSACTION.SUCCESS", resource | {"sp_mchid": ""}),
         signed_notification(world, "TRANSACTION.SUCCESS", resource | {"amount": {"total": "1"}}),
         signed_notification(world, "REFUND.SUCCESS", resource),
     ]
@@ -427,6 +428,18 @@ def test_signed_but_unusable_notifications_are_malformed(world: World) -> None:
         with pytest.raises(InvalidSignature) as caught:
             world.gateway.parse_notification(body=body, headers=headers)
         assert caught.value.code == "malformed_callback", body
+
+
+def test_a_verified_callback_for_another_service_provider_is_wrong_app_id(
+        world: World) -> None:
+    # Signed by WeChat Pay and encrypted with our APIv3 key, but for another sp_mchid: not a
+    # forgery (the signature is fine) and not ours — Alipay's notify for another app_id.
+    paid = world.paid_order()
+    body, headers = signed_notification(world, "TRANSACTION.SUCCESS",
+                                        dict(paid.raw) | {"sp_mchid": "1900000001"})
+    with pytest.raises(InvalidSignature) as caught:
+        world.gateway.parse_notification(body=body, headers=headers)
+    assert caught.value.code == "wrong_app_id"
 
 
 def test_an_old_callback_replayed_is_refused_as_stale_and_a_fresh_replay_is_a_duplicate(
@@ -528,7 +541,10 @@ def test_partial_then_full_refund_with_their_callbacks(world: World) -> None:
         world.gateway.refund(out_refund_no="RH" + paid.out_trade_no, amount_fen=1,
                              out_trade_no=paid.out_trade_no, total_fen=10000,
                              merchant=world.merchant, notify_url=world.notify_url)
+    # WeChat Pay has no code of its own for "more than remains" (INVALID_REQUEST, said only in
+    # its message): the general refusal, where Alipay's says payment_refund_exceeds.
     assert (too_much.value.code, too_much.value.retryable) == ("payment_provider_refused", False)
+    assert too_much.value.params["provider_code"] == "INVALID_REQUEST"
     after = world.gateway.query_payment(out_trade_no=paid.out_trade_no, merchant=world.merchant)
     assert after is not None and after.state is PaymentState.REFUNDED
 
@@ -636,6 +652,44 @@ def test_a_system_error_is_retryable_and_a_param_error_is_not(world: World) -> N
         world.gateway.query_payment(out_trade_no=request.out_trade_no, merchant=world.merchant)
     assert (refused.value.code, refused.value.retryable) == ("payment_provider_refused", False)
     assert world.control("GET", "/emulator/faults").json()["api"]["fail_next"] == 0
+
+
+def test_a_refund_of_an_order_wechat_pay_never_saw_is_order_unknown(world: World) -> None:
+    with pytest.raises(GatewayError) as caught:
+        world.gateway.refund(out_refund_no="RFSJ0000000404", out_trade_no="SJ0000000404",
+                             amount_fen=100, total_fen=100, merchant=world.merchant,
+                             notify_url=world.notify_url)
+    assert (caught.value.code, caught.value.retryable) == ("payment_order_unknown", False)
+    assert caught.value.params["provider_code"] == "RESOURCE_NOT_EXISTS"
+
+
+@pytest.mark.parametrize(("status", "provider_code", "message", "code"), [
+    (500, "SYSTEM_ERROR", "系统错误", "payment_provider_busy"),
+    (429, "FREQUENCY_LIMITED", "频率超限", "payment_provider_busy"),
+    (400, "BANK_ERROR", "银行系统异常", "payment_provider_busy"),
+    (401, "SIGN_ERROR", "签名错误", "payment_provider_auth_failed"),
+    (400, "MCH_NOT_EXISTS", "商户号不存在", "payment_merchant_unknown"),
+    (400, "INVALID_REQUEST", "受理关系不存在", "payment_merchant_unknown"),
+    (404, "ORDER_NOT_EXIST", "订单不存在", "payment_order_unknown"),
+    (400, "ORDERPAID", "订单已支付", "payment_order_conflict"),
+    (400, "ORDER_CLOSED", "订单已关闭", "payment_order_conflict"),
+    (403, "NOT_ENOUGH", "余额不足", "payment_refund_unfunded"),
+    (403, "NO_AUTH", "商户无权限", "payment_provider_refused"),
+    (400, "PARAM_ERROR", "参数错误", "payment_provider_refused"),
+])
+def test_wechat_pay_errors_become_the_platforms_codes(
+        world: World, status: int, provider_code: str, message: str, code: str) -> None:
+    paid = world.paid_order(amount=500)
+    world.control("POST", "/emulator/faults",
+                  api={"fail_next": 1, "status": status, "code": provider_code,
+                       "message": message})
+    with pytest.raises(GatewayError) as caught:
+        world.gateway.refund(out_refund_no="RF" + paid.out_trade_no, amount_fen=500,
+                             out_trade_no=paid.out_trade_no, total_fen=500,
+                             merchant=world.merchant, notify_url=world.notify_url)
+    assert caught.value.code == code
+    assert caught.value.params == {"http_status": status, "provider_code": provider_code,
+                                   "provider_message": message}
 
 
 def test_a_timeout_is_retryable(keys: WeChatPayEmulatorKeys) -> None:

@@ -45,6 +45,7 @@ EXTRACT_KEYWORDS: dict[str, object] = {
     "Conflict": None,
     "InvalidInput": None,
     "InsufficientFunds": None,
+    "GatewayError": None,
 }
 
 

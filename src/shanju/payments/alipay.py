@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shanju.core.clock import CHINA_TZ, utcnow
+from shanju.core.i18n import N_
 from shanju.payments.gateway import (
     Acknowledgement,
     ActionKind,
@@ -295,41 +296,65 @@ class AlipayConfig:
 
 # -- the gateway ----------------------------------------------------------------------------
 
+# Alipay's answers that concern the platform's own credentials (40002 sub-codes): like WeChat
+# Pay's SIGN_ERROR, only an operator can mend them.
+_AUTH_SUB_CODES = frozenset({"isv.invalid-signature", "isv.invalid-app-id",
+                             "isv.invalid-timestamp"})
+# 40004 business refusals with a code of their own (any other: payment_provider_refused).
+_CONFLICT_SUB_CODES = frozenset({"ACQ.TRADE_HAS_SUCCESS", "ACQ.TRADE_HAS_CLOSE",
+                                 "ACQ.CONTEXT_INCONSISTENT", "ACQ.TRADE_STATUS_ERROR"})
+
+
 def _error_of(answer: Mapping[str, Any], method: str) -> GatewayError:
-    """The GatewayError for a failed answer of Alipay (its code and sub_code)."""
+    """The GatewayError for a failed answer of Alipay (its code and sub_code in ``params``).
+
+    The codes are the platform's (:data:`~shanju.payments.gateway.GATEWAY_ERROR_CODES`);
+    docs/payments-gateways.md lists which Alipay answer becomes which.
+    """
     code = str(answer.get("code", ""))
     sub_code = str(answer.get("sub_code", ""))
     params = {"method": method, "code": code, "sub_code": sub_code,
               "sub_msg": str(answer.get("sub_msg", ""))[:200]}
-
-    def error(ours: str, message: str, *, retryable: bool = False) -> GatewayError:
-        return GatewayError(message, code=ours, retryable=retryable, params=params)
-
     if sub_code == "isp.bill_not_exist":
-        return error("bill_not_ready", "Alipay has no bill for that day yet.", retryable=True)
+        return GatewayError("Alipay has no bill for that day yet.",
+                            code="payment_bill_not_ready", params=params)
     if code == "20000" or sub_code.startswith("isp.") or sub_code.endswith("SYSTEM_ERROR"):
-        return error("provider_busy", "Alipay is busy; try again later.", retryable=True)
+        return GatewayError("Alipay is busy; try again later.", code="payment_provider_busy",
+                            params=params)
     if code == "20001":
-        return error("merchant_not_authorized",
-                     "The merchant's authorization of the platform is invalid or expired.")
+        return GatewayError("The merchant's authorization of the platform is invalid or expired.",
+                            code="payment_merchant_unknown", params=params)
     if code == "40006":
-        return error("provider_permission_denied",
-                     "The platform's Alipay application may not call this API.")
+        return GatewayError("The platform's Alipay application may not call this API.",
+                            code="payment_provider_auth_failed", params=params)
     if code in ("40001", "40002", "40003"):
-        return error("provider_rejected", "Alipay rejected the request (%(sub_code)s).")
+        if sub_code in _AUTH_SUB_CODES:
+            return GatewayError("Alipay refused the platform's credentials (%(sub_code)s).",
+                                code="payment_provider_auth_failed", params=params)
+        return GatewayError("Alipay refused the request (%(sub_code)s).",
+                            code="payment_provider_refused", params=params)
     if code == "40004":
-        known = {
-            "ACQ.TRADE_NOT_EXIST": "trade_not_found",
-            "ACQ.TRADE_HAS_SUCCESS": "trade_already_paid",
-            "ACQ.TRADE_HAS_CLOSE": "trade_closed",
-            "ACQ.TRADE_STATUS_ERROR": "trade_status_error",
-            "ACQ.CONTEXT_INCONSISTENT": "trade_conflict",
-            "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL": "refund_exceeds_paid",
-        }
-        return error(known.get(sub_code, "provider_refused"),
-                     "Alipay refused the request (%(sub_code)s).")
-    return error("provider_bad_response", "Alipay answered with an unknown code (%(code)s).",
-                 retryable=True)
+        if sub_code == "ACQ.TRADE_NOT_EXIST":
+            return GatewayError("Alipay knows no such trade.", code="payment_order_unknown",
+                                params=params)
+        if sub_code in _CONFLICT_SUB_CODES:
+            return GatewayError("The trade's state at Alipay does not allow this "
+                                "(%(sub_code)s).", code="payment_order_conflict", params=params)
+        if sub_code == "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL":
+            return GatewayError("The refund is more than what remains of the payment.",
+                                code="payment_refund_exceeds", params=params)
+        if sub_code == "ACQ.SELLER_BALANCE_NOT_ENOUGH":
+            return GatewayError("The organization's Alipay balance cannot pay this refund yet.",
+                                code="payment_refund_unfunded", params=params)
+        return GatewayError("Alipay refused the request (%(sub_code)s).",
+                            code="payment_provider_refused", params=params)
+    return GatewayError("Alipay answered with an unknown code (%(code)s).",
+                        code="payment_provider_bad_answer", params=params)
+
+
+def _bad_answer(method: str) -> GatewayError:
+    return GatewayError("Alipay's answer could not be read.", code="payment_provider_bad_answer",
+                        params={"method": method})
 
 
 def _unsigned_answer(exc: AliPayException) -> dict[str, Any]:
@@ -393,7 +418,7 @@ class AlipayGateway:
         """The SDK's client acting for ``merchant`` (its app_auth_token), made once per token."""
         if merchant.provider != PROVIDER or not merchant.auth_token or not merchant.merchant_id:
             raise GatewayError("The organization has no Alipay authorization on file.",
-                               code="merchant_not_configured", retryable=False)
+                               code="payment_request_invalid")
         token = merchant.auth_token
         with self._lock:
             client = self._clients.get(token)
@@ -418,23 +443,22 @@ class AlipayGateway:
             answer = call()
         except AliPayValidationError as exc:
             raise GatewayError("Alipay's answer does not carry Alipay's signature.",
-                               code="provider_bad_signature", retryable=False,
+                               code="payment_provider_unsigned",
                                params={"method": method}) from exc
         except AliPayException as exc:  # an error answer Alipay did not sign
             raise _error_of(_unsigned_answer(exc), method) from exc
         except urllib.error.HTTPError as exc:
             exc.close()  # it holds the answer's connection open
-            raise GatewayError("Alipay answered HTTP %(status)s.", code="provider_unreachable",
+            raise GatewayError("Alipay answered HTTP %(status)s.",
+                               code="payment_provider_unreachable",
                                params={"method": method, "status": exc.code}) from exc
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
-            raise GatewayError("Alipay could not be reached.", code="provider_unreachable",
+            raise GatewayError("Alipay could not be reached.", code="payment_provider_unreachable",
                                params={"method": method}) from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise GatewayError("Alipay's answer could not be read.", code="provider_bad_response",
-                               params={"method": method}) from exc
+            raise _bad_answer(method) from exc
         if not isinstance(answer, dict):
-            raise GatewayError("Alipay's answer could not be read.", code="provider_bad_response",
-                               params={"method": method})
+            raise _bad_answer(method)
         if str(answer.get("code", "")) != "10000":
             raise _error_of(answer, method)
         return answer
@@ -458,7 +482,7 @@ class AlipayGateway:
             qr_code = answer.get("qr_code")
             if not isinstance(qr_code, str) or not qr_code:
                 raise GatewayError("Alipay's answer has no QR code.",
-                                   code="provider_bad_response")
+                                   code="payment_provider_bad_answer")
             return PayAction(kind=ActionKind.QR, qr_text=qr_code)
         # The cashiers are pages of the gateway itself: the SDK signs the order locally and the
         # payer's browser brings it there (no call from here, so nothing can fail yet).
@@ -476,7 +500,7 @@ class AlipayGateway:
     def _check_pay_request(self, request: PayRequest) -> None:
         def invalid(what: str) -> GatewayError:
             return GatewayError("The payment order is not valid for Alipay: %(what)s.",
-                                code="invalid_pay_request", retryable=False,
+                                code="payment_request_invalid",
                                 params={"what": what})
 
         if request.channel not in self.channels:
@@ -577,7 +601,7 @@ class AlipayGateway:
             answer = self._call("alipay.trade.query",
                                 lambda: client.api_alipay_trade_query(out_trade_no=out_trade_no))
         except GatewayError as exc:
-            if exc.code == "trade_not_found":
+            if exc.code == "payment_order_unknown":
                 return None
             raise
         try:
@@ -595,8 +619,7 @@ class AlipayGateway:
                 payer_id=answer.get("buyer_user_id") or answer.get("buyer_open_id") or "",
                 raw=answer)
         except (KeyError, ValueError, TypeError) as exc:
-            raise GatewayError("Alipay's answer could not be read.", code="provider_bad_response",
-                               params={"method": "alipay.trade.query"}) from exc
+            raise _bad_answer("alipay.trade.query") from exc
 
     def refund(self, *, out_refund_no: str, out_trade_no: str, amount_fen: int,
                total_fen: int, merchant: MerchantRoute, notify_url: str,
@@ -612,8 +635,8 @@ class AlipayGateway:
         if (not _OUT_NO_RE.fullmatch(out_refund_no) or type(amount_fen) is not int
                 or type(total_fen) is not int
                 or not 1 <= amount_fen <= total_fen <= MAX_AMOUNT_FEN):
-            raise GatewayError("The refund is not valid for Alipay.", code="invalid_refund",
-                               retryable=False)
+            raise GatewayError("The refund is not valid for Alipay.",
+                               code="payment_request_invalid")
         client = self._sdk_client(merchant)
         extra = {"out_request_no": out_refund_no}
         if reason:
@@ -624,8 +647,7 @@ class AlipayGateway:
             refunded_total = yuan_to_fen(answer["refund_fee"]) if answer.get("refund_fee") else None
             moved = answer.get("fund_change") == "Y"
         except (ValueError, TypeError) as exc:
-            raise GatewayError("Alipay's answer could not be read.", code="provider_bad_response",
-                               params={"method": "alipay.trade.refund"}) from exc
+            raise _bad_answer("alipay.trade.refund") from exc
         if not moved:
             found = self.query_refund(out_refund_no=out_refund_no, out_trade_no=out_trade_no,
                                       merchant=merchant)
@@ -647,7 +669,7 @@ class AlipayGateway:
                 lambda: client.api_alipay_trade_fastpay_refund_query(
                     out_request_no=out_refund_no, out_trade_no=out_trade_no))
         except GatewayError as exc:
-            if exc.code == "trade_not_found":
+            if exc.code == "payment_order_unknown":
                 return None
             raise
         # Alipay answers 10000 with no refund fields for a refund it never received.
@@ -665,8 +687,7 @@ class AlipayGateway:
                 amount_fen=yuan_to_fen(answer["refund_amount"]),
                 merchant_id=merchant.merchant_id, raw=answer)
         except (KeyError, ValueError, TypeError) as exc:
-            raise GatewayError("Alipay's answer could not be read.", code="provider_bad_response",
-                               params={"method": "alipay.trade.fastpay.refund.query"}) from exc
+            raise _bad_answer("alipay.trade.fastpay.refund.query") from exc
 
     # -- the daily bill -------------------------------------------------------------------
 
@@ -675,23 +696,24 @@ class AlipayGateway:
         """The merchant's trade bill of ``day``: its download URL, the zip, the GBK CSV."""
         if merchant is None:
             raise GatewayError("Alipay's bills are per merchant: name the merchant.",
-                               code="merchant_required", retryable=False)
+                               code="payment_merchant_required")
         client = self._sdk_client(merchant)
         method = "alipay.data.dataservice.bill.downloadurl.query"
         answer = self._call(method, lambda: client.server_api(
             method, biz_content={"bill_type": "trade", "bill_date": day.isoformat()}))
         url = answer.get("bill_download_url")
         if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-            raise GatewayError("Alipay's answer has no bill URL.", code="provider_bad_response",
-                               params={"method": method})
+            raise GatewayError("Alipay's answer has no bill URL.",
+                               code="payment_provider_bad_answer", params={"method": method})
         try:
             with urllib.request.urlopen(url, timeout=self._timeout) as answer_file:  # noqa: S310 - http(s) only, checked above
                 data = answer_file.read(MAX_BILL_BYTES + 1)
         except (OSError, http.client.HTTPException) as exc:
-            raise GatewayError("The bill could not be downloaded.", code="provider_unreachable",
+            raise GatewayError("The bill could not be downloaded.",
+                               code="payment_provider_unreachable",
                                params={"method": method}) from exc
         if len(data) > MAX_BILL_BYTES:
-            raise GatewayError("The bill is too large.", code="bill_unreadable", retryable=False)
+            raise GatewayError("The bill is too large.", code="payment_bill_malformed")
         return read_bill_zip(data, merchant_id=merchant.merchant_id)
 
 
@@ -704,7 +726,8 @@ def _is_a_gateway(gateway: AlipayGateway) -> Gateway:
 # -- reading bills --------------------------------------------------------------------------
 
 def _bill_error(message: str, **params: Any) -> GatewayError:
-    return GatewayError(message, code="bill_unreadable", retryable=False, params=params)
+    """A bill that cannot be read; ``message`` is an msgid marked with ``N_``."""
+    return GatewayError(message, code="payment_bill_malformed", params=params)
 
 
 def read_bill_zip(data: bytes, *, merchant_id: str = "") -> list[BillLine]:
@@ -718,15 +741,15 @@ def read_bill_zip(data: bytes, *, merchant_id: str = "") -> list[BillLine]:
         members = [m for m in archive.infolist() if m.filename.lower().endswith(".csv")]
         for member in members:
             if member.file_size > MAX_BILL_BYTES:
-                raise _bill_error("The bill is too large.")
+                raise _bill_error(N_("The bill is too large."))
             content = archive.read(member)
             first = content.split(b"\n", 1)[0].decode("gb18030", errors="replace")
             if "业务明细" in first and "汇总" not in first:
                 return parse_trade_bill(content, merchant_id=merchant_id)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
-        raise GatewayError("The bill is not a readable zip.", code="provider_bad_response",
+        raise GatewayError("The bill is not a readable zip.", code="payment_bill_malformed",
                            params={"method": "bill download"}) from exc
-    raise _bill_error("The bill zip has no business detail file.")
+    raise _bill_error(N_("The bill zip has no business detail file."))
 
 
 _ACCOUNT_RE = re.compile(r"#账号[:：]\[([0-9]+)\]")
@@ -741,12 +764,12 @@ def parse_trade_bill(data: bytes, *, merchant_id: str = "") -> list[BillLine]:
     lines' merchant; ``merchant_id`` if the bill has none); one header row names the columns
     (read by name, so added columns do not matter); cells are padded with tabs. 业务类型
     交易 is a payment, 退款 a refund (its amounts negative, its 退款批次号/请求号 our
-    out_refund_no). Any other line is an error (code ``bill_unreadable``), never skipped.
+    out_refund_no). Any other line is an error (``payment_bill_malformed``), never skipped.
     """
     try:
         text = data.decode("gb18030")
     except UnicodeDecodeError as exc:
-        raise _bill_error("The bill is not GBK text.") from exc
+        raise _bill_error(N_("The bill is not GBK text.")) from exc
     account = merchant_id
     header: list[str] | None = None
     lines: list[BillLine] = []
@@ -762,17 +785,19 @@ def parse_trade_bill(data: bytes, *, merchant_id: str = "") -> list[BillLine]:
             header = [cell.replace("(", "（").replace(")", "）") for cell in cells]
             missing = [name for name in _BILL_COLUMNS if name not in header]
             if missing:
-                raise _bill_error("The bill's line %(line)s is not its header (no %(column)s).",
-                                  line=number, column=missing[0])
+                raise _bill_error(
+                    N_("The bill's line %(line)s is not its header (no %(column)s)."),
+                    line=number, column=missing[0])
             continue
         if len(cells) < len(header) or any(cells[len(header):]):
-            raise _bill_error("The bill's line %(line)s has %(n)s cells, not %(expected)s.",
-                              line=number, n=len(cells), expected=len(header))
+            raise _bill_error(
+                N_("The bill's line %(line)s has %(n)s cells, not %(expected)s."),
+                line=number, n=len(cells), expected=len(header))
         if not account:
-            raise _bill_error("The bill names no account.")
+            raise _bill_error(N_("The bill names no account."))
         lines.append(_bill_line(dict(zip(header, cells, strict=False)), number, account))
     if header is None:
-        raise _bill_error("The bill has no header line.")
+        raise _bill_error(N_("The bill has no header line."))
     return lines
 
 
@@ -782,10 +807,10 @@ def _bill_line(row: dict[str, str], number: int, account: str) -> BillLine:
         amount = yuan_to_fen(row["订单金额（元）"], signed=True)
         happened_at = china_time(row["完成时间"])
     except ValueError as exc:
-        raise _bill_error("The bill's line %(line)s has a malformed amount or time.",
+        raise _bill_error(N_("The bill's line %(line)s has a malformed amount or time."),
                           line=number) from exc
     if not row["支付宝交易号"] or not row["商户订单号"]:
-        raise _bill_error("The bill's line %(line)s has no trade number.", line=number)
+        raise _bill_error(N_("The bill's line %(line)s has no trade number."), line=number)
     if kind_word == "交易" and amount > 0:
         return BillLine(provider=PROVIDER, kind=BillKind.PAYMENT,
                         out_trade_no=row["商户订单号"], provider_txn_id=row["支付宝交易号"],
@@ -798,6 +823,6 @@ def _bill_line(row: dict[str, str], number: int, account: str) -> BillLine:
                         amount_fen=abs(amount), merchant_id=account, happened_at=happened_at,
                         out_refund_no=row["退款批次号/请求号"] or row["商户订单号"],
                         status=kind_word)
-    raise _bill_error("The bill's line %(line)s is a %(kind)s line of %(amount)s fen, which "
-                      "reconciliation does not know.", line=number, kind=kind_word,
+    raise _bill_error(N_("The bill's line %(line)s is a %(kind)s line of %(amount)s fen, which "
+                         "reconciliation does not know."), line=number, kind=kind_word,
                       amount=amount)

@@ -6,9 +6,13 @@ each qualified organization is a **sub-merchant** (:class:`MerchantRoute`) so th
 money settles straight into the charity's own merchant account — the platform never holds it.
 
 Everything a gateway returns is *verified*: a notification whose signature, certificate or
-decryption fails raises :class:`~shanju.payments.providers.InvalidSignature`; an answer from the
-provider's API that is not signed by it raises :class:`GatewayError`. Nothing here touches the
-database: the payments service decides what a report means (credit, duplicate, mismatch …).
+decryption fails raises :class:`~shanju.payments.providers.InvalidSignature` (codes in
+:data:`CALLBACK_REFUSAL_CODES`); an answer from the provider's API that is not signed by it
+raises :class:`GatewayError`. Every gateway speaks one vocabulary of error codes,
+:data:`GATEWAY_ERROR_CODES`, so that the payments service, the pages and the API treat WeChat
+Pay and Alipay alike; the provider's own code and message stay in the error's ``params``.
+Nothing here touches the database: the payments service decides what a report means (credit,
+duplicate, mismatch …).
 
 Amounts are integer fen everywhere (Alipay's ``"12.34"`` yuan strings are converted exactly,
 never through a float). ``payer_id`` is the provider's identifier of who paid (WeChat
@@ -24,25 +28,105 @@ import datetime as dt
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from shanju.core.errors import DomainError
 
 
+@dataclass(frozen=True, slots=True)
+class GatewayErrorCode:
+    """What one gateway error code means, and whether trying again later may succeed."""
+
+    meaning: str
+    retryable: bool
+
+
+# The one vocabulary of GatewayError codes, whatever the provider (docs/payments-gateways.md has
+# the same table, checked against this one by tests/payments/test_gateway_codes.py). A code's
+# ``retryable`` is fixed: the same code never means "try again" from one gateway and "give up"
+# from another. Add a code here (and to the doc) before a gateway raises it.
+GATEWAY_ERROR_CODES: Mapping[str, GatewayErrorCode] = MappingProxyType({
+    "payment_request_invalid": GatewayErrorCode(
+        "refused before sending: a field, amount or merchant route the provider would refuse "
+        "(nothing was sent)", retryable=False),
+    "payment_provider_unreachable": GatewayErrorCode(
+        "no usable answer: connection refused or reset, timeout, an HTTP error from in front of "
+        "an API that always answers 200 (Alipay), a bill download that failed", retryable=True),
+    "payment_provider_busy": GatewayErrorCode(
+        "the provider says it is busy or failed on its side (5xx, 429, system error, rate "
+        "limit)", retryable=True),
+    "payment_provider_auth_failed": GatewayErrorCode(
+        "the provider refused the platform's own credentials: its key, certificate serial, "
+        "application id, clock or API permission (an operator must fix the configuration)",
+        retryable=False),
+    "payment_provider_unsigned": GatewayErrorCode(
+        "an answer whose signature does not verify with the provider's public key",
+        retryable=False),
+    "payment_provider_bad_answer": GatewayErrorCode(
+        "an answer that is not what the provider's API documents (missing fields, about another "
+        "order, an unknown code)", retryable=False),
+    "payment_provider_refused": GatewayErrorCode(
+        "any other refusal of the request by the provider (invalid parameters, a business rule "
+        "without a code of its own)", retryable=False),
+    "payment_merchant_unknown": GatewayErrorCode(
+        "the provider does not know the organization's merchant account, or it has not "
+        "authorized the platform (no binding, an invalid or expired authorization)",
+        retryable=False),
+    "payment_merchant_required": GatewayErrorCode(
+        "a bill across all merchants asked of a provider whose bills are per merchant",
+        retryable=False),
+    "payment_order_unknown": GatewayErrorCode(
+        "the provider knows no such order (a refund of an order it never saw); queries answer "
+        "None instead", retryable=False),
+    "payment_order_conflict": GatewayErrorCode(
+        "the order's state at the provider forbids the request: already paid or closed, opened "
+        "with other details, not paid (a refund)", retryable=False),
+    "payment_refund_exceeds": GatewayErrorCode(
+        "the refund is more than what remains refundable of the payment", retryable=False),
+    "payment_refund_unfunded": GatewayErrorCode(
+        "the merchant's balance at the provider cannot pay the refund yet", retryable=True),
+    "payment_bill_not_ready": GatewayErrorCode(
+        "the provider has not made that day's bill yet", retryable=True),
+    "payment_bill_malformed": GatewayErrorCode(
+        "the bill fails its hash, is too large, or cannot be parsed", retryable=False),
+})
+
+# Why a gateway refuses a callback (``InvalidSignature.code``). The platform answers each with
+# the provider's "not accepted" acknowledgement, so the provider tries again later.
+CALLBACK_REFUSAL_CODES: Mapping[str, str] = MappingProxyType({
+    "invalid_signature": "no signature, an unknown key or algorithm, or a signature that does "
+                         "not verify",
+    "stale_callback": "signed too long ago or too far ahead (a replay)",
+    "malformed_callback": "verified, but cannot be decrypted or is not a notification the "
+                          "gateway understands",
+    "wrong_app_id": "verified, but addressed to another account of the platform's (Alipay "
+                    "app_id, WeChat Pay sp_mchid)",
+})
+
+
 class GatewayError(DomainError):
     """The provider's API could not be reached, refused the request, or answered unsigned.
 
-    ``retryable`` says whether trying again later may succeed (a timeout, a 5xx, "system
-    busy") or not (a refused parameter, an unknown sub-merchant).
+    ``code`` is one of :data:`GATEWAY_ERROR_CODES` (anything else is a programming error:
+    ValueError); ``retryable`` comes with it and says whether trying again later may succeed
+    (a timeout, a 5xx, "system busy") or not (a refused parameter, an unknown sub-merchant).
+    ``message`` is an English msgid, translated where people see it; the provider's own code
+    and message go in ``params``.
     """
 
     status_code = 502
-    code = "payment_provider_error"
 
-    def __init__(self, message: str, *, code: str | None = None, retryable: bool = True,
+    def __init__(self, message: str, *, code: str,
                  params: Mapping[str, Any] | None = None) -> None:
+        if code not in GATEWAY_ERROR_CODES:
+            raise ValueError(f"{code!r} is not one of GATEWAY_ERROR_CODES")
         super().__init__(message, code=code, params=dict(params or {}))
-        self.retryable = retryable
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again later may succeed (fixed by the code)."""
+        return GATEWAY_ERROR_CODES[self.code].retryable
 
 
 class Channel(enum.StrEnum):
@@ -205,9 +289,8 @@ class Gateway(Protocol):
                            headers: Mapping[str, str]) -> PaymentReport | RefundReport:
         """Verify a callback (signature, freshness, decryption) and parse it.
 
-        Raises ``InvalidSignature`` (codes ``invalid_signature``, ``stale_callback``,
-        ``malformed_callback``; ``wrong_app_id`` for a provider-signed callback addressed to
-        another application of the platform's) for anything that cannot be trusted.
+        Raises ``InvalidSignature`` (a code of :data:`CALLBACK_REFUSAL_CODES`) for anything
+        that cannot be trusted or is not for this platform.
         """
         ...
 
@@ -236,6 +319,6 @@ class Gateway(Protocol):
 
         Alipay has no bill across merchants in ISV mode (each merchant's bill is fetched with
         its own ``app_auth_token``): its gateway needs ``merchant`` and raises GatewayError
-        ``merchant_required`` without one.
+        ``payment_merchant_required`` without one.
         """
         ...

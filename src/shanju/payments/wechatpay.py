@@ -16,8 +16,10 @@ What this module adds around the SDK, and why:
   key id would make the SDK fetch ``/v3/certificates`` from the network for an unauthenticated
   caller; then the signature, then freshness (5 minutes, ``stale_callback``), then the
   AEAD_AES_256_GCM decryption, then the shape (``malformed_callback``);
-* the provider's errors become :class:`~shanju.payments.gateway.GatewayError` with stable
-  codes (see :data:`ERROR_CODES`) and ``retryable`` set as WeChat Pay documents them;
+* the provider's errors become :class:`~shanju.payments.gateway.GatewayError` with the
+  platform's codes (:data:`~shanju.payments.gateway.GATEWAY_ERROR_CODES`; which WeChat Pay
+  answer becomes which: :meth:`WeChatPayGateway._error`), WeChat Pay's own status, code and
+  message in ``params`` (``http_status``, ``provider_code``, ``provider_message``);
 * the daily trade bill is downloaded, checked against its SHA1 and parsed
   (:func:`parse_trade_bill`).
 
@@ -92,22 +94,6 @@ DESCRIPTION_MAX_BYTES = 127
 ATTACH_MAX_BYTES = 128
 REASON_MAX_CHARS = 80
 
-# The stable codes of the GatewayErrors raised here (the provider's own code and message are
-# in ``details``: ``http_status``, ``provider_code``, ``provider_message``).
-ERROR_CODES = {
-    "payment_request_invalid": "refused before sending: a field WeChat Pay would refuse",
-    "payment_provider_unreachable": "no answer (connection refused, timeout): retryable",
-    "payment_provider_busy": "5xx, 429, SYSTEM_ERROR, BANK_ERROR …: retryable",
-    "payment_provider_auth_failed": "401 SIGN_ERROR: our key, serial or clock is wrong",
-    "payment_provider_unsigned": "a 2xx answer whose signature does not verify",
-    "payment_provider_bad_answer": "a 2xx answer that is not what the API documents",
-    "payment_provider_refused": "any other 4xx (PARAM_ERROR, INVALID_REQUEST …)",
-    "payment_merchant_unknown": "the sub_mchid is not bound to our sp_mchid",
-    "payment_order_conflict": "out_trade_no already used differently, paid or closed",
-    "payment_refund_unfunded": "NOT_ENOUGH: the sub-merchant's balance cannot pay it: retryable",
-    "payment_bill_not_ready": "the day's bill is still being made: retryable",
-    "payment_bill_malformed": "the bill file failed its hash or cannot be parsed",
-}
 _RETRYABLE_PROVIDER_CODES = frozenset({
     "SYSTEM_ERROR", "SYSTEMERROR", "BANK_ERROR", "BANKERROR", "FREQUENCY_LIMITED",
     "FREQUENCY_LIMIT_EXCEED", "RATELIMIT_EXCEEDED",
@@ -259,8 +245,7 @@ def _read_pem(path: Path | None, name: str, *, private: bool) -> tuple[str, str 
 
 def _refuse(problem: str) -> GatewayError:
     return GatewayError("The payment request is not valid for WeChat Pay: %(problem)s.",
-                        code="payment_request_invalid", retryable=False,
-                        params={"problem": problem})
+                        code="payment_request_invalid", params={"problem": problem})
 
 
 class WeChatPayGateway:
@@ -445,7 +430,10 @@ class WeChatPayGateway:
         event_id = _text(envelope, "id")
         event_type = _text(envelope, "event_type")
         if _text(resource, "sp_mchid") != self._config.sp_mchid:
-            raise ValueError("the callback is for another service provider")
+            # Signed by WeChat Pay and decrypted with our key, yet for another service
+            # provider's account: not a forgery, not ours (Alipay's wrong app_id).
+            raise InvalidSignature("The callback is addressed to another WeChat Pay service "
+                                   "provider.", code="wrong_app_id")
         if event_type == "TRANSACTION.SUCCESS":
             report = payment_report(resource, event_id=event_id)
             if report.state is not PaymentState.PAID:
@@ -552,8 +540,7 @@ class WeChatPayGateway:
             return []  # no payment and no refund that day
         if status == 400 and code == "STATEMENT_CREATING":
             raise GatewayError("WeChat Pay's daily bill is not ready yet.",
-                               code="payment_bill_not_ready", retryable=True,
-                               params={"day": day.isoformat()})
+                               code="payment_bill_not_ready", params={"day": day.isoformat()})
         if status != 200:
             raise self._error(status, body)
         answer = self._answer(body)
@@ -594,14 +581,14 @@ class WeChatPayGateway:
             status, body = method(*args, **kwargs)
         except requests.RequestException as exc:
             raise GatewayError("WeChat Pay could not be reached. Please try again.",
-                               code="payment_provider_unreachable", retryable=True,
+                               code="payment_provider_unreachable",
                                params={"reason": type(exc).__name__}) from exc
         except Exception as exc:  # the SDK raises bare Exception
             if "verify the signature" in str(exc):
                 raise GatewayError("WeChat Pay's answer could not be verified.",
-                                   code="payment_provider_unsigned", retryable=False) from exc
+                                   code="payment_provider_unsigned") from exc
             raise GatewayError("WeChat Pay refused the request.", code="payment_provider_refused",
-                               retryable=False, params={"reason": str(exc)[:200]}) from exc
+                               params={"reason": str(exc)[:200]}) from exc
         return int(status), body
 
     @staticmethod
@@ -613,7 +600,7 @@ class WeChatPayGateway:
 
     @staticmethod
     def _error(status: int, body: Any) -> GatewayError:
-        """The GatewayError for a non-2xx answer (see :data:`ERROR_CODES`)."""
+        """The GatewayError for a non-2xx answer (codes: ``GATEWAY_ERROR_CODES``)."""
         info: dict[str, Any] = {}
         try:
             info = _object(json.loads(body))
@@ -625,25 +612,27 @@ class WeChatPayGateway:
                    "provider_message": provider_message}
         if status == 401 or provider_code == "SIGN_ERROR":
             return GatewayError("WeChat Pay refused the platform's credentials.",
-                                code="payment_provider_auth_failed", retryable=False,
-                                params=details)
+                                code="payment_provider_auth_failed", params=details)
         if status >= 500 or status == 429 or provider_code in _RETRYABLE_PROVIDER_CODES:
             return GatewayError("WeChat Pay is busy. Please try again later.",
-                                code="payment_provider_busy", retryable=True, params=details)
+                                code="payment_provider_busy", params=details)
         if provider_code == "MCH_NOT_EXISTS" or "受理关系" in provider_message:
             return GatewayError("WeChat Pay does not know this organization's merchant account.",
-                                code="payment_merchant_unknown", retryable=False,
-                                params=details)
+                                code="payment_merchant_unknown", params=details)
+        if status == 404 and provider_code in _NOT_FOUND_PROVIDER_CODES:
+            # Queries answer None for these before coming here: this is a refund (or another
+            # call) about an order WeChat Pay never saw.
+            return GatewayError("WeChat Pay knows no such order.",
+                                code="payment_order_unknown", params=details)
         if provider_code in _CONFLICT_PROVIDER_CODES:
             return GatewayError("This order already exists at WeChat Pay: paid, closed or "
                                 "opened with other details.",
-                                code="payment_order_conflict", retryable=False, params=details)
+                                code="payment_order_conflict", params=details)
         if provider_code == "NOT_ENOUGH":
             return GatewayError("The organization's WeChat Pay balance cannot pay this refund "
-                                "yet.", code="payment_refund_unfunded", retryable=True,
-                                params=details)
+                                "yet.", code="payment_refund_unfunded", params=details)
         return GatewayError("WeChat Pay refused the request.", code="payment_provider_refused",
-                            retryable=False, params=details)
+                            params=details)
 
 
 def _is_a_gateway(gateway: WeChatPayGateway) -> Gateway:
@@ -770,14 +759,12 @@ def _check_url(url: str, name: str, *, query: bool) -> None:
 
 def _bad_answer(problem: str) -> GatewayError:
     return GatewayError("WeChat Pay's answer is not what its API documents.",
-                        code="payment_provider_bad_answer", retryable=False,
-                        params={"problem": problem})
+                        code="payment_provider_bad_answer", params={"problem": problem})
 
 
 def _bill_malformed(problem: str) -> GatewayError:
     return GatewayError("WeChat Pay's daily bill could not be read.",
-                        code="payment_bill_malformed", retryable=False,
-                        params={"problem": problem})
+                        code="payment_bill_malformed", params={"problem": problem})
 
 
 # --- the trade bill --------------------------------------------------------------------------
