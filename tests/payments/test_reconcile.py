@@ -431,7 +431,8 @@ class World:
 def provider_times(draw: st.DrawFn, *, after: dt.datetime | None = None) -> dt.datetime:
     """A whole-second moment of D−1, D or D+1 (China time), often within minutes of midnight."""
     day = draw(st.integers(0, 2))
-    second = draw(st.one_of(st.integers(0, DAY_SECONDS - 1), st.integers(0, 900),
+    second = draw(st.one_of(st.sampled_from([0, DAY_SECONDS - 1]),
+                            st.integers(0, DAY_SECONDS - 1), st.integers(0, 900),
                             st.integers(DAY_SECONDS - 900, DAY_SECONDS - 1)))
     moment = cn(FIRST, "00:00:00") + ONE_DAY * day + dt.timedelta(seconds=second)
     return max(moment, after) if after is not None else moment
