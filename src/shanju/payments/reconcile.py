@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from shanju.core.clock import CHINA_TZ
 from shanju.core.errors import DomainError
+from shanju.core.i18n import N_
 from shanju.payments import alipay, wechatpay
 from shanju.payments.gateway import BillKind, BillLine, PaymentReport, PaymentState, RefundState
 
@@ -246,9 +247,10 @@ def bill_refund_state(line: BillLine) -> RefundState:
     """The refund's state as the bill line states it (ReconcileError if the word is unknown)."""
     state = BILL_REFUND_STATES.get(line.provider, {}).get(line.status)
     if state is None:
-        raise ReconcileError("The bill's refund status %(status)s (%(provider)s) is not known.",
-                             code="bill_status_unknown",
-                             params={"status": line.status, "provider": line.provider})
+        raise ReconcileError(
+            N_("The bill's refund status %(status)s (%(provider)s) is not known."),
+            code="bill_status_unknown", params={"status": line.status, "provider": line.provider},
+            details={"out_trade_no": line.out_trade_no, "out_refund_no": line.out_refund_no})
     return state
 
 
@@ -262,9 +264,9 @@ def _payment_key(item: BillLine | OurPayment) -> _PaymentKey:
 
 def _refund_key(line: BillLine) -> _RefundKey:
     if not line.out_refund_no:
-        raise ReconcileError("A refund line of the bill has no refund number.",
+        raise ReconcileError(N_("A refund line of the bill has no refund number."),
                              code="bill_line_malformed",
-                             params={"out_trade_no": line.out_trade_no})
+                             details={"out_trade_no": line.out_trade_no})
     return (line.provider, line.out_trade_no, line.out_refund_no)
 
 
@@ -279,11 +281,11 @@ def _check_lines(lines: Iterable[BillLine], day: dt.date) -> None:
     for line in lines:
         line_day = china_day(line.happened_at)
         if line_day != day:
-            raise ReconcileError("A line of the bill of %(day)s is dated %(line_day)s.",
+            raise ReconcileError(N_("A line of the bill of %(day)s is dated %(line_day)s."),
                                  code="bill_line_outside_day",
                                  params={"day": day.isoformat(),
-                                         "line_day": line_day.isoformat(),
-                                         "out_trade_no": line.out_trade_no})
+                                         "line_day": line_day.isoformat()},
+                                 details={"out_trade_no": line.out_trade_no})
 
 
 def match(day: dt.date, bill_lines: Sequence[BillLine], payments: Sequence[OurPayment],
