@@ -312,11 +312,11 @@ def match(day: dt.date, bill_lines: Sequence[BillLine], payments: Sequence[OurPa
     _check_lines(bill_lines, day)
     _check_lines(previous_lines, day - dt.timedelta(days=1))
 
-    ours_paid: dict[_PaymentKey, OurPayment] = {}
+    ours_payments: dict[_PaymentKey, OurPayment] = {}
     for payment in payments:
-        if _payment_key(payment) in ours_paid:
+        if _payment_key(payment) in ours_payments:
             raise ValueError(f"payment {payment.out_trade_no} is given twice")
-        ours_paid[_payment_key(payment)] = payment
+        ours_payments[_payment_key(payment)] = payment
     ours_refunded: dict[_RefundKey, OurRefund] = {}
     for refund in refunds:
         rkey = (refund.provider, refund.out_trade_no, refund.out_refund_no)
@@ -345,12 +345,12 @@ def match(day: dt.date, bill_lines: Sequence[BillLine], payments: Sequence[OurPa
         provider, out_trade_no = key
         extra = lines if key in previous_payments else lines[1:]
         found.extend(Mismatch(MismatchKind.DUPLICATE_LINE, Action.REVIEW, provider,
-                              out_trade_no, line=line, payment=ours_paid.get(key),
+                              out_trade_no, line=line, payment=ours_payments.get(key),
                               occurrence=index)
                      for index, line in enumerate(extra, start=1))
         if key in previous_payments:
             continue  # the pair was checked by the previous day's run
-        problems = _check_payment(lines[0], ours_paid.get(key))
+        problems = _check_payment(lines[0], ours_payments.get(key))
         found.extend(problems)
         if not problems:
             matched["payments"] += 1
@@ -374,7 +374,7 @@ def match(day: dt.date, bill_lines: Sequence[BillLine], payments: Sequence[OurPa
             matched["refunds_fen"] += lines[0].amount_fen
 
     # Our records this run owns: each must be on this day's bill or the previous day's.
-    for key, payment in ours_paid.items():
+    for key, payment in ours_payments.items():
         if (payment.status is OurPaymentStatus.PAID and payment.paid_at is not None
                 and owner_day(payment.paid_at, day_window) == day
                 and key not in payment_lines and key not in previous_payments):
