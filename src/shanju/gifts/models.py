@@ -3,8 +3,9 @@
 A donor gives to a project in one of two ways today, each written by its own pipeline to its own
 table: an ordinary donation (``donations`` and its ``payment_intents`` row, written by
 ``donations.flows``) or a giving-day gift (``campaign_gifts``, written by the group-commit
-engine). Every reader that shows or counts gifts — totals, lists, notices, disclosure, receipts
-— reads this one view instead of the two tables, so that none can forget half.
+engine). Every reader of gifts of both kinds — totals, a project's gifts, notices, disclosure,
+receipts — reads this one view instead of the two tables, so that none can forget half
+(docs/architecture.md, "A gift: one read model").
 
 The view is created by migration 0007 (its SQL lives there, not here) and is mapped on its own
 metadata, not ``Base.metadata``: ``create_all``, Alembic's autogenerate and the test suite's

@@ -92,13 +92,15 @@ def platform_totals(*, session: Session) -> PlatformTotals:
 
 def _newest_paid(*, session: Session, project_id: int, limit: int, offset: int = 0
                  ) -> list[Gift]:
-    # Keys first, then the rows: ordering needs only the ids and times, so PostgreSQL sorts the
-    # project's gifts without joining each donation to its payment intent; the page's rows are
-    # then read by their unique public ids.
-    keys = list(session.scalars(
-        select(Gift.public_id).where(Gift.project_id == project_id, _PAID)
-        .order_by(Gift.paid_at.desc(), Gift.kind.asc(), Gift.source_id.desc())
-        .limit(limit).offset(offset)))
+    # Keys first, then the rows. PostgreSQL sorts the project's gifts without joining each
+    # donation to its payment intent; SQLite merges the two halves of the view, the donations
+    # read in order from their index (it flattens the view only when the ORDER BY columns are
+    # selected). The page's rows are then read by their unique public ids.
+    order = (Gift.paid_at.desc(), Gift.kind.asc(), Gift.source_id.desc())
+    keys = [key for key, *_ in session.execute(
+        select(Gift.public_id, Gift.paid_at, Gift.kind, Gift.source_id)
+        .where(Gift.project_id == project_id, _PAID)
+        .order_by(*order).limit(limit).offset(offset))]
     if not keys:
         return []
     rows = {g.public_id: g for g in session.scalars(select(Gift).where(Gift.public_id.in_(keys)))}
