@@ -8,7 +8,7 @@ from shanju.accounts.models import Role, User
 from shanju.campaigns import flows
 from shanju.campaigns.engine import apply_batch
 from shanju.core.db import Database
-from shanju.donations import service as donations
+from shanju.gifts import service as gifts
 from shanju.ledger import service as ledger
 from tests.factories import (
     make_campaign,
@@ -30,24 +30,24 @@ def test_totals_are_the_money_the_fund_holds(db: Database) -> None:
         donor = make_user(s)
         ids = (campaign.id, project.id, reviewer.id, donor.id)
     cid, pid, reviewer_id, donor_id = ids
-    gifts = [make_paid_gift(campaign_id=cid, project_id=pid, amount_fen=amount,
-                            donor_id=donor_id) for amount in (30_00, 50_00, 70_00)]
+    paid = [make_paid_gift(campaign_id=cid, project_id=pid, amount_fen=amount,
+                           donor_id=donor_id) for amount in (30_00, 50_00, 70_00)]
     with db.transaction() as s:
-        results = apply_batch(s, gifts)
+        results = apply_batch(s, paid)
     # 1:1 until the ¥100 pool runs out: ¥30 + ¥50 + ¥20 matched.
     assert [r.matched_fen for r in results] == [30_00, 50_00, 20_00]
     with db.transaction(write=False) as s:
-        totals = donations.project_totals(session=s, project_ids=[pid])[pid]
+        totals = gifts.project_totals(session=s, project_ids=[pid])[pid]
         assert (totals.raised_fen, totals.donations) == (250_00, 3)
         assert totals.raised_fen == ledger.balance(s, ledger.project_fund(pid))
-        assert donations.platform_totals(session=s).raised_fen == 250_00
+        assert gifts.platform_totals(session=s).raised_fen == 250_00
 
     with db.transaction() as s:
         reviewer = s.get_one(User, reviewer_id)
-        flows.refund_gift(session=s, actor=reviewer, order_id=gifts[1].order_id,
+        flows.refund_gift(session=s, actor=reviewer, order_id=paid[1].order_id,
                           reason="捐赠人申请退款")
     with db.transaction(write=False) as s:
-        totals = donations.project_totals(session=s, project_ids=[pid])[pid]
+        totals = gifts.project_totals(session=s, project_ids=[pid])[pid]
         # The refunded ¥50 gift and its ¥50 match no longer count.
         assert (totals.raised_fen, totals.donations) == (150_00, 2)
         assert totals.raised_fen == ledger.balance(s, ledger.project_fund(pid))

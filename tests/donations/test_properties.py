@@ -14,8 +14,8 @@ from shanju.accounts.models import Role, User
 from shanju.core.db import Database
 from shanju.core.errors import DomainError
 from shanju.donations import flows
-from shanju.donations import service as donations
 from shanju.donations.models import Donation, DonationStatus
+from shanju.gifts import service as gifts
 from shanju.ledger import service as ledger
 from shanju.ledger.models import JournalEntry
 from shanju.payments.models import IntentStatus, PaymentIntent, Refund, RefundStatus
@@ -147,7 +147,7 @@ def check_invariants(run: Run) -> None:
         assert fund == paid_total - int(reserved or 0) - run.disbursed
         assert fund >= 0
         # The derived total people see is the ledger's money, before any use of it.
-        raised = donations.project_totals(session=s, project_ids=[run.project_id])
+        raised = gifts.project_totals(session=s, project_ids=[run.project_id])
         assert raised[run.project_id].raised_fen == fund + run.disbursed
 
 

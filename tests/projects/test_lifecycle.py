@@ -13,7 +13,13 @@ from shanju.core.errors import Conflict, InvalidInput, PermissionDenied
 from shanju.organizations.models import OrgStatus
 from shanju.projects import service
 from shanju.projects.models import Project, ProjectStatus
-from tests.factories import make_org, make_project, make_user
+from tests.factories import (
+    make_campaign,
+    make_campaign_gift,
+    make_org,
+    make_project,
+    make_user,
+)
 from tests.projects.helpers import audit_count, days, paid_donation, reviewer, staff_of
 
 S = ProjectStatus
@@ -243,6 +249,28 @@ def test_take_down_notifies_every_donor_and_the_staff_and_is_final(db: Database)
         project = s.get(Project, ids["pid"])
         assert project is not None and project.status == S.TAKEN_DOWN
         assert service.allowed_actions(project, service.Actor.PLATFORM) == []
+
+
+@pytest.mark.parametrize("action", ["pause", "take_down"])
+def test_a_platform_action_reaches_giving_day_donors_too(db: Database, action: str) -> None:
+    # Issue 12: the notice used to read ordinary donations only, so whoever gave on a giving
+    # day never heard that the project they supported was paused or taken down.
+    with db.transaction() as s:
+        org = make_org(s)
+        staff = staff_of(s, org)
+        project = make_project(s, org=org)
+        campaign = make_campaign(s, projects=[project])
+        ordinary, giving_day = make_user(s), make_user(s)
+        paid_donation(s, project, donor=ordinary)
+        make_campaign_gift(s, campaign=campaign, project=project, donor=giving_day)
+        make_campaign_gift(s, campaign=campaign, project=project, donor=None)  # a guest
+        service.do_transition(session=s, project=project, actor=reviewer(s), action=action,
+                              reason="核查")
+        donors, staff_id, pid = sorted([ordinary.id, giving_day.id]), staff.id, project.id
+    with db.transaction() as s:
+        told = {n.user_id: n.link for n in s.scalars(select(Notification))}
+    assert told == {donors[0]: f"/projects/{pid}", donors[1]: f"/projects/{pid}",
+                    staff_id: f"/console/projects/{pid}"}
 
 
 def test_platform_pause_notifies_donors_but_organization_pause_does_not(db: Database) -> None:

@@ -45,7 +45,6 @@ from sqlalchemy import (
     or_,
     select,
     type_coerce,
-    union_all,
 )
 from sqlalchemy.orm import Session, aliased
 
@@ -56,7 +55,10 @@ from shanju.core.clock import CHINA_TZ, today_cn
 from shanju.core.db import UTCDateTime
 from shanju.core.errors import NotFound
 from shanju.core.masking import mask_name
-from shanju.donations.models import Donation, DonationStatus
+from shanju.donations.models import Donation
+from shanju.gifts import service as gifts
+from shanju.gifts.models import RECEIVED as RECEIVED_STATUSES
+from shanju.gifts.models import Gift, GiftKind
 from shanju.ledger import service as ledger
 from shanju.ledger.models import AccountKind, JournalEntry, LedgerAccount
 from shanju.payments.models import Refund, RefundStatus
@@ -144,10 +146,9 @@ def _sources(session: Session, project_ids: Sequence[int] | None,
     settled = _settle_entry()
     refund_donation = aliased(Donation)
     sources: list[tuple[str, int, Select[Any]]] = [
-        (RECEIVED, 1, grouped(Donation.project_id, Donation.paid_at, Donation.amount_fen).where(
-            Donation.status.in_([DonationStatus.PAID, DonationStatus.REFUNDED]))),
-        (RECEIVED, 1, grouped(CampaignGift.project_id, CampaignGift.paid_at,
-                              CampaignGift.amount_fen)),
+        # Every gift of either kind once paid (a refunded one was paid first).
+        (RECEIVED, 1, grouped(Gift.project_id, Gift.paid_at, Gift.amount_fen).where(
+            Gift.status.in_(RECEIVED_STATUSES))),
         # A match that reached the project at once (never held); a refund may reverse it later.
         (MATCHED, 1, grouped(CampaignGift.project_id, CampaignGift.paid_at,
                              CampaignGift.matched_fen).where(
@@ -276,12 +277,13 @@ class Movement:
 
 @dataclass(frozen=True)
 class _Source:
-    kind: str
     category: str
     sign: int
-    stmt: Select[Any]  # columns: moved_at, project_id, fen, ref, donor_name, anonymous, usage_id
+    # columns: kind, moved_at, project_id, fen, ref, donor, anonymous, usage_id
+    stmt: Select[Any]
     time_col: Any
-    tie_col: Any
+    ties: tuple[Any, ...]  # orders equal times, oldest first
+    ties_newest_first: tuple[Any, ...]  # orders equal times, newest first
 
 
 def _movement_sources(session: Session, project_ids: Sequence[int],
@@ -291,11 +293,13 @@ def _movement_sources(session: Session, project_ids: Sequence[int],
     rd = aliased(Donation)
     ids = list(project_ids)
 
-    # ``sign``: the movement's effect on the project's fund (+ in, − out).
-    def src(kind: str, category: str, sign: int, time_col: Any, tie_col: Any,
+    # ``sign``: the movement's effect on the project's fund (+ in, − out); ``kind`` a
+    # Movement kind, or a column of them.
+    def src(kind: Any, category: str, sign: int, time_col: Any, tie_col: Any,
             project_col: Any, fen: Any, ref: Any, donor_name: Any = None,
             anonymous: Any = None, usage_id: Any = None) -> tuple[Any, ...]:
         stmt = select(
+            (literal(kind, String) if isinstance(kind, str) else kind).label("kind"),
             time_col.label("moved_at"), project_col.label("project_id"), fen.label("fen"),
             ref.label("ref"),
             (donor_name if donor_name is not None else literal(None, String)).label("donor"),
@@ -306,16 +310,19 @@ def _movement_sources(session: Session, project_ids: Sequence[int],
             stmt = stmt.where(time_col >= since)
         if until is not None:
             stmt = stmt.where(time_col < until)
-        return kind, category, sign, stmt, time_col, tie_col
+        ties = tie_col if isinstance(tie_col, tuple) else (tie_col,)
+        return category, sign, stmt, time_col, ties
 
     gift_ref = literal("gift:", String) + CampaignGift.order_id
+    # A gift of either kind arriving (the ``gifts`` view): a donation or a giving-day gift.
+    ordinary = Gift.kind == GiftKind.DONATION
+    arrival_kind = case((ordinary, literal("donation", String)), else_=literal("gift", String))
+    arrival_ref = case((ordinary, literal("donation:", String) + Gift.public_id),
+                       else_=literal("gift:", String) + Gift.public_id)
     refund_time = type_coerce(func.coalesce(Refund.completed_at, Refund.created_at), _UTC)
     raw = [
-        src("donation", RECEIVED, 1, Donation.paid_at, Donation.id, Donation.project_id,
-            Donation.amount_fen, literal("donation:", String) + Donation.public_id,
-            Donation.donor_name, Donation.anonymous),
-        src("gift", RECEIVED, 1, CampaignGift.paid_at, CampaignGift.id, CampaignGift.project_id,
-            CampaignGift.amount_fen, gift_ref, CampaignGift.donor_name, CampaignGift.anonymous),
+        src(arrival_kind, RECEIVED, 1, Gift.paid_at, (Gift.kind, Gift.source_id),
+            Gift.project_id, Gift.amount_fen, arrival_ref, Gift.donor_name, Gift.anonymous),
         src("match", MATCHED, 1, CampaignGift.paid_at, CampaignGift.id, CampaignGift.project_id,
             CampaignGift.matched_fen, gift_ref),
         src("match", MATCHED, 1, settled.created_at, CampaignGift.id, CampaignGift.project_id,
@@ -339,8 +346,7 @@ def _movement_sources(session: Session, project_ids: Sequence[int],
             literal("usage:", String) + cast(FundUsage.id, String), usage_id=FundUsage.id),
     ]
     filters: list[Any] = [
-        lambda s: s.where(Donation.status.in_([DonationStatus.PAID, DonationStatus.REFUNDED])),
-        lambda s: s,
+        lambda s: s.where(Gift.status.in_(RECEIVED_STATUSES)),
         lambda s: s.where(
             CampaignGift.hold_until.is_(None), CampaignGift.matched_fen > 0,
             CampaignGift.match_status.in_([MatchStatus.MATCHED, MatchStatus.REVERSED])),
@@ -356,8 +362,12 @@ def _movement_sources(session: Session, project_ids: Sequence[int],
         lambda s: s.where(CampaignGift.status == GiftStatus.REFUNDED),
         lambda s: s,
     ]
-    return [_Source(kind, category, sign, f(stmt), time_col, tie)
-            for (kind, category, sign, stmt, time_col, tie), f in zip(raw, filters, strict=True)]
+    # Equal times keep the order the kinds are listed in (a donation before a giving-day gift),
+    # oldest or newest first within a kind.
+    return [_Source(category, sign, f(stmt), time_col, ties,
+                    (ties[0], *(t.desc() for t in ties[1:])) if len(ties) > 1
+                    else (ties[0].desc(),))
+            for (category, sign, stmt, time_col, ties), f in zip(raw, filters, strict=True)]
 
 
 def _to_movement(source: _Source, row: Any) -> Movement:
@@ -365,7 +375,7 @@ def _to_movement(source: _Source, row: Any) -> Movement:
     donor = None
     if row.donor is not None and not anonymous:
         donor = mask_name(row.donor)
-    return Movement(time=row.moved_at, kind=source.kind, category=source.category,
+    return Movement(time=row.moved_at, kind=str(row.kind), category=source.category,
                     amount_fen=source.sign * int(row.fen), ref=str(row.ref),
                     project_id=int(row.project_id), donor=donor, anonymous=anonymous,
                     usage_id=int(row.usage_id) if row.usage_id is not None else None)
@@ -382,7 +392,7 @@ def iter_movements(*, session: Session, project_ids: Sequence[int],
     streams = []
     for source in _movement_sources(session, project_ids, since, until):
         rows = session.execute(
-            source.stmt.order_by(source.time_col, source.tie_col),
+            source.stmt.order_by(source.time_col, *source.ties),
             execution_options={"yield_per": batch},
         )
         streams.append(_movements_of(source, rows))
@@ -399,7 +409,8 @@ def recent_movements(*, session: Session, project_id: int, limit: int = 50) -> l
     found: list[Movement] = []
     for source in _movement_sources(session, [project_id], None, None):
         rows = session.execute(
-            source.stmt.order_by(source.time_col.desc(), source.tie_col.desc()).limit(limit))
+            source.stmt.order_by(source.time_col.desc(), *source.ties_newest_first)
+            .limit(limit))
         found.extend(_to_movement(source, row) for row in rows)
     found.sort(key=lambda m: m.time, reverse=True)
     return found[:limit]
@@ -552,23 +563,9 @@ class AnnualSummary:
 def _donor_key_rows(project_ids: list[int], start: dt.datetime, end: dt.datetime) -> Any:
     """(project_id, donor key) of every gift received in [start, end): an account, else the
     payer's hash, else the gift itself (one donor per gift)."""
-    donations = select(
-        Donation.project_id.label("project_id"),
-        case((Donation.donor_id.is_not(None),
-              literal("u", String) + cast(Donation.donor_id, String)),
-             else_=literal("d", String) + cast(Donation.id, String)).label("donor"),
-    ).where(Donation.project_id.in_(project_ids),
-            Donation.status.in_([DonationStatus.PAID, DonationStatus.REFUNDED]),
-            Donation.paid_at >= start, Donation.paid_at < end)
-    gifts = select(
-        CampaignGift.project_id.label("project_id"),
-        case((CampaignGift.donor_id.is_not(None),
-              literal("u", String) + cast(CampaignGift.donor_id, String)),
-             (CampaignGift.payer_hash != "", literal("x", String) + CampaignGift.payer_hash),
-             else_=literal("o", String) + CampaignGift.order_id).label("donor"),
-    ).where(CampaignGift.project_id.in_(project_ids),
-            CampaignGift.paid_at >= start, CampaignGift.paid_at < end)
-    return union_all(donations, gifts).subquery()
+    return select(Gift.project_id.label("project_id"), gifts.donor_key().label("donor")).where(
+        Gift.project_id.in_(project_ids), Gift.status.in_(RECEIVED_STATUSES),
+        Gift.paid_at >= start, Gift.paid_at < end).subquery()
 
 
 def organization_project_ids(*, session: Session, organization_id: int) -> dict[int, str]:
@@ -601,11 +598,11 @@ def annual_summary(*, session: Session, organization_id: int, year: int,
     total_gifts = total_donors = 0
     if ids:
         keys = _donor_key_rows(ids, start, end)
-        for pid, gifts, donors in session.execute(
+        for pid, count, donors in session.execute(
                 select(keys.c.project_id, func.count(), func.count(func.distinct(keys.c.donor)))
                 .group_by(keys.c.project_id)):
             row = per_project.setdefault(int(pid), AnnualProject(int(pid), titles[int(pid)]))
-            row.gifts, row.donors = int(gifts), int(donors)
+            row.gifts, row.donors = int(count), int(donors)
         total_gifts, total_donors = (int(v or 0) for v in session.execute(
             select(func.count(), func.count(func.distinct(keys.c.donor)))).one())
     # A project whose money was all used or returned before the year has nothing to show.

@@ -21,6 +21,7 @@ from shanju.core.regions import PROVINCES
 from shanju.core.web import login_url, redirect, render, tr
 from shanju.donations import flows
 from shanju.donations import service as donations
+from shanju.gifts import service as gifts
 from shanju.organizations import payment_routes
 from shanju.payments import service as payments
 from shanju.projects import service as projects
@@ -168,10 +169,11 @@ def my_donations(
     rows, total = donations.list_donations(
         session=session, donor_id=viewer.id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
-    summary = donations.donor_summary(session=session, donor_id=viewer.id)
+    summary = gifts.donor_summary(session=session, donor_id=viewer.id)
     projects = donations.project_titles(session=session, project_ids=[d.project_id for d in rows])
-    gifts = campaign_gifts.donor_gifts(session=session, donor_id=viewer.id) if page == 1 else []
+    giving_day = (campaign_gifts.donor_gifts(session=session, donor_id=viewer.id)
+                  if page == 1 else [])
     return render(request, "donations/mine.html", {
         "donations": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
-        "summary": summary, "projects": projects, "giving_day_gifts": gifts,
+        "summary": summary, "projects": projects, "giving_day_gifts": giving_day,
     })

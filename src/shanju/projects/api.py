@@ -18,8 +18,7 @@ from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, OrgStaff, View
 from shanju.core.errors import InvalidInput
 from shanju.core.files import Attachment
 from shanju.core.masking import mask_name
-from shanju.donations import service as donations
-from shanju.donations.models import DonationStatus
+from shanju.gifts import service as gifts
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
 from shanju.projects import schemas
@@ -283,12 +282,12 @@ def post_fund_usage(
             summary="List a project's paid gifts (names masked)")
 def list_project_donations(project_id: DbId, session: DbSession, viewer: Viewer,
                            limit: Limit = 20, offset: Offset = 0) -> schemas.PublicDonationPage:
-    """Paid gifts, newest first; donors' names masked, anonymous gifts as 爱心人士."""
+    """Paid gifts of both kinds (ordinary and giving-day), newest first; donors' names masked,
+    anonymous gifts as 爱心人士."""
     project = projects.get_visible_project(session=session, project_id=project_id,
                                            viewer=viewer)
-    rows, total = donations.list_donations(session=session, project_id=project.id,
-                                           statuses=[DonationStatus.PAID], limit=limit,
-                                           offset=offset)
+    rows, total = gifts.list_project_gifts(session=session, project_id=project.id,
+                                           limit=limit, offset=offset)
     return schemas.PublicDonationPage(
         items=[schemas.PublicDonationRead(donor=mask_name(d.donor_name, anonymous=d.anonymous),
                                           amount_fen=d.amount_fen, message=d.message,

@@ -29,7 +29,7 @@ from shanju.core.i18n import N_
 from shanju.core.money import check_amount_fen, format_fen, parse_yuan
 from shanju.core.regions import PROVINCES as PROVINCES  # re-exported for the views
 from shanju.core.text import check_characters
-from shanju.donations import service as donations
+from shanju.gifts import service as gifts
 from shanju.ledger import service as ledger
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization, OrgStatus
@@ -234,7 +234,7 @@ class ProjectListing:
 
 def with_totals(*, session: Session, projects: Sequence[Project]) -> list[ProjectListing]:
     """Attach raised totals and person-times to projects."""
-    totals = donations.project_totals(session=session, project_ids=[p.id for p in projects])
+    totals = gifts.project_totals(session=session, project_ids=[p.id for p in projects])
     return [
         ProjectListing(project=p, raised_fen=totals[p.id].raised_fen,
                        donations=totals[p.id].donations)
@@ -814,7 +814,7 @@ def _notify_of_platform_action(
     *, session: Session, project: Project, action: str, reason: str
 ) -> int:
     params = {"project": project.title, "reason": reason}
-    donor_ids = donations.donor_ids_of_project(session=session, project_id=project.id)
+    donor_ids = gifts.donor_ids_of_project(session=session, project_id=project.id)
     sent = accounts.do_notify(
         session=session, user_ids=donor_ids, kind=f"projects.{action}",
         title=_DONOR_NOTICES[action], body=_REASON, params=params,

@@ -23,6 +23,7 @@ from shanju.core.deps import CsrfChecked, DbSession, FormFields, PostedForm, Vie
 from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
 from shanju.core.web import login_url, read_uploads, redirect, render, tr
 from shanju.donations import service as donations
+from shanju.gifts import service as gifts
 from shanju.organizations import payment_routes
 from shanju.organizations import service as organizations
 from shanju.projects import service as projects
@@ -115,8 +116,7 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
     project = projects.get_visible_project(session=session, project_id=project_id,
                                            viewer=viewer)
     ctx = _detail_context(session, project)
-    ctx["donations"] = donations.recent_donations(session=session, project_id=project.id,
-                                                  limit=20)
+    ctx["donations"] = gifts.recent_gifts(session=session, project_id=project.id, limit=20)
     ctx["campaign_matches"] = campaigns_live.project_match_status(session=session,
                                                                   project_id=project.id)
     try:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shanju.donations import service as donations
+from shanju.gifts import service as gifts
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
 from shanju.projects.models import Project, ProjectStatus
@@ -75,7 +75,7 @@ def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectCard]:
     )
     if len(rows) < limit:
         chosen = [row[0] for row in rows]
-        raised = donations.raised_by_project()
+        raised = gifts.raised_by_project()
         top = (
             select(*_CARD_COLUMNS)
             .join(Organization, Organization.id == Project.organization_id)
@@ -87,7 +87,7 @@ def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectCard]:
         if chosen:
             top = top.where(Project.id.not_in(chosen))
         rows.extend(session.execute(top))
-    totals = donations.project_totals(session=session, project_ids=[row[0] for row in rows])
+    totals = gifts.project_totals(session=session, project_ids=[row[0] for row in rows])
     cards = []
     for pid, title, summary, province, category, status, goal_fen, org_name in rows:
         total = totals[pid]
@@ -114,7 +114,7 @@ def home_page(*, session: Session, limit: int = 6) -> tuple[HomeTotals, list[Pro
     """Everything the home page shows: platform totals and featured project cards."""
     # Organizations are those approved on the platform, not those already given to: a new
     # platform with verified organizations but no gifts yet should not read "0".
-    paid = donations.platform_totals(session=session)
+    paid = gifts.platform_totals(session=session)
     totals = HomeTotals(
         raised_fen=paid.raised_fen,
         donations=paid.donations,

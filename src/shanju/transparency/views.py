@@ -16,14 +16,17 @@ from shanju.campaigns import holds as campaign_gifts
 from shanju.core.deps import DbSession, Viewer, get_database
 from shanju.core.errors import DomainError, NotFound
 from shanju.core.web import redirect, render, tr
-from shanju.donations import flows as donation_flows
 from shanju.donations import service as donations
 from shanju.donations.models import DonationStatus
+from shanju.gifts import service as gifts
+from shanju.gifts.models import GiftKind
 from shanju.transparency import checkpoints, receipts
 
 router = APIRouter()
 
 MY_GIFTS_LIMIT = 50
+# The log's reference kinds of gifts (``donation:d_…``, ``gift:o_…``).
+_GIFT_KINDS = {"donation": GiftKind.DONATION, "gift": GiftKind.GIVING_DAY}
 
 
 def receipt_path(ref: str) -> str:
@@ -79,19 +82,11 @@ def _pending(session: Session, ref: str, viewer: User | None) -> bool:
     if viewer is None:
         return False
     kind, _, ident = ref.partition(":")
-    try:
-        if kind == "donation":
-            donation = donation_flows.get_donation(session=session, public_id=ident)
-            donation_flows.check_can_view(actor=viewer, donation=donation)
-            return donation.donor_id == viewer.id and donation.status in (
-                DonationStatus.PAID, DonationStatus.REFUNDED)
-        if kind == "gift":
-            detail = campaign_gifts.get_gift_for_viewer(session=session, order_id=ident,
-                                                        viewer=viewer)
-            return detail.gift.donor_id == viewer.id
-    except DomainError:
+    gift_kind = _GIFT_KINDS.get(kind)
+    if gift_kind is None:
         return False
-    return False
+    return gifts.is_own_received_gift(session=session, kind=gift_kind, public_id=ident,
+                                      donor_id=viewer.id)
 
 
 @router.get("/transparency/receipts/{ref}", response_class=HTMLResponse)
