@@ -167,12 +167,36 @@ def chromium_path() -> str:
 
 # Package scope, not session: while the sync API's driver runs, the main thread has a running
 # event loop, and tests after this package that run their own (asyncio.run) would fail.
+# scripts/year_ahead moves the clock of every process with libfaketime (LD_PRELOAD). Chromium
+# loads no page under it (navigation times out), so the driver and the browser are started
+# without it, and each browser context's clock is moved instead (follow_clock): the pages
+# see the same "now" as the server they talk to.
+_FAKETIME_VARS = ("LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC", "FAKETIME_NO_CACHE")
+
+
+def follow_clock(context: BrowserContext) -> None:
+    """Give ``context`` the suite's clock when scripts/year_ahead moved it (else nothing)."""
+    if os.environ.get("FAKETIME") or _SAVED_FAKETIME:
+        import datetime as dt
+
+        context.clock.install(time=dt.datetime.now(dt.UTC))
+
+
+_SAVED_FAKETIME: dict[str, str] = {}
+
+
 @pytest.fixture(scope="package")
 def playwright_instance(chromium_path: str) -> Iterator[Playwright]:
     """The Playwright driver (sync API), for the browser tests of this package."""
     del chromium_path
-    with sync_playwright() as pw:
-        yield pw
+    saved = {k: os.environ.pop(k) for k in _FAKETIME_VARS if k in os.environ}
+    _SAVED_FAKETIME.update(saved)
+    try:
+        with sync_playwright() as pw:
+            os.environ.update(saved)   # the driver has started without them
+            yield pw
+    finally:
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="package")
@@ -238,6 +262,7 @@ def page(browser: Browser, js_errors: list[str], csp_violations: list[str]) -> I
         device_scale_factor=2,
     )
     context.set_default_timeout(10_000)
+    follow_clock(context)
     page = context.new_page()
     page.on("pageerror", lambda exc: js_errors.append(str(exc)))
     watch_csp(context, csp_violations, page)

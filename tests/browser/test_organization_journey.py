@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page, expect
 from shanju.accounts.models import Role
 from shanju.core.clock import today_cn
 from shanju.organizations import uscc
-from tests.browser.conftest import PHONE, LiveServer, confirm_signup
+from tests.browser.conftest import PHONE, LiveServer, confirm_signup, follow_clock
 from tests.browser.helpers import check_fits_phone
 from tests.factories import PASSWORD
 
@@ -35,6 +35,7 @@ def reviewer_page(browser: Browser, js_errors: list[str]) -> Iterator[Page]:
     context = browser.new_context(viewport=PHONE, locale="zh-CN", timezone_id="Asia/Shanghai",
                                   is_mobile=True, has_touch=True)
     context.set_default_timeout(10_000)
+    follow_clock(context)
     page = context.new_page()
     page.on("pageerror", lambda exc: js_errors.append(f"reviewer: {exc}"))
     yield page

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from shanju.accounts.models import Role
 from shanju.organizations.models import PaymentRoute, RouteStatus
-from tests.browser.conftest import PHONE, LiveServer
+from tests.browser.conftest import PHONE, LiveServer, follow_clock
 from tests.browser.helpers import check_fits_phone, zh
 from tests.factories import PASSWORD, make_org
 
@@ -25,6 +25,7 @@ def reviewer_page(browser: Browser, js_errors: list[str]) -> Iterator[Page]:
     context = browser.new_context(viewport=PHONE, locale="zh-CN", timezone_id="Asia/Shanghai",
                                   is_mobile=True, has_touch=True)
     context.set_default_timeout(10_000)
+    follow_clock(context)
     page = context.new_page()
     page.on("pageerror", lambda exc: js_errors.append(f"reviewer: {exc}"))
     yield page
