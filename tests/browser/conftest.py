@@ -179,7 +179,9 @@ def follow_clock(context: BrowserContext) -> None:
     if os.environ.get("FAKETIME") or _SAVED_FAKETIME:
         import datetime as dt
 
-        context.clock.install(time=dt.datetime.now(dt.UTC))
+        # Date only (timers and performance.now() run as they do): hls.js, for one, stalls
+        # under a clock installed with clock.install().
+        context.clock.set_system_time(dt.datetime.now(dt.UTC))
 
 
 _SAVED_FAKETIME: dict[str, str] = {}
