@@ -65,7 +65,18 @@ from shanju.payments.gateway import (
 from shanju.payments.providers import InvalidSignature
 from tests.serving import free_socket, uvicorn_thread
 
-START = dt.datetime(2031, 3, 14, 10, 0, tzinfo=CHINA_TZ).astimezone(dt.UTC)
+# The emulator's and the gateway's injected clock: 10:00 China time, a month from the real
+# today (never a fixed calendar date), so the tests mean the same in any month.
+_START_CN = (dt.datetime.now(CHINA_TZ) + dt.timedelta(days=30)).replace(
+    hour=10, minute=0, second=0, microsecond=0)
+START = _START_CN.astimezone(dt.UTC)
+
+
+def _cn(delta: dt.timedelta) -> str:
+    """START + delta as Alipay writes times: China time, "YYYY-MM-DD HH:MM:SS"."""
+    return (_START_CN + delta).strftime("%Y-%m-%d %H:%M:%S")
+
+
 APP_ID = "2021000000000001"
 Report = PaymentReport | RefundReport
 
@@ -287,7 +298,7 @@ def test_wap_pay_is_a_signed_cashier_url_of_the_merchant(world: World) -> None:
     biz = json.loads(params["biz_content"])
     assert biz["total_amount"] == "12.34" and biz["out_trade_no"] == request.out_trade_no
     assert biz["product_code"] == "QUICK_WAP_WAY"
-    assert biz["time_expire"] == "2031-03-14 10:15:00"  # China time
+    assert biz["time_expire"] == _cn(dt.timedelta(minutes=15))  # China time
     assert biz["passback_params"] == "gift%3D7%26name%3D%E7%8E%8B%E5%B0%8F%E6%98%8E"
     # The platform application's key signed it: what the emulator (like Alipay) checks.
     content = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "sign")
@@ -396,7 +407,7 @@ def test_an_order_opens_once_with_the_same_terms(world: World) -> None:
 def test_invalid_orders_are_refused_before_any_call(world: World) -> None:
     for change in ({"amount_fen": 0}, {"amount_fen": 10_000_000_001},
                    {"out_trade_no": "有中文"}, {"attach": "x" * 129},
-                   {"expires_at": dt.datetime(2031, 3, 14, 10, 15)}):  # noqa: DTZ001
+                   {"expires_at": _START_CN.replace(minute=15, tzinfo=None)}):
         with pytest.raises(GatewayError) as caught:
             world.gateway.create_payment(changed(world.order(), **change))
         assert caught.value.code == "payment_request_invalid" and not caught.value.retryable
@@ -484,10 +495,10 @@ FORGERIES: dict[str, tuple[Callable[[AlipayEmulator, dict[str, str]], bytes], st
         "wrong_app_id"),
     "sent an hour in the future": (
         lambda e, f: urlencode(e.sign_fields(
-            {**f, "notify_time": "2031-03-14 11:00:00"})).encode(), "stale_callback"),
+            {**f, "notify_time": _cn(dt.timedelta(hours=1))})).encode(), "stale_callback"),
     "sent 26 hours ago": (
         lambda e, f: urlencode(e.sign_fields(
-            {**f, "notify_time": "2031-03-13 08:00:00"})).encode(), "stale_callback"),
+            {**f, "notify_time": _cn(-dt.timedelta(hours=26))})).encode(), "stale_callback"),
     "amount with three decimals, signed": (
         lambda e, f: urlencode(e.sign_fields({**f, "total_amount": "12.345"})).encode(),
         "malformed_callback"),
