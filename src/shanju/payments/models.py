@@ -47,6 +47,28 @@ class PaymentIntent(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     succeeded_at: Mapped[dt.datetime | None]
 
+    # --- the payment order (ADR 0028): what was asked of a real provider's gateway --------
+    # Empty (NULL) on intents of the sandbox provider written before revision 0009.
+    # The sub-merchant the money settles to: a snapshot of the organization's reviewed route
+    # when the order was opened (a callback naming another merchant is refused).
+    merchant_id: Mapped[str | None] = mapped_column(String(32))
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
+    # The giving day the gift counts toward (credited through the group-commit engine).
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    # The provider's product (payments.gateway.Channel), e.g. "wechat_h5".
+    channel: Mapped[str | None] = mapped_column(String(20))
+    # The donor, or NULL for a guest; the gift's details as the donor asked at checkout.
+    donor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    donor_name: Mapped[str] = mapped_column(String(60), default="")
+    anonymous: Mapped[bool] = mapped_column(default=False)
+    message: Mapped[str] = mapped_column(String(200), default="")
+    province: Mapped[str | None] = mapped_column(String(20))
+    # A keyed hash of the provider's payer id (openid / buyer id), set when paid.
+    payer_hash: Mapped[str] = mapped_column(String(32), default="")
+    # The provider closes the order after this; the sweep queries open orders past it.
+    expires_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+
 
 class ProviderEvent(Base):
     """A verified callback from a provider, stored once per (provider, event id)."""
@@ -88,3 +110,5 @@ class Refund(Base):
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[dt.datetime | None]
+    # The provider's own id of the refund (WeChat refund_id), once it answered.
+    provider_refund_id: Mapped[str | None] = mapped_column(String(80))
