@@ -95,6 +95,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         sandbox_secret=settings.sandbox_secret if settings.use_sandbox else None,
         database=app.state.db,
     )
+    # The real providers' gateways (WeChat Pay, Alipay), by name; none configured: none.
+    app.state.gateways = {}
     app.state.engine = None  # started by engine_lifespan (or on first use without one)
     app.state.orders = OrderSigner(settings.secret_key)
     app.state.ratelimiter = RateLimiter(settings.rate_limit_url)
@@ -151,6 +153,7 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.disclosure import views as disclosure_views
     from shanju.donations import api as donations_api
     from shanju.donations import views as donations_views
+    from shanju.gifts import api as gifts_api
     from shanju.ledger import api as ledger_api
     from shanju.organizations import api as organizations_api
     from shanju.organizations import views as organizations_views
@@ -184,7 +187,7 @@ def _include_routers(app: FastAPI) -> None:
         # campaigns_gift_api before other campaign routers: its literal /campaigns/holds and
         # /campaigns/gifts/... must win over /campaigns/{id} patterns.
         campaigns_gift_api,
-        accounts_api, organizations_api, projects_api, donations_api, payments_api,
+        accounts_api, organizations_api, projects_api, donations_api, payments_api, gifts_api,
         complaints_api, ledger_api, campaigns_api, campaigns_live_api,
         transparency_api, disclosure_api,
         summit_registration_api, summit_api,

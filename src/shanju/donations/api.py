@@ -22,6 +22,7 @@ from shanju.donations.schemas import (
     RefundCreate,
     RefundRead,
 )
+from shanju.gifts import api as gifts_api
 from shanju.organizations import payment_routes
 from shanju.payments import service as payments
 from shanju.payments.providers import Providers
@@ -123,6 +124,7 @@ def get_donation(
 def refund_donation(
     donation_id: str,
     body: RefundCreate,
+    request: Request,
     session: DbSession,
     user: CurrentUser,
     providers: PaymentProviders,
@@ -134,4 +136,5 @@ def refund_donation(
         session=session, actor=user, donation=donation, providers=providers,
         amount_fen=body.amount_fen, reason=body.reason,
     )
+    gifts_api.send_refund_after_commit(request, session, refund)
     return RefundRead.model_validate(refund)

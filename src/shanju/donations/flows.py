@@ -140,7 +140,7 @@ def start_donation(
         if existing is None:  # pragma: no cover - the winner's row must be visible now
             raise Conflict("Please retry the donation.", code="retry")
     payments.check_replay(intent=existing, fingerprint=fingerprint)
-    first = _donation_paid_by(session, existing.id)
+    first = donation_paid_by(session, existing.id)
     if first is None:  # pragma: no cover - intents for donations always have one
         raise NotFound("There is no such donation.", code="donation_not_found")
     return first, False
@@ -185,7 +185,7 @@ def _apply(*, session: Session, note: Notification, event: ProviderEvent) -> str
     if intent is None or intent.provider != note.provider:
         return "unknown_intent"
     event.intent_id = intent.id
-    donation = _donation_paid_by(session, intent.id)
+    donation = donation_paid_by(session, intent.id)
     if donation is None:  # pragma: no cover - every intent belongs to a donation
         return "unknown_intent"
 
@@ -204,7 +204,7 @@ def _apply(*, session: Session, note: Notification, event: ProviderEvent) -> str
             return "duplicate_transaction"
         if not changed:
             return "already_applied"
-        _credit(session=session, donation=donation, provider=intent.provider)
+        credit_donation(session=session, donation=donation, provider=intent.provider)
         return "credited"
 
     if note.event_type == "payment.failed":
@@ -224,7 +224,14 @@ def _apply(*, session: Session, note: Notification, event: ProviderEvent) -> str
         return "unknown_refund"
     if note.amount_fen != refund.amount_fen:
         return "amount_mismatch"
-    succeeded = note.event_type == "refund.succeeded"
+    return settle_refund(session=session, intent=intent, donation=donation, refund=refund,
+                         succeeded=note.event_type == "refund.succeeded")
+
+
+def settle_refund(*, session: Session, intent: PaymentIntent, donation: Donation,
+                  refund: Refund, succeeded: bool) -> str:
+    """Apply the provider's final word on a refund exactly once: the reserved money goes to the
+    donor (succeeded) or back to the project fund (failed). Returns the outcome."""
     if not payments.do_settle_refund(session=session, refund=refund, succeeded=succeeded):
         return "already_applied"
     if succeeded:
@@ -271,7 +278,7 @@ def refund_log_detail(refund_id: str, donation: Donation) -> ledger.LogDetail:
     )
 
 
-def _credit(*, session: Session, donation: Donation, provider: str) -> None:
+def credit_donation(*, session: Session, donation: Donation, provider: str) -> None:
     """Mark the donation paid and move its money into the project fund (same transaction)."""
     donation.status = DonationStatus.PAID
     donation.paid_at = utcnow()
@@ -341,10 +348,13 @@ def request_refund(
         object_id=donation.public_id,
         data={"new": {"refund": refund.id, "amount_fen": amount, "reason": reason}},
     )
-    provider = providers.get(intent.provider)
-    refund_id, intent_id = refund.id, intent.id
-    on_commit(session, lambda: provider.request_refund(
-        refund_id=refund_id, intent_id=intent_id, amount_fen=amount))
+    if intent.merchant_id is None:
+        # The sandbox: it answers through its callback, after the commit. A real provider's
+        # gateway is asked by the caller after the commit (gifts.flows.send_refund).
+        provider = providers.get(intent.provider)
+        refund_id, intent_id = refund.id, intent.id
+        on_commit(session, lambda: provider.request_refund(
+            refund_id=refund_id, intent_id=intent_id, amount_fen=amount))
     return refund
 
 
@@ -396,13 +406,14 @@ def build_providers(*, sandbox_secret: str | None, database: Database) -> Provid
     return providers
 
 
-def _donation_paid_by(session: Session, intent_id: str) -> Donation | None:
+def donation_paid_by(session: Session, intent_id: str) -> Donation | None:
+    """The donation an intent pays for, if any (a giving-day order has none)."""
     return session.scalar(select(Donation).where(Donation.payment_intent_id == intent_id))
 
 
 def donation_for_intent(*, session: Session, intent_id: str) -> Donation:
     """Return the donation a payment intent pays for (NotFound if none)."""
-    donation = _donation_paid_by(session, intent_id)
+    donation = donation_paid_by(session, intent_id)
     if donation is None:
         raise NotFound("No such payment.", code="payment_not_found")
     return donation

@@ -21,6 +21,7 @@ from shanju.core.regions import PROVINCES
 from shanju.core.web import login_url, redirect, render, tr
 from shanju.donations import flows
 from shanju.donations import service as donations
+from shanju.gifts import api as gifts_api
 from shanju.gifts import service as gifts
 from shanju.organizations import payment_routes
 from shanju.payments import service as payments
@@ -143,6 +144,7 @@ def donation_page(public_id: str, request: Request, session: DbSession, viewer: 
              response_class=HTMLResponse)
 def refund(
     public_id: str,
+    request: Request,
     session: DbSession,
     user: CurrentUser,
     providers: PaymentProviders,
@@ -151,8 +153,9 @@ def refund(
     """Refund a whole gift (receiving organization or reviewer)."""
     donation = flows.get_donation(session=session, public_id=public_id)
     flows.check_can_view(actor=user, donation=donation)
-    flows.request_refund(session=session, actor=user, donation=donation, providers=providers,
-                         reason=reason)
+    refunded = flows.request_refund(session=session, actor=user, donation=donation,
+                                    providers=providers, reason=reason)
+    gifts_api.send_refund_after_commit(request, session, refunded)
     return redirect(f"/donations/{public_id}")
 
 
