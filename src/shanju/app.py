@@ -154,6 +154,7 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.donations import api as donations_api
     from shanju.donations import views as donations_views
     from shanju.gifts import api as gifts_api
+    from shanju.gifts import views as gifts_views
     from shanju.ledger import api as ledger_api
     from shanju.organizations import api as organizations_api
     from shanju.organizations import views as organizations_views
@@ -196,6 +197,7 @@ def _include_routers(app: FastAPI) -> None:
     for views in (
         campaigns_gift_views,  # before other campaign pages (see campaigns_gift_api)
         site_views, accounts_views, organizations_views, projects_views, donations_views,
+        gifts_views,
         complaints_views, campaigns_views, transparency_views,
         disclosure_views,
         summit_registration_views, summit_live_views, summit_views, summit_gateway,

@@ -15,7 +15,7 @@ from tests.gifts.test_migration_0008 import empty_db  # noqa: F401 - the fixture
 
 ORDER_COLUMNS = {"merchant_id", "organization_id", "project_id", "campaign_id", "channel",
                  "donor_id", "donor_name", "anonymous", "message", "province", "payer_hash",
-                 "expires_at"}
+                 "expires_at", "contact_sealed", "contact_hash"}
 
 
 def _columns(database: Database, table: str) -> set[str]:

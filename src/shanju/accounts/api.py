@@ -21,6 +21,7 @@ from shanju.core import mail, ratelimit
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession
 from shanju.core.web import request_locale
+from shanju.gifts import flows as gift_flows
 
 router = APIRouter(tags=["accounts"])
 
@@ -82,9 +83,12 @@ def create_user(body: UserCreate, request: Request, session: DbSession) -> Signu
     responses={404: {"description": "`signup_link_invalid`: unknown, used or expired"},
                409: {"description": "`email_taken`: the address got an account meanwhile"}},
 )
-def confirm_user(body: SignupConfirm, session: DbSession) -> User:
-    """Create the account (the token is the last part of the emailed link)."""
+def confirm_user(body: SignupConfirm, request: Request, session: DbSession) -> User:
+    """Create the account (the token is the last part of the emailed link); gifts given as a
+    guest with this email address become the account's."""
     user, _ = accounts.do_confirm_signup(session=session, token=body.token)
+    gift_flows.do_claim_guest_gifts(session=session, user=user,
+                                    secret_key=request.app.state.settings.secret_key)
     return user
 
 

@@ -18,6 +18,7 @@ from shanju.core.i18n import N_
 from shanju.core.regions import PROVINCES
 from shanju.core.security import new_token, session_csrf_token
 from shanju.core.web import CSRF_COOKIE, login_url, redirect, render, request_locale, tr
+from shanju.gifts import flows as gift_flows
 
 router = APIRouter()
 
@@ -171,6 +172,9 @@ def confirm_signup_page(request: Request, session: DbSession, token: SignupToken
 def confirm_signup(request: Request, session: DbSession, token: SignupToken) -> Response:
     """Create the account and sign it in."""
     user, next_path = accounts.do_confirm_signup(session=session, token=token)
+    # Gifts given as a guest with this (now proven) email address become the account's.
+    gift_flows.do_claim_guest_gifts(session=session, user=user,
+                                    secret_key=request.app.state.settings.secret_key)
     return _sign_in(request, session, user,
                     accounts.safe_next_path(next_path, "/me?flash=welcome"))
 

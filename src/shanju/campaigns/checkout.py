@@ -64,6 +64,7 @@ from shanju.core.i18n import N_
 from shanju.core.regions import PROVINCES
 from shanju.core.text import MultiLine, SingleLine
 from shanju.core.web import login_url, redirect, render, tr
+from shanju.gifts import flows as gift_flows
 from shanju.organizations import payment_routes
 from shanju.payments.providers import OrderPaymentProvider, Providers, SandboxProvider
 from shanju.projects import service as projects
@@ -457,6 +458,11 @@ def _form_page(request: Request, session: Session, *, campaign_id: int, project_
         "payment_block": payment_routes.payment_block_reason(
             session=session, organization_id=project.recipient_org_id,
             providers=_providers(request).names),
+        # Real providers the organization takes: the form posts to /gifts/give instead.
+        "pay_methods": gift_flows.pay_methods(
+            session=session, organization_id=project.recipient_org_id,
+            gateways=request.app.state.gateways,
+            secret_key=request.app.state.settings.secret_key),
     }
     if error is not None:
         ctx["form_message"] = tr(request, error.message)

@@ -304,7 +304,7 @@ def check_enrolled(*, session: Session, campaign: Campaign, project: Project) ->
 def check_order_request(
     *,
     session: Session,
-    actor: User,
+    actor: User | None,
     campaign_id: int,
     project_id: int,
     amount_fen: object,
@@ -321,10 +321,10 @@ def check_order_request(
     name = _clean_text(donor_name, limit=MAX_NAME, field="donor_name",
                        code="donor_name_too_long",
                        message="The name to show can have at most 60 characters.")
-    name = name or actor.display_name[:MAX_NAME]
+    name = name or (actor.display_name[:MAX_NAME] if actor else "爱心人士")
     text = _clean_text(message, limit=MAX_MESSAGE, field="message", code="message_too_long",
                        message="The message can have at most 200 characters.")
-    where = check_province(province) or actor.province or None
+    where = check_province(province) or (actor.province if actor else None) or None
     campaign = get_campaign(session=session, campaign_id=campaign_id)
     check_campaign_live(campaign)
     project = projects.get_project(session=session, project_id=project_id)

@@ -129,10 +129,16 @@ def apply(request: Request, response: Response, settings: Settings) -> None:
     if settings.environment == "production":
         headers.setdefault("Strict-Transport-Security", HSTS)
     if headers.get("content-type", "").startswith("text/html"):
+        extra = dict(getattr(request.state, "csp_extra", None) or {})
+        # A donate form's answer redirects to the payment provider's cashier: form-action
+        # applies to that redirect, so every page allows the configured gateways' cashiers.
+        gateways = getattr(request.app.state, "gateways", None) or {}
+        if gateways:
+            extra["form-action"] = [*extra.get("form-action", []), *(
+                o for g in gateways.values() for o in map(origin_of, g.pay_origins) if o)]
         headers.setdefault("Content-Security-Policy", content_security_policy(
             nonce=csp_nonce(request), host=request.headers.get("host"),
-            extra=getattr(request.state, "csp_extra", None),
-            extra_media=tuple(settings.csp_media_origins),
+            extra=extra, extra_media=tuple(settings.csp_media_origins),
         ))
     if is_private(request) and not request.url.path.startswith(PUBLIC_PREFIXES):
         # A route that chose its own caching (the transparency log's immutable tiles, a

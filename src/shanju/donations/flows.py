@@ -39,6 +39,8 @@ from shanju.projects.models import Project
 log = structlog.get_logger(__name__)
 MAX_MESSAGE = 200
 MAX_NAME = 60
+# The name shown for a guest who gives none (masked in public like every name).
+GUEST_NAME = "爱心人士"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class DonationRequest:
 def check_donation_request(
     *,
     session: Session,
-    actor: User,
+    actor: User | None,
     project_id: int,
     amount_fen: object,
     donor_name: str | None,
@@ -69,7 +71,7 @@ def check_donation_request(
     name = check_text(donor_name, field="donor_name", max_length=MAX_NAME,
                       code="donor_name_too_long",
                       message="The name to show can have at most 60 characters."
-                      ) or actor.display_name
+                      ) or (actor.display_name if actor else GUEST_NAME)
     text = check_text(message, field="message", max_length=MAX_MESSAGE, multiline=True,
                       code="message_too_long",
                       message="The message can have at most 200 characters.")
@@ -82,7 +84,7 @@ def check_donation_request(
         donor_name=name,
         anonymous=bool(anonymous),
         message=text,
-        province=where or actor.province,
+        province=where or (actor.province if actor else None),
     )
     return request, project
 

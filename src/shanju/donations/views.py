@@ -23,6 +23,7 @@ from shanju.donations import flows
 from shanju.donations import service as donations
 from shanju.gifts import api as gifts_api
 from shanju.gifts import service as gifts
+from shanju.gifts import views as gift_views
 from shanju.organizations import payment_routes
 from shanju.payments import service as payments
 from shanju.projects import service as projects
@@ -66,6 +67,7 @@ def donate_page(project_id: DbId, request: Request, session: DbSession, viewer: 
         providers=request.app.state.providers.names)
     kept = {k: request.query_params[k][:200] for k in KEPT_FIELDS if request.query_params.get(k)}
     ctx["values"].update(kept)
+    ctx["pay_methods"] = gift_views.pay_methods(request, session, project.recipient_org_id)
     return render(request, "donations/donate.html", ctx)
 
 

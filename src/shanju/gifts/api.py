@@ -14,6 +14,7 @@ so a provider's call never waits while SQLite's write lock is held.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -34,6 +35,7 @@ from shanju.core.errors import DomainError, NotFound
 from shanju.core.events import on_commit
 from shanju.core.i18n import N_
 from shanju.core.text import MultiLine, SingleLine
+from shanju.core.web import CSRF_COOKIE
 from shanju.donations import flows as donation_flows
 from shanju.gifts import flows
 from shanju.payments import service as payments
@@ -124,10 +126,25 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _gift_url(intent: PaymentIntent) -> str:
-    if intent.campaign_id is not None:
-        return f"/campaigns/orders/{intent.id}"
+def _gift_url(intent: PaymentIntent, secret_key: str = "") -> str:
+    """The order's page; a guest's link carries the key that opens it."""
+    if intent.donor_id is None and secret_key:
+        return f"/gifts/orders/{intent.id}?k={flows.order_key(secret_key, intent.id)}"
     return f"/gifts/orders/{intent.id}"
+
+
+def order_page_url(request: Request, intent: PaymentIntent) -> str:
+    """The order's page, as a path on this site (with a guest's key)."""
+    return _gift_url(intent, _secret(request))
+
+
+def _scope(request: Request, actor: User | None) -> str:
+    """Whose Idempotency-Keys these are: an account, or a guest's browser (its CSRF cookie,
+    hashed: a key of one browser never opens another's order)."""
+    if actor is not None:
+        return f"user:{actor.id}"
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    return "guest:" + hashlib.sha256(cookie.encode()).hexdigest()[:40]
 
 
 def _read(intent: PaymentIntent, action: PayAction | None = None) -> OrderRead:
@@ -140,7 +157,7 @@ def _read(intent: PaymentIntent, action: PayAction | None = None) -> OrderRead:
             jsapi_params=dict(action.jsapi_params) if action.jsapi_params else None))
 
 
-def check_gift(*, session: Any, actor: User, body: GiftCreate,
+def check_gift(*, session: Any, actor: User | None, body: GiftCreate,
                gateways: Mapping[str, Gateway]) -> tuple[flows.GiftRequest, Any]:
     """Validate a checkout (reads only); return the request and its project."""
     channel = flows.check_channel(body.channel, gateways=gateways)
@@ -164,8 +181,8 @@ def check_gift(*, session: Any, actor: User, body: GiftCreate,
         message=fields["message"], province=fields["province"], channel=channel.value), project
 
 
-def open_and_pay(request: Request, *, actor: User, body: GiftCreate, key: str
-                 ) -> tuple[PaymentIntent, PayAction]:
+def open_and_pay(request: Request, *, actor: User | None, body: GiftCreate, key: str,
+                 contact: str | None = None) -> tuple[PaymentIntent, PayAction]:
     """Write the order in its own transaction, then ask the provider to open it."""
     database: Database = get_database(request)
     gateways = gateways_of(request)
@@ -174,14 +191,16 @@ def open_and_pay(request: Request, *, actor: User, body: GiftCreate, key: str
         provider = flows.provider_of(Channel(gift.channel))
         route = flows.merchant_for(session=session, organization_id=project.recipient_org_id,
                                    provider=provider, secret_key=_secret(request))
-        intent, _ = flows.open_order(session=session, actor=actor, scope=f"user:{actor.id}",
+        intent, _ = flows.open_order(session=session, actor=actor, scope=_scope(request, actor),
                                      request=gift, project=project, route=route,
-                                     idempotency_key=key)
+                                     idempotency_key=key, contact=contact,
+                                     secret_key=_secret(request))
         settings = request.app.state.settings
         pay = flows.pay_request(
             intent=intent, route=route, project_title=project.title,
             base_url=settings.base_url, client_ip=_client_ip(request),
-            return_url=settings.base_url.rstrip("/") + _gift_url(intent), openid=body.openid)
+            return_url=settings.base_url.rstrip("/") + order_page_url(request, intent),
+            openid=body.openid)
         session.expunge(intent)
     # After the commit: never an HTTP call inside a transaction. The same order opened again
     # (a retry) is accepted by both providers.

@@ -25,21 +25,26 @@ None of the ``session`` functions commit: the caller's boundary does.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+import hmac
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
+from shanju.accounts.service import normalize_email
 from shanju.campaigns.engine import PaidGift
+from shanju.campaigns.models import CampaignGift
 from shanju.core import audit
 from shanju.core.clock import utcnow
 from shanju.core.db import Database, flush_unless_duplicate
 from shanju.core.errors import Conflict, InvalidInput
 from shanju.core.ids import public_id
+from shanju.core.security import constant_time_equal, derive_key, seal
 from shanju.donations import flows as donations
 from shanju.donations.models import Donation, DonationStatus
 from shanju.organizations import payment_routes
@@ -67,6 +72,48 @@ NOTIFY_PATH = "/api/v1/payments/notify/{provider}"
 PAYER_FIELDS = frozenset({"payer", "buyer_id", "buyer_logon_id", "buyer_open_id",
                           "buyer_user_id", "openid", "sp_openid", "sub_openid"})
 PayerHasher = Callable[[str], str]
+
+
+# A guest's contact for the receipt: a mainland mobile number or an email address.
+MOBILE_RE = re.compile(r"^1[3-9][0-9]{9}$")
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+MAX_CONTACT = 120
+
+
+def check_contact(value: str | None) -> str | None:
+    """A guest's phone (11 digits, spaces and dashes ignored) or email, normalized; or None."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    phone = re.sub(r"[\s-]", "", text).removeprefix("+86")
+    if MOBILE_RE.match(phone):
+        return phone
+    if len(text) <= MAX_CONTACT and EMAIL_RE.match(text):
+        return text.lower()
+    raise InvalidInput("Enter a mobile number (11 digits) or an email address for the receipt, "
+                       "or leave it empty.", code="contact_invalid", field="contact")
+
+
+def contact_hash(secret_key: str, contact: str) -> str:
+    """The keyed hash that lets the owner of ``contact`` claim the gift after signing up."""
+    key = derive_key(secret_key, "gifts.contact-hash")
+    return hmac.digest(key, contact.encode(), "sha256").hex()[:32]
+
+
+def seal_contact(secret_key: str, order_id: str, contact: str) -> str:
+    """The contact, sealed for sending the receipt (never stored in the clear)."""
+    return seal(derive_key(secret_key, "gifts.contact"), contact, context=f"order:{order_id}")
+
+
+def order_key(secret_key: str, order_id: str) -> str:
+    """The key in a guest's link to their order's page (whoever has the link may see it)."""
+    key = derive_key(secret_key, "gifts.order-link")
+    return hmac.digest(key, order_id.encode(), "sha256").hex()[:32]
+
+
+def check_order_key(secret_key: str, order_id: str, key: str) -> bool:
+    """Whether ``key`` opens ``order_id``'s page."""
+    return bool(key) and constant_time_equal(order_key(secret_key, order_id), key)
 
 
 @dataclass(frozen=True)
@@ -101,6 +148,16 @@ def check_channel(value: object, *, gateways: Mapping[str, Gateway]) -> Channel:
     return channel
 
 
+def pay_methods(*, session: Session, organization_id: int, gateways: Iterable[str],
+                secret_key: str) -> list[str]:
+    """The real providers a donor may pay this organization through: the installation's
+    configured gateways at which it has an approved route, in the order they are offered."""
+    configured = set(gateways)
+    return [name for name in ("wechatpay", "alipay") if name in configured
+            and payment_routes.merchant_route(session=session, organization_id=organization_id,
+                                              provider=name, secret_key=secret_key) is not None]
+
+
 def merchant_for(*, session: Session, organization_id: int, provider: str,
                  secret_key: str) -> MerchantRoute:
     """The organization's reviewed merchant route at ``provider``, or a clear refusal."""
@@ -121,11 +178,13 @@ def open_order(
     project: Project,
     route: MerchantRoute,
     idempotency_key: str,
+    contact: str | None = None,
+    secret_key: str = "",
 ) -> tuple[PaymentIntent, bool]:
     """Write the payment order (and an ordinary gift's pending donation); return
     ``(order, created)``. The same key and request return the first order (``created``
     False); the same key with another request is refused (``idempotency_key_reused``)."""
-    fingerprint = payments.request_hash(asdict(request))
+    fingerprint = payments.request_hash({**asdict(request), "contact": contact or ""})
     existing = payments.find_intent_for_key(session=session, scope=scope, key=idempotency_key)
     if existing is not None:
         payments.check_replay(intent=existing, fingerprint=fingerprint)
@@ -139,6 +198,9 @@ def open_order(
         anonymous=request.anonymous, message=request.message, province=request.province,
         expires_at=utcnow() + ORDER_TTL,
     )
+    if contact:
+        intent.contact_hash = contact_hash(secret_key, contact)
+        intent.contact_sealed = seal_contact(secret_key, intent.id, contact)
     if not flush_unless_duplicate(session, intent):
         # A concurrent request with the same key won the race: replay it.
         winner = payments.find_intent_for_key(session=session, scope=scope, key=idempotency_key)
@@ -432,3 +494,23 @@ def pending_refunds(*, session: Session, older_than: dt.datetime, limit: int = 5
         .where(Refund.status == "pending", PaymentIntent.merchant_id.is_not(None),
                Refund.created_at < older_than)
         .order_by(Refund.created_at).limit(limit)))
+
+
+def do_claim_guest_gifts(*, session: Session, user: User, secret_key: str) -> int:
+    """Give ``user`` the guest gifts made with their (confirmed) email address; how many.
+
+    Called when a sign-up is confirmed: the address is then proven to be theirs.
+    """
+    hashed = contact_hash(secret_key, normalize_email(user.email))
+    orders = list(session.scalars(select(PaymentIntent.id).where(
+        PaymentIntent.contact_hash == hashed, PaymentIntent.donor_id.is_(None))))
+    if not orders:
+        return 0
+    for model, column in ((PaymentIntent, PaymentIntent.id),
+                          (Donation, Donation.payment_intent_id),
+                          (CampaignGift, CampaignGift.order_id)):
+        session.execute(update(model).where(column.in_(orders), model.donor_id.is_(None))
+                        .values(donor_id=user.id).execution_options(synchronize_session=False))
+    audit.record(session, actor_id=user.id, action="gifts.guest_gifts.claimed",
+                 object_type="user", object_id=str(user.id), data={"new": {"orders": orders}})
+    return len(orders)

@@ -78,6 +78,8 @@ ENV_APP_ID = "SHANJU_ALIPAY_APP_ID"
 ENV_PRIVATE_KEY_FILE = "SHANJU_ALIPAY_PRIVATE_KEY_FILE"
 ENV_PUBLIC_KEY_FILE = "SHANJU_ALIPAY_PUBLIC_KEY_FILE"
 ENV_GATEWAY = "SHANJU_ALIPAY_GATEWAY"
+# Alipay's phone cashier, where the wap gateway sends the payer on.
+WAP_CASHIER_ORIGIN = "https://mclient.alipay.com"
 
 WIRE_TIME = "%Y-%m-%d %H:%M:%S"          # Alipay's times: China time, to the second
 MAX_AMOUNT_FEN = 10_000_000_000           # Alipay's limit for one trade: 100,000,000.00 yuan
@@ -403,6 +405,12 @@ class AlipayGateway:
         self.config = config
         self._now = now
         self._timeout = timeout
+        # Where a donor's browser is sent to pay: the gateway (wap/page cashier), which may
+        # redirect to Alipay's phone cashier. Pages whose forms lead there allow them in
+        # their CSP form-action.
+        gateway = urlsplit(config.gateway_url)
+        self.pay_origins: tuple[str, ...] = (f"{gateway.scheme}://{gateway.netloc}",) + (
+            (WAP_CASHIER_ORIGIN,) if config.gateway_url == DEFAULT_GATEWAY else ())
         self._private_pem, self._public_pem = config.read_keys()
         if not config.app_id:
             raise AlipayConfigError("the Alipay application id is not configured")

@@ -280,6 +280,8 @@ class Gateway(Protocol):
 
     name: str
     channels: tuple[Channel, ...]
+    # The origins a donor's browser is sent to, to pay (for the pages' CSP form-action).
+    pay_origins: tuple[str, ...]
 
     def create_payment(self, request: PayRequest) -> PayAction:
         """Open an order at the provider and say how the donor pays it (or GatewayError)."""

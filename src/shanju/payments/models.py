@@ -66,6 +66,10 @@ class PaymentIntent(Base):
     province: Mapped[str | None] = mapped_column(String(20))
     # A keyed hash of the provider's payer id (openid / buyer id), set when paid.
     payer_hash: Mapped[str] = mapped_column(String(32), default="")
+    # A guest's phone or email for the receipt: sealed (AES-GCM) to send it, and a keyed hash
+    # so that signing up later with it claims the gift. NULL when none was given.
+    contact_sealed: Mapped[str | None] = mapped_column(String(400))
+    contact_hash: Mapped[str | None] = mapped_column(String(32), index=True)
     # The provider closes the order after this; the sweep queries open orders past it.
     expires_at: Mapped[dt.datetime | None] = mapped_column(index=True)
 

@@ -82,6 +82,13 @@ ENV_APIV3_KEY = "SHANJU_WECHATPAY_APIV3_KEY"
 ENV_PUBLIC_KEY_FILE = "SHANJU_WECHATPAY_PUBLIC_KEY_FILE"
 ENV_PUBLIC_KEY_ID = "SHANJU_WECHATPAY_PUBLIC_KEY_ID"
 ENV_BASE_URL = "SHANJU_WECHATPAY_BASE_URL"
+# WeChat Pay's H5 cashier (h5_url): where a phone browser is sent to pay.
+H5_ORIGIN = "https://wx.tenpay.com"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 # What WeChat Pay accepts (its API reference): checked here before anything is sent.
 OUT_TRADE_NO_RE = re.compile(r"^[A-Za-z0-9_-]{6,32}$")      # PayRequest's documented set
@@ -283,6 +290,11 @@ class WeChatPayGateway:
         # else differs between the two.
         self._gateway_url = config.base_url.rstrip("/")
         self._client._core._gate_way = self._gateway_url
+        # Where a donor's browser is sent to pay (the H5 page): WeChat Pay's own host, or the
+        # emulator's. Pages whose forms lead there allow it in their CSP form-action.
+        self.pay_origins: tuple[str, ...] = (
+            (H5_ORIGIN,) if self._gateway_url == DEFAULT_BASE_URL.rstrip("/")
+            else (_origin(self._gateway_url),))
 
     # -- paying -------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
 from shanju.core.web import login_url, read_uploads, redirect, render, tr
 from shanju.donations import service as donations
 from shanju.gifts import service as gifts
+from shanju.gifts import views as gift_views
 from shanju.organizations import payment_routes
 from shanju.organizations import service as organizations
 from shanju.projects import service as projects
@@ -138,7 +139,10 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
     giving_day = orders.live_campaign_for_project(session=session, project_id=project.id)
     if giving_day is not None:
         ctx["giving_day"] = giving_day
+        ctx["campaign"] = giving_day
         ctx["donate_action"] = f"/campaigns/{giving_day.id}/projects/{project.id}/donate"
+    # Real providers (WeChat Pay, Alipay) the organization takes: the form asks which.
+    ctx["pay_methods"] = gift_views.pay_methods(request, session, project.recipient_org_id)
     return render(request, "projects/detail.html", ctx)
 
 

@@ -6,7 +6,8 @@ Create Date: 2026-12-06 07:17:42.384687
 
 ADR 0028: ``payment_intents`` records what was asked of a provider — the sub-merchant the money
 settles to, the organization, project and optional giving day, the channel, the donor (or a
-guest), the gift's details and, once paid, a keyed hash of the payer. Existing intents (all
+guest, with a guest's sealed and hashed contact for the receipt), the gift's details and,
+once paid, a keyed hash of the payer. Existing intents (all
 of the sandbox, each paying one donation) get their project, organization and donor from
 their donation. ``refunds`` records the provider's own refund id.
 
@@ -63,6 +64,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('province', sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column('payer_hash', sa.String(length=32), nullable=False, server_default=sa.text("''")))
         batch_op.add_column(sa.Column('expires_at', shanju.core.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('contact_sealed', sa.String(length=400), nullable=True))
+        batch_op.add_column(sa.Column('contact_hash', sa.String(length=32), nullable=True))
+        batch_op.create_index(batch_op.f('ix_payment_intents_contact_hash'), ['contact_hash'], unique=False)
         batch_op.create_index(batch_op.f('ix_payment_intents_donor_id'), ['donor_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_payment_intents_expires_at'), ['expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_payment_intents_project_id'), ['project_id'], unique=False)
@@ -101,6 +105,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_payment_intents_project_id'))
         batch_op.drop_index(batch_op.f('ix_payment_intents_expires_at'))
         batch_op.drop_index(batch_op.f('ix_payment_intents_donor_id'))
+        batch_op.drop_index(batch_op.f('ix_payment_intents_contact_hash'))
+        batch_op.drop_column('contact_hash')
+        batch_op.drop_column('contact_sealed')
         batch_op.drop_column('expires_at')
         batch_op.drop_column('payer_hash')
         batch_op.drop_column('province')
