@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from sqlalchemy.orm import Session
 
 from shanju.core.db import Database
 from shanju.payments.alipay import AlipayGateway
@@ -29,7 +30,9 @@ from shanju.payments.emulators.wechatpay import (
 from shanju.payments.emulators.wechatpay import create_app as wechat_app
 from shanju.payments.gateway import Gateway
 from shanju.payments.wechatpay import WeChatPayGateway
+from shanju.projects.models import Project
 from tests.browser.conftest import PHONE, follow_clock, horizontal_overflow, watch_csp
+from tests.factories import make_campaign, make_pool
 from tests.gifts.pipeline import Platform, serve_platform
 from tests.serving import free_socket, uvicorn_thread
 
@@ -135,3 +138,32 @@ def test_a_guest_gives_through_alipay_wap(shop: Shop, phone: Page) -> None:
     order_id = _thanked(phone, shop)
     assert shop.platform.intent(order_id).provider == "alipay"
     assert shop.platform.credits(order_id) == 1
+
+
+def test_a_guest_gift_on_a_giving_day_shows_its_match(shop: Shop, phone: Page) -> None:
+    def live_day(s: Session) -> int:
+        project = s.get_one(Project, shop.platform.project_id)
+        campaign = make_campaign(s, projects=[project])
+        make_pool(s, campaign=campaign, budget_fen=1_000_000)
+        return campaign.id
+
+    campaign_id = shop.platform.read(live_day)
+    phone.goto(f"{shop.platform.url}/projects/{shop.platform.project_id}")
+    form = phone.locator("#donate")
+    expect(form.locator("input[name=campaign_id]")).to_have_value(str(campaign_id))
+    form.locator("label", has_text=re.compile(r"^¥20$")).click()
+    form.locator("#donor_name").fill("小周")
+    form.locator("label.pay-method", has_text="微信支付").click()
+    form.locator("button[type=submit]").click()
+    expect(phone).to_have_url(re.compile("^" + re.escape(shop.wechat_base)))
+    phone.get_by_role("button", name="确认支付").click()
+    expect(phone).to_have_url(re.compile(r"/gifts/orders/pi_[A-Za-z0-9]+\?k=[0-9a-f]{32}$"))
+    status = phone.locator("#order-status")
+    expect(status).to_have_attribute("data-status", "paid")
+    match = status.locator(".match-result")
+    expect(match).to_have_attribute("data-match-status", "matched")
+    expect(match).to_contain_text("¥20.00")
+    assert horizontal_overflow(phone) == 0
+    phone.locator("#receipt-link").click()
+    expect(phone).to_have_url(re.compile(r"/transparency/receipts/gift:pi_"))
+    shop.platform.books_are_sound()
