@@ -40,6 +40,7 @@ from shanju.core.web import (
     wants_json,
 )
 from shanju.donations.flows import build_providers
+from shanju.payments.registry import gateway_setup
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +73,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     """Build the application for ``settings`` (the environment's by default)."""
     settings = settings or get_settings()
     settings.check_production()
+    # The real gateways (WeChat Pay, Alipay) whose variables are set; a provider partly set
+    # or invalid is left out and said in the log.
+    gateways = gateway_setup(settings)
     configure_logging(json=settings.log_json)
+    for problem in gateways.problems:
+        log.warning("payment provider left out", problem=problem)
     app = FastAPI(
         title="Shanju 善举 API",
         version=__version__,
@@ -93,7 +99,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         idle_in_transaction_ms=settings.db_idle_in_transaction_timeout_ms))
     app.state.providers = build_providers(
         sandbox_secret=settings.sandbox_secret if settings.use_sandbox else None,
-        database=app.state.db,
+        database=app.state.db, gateways=gateways.gateways,
     )
     app.state.engine = None  # started by engine_lifespan (or on first use without one)
     app.state.orders = OrderSigner(settings.secret_key)

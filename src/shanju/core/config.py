@@ -8,11 +8,13 @@ signs and how to rotate it.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -151,6 +153,18 @@ class Settings(BaseSettings):
         if self.sandbox_enabled is None:
             return self.environment != "production"
         return self.sandbox_enabled
+
+    def environ_with(self, prefixes: tuple[str, ...]) -> dict[str, str]:
+        """The variables whose names start with one of ``prefixes`` (e.g. the payment
+        providers' ``SHANJU_WECHATPAY_``), read like every setting: from the ``.env`` file,
+        then the environment, which wins. Names are matched exactly (upper case)."""
+        found: dict[str, str] = {}
+        env_file = self.model_config.get("env_file")
+        if isinstance(env_file, str | Path) and Path(env_file).is_file():
+            found.update({k: v for k, v in dotenv_values(env_file).items()
+                          if v is not None and k.startswith(prefixes)})
+        found.update({k: v for k, v in os.environ.items() if k.startswith(prefixes)})
+        return found
 
     @property
     def salt_key(self) -> str:
