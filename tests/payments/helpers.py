@@ -3,7 +3,10 @@ named the way an operator sets them (``SHANJU_WECHATPAY_*``, ``SHANJU_ALIPAY_*``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from shanju.payments import alipay, wechatpay
 from shanju.payments.emulators.keys import key_pair_in
@@ -13,17 +16,7 @@ from shanju.payments.emulators.wechatpay import WeChatPayEmulatorKeys
 def wechatpay_environ(key_dir: Path,
                       base_url: str = wechatpay.DEFAULT_BASE_URL) -> dict[str, str]:
     """Every ``SHANJU_WECHATPAY_*`` variable, for the emulator's keys kept in ``key_dir``."""
-    config = WeChatPayEmulatorKeys.in_directory(key_dir).config(base_url)
-    return {
-        wechatpay.ENV_SP_MCHID: config.sp_mchid,
-        wechatpay.ENV_SP_APPID: config.sp_appid,
-        wechatpay.ENV_CERT_SERIAL_NO: config.cert_serial_no,
-        wechatpay.ENV_PRIVATE_KEY_FILE: str(config.private_key_file),
-        wechatpay.ENV_APIV3_KEY: config.apiv3_key,
-        wechatpay.ENV_PUBLIC_KEY_FILE: str(config.public_key_file),
-        wechatpay.ENV_PUBLIC_KEY_ID: config.public_key_id,
-        wechatpay.ENV_BASE_URL: base_url,
-    }
+    return WeChatPayEmulatorKeys.in_directory(key_dir).environ(base_url)
 
 
 def alipay_environ(key_dir: Path, gateway_url: str = alipay.DEFAULT_GATEWAY, *,
@@ -38,3 +31,16 @@ def alipay_environ(key_dir: Path, gateway_url: str = alipay.DEFAULT_GATEWAY, *,
         alipay.ENV_PUBLIC_KEY_FILE: str(key_dir / "alipay-gateway.pub.pem"),
         alipay.ENV_GATEWAY: gateway_url,
     }
+
+
+def configure_wechatpay(monkeypatch: pytest.MonkeyPatch, key_dir: Path,
+                        base_url: str = wechatpay.DEFAULT_BASE_URL) -> dict[str, str]:
+    """Make WeChat Pay the one real provider the process's environment configures (no other
+    provider's and no sandbox variable): what a production app needs to start."""
+    for name in [n for n in os.environ
+                 if n.startswith(("SHANJU_WECHATPAY_", "SHANJU_ALIPAY_", "SHANJU_SANDBOX_"))]:
+        monkeypatch.delenv(name)
+    environ = wechatpay_environ(key_dir, base_url)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return environ

@@ -285,7 +285,8 @@ class SandboxProvider:
 
 
 class NoPaymentProvider(DomainError):
-    """No provider takes payments here (production without the sandbox, until real ones)."""
+    """No provider takes payments here (production, until checkout goes through the real
+    gateways: ADR 0028)."""
 
     status_code = 503
     code = "no_payment_provider"

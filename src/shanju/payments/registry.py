@@ -1,4 +1,5 @@
-"""The installation's real payment gateways, built from the environment.
+"""The installation's real payment gateways, built from the environment, and what production
+refuses to run without.
 
 A provider is *configured* as soon as any of its variables is set (``SHANJU_WECHATPAY_*``,
 ``SHANJU_ALIPAY_*``): then every one of them must be right (its configuration's
@@ -6,6 +7,11 @@ A provider is *configured* as soon as any of its variables is set (``SHANJU_WECH
 set is simply absent. :func:`read_gateways` returns both, the gateways it built and the
 problems it found; the app puts the gateways on ``app.state.providers``
 (:class:`~shanju.payments.providers.Providers`, ``providers.gateway(name)``).
+
+In production (:func:`production_problems`, :func:`check_production`, called by
+``create_app`` and ``shanju serve``) the settings' own refusals (secrets, the sandbox's
+variables: :meth:`~shanju.core.config.Settings.production_problems`) come with the providers':
+a provider partly set or invalid (an http base URL included), or no real provider at all.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from shanju.core.config import Settings
+from shanju.core.config import ProductionRefused, Settings
 from shanju.payments import alipay, wechatpay
 from shanju.payments.gateway import Gateway
 
@@ -138,3 +144,20 @@ def gateway_setup(settings: Settings) -> GatewaySetup:
     """The gateways of ``settings``' installation: its payment variables, https in production."""
     return read_gateways(settings.environ_with(PREFIXES),
                          require_https=settings.environment == "production")
+
+
+def production_problems(settings: Settings, setup: GatewaySetup | None = None) -> list[str]:
+    """Every reason not to run ``settings`` in production, one line each (none outside it):
+    the settings' own (weak or default secrets, sandbox variables), then the payment
+    providers' (``setup``, read from the settings when not given)."""
+    if settings.environment != "production":
+        return []
+    setup = setup if setup is not None else gateway_setup(settings)
+    return [*settings.production_problems(), *setup.production_problems()]
+
+
+def check_production(settings: Settings, setup: GatewaySetup | None = None) -> None:
+    """Refuse to run in production with any of :func:`production_problems`
+    (:class:`~shanju.core.config.ProductionRefused` lists them all at once)."""
+    if problems := production_problems(settings, setup):
+        raise ProductionRefused(problems)
