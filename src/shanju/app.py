@@ -40,6 +40,7 @@ from shanju.core.web import (
     wants_json,
 )
 from shanju.donations.flows import build_providers
+from shanju.payments.registry import check_production, gateway_setup
 
 log = structlog.get_logger(__name__)
 
@@ -71,8 +72,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     """Build the application for ``settings`` (the environment's by default)."""
     settings = settings or get_settings()
-    settings.check_production()
+    # The real gateways (WeChat Pay, Alipay) whose variables are set. Production refuses to
+    # start with a weak secret, a sandbox variable, no real provider or one partly set;
+    # elsewhere a provider partly set is left out and said in the log.
+    gateways = gateway_setup(settings)
+    check_production(settings, gateways)
     configure_logging(json=settings.log_json)
+    for problem in gateways.problems:
+        log.warning("payment provider left out", problem=problem)
     app = FastAPI(
         title="Shanju 善举 API",
         version=__version__,
@@ -93,7 +100,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         idle_in_transaction_ms=settings.db_idle_in_transaction_timeout_ms))
     app.state.providers = build_providers(
         sandbox_secret=settings.sandbox_secret if settings.use_sandbox else None,
-        database=app.state.db,
+        database=app.state.db, gateways=gateways.gateways,
     )
     # The real providers' gateways (WeChat Pay, Alipay), by name; none configured: none.
     app.state.gateways = {}
@@ -173,7 +180,7 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.transparency import views as transparency_views
 
     # The sandbox's routes (cashier pages, "pay now" API) exist only where the sandbox
-    # provider does: never in production unless an operator opted in (core.config).
+    # provider does: never in production (core.config).
     sandbox = "sandbox" in app.state.providers.names
     # Giving-day checkout first: /payments/sandbox/orders/complete must not be taken for the
     # intent route /payments/sandbox/{intent_id}/complete of payments_api.

@@ -40,6 +40,7 @@ from shanju.core.migrations import alembic_config, create_schema
 from shanju.core.money import format_fen
 from shanju.demo import seed as demo_seed
 from shanju.ledger import service as ledger
+from shanju.payments.registry import production_problems
 from shanju.transparency import check as transparency_checks
 from shanju.transparency.cli import transparency_app
 from shanju.transparency.verify_cli import verify_app
@@ -225,17 +226,16 @@ def serve(
     os.environ.setdefault("SHANJU_ENVIRONMENT", "production")
     get_settings.cache_clear()
     settings = get_settings()
-    if problems := settings.production_problems():
+    # Secrets, sandbox variables, the payment providers (none, or one partly set or invalid).
+    if problems := production_problems(settings):
         # One line per refusal, all at once, never wrapped: an operator fixes them together.
         console.print("[red]Refusing to start in production:[/]")
         for problem in problems:
             console.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
-        console.print(f"  Make a secret with: {GENERATE_HINT}", markup=False, highlight=False,
-                      soft_wrap=True)
+        if settings.secret_problems():
+            console.print(f"  Make a secret with: {GENERATE_HINT}", markup=False,
+                          highlight=False, soft_wrap=True)
         raise typer.Exit(2)
-    if settings.environment == "production" and settings.use_sandbox:
-        console.print("[yellow]The sandbox payment provider is enabled "
-                      "(SHANJU_SANDBOX_ENABLED=true): its payments are not real money.[/]")
     if workers > 1 and settings.summit_broker_url in ("", "memory://"):
         console.print(
             "[red]Refusing to start:[/] with several workers the summit's live rooms need a "

@@ -19,6 +19,7 @@ from shanju.core.db import Database
 from shanju.ledger import service as ledger
 from shanju.ledger.models import LedgerAccount
 from tests.factories import make_org, make_project
+from tests.payments.helpers import configure_wechatpay
 
 runner = CliRunner()
 
@@ -134,6 +135,7 @@ def test_serve_refuses_an_unmigrated_database_then_serves_a_migrated_one(
     url = f"sqlite:///{tmp_path / 'p.sqlite3'}"
     monkeypatch.setenv("SHANJU_ENVIRONMENT", "production")
     monkeypatch.setenv("SHANJU_SECRET_KEY", secrets.token_urlsafe(48))
+    configure_wechatpay(monkeypatch, tmp_path / "wechatpay-keys")
     monkeypatch.setenv("DATABASE_URL", url)
     result = runner.invoke(cli.app, ["serve"])
     assert result.exit_code == 2

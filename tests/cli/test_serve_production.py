@@ -1,6 +1,8 @@
 """`SHANJU_ENVIRONMENT=production shanju serve`, the real command in a subprocess: it refuses
-the sandbox nobody opted in to and default, short or low-entropy secrets — each refusal one
-line, all at once, exit 2, no traceback — and a good configuration serves, without a sandbox."""
+the sandbox (any of its variables), default, short or low-entropy secrets, no real payment
+provider, and a provider partly set or not on https — each refusal one line, all at once, exit
+2, no traceback — and a good configuration (strong secrets, WeChat Pay configured with the
+emulator's keys and an https base URL) serves, without a sandbox."""
 
 from __future__ import annotations
 
@@ -19,10 +21,16 @@ import pytest
 
 from shanju.core.config import DEFAULT_SANDBOX_SECRET
 from shanju.payments.providers import SandboxProvider
+from shanju.payments.registry import NO_PROVIDER
+from tests.payments.helpers import wechatpay_environ
 from tests.serving import free_socket
 
 SHANJU = Path(sys.executable).with_name("shanju")  # .venv/bin/shanju
 STRONG = secrets.token_urlsafe(48)
+WECHATPAY_VARIABLES = ("SHANJU_WECHATPAY_SP_MCHID", "SHANJU_WECHATPAY_SP_APPID",
+                       "SHANJU_WECHATPAY_CERT_SERIAL_NO", "SHANJU_WECHATPAY_PRIVATE_KEY_FILE",
+                       "SHANJU_WECHATPAY_APIV3_KEY", "SHANJU_WECHATPAY_PUBLIC_KEY_FILE",
+                       "SHANJU_WECHATPAY_PUBLIC_KEY_ID", "SHANJU_WECHATPAY_BASE_URL")
 
 
 def environment(tmp_path: Path, **values: str) -> dict[str, str]:
@@ -62,59 +70,85 @@ def refusals(output: str) -> list[str]:
     return [line.strip()[2:] for line in output.splitlines() if line.startswith("  - ")]
 
 
-CASES = {
-    "default secret": ({}, [
-        "SHANJU_SECRET_KEY is not set (the development default); set a secret of your own"]),
+@pytest.fixture(scope="module")
+def wechatpay(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """WeChat Pay's variables, its keys the emulator's (made once), its real https base URL."""
+    return wechatpay_environ(tmp_path_factory.mktemp("wechatpay-keys"))
+
+
+WEAK_SECRET_HINT = "Make a secret with:"
+# Each case: what changes from a good configuration (None: unset), the refusals expected, and
+# whether the hint to make a secret is shown.
+CASES: dict[str, tuple[dict[str, str | None], list[str], bool]] = {
+    "default secret": ({"SHANJU_SECRET_KEY": None}, [
+        "SHANJU_SECRET_KEY is not set (the development default); set a secret of your own"],
+        True),
     "short secret": ({"SHANJU_SECRET_KEY": "x"}, [
-        "SHANJU_SECRET_KEY is 1 byte long; a signing secret needs at least 32 random bytes"]),
+        "SHANJU_SECRET_KEY is 1 byte long; a signing secret needs at least 32 random bytes"],
+        True),
     "low-entropy secret": ({"SHANJU_SECRET_KEY": "ab" * 32}, [
         "SHANJU_SECRET_KEY has low entropy (about 64 bits estimated as length x Shannon "
-        "entropy of its characters; at least 128 needed): use random bytes"]),
-    "sandbox without opt-in": ({"SHANJU_SECRET_KEY": STRONG,
-                                "SHANJU_SANDBOX_SECRET": secrets.token_urlsafe(48)}, [
-        "SHANJU_SANDBOX_SECRET is set but the sandbox is off in production: set "
-        "SHANJU_SANDBOX_ENABLED=true to opt in to test payments, or "
-        "SHANJU_SANDBOX_ENABLED=false"]),
-    "sandbox with its default secret": ({"SHANJU_SECRET_KEY": STRONG,
-                                         "SHANJU_SANDBOX_ENABLED": "true"}, [
-        "SHANJU_SANDBOX_SECRET is not set: the sandbox in production needs a secret of your "
-        "own"]),
+        "entropy of its characters; at least 128 needed): use random bytes"], True),
+    "the sandbox enabled": ({"SHANJU_SANDBOX_ENABLED": "true",
+                             "SHANJU_SANDBOX_SECRET": secrets.token_urlsafe(48)}, [
+        "SHANJU_SANDBOX_ENABLED and SHANJU_SANDBOX_SECRET are set, but production never runs "
+        "the sandbox payment provider (its payments are not real money): remove them"], False),
+    "the sandbox's secret alone": ({"SHANJU_SANDBOX_SECRET": DEFAULT_SANDBOX_SECRET}, [
+        "SHANJU_SANDBOX_SECRET is set, but production never runs the sandbox payment provider "
+        "(its payments are not real money): remove it"], False),
+    "no real provider": (dict.fromkeys(WECHATPAY_VARIABLES), [NO_PROVIDER], False),
+    "a provider partly set": ({"SHANJU_WECHATPAY_PUBLIC_KEY_ID": None,
+                               "SHANJU_ALIPAY_APP_ID": "2021000000000001"}, [
+        "WeChat Pay: SHANJU_WECHATPAY_PUBLIC_KEY_ID is not set",
+        "Alipay: SHANJU_ALIPAY_PRIVATE_KEY_FILE is not set: the file of the application's "
+        "private key",
+        "Alipay: SHANJU_ALIPAY_PUBLIC_KEY_FILE is not set: the file of Alipay's public key"],
+        False),
+    "a provider on plain http": ({"SHANJU_WECHATPAY_BASE_URL": "http://api.mch.weixin.qq.com"}, [
+        "WeChat Pay: SHANJU_WECHATPAY_BASE_URL must be an https URL in production"], False),
     "everything at once": ({"SHANJU_SECRET_KEY": "x", "SHANJU_SANDBOX_ENABLED": "true",
-                            "SHANJU_SANDBOX_SECRET": DEFAULT_SANDBOX_SECRET}, [
+                            **dict.fromkeys(WECHATPAY_VARIABLES)}, [
         "SHANJU_SECRET_KEY is 1 byte long; a signing secret needs at least 32 random bytes",
-        "SHANJU_SANDBOX_SECRET is a published default value; set a secret of your own"]),
+        "SHANJU_SANDBOX_ENABLED is set, but production never runs the sandbox payment provider "
+        "(its payments are not real money): remove it",
+        NO_PROVIDER], True),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_serve_refuses_each_problem_in_one_line(tmp_path: Path, case: str) -> None:
-    values, expected = CASES[case]
+def test_serve_refuses_each_problem_in_one_line(tmp_path: Path, wechatpay: dict[str, str],
+                                                case: str) -> None:
+    changes, expected, hint = CASES[case]
+    good = {"SHANJU_SECRET_KEY": STRONG, **wechatpay}
+    values = {k: v for k, v in {**good, **changes}.items() if v is not None}
     done = shanju(tmp_path, "serve", **values)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Refusing to start in production:" in done.stdout
     assert refusals(done.stdout) == expected
+    assert (WEAK_SECRET_HINT in done.stdout) is hint
     assert "Traceback" not in done.stdout + done.stderr
     assert not (tmp_path / "shanju.sqlite3").exists()  # refused before touching the database
 
 
-def test_an_opted_in_sandbox_with_a_strong_secret_passes_the_checks(tmp_path: Path) -> None:
-    done = shanju(tmp_path, "serve", SHANJU_SECRET_KEY=STRONG, SHANJU_SANDBOX_ENABLED="true",
-                  SHANJU_SANDBOX_SECRET=secrets.token_urlsafe(48))
+def test_a_good_configuration_passes_the_checks(tmp_path: Path,
+                                                wechatpay: dict[str, str]) -> None:
+    done = shanju(tmp_path, "serve", SHANJU_SECRET_KEY=STRONG,
+                  SHANJU_RECEIPT_SALT_KEY=secrets.token_urlsafe(48), **wechatpay)
     # Past the production checks, to the next one: the schema is not migrated yet.
-    assert "Refusing to start in production" not in done.stdout
-    assert "sandbox payment provider is enabled" in done.stdout
+    assert "Refusing to start in production" not in done.stdout, done.stdout
     assert "shanju migrate" in done.stdout
     assert done.returncode == 2
 
 
-def test_a_good_configuration_serves_without_a_sandbox(tmp_path: Path) -> None:
+def test_a_good_configuration_serves_without_a_sandbox(tmp_path: Path,
+                                                      wechatpay: dict[str, str]) -> None:
     assert shanju(tmp_path, "migrate", SHANJU_SECRET_KEY=STRONG).returncode == 0
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
     server = subprocess.Popen(  # noqa: S603 - our own command
         [str(SHANJU), "serve", "--port", str(port)], cwd=tmp_path,
-        env=environment(tmp_path, SHANJU_SECRET_KEY=STRONG),
+        env=environment(tmp_path, SHANJU_SECRET_KEY=STRONG, **wechatpay),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"

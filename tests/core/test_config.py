@@ -1,7 +1,10 @@
-"""Production settings: the rule for signing secrets and the sandbox's opt-in."""
+"""Production settings: the rule for signing secrets, and no sandbox in production — not even
+its variables. (What production needs of the payment providers: tests/payments/
+test_production.py and tests/cli/test_serve_production.py.)"""
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -10,7 +13,6 @@ import pytest
 from shanju.core.config import (
     DEFAULT_SANDBOX_SECRET,
     DEV_SECRET,
-    ProductionRefused,
     Settings,
     estimated_entropy_bits,
     secret_problem,
@@ -25,6 +27,8 @@ def no_outside_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     for name in ("SHANJU_ENVIRONMENT", "SHANJU_SECRET_KEY", "SHANJU_SANDBOX_ENABLED",
                  "SHANJU_SANDBOX_SECRET", "SHANJU_RECEIPT_SALT_KEY"):
         monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("SHANJU_SANDBOX_")]:
+        monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
 
@@ -71,41 +75,57 @@ def test_outside_production_nothing_is_refused_and_the_sandbox_runs() -> None:
         settings = Settings(environment=environment)  # type: ignore[arg-type]
         assert settings.secret_key == DEV_SECRET and settings.use_sandbox
         assert settings.production_problems() == []
-        settings.check_production()
-    assert not Settings(environment="test", sandbox_enabled=False).use_sandbox
+        # Its variables are fine there; false turns it off (an installation without it).
+        assert Settings(environment=environment, sandbox_enabled=True,  # type: ignore[arg-type]
+                        sandbox_secret="x").production_problems() == []
+        assert not Settings(environment=environment,  # type: ignore[arg-type]
+                            sandbox_enabled=False).use_sandbox
 
 
 def test_production_refuses_every_problem_at_once_one_line_each() -> None:
     settings = Settings(environment="production", sandbox_enabled=True,
                         receipt_salt_key="short")
-    with pytest.raises(ProductionRefused) as refused:
-        settings.check_production()
-    assert refused.value.problems == [
+    assert not settings.use_sandbox
+    assert settings.production_problems() == [
         "SHANJU_SECRET_KEY is not set (the development default); set a secret of your own",
         "SHANJU_RECEIPT_SALT_KEY is 5 bytes long; a signing secret needs at least 32 random "
         "bytes",
-        "SHANJU_SANDBOX_SECRET is not set: the sandbox in production needs a secret of your own",
+        "SHANJU_SANDBOX_ENABLED is set, but production never runs the sandbox payment provider "
+        "(its payments are not real money): remove it",
     ]
+    assert settings.secret_problems() == settings.production_problems()[:2]
 
 
-def test_production_has_no_sandbox_unless_an_operator_opts_in() -> None:
-    assert not prod().use_sandbox
+@pytest.mark.parametrize("values", [
+    {"sandbox_enabled": True, "sandbox_secret": secrets.token_urlsafe(48)},
+    {"sandbox_enabled": True}, {"sandbox_secret": secrets.token_urlsafe(48)},
+    {"sandbox_enabled": False}, {"sandbox_secret": DEFAULT_SANDBOX_SECRET},
+])
+def test_production_never_runs_the_sandbox_and_refuses_its_variables(
+        values: dict[str, object]) -> None:
+    """No opt-in any more: whatever the sandbox's variables say, production has no sandbox,
+    and any of them set is a refusal — the operator expects something that is not there."""
+    settings = prod(**values)
+    assert not settings.use_sandbox
+    names = sorted(f"SHANJU_{k.upper()}" for k in values)
+    [problem] = settings.production_problems()
+    assert problem == (
+        f"{' and '.join(names)} {'are' if len(names) > 1 else 'is'} set, but production never "
+        "runs the sandbox payment provider (its payments are not real money): remove "
+        f"{'them' if len(names) > 1 else 'it'}")
     assert prod().production_problems() == []
-    # Configuring the sandbox without saying whether to run it is a mistake to point out.
-    [problem] = prod(sandbox_secret=secrets.token_urlsafe(48)).production_problems()
-    assert problem.startswith("SHANJU_SANDBOX_SECRET is set but the sandbox is off")
-    assert prod(sandbox_secret="x", sandbox_enabled=False).production_problems() == []
-    # Opted in: only with a strong secret of its own.
-    assert prod(sandbox_enabled=True, sandbox_secret=secrets.token_urlsafe(48)).use_sandbox
-    assert prod(sandbox_enabled=True,
-                sandbox_secret=secrets.token_urlsafe(48)).production_problems() == []
-    [default] = prod(sandbox_enabled=True,
-                     sandbox_secret=DEFAULT_SANDBOX_SECRET).production_problems()
-    assert default.startswith("SHANJU_SANDBOX_SECRET is a published default")
-    [weak] = prod(sandbox_enabled=True, sandbox_secret="s" * 40).production_problems()
-    assert weak.startswith("SHANJU_SANDBOX_SECRET has low entropy")
-    [shared] = prod(sandbox_enabled=True, sandbox_secret=STRONG).production_problems()
-    assert shared.startswith("SHANJU_SANDBOX_SECRET is the same as another secret")
+
+
+def test_a_sandbox_variable_in_the_environment_or_the_env_file_is_refused(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SHANJU_SANDBOX_ENABLED", "true")
+    [problem] = prod().production_problems()
+    assert problem.startswith("SHANJU_SANDBOX_ENABLED is set, but production never runs")
+    monkeypatch.delenv("SHANJU_SANDBOX_ENABLED")
+    # A misspelt one too (it would have meant nothing, silently).
+    (tmp_path / ".env").write_text("SHANJU_SANDBOX_ENABLE=true\n")
+    [problem] = prod().production_problems()
+    assert problem.startswith("SHANJU_SANDBOX_ENABLE is set, but production never runs")
 
 
 def test_the_receipt_salt_key_defaults_to_the_secret_key() -> None:

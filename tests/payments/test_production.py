@@ -1,6 +1,10 @@
-"""Production runs no sandbox unless an operator opts in: its routes do not exist, a callback
-for provider "sandbox" — even one signed with the published default secret — is refused and
-credits nothing, and giving says plainly that no payment provider is configured."""
+"""Production never runs the sandbox, and starts only with a real payment provider configured:
+its routes do not exist, a callback for provider "sandbox" — even one signed with the
+published default secret — is refused and credits nothing, and giving says plainly why it
+cannot start (the checkout through the real gateways is not built yet: ADR 0028). The app
+refuses to start with a sandbox variable set, a default secret, no real provider, or one partly
+set or not on https (the same refusals as `shanju serve`: tests/cli/test_serve_production.py).
+"""
 
 from __future__ import annotations
 
@@ -19,14 +23,18 @@ from shanju.accounts.models import User
 from shanju.app import create_app
 from shanju.campaigns import orders
 from shanju.campaigns.models import CampaignGift
-from shanju.core.config import DEFAULT_SANDBOX_SECRET, ProductionRefused, Settings
+from shanju.core.config import DEFAULT_SANDBOX_SECRET, DEV_SECRET, ProductionRefused, Settings
 from shanju.core.db import Database
 from shanju.donations import flows
 from shanju.ledger import service as ledger
 from shanju.payments.models import IntentStatus, PaymentIntent
 from shanju.payments.providers import SandboxProvider
+from shanju.payments.registry import NO_PROVIDER
+from shanju.projects.models import Project
 from tests.factories import make_campaign, make_org, make_project, make_user
 from tests.money import World
+from tests.organizations.helpers import SUB_MCHID, approved_route
+from tests.payments.helpers import configure_wechatpay
 from tests.projects.helpers import api_token, sign_in
 
 SECRET_KEY = secrets.token_urlsafe(48)
@@ -42,10 +50,24 @@ def production(db: Database, tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**{**values, **overrides})
 
 
+@pytest.fixture(scope="module")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The WeChat Pay emulator's keys as files, made once: the platform's real provider here."""
+    return tmp_path_factory.mktemp("wechatpay-keys")
+
+
 @pytest.fixture
-def prod(db: Database, tmp_path: Path) -> Iterator[TestClient]:
-    """A production app (no opt-in) on the test database; https, as its cookies are Secure."""
+def wechatpay(key_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """WeChat Pay configured in the environment (its real https base URL, never called)."""
+    return configure_wechatpay(monkeypatch, key_dir)
+
+
+@pytest.fixture
+def prod(db: Database, tmp_path: Path, wechatpay: dict[str, str]) -> Iterator[TestClient]:
+    """A production app with WeChat Pay configured on the test database; https, as its
+    cookies are Secure."""
     app = create_app(production(db, tmp_path), database=db)
+    assert app.state.providers.names == ["wechatpay"]
     with TestClient(app, base_url="https://testserver") as client:
         yield client
 
@@ -125,10 +147,14 @@ def test_a_giving_day_callback_for_the_sandbox_credits_nothing(
     prod: TestClient, db: Database
 ) -> None:
     with db.transaction() as s:
-        project = make_project(s, org=make_org(s))
+        org = make_org(s)
+        project = make_project(s, org=org)
         campaign = make_campaign(s, projects=[project])
         donor = make_user(s)
         ids = (campaign.id, project.id, donor.id)
+        org_id = org.id
+    # The organization can take money through WeChat Pay: the refusal below is not its route.
+    approved_route(db, org_id, provider="wechatpay", merchant_id=SUB_MCHID)
     # Even an order token the platform itself signed: no provider "sandbox" takes payments.
     token = orders.OrderSigner(SECRET_KEY).sign(orders.Order(
         order_id="o_forged", campaign_id=ids[0], project_id=ids[1], donor_id=ids[2],
@@ -151,10 +177,22 @@ def test_a_giving_day_callback_for_the_sandbox_credits_nothing(
         assert ledger.check(s).ok
 
 
-def test_giving_without_a_payment_provider_is_refused_plainly(
+def test_giving_in_production_is_refused_plainly_until_checkout_uses_the_gateways(
     prod: TestClient, world: World, db: Database, snapshot: Any
 ) -> None:
     before = snapshot()
+    # No approved route of the receiving organization at the configured provider: that is why.
+    refused = prod.post("/api/v1/donations", json={"project_id": world.project_id,
+                                                   "amount_fen": 2000},
+                        headers={**world.auth(), "Idempotency-Key": "k"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "no_payment_route"
+    assert snapshot() == before
+    with db.transaction(write=False) as s:
+        org_id = s.get_one(Project, world.project_id).recipient_org_id
+    approved_route(db, org_id, provider="wechatpay", merchant_id=SUB_MCHID)
+    before = snapshot()
+    # With a route, the checkout behind it answers: no provider takes payments through it yet.
     api = prod.post("/api/v1/donations", json={"project_id": world.project_id,
                                                "amount_fen": 2000},
                     headers={**world.auth(), "Idempotency-Key": "k"})
@@ -171,18 +209,33 @@ def test_giving_without_a_payment_provider_is_refused_plainly(
     assert snapshot() == before
 
 
-def test_production_runs_the_sandbox_only_when_an_operator_opts_in_with_a_strong_secret(
-    db: Database, tmp_path: Path
+def test_the_app_refuses_to_start_in_production_without_what_it_needs(
+    db: Database, tmp_path: Path, wechatpay: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The sandbox in any form, a default secret, no real provider, one partly set or on
+    plain http: each refused in one line, all at once."""
     with pytest.raises(ProductionRefused) as refused:
-        create_app(production(db, tmp_path, sandbox_enabled=True), database=db)
-    assert refused.value.problems == [
-        "SHANJU_SANDBOX_SECRET is not set: the sandbox in production needs a secret of your own"]
-    with pytest.raises(ProductionRefused):
         create_app(production(db, tmp_path, sandbox_enabled=True,
-                              sandbox_secret=DEFAULT_SANDBOX_SECRET), database=db)
-    strong = secrets.token_urlsafe(48)
-    app = create_app(production(db, tmp_path, sandbox_enabled=True, sandbox_secret=strong),
-                     database=db)
+                              sandbox_secret=secrets.token_urlsafe(48)), database=db)
+    assert refused.value.problems == [
+        "SHANJU_SANDBOX_ENABLED and SHANJU_SANDBOX_SECRET are set, but production never runs "
+        "the sandbox payment provider (its payments are not real money): remove them"]
+    with pytest.raises(ProductionRefused) as refused:
+        create_app(production(db, tmp_path, secret_key=DEV_SECRET), database=db)
+    assert refused.value.problems == [
+        "SHANJU_SECRET_KEY is not set (the development default); set a secret of your own"]
+    monkeypatch.setenv("SHANJU_WECHATPAY_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("SHANJU_WECHATPAY_APIV3_KEY")
+    with pytest.raises(ProductionRefused) as refused:
+        create_app(production(db, tmp_path), database=db)
+    assert refused.value.problems == [
+        "WeChat Pay: SHANJU_WECHATPAY_APIV3_KEY is not set",
+        "WeChat Pay: SHANJU_WECHATPAY_BASE_URL must be an https URL in production"]
+    for name in wechatpay:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ProductionRefused) as refused:
+        create_app(production(db, tmp_path), database=db)
+    assert refused.value.problems == [NO_PROVIDER]
+    # Outside production the same settings start, with the sandbox.
+    app = create_app(production(db, tmp_path, environment="test"), database=db)
     assert app.state.providers.names == ["sandbox"]
-    assert "/pay/sandbox/{intent_id}" in sandbox_paths(app)

@@ -5,21 +5,27 @@ from __future__ import annotations
 
 import re
 import secrets
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from shanju.app import create_app
 from shanju.core.config import Settings
 from shanju.core.db import Database
 from tests.accounts.helpers import signup
+from tests.payments.helpers import configure_wechatpay
 
 
 def _client(settings: Settings, db: Database, environment: str) -> TestClient:
-    update: dict[str, object] = {"environment": environment}
     if environment == "production":
-        update.update(secret_key=secrets.token_urlsafe(48), sandbox_enabled=False)
-    return TestClient(create_app(settings.model_copy(update=update), database=db),
-                      base_url="http://testserver")
+        # What production starts with: strong secrets, no sandbox variable, a real provider.
+        settings = Settings(environment="production", database_url=db.url,
+                            secret_key=secrets.token_urlsafe(48), upload_dir=settings.upload_dir,
+                            transparency_key_file=settings.transparency_key_file)
+    else:
+        settings = settings.model_copy(update={"environment": environment})
+    return TestClient(create_app(settings, database=db), base_url="http://testserver")
 
 
 def test_a_newcomer_finds_the_sign_up_link_in_the_development_mailbox(
@@ -39,7 +45,9 @@ def test_a_newcomer_finds_the_sign_up_link_in_the_development_mailbox(
         assert client.get(path).status_code == 200  # the confirmation page opens
 
 
-def test_no_mailbox_outside_development(settings: Settings, db: Database) -> None:
+def test_no_mailbox_outside_development(settings: Settings, db: Database, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    configure_wechatpay(monkeypatch, tmp_path / "wechatpay-keys")
     for environment in ("test", "production"):
         with _client(settings, db, environment) as client:
             assert client.get("/dev/mailbox").status_code == 404

@@ -1,18 +1,22 @@
 """Settings read from the environment (prefix ``SHANJU_``) and a ``.env`` file.
 
-In production (:meth:`Settings.check_production`) every signing secret must be strong: see
+In production (:meth:`Settings.production_problems`) every signing secret must be strong — see
 :func:`secret_problem` for the rule and ``docs/operations-secrets.md`` for what each secret
-signs and how to rotate it.
+signs and how to rotate it — and no sandbox variable may be set: production never runs the
+sandbox. What production needs of the payment providers is checked above this module, in
+``shanju.payments.registry`` (which the app and ``shanju serve`` call).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -85,9 +89,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; sqlite:///path or postgresql+psycopg://user@host/db",
     )
     secret_key: str = DEV_SECRET
-    # The sandbox provider (payments that pay instantly, for the demo and tests): on unless
-    # said otherwise outside production; in production only when set to true explicitly, and
-    # then only with a strong sandbox secret of the operator's own (see check_production).
+    # The sandbox provider (payments that pay instantly, not real money): development, test
+    # and the demo only. There it runs unless set to false (a test of an installation without
+    # it); production never runs it, and refuses to start while either variable is set.
     sandbox_enabled: bool | None = None
     sandbox_secret: str = DEFAULT_SANDBOX_SECRET
     # The key donors' commitment salts in the transparency log derive from (empty: the
@@ -147,21 +151,29 @@ class Settings(BaseSettings):
 
     @property
     def use_sandbox(self) -> bool:
-        """Whether this installation runs the sandbox provider (and its routes)."""
-        if self.sandbox_enabled is None:
-            return self.environment != "production"
-        return self.sandbox_enabled
+        """Whether this installation runs the sandbox provider (and its routes): never in
+        production."""
+        return self.environment != "production" and self.sandbox_enabled is not False
+
+    def environ_with(self, prefixes: tuple[str, ...]) -> dict[str, str]:
+        """The variables whose names start with one of ``prefixes`` (e.g. the payment
+        providers' ``SHANJU_WECHATPAY_``), read like every setting: from the ``.env`` file,
+        then the environment, which wins. Names are matched exactly (upper case)."""
+        found: dict[str, str] = {}
+        env_file = self.model_config.get("env_file")
+        if isinstance(env_file, str | Path) and Path(env_file).is_file():
+            found.update({k: v for k, v in dotenv_values(env_file).items()
+                          if v is not None and k.startswith(prefixes)})
+        found.update({k: v for k, v in os.environ.items() if k.startswith(prefixes)})
+        return found
 
     @property
     def salt_key(self) -> str:
         """The key the transparency log's donor salts derive from."""
         return self.receipt_salt_key or self.secret_key
 
-    def production_problems(self) -> list[str]:
-        """Every reason these settings may not run in production, one line each (none
-        outside production)."""
-        if self.environment != "production":
-            return []
+    def secret_problems(self) -> list[str]:
+        """Why the signing secrets are not good enough for production, one line each."""
         problems: list[str] = []
         if DEV_SECRET == self.secret_key:
             problems.append("SHANJU_SECRET_KEY is not set (the development default); set a "
@@ -172,26 +184,34 @@ class Settings(BaseSettings):
             problem := secret_problem("SHANJU_RECEIPT_SALT_KEY", self.receipt_salt_key)
         ):
             problems.append(problem)
-        if self.use_sandbox:
-            if "sandbox_secret" not in self.model_fields_set:
-                problems.append("SHANJU_SANDBOX_SECRET is not set: the sandbox in production "
-                                "needs a secret of your own")
-            elif problem := secret_problem("SHANJU_SANDBOX_SECRET", self.sandbox_secret):
-                problems.append(problem)
-            elif self.sandbox_secret in (self.secret_key, self.receipt_salt_key):
-                problems.append("SHANJU_SANDBOX_SECRET is the same as another secret; give "
-                                "each secret its own random value")
-        elif self.sandbox_enabled is None and "sandbox_secret" in self.model_fields_set:
-            problems.append("SHANJU_SANDBOX_SECRET is set but the sandbox is off in "
-                            "production: set SHANJU_SANDBOX_ENABLED=true to opt in to test "
-                            "payments, or SHANJU_SANDBOX_ENABLED=false")
         return problems
 
-    def check_production(self) -> None:
-        """Refuse to run in production with weak or default secrets, or a sandbox nobody
-        opted in to (:class:`ProductionRefused` lists every problem at once)."""
-        if problems := self.production_problems():
-            raise ProductionRefused(problems)
+    def production_problems(self) -> list[str]:
+        """Every reason these settings may not run in production, one line each (none
+        outside production): weak or default secrets, and any sandbox variable set.
+
+        The payment providers' part (none configured, one partly set or invalid) is
+        ``shanju.payments.registry.production_problems``, which includes these lines.
+        """
+        if self.environment != "production":
+            return []
+        problems = self.secret_problems()
+        # Production never runs the sandbox (its payments are not real money, and its default
+        # secret is published): a variable of it set there is a mistake to point out, not to
+        # ignore — an operator who set it expects a sandbox that will not be there.
+        sandbox = {name for name, field in (("SHANJU_SANDBOX_ENABLED", "sandbox_enabled"),
+                                            ("SHANJU_SANDBOX_SECRET", "sandbox_secret"))
+                   if field in self.model_fields_set}
+        sandbox |= self.environ_with(("SHANJU_SANDBOX_",)).keys()
+        if sandbox:
+            names = sorted(sandbox)
+            listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1
+                                  else names)
+            verb, pronoun = ("are", "them") if len(names) > 1 else ("is", "it")
+            problems.append(f"{listed} {verb} set, but production never runs the sandbox "
+                            f"payment provider (its payments are not real money): remove "
+                            f"{pronoun}")
+        return problems
 
 
 @lru_cache

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 
 import structlog
 from sqlalchemy import select
@@ -31,6 +32,7 @@ from shanju.core.text import check_text
 from shanju.donations.models import Donation, DonationStatus
 from shanju.ledger import service as ledger
 from shanju.payments import service as payments
+from shanju.payments.gateway import Gateway
 from shanju.payments.models import IntentStatus, PaymentIntent, ProviderEvent, Refund
 from shanju.payments.providers import Notification, PaymentProvider, Providers, SandboxProvider
 from shanju.projects import service as projects
@@ -384,17 +386,19 @@ def intent_status(*, session: Session, donation: Donation) -> IntentStatus:
     return payments.get_intent(session=session, intent_id=donation.payment_intent_id).status
 
 
-def build_providers(*, sandbox_secret: str | None, database: Database) -> Providers:
+def build_providers(*, sandbox_secret: str | None, database: Database,
+                    gateways: Mapping[str, Gateway] = MappingProxyType({})) -> Providers:
     """Return the installation's payment providers, with the sandbox's callbacks wired to
-    :func:`receive_callback` in a transaction of their own — as if they came over HTTP.
+    :func:`receive_callback` in a transaction of their own — as if they came over HTTP —
+    and the real ``gateways`` (``payments.registry.read_gateways``) beside it.
 
-    ``sandbox_secret=None``: no sandbox (production unless an operator opted in); there is
-    then no provider at all until real ones exist, and no callback names "sandbox".
+    ``sandbox_secret=None``: no sandbox (always so in production), and no callback names
+    "sandbox".
     """
     if sandbox_secret is None:
-        return Providers()
+        return Providers(gateways=gateways)
     sandbox = SandboxProvider(sandbox_secret)
-    providers = Providers(sandbox)
+    providers = Providers(sandbox, gateways=gateways)
 
     def deliver(provider_name: str, body: bytes, headers: dict[str, str]) -> None:
         with database.transaction() as session:

@@ -219,8 +219,12 @@ class AlipayConfig:
             gateway_url=environ.get(ENV_GATEWAY, "").strip() or DEFAULT_GATEWAY,
         )
 
-    def problems(self) -> list[str]:
-        """Every reason this configuration cannot take real money, one line each."""
+    def problems(self, *, require_https: bool = True) -> list[str]:
+        """Every reason this configuration cannot take real money, one line each.
+
+        ``require_https=False`` lets a development set-up point at the local emulator over
+        plain http; production start-up checks keep the default.
+        """
         problems: list[str] = []
         if not self.app_id:
             problems.append(f"{ENV_APP_ID} is not set: the platform's Alipay application id")
@@ -233,8 +237,10 @@ class AlipayConfig:
             problems.append(f"{ENV_PUBLIC_KEY_FILE} holds the application's own public key; it "
                             "must hold Alipay's public key (支付宝公钥) from the open platform")
         parts = urlsplit(self.gateway_url)
-        if parts.scheme != "https" or not parts.netloc:
-            problems.append(f"{ENV_GATEWAY} must be an https URL (it is {self.gateway_url!r})")
+        schemes = ("https",) if require_https else ("http", "https")
+        if parts.scheme not in schemes or not parts.netloc:
+            kind = "an https" if require_https else "an http(s)"
+            problems.append(f"{ENV_GATEWAY} must be {kind} URL (it is {self.gateway_url!r})")
         return problems
 
     def _check_private(self, problems: list[str]) -> rsa.RSAPrivateKey | None:

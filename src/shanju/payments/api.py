@@ -14,7 +14,7 @@ from shanju.payments import service as payments
 
 router = APIRouter(tags=["payments"])
 # The sandbox gateway's routes: included only when the installation runs the sandbox
-# (never in production unless an operator opted in; see core.config).
+# (never in production; see core.config).
 sandbox_router = APIRouter(tags=["payments"])
 
 

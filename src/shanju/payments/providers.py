@@ -18,11 +18,15 @@ import datetime as dt
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shanju.core.clock import utcnow
-from shanju.core.errors import DomainError
+from shanju.core.errors import DomainError, NotFound
 from shanju.core.security import constant_time_equal, hmac_sha256, new_token
+
+if TYPE_CHECKING:
+    from shanju.payments.gateway import Gateway
 
 Deliver = Callable[[str, bytes, dict[str, str]], None]
 EVENT_TYPES = ("payment.succeeded", "payment.failed", "refund.succeeded", "refund.failed")
@@ -281,22 +285,36 @@ class SandboxProvider:
 
 
 class NoPaymentProvider(DomainError):
-    """No provider takes payments here (production without the sandbox, until real ones)."""
+    """No provider takes payments here (production, until checkout goes through the real
+    gateways: ADR 0028)."""
 
     status_code = 503
     code = "no_payment_provider"
 
 
 class Providers:
-    """The providers an installation has configured, by name."""
+    """The payment providers an installation has configured, by name.
 
-    def __init__(self, *providers: PaymentProvider) -> None:
+    Two kinds, side by side until the one gift pipeline replaces the first (ADR 0028): the
+    legacy :class:`PaymentProvider` objects (the sandbox) and the real gateways
+    (:class:`~shanju.payments.gateway.Gateway`: WeChat Pay, Alipay) that
+    :func:`shanju.payments.registry.read_gateways` built from the environment. The app keeps
+    one instance on ``app.state.providers``; the rest of the platform finds both kinds here.
+    """
+
+    def __init__(self, *providers: PaymentProvider,
+                 gateways: Mapping[str, Gateway] = MappingProxyType({})) -> None:
         self._by_name = {p.name: p for p in providers}
+        for name, gateway in gateways.items():
+            if gateway.name != name:
+                raise ValueError(f"gateway {gateway.name!r} registered as {name!r}")
+        self._gateways = dict(gateways)
 
     def for_checkout(self) -> PaymentProvider:
         """The provider that takes new payments, or :class:`NoPaymentProvider` (503).
 
-        Today only the sandbox can; production runs it only when an operator opted in.
+        Today only the sandbox can (never in production); checkout through the real gateways
+        is not built yet (ADR 0028).
         """
         provider = self._by_name.get("sandbox")
         if provider is None:
@@ -305,16 +323,30 @@ class Providers:
         return provider
 
     def get(self, name: str) -> PaymentProvider:
-        """The provider called ``name``, or a 404 error."""
-        from shanju.core.errors import NotFound
-
+        """The legacy provider called ``name``, or a 404 error."""
         provider = self._by_name.get(name)
         if provider is None:
-            raise NotFound("Unknown payment provider: %(name)s", code="unknown_provider",
-                           params={"name": name})
+            raise _unknown(name)
         return provider
+
+    def gateway(self, name: str) -> Gateway:
+        """The real gateway called ``name`` (``wechatpay``, ``alipay``), or a 404 error."""
+        gateway = self._gateways.get(name)
+        if gateway is None:
+            raise _unknown(name)
+        return gateway
+
+    @property
+    def gateway_names(self) -> list[str]:
+        """Names of the configured real gateways, sorted."""
+        return sorted(self._gateways)
 
     @property
     def names(self) -> list[str]:
-        """Configured provider names."""
-        return sorted(self._by_name)
+        """Every configured provider's name, legacy providers and gateways together, sorted."""
+        return sorted(self._by_name.keys() | self._gateways.keys())
+
+
+def _unknown(name: str) -> NotFound:
+    return NotFound("Unknown payment provider: %(name)s", code="unknown_provider",
+                    params={"name": name})

@@ -3,7 +3,7 @@
 This page plays the payment provider, a system outside the platform: pressing pay makes the
 sandbox send its signed callback, which the platform verifies and applies exactly as it would
 a real provider's (see ``payments/providers.py``). The app includes this router only when the
-installation runs the sandbox (never in production unless an operator opted in).
+installation runs the sandbox (never in production).
 """
 
 from __future__ import annotations

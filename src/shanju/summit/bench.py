@@ -846,6 +846,8 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
     from shanju.bench import machine
     from shanju.core.db import Database
     from shanju.core.migrations import create_schema
+    from shanju.payments.emulators.wechatpay import WeChatPayEmulatorKeys
+    from shanju.payments.wechatpay import DEFAULT_BASE_URL as DEFAULT_WECHATPAY_URL
 
     load = load or Load()
     say = on_phase or (lambda _msg: None)
@@ -874,7 +876,11 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
         tokens = live_tokens(world, clients)
         say(f"Starting {servers} server(s)")
         ports = [_free_port() for _ in range(servers)]
-        env = {"DATABASE_URL": database.url, "SHANJU_SECRET_KEY": SECRET_KEY,
+        # Production starts only with a real payment provider: WeChat Pay with the emulator's
+        # keys (its real https URL, never called: nobody pays during this bench).
+        payments = WeChatPayEmulatorKeys.in_directory(folder / "wechatpay-keys").environ(
+            DEFAULT_WECHATPAY_URL)
+        env = {**payments, "DATABASE_URL": database.url, "SHANJU_SECRET_KEY": SECRET_KEY,
                "SHANJU_ENVIRONMENT": "production", "SHANJU_SUMMIT_BROKER_URL": broker_url,
                "SHANJU_BASE_URL": f"http://127.0.0.1:{ports[0]}",
                "SHANJU_UPLOAD_DIR": str(folder / "uploads"),

@@ -60,7 +60,18 @@ from starlette.routing import Route
 from shanju.core.clock import CHINA_TZ, utcnow
 from shanju.payments.emulators.keys import KeyPair, key_pair_in
 from shanju.payments.emulators.outbox import Callback, Faults, Outbox
-from shanju.payments.wechatpay import WeChatPayConfig, rfc3339
+from shanju.payments.wechatpay import (
+    ENV_APIV3_KEY,
+    ENV_BASE_URL,
+    ENV_CERT_SERIAL_NO,
+    ENV_PRIVATE_KEY_FILE,
+    ENV_PUBLIC_KEY_FILE,
+    ENV_PUBLIC_KEY_ID,
+    ENV_SP_APPID,
+    ENV_SP_MCHID,
+    WeChatPayConfig,
+    rfc3339,
+)
 
 DEFAULT_SP_MCHID = "1900000100"
 DEFAULT_SP_APPID = "wx8888888888888888"
@@ -135,6 +146,18 @@ class WeChatPayEmulatorKeys:
             public_key_file=self.directory / "wechatpay-platform.pub.pem",
             public_key_id=self.public_key_id, base_url=base_url,
         )
+
+    def environ(self, base_url: str) -> dict[str, str]:
+        """The same configuration as the ``SHANJU_WECHATPAY_*`` variables an operator sets
+        (what :meth:`WeChatPayConfig.from_env` and the app's gateway registry read)."""
+        return {
+            ENV_SP_MCHID: self.sp_mchid, ENV_SP_APPID: self.sp_appid,
+            ENV_CERT_SERIAL_NO: self.cert_serial_no,
+            ENV_PRIVATE_KEY_FILE: str(self.directory / "wechatpay-merchant.key.pem"),
+            ENV_APIV3_KEY: self.apiv3_key,
+            ENV_PUBLIC_KEY_FILE: str(self.directory / "wechatpay-platform.pub.pem"),
+            ENV_PUBLIC_KEY_ID: self.public_key_id, ENV_BASE_URL: base_url,
+        }
 
 
 # --- state -----------------------------------------------------------------------------------
