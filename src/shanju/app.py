@@ -102,8 +102,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         sandbox_secret=settings.sandbox_secret if settings.use_sandbox else None,
         database=app.state.db, gateways=gateways.gateways,
     )
-    # The real providers' gateways (WeChat Pay, Alipay), by name; none configured: none.
-    app.state.gateways = {}
     app.state.engine = None  # started by engine_lifespan (or on first use without one)
     app.state.orders = OrderSigner(settings.secret_key)
     app.state.ratelimiter = RateLimiter(settings.rate_limit_url)

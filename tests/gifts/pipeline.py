@@ -25,6 +25,7 @@ from shanju.ledger import service as ledger
 from shanju.ledger.models import JournalEntry
 from shanju.payments.gateway import Gateway
 from shanju.payments.models import PaymentIntent, ProviderEvent, Refund
+from shanju.payments.providers import Providers
 from shanju.transparency import check as transparency_check
 from tests.organizations.helpers import api_token, approved_route, run
 from tests.serving import free_socket, uvicorn_thread
@@ -118,7 +119,8 @@ def serve_platform(db: Database, tmp_path: Any, *, gateways: Callable[[str], dic
         secret_key="test-secret", sandbox_secret="test-sandbox-secret",
         transparency_key_file=tmp_path / "transparency-ed25519.key", base_url=url)
     app = create_app(settings, database=db)
-    app.state.gateways = gateways(url)
+    # The real providers' gateways beside the sandbox, as the registry would build them.
+    app.state.providers = Providers(app.state.providers.get("sandbox"), gateways=gateways(url))
     from tests.factories import make_org, make_project, make_user
 
     def seed(s: Session) -> tuple[int, int, int]:

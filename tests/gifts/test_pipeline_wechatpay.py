@@ -157,7 +157,8 @@ def test_a_callback_that_never_comes_is_found_by_the_order_query(world: World) -
     assert world.platform.intent(order_id).status.value == "requires_payment"
     app = world.platform.app
     applied = flows.settle_by_query(
-        database=world.platform.db, gateway=app.state.gateways["wechatpay"], intent_id=order_id,
+        database=world.platform.db, gateway=app.state.providers.gateway("wechatpay"),
+        intent_id=order_id,
         secret_key="test-secret", hash_payer=app.state.orders.payer_hash)
     assert applied is not None and applied.outcome == "credited"
     world.credited_once(order_id)
@@ -249,7 +250,7 @@ def test_a_lost_refund_callback_is_settled_by_the_refund_query(world: World) -> 
     assert world.platform.refunds(order_id)[0].status.value == "pending"
     app = world.platform.app
     applied = flows.settle_refund_by_query(
-        database=world.platform.db, gateway=app.state.gateways["wechatpay"],
+        database=world.platform.db, gateway=app.state.providers.gateway("wechatpay"),
         refund_id=pending.id, secret_key="test-secret", hash_payer=app.state.orders.payer_hash)
     assert applied is not None and applied.outcome == "refunded"
     assert world.platform.refunds(order_id)[0].status.value == "succeeded"

@@ -171,13 +171,13 @@ def test_a_giving_day_callback_for_the_sandbox_credits_nothing(
                         json={"project_id": ids[1], "amount_fen": 5_000},
                         headers={**api_token(db, ids[2]), "Idempotency-Key": "k"})
     assert refused.status_code == 503, refused.text
-    assert refused.json()["error"]["code"] == "no_payment_provider"
+    assert refused.json()["error"]["code"] == "use_gift_checkout"
     with db.transaction(write=False) as s:
         assert s.scalar(select(func.count()).select_from(CampaignGift)) == 0
         assert ledger.check(s).ok
 
 
-def test_giving_in_production_is_refused_plainly_until_checkout_uses_the_gateways(
+def test_the_sandbox_checkouts_in_production_point_to_the_gift_checkout(
     prod: TestClient, world: World, db: Database, snapshot: Any
 ) -> None:
     before = snapshot()
@@ -192,12 +192,12 @@ def test_giving_in_production_is_refused_plainly_until_checkout_uses_the_gateway
         org_id = s.get_one(Project, world.project_id).recipient_org_id
     approved_route(db, org_id, provider="wechatpay", merchant_id=SUB_MCHID)
     before = snapshot()
-    # With a route, the checkout behind it answers: no provider takes payments through it yet.
+    # With a route, the sandbox's checkout says where gifts are made: the gift pipeline.
     api = prod.post("/api/v1/donations", json={"project_id": world.project_id,
                                                "amount_fen": 2000},
                     headers={**world.auth(), "Idempotency-Key": "k"})
     assert api.status_code == 503, api.text
-    assert api.json()["error"]["code"] == "no_payment_provider"
+    assert api.json()["error"]["code"] == "use_gift_checkout"
     # Not a passing refusal: no Retry-After invites a retry in a second (only ServiceBusy does).
     assert "retry-after" not in api.headers
     csrf = sign_in(prod, db, world.donor_id)
@@ -205,7 +205,7 @@ def test_giving_in_production_is_refused_plainly_until_checkout_uses_the_gateway
                      data={"csrf_token": csrf, "amount": "20", "idempotency_key": "k" * 16},
                      headers={"Accept-Language": "zh-CN"}, follow_redirects=False)
     assert page.status_code == 503
-    assert "暂未开通在线捐赠" in page.text
+    assert "请在捐赠表单中选择微信支付或支付宝" in page.text
     assert snapshot() == before
 
 

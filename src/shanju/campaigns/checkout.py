@@ -461,7 +461,7 @@ def _form_page(request: Request, session: Session, *, campaign_id: int, project_
         # Real providers the organization takes: the form posts to /gifts/give instead.
         "pay_methods": gift_flows.pay_methods(
             session=session, organization_id=project.recipient_org_id,
-            gateways=request.app.state.gateways,
+            gateways=_providers(request).gateway_names,
             secret_key=request.app.state.settings.secret_key),
     }
     if error is not None:

@@ -132,7 +132,8 @@ def apply(request: Request, response: Response, settings: Settings) -> None:
         extra = dict(getattr(request.state, "csp_extra", None) or {})
         # A donate form's answer redirects to the payment provider's cashier: form-action
         # applies to that redirect, so every page allows the configured gateways' cashiers.
-        gateways = getattr(request.app.state, "gateways", None) or {}
+        providers = getattr(request.app.state, "providers", None)
+        gateways = providers.gateways if providers is not None else {}
         if gateways:
             extra["form-action"] = [*extra.get("form-action", []), *(
                 o for g in gateways.values() for o in map(origin_of, g.pay_origins) if o)]

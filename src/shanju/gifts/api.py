@@ -41,7 +41,7 @@ from shanju.gifts import flows
 from shanju.payments import service as payments
 from shanju.payments.gateway import Channel, Gateway, GatewayError, PayAction
 from shanju.payments.models import PaymentIntent
-from shanju.payments.providers import InvalidSignature
+from shanju.payments.providers import InvalidSignature, Providers
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["gifts"])
@@ -51,8 +51,8 @@ QUERY_AFTER = dt.timedelta(seconds=3)
 
 def gateways_of(request: Request) -> Mapping[str, Gateway]:
     """The installation's real payment gateways, by provider name."""
-    found: Mapping[str, Gateway] = request.app.state.gateways
-    return found
+    providers: Providers = request.app.state.providers
+    return providers.gateways
 
 
 def _gateway(request: Request, name: str) -> Gateway:

@@ -311,13 +311,19 @@ class Providers:
         self._gateways = dict(gateways)
 
     def for_checkout(self) -> PaymentProvider:
-        """The provider that takes new payments, or :class:`NoPaymentProvider` (503).
+        """The sandbox, for the sandbox's own checkout routes, or :class:`NoPaymentProvider`.
 
-        Today only the sandbox can (never in production); checkout through the real gateways
-        is not built yet (ADR 0028).
+        Gifts through the real gateways go through the gift pipeline instead
+        (``POST /api/v1/gifts``, the donate form's ``/gifts/give``; ADR 0028): where only
+        real gateways are configured (production), this says so.
         """
         provider = self._by_name.get("sandbox")
         if provider is None:
+            if self._gateways:
+                raise NoPaymentProvider(
+                    "Gifts are made through WeChat Pay or Alipay: choose one on the donate form "
+                    "(API: POST /api/v1/gifts).",
+                    code="use_gift_checkout")
             raise NoPaymentProvider(
                 "Online giving is not open yet: no payment provider is configured.")
         return provider
@@ -335,6 +341,11 @@ class Providers:
         if gateway is None:
             raise _unknown(name)
         return gateway
+
+    @property
+    def gateways(self) -> Mapping[str, Gateway]:
+        """The configured real gateways by name (read-only)."""
+        return MappingProxyType(self._gateways)
 
     @property
     def gateway_names(self) -> list[str]:
