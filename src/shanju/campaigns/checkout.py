@@ -387,12 +387,11 @@ def create_order(campaign_id: DbId, body: OrderCreate, request: Request, user: D
 
 
 class OrderPayment(BaseModel):
-    """How the sandbox cashier should pay an order (payer and device: the sandbox's ids of
-    who paid; by default one per donor)."""
+    """The order the sandbox cashier should pay. Who paid (the payer's account and device,
+    which anti-fraud counts) is the provider's to say, never the donor's: the sandbox reports
+    one payer per donor account."""
 
     token: str = Field(max_length=4096)
-    payer: str | None = Field(default=None, max_length=64)
-    device: str | None = Field(default=None, max_length=64)
 
 
 def _providers(request: Request) -> Providers:
@@ -407,8 +406,7 @@ def _sandbox(providers: Providers) -> SandboxProvider:
     return provider
 
 
-async def pay_with_sandbox(request: Request, *, user: User, token: str,
-                           payer: str | None = None, device: str | None = None) -> GiftResult:
+async def pay_with_sandbox(request: Request, *, user: User, token: str) -> GiftResult:
     """The donor pays an order on the sandbox cashier: the sandbox builds and signs its
     callback and delivers it to the same handler as the HTTP callback endpoint."""
     order = _signer(request).verify(token)
@@ -417,7 +415,7 @@ async def pay_with_sandbox(request: Request, *, user: User, token: str,
     sandbox = _sandbox(request.app.state.providers)
     body, headers = sandbox.build_order_callback(
         order_id=order.order_id, amount_fen=order.amount_fen, attach=token,
-        payer=payer or f"sbx-payer-{user.id}", device=device or f"sbx-device-{user.id}",
+        payer=f"sbx-payer-{user.id}", device=f"sbx-device-{user.id}",
     )
     return await receive_order_callback(request.app, provider_name=sandbox.name, body=body,
                                         headers=headers)
@@ -430,8 +428,7 @@ async def pay_with_sandbox(request: Request, *, user: User, token: str,
 async def sandbox_complete_order(body: OrderPayment, request: Request, user: Donor
                                  ) -> OrderCallbackResult:
     """Pay the order; answer with what became of the gift (credited / duplicate, match)."""
-    result = await pay_with_sandbox(request, user=user, token=body.token, payer=body.payer,
-                                    device=body.device)
+    result = await pay_with_sandbox(request, user=user, token=body.token)
     return OrderCallbackResult(**_result_json(result))
 
 

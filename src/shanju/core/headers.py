@@ -132,7 +132,8 @@ def apply(request: Request, response: Response, settings: Settings) -> None:
         extra = dict(getattr(request.state, "csp_extra", None) or {})
         # A donate form's answer redirects to the payment provider's cashier: form-action
         # applies to that redirect, so every page allows the configured gateways' cashiers.
-        providers = getattr(request.app.state, "providers", None)
+        app = request.scope.get("app")
+        providers = getattr(app.state, "providers", None) if app is not None else None
         gateways = providers.gateways if providers is not None else {}
         if gateways:
             extra["form-action"] = [*extra.get("form-action", []), *(
