@@ -232,12 +232,14 @@ def create_gift(body: GiftCreate, request: Request, user: Donor,
             summary="A payment order's state (the donor's own)")
 def get_order(order_id: str, request: Request, user: Donor) -> OrderRead:
     """The order's state; if it is still open, the provider is asked first (its callback may
-    be late or lost)."""
+    be late or lost); a paid giving-day order whose gift is not written yet goes to the engine
+    again."""
     database: Database = get_database(request)
     with database.transaction(write=False) as session:
         intent = _own_order(session, order_id, user)
         open_since = intent.created_at
-        waiting = intent.status.value == "requires_payment" and intent.merchant_id is not None
+        waiting = ((intent.status.value == "requires_payment" and intent.merchant_id is not None)
+                   or flows.gift_unwritten(session=session, intent=intent))
     if waiting and utcnow() - open_since >= QUERY_AFTER:
         sync_order(request, order_id)
     with database.transaction(write=False) as session:

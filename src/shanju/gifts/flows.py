@@ -411,15 +411,29 @@ def order_merchant(*, session: Session, intent: PaymentIntent, secret_key: str
     return MerchantRoute(provider=intent.provider, merchant_id=intent.merchant_id or "")
 
 
+def gift_unwritten(*, session: Session, intent: PaymentIntent) -> bool:
+    """True for a paid giving-day order whose gift the engine has not written (its hand-over
+    failed): it must be handed over again."""
+    return (intent.campaign_id is not None and intent.status == IntentStatus.SUCCEEDED
+            and session.scalar(select(CampaignGift.id)
+                               .where(CampaignGift.order_id == intent.id)) is None)
+
+
 def settle_by_query(*, database: Database, gateway: Gateway, intent_id: str,
                     secret_key: str, hash_payer: PayerHasher) -> Applied | None:
     """Ask the provider about an open order (its callback never came, or the donor is back
     first) and apply the answer; None if the order is not open or the provider knows it not.
+    A paid giving-day order whose gift is not written yet is handed back (``gift``) without
+    asking the provider.
 
     Raises GatewayError when the provider cannot be asked now.
     """
     with database.transaction(write=False) as session:
         intent = payments.get_intent(session=session, intent_id=intent_id)
+        if gift_unwritten(session=session, intent=intent):
+            # Paid, but its hand-over to the engine failed; when the payment was found by
+            # this query (the callback lost) no provider will retry: hand it over again.
+            return Applied("already_applied", intent_id, gift=paid_gift(intent))
         if intent.status != IntentStatus.REQUIRES_PAYMENT or intent.merchant_id is None:
             return None
         merchant = order_merchant(session=session, intent=intent, secret_key=secret_key)
