@@ -97,7 +97,7 @@ class AlipayWorld:
                 if c.body == notify.callback.body]
 
     def gateway(self) -> Gateway:
-        found: Gateway = self.platform.app.state.gateways["alipay"]
+        found: Gateway = self.platform.app.state.providers.gateway("alipay")
         return found
 
 

@@ -34,6 +34,7 @@ from shanju.gifts import api as gifts_api
 from shanju.gifts import flows
 from shanju.payments.alipay import AlipayGateway
 from shanju.payments.models import ProviderEvent
+from shanju.payments.providers import Providers
 from tests.gifts.providers import (
     ALIPAY_APP_ID,
     BUYER_ID,
@@ -290,7 +291,9 @@ def test_a_refund_whose_answer_and_notify_are_lost_is_settled_by_the_refund_quer
     gateway = world.gateway()
     assert isinstance(gateway, AlipayGateway)
     impatient = AlipayGateway(gateway.config, now=world.emulator.now, timeout=1.0)
-    monkeypatch.setitem(world.platform.app.state.gateways, "alipay", impatient)
+    providers = world.platform.app.state.providers
+    monkeypatch.setattr(world.platform.app.state, "providers", Providers(
+        providers.get("sandbox"), gateways={**providers.gateways, "alipay": impatient}))
     world.emulator.outbox.set_faults(drop=True)
     faults = requests.post(f"{world.base}/emulator/faults", json={"api": [
         {"kind": "slow", "method": "alipay.trade.refund", "seconds": 2.0}]}, timeout=10)

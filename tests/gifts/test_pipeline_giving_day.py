@@ -147,7 +147,7 @@ def shown_everywhere(platform: Platform, order_id: str, amount_fen: int) -> None
     assert project["raised_fen"] == 2 * amount_fen
     # The donor's order and the gift's match, through the API.
     order = platform.order(order_id)
-    assert (order["status"], order["gift_url"]) == ("succeeded", f"/campaigns/orders/{order_id}")
+    assert (order["status"], order["gift_url"]) == ("succeeded", f"/gifts/orders/{order_id}")
     match = requests.get(f"{platform.url}/api/v1/campaigns/gifts/{order_id}",
                          headers=platform.auth, timeout=10).json()
     assert (match["order_id"], match["match_status"], match["matched_fen"]) == (
@@ -303,6 +303,6 @@ def test_a_lost_callback_and_a_failed_hand_over_the_donors_next_look_writes_the_
     # Once written, nothing is handed over again (the order is settled).
     app = world.platform.app
     assert flows.settle_by_query(
-        database=world.platform.db, gateway=app.state.gateways["wechatpay"],
+        database=world.platform.db, gateway=app.state.providers.gateway("wechatpay"),
         intent_id=order_id, secret_key="test-secret",
         hash_payer=app.state.orders.payer_hash) is None
