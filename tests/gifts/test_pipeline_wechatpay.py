@@ -256,3 +256,23 @@ def test_a_lost_refund_callback_is_settled_by_the_refund_query(world: World) -> 
     assert world.platform.refunds(order_id)[0].status.value == "succeeded"
     assert world.platform.donation(order_id).status.value == "refunded"
     world.platform.books_are_sound()
+
+
+def test_a_refund_the_provider_refuses_fails_and_the_money_stays_with_the_project(
+        world: World) -> None:
+    order_id = world.checkout(amount_fen=8000)
+    world.phone_pays()
+    world.settle()
+    # WeChat Pay refuses the refund for good (a signed 400 INVALID_REQUEST: e.g. the order is
+    # past the year in which it may be refunded).
+    world.emulator.set_faults(api={"fail_next": 1, "status": 400, "code": "INVALID_REQUEST",
+                                   "message": "订单已超过退款期限"})
+    assert _refund(world, order_id, None).status_code == 201
+    [refund] = world.platform.refunds(order_id)
+    assert refund.status.value == "failed"
+    assert world.platform.outcomes(order_id)[-1] == "refund_failed"
+    assert world.platform.donation(order_id).status.value == "paid"
+    assert world.platform.intent(order_id).refunded_fen == 0
+    world.platform.books_are_sound()
+    # The donor can still be refunded later (the reservation was released).
+    assert _refund(world, order_id, 2000).status_code == 201

@@ -72,6 +72,9 @@ NOTIFY_PATH = "/api/v1/payments/notify/{provider}"
 PAYER_FIELDS = frozenset({"payer", "buyer_id", "buyer_logon_id", "buyer_open_id",
                           "buyer_user_id", "openid", "sp_openid", "sub_openid"})
 PayerHasher = Callable[[str], str]
+# A provider's answers to a refund request that are final: the refund cannot happen.
+REFUND_REFUSALS = frozenset({"payment_refund_exceeds", "payment_order_unknown",
+                             "payment_order_conflict", "payment_provider_refused"})
 
 
 # A guest's contact for the receipt: a mainland mobile number or an email address.
@@ -465,9 +468,18 @@ def send_refund(*, database: Database, gateway: Gateway, refund_id: str, secret_
     except GatewayError as exc:
         log.warning("payments.refund.not_sent", refund_id=refund_id, code=exc.code,
                     retryable=exc.retryable)
-        if exc.retryable:
-            return None
-        raise
+        if exc.code not in REFUND_REFUSALS:
+            # Unreachable, busy, or our own configuration: the refund stays pending for the
+            # next try (a retryable error) or for an operator (a refused credential).
+            if exc.retryable:
+                return None
+            raise
+        # The provider's signed, final "no" (the order cannot be refunded): the refund failed,
+        # and its reserved money goes back to the project fund — through the one path.
+        report = RefundReport(
+            provider=provider, out_refund_no=refund_id, out_trade_no=order_id,
+            state=RefundState.FAILED, amount_fen=amount, merchant_id=merchant.merchant_id,
+            event_id=f"refused:{refund_id}", raw={"refused": exc.code, **exc.params})
     with database.transaction() as session:
         return apply_report(session=session, report=report, hash_payer=hash_payer)
 
