@@ -43,6 +43,8 @@ from shanju.core.clock import utcnow
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from shanju.core.money import check_amount_fen
 from shanju.ledger import service as ledger
+from shanju.payments import service as payments
+from shanju.payments.models import PaymentIntent, Refund, RefundStatus
 
 STANDING = (MatchStatus.MATCHED, MatchStatus.HELD)
 
@@ -169,9 +171,21 @@ def refund_gift(*, session: Session, actor: User, gift_id: int | None = None,
     held = standing and gift.match_status == MatchStatus.HELD
     matched = gift.matched_fen if standing else 0
     project = ledger.project_fund(gift.project_id)
+    # Paid through a real provider (a payment order of the gift pipeline): the provider must
+    # return the money. The gift's amount is reserved in `refunds` and a pending refund asks
+    # the provider after the commit; its answer settles it (settle_gift_refund). The sandbox
+    # (no merchant) returns it at once, as before.
+    order = session.get(PaymentIntent, gift.order_id)
+    refund: Refund | None = None
+    if order is not None and order.merchant_id is not None:
+        payments.check_refundable(intent=order, amount_fen=gift.amount_fen)
+        refund = payments.do_create_refund(session=session, intent=order,
+                                           amount_fen=gift.amount_fen, reason=reason,
+                                           actor_id=actor.id)
+    gift_to = ledger.REFUNDS if refund is not None else ledger.donor_clearing(gift.provider)
     legs = [
         ledger.Leg(project, -(gift.amount_fen + (0 if held else matched))),
-        ledger.Leg(ledger.donor_clearing(gift.provider), gift.amount_fen),
+        ledger.Leg(gift_to, gift.amount_fen),
     ]
     if matched and gift.pool_id is not None:
         legs.append(ledger.Leg(ledger.match_pool(gift.pool_id), matched))
@@ -182,7 +196,7 @@ def refund_gift(*, session: Session, actor: User, gift_id: int | None = None,
         "campaign": gift.campaign_id}
     parts = [ledger.LogDetail(
         ref=f"gift:{gift.order_id}", public=public,
-        transfer=ledger.Transfer(project, ledger.donor_clearing(gift.provider), gift.amount_fen),
+        transfer=ledger.Transfer(project, gift_to, gift.amount_fen),
     )]
     if matched and gift.pool_id is not None:
         parts.append(ledger.LogDetail(
@@ -207,9 +221,49 @@ def refund_gift(*, session: Session, actor: User, gift_id: int | None = None,
     audit.record(session, actor_id=actor.id, action="campaigns.gift.refunded",
                  object_type="campaign_gift", object_id=gift.id,
                  data={**change, "order_id": gift.order_id, "amount_fen": gift.amount_fen,
-                       "match_reversed_fen": matched, "reason": reason})
+                       "match_reversed_fen": matched, "reason": reason,
+                       "refund": refund.id if refund is not None else None})
     session.flush()
     return gift
+
+
+def pending_refund_of(*, session: Session, order_id: str) -> Refund | None:
+    """The refund of a gift paid through a real provider still waiting for its answer."""
+    return session.scalar(select(Refund).where(
+        Refund.intent_id == order_id, Refund.status == RefundStatus.PENDING))
+
+
+def settle_gift_refund(*, session: Session, order: PaymentIntent, refund: Refund,
+                       succeeded: bool) -> str:
+    """The provider's final word on a giving-day gift's refund, applied exactly once.
+
+    Succeeded: the reserved money goes to the donor (`refunds` → donor clearing). Failed: it
+    goes back to the project fund and the gift counts as paid again — without its match, which
+    went back to the sponsor's pool when the refund was decided.
+    """
+    if not payments.do_settle_refund(session=session, refund=refund, succeeded=succeeded):
+        return "already_applied"
+    gift = _locked_gift(session, order_id=order.id)
+    public: dict[str, ledger.PublicValue] = {
+        "project": gift.project_id, "organization": gift.organization_id,
+        "campaign": gift.campaign_id}
+    destination = (ledger.donor_clearing(order.provider) if succeeded
+                   else ledger.project_fund(gift.project_id))
+    ledger.post(session, ledger.transfer(
+        "campaign.gift_refund_settled" if succeeded else "campaign.gift_refund_failed",
+        source=ledger.REFUNDS, destination=destination, amount_fen=refund.amount_fen,
+        dedupe_key=f"refund.{'succeeded' if succeeded else 'failed'}:{refund.id}",
+        memo=gift.order_id,
+        detail=ledger.LogDetail(ref=f"refund:{refund.id}", public={
+            **public, "gift": gift.order_id})))
+    if not succeeded and gift.status == GiftStatus.REFUNDED:
+        change = audit.changes(gift, status=GiftStatus.PAID, refunded_at=None)
+        _stats_delta(session, gift, before=(False, False), after=(True, False))
+        audit.record(session, actor_id=None, action="campaigns.gift.refund_failed",
+                     object_type="campaign_gift", object_id=gift.id,
+                     data={**change, "refund": refund.id})
+    session.flush()
+    return "refunded" if succeeded else "refund_failed"
 
 
 # --- held matches --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from shanju.campaigns.models import MatchStatus
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, Reviewer
 from shanju.core.web import request_locale
+from shanju.gifts import api as gifts_api
 
 router = APIRouter(tags=["campaigns"])
 
@@ -190,7 +191,7 @@ class SettledRead(BaseModel):
 
 @router.post("/campaigns/gifts/{order_id}/refund", response_model=RefundedRead,
              dependencies=[CsrfChecked], summary="Refund a giving-day gift")
-def refund_gift(order_id: str, body: RefundIn, session: DbSession,
+def refund_gift(order_id: str, body: RefundIn, request: Request, session: DbSession,
                 user: CurrentUser) -> RefundedRead:
     """Refund the gift and reverse its match: the match goes back to the sponsor's pool and
     the caps it used are freed. Reviewers and staff of the receiving organization; 403
@@ -200,6 +201,9 @@ def refund_gift(order_id: str, body: RefundIn, session: DbSession,
     holds.get_gift_for_viewer(session=session, order_id=order_id, viewer=user)  # else 404
     gift = flows.refund_gift(session=session, actor=user, order_id=order_id,
                              reason=body.reason)
+    # Paid through WeChat Pay or Alipay: the provider is asked after the commit.
+    if (refund := flows.pending_refund_of(session=session, order_id=order_id)) is not None:
+        gifts_api.send_refund_after_commit(request, session, refund)
     reversed_fen = gift.matched_fen if gift.match_status == MatchStatus.REVERSED else 0
     return RefundedRead(order_id=gift.order_id, status=str(gift.status),
                         match_status=str(gift.match_status), amount_fen=gift.amount_fen,

@@ -21,6 +21,7 @@ from shanju.campaigns.models import CampaignGift, GiftStatus
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
 from shanju.core.errors import Conflict, DomainError, InvalidInput, PermissionDenied
 from shanju.core.web import login_url, redirect, render, request_locale, tr
+from shanju.gifts import api as gifts_api
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -80,6 +81,9 @@ def refund_gift(
         with session.begin_nested():
             flows.refund_gift(session=session, actor=viewer, order_id=order_id,
                               reason=reason)
+        # Paid through WeChat Pay or Alipay: the provider is asked after the commit.
+        if (refund := flows.pending_refund_of(session=session, order_id=order_id)) is not None:
+            gifts_api.send_refund_after_commit(request, session, refund)
     except DomainError as exc:
         session.expire_all()
         return _gift_page(request, session, viewer, order_id, error=exc)

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
 from shanju.accounts.service import normalize_email
+from shanju.campaigns import flows as campaign_flows
 from shanju.campaigns.engine import PaidGift
 from shanju.campaigns.models import CampaignGift
 from shanju.core import audit
@@ -390,12 +391,16 @@ def _apply_refund(session: Session, intent: PaymentIntent, report: RefundReport)
         refund.provider_refund_id = report.provider_refund_id
     if report.state == RefundState.PROCESSING:
         return Applied("refund_processing", order_id)
+    succeeded = report.state == RefundState.SUCCEEDED
+    if intent.campaign_id is not None:
+        return Applied(campaign_flows.settle_gift_refund(
+            session=session, order=intent, refund=refund, succeeded=succeeded), order_id)
     donation = donations.donation_paid_by(session, intent.id)
-    if donation is None:  # giving-day refunds keep their own flow for now
+    if donation is None:  # pragma: no cover - an ordinary order always has its donation
         return Applied("unknown_refund", order_id)
     outcome = donations.settle_refund(session=session, intent=intent, donation=donation,
                                       refund=refund,
-                                      succeeded=report.state == RefundState.SUCCEEDED)
+                                      succeeded=succeeded)
     return Applied(outcome, order_id)
 
 
