@@ -21,6 +21,7 @@ import requests
 from sqlalchemy import select
 
 from shanju.core.db import Database
+from shanju.core.mail import OutboxMessage
 from shanju.gifts import api as gifts_api
 from shanju.gifts import flows
 from shanju.payments.emulators.outbox import Outbox
@@ -276,3 +277,57 @@ def test_a_refund_the_provider_refuses_fails_and_the_money_stays_with_the_projec
     world.platform.books_are_sound()
     # The donor can still be refunded later (the reservation was released).
     assert _refund(world, order_id, 2000).status_code == 201
+
+
+PHONE_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"
+
+
+def test_a_guest_gives_on_the_page_and_signing_up_later_claims_the_gift(world: World) -> None:
+    url = world.platform.url
+    phone = requests.Session()
+    phone.headers["User-Agent"] = PHONE_UA
+    form = phone.get(f"{url}/projects/{world.platform.project_id}/donate", timeout=10)
+    assert form.status_code == 200 and 'name="contact"' in form.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form.text)
+    assert token and key
+    # An invalid contact is a readable form error, and nothing is written.
+    refused = phone.post(f"{url}/gifts/give", data={
+        "csrf_token": token.group(1), "project_id": world.platform.project_id,
+        "amount": "20", "contact": "not-a-phone", "method": "wechatpay",
+        "idempotency_key": key.group(1)}, allow_redirects=False, timeout=30)
+    assert refused.status_code == 422 and 'data-code="contact_invalid"' in refused.text
+    gave = phone.post(f"{url}/gifts/give", data={
+        "csrf_token": token.group(1), "project_id": world.platform.project_id,
+        "amount": "20", "donor_name": "路人甲", "contact": " Guest@Example.org ",
+        "method": "wechatpay", "idempotency_key": key.group(1)},
+        allow_redirects=False, timeout=30)
+    assert gave.status_code == 303, gave.text
+    world.pay_url = gave.headers["location"]
+    paid = world.phone_pays()
+    thanks = paid.headers["location"]
+    order_id = thanks.split("/gifts/orders/")[1].split("?")[0]
+    world.settle()
+    world.credited_once(order_id)
+    assert world.platform.intent(order_id).donor_id is None
+    # The thank-you page opens with the link's key, and not without it.
+    page = phone.get(thanks, timeout=30)
+    assert page.status_code == 200 and 'data-status="paid"' in page.text
+    assert phone.get(f"{url}/gifts/orders/{order_id}", timeout=30).status_code == 404
+    assert phone.get(f"{url}/gifts/orders/{order_id}?k={'0' * 32}", timeout=30).status_code == 404
+    # Sign up with that email: the gift becomes the account's.
+    signup = requests.post(f"{url}/api/v1/users", json={
+        "email": "guest@example.org", "password": "correct horse battery staple 42",
+        "display_name": "路人甲", "role": "donor"}, timeout=30)
+    assert signup.status_code == 202, signup.text
+    body = world.platform.read(lambda s: s.scalars(
+        select(OutboxMessage.body).where(OutboxMessage.to_address == "guest@example.org")
+        .order_by(OutboxMessage.id.desc())).first())
+    link = re.search(r"/signup/confirm/([A-Za-z0-9_-]+)", body or "")
+    assert link, body
+    made = requests.post(f"{url}/api/v1/users/confirm", json={"token": link.group(1)},
+                         timeout=30)
+    assert made.status_code == 201, made.text
+    user_id = made.json()["id"]
+    assert world.platform.intent(order_id).donor_id == user_id
+    assert world.platform.donation(order_id).donor_id == user_id
