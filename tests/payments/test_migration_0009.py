@@ -58,3 +58,21 @@ def test_round_trip_keeps_the_view_and_backfills_old_intents(
             None, None, None, "")
     with empty_db.engine.connect() as conn:
         assert conn.execute(text("SELECT amount_fen FROM gifts")).scalars().all() == [1234]
+
+
+def test_an_ordinary_gift_takes_its_payer_hash_from_its_order(
+        empty_db: Database) -> None:  # noqa: F811
+    command.upgrade(alembic_config(empty_db), "head")
+    with empty_db.transaction() as session:
+        org = make_org(session)
+        project = make_project(session, org=org)
+        intent = PaymentIntent(id="pi_new00000000000000001", provider="wechatpay",
+                               amount_fen=500, idempotency_scope="guest:x",
+                               idempotency_key="k", request_hash="h", payer_hash="ab" * 16)
+        session.add(intent)
+        session.flush()
+        session.add(Donation(public_id="d_new", project_id=project.id,
+                             recipient_org_id=org.id, donor_id=None, donor_name="爱心人士",
+                             amount_fen=500, payment_intent_id=intent.id))
+    with empty_db.engine.connect() as conn:
+        assert conn.execute(text("SELECT payer_hash FROM gifts")).scalars().all() == ["ab" * 16]

@@ -91,8 +91,9 @@ class Gift(ViewBase):
     paid_at: Mapped[dt.datetime | None]  # NULL while pending or failed
     refunded_at: Mapped[dt.datetime | None]  # when wholly refunded
     provider: Mapped[str] = mapped_column(String(20))  # the payment provider (sandbox, …)
-    # A hash of the payer's account at the provider, when the provider identified the payer
-    # (giving-day gifts); '' otherwise (ordinary donations do not record it yet).
+    # A keyed hash of the payer's account at the provider, when the provider identified the
+    # payer (a real provider's gift of either kind; the sandbox's giving-day gifts); ''
+    # otherwise (the sandbox's ordinary donations).
     payer_hash: Mapped[str] = mapped_column(String(32))
 
     @property
