@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,97 +23,26 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from shanju.app import create_app
-from shanju.campaigns.models import Enrolment
 from shanju.core.config import Settings
 from shanju.core.db import Database
-from shanju.core.migrations import create_schema
 from shanju.demo import payments as demo_payments
-from shanju.demo.seed import DEMO_PASSWORD, seed
 from shanju.donations.models import Donation
 from shanju.ledger import service as ledger
 from shanju.ledger.models import JournalEntry
 from shanju.organizations.models import Organization, OrgStatus, PaymentRoute, RouteStatus
 from shanju.payments.models import PaymentIntent
-from shanju.projects.models import Project, ProjectStatus
+from shanju.projects.models import Project
 from shanju.transparency.check import check as transparency_check
+from tests.demo.helpers import SECRET, Demo, give, serve_demo, signed_in_donor
 from tests.payments.helpers import configure_wechatpay
 from tests.payments.test_production import production
-from tests.serving import free_socket, uvicorn_thread
-
-SECRET = "demo-payments-test-secret-key-0123456789-abcdefghij"
-
-
-@dataclass
-class Demo:
-    url: str
-    db: Database
-    app: FastAPI
-    payments: demo_payments.DemoPayments
-    key_dir: Path
-
-
-def serve_demo(tmp: Path, database: Database) -> Iterator[Demo]:
-    sock = free_socket()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = Settings(
-        environment="development", database_url=database.url, secret_key=SECRET,
-        base_url=url, upload_dir=tmp / "uploads",
-        transparency_key_file=tmp / "transparency-ed25519.key",
-        transparency_checkpoint_seconds=0)
-    app = create_app(settings, database=database)
-    key_dir = tmp / demo_payments.KEY_DIR
-    payments = demo_payments.attach(app, key_dir=key_dir, url=url)
-    with uvicorn_thread(app, sock):
-        yield Demo(url=url, db=database, app=app, payments=payments, key_dir=key_dir)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """The demo, seeded small, served on a free port."""
-    tmp = tmp_path_factory.mktemp("demo")
-    database = Database(f"sqlite:///{tmp / 'demo.sqlite3'}")
-    create_schema(database)
-    with database.transaction() as session:
-        seed(session, scale=0.02, secret_key=SECRET)
-    yield from serve_demo(tmp, database)
-    database.dispose()
-
-
-def signed_in_donor(demo: Demo) -> requests.Session:
-    """The demo donor's phone browser, signed in through the sign-in form."""
-    browser = requests.Session()
-    form = browser.get(f"{demo.url}/login", timeout=10)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token is not None
-    answer = browser.post(f"{demo.url}/login", data={
-        "email": "donor@demo.shanju.org", "password": DEMO_PASSWORD,
-        "csrf_token": token.group(1)}, allow_redirects=False, timeout=10)
-    assert answer.status_code == 303, answer.text
-    return browser
-
-
-def a_project(demo: Demo) -> int:
-    """A fundraising project (an ordinary gift, outside the giving day, whether or not the
-    project is enrolled in it)."""
-    with demo.db.transaction(write=False) as session:
-        project_id = session.scalar(
-            select(Project.id).where(Project.status == ProjectStatus.FUNDRAISING)
-            .order_by(Project.id.in_(select(Enrolment.project_id)), Project.id).limit(1))
-    assert project_id is not None
-    return int(project_id)
-
-
-def give(demo: Demo, browser: requests.Session, channel: str, amount_fen: int) -> dict[str, Any]:
-    """The donate page's call: the gift API with the session cookie and its CSRF token."""
-    answer = browser.post(f"{demo.url}/api/v1/gifts", json={
-        "project_id": a_project(demo), "amount_fen": amount_fen, "channel": channel,
-        "message": "演示"},
-        headers={"X-CSRF-Token": browser.cookies["sj_csrf"],
-                 "Idempotency-Key": f"demo-{channel}"}, timeout=30)
-    assert answer.status_code == 201, answer.text
-    order: dict[str, Any] = answer.json()
-    assert order["status"] == "requires_payment" and order["pay"]["kind"] == "redirect"
-    return order
+    with serve_demo(tmp_path_factory.mktemp("demo")) as served:
+        yield served
 
 
 def emulator_page(answer: requests.Response) -> str:
