@@ -2,7 +2,9 @@
 
 About 30 organizations across provinces, about 100 projects in every lifecycle state and
 about 20,000 paid donations over the last 30 days (more in the evenings and on one giving
-day), with refunds, progress updates, fund-usage disclosures and a few complaints.
+day), with refunds, progress updates, fund-usage disclosures and a few complaints; the
+receiving organizations' WeChat Pay and Alipay accounts approved (``demo/payments.py``: the
+demo pays through the providers' emulators).
 
 Everything is planned in memory from one seeded :class:`random.Random` first, then written
 with bulk inserts. Money goes through :func:`shanju.ledger.service.post_many` exactly as the
