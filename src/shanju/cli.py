@@ -122,6 +122,7 @@ def prepare_demo(db_path: Path, *, reset: bool = False, scale: float = 1.0) -> D
         empty = demo_seed.is_empty(session)
     if not empty:
         console.print(f"Reusing the demo data in [bold]{db_path}[/] (use --reset to start over).")
+        _approve_demo_payment_routes(database)
         return database
     plan = demo_seed.Plan.for_scale(scale)
     started = time.perf_counter()
@@ -148,6 +149,27 @@ def prepare_demo(db_path: Path, *, reset: bool = False, scale: float = 1.0) -> D
             f"{report.summit_organizations:,} registered organizations."
         )
     return database
+
+
+def _approve_demo_payment_routes(database: Database) -> None:
+    """A demo seeded before it paid through the emulators: give its organizations the payment
+    routes a new seed approves (nothing if it has any route at all)."""
+    from sqlalchemy import exists, select
+
+    from shanju.accounts.models import User
+    from shanju.demo import payments as demo_payments
+    from shanju.organizations.models import PaymentRoute
+
+    with database.transaction(write=False) as session:
+        if session.scalar(select(exists().where(PaymentRoute.id.is_not(None)))):
+            return
+    with database.transaction() as session:
+        reviewer = session.scalar(select(User).where(User.email == "reviewer@demo.shanju.org"))
+        if reviewer is None:
+            return
+        added = demo_payments.do_approve_routes(session=session, reviewer=reviewer,
+                                                secret_key=get_settings().secret_key)
+    console.print(f"Approved {added} payment routes of the demo organizations.")
 
 
 def print_demo_accounts() -> None:
@@ -182,10 +204,19 @@ def demo(
     settings = Settings(environment="development", database_url=database.url)
     print_demo_accounts()
     _warn_if_holiday_calendar_runs_out()
-    console.print(f"Serving the demo on [bold]http://{host}:{port}[/] — Ctrl+C stops it.")
     from shanju.app import create_app
+    from shanju.demo import payments as demo_payments
 
     application = create_app(settings, database=database)
+    # WeChat Pay and Alipay, emulated by this very server: the real gateways talk to it.
+    demo_payments.attach(application, key_dir=db.resolve().parent / demo_payments.KEY_DIR,
+                         url=demo_payments.server_url(host, port))
+    served = f"http://{host}:{port}"
+    console.print(
+        "Gifts pay through WeChat Pay and Alipay emulated by this server (docs/payments.md); "
+        f"their orders: {served}{demo_payments.WECHATPAY_PATH}/emulator/orders and "
+        f"{served}{demo_payments.ALIPAY_PATH}/emulator/state", soft_wrap=True)
+    console.print(f"Serving the demo on [bold]http://{host}:{port}[/] — Ctrl+C stops it.")
     donors = None
     if crowd:
         from shanju.demo.crowd import Crowd

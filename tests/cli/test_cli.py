@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from starlette.routing import Mount
 from typer.testing import CliRunner
 
 from shanju import cli
@@ -18,6 +19,7 @@ from shanju.core.config import get_settings
 from shanju.core.db import Database
 from shanju.ledger import service as ledger
 from shanju.ledger.models import LedgerAccount
+from shanju.organizations.models import PaymentRoute
 from tests.factories import make_org, make_project
 from tests.payments.helpers import configure_wechatpay
 
@@ -179,11 +181,30 @@ def test_demo_seeds_once_then_reuses_the_data(
     assert "shanju-demo" in first.output
     # Links and the transparency log's origin name the port served.
     assert os.environ["SHANJU_BASE_URL"] == "http://127.0.0.1:8123"
+    # The demo pays through the emulators it serves itself, with keys made once beside its
+    # database; the gateways talk to the port served.
+    served = no_uvicorn[0][0]
+    assert served.state.providers.gateway_names == ["alipay", "wechatpay"]
+    assert "http://127.0.0.1:8123/emulators/wechatpay/emulator/orders" in first.output
+    keys = {p.name: p.read_bytes() for p in (tmp_path / "demo-emulators").iterdir()}
+    assert "wechatpay-merchant.key.pem" in keys and "alipay-app.key.pem" in keys
+    # A demo seeded before it paid through the emulators gets its routes on the next start.
+    database = Database(f"sqlite:///{path}")
+    with database.transaction() as session:
+        routes = session.scalar(select(func.count()).select_from(PaymentRoute))
+        assert routes
+        session.execute(delete(PaymentRoute))
+    database.dispose()
     second = runner.invoke(cli.app, args)
     assert second.exit_code == 0, second.output
     assert "Reusing" in second.output
+    assert f"Approved {routes} payment routes" in second.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "demo-emulators").iterdir()} == keys
     assert len(no_uvicorn) == 2
     assert no_uvicorn[0][1]["port"] == 8123
+    # ... and the emulated WeChat Pay knows their sub-merchants from the start.
+    mounted = {r.path: r for r in no_uvicorn[1][0].routes if isinstance(r, Mount)}
+    assert len(mounted["/emulators/wechatpay"].app.state.emulator.sub_merchants) == routes // 2
 
     database = Database(f"sqlite:///{path}")
     with database.transaction(write=False) as session:

@@ -2,7 +2,9 @@
 
 About 30 organizations across provinces, about 100 projects in every lifecycle state and
 about 20,000 paid donations over the last 30 days (more in the evenings and on one giving
-day), with refunds, progress updates, fund-usage disclosures and a few complaints.
+day), with refunds, progress updates, fund-usage disclosures and a few complaints; the
+receiving organizations' WeChat Pay and Alipay accounts approved (``demo/payments.py``: the
+demo pays through the providers' emulators).
 
 Everything is planned in memory from one seeded :class:`random.Random` first, then written
 with bulk inserts. Money goes through :func:`shanju.ledger.service.post_many` exactly as the
@@ -30,6 +32,7 @@ from shanju.complaints import service as complaints
 from shanju.complaints.models import Complaint, ComplaintStatus
 from shanju.core import audit
 from shanju.core.clock import CHINA_TZ, today_cn, utcnow
+from shanju.core.config import get_settings
 from shanju.core.security import hash_password
 from shanju.demo import data
 from shanju.demo.data import AMOUNTS
@@ -131,6 +134,7 @@ class SeedReport:
     fund_usages: int = 0
     raised_fen: int = 0
     giving_day_gifts: int = 0
+    payment_routes: int = 0
     summit_slug: str = ""
     summit_organizations: int = 0
 
@@ -150,11 +154,14 @@ def seed(
     now: dt.datetime | None = None,
     progress: ProgressCallback | None = None,
     summit_organizations: int | None = None,
+    secret_key: str | None = None,
 ) -> SeedReport:
     """Fill an empty database with demo data in the caller's transaction.
 
     ``summit_organizations`` overrides how many organizations register for the demo summit
-    (the plan's count for ``scale`` by default; 3,000 at full scale).
+    (the plan's count for ``scale`` by default; 3,000 at full scale). ``secret_key`` seals the
+    organizations' Alipay authorization tokens (the environment's ``SHANJU_SECRET_KEY`` by
+    default: the one the demo serves with).
     """
     if not is_empty(session):
         raise RuntimeError("the database already holds data; seed only an empty one")
@@ -162,7 +169,8 @@ def seed(
     if summit_organizations is not None:
         plan = dataclasses.replace(plan, summit_organizations=summit_organizations)
     return _Seeder(session, plan, random.Random(random_seed),  # noqa: S311
-                   now or utcnow(), progress).run()
+                   now or utcnow(), progress,
+                   secret_key=secret_key or get_settings().secret_key).run()
 
 
 # --- the seeder ----------------------------------------------------------------------------
@@ -210,8 +218,11 @@ class _Seeder:
         rng: random.Random,
         now: dt.datetime,
         progress: ProgressCallback | None,
+        *,
+        secret_key: str,
     ) -> None:
         self.session = session
+        self.secret_key = secret_key
         self.plan = plan
         self.rng = rng
         self.now = now
@@ -266,6 +277,7 @@ class _Seeder:
         self.post_refunds(donations)
         self.create_updates_and_usages(projects)
         self.create_complaints(projects)
+        self.approve_payment_routes()
         self.seed_giving_day()
         self.seed_summit()
         audit.record(
@@ -297,6 +309,15 @@ class _Seeder:
             progress=lambda n: self.progress(n, "giving day"),
         )
         self.report.giving_day_gifts = len(results)
+
+    def approve_payment_routes(self) -> None:
+        """Every approved organization's WeChat Pay and Alipay accounts, submitted by its
+        staff and approved by the demo reviewer: the demo pays through the emulators."""
+        from shanju.demo import payments
+
+        reviewer = self.session.get_one(User, self.reviewer_id)
+        self.report.payment_routes = payments.do_approve_routes(
+            session=self.session, reviewer=reviewer, secret_key=self.secret_key)
 
     def seed_summit(self) -> None:
         """The demo's two-day online summit, live now, with its registered organizations."""
