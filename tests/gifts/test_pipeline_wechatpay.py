@@ -331,3 +331,25 @@ def test_a_guest_gives_on_the_page_and_signing_up_later_claims_the_gift(world: W
     user_id = made.json()["id"]
     assert world.platform.intent(order_id).donor_id == user_id
     assert world.platform.donation(order_id).donor_id == user_id
+
+
+def test_a_desktop_gets_a_code_to_scan(world: World) -> None:
+    url = world.platform.url
+    desktop = requests.Session()
+    desktop.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0"
+    form = desktop.get(f"{url}/projects/{world.platform.project_id}/donate", timeout=10)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token
+    page = desktop.post(f"{url}/gifts/give", data={
+        "csrf_token": token.group(1), "project_id": world.platform.project_id,
+        "amount": "50", "method": "wechatpay", "idempotency_key": "desk-1"},
+        allow_redirects=False, timeout=30)
+    assert page.status_code == 200, page.text
+    assert 'id="scan-to-pay"' in page.text and "<svg" in page.text
+    order_id = re.search(r'data-order="(pi_[A-Za-z0-9]+)"', page.text)
+    assert order_id
+    intent = world.platform.intent(order_id.group(1))
+    assert intent.channel == "wechat_native" and intent.amount_fen == 5000
+    # The emulator's code is a web page: the desktop may open it instead of scanning.
+    link = re.search(r'id="open-pay-page" href="([^"]+)"', page.text)
+    assert link and link.group(1).startswith("http://127.0.0.1:")
