@@ -148,9 +148,12 @@ def order_page(order_id: str, request: Request, viewer: ReadViewer,
         if intent is None or not ((viewer is not None and intent.donor_id == viewer.id)
                                   or flows.check_order_key(secret, order_id, k)):
             raise NotFound("No such payment.", code="payment_not_found")
-        waiting = intent.status == IntentStatus.REQUIRES_PAYMENT
+        # Still open (the callback may be late or lost: ask the provider), or paid on a giving
+        # day with its gift not written yet (hand it to the engine again).
+        waiting = (intent.status == IntentStatus.REQUIRES_PAYMENT
+                   or flows.gift_unwritten(session=session, intent=intent))
     if waiting:
-        gifts_api.sync_order(request, order_id)  # the callback may be late or lost
+        gifts_api.sync_order(request, order_id)
     with database.transaction(write=False) as session:
         intent = session.get_one(PaymentIntent, order_id)
         project = projects.get_project(session=session, project_id=intent.project_id or 0)
