@@ -60,12 +60,15 @@ key and body returns the first result; the same key with a different body is ref
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """What runs with the app: the giving-day group-commit engine and the transparency log's
-    periodic checkpointer (stopped first, before the engine drains)."""
+    """What runs with the app: the giving-day group-commit engine, the transparency log's
+    periodic checkpointer and the payments job (both stopped first, before the engine
+    drains) and the summit's live rooms."""
+    from shanju.reconciliation.job import payments_job_lifespan
     from shanju.summit.gateway import live_lifespan
     from shanju.transparency.api import checkpointer_lifespan
 
-    async with engine_lifespan(app), checkpointer_lifespan(app), live_lifespan(app):
+    async with (engine_lifespan(app), checkpointer_lifespan(app), payments_job_lifespan(app),
+                live_lifespan(app)):
         yield
 
 
@@ -167,6 +170,8 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.payments import views as payments_views
     from shanju.projects import api as projects_api
     from shanju.projects import views as projects_views
+    from shanju.reconciliation import api as reconciliation_api
+    from shanju.reconciliation import views as reconciliation_views
     from shanju.site import views as site_views
     from shanju.summit import api as summit_api
     from shanju.summit import gateway as summit_gateway
@@ -195,7 +200,7 @@ def _include_routers(app: FastAPI) -> None:
         campaigns_gift_api,
         accounts_api, organizations_api, projects_api, donations_api, payments_api, gifts_api,
         complaints_api, ledger_api, campaigns_api, campaigns_live_api,
-        transparency_api, disclosure_api,
+        transparency_api, disclosure_api, reconciliation_api,
         summit_registration_api, summit_api,
     ):
         app.include_router(api.router, prefix="/api/v1")
@@ -204,7 +209,7 @@ def _include_routers(app: FastAPI) -> None:
         site_views, accounts_views, organizations_views, projects_views, donations_views,
         gifts_views,
         complaints_views, campaigns_views, transparency_views,
-        disclosure_views,
+        disclosure_views, reconciliation_views,
         summit_registration_views, summit_live_views, summit_views, summit_gateway,
         # After any /campaigns/<fixed path> page of the organizers: "/campaigns/{slug}" is
         # a catch-all for one path segment.

@@ -1,4 +1,5 @@
-"""The ``shanju`` command: demo, serve, migrate, ledger check and user administration.
+"""The ``shanju`` command: demo, serve, migrate, ledger check, payments (reconcile, sweep) and
+user administration.
 
 Each command that touches the database opens its own transactions through
 :meth:`Database.transaction` — the CLI is a transaction boundary like a request is.
@@ -6,13 +7,14 @@ Each command that touches the database opens its own transactions through
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -36,14 +38,19 @@ from shanju.accounts.models import Role
 from shanju.core.config import GENERATE_HINT, Settings, get_settings
 from shanju.core.db import Database
 from shanju.core.errors import DomainError
+from shanju.core.logging import STDERR, configure_logging
 from shanju.core.migrations import alembic_config, create_schema
 from shanju.core.money import format_fen
 from shanju.demo import seed as demo_seed
 from shanju.ledger import service as ledger
-from shanju.payments.registry import production_problems
+from shanju.payments.gateway import Gateway
+from shanju.payments.registry import gateway_setup, production_problems
 from shanju.transparency import check as transparency_checks
 from shanju.transparency.cli import transparency_app
 from shanju.transparency.verify_cli import verify_app
+
+if TYPE_CHECKING:
+    from shanju.reconciliation.flows import RunResult
 
 app = typer.Typer(
     help="Shanju (善举): an open-source internet charity platform.",
@@ -56,6 +63,9 @@ bench_app = typer.Typer(help="Benchmarks that print a JSON report.", no_args_is_
 app.add_typer(bench_app, name="bench")
 campaigns_app = typer.Typer(help="Giving-day campaigns.", no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")
+payments_app = typer.Typer(help="Real payments: the daily reconciliation and the sweep.",
+                           no_args_is_help=True)
+app.add_typer(payments_app, name="payments")
 app.add_typer(transparency_app, name="transparency")
 app.add_typer(verify_app, name="verify")
 console = Console()
@@ -447,6 +457,162 @@ def campaigns_settle(database_url: DatabaseUrlOption = None) -> None:
     else:
         console.print("Nothing to settle: no held match has reached the end of its notice "
                       "period.")
+
+
+# --- payments ------------------------------------------------------------------------------
+
+
+def configured_gateways(settings: Settings) -> Mapping[str, Gateway]:
+    """The installation's real payment gateways (WeChat Pay, Alipay), by name: the same the
+    application serves with (``payments.registry``; a provider partly set is left out)."""
+    return gateway_setup(settings).gateways
+
+
+def _gateways_or_exit(settings: Settings, err: Console) -> Mapping[str, Gateway]:
+    # The report (a table or --json) is standard output; the job's log lines go to stderr.
+    configure_logging(json=settings.log_json, stream=STDERR)
+    gateways = configured_gateways(settings)
+    if not gateways:
+        err.print("[red]No real payment provider (WeChat Pay, Alipay) is configured: "
+                  "nothing to reconcile or ask.[/]")
+        raise typer.Exit(2)
+    return gateways
+
+
+def _fen(fen: int) -> str:
+    return format_fen(fen, "zh_CN")
+
+
+@payments_app.command("reconcile")
+def payments_reconcile(
+    date: Annotated[str | None, typer.Option(
+        "--date", help="The China-time day whose bills to reconcile, YYYY-MM-DD (default: "
+                       "yesterday).", show_default=False)] = None,
+    provider: Annotated[str | None, typer.Option(
+        "--provider", help="Only this provider (wechatpay, alipay); default: every one "
+                           "configured.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Match each provider's bill of a day against our orders and refunds; credit what the
+    provider took and we did not (exactly once); record the rest for reviewers. Exit 1 while
+    any mismatch of the day is open or a bill could not be checked."""
+    from shanju.campaigns.orders import OrderSigner
+    from shanju.core.clock import today_cn
+    from shanju.reconciliation import flows as reconciliation
+
+    err = Console(stderr=True)
+    try:
+        day = dt.date.fromisoformat(date) if date else today_cn() - dt.timedelta(days=1)
+    except ValueError:
+        err.print(f"[red]--date must be a day written YYYY-MM-DD, not {date!r}.[/]")
+        raise typer.Exit(2) from None
+    if day > today_cn():
+        err.print(f"[red]{day} has not begun yet in China: there is no bill of it.[/]")
+        raise typer.Exit(2)
+    settings = get_settings()
+    gateways = _gateways_or_exit(settings, err)
+    database = _database(database_url)
+    try:
+        results = reconciliation.reconcile_day(
+            database=database, gateways=gateways, day=day, provider=provider,
+            secret_key=settings.secret_key,
+            hash_payer=OrderSigner(settings.secret_key).payer_hash,
+            progress=lambda line: err.print(f"» {line}", markup=False, highlight=False))
+    except DomainError as exc:
+        err.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(2) from exc
+    finally:
+        database.dispose()
+    still_open = sum(r.open for r in results)
+    ok = still_open == 0 and all(r.status.value == "complete" for r in results)
+    if as_json:
+        typer.echo(json.dumps({"day": day.isoformat(), "ok": ok, "open": still_open,
+                               "runs": [r.as_json() for r in results]}, ensure_ascii=False))
+    else:
+        for result in results:
+            _print_run(result)
+    if not ok:
+        if not as_json:
+            console.print(f"[red]✗ {still_open} mismatch(es) of {day} open; see "
+                          "/review/reconciliation.[/]" if still_open else
+                          f"[red]✗ Not every bill of {day} could be checked.[/]")
+        raise typer.Exit(1)
+    if not as_json:
+        console.print(f"[green]✓ Every bill of {day} agrees with our records.[/]")
+
+
+def _print_run(result: RunResult) -> None:
+    data = result.as_json()
+    table = Table(title=f"Reconciliation of {data['day']} · {data['provider']} (run "
+                        f"#{data['run_id']})", title_justify="left", show_header=False)
+    table.add_column("What")
+    table.add_column("Value", justify="right")
+    table.add_row("Status", data["status"])
+    table.add_row("Payments on the bill", f"{data['bill_payments']:,} · "
+                                          f"{_fen(data['bill_payments_fen'])}")
+    table.add_row("Payments matched", f"{data['payments_matched']:,} · "
+                                      f"{_fen(data['payments_matched_fen'])}")
+    table.add_row("Refunds on the bill", f"{data['bill_refunds']:,} · "
+                                         f"{_fen(data['bill_refunds_fen'])}")
+    table.add_row("Refunds matched", f"{data['refunds_matched']:,} · "
+                                     f"{_fen(data['refunds_matched_fen'])}")
+    table.add_row("Mismatches found", str(data["mismatches"]))
+    table.add_row("Credited now", str(data["credited"]))
+    table.add_row("Cleared (no longer found)", str(data["cleared"]))
+    table.add_row("Open for the day", str(data["open"]))
+    console.print(table)
+    for finding in data["findings"]:
+        refund = f" {finding['out_refund_no']}" if finding["out_refund_no"] else ""
+        done = finding["resolution"] or "open"
+        tried = f" ({finding['attempt']})" if finding["attempt"] else ""
+        console.print(f"  • {finding['kind']} {finding['out_trade_no']}{refund}: "
+                      f"{done}{tried}", markup=False, highlight=False)
+    for problem in data["problems"]:
+        console.print(f"  ! {problem}", markup=False, highlight=False)
+
+
+@payments_app.command("sweep")
+def payments_sweep(
+    older_than: Annotated[int, typer.Option(
+        "--older-than", min=0, max=7 * 24 * 60,
+        help="Minutes an order has been open (or a refund pending) before it is asked "
+             "about.")] = 10,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many orders "
+                                                             "and as many refunds.")] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Ask the providers about orders still open and refunds still pending (their callbacks
+    may never come) and apply the answers exactly once. Exit 1 if a question failed."""
+    from shanju.campaigns.orders import OrderSigner
+    from shanju.core.clock import utcnow
+    from shanju.reconciliation import flows as reconciliation
+
+    err = Console(stderr=True)
+    settings = get_settings()
+    gateways = _gateways_or_exit(settings, err)
+    database = _database(database_url)
+    try:
+        result = reconciliation.sweep(
+            database=database, gateways=gateways,
+            older_than=utcnow() - dt.timedelta(minutes=older_than),
+            secret_key=settings.secret_key,
+            hash_payer=OrderSigner(settings.secret_key).payer_hash, limit=limit,
+            progress=lambda line: err.print(f"» {line}", markup=False, highlight=False))
+    finally:
+        database.dispose()
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), ensure_ascii=False))
+    else:
+        console.print(
+            f"Orders asked: {result.orders} (credited {result.credited}, closed "
+            f"{result.closed}, still open {result.still_open}); refunds asked: "
+            f"{result.refunds} (settled {result.refunds_settled}); skipped {result.skipped}.")
+        for error in result.errors:
+            console.print(f"  ! {error}", markup=False, highlight=False)
+    if result.errors:
+        raise typer.Exit(1)
 
 
 # --- benchmarks ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from shanju.ledger import models as ledger_models
 from shanju.organizations import models as organizations_models
 from shanju.payments import models as payments_models
 from shanju.projects import models as projects_models
+from shanju.reconciliation import models as reconciliation_models
 from shanju.summit import models as summit_models
 from shanju.transparency import models as transparency_models
 
@@ -26,6 +27,7 @@ __all__ = [
     "organizations_models",
     "payments_models",
     "projects_models",
+    "reconciliation_models",
     "summit_models",
     "transparency_models",
 ]

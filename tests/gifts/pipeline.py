@@ -136,3 +136,56 @@ def serve_platform(db: Database, tmp_path: Any, *, gateways: Callable[[str], dic
         stack.enter_context(uvicorn_thread(app, sock))
         yield Platform(url=url, db=db, app=app, project_id=project_id, org_id=org_id,
                        donor_id=donor_id, auth=api_token(db, donor_id))
+
+
+# --- WeChat Pay beside the platform, and a giving day (added for the reconciliation's tests) ---
+
+
+@contextmanager
+def serve_wechatpay(db: Database, tmp_path: Any, keys: Any, *, sub_merchants: dict[str, str],
+                    merchant_id: str) -> Iterator[tuple[Platform, Any]]:
+    """The platform on ``db`` with WeChat Pay's emulator (``keys``: WeChatPayEmulatorKeys)
+    served beside it and the organization's approved route to ``merchant_id``; yields the
+    platform and the emulator. The platform's gateway is ``app.state.gateways["wechatpay"]``."""
+    from shanju.payments.emulators.outbox import Outbox
+    from shanju.payments.emulators.wechatpay import WeChatPayEmulator
+    from shanju.payments.emulators.wechatpay import create_app as emulator_app
+    from shanju.payments.wechatpay import WeChatPayGateway
+
+    emulator = WeChatPayEmulator(keys, sub_merchants=sub_merchants,
+                                 outbox=Outbox(retry_delays=(0.05, 0.05)))
+    sock = free_socket()
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    def gateways(_platform_url: str) -> dict[str, Gateway]:
+        return {"wechatpay": WeChatPayGateway(keys.config(base))}
+
+    with uvicorn_thread(emulator_app(emulator), sock), serve_platform(
+            db, tmp_path, gateways=gateways,
+            merchants={"wechatpay": {"merchant_id": merchant_id}}) as platform:
+        yield platform, emulator
+        emulator.outbox.wait_idle()
+
+
+def enrol_in_giving_day(platform: Platform) -> int:
+    """Enrol the platform's project in a live giving day with a 1:1 pool; its id."""
+    from tests.factories import make_campaign, make_pool
+
+    def go(s: Session) -> int:
+        from shanju.projects.models import Project
+
+        project = s.get_one(Project, platform.project_id)
+        campaign = make_campaign(s, projects=[project])
+        make_pool(s, campaign=campaign, budget_fen=1_000_00, params={"ratio_num": 1})
+        return campaign.id
+
+    result: int = run(platform.db, go)
+    return result
+
+
+def campaign_gifts(platform: Platform, order_id: str) -> int:
+    """Giving-day gifts written for this order (exactly-once: 0 or 1)."""
+    from shanju.campaigns.models import CampaignGift
+
+    return int(platform.read(lambda s: s.scalar(
+        select(func.count()).select_from(CampaignGift).where(CampaignGift.order_id == order_id))))

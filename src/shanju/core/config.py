@@ -109,6 +109,14 @@ class Settings(BaseSettings):
     transparency_key_file: Path = Path("var/transparency-ed25519.key")
     transparency_origin: str = ""
     transparency_checkpoint_seconds: float = 5.0
+    # The payments job (reconciliation/job.py), while the app runs with a real provider: every
+    # ``payments_job_seconds`` (0: never in the background) it asks the providers about orders
+    # open and refunds pending for ``payments_sweep_after_minutes``, and once a day, from
+    # ``reconcile_after_hour`` o'clock China time (the providers' bills are ready by then),
+    # it reconciles the day before (docs/reconciliation.md).
+    payments_job_seconds: float = Field(default=300.0, ge=0)
+    payments_sweep_after_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    reconcile_after_hour: int = Field(default=10, ge=0, le=23)
     # The summit's live rooms: the broker that carries their messages between server
     # processes (memory:// for one process; redis://… or postgresql://… for several) and how
     # often each room broadcasts its coalesced updates.

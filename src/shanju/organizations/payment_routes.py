@@ -595,3 +595,34 @@ def approved_route(*, session: Session, organization_id: int,
                    provider: RouteProvider) -> PaymentRoute | None:
     """The route of ``provider`` in force for the organization, if any (token not opened)."""
     return _current(session, organization_id, provider, RouteStatus.APPROVED)
+
+
+def approved_merchant_routes(*, session: Session, provider: str, secret_key: str | None = None
+                             ) -> tuple[list[MerchantRoute], list[str]]:
+    """Every merchant in force at ``provider`` (its approved routes, tokens opened), one per
+    merchant id, and the merchant ids whose token does not open under ``secret_key``.
+
+    For the daily reconciliation, which fetches Alipay's bill merchant by merchant.
+    """
+    try:
+        chosen = RouteProvider(provider)
+    except ValueError:
+        return [], []
+    routes = session.scalars(select(PaymentRoute).where(
+        PaymentRoute.provider == chosen, PaymentRoute.status == RouteStatus.APPROVED)
+        .order_by(PaymentRoute.merchant_id, PaymentRoute.id)).all()
+    found: dict[str, MerchantRoute] = {}
+    unreadable: list[str] = []
+    key = secret_key or get_settings().secret_key
+    for route in routes:
+        if route.merchant_id in found or route.merchant_id in unreadable:
+            continue
+        try:
+            token = open_token(secret_key=key, route=route)
+        except PaymentRouteUnreadable:
+            unreadable.append(route.merchant_id)
+            continue
+        found[route.merchant_id] = MerchantRoute(
+            provider=chosen.value, merchant_id=route.merchant_id, sub_appid=route.sub_appid,
+            auth_token=token)
+    return list(found.values()), unreadable

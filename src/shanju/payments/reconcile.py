@@ -1,13 +1,13 @@
 """Daily reconciliation's matching core: a provider's bill against the platform's records.
 
-Pure functions on plain data: no database, no clock, no provider call. The caller (the
-``shanju payments reconcile --date D`` command and the scheduled job, not built yet) reads
-the provider's bills through its gateway (``download_bill``), reads our payment orders and
-refunds into :class:`OurPayment` / :class:`OurRefund`, calls :func:`match` and acts on the
+Pure functions on plain data: no database, no clock, no provider call. The caller
+(``reconciliation.flows``, behind ``shanju payments reconcile`` and the app's payments job)
+reads the provider's bills through its gateway (``download_bill``), reads our payment orders
+and refunds into :class:`OurPayment` / :class:`OurRefund`, calls :func:`match` and acts on the
 :class:`Report`: it credits what the provider was paid and we never credited (through the
 same exactly-once path as a callback, :meth:`Mismatch.payment_report`), settles refunds the
-bill shows finished, marks what it resolved (:meth:`Report.resolve`) and exits non-zero while
-:attr:`Report.open` is not empty. docs/reconciliation.md states the rules for people.
+bill shows finished and records the rest for reviewers; the command exits non-zero while a
+mismatch of the day is open. docs/reconciliation.md states the rules for people.
 
 **The day boundary.** A bill covers one China-time (Asia/Shanghai) day and dates a payment by
 the provider's own time; our ``paid_at`` may differ from it (a late callback stamped by our

@@ -16,6 +16,7 @@ from shanju.core.web import PACKAGE_DIR, render
 from shanju.organizations import payment_routes
 from shanju.organizations import service as organizations
 from shanju.projects import service as projects
+from shanju.reconciliation import service as reconciliation
 from shanju.site import service
 from shanju.summit import service as summit_service
 
@@ -53,6 +54,7 @@ def review_index(request: Request, session: DbSession, reviewer: Reviewer) -> HT
         "pending_projects": projects.count_submitted(session=session),
         "open_complaints": complaint_counts.open,
         "overdue_complaints": complaint_counts.overdue,
+        "open_mismatches": reconciliation.open_count(session=session),
     })
 
 

@@ -1,0 +1,1 @@
+"""Daily reconciliation of the providers' bills: runs, mismatches, the job (issue 12, 7)."""
