@@ -30,6 +30,7 @@ from shanju.core.db import Database
 from shanju.core.errors import InvalidInput
 from shanju.payments.gateway import BillKind, BillLine, GatewayError, MerchantRoute
 from shanju.payments.models import IntentStatus, PaymentIntent
+from shanju.payments.providers import Providers
 from shanju.reconciliation import flows
 from shanju.reconciliation.models import ReconciliationMismatch, ReconciliationRun
 from tests.organizations.helpers import TOKEN, approved_route, new_org, run
@@ -240,11 +241,13 @@ def test_the_app_runs_the_payments_job_only_with_a_real_provider(db: Database,
     with TestClient(plain):
         assert jobs() == []  # no real provider configured
     app = create_app(settings(60), database=db)
-    app.state.gateways = {"wechatpay": ScriptedGateway("wechatpay", across=True)}
+    app.state.providers = Providers(
+        gateways={"wechatpay": ScriptedGateway("wechatpay", across=True)})
     with TestClient(app):
         assert len(jobs()) == 1
     assert jobs() == []
     off = create_app(settings(0), database=db)
-    off.state.gateways = {"wechatpay": ScriptedGateway("wechatpay", across=True)}
+    off.state.providers = Providers(
+        gateways={"wechatpay": ScriptedGateway("wechatpay", across=True)})
     with TestClient(off):
         assert jobs() == []

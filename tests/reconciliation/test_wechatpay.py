@@ -62,8 +62,7 @@ class World:
 
     @property
     def gateways(self) -> dict[str, Gateway]:
-        found: dict[str, Gateway] = self.platform.app.state.gateways
-        return found
+        return dict(self.platform.app.state.providers.gateways)
 
     def checkout(self, amount_fen: int = 1234, key: str = "k1", **extra: object) -> str:
         answer = self.platform.give("wechat_h5", amount_fen=amount_fen, key=key, **extra)

@@ -508,10 +508,16 @@ def settle_refund_by_query(*, database: Database, gateway: Gateway, refund_id: s
 
 
 def open_orders(*, session: Session, older_than: dt.datetime, limit: int = 500) -> list[str]:
-    """Gateway orders still waiting for payment, opened before ``older_than`` (to query)."""
+    """Gateway orders opened before ``older_than`` that still need a look: waiting for
+    payment (to query), or paid on a giving day with no gift written (to hand to the engine
+    again — see :func:`gift_unwritten`)."""
+    unwritten = (
+        (PaymentIntent.status == IntentStatus.SUCCEEDED)
+        & PaymentIntent.campaign_id.is_not(None)
+        & ~select(CampaignGift.id).where(CampaignGift.order_id == PaymentIntent.id).exists())
     return list(session.scalars(
         select(PaymentIntent.id)
-        .where(PaymentIntent.status == IntentStatus.REQUIRES_PAYMENT,
+        .where((PaymentIntent.status == IntentStatus.REQUIRES_PAYMENT) | unwritten,
                PaymentIntent.merchant_id.is_not(None),
                PaymentIntent.created_at < older_than)
         .order_by(PaymentIntent.created_at).limit(limit)))
