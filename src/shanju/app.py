@@ -40,6 +40,7 @@ from shanju.core.web import (
     wants_json,
 )
 from shanju.donations.flows import build_providers
+from shanju.gifts.intake import NotifyLane
 from shanju.payments.registry import check_production, gateway_setup
 
 log = structlog.get_logger(__name__)
@@ -111,8 +112,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.mailer = LogMailer()  # no SMTP yet: messages go to the log (core/mail.py)
 
     _install_middleware(app, settings)
-    # Outermost: the giving day's payment callbacks skip the page middleware (see checkout).
+    # Outermost: the giving day's payment callbacks skip the page middleware (see checkout),
+    # and so do the real providers' notifications (gifts/intake.py).
     app.add_middleware(OrderCallbackLane)
+    app.add_middleware(NotifyLane)
     # The live dashboards' event streams skip it too (see campaigns/pages.py).
     app.add_middleware(LiveStreamLane)
     _install_error_handlers(app)

@@ -7,8 +7,14 @@ the live aggregates — then answers every submitter once the batch is durable.
 is the writer thread around it. Locking protocol: ``docs/locking.md``.
 
 The hot path avoids per-gift ORM objects and per-gift SQL: a batch costs a fixed number of
-statements (lock, duplicates, enrolments, pools, donors, counters, gift ids, the gifts in one
-``executemany``/``COPY``, counters, pools, one journal entry, stats), whatever its size.
+statements (lock, the paid orders and their provider events, duplicates, enrolments, pools,
+donors, counters, gift ids, the gifts in one ``executemany``/``COPY``, counters, pools, one
+journal entry, stats), whatever its size.
+
+A gift may carry the provider's notification that paid it (:class:`OrderNotice`, from the
+gift pipeline's intake at a giving day's peak): the batch then also records the notification
+once per ``(provider, event id)`` and moves the payment order to ``succeeded`` — the writes
+that would otherwise cost one transaction per notification (``docs/locking.md``).
 """
 
 from __future__ import annotations
@@ -53,6 +59,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class OrderNotice:
+    """The provider's verified notification that paid a gift's payment order, for the batch to
+    record: stored once per ``(provider, event_id)`` in ``provider_events``, and the order
+    (``payment_intents`` row ``order_id``) moved to ``succeeded`` with the gift's
+    ``provider_txn_id``, ``payer_hash`` and ``paid_at``."""
+
+    event_id: str      # the provider's notification id (≤ 80 characters)
+    event_type: str    # e.g. "payment.paid" (gifts.flows' event types)
+    payload: str       # the notification's resource as JSON text, payer fields removed
+
+
+@dataclass(frozen=True, slots=True)
 class PaidGift:
     """A payment the provider confirmed for a giving-day order (the engine's input)."""
 
@@ -70,6 +88,9 @@ class PaidGift:
     payer_hash: str
     device_hash: str
     paid_at: dt.datetime
+    # Set by the gift pipeline's peak intake: the batch records the notification and marks
+    # the payment order paid (None: the order, if any, was marked by its own transaction).
+    notice: OrderNotice | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +249,14 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
         if cid not in campaigns:
             raise NotFound("The campaign does not exist.", code="campaign_not_found")
     sql = _Sql(session)
+    now = utcnow()
 
-    # 2. Duplicates: orders already written, and repeats inside the batch.
+    # 2. The payment orders the batch's notifications paid, and the notifications: before the
+    # duplicates, so that a repeated notification of a credited gift is recorded like any.
+    if any(g.notice is not None for g in gifts):
+        _record_notices(sql, gifts, now)
+
+    # 3. Duplicates: orders already written, and repeats inside the batch.
     where, arg = sql.in_list("order_id", [g.order_id for g in gifts])
     earlier = {
         str(r[0]): GiftResult(str(r[0]), "duplicate", int(r[1]), int(r[2]), str(r[3]), str(r[4]))
@@ -247,7 +274,7 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
     if not fresh:
         return [earlier[g.order_id] for g in gifts]
 
-    # 3. What the decisions need: enrolments, pools and rule versions, donors' staff orgs.
+    # 4. What the decisions need: enrolments, pools and rule versions, donors' staff orgs.
     project_ids = sorted({g.project_id for g in fresh})
     where_c, arg_c = sql.in_list("campaign_id", campaign_ids)
     where_p, arg_p = sql.in_list("project_id", project_ids)
@@ -297,7 +324,7 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
             f"SELECT id, organization_id FROM users WHERE {where_d} "  # noqa: S608
             "AND role = 'org_staff' AND organization_id IS NOT NULL", (arg_d,))}
 
-    # 4. Per gift: local time, eligibility, the keys its decision reads.
+    # 5. Per gift: local time, eligibility, the keys its decision reads.
     times: dict[int, tuple[dt.date, str, str, str]] = {}
     # (campaign, minute) → "" or why the campaign does not match then.
     open_at: dict[tuple[int, int], str] = {}
@@ -361,7 +388,7 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
             pool_keys = []
         prepared.append((g, org_id, local, reason, ctx, facts, pool_keys))
 
-    # 5. The counters, all in one query per campaign, read under the lock.
+    # 6. The counters, all in one query per campaign, read under the lock.
     counters: dict[int, dict[str, int]] = {}
     for cid in campaign_ids:
         wanted = list(keys_by_campaign[cid])
@@ -374,7 +401,7 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
         counters[cid] = found
     before = {cid: dict(c) for cid, c in counters.items()}
 
-    # 6. Decide, gift by gift, in order.
+    # 7. Decide, gift by gift, in order.
     decided: list[_Decided] = []
     for g, org_id, local, reason, ctx, facts, pool_keys in prepared:
         pool_id: int | None = None
@@ -423,8 +450,7 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
         decided.append(_Decided(g, org_id, local[0], local[3], pool_id, rule_version, matched,
                                 status, reason, params, hold_until))
 
-    # 7. Write: the batch, the gifts, counters, pools, one journal entry, stats.
-    now = utcnow()
+    # 8. Write: the batch, the gifts, counters, pools, one journal entry, stats.
     if sql.pg:
         batch_id = int(sql.rows(
             "INSERT INTO campaign_batches (gifts, worker, committed_at) VALUES (?, ?, ?) "
@@ -463,7 +489,7 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
     sql.execute("UPDATE campaign_batches SET entry_id = ? WHERE id = ?", (entry.id, batch_id))
     _upsert_stats(sql, decided)
 
-    # 8. Answers, in the order submitted.
+    # 9. Answers, in the order submitted.
     results: dict[str, GiftResult] = dict(earlier)
     out: list[GiftResult] = []
     first_seen: set[str] = set()
@@ -479,6 +505,72 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
             out.append(GiftResult(r.order_id, "duplicate", r.gift_id, r.matched_fen,
                                   r.match_status, r.reason))
     return out
+
+
+# What a notification did, as gifts.flows.apply_report records it (provider_events.outcome).
+PAID_NOW = "to_engine"            # this notification paid the order
+PAID_BEFORE = "already_applied"   # the order was paid before (another event, a query)
+_PAYABLE = "('requires_payment', 'failed')"  # payments.service.do_mark_succeeded's guard
+
+
+def _record_notices(sql: _Sql, gifts: Sequence[PaidGift], now: dt.datetime) -> None:
+    """Mark the notified payment orders paid and store their notifications, two statements.
+
+    The orders move to ``succeeded`` by one guarded UPDATE (only from ``requires_payment`` or
+    ``failed``: exactly one transaction ever changes an order, as
+    ``payments.service.do_mark_succeeded``); the first notification of an order the UPDATE
+    changed is recorded ``to_engine``, every other ``already_applied``. The notifications are
+    inserted with ``ON CONFLICT (provider, event_id) DO NOTHING``: one delivered before (or
+    twice in this batch) stays as it was first recorded. A provider transaction id that
+    already belongs to another order fails the batch on its unique index; the engine then
+    retries gift by gift and the intake records that one through ``gifts.flows.apply_report``.
+    """
+    orders: dict[str, PaidGift] = {}
+    events: dict[tuple[str, str], PaidGift] = {}
+    for g in gifts:
+        if g.notice is None:
+            continue
+        orders.setdefault(g.order_id, g)
+        events.setdefault((g.provider, g.notice.event_id), g)
+    if sql.pg:
+        changed = {str(r[0]) for r in sql.rows(
+            "UPDATE payment_intents AS p SET status = 'succeeded', "  # noqa: S608
+            "provider_txn_id = NULLIF(v.txn, ''), payer_hash = v.ph, succeeded_at = v.at "
+            "FROM unnest(?::text[], ?::text[], ?::text[], ?::timestamptz[]) AS v(k, txn, ph, at) "
+            f"WHERE p.id = v.k AND p.status IN {_PAYABLE} RETURNING p.id",
+            ([g.order_id for g in orders.values()], [g.provider_txn_id for g in orders.values()],
+             [g.payer_hash for g in orders.values()], [g.paid_at for g in orders.values()]))}
+    else:
+        changed = {str(r[0]) for r in sql.rows(
+            "UPDATE payment_intents SET status = 'succeeded', "  # noqa: S608
+            "provider_txn_id = NULLIF(v.txn, ''), payer_hash = v.ph, succeeded_at = v.at "
+            "FROM (SELECT json_extract(value, '$[0]') AS k, json_extract(value, '$[1]') AS txn, "
+            "json_extract(value, '$[2]') AS ph, json_extract(value, '$[3]') AS at "
+            "FROM json_each(?)) AS v "
+            f"WHERE payment_intents.id = v.k AND payment_intents.status IN {_PAYABLE} "
+            "RETURNING id",
+            (json.dumps([[g.order_id, g.provider_txn_id, g.payer_hash, _sqlite_dt(g.paid_at)]
+                         for g in orders.values()]),))}
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    for (provider, event_id), g in events.items():
+        notice = g.notice
+        assert notice is not None  # noqa: S101 - only gifts with a notice are here
+        paid_now = g.order_id in changed and orders[g.order_id] is g
+        rows.append((provider, event_id[:80], notice.event_type, g.order_id, notice.payload,
+                     PAID_NOW if paid_now else PAID_BEFORE))
+    if sql.pg:
+        sql.execute(
+            "INSERT INTO provider_events (provider, event_id, event_type, intent_id, payload, "
+            "outcome, received_at) SELECT v.p, v.e, v.t, v.i, v.d::json, v.o, ? "
+            "FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) "
+            "AS v(p, e, t, i, d, o) ON CONFLICT (provider, event_id) DO NOTHING",
+            (now, *([r[i] for r in rows] for i in range(6))))
+    else:
+        at = _sqlite_dt(now)
+        sql.executemany(
+            "INSERT INTO provider_events (provider, event_id, event_type, intent_id, payload, "
+            "outcome, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (provider, event_id) DO NOTHING", [(*r, at) for r in rows])
 
 
 def version_key(pool_id: int) -> str:

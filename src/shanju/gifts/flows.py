@@ -271,11 +271,13 @@ TROUBLE = frozenset({"amount_mismatch", "wrong_merchant", "wrong_provider", "unk
                      "duplicate_transaction", "unknown_refund"})
 
 
-def _scrub(raw: Mapping[str, Any]) -> dict[str, Any]:
+def scrub(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A notification's resource as stored: without the payer's identifiers."""
     return {k: v for k, v in raw.items() if k not in PAYER_FIELDS}
 
 
-def _event_of(report: PaymentReport | RefundReport) -> tuple[str, str]:
+def event_of(report: PaymentReport | RefundReport) -> tuple[str, str]:
+    """The report's ``(event id, event type)`` as ``provider_events`` stores them."""
     if isinstance(report, PaymentReport):
         kind = f"payment.{report.state.value}"
         ref = report.out_trade_no
@@ -293,10 +295,10 @@ def apply_report(*, session: Session, report: PaymentReport | RefundReport,
     order_id = report.out_trade_no
     # Locking protocol (docs/locking.md): the order's row first, then the event.
     intent = payments.lock_intent(session=session, intent_id=order_id)
-    event_id, kind = _event_of(report)
+    event_id, kind = event_of(report)
     event = ProviderEvent(provider=report.provider, event_id=event_id[:80], event_type=kind,
                           intent_id=intent.id if intent else None,
-                          payload=_scrub(report.raw), outcome="received")
+                          payload=scrub(report.raw), outcome="received")
     if not flush_unless_duplicate(session, event):
         return _again(intent, order_id)
     if intent is None:
