@@ -146,7 +146,8 @@ def serve_wechatpay(db: Database, tmp_path: Any, keys: Any, *, sub_merchants: di
                     merchant_id: str) -> Iterator[tuple[Platform, Any]]:
     """The platform on ``db`` with WeChat Pay's emulator (``keys``: WeChatPayEmulatorKeys)
     served beside it and the organization's approved route to ``merchant_id``; yields the
-    platform and the emulator. The platform's gateway is ``app.state.providers.gateway("wechatpay")``."""
+    platform and the emulator. The platform's gateway is
+    ``app.state.providers.gateway("wechatpay")``."""
     from shanju.payments.emulators.outbox import Outbox
     from shanju.payments.emulators.wechatpay import WeChatPayEmulator
     from shanju.payments.emulators.wechatpay import create_app as emulator_app
