@@ -2,7 +2,10 @@
 
 Batches are formed deterministically: a first action that blocks in its transaction (on a
 ``threading.Event``) holds the writer while the others queue; released, the writer takes
-everything queued in one batch. Transactions are counted by the writer's own counter.
+everything queued in one batch. Transactions are counted by the writer's own counter, which
+its worker thread bumps as it opens one: a test reads the counter only once the blocking
+action has said (another event) that its thread is inside its transaction, so the blocker's
+own transaction is never counted as one of the batch's, however late that thread starts.
 """
 
 from __future__ import annotations
@@ -50,11 +53,20 @@ def run(db: Database, fn: Any, **kwargs: Any) -> Outcome:
     return out
 
 
-def blocker(session: Session, *, gate: threading.Event) -> Outcome:
+def blocker(session: Session, *, gate: threading.Event,
+            entered: threading.Event | None = None) -> Outcome:
     del session
+    if entered is not None:
+        entered.set()  # inside the transaction, which the writer has counted already
     if not gate.wait(20):
         raise RuntimeError("the gate was never opened")
     return Outcome(ack={"blocked": True})
+
+
+async def inside(entered: threading.Event) -> None:
+    """Wait (off the event loop) until a blocker's thread is inside its transaction."""
+    if not await asyncio.to_thread(entered.wait, 20):
+        raise AssertionError("the writer never entered the blocking action")
 
 
 class Harness:
@@ -64,15 +76,19 @@ class Harness:
         self.published: list[tuple[str, dict[str, Any]]] = []
         self.writer = LiveWriter(db, self._publish, **kwargs)
         self.gate = threading.Event()
+        self.entered = threading.Event()
 
     async def _publish(self, key: str, msg: dict[str, Any]) -> None:
         self.published.append((key, msg))
 
     async def hold(self) -> asyncio.Task[Outcome]:
-        """Start a blocking action and wait until the writer is inside it."""
-        task = asyncio.ensure_future(self.writer.submit(blocker, {"gate": self.gate}))
-        while self.writer.stats["batches"] == 0 or self.writer.queued:
-            await asyncio.sleep(0.005)
+        """Start a blocking action and wait until the writer's thread is inside it: its
+        transaction open and counted, nothing queued behind it."""
+        self.entered.clear()
+        task = asyncio.ensure_future(self.writer.submit(
+            blocker, {"gate": self.gate, "entered": self.entered}))
+        await inside(self.entered)
+        assert self.writer.queued == 0
         return task
 
     async def batch(self, calls: list[tuple[Any, dict[str, Any]]]) -> list[Any]:
@@ -374,13 +390,12 @@ def test_frames_of_many_connections_share_one_transaction(db: Database,
         async def main() -> None:
             clients = [await join(server, w.token(u), w.stage) for u in people]
             hubs = server.hubs()
-            gate = threading.Event()
+            gate, entered = threading.Event(), threading.Event()
             loop = hubs.loop
             held = asyncio.run_coroutine_threadsafe(
-                hubs.writer.submit(blocker, {"gate": gate}), loop)
-            while server.call(lambda: hubs.writer.stats["batches"]) == 0 or \
-                    server.call(lambda: hubs.writer.queued):
-                await asyncio.sleep(0.01)
+                hubs.writer.submit(blocker, {"gate": gate, "entered": entered}), loop)
+            await inside(entered)
+            assert server.call(lambda: hubs.writer.queued) == 0
             before = server.call(lambda: dict(hubs.writer.stats))
             for i, c in enumerate(clients):
                 await c.send(ref=f"c{i}", t="chat", body=f"消息{i}")
