@@ -28,7 +28,6 @@ differ (see :meth:`AlipayGateway._sdk_client`, the one place the SDK is pointed 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import csv
 import datetime as dt
@@ -49,11 +48,11 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from alipay import AliPay, ISVAliPay
 from alipay.exceptions import AliPayException, AliPayValidationError
 from alipay.utils import AliPayConfig as SdkConfig
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shanju.core.clock import CHINA_TZ, utcnow
 from shanju.core.i18n import N_
+from shanju.payments import keys
 from shanju.payments.gateway import (
     Acknowledgement,
     ActionKind,
@@ -157,40 +156,6 @@ class AlipayConfigError(ValueError):
     """The Alipay configuration cannot be used (a key file is missing or not a key)."""
 
 
-def _key_data(path: Path) -> tuple[bool, bytes]:
-    """(is PEM, bytes) of a key file: PEM, or the bare base64 Alipay's key tool writes."""
-    data = path.read_bytes().strip()
-    if data.startswith(b"-----BEGIN"):
-        return True, data
-    try:
-        return False, base64.b64decode(b"".join(data.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("neither PEM nor base64") from exc
-
-
-def _load_private(path: Path) -> rsa.RSAPrivateKey:
-    pem, data = _key_data(path)
-    key = (serialization.load_pem_private_key(data, password=None) if pem
-           else serialization.load_der_private_key(data, password=None))
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("not an RSA key")
-    return key
-
-
-def _load_public(path: Path) -> rsa.RSAPublicKey:
-    pem, data = _key_data(path)
-    key = (serialization.load_pem_public_key(data) if pem
-           else serialization.load_der_public_key(data))
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise ValueError("not an RSA key")
-    return key
-
-
-def _public_pem(key: rsa.RSAPublicKey) -> str:
-    return key.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
 @dataclass(frozen=True, slots=True)
 class AlipayConfig:
     """The platform's Alipay application: its id, its key, Alipay's public key, the gateway.
@@ -250,7 +215,7 @@ class AlipayConfig:
                             "private key")
             return None
         try:
-            key = _load_private(path)
+            key = keys.load_private_key(path, bare_base64=True)
             mode = path.stat().st_mode
         except OSError as exc:
             problems.append(f"{ENV_PRIVATE_KEY_FILE} ({path}) cannot be read: {exc.strerror}")
@@ -274,7 +239,7 @@ class AlipayConfig:
             problems.append(f"{ENV_PUBLIC_KEY_FILE} is not set: the file of Alipay's public key")
             return None
         try:
-            key = _load_public(path)
+            key = keys.load_public_key(path, bare_base64=True)
         except OSError as exc:
             problems.append(f"{ENV_PUBLIC_KEY_FILE} ({path}) cannot be read: {exc.strerror}")
             return None
@@ -292,14 +257,11 @@ class AlipayConfig:
         if self.private_key_file is None or self.public_key_file is None:
             raise AlipayConfigError("the Alipay key files are not configured")
         try:
-            private = _load_private(self.private_key_file)
-            public = _load_public(self.public_key_file)
+            private = keys.load_private_key(self.private_key_file, bare_base64=True)
+            public = keys.load_public_key(self.public_key_file, bare_base64=True)
         except (OSError, ValueError, TypeError) as exc:
             raise AlipayConfigError(f"cannot read the Alipay keys: {exc}") from exc
-        private_pem = private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()).decode()
-        return private_pem, _public_pem(public)
+        return keys.private_pem(private), keys.public_pem(public)
 
 
 # -- the gateway ----------------------------------------------------------------------------

@@ -47,11 +47,12 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from wechatpayv3 import WeChatPay, WeChatPayType
 from wechatpayv3.utils import aes_decrypt, rsa_verify
 
 from shanju.core.clock import CHINA_TZ, utcnow
+from shanju.payments import keys
 from shanju.payments.gateway import (
     Acknowledgement,
     ActionKind,
@@ -223,28 +224,24 @@ class WeChatPayConfig:
 
 
 def _read_pem(path: Path | None, name: str, *, private: bool) -> tuple[str, str | None]:
-    """The PEM text of an RSA key file, or a problem line (never the key itself)."""
+    """The key in an RSA key file as PEM text, or a problem line (never the key itself)."""
     if path is None:
         return "", f"{name} is not set"
     try:
-        text = path.read_text(encoding="ascii")
+        key: rsa.RSAPrivateKey | rsa.RSAPublicKey | None = (
+            keys.load_private_key(path) if private else keys.load_public_key(path))
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not PEM text"
         return "", f"{name} ({path}) cannot be read: {reason}"
-    try:
-        if private:
-            key: object = load_pem_private_key(text.encode(), password=None)
-            ok = isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048
-        else:
-            key = load_pem_public_key(text.encode())
-            ok = isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048
     except (ValueError, TypeError):
-        ok = False
-    if not ok:
+        key = None
+    if key is None or key.key_size < 2048:
         kind = "private" if private else "public"
         return "", (f"{name} ({path}) is not an unencrypted RSA {kind} key in PEM "
                     "(2048 bits or more)")
-    return text, None
+    if isinstance(key, rsa.RSAPrivateKey):
+        return keys.private_pem(key), None
+    return keys.public_pem(key), None
 
 
 # --- the gateway -----------------------------------------------------------------------------
