@@ -131,6 +131,31 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
             cleaner.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """An empty database (no schema), once SQLite, once PostgreSQL: for migration tests,
+    which upgrade and downgrade it themselves. The PostgreSQL one is a database of its own,
+    dropped afterwards."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+        yield database
+        database.dispose()
+        return
+    request.getfixturevalue("pg_url")  # skips (or fails in CI) without a server
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"shanju_mig_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    database = Database(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        yield database
+    finally:
+        database.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture
 def settings(db: Database, tmp_path: Path) -> Settings:
     """Settings for an app on the test database."""

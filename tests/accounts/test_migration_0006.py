@@ -3,41 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from alembic import command
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from shanju.core.migrations import alembic_config
-from tests.conftest import PG_ADMIN_URL
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """An empty database (no schema), once SQLite, once PostgreSQL."""
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'old.sqlite3'}")
-        yield database
-        database.dispose()
-        return
-    request.getfixturevalue("pg_url")  # skips (or fails in CI) without a server
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"shanju_mig_{tmp_path.name[-20:].replace('-', '_').lower()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    database = Database(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        yield database
-    finally:
-        database.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_existing_sessions_get_their_sign_in_time_as_last_seen(empty_db: Database) -> None:

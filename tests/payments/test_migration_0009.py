@@ -11,7 +11,6 @@ from shanju.core.migrations import alembic_config
 from shanju.donations.models import Donation
 from shanju.payments.models import PaymentIntent
 from tests.factories import make_org, make_project, make_user
-from tests.gifts.test_migration_0008 import empty_db  # noqa: F401 - the fixture
 
 ORDER_COLUMNS = {"merchant_id", "organization_id", "project_id", "campaign_id", "channel",
                  "donor_id", "donor_name", "anonymous", "message", "province", "payer_hash",
@@ -23,7 +22,7 @@ def _columns(database: Database, table: str) -> set[str]:
 
 
 def test_round_trip_keeps_the_view_and_backfills_old_intents(
-        empty_db: Database) -> None:  # noqa: F811
+        empty_db: Database) -> None:
     config = alembic_config(empty_db)
     command.upgrade(config, "head")
     with empty_db.transaction() as session:
@@ -61,7 +60,7 @@ def test_round_trip_keeps_the_view_and_backfills_old_intents(
 
 
 def test_an_ordinary_gift_takes_its_payer_hash_from_its_order(
-        empty_db: Database) -> None:  # noqa: F811
+        empty_db: Database) -> None:
     command.upgrade(alembic_config(empty_db), "head")
     with empty_db.transaction() as session:
         org = make_org(session)

@@ -13,7 +13,6 @@ from sqlalchemy import inspect
 import shanju.models  # noqa: F401 - every table in the metadata
 from shanju.core.db import Base, Database
 from shanju.core.migrations import alembic_config
-from tests.accounts.test_migration_0006 import empty_db  # noqa: F401 - the fixture
 
 TABLES = ("reconciliation_runs", "reconciliation_mismatches")
 
@@ -25,7 +24,7 @@ def _diffs(database: Database) -> list[Any]:
 
 
 def test_the_migration_builds_the_models_tables_and_goes_down_and_up(
-    empty_db: Database,  # noqa: F811 - the imported fixture
+    empty_db: Database,
 ) -> None:
     config = alembic_config(empty_db)
     command.upgrade(config, "0010")
