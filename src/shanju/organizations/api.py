@@ -236,6 +236,17 @@ def get_payment_route(session: DbSession, user: CurrentUser, route_id: DbId
     return route_read(route)
 
 
+def _decide_route(
+    session: Session, actor: User, route_id: int, decide: Callable[..., PaymentRoute],
+    reason: str,
+) -> PaymentRouteRead:
+    # Looked up as the actor sees it: reviewers (approve, reject) see every route, so this is
+    # get_route for them; the staff (revoke) see only their organization's.
+    route = payment_routes.get_visible_route(session=session, route_id=route_id, viewer=actor)
+    decide(session=session, route=route, actor=actor, reason=reason)
+    return route_read(route)
+
+
 @router.post(
     "/payment-routes/{route_id}/approve",
     response_model=PaymentRouteRead,
@@ -245,10 +256,8 @@ def get_payment_route(session: DbSession, user: CurrentUser, route_id: DbId
 def approve_payment_route(session: DbSession, reviewer: Reviewer, route_id: DbId,
                           body: ReviewDecision | None = None) -> PaymentRouteRead:
     """Approve a pending account: it takes force and replaces the one approved before."""
-    route = payment_routes.get_route(session=session, route_id=route_id)
-    payment_routes.do_approve_route(session=session, route=route, actor=reviewer,
-                                    reason=body.reason if body else "")
-    return route_read(route)
+    return _decide_route(session, reviewer, route_id, payment_routes.do_approve_route,
+                         body.reason if body else "")
 
 
 @router.post(
@@ -260,10 +269,8 @@ def approve_payment_route(session: DbSession, reviewer: Reviewer, route_id: DbId
 def reject_payment_route(session: DbSession, reviewer: Reviewer, route_id: DbId,
                          body: ReviewDecision) -> PaymentRouteRead:
     """Reject a pending account, telling the organization's staff why."""
-    route = payment_routes.get_route(session=session, route_id=route_id)
-    payment_routes.do_reject_route(session=session, route=route, actor=reviewer,
-                                   reason=body.reason)
-    return route_read(route)
+    return _decide_route(session, reviewer, route_id, payment_routes.do_reject_route,
+                         body.reason)
 
 
 @router.post(
@@ -276,7 +283,4 @@ def revoke_payment_route(session: DbSession, user: CurrentUser, route_id: DbId,
                          body: ReviewDecision) -> PaymentRouteRead:
     """Take an approved account out of force (reason required); gifts stop until another is
     approved."""
-    route = payment_routes.get_visible_route(session=session, route_id=route_id, viewer=user)
-    payment_routes.do_revoke_route(session=session, route=route, actor=user,
-                                   reason=body.reason)
-    return route_read(route)
+    return _decide_route(session, user, route_id, payment_routes.do_revoke_route, body.reason)
