@@ -5,6 +5,7 @@ account pages."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -239,6 +240,23 @@ def review_detail(
     return _review_page(request, session, org)
 
 
+def _decide(decisions: Mapping[str, Callable[..., object]], decision: str, *,
+            apply: Callable[[Callable[..., object]], object],
+            refused: Callable[[DomainError], Response], done: str) -> Response:
+    """A reviewer's decision (a key of ``decisions``) on what is being reviewed: ``apply``
+    runs its ``do_*``; a refusal shows ``refused(error)``, else back to ``done`` with
+    ``?done=<decision>``. The caller has looked the reviewed thing up first (404 before an
+    unknown decision)."""
+    action = decisions.get(decision)
+    if action is None:
+        raise InvalidInput("Unknown decision.", code="unknown_decision")
+    try:
+        apply(action)
+    except DomainError as exc:
+        return refused(exc)
+    return redirect(f"{done}?done={decision}")
+
+
 _DECISIONS = {
     "approve": service.do_approve,
     "reject": service.do_reject,
@@ -256,15 +274,12 @@ def review_decide(
     reason: Annotated[str, Form()] = "",
 ) -> Response:
     """Approve, reject (reason required) or suspend (reason required) an organization."""
-    action = _DECISIONS.get(decision)
     org = service.get_organization(session=session, org_id=org_id)
-    if action is None:
-        raise InvalidInput("Unknown decision.", code="unknown_decision")
-    try:
-        action(session=session, org=org, actor=reviewer, reason=reason)
-    except DomainError as exc:
-        return _review_page(request, session, org, exc, reason)
-    return redirect(f"/review/organizations/{org.id}?done={decision}")
+    return _decide(
+        _DECISIONS, decision,
+        apply=lambda action: action(session=session, org=org, actor=reviewer, reason=reason),
+        refused=lambda exc: _review_page(request, session, org, exc, reason),
+        done=f"/review/organizations/{org.id}")
 
 
 # --- payment accounts (routes) ----------------------------------------------------------------
@@ -413,12 +428,10 @@ def review_route_decide(
     reason: Annotated[str, Form()] = "",
 ) -> Response:
     """Approve, reject (reason required) or revoke (reason required) a payment account."""
-    action = _ROUTE_DECISIONS.get(decision)
     route = payment_routes.get_route(session=session, route_id=route_id)
-    if action is None:
-        raise InvalidInput("Unknown decision.", code="unknown_decision")
-    try:
-        action(session=session, route=route, actor=reviewer, reason=reason)
-    except DomainError as exc:
-        return _route_review_page(request, session, route, exc, reason)
-    return redirect(f"/review/payment-routes/{route.id}?done={decision}")
+    return _decide(
+        _ROUTE_DECISIONS, decision,
+        apply=lambda action: action(session=session, route=route, actor=reviewer,
+                                    reason=reason),
+        refused=lambda exc: _route_review_page(request, session, route, exc, reason),
+        done=f"/review/payment-routes/{route.id}")
