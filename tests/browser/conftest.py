@@ -6,6 +6,9 @@
   its database (``live_server.create_user(role=Role.REVIEWER)``) so a journey can start from
   a signed-up reviewer without clicking through an operator's command.
 - ``page``: a Playwright page (sync API) in a phone-sized (390×844) zh-CN context.
+- ``new_context(browser, viewport)``: such a context of another size, on the suite's clock;
+  ``another_person(browser, js_errors, who)``: a second page with its own cookies, for a
+  journey of two people (a fixture of the test module yields it).
 - ``screenshot(name)``: saves the page as ``<tmp_path>/<name>.png`` (and into
   ``$SHANJU_SCREENSHOT_DIR`` when that is set, e.g. for CI artifacts).
 - ``sign_in(page, email, password)``: signs in through the login form.
@@ -20,6 +23,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from playwright.sync_api import (
     ConsoleMessage,
     Page,
     Playwright,
+    ViewportSize,
     expect,
     sync_playwright,
 )
@@ -56,7 +61,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 # --- the live server -----------------------------------------------------------------------
@@ -252,19 +257,43 @@ def csp_violations() -> list[str]:
     return []
 
 
-@pytest.fixture
-def page(browser: Browser, js_errors: list[str], csp_violations: list[str]) -> Iterator[Page]:
-    """A fresh phone-sized, zh-CN page. Every browser test fails on a CSP violation."""
+def new_context(browser: Browser, viewport: ViewportSize = PHONE, *,
+                device_scale_factor: float | None = None, user_agent: str | None = None,
+                timeout_ms: float = 10_000) -> BrowserContext:
+    """A zh-CN, China-time, touch context of ``viewport`` (a phone unless told), on the
+    suite's clock (:func:`follow_clock`), its waits ``timeout_ms`` at most."""
     context = browser.new_context(
-        viewport=PHONE,
+        viewport=viewport,
         locale="zh-CN",
         timezone_id="Asia/Shanghai",
         is_mobile=True,
         has_touch=True,
-        device_scale_factor=2,
+        device_scale_factor=device_scale_factor,
+        user_agent=user_agent,
     )
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(timeout_ms)
     follow_clock(context)
+    return context
+
+
+@contextmanager
+def another_person(browser: Browser, js_errors: list[str], who: str,
+                   viewport: ViewportSize = PHONE) -> Iterator[Page]:
+    """A page in a context of its own (another person's cookies), its uncaught errors added
+    to ``js_errors`` as ``"<who>: <error>"``; closed on leaving."""
+    context = new_context(browser, viewport)
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: js_errors.append(f"{who}: {exc}"))
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser: Browser, js_errors: list[str], csp_violations: list[str]) -> Iterator[Page]:
+    """A fresh phone-sized, zh-CN page. Every browser test fails on a CSP violation."""
+    context = new_context(browser, device_scale_factor=2)
     page = context.new_page()
     page.on("pageerror", lambda exc: js_errors.append(str(exc)))
     watch_csp(context, csp_violations, page)

@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 from shanju.accounts.models import Role
 from shanju.campaigns.models import MatchPool, PoolRule
 from shanju.ledger import service as ledger
-from tests.browser.conftest import PHONE, LiveServer, follow_clock
+from tests.browser.conftest import LiveServer, another_person
 from tests.browser.helpers import check_fits_phone, zh
 from tests.factories import PASSWORD, make_org, make_project
 
@@ -23,14 +23,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def staff_page(browser: Browser, js_errors: list[str]) -> Iterator[Page]:
     """A second phone (its own cookies) for the organization's staff."""
-    context = browser.new_context(viewport=PHONE, locale="zh-CN", timezone_id="Asia/Shanghai",
-                                  is_mobile=True, has_touch=True)
-    context.set_default_timeout(10_000)
-    follow_clock(context)
-    page = context.new_page()
-    page.on("pageerror", lambda exc: js_errors.append(f"staff: {exc}"))
-    yield page
-    context.close()
+    with another_person(browser, js_errors, "staff") as page:
+        yield page
 
 
 def test_reviewer_sets_up_a_giving_day_and_an_organization_joins(

@@ -23,7 +23,7 @@ from shanju.demo.seed import DEMO_PASSWORD
 from shanju.ledger import service as ledger
 from shanju.projects.models import Project, ProjectStatus
 from shanju.transparency.check import check as transparency_check
-from tests.browser.conftest import PHONE, follow_clock, horizontal_overflow, watch_csp
+from tests.browser.conftest import horizontal_overflow, new_context, watch_csp
 from tests.demo.helpers import Demo, serve_demo
 
 pytestmark = pytest.mark.browser
@@ -43,10 +43,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 
 @pytest.fixture
 def phone(browser: Browser, csp_violations: list[str]) -> Iterator[Page]:
-    context = browser.new_context(viewport=PHONE, locale="zh-CN", timezone_id="Asia/Shanghai",
-                                  is_mobile=True, has_touch=True, user_agent=PHONE_UA)
-    context.set_default_timeout(15_000)
-    follow_clock(context)
+    context = new_context(browser, user_agent=PHONE_UA, timeout_ms=15_000)
     page = context.new_page()
     watch_csp(context, csp_violations, page)
     yield page

@@ -31,7 +31,7 @@ from shanju.payments.emulators.wechatpay import create_app as wechat_app
 from shanju.payments.gateway import Gateway
 from shanju.payments.wechatpay import WeChatPayGateway
 from shanju.projects.models import Project
-from tests.browser.conftest import PHONE, follow_clock, horizontal_overflow, watch_csp
+from tests.browser.conftest import horizontal_overflow, new_context, watch_csp
 from tests.factories import make_campaign, make_pool
 from tests.gifts.pipeline import Platform, serve_platform
 from tests.serving import free_socket, uvicorn_thread
@@ -81,10 +81,7 @@ def shop(db: Database, tmp_path: Path) -> Iterator[Shop]:
 
 @pytest.fixture
 def phone(browser: Browser, csp_violations: list[str]) -> Iterator[Page]:
-    context = browser.new_context(viewport=PHONE, locale="zh-CN", timezone_id="Asia/Shanghai",
-                                  is_mobile=True, has_touch=True, user_agent=PHONE_UA)
-    context.set_default_timeout(15_000)
-    follow_clock(context)
+    context = new_context(browser, user_agent=PHONE_UA, timeout_ms=15_000)
     page = context.new_page()
     watch_csp(context, csp_violations, page)
     yield page

@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page, expect
 from shanju.accounts.models import Role
 from shanju.core.clock import today_cn
 from shanju.organizations import uscc
-from tests.browser.conftest import PHONE, LiveServer, confirm_signup, follow_clock
+from tests.browser.conftest import LiveServer, another_person, confirm_signup
 from tests.browser.helpers import check_fits_phone
 from tests.factories import PASSWORD
 
@@ -32,14 +32,8 @@ PHONE_NO = "028-86001234"
 @pytest.fixture
 def reviewer_page(browser: Browser, js_errors: list[str]) -> Iterator[Page]:
     """A second phone (its own cookies) for the platform reviewer."""
-    context = browser.new_context(viewport=PHONE, locale="zh-CN", timezone_id="Asia/Shanghai",
-                                  is_mobile=True, has_touch=True)
-    context.set_default_timeout(10_000)
-    follow_clock(context)
-    page = context.new_page()
-    page.on("pageerror", lambda exc: js_errors.append(f"reviewer: {exc}"))
-    yield page
-    context.close()
+    with another_person(browser, js_errors, "reviewer") as page:
+        yield page
 
 
 def shot(page: Page, tmp_path: Path, name: str) -> None:

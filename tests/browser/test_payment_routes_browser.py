@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from shanju.accounts.models import Role
 from shanju.organizations.models import PaymentRoute, RouteStatus
-from tests.browser.conftest import PHONE, LiveServer, follow_clock
+from tests.browser.conftest import LiveServer, another_person
 from tests.browser.helpers import check_fits_phone, zh
 from tests.factories import PASSWORD, make_org
 
@@ -22,14 +22,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def reviewer_page(browser: Browser, js_errors: list[str]) -> Iterator[Page]:
     """A second phone (its own cookies) for the platform reviewer."""
-    context = browser.new_context(viewport=PHONE, locale="zh-CN", timezone_id="Asia/Shanghai",
-                                  is_mobile=True, has_touch=True)
-    context.set_default_timeout(10_000)
-    follow_clock(context)
-    page = context.new_page()
-    page.on("pageerror", lambda exc: js_errors.append(f"reviewer: {exc}"))
-    yield page
-    context.close()
+    with another_person(browser, js_errors, "reviewer") as page:
+        yield page
 
 
 @pytest.mark.parametrize("live_server", ["sqlite", "postgresql"], indirect=True)

@@ -30,7 +30,7 @@ from shanju.summit.models import (
     SummitSession,
     SummitStatus,
 )
-from tests.browser.conftest import PHONE, LiveServer, follow_clock, watch_csp
+from tests.browser.conftest import LiveServer, new_context, watch_csp
 from tests.browser.helpers import check_fits_phone, zh
 from tests.factories import make_org, make_user
 
@@ -109,12 +109,7 @@ def new_phone(browser: Browser) -> Iterator[Callable[[], Page]]:
     violations: list[str] = []
 
     def open_page() -> Page:
-        context = browser.new_context(
-            viewport=PHONE, locale="zh-CN", timezone_id="Asia/Shanghai", is_mobile=True,
-            has_touch=True, device_scale_factor=2,
-        )
-        context.set_default_timeout(10_000)
-        follow_clock(context)
+        context = new_context(browser, device_scale_factor=2)
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))

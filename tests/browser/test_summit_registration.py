@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from shanju.accounts.models import Role
 from shanju.organizations.models import OrgStatus
-from tests.browser.conftest import PHONE, LiveServer, follow_clock
+from tests.browser.conftest import PHONE, LiveServer, another_person
 from tests.browser.helpers import check_fits_phone
 from tests.factories import make_org
 from tests.summit.reg_helpers import SUMMIT_TITLE, make_summit
@@ -26,14 +26,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def organizer_page(browser: Browser, js_errors: list[str]) -> Iterator[Page]:
     """A second phone (its own cookies) for the summit's organizer."""
-    context = browser.new_context(viewport=PHONE, locale="zh-CN", timezone_id="Asia/Shanghai",
-                                  is_mobile=True, has_touch=True)
-    context.set_default_timeout(10_000)
-    follow_clock(context)
-    page = context.new_page()
-    page.on("pageerror", lambda exc: js_errors.append(f"organizer: {exc}"))
-    yield page
-    context.close()
+    with another_person(browser, js_errors, "organizer") as page:
+        yield page
 
 
 def shot(page: Page, tmp_path: Path, name: str) -> None:
