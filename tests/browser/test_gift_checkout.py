@@ -23,11 +23,9 @@ from shanju.payments.emulators.alipay import AlipayEmulator, alipay_post
 from shanju.payments.emulators.alipay import create_app as alipay_app
 from shanju.payments.emulators.alipay import setup as alipay_setup
 from shanju.payments.emulators.outbox import Outbox
-from shanju.payments.emulators.wechatpay import (
-    WeChatPayEmulator,
-    WeChatPayEmulatorKeys,
-)
+from shanju.payments.emulators.wechatpay import WeChatPayEmulator
 from shanju.payments.emulators.wechatpay import create_app as wechat_app
+from shanju.payments.emulators.wechatpay import setup as wechat_setup
 from shanju.payments.gateway import Gateway
 from shanju.payments.wechatpay import WeChatPayGateway
 from shanju.projects.models import Project
@@ -53,12 +51,12 @@ class Shop:
 
 @pytest.fixture
 def shop(db: Database, tmp_path: Path) -> Iterator[Shop]:
-    wechat_keys = WeChatPayEmulatorKeys.in_directory(tmp_path / "wechat-keys")
-    wechat = WeChatPayEmulator(wechat_keys, sub_merchants={SUB: "绿水青山公益基金会"},
-                               outbox=Outbox(retry_delays=(0.05, 0.05)))
     w_sock, a_sock = free_socket(), free_socket()
     wechat_base = f"http://127.0.0.1:{w_sock.getsockname()[1]}"
     alipay_base = f"http://127.0.0.1:{a_sock.getsockname()[1]}"
+    wechat, wechat_config = wechat_setup(wechat_base, tmp_path / "wechat-keys",
+                                         sub_merchants={SUB: "绿水青山公益基金会"},
+                                         outbox=Outbox(retry_delays=(0.05, 0.05)))
     (tmp_path / "alipay-keys").mkdir()
     alipay, alipay_config = alipay_setup(alipay_base, tmp_path / "alipay-keys",
                                          outbox=Outbox(post=alipay_post,
@@ -66,7 +64,7 @@ def shop(db: Database, tmp_path: Path) -> Iterator[Shop]:
     merchant = alipay.add_merchant("绿水青山公益基金会")
 
     def gateways(_url: str) -> dict[str, Gateway]:
-        return {"wechatpay": WeChatPayGateway(wechat_keys.config(wechat_base)),
+        return {"wechatpay": WeChatPayGateway(wechat_config),
                 "alipay": AlipayGateway(alipay_config)}
 
     with uvicorn_thread(wechat_app(wechat), w_sock), uvicorn_thread(alipay_app(alipay), a_sock), \

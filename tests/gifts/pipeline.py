@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -142,24 +143,25 @@ def serve_platform(db: Database, tmp_path: Any, *, gateways: Callable[[str], dic
 
 
 @contextmanager
-def serve_wechatpay(db: Database, tmp_path: Any, keys: Any, *, sub_merchants: dict[str, str],
+def serve_wechatpay(db: Database, tmp_path: Any, key_dir: Path, *,
+                    sub_merchants: dict[str, str],
                     merchant_id: str) -> Iterator[tuple[Platform, Any]]:
-    """The platform on ``db`` with WeChat Pay's emulator (``keys``: WeChatPayEmulatorKeys)
+    """The platform on ``db`` with WeChat Pay's emulator (its keys kept in ``key_dir``)
     served beside it and the organization's approved route to ``merchant_id``; yields the
     platform and the emulator. The platform's gateway is
     ``app.state.providers.gateway("wechatpay")``."""
     from shanju.payments.emulators.outbox import Outbox
-    from shanju.payments.emulators.wechatpay import WeChatPayEmulator
     from shanju.payments.emulators.wechatpay import create_app as emulator_app
+    from shanju.payments.emulators.wechatpay import setup
     from shanju.payments.wechatpay import WeChatPayGateway
 
-    emulator = WeChatPayEmulator(keys, sub_merchants=sub_merchants,
-                                 outbox=Outbox(retry_delays=(0.05, 0.05)))
     sock = free_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    emulator, config = setup(base, key_dir, sub_merchants=sub_merchants,
+                             outbox=Outbox(retry_delays=(0.05, 0.05)))
 
     def gateways(_platform_url: str) -> dict[str, Gateway]:
-        return {"wechatpay": WeChatPayGateway(keys.config(base))}
+        return {"wechatpay": WeChatPayGateway(config)}
 
     with uvicorn_thread(emulator_app(emulator), sock), serve_platform(
             db, tmp_path, gateways=gateways,

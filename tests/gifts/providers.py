@@ -23,11 +23,9 @@ from shanju.payments.emulators.alipay import AlipayEmulator, SentNotify, alipay_
 from shanju.payments.emulators.alipay import create_app as alipay_app
 from shanju.payments.emulators.alipay import setup as alipay_setup
 from shanju.payments.emulators.outbox import Outbox
-from shanju.payments.emulators.wechatpay import (
-    WeChatPayEmulator,
-    WeChatPayEmulatorKeys,
-)
+from shanju.payments.emulators.wechatpay import WeChatPayEmulator
 from shanju.payments.emulators.wechatpay import create_app as wechatpay_app
+from shanju.payments.emulators.wechatpay import setup as wechatpay_setup
 from shanju.payments.gateway import Gateway
 from shanju.payments.wechatpay import WeChatPayGateway
 from tests.gifts.pipeline import Platform, serve_platform
@@ -163,16 +161,16 @@ class WeChatPayWorld:
 
 
 @contextmanager
-def wechatpay_world(db: Database, tmp_path: Path, keys: WeChatPayEmulatorKeys
-                    ) -> Iterator[WeChatPayWorld]:
-    """The platform with its WeChat Pay route (sub_mchid) and the emulator that binds it."""
-    emulator = WeChatPayEmulator(keys, sub_merchants={SUB: "绿水青山公益基金会"},
-                                 outbox=Outbox(retry_delays=(0.05, 0.05)))
+def wechatpay_world(db: Database, tmp_path: Path, key_dir: Path) -> Iterator[WeChatPayWorld]:
+    """The platform with its WeChat Pay route (sub_mchid) and the emulator that binds it (its
+    keys kept in ``key_dir``)."""
     sock = free_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    emulator, config = wechatpay_setup(base, key_dir, sub_merchants={SUB: "绿水青山公益基金会"},
+                                       outbox=Outbox(retry_delays=(0.05, 0.05)))
 
     def gateways(_platform_url: str) -> dict[str, Gateway]:
-        return {"wechatpay": WeChatPayGateway(keys.config(base))}
+        return {"wechatpay": WeChatPayGateway(config)}
 
     with uvicorn_thread(wechatpay_app(emulator), sock), serve_platform(
             db, tmp_path, gateways=gateways,

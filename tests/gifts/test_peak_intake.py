@@ -27,11 +27,7 @@ from shanju.donations.models import Donation
 from shanju.gifts.intake import NotifyLane
 from shanju.ledger import service as ledger
 from shanju.payments.emulators.outbox import Outbox
-from shanju.payments.emulators.wechatpay import (
-    WeChatPayEmulator,
-    WeChatPayEmulatorKeys,
-    create_app,
-)
+from shanju.payments.emulators.wechatpay import WeChatPayEmulator, create_app, setup
 from shanju.payments.gateway import Gateway
 from shanju.payments.wechatpay import WeChatPayGateway
 from shanju.projects.models import Project
@@ -45,8 +41,9 @@ BUDGET = 1_000_00
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> WeChatPayEmulatorKeys:
-    return WeChatPayEmulatorKeys.in_directory(tmp_path_factory.mktemp("wechatpay-keys"))
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The emulator's keys, made by the module's first setup() and kept for the others."""
+    return tmp_path_factory.mktemp("wechatpay-keys")
 
 
 class Day:
@@ -112,14 +109,14 @@ class Day:
 
 
 @pytest.fixture
-def day(db: Database, tmp_path: Path, keys: WeChatPayEmulatorKeys) -> Iterator[Day]:
-    emulator = WeChatPayEmulator(keys, sub_merchants={SUB: "绿水青山公益基金会"},
-                                 outbox=Outbox(retry_delays=(0.05, 0.05)))
+def day(db: Database, tmp_path: Path, key_dir: Path) -> Iterator[Day]:
     sock = free_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    emulator, config = setup(base, key_dir, sub_merchants={SUB: "绿水青山公益基金会"},
+                             outbox=Outbox(retry_delays=(0.05, 0.05)))
 
     def gateways(_platform_url: str) -> dict[str, Gateway]:
-        return {"wechatpay": WeChatPayGateway(keys.config(base))}
+        return {"wechatpay": WeChatPayGateway(config)}
 
     with uvicorn_thread(create_app(emulator), sock), serve_platform(
             db, tmp_path, gateways=gateways,

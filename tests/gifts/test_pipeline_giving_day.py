@@ -32,7 +32,6 @@ from shanju.gifts import flows
 from shanju.gifts.models import Gift
 from shanju.gifts.service import project_totals
 from shanju.ledger import service as ledger
-from shanju.payments.emulators.wechatpay import WeChatPayEmulatorKeys
 from shanju.projects.models import Project
 from tests.factories import make_campaign, make_pool
 from tests.gifts.pipeline import Platform
@@ -65,8 +64,8 @@ def open_giving_day(platform: Platform) -> Day:
 
 
 @pytest.fixture(scope="module")
-def wechat_keys(tmp_path_factory: pytest.TempPathFactory) -> WeChatPayEmulatorKeys:
-    return WeChatPayEmulatorKeys.in_directory(tmp_path_factory.mktemp("wechatpay-keys"))
+def wechat_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wechatpay-keys")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +74,7 @@ def alipay_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def wechat(db: Database, tmp_path: Path, wechat_keys: WeChatPayEmulatorKeys
+def wechat(db: Database, tmp_path: Path, wechat_keys: Path
            ) -> Iterator[tuple[WeChatPayWorld, Day]]:
     with wechatpay_world(db, tmp_path, wechat_keys) as world:
         try:

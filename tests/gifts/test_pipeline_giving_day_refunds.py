@@ -19,7 +19,6 @@ from shanju.campaigns.checkout import stop_engine
 from shanju.campaigns.models import CampaignGift, MatchPool
 from shanju.core.db import Database
 from shanju.ledger import service as ledger
-from shanju.payments.emulators.wechatpay import WeChatPayEmulatorKeys
 from tests.gifts.pipeline import Platform
 from tests.gifts.providers import WeChatPayWorld, wait_for, wechatpay_world
 from tests.gifts.test_pipeline_giving_day import BUDGET, Day, gifts_of, open_giving_day
@@ -27,15 +26,16 @@ from tests.organizations.helpers import api_token, new_staff
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> WeChatPayEmulatorKeys:
-    return WeChatPayEmulatorKeys.in_directory(tmp_path_factory.mktemp("wechatpay-keys"))
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The emulator's keys, made by the module's first setup() and kept for the others."""
+    return tmp_path_factory.mktemp("wechatpay-keys")
 
 
 @pytest.fixture
-def paid(db: Database, tmp_path: Path, keys: WeChatPayEmulatorKeys
+def paid(db: Database, tmp_path: Path, key_dir: Path
          ) -> Iterator[tuple[WeChatPayWorld, Day, str]]:
     """A giving-day gift of ¥100 paid through WeChat Pay and matched 1:1."""
-    with wechatpay_world(db, tmp_path, keys) as world:
+    with wechatpay_world(db, tmp_path, key_dir) as world:
         try:
             day = open_giving_day(world.platform)
             order_id = world.checkout(amount_fen=100_00, campaign_id=day.campaign_id)

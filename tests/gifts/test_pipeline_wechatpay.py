@@ -25,11 +25,7 @@ from shanju.core.mail import OutboxMessage
 from shanju.gifts import api as gifts_api
 from shanju.gifts import flows
 from shanju.payments.emulators.outbox import Outbox
-from shanju.payments.emulators.wechatpay import (
-    WeChatPayEmulator,
-    WeChatPayEmulatorKeys,
-    create_app,
-)
+from shanju.payments.emulators.wechatpay import WeChatPayEmulator, create_app, setup
 from shanju.payments.gateway import Gateway
 from shanju.payments.models import ProviderEvent
 from shanju.payments.wechatpay import WeChatPayGateway
@@ -43,8 +39,9 @@ OPENID = "oPayerOfThePipelineTest00000001"
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> WeChatPayEmulatorKeys:
-    return WeChatPayEmulatorKeys.in_directory(tmp_path_factory.mktemp("wechatpay-keys"))
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The emulator's keys, made by the module's first setup() and kept for the others."""
+    return tmp_path_factory.mktemp("wechatpay-keys")
 
 
 class World:
@@ -83,15 +80,15 @@ class World:
 
 
 @pytest.fixture
-def world(db: Database, tmp_path: Path, keys: WeChatPayEmulatorKeys) -> Iterator[World]:
-    emulator = WeChatPayEmulator(keys, sub_merchants={SUB: "绿水青山公益基金会",
-                                                      OTHER_SUB: "春苗助学中心"},
-                                 outbox=Outbox(retry_delays=(0.05, 0.05)))
+def world(db: Database, tmp_path: Path, key_dir: Path) -> Iterator[World]:
     sock = free_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    emulator, config = setup(base, key_dir, sub_merchants={SUB: "绿水青山公益基金会",
+                                                           OTHER_SUB: "春苗助学中心"},
+                             outbox=Outbox(retry_delays=(0.05, 0.05)))
 
     def gateways(_platform_url: str) -> dict[str, Gateway]:
-        return {"wechatpay": WeChatPayGateway(keys.config(base))}
+        return {"wechatpay": WeChatPayGateway(config)}
 
     with uvicorn_thread(create_app(emulator), sock), serve_platform(
             db, tmp_path, gateways=gateways,

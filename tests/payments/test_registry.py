@@ -127,9 +127,7 @@ def emulators(key_dir: Path) -> Iterator[tuple[dict[str, str], MerchantRoute, Me
     wx_sock, ali_sock = free_socket(), free_socket()
     wx_base = f"http://127.0.0.1:{wx_sock.getsockname()[1]}"
     ali_base = f"http://127.0.0.1:{ali_sock.getsockname()[1]}"
-    wx = wechatpay_emulator.WeChatPayEmulator(
-        wechatpay_emulator.WeChatPayEmulatorKeys.in_directory(key_dir),
-        sub_merchants={SUB: "绿水青山公益基金会"})
+    wx, _ = wechatpay_emulator.setup(wx_base, key_dir, sub_merchants={SUB: "绿水青山公益基金会"})
     environ = {**wechatpay_environ(key_dir, wx_base),
                **alipay_environ(key_dir, f"{ali_base}/gateway.do")}
     ali, _ = alipay_emulator.setup(ali_base, key_dir, app_id=environ["SHANJU_ALIPAY_APP_ID"])

@@ -31,11 +31,7 @@ from starlette.routing import Mount, Route
 from shanju.core.clock import CHINA_TZ, utcnow
 from shanju.payments.emulators.keys import generate_key_pair
 from shanju.payments.emulators.outbox import Outbox
-from shanju.payments.emulators.wechatpay import (
-    WeChatPayEmulator,
-    WeChatPayEmulatorKeys,
-    create_app,
-)
+from shanju.payments.emulators.wechatpay import WeChatPayEmulator, create_app, setup
 from shanju.payments.gateway import (
     ActionKind,
     BillKind,
@@ -112,7 +108,7 @@ class Receiver:
 
 @dataclass
 class World:
-    keys: WeChatPayEmulatorKeys
+    config: WeChatPayConfig
     emulator: WeChatPayEmulator
     gateway: WeChatPayGateway
     receiver: Receiver
@@ -153,30 +149,32 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> WeChatPayEmulatorKeys:
-    return WeChatPayEmulatorKeys.in_directory(tmp_path_factory.mktemp("wechatpay-keys"))
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's emulator keys: made by the first setup(), kept for the others."""
+    return tmp_path_factory.mktemp("wechatpay-keys")
 
 
-def serve(keys: WeChatPayEmulatorKeys, *, prefix: str = "",
+def serve(key_dir: Path, *, prefix: str = "",
           timeout: tuple[float, float] = (5.0, 15.0)) -> Iterator[World]:
-    emulator = WeChatPayEmulator(keys, sub_merchants={SUB: SUB_NAME, OTHER_SUB: "春苗助学中心"},
-                                 outbox=Outbox(retry_delays=(0.05, 0.05)))
+    emulator_socket, receiver_socket = free_socket(), free_socket()
+    base_url = f"http://127.0.0.1:{emulator_socket.getsockname()[1]}{prefix}"
+    emulator, config = setup(base_url, key_dir,
+                             sub_merchants={SUB: SUB_NAME, OTHER_SUB: "春苗助学中心"},
+                             outbox=Outbox(retry_delays=(0.05, 0.05)))
     app = create_app(emulator)
     if prefix:
         app = Starlette(routes=[Mount(prefix, app=app)])
-    emulator_socket, receiver_socket = free_socket(), free_socket()
-    base_url = f"http://127.0.0.1:{emulator_socket.getsockname()[1]}{prefix}"
-    gateway = WeChatPayGateway(keys.config(base_url), timeout=timeout)
+    gateway = WeChatPayGateway(config, timeout=timeout)
     receiver = Receiver(gateway)
     notify_url = f"http://127.0.0.1:{receiver_socket.getsockname()[1]}/notify/wechatpay"
     with uvicorn_thread(app, emulator_socket), uvicorn_thread(receiver.app, receiver_socket):
-        yield World(keys, emulator, gateway, receiver, base_url, notify_url)
+        yield World(config, emulator, gateway, receiver, base_url, notify_url)
         emulator.outbox.wait_idle()
 
 
 @pytest.fixture
-def world(keys: WeChatPayEmulatorKeys) -> Iterator[World]:
-    yield from serve(keys)
+def world(key_dir: Path) -> Iterator[World]:
+    yield from serve(key_dir)
 
 
 def browser_pay(url: str, *, openid: str | None = None) -> requests.Response:
@@ -248,9 +246,10 @@ def test_jsapi_params_are_signed_by_the_platform_and_pay_as_the_named_payer(
     action = world.gateway.create_payment(world.request(Channel.WECHAT_JSAPI, openid=openid))
     assert action.kind is ActionKind.JSAPI and action.jsapi_params is not None
     params = dict(action.jsapi_params)
-    assert params["appId"] == world.keys.sp_appid and params["signType"] == "RSA"
+    assert params["appId"] == world.config.sp_appid and params["signType"] == "RSA"
     assert params["package"].startswith("prepay_id=wx")
-    merchant_key = serialization.load_pem_public_key(world.keys.merchant.public_pem.encode())
+    merchant_key = serialization.load_pem_public_key(
+        world.emulator.keys.merchant.public_pem.encode())
     assert isinstance(merchant_key, rsa.RSAPublicKey)
     merchant_key.verify(  # raises if the paySign is not the platform's signature
         base64.b64decode(params["paySign"]),
@@ -692,8 +691,8 @@ def test_wechat_pay_errors_become_the_platforms_codes(
                                    "provider_message": message}
 
 
-def test_a_timeout_is_retryable(keys: WeChatPayEmulatorKeys) -> None:
-    for world in serve(keys, timeout=(2.0, 0.3)):
+def test_a_timeout_is_retryable(key_dir: Path) -> None:
+    for world in serve(key_dir, timeout=(2.0, 0.3)):
         world.control("POST", "/emulator/faults", api={"delay": 1.0})
         with pytest.raises(GatewayError) as caught:
             world.gateway.create_payment(world.request())
@@ -703,7 +702,7 @@ def test_a_timeout_is_retryable(keys: WeChatPayEmulatorKeys) -> None:
 
 def config_with(world: World, tmp_path: Path, **files: str) -> WeChatPayConfig:
     """The world's config with other key files (merchant_private=… or platform_public=…)."""
-    config = world.keys.config(world.base_url)
+    config = world.config
     changes: dict[str, Path] = {}
     for name, pem in files.items():
         path = tmp_path / f"{name}.pem"
@@ -745,10 +744,11 @@ def test_requests_signed_by_another_key_are_refused_by_the_emulator(
     {"channel": Channel.WECHAT_JSAPI}, {"return_url": "javascript:alert(1)"},
 ])
 def test_requests_wechat_pay_would_refuse_are_refused_before_sending(
-        keys: WeChatPayEmulatorKeys, change: dict[str, object]) -> None:
+        key_dir: Path, change: dict[str, object]) -> None:
     # Nothing listens at the base URL: a request that went out would fail as unreachable.
     closed = free_socket()
-    gateway = WeChatPayGateway(keys.config(f"http://127.0.0.1:{closed.getsockname()[1]}"))
+    _, config = setup(f"http://127.0.0.1:{closed.getsockname()[1]}", key_dir)
+    gateway = WeChatPayGateway(config)
     base = PayRequest(out_trade_no="SJ0000000001", amount_fen=100, description="助学",
                       merchant=MerchantRoute("wechatpay", SUB), channel=Channel.WECHAT_H5,
                       notify_url="https://shanju.example/notify",
@@ -765,8 +765,8 @@ def test_requests_wechat_pay_would_refuse_are_refused_before_sending(
 
 
 def test_the_emulator_mounted_under_a_prefix_serves_the_same_api(
-        keys: WeChatPayEmulatorKeys) -> None:
-    for world in serve(keys, prefix="/emulators/wechatpay"):
+        key_dir: Path) -> None:
+    for world in serve(key_dir, prefix="/emulators/wechatpay"):
         request = world.request(Channel.WECHAT_H5)
         action = world.gateway.create_payment(request)
         assert action.url is not None and "/emulators/wechatpay/emulator/pay/" in action.url
@@ -782,7 +782,7 @@ def test_the_emulator_mounted_under_a_prefix_serves_the_same_api(
 
 
 def test_configuration_from_the_environment_and_its_problems(
-        keys: WeChatPayEmulatorKeys, tmp_path: Path) -> None:
+        key_dir: Path, tmp_path: Path) -> None:
     assert WeChatPayConfig.from_env({}).problems() == [
         "SHANJU_WECHATPAY_SP_MCHID is not set",
         "SHANJU_WECHATPAY_SP_APPID is not set",
@@ -792,7 +792,7 @@ def test_configuration_from_the_environment_and_its_problems(
         "SHANJU_WECHATPAY_PUBLIC_KEY_FILE is not set",
         "SHANJU_WECHATPAY_PUBLIC_KEY_ID is not set",
     ]
-    good = keys.config("http://127.0.0.1:9")
+    emulator, good = setup("http://127.0.0.1:9", key_dir)
     env = {
         "SHANJU_WECHATPAY_SP_MCHID": good.sp_mchid, "SHANJU_WECHATPAY_SP_APPID": good.sp_appid,
         "SHANJU_WECHATPAY_CERT_SERIAL_NO": good.cert_serial_no,
@@ -809,7 +809,7 @@ def test_configuration_from_the_environment_and_its_problems(
     assert good.apiv3_key not in repr(good)
 
     public_as_private = tmp_path / "public.pem"
-    public_as_private.write_text(keys.merchant.public_pem)
+    public_as_private.write_text(emulator.keys.merchant.public_pem)
     bad = WeChatPayConfig.from_env(env | {
         "SHANJU_WECHATPAY_SP_APPID": "wx123",
         "SHANJU_WECHATPAY_PRIVATE_KEY_FILE": str(public_as_private),

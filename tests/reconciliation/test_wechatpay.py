@@ -27,7 +27,7 @@ from shanju.accounts.models import Role
 from shanju.core.audit import AuditEntry
 from shanju.core.config import get_settings
 from shanju.core.db import Database
-from shanju.payments.emulators.wechatpay import WeChatPayEmulator, WeChatPayEmulatorKeys
+from shanju.payments.emulators.wechatpay import WeChatPayEmulator
 from shanju.payments.gateway import Gateway
 from shanju.payments.models import PaymentIntent, ProviderEvent
 from shanju.payments.reconcile import DAY_WINDOW, china_day, owner_day
@@ -50,8 +50,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> WeChatPayEmulatorKeys:
-    return WeChatPayEmulatorKeys.in_directory(tmp_path_factory.mktemp("wechatpay-keys"))
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The emulator's keys, made by the module's first setup() and kept for the others."""
+    return tmp_path_factory.mktemp("wechatpay-keys")
 
 
 @dataclass
@@ -122,12 +123,12 @@ class World:
 
 
 @pytest.fixture
-def world(db: Database, tmp_path: Path, keys: WeChatPayEmulatorKeys,
+def world(db: Database, tmp_path: Path, key_dir: Path,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     # The command reads the environment's settings and the installation's gateways.
     monkeypatch.setenv("SHANJU_SECRET_KEY", SECRET)
     get_settings.cache_clear()
-    with serve_wechatpay(db, tmp_path, keys, sub_merchants={SUB: "绿水青山公益基金会"},
+    with serve_wechatpay(db, tmp_path, key_dir, sub_merchants={SUB: "绿水青山公益基金会"},
                          merchant_id=SUB) as (platform, emulator):
         w = World(platform, emulator)
         monkeypatch.setattr(cli, "configured_gateways", lambda _settings: w.gateways)

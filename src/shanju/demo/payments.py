@@ -100,11 +100,10 @@ def start(*, key_dir: Path, url: str) -> DemoPayments:
 
     The keys are read from ``key_dir`` (made there, 0600, on the first start only).
     """
-    keys = wechatpay_emulator.WeChatPayEmulatorKeys.in_directory(key_dir)
-    wechatpay = wechatpay_emulator.WeChatPayEmulator(keys)
+    wechatpay, wechatpay_config = wechatpay_emulator.setup(url + WECHATPAY_PATH, key_dir)
     alipay, alipay_config = alipay_emulator.setup(url + ALIPAY_PATH, key_dir)
     gateways: dict[str, Gateway] = {
-        "wechatpay": WeChatPayGateway(keys.config(url + WECHATPAY_PATH)),
+        "wechatpay": WeChatPayGateway(wechatpay_config),
         "alipay": AlipayGateway(alipay_config),
     }
     return DemoPayments(wechatpay=wechatpay, alipay=alipay, gateways=gateways)

@@ -1326,3 +1326,27 @@ def _bill_text(text: str) -> str:
 
 def _yuan(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
+
+
+# --- setting it up ---------------------------------------------------------------------------
+
+
+def setup(base_url: str, key_dir: Path, *, sp_mchid: str = DEFAULT_SP_MCHID,
+          sp_appid: str = DEFAULT_SP_APPID, sub_merchants: Mapping[str, str] | None = None,
+          outbox: Outbox | None = None, clock: Callable[[], dt.datetime] = utcnow,
+          payer_openid: str | None = None, public_url: str | None = None,
+          fee_rate: Decimal = Decimal("0.006")) -> tuple[WeChatPayEmulator, WeChatPayConfig]:
+    """An emulator and the :class:`WeChatPayConfig` that points the real gateway at it.
+
+    ``base_url`` is where :func:`create_app` (``create_app(emulator)``) will be served, mount
+    prefix included (``http://127.0.0.1:8123`` or ``http://127.0.0.1:8000/wxpay``). The keys
+    are made once in ``key_dir`` (:meth:`WeChatPayEmulatorKeys.in_directory`: the service
+    provider's API key pair, WeChat Pay's key pair and the APIv3 key) and kept, so a demo's
+    configuration stays valid. The other arguments are the emulator's
+    (:class:`WeChatPayEmulator`).
+    """
+    keys = WeChatPayEmulatorKeys.in_directory(key_dir, sp_mchid=sp_mchid, sp_appid=sp_appid)
+    emulator = WeChatPayEmulator(keys, sub_merchants=sub_merchants, outbox=outbox, clock=clock,
+                                 payer_openid=payer_openid, public_url=public_url,
+                                 fee_rate=fee_rate)
+    return emulator, keys.config(base_url)
