@@ -462,6 +462,9 @@ def test_callbacks_with_a_wrong_amount_or_for_another_sub_merchant_say_so_verifi
         world: World) -> None:
     paid = world.paid_order(amount=10000)
     world.control("POST", f"/emulator/orders/{paid.out_trade_no}/notify", amount_fen=1)
+    # Each callback is delivered from a thread of its own: the second is sent only once the
+    # first has arrived, so that they arrive in this order.
+    world.receiver.wait_reports(2)
     world.control("POST", f"/emulator/orders/{paid.out_trade_no}/notify",
                   as_sub_mchid=OTHER_SUB)
     _, wrong_amount, other_merchant = world.receiver.wait_reports(3)
