@@ -209,7 +209,7 @@ def test_review_index_counts_and_highlights_overdue(client: TestClient, db: Data
     page = client.get("/review").text
     counts = dict(re.findall(r'id="([a-z-]+)">\s*<b class="count">(\d+)</b>', page))
     assert counts == {"pending-organizations": "2", "pending-projects": "1",
-                      "pending-payment-routes": "1",
+                      "pending-payment-routes": "1", "open-mismatches": "0",
                       "open-complaints": "2", "overdue-complaints": "1"}
     assert 'class="card overdue" href="/review/complaints" id="overdue-complaints"' in page
 
