@@ -290,6 +290,26 @@ def another_person(browser: Browser, js_errors: list[str], who: str,
         context.close()
 
 
+# A phone's own browser (its user agent): the platform sends it to the providers' phone pages
+# (WeChat Pay's H5, Alipay's wap), as it would a real phone.
+PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
+
+
+@contextmanager
+def phone_browser(browser: Browser, csp_violations: list[str]) -> Iterator[Page]:
+    """A page as a phone's browser (:data:`PHONE_UA`, 15 s waits: the providers' pages are
+    on the way), its CSP violations collected into ``csp_violations`` for the caller to judge;
+    closed on leaving."""
+    context = new_context(browser, user_agent=PHONE_UA, timeout_ms=15_000)
+    try:
+        page = context.new_page()
+        watch_csp(context, csp_violations, page)
+        yield page
+    finally:
+        context.close()
+
+
 @pytest.fixture
 def page(browser: Browser, js_errors: list[str], csp_violations: list[str]) -> Iterator[Page]:
     """A fresh phone-sized, zh-CN page. Every browser test fails on a CSP violation."""

@@ -23,14 +23,10 @@ from shanju.demo.seed import DEMO_PASSWORD
 from shanju.ledger import service as ledger
 from shanju.projects.models import Project, ProjectStatus
 from shanju.transparency.check import check as transparency_check
-from tests.browser.conftest import horizontal_overflow, new_context, watch_csp
+from tests.browser.conftest import horizontal_overflow, phone_browser
 from tests.demo.helpers import Demo, serve_demo
 
 pytestmark = pytest.mark.browser
-
-# A phone's browser: the platform sends it to the providers' phone pages (H5 / wap).
-PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-            "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
 
 
 @pytest.fixture
@@ -43,11 +39,8 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 
 @pytest.fixture
 def phone(browser: Browser, csp_violations: list[str]) -> Iterator[Page]:
-    context = new_context(browser, user_agent=PHONE_UA, timeout_ms=15_000)
-    page = context.new_page()
-    watch_csp(context, csp_violations, page)
-    yield page
-    context.close()
+    with phone_browser(browser, csp_violations) as page:
+        yield page
     assert csp_violations == [], f"Content-Security-Policy violations: {csp_violations}"
 
 

@@ -29,15 +29,12 @@ from shanju.payments.emulators.wechatpay import setup as wechat_setup
 from shanju.payments.gateway import Gateway
 from shanju.payments.wechatpay import WeChatPayGateway
 from shanju.projects.models import Project
-from tests.browser.conftest import horizontal_overflow, new_context, watch_csp
+from tests.browser.conftest import horizontal_overflow, phone_browser
 from tests.factories import make_campaign, make_pool
 from tests.gifts.pipeline import Platform, serve_platform
 from tests.serving import free_socket, uvicorn_thread
 
 SUB = "1900000109"
-# A phone's browser: the platform sends it to the providers' phone pages (H5 / wap).
-PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-            "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
 
 
 @dataclass
@@ -79,11 +76,8 @@ def shop(db: Database, tmp_path: Path) -> Iterator[Shop]:
 
 @pytest.fixture
 def phone(browser: Browser, csp_violations: list[str]) -> Iterator[Page]:
-    context = new_context(browser, user_agent=PHONE_UA, timeout_ms=15_000)
-    page = context.new_page()
-    watch_csp(context, csp_violations, page)
-    yield page
-    context.close()
+    with phone_browser(browser, csp_violations) as page:
+        yield page
     # Only the platform's pages count: the emulators' pages have policies of their own.
     ours = [v for v in csp_violations if "127.0.0.1" not in v or "/emulator" not in v]
     assert ours == [], f"Content-Security-Policy violations: {ours}"
