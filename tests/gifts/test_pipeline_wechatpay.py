@@ -350,3 +350,25 @@ def test_a_desktop_gets_a_code_to_scan(world: World) -> None:
     # The emulator's code is a web page: the desktop may open it instead of scanning.
     link = re.search(r'id="open-pay-page" href="([^"]+)"', page.text)
     assert link and link.group(1).startswith("http://127.0.0.1:")
+
+
+def test_a_gift_is_wholly_refunded_only_when_its_refunds_succeeded(world: World) -> None:
+    """Two partial refunds pending; the second succeeds first: the gift is not refunded yet —
+    the first may still fail (found by the pipeline's property test)."""
+    order_id = world.checkout(amount_fen=10000)
+    world.phone_pays()
+    world.settle()
+    world.emulator.set_faults(refunds="manual")
+    assert _refund(world, order_id, 3000).status_code == 201
+    assert _refund(world, order_id, 7000).status_code == 201
+    first, second = world.platform.refunds(order_id)
+    world.emulator.settle_refund(second.id)
+    world.settle()
+    assert world.platform.donation(order_id).status.value == "paid"
+    world.emulator.settle_refund(first.id, "ABNORMAL")
+    world.settle()
+    assert [(r.amount_fen, r.status.value) for r in world.platform.refunds(order_id)] == [
+        (3000, "failed"), (7000, "succeeded")]
+    assert world.platform.donation(order_id).status.value == "paid"
+    assert world.platform.intent(order_id).refunded_fen == 7000
+    world.platform.books_are_sound()

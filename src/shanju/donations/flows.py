@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from types import MappingProxyType
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
@@ -33,7 +33,13 @@ from shanju.donations.models import Donation, DonationStatus
 from shanju.ledger import service as ledger
 from shanju.payments import service as payments
 from shanju.payments.gateway import Gateway
-from shanju.payments.models import IntentStatus, PaymentIntent, ProviderEvent, Refund
+from shanju.payments.models import (
+    IntentStatus,
+    PaymentIntent,
+    ProviderEvent,
+    Refund,
+    RefundStatus,
+)
 from shanju.payments.providers import Notification, PaymentProvider, Providers, SandboxProvider
 from shanju.projects import service as projects
 from shanju.projects.models import Project
@@ -245,8 +251,12 @@ def settle_refund(*, session: Session, intent: PaymentIntent, donation: Donation
             dedupe_key=f"refund.succeeded:{refund.id}", memo=donation.public_id,
             detail=refund_log_detail(refund.id, donation),
         ))
-        session.refresh(intent)
-        if intent.refunded_fen >= intent.amount_fen and donation.status == DonationStatus.PAID:
+        # Wholly refunded once the succeeded refunds add up to the payment: the intent's
+        # ``refunded_fen`` also holds refunds still pending, any of which may yet fail.
+        returned = session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_fen), 0))
+            .where(Refund.intent_id == intent.id, Refund.status == RefundStatus.SUCCEEDED))
+        if (returned or 0) >= intent.amount_fen and donation.status == DonationStatus.PAID:
             donation.status = DonationStatus.REFUNDED
             donation.refunded_at = utcnow()
         audit.record(
