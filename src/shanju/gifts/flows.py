@@ -68,6 +68,8 @@ log = structlog.get_logger(__name__)
 
 # How long the donor has to pay an opened order; the provider closes it after.
 ORDER_TTL = dt.timedelta(minutes=30)
+# How long after it opened a failed order is still asked about (the donor may retry and pay).
+FAILED_ORDER_WATCH = dt.timedelta(days=1)
 NOTIFY_PATH = "/api/v1/payments/notify/{provider}"
 # The provider's identifiers of the payer, dropped from the stored event (kept only hashed).
 PAYER_FIELDS = frozenset({"payer", "buyer_id", "buyer_logon_id", "buyer_open_id",
@@ -444,7 +446,8 @@ def settle_by_query(*, database: Database, gateway: Gateway, intent_id: str,
             # Paid, but its hand-over to the engine failed; when the payment was found by
             # this query (the callback lost) no provider will retry: hand it over again.
             return Applied("already_applied", intent_id, gift=paid_gift(intent))
-        if intent.status != IntentStatus.REQUIRES_PAYMENT or intent.merchant_id is None:
+        if (intent.status not in (IntentStatus.REQUIRES_PAYMENT, IntentStatus.FAILED)
+                or intent.merchant_id is None):
             return None
         merchant = order_merchant(session=session, intent=intent, secret_key=secret_key)
     report = gateway.query_payment(out_trade_no=intent_id, merchant=merchant)
@@ -517,9 +520,13 @@ def open_orders(*, session: Session, older_than: dt.datetime, limit: int = 500) 
         (PaymentIntent.status == IntentStatus.SUCCEEDED)
         & PaymentIntent.campaign_id.is_not(None)
         & ~select(CampaignGift.id).where(CampaignGift.order_id == PaymentIntent.id).exists())
+    # A failed payment (WeChat Pay PAYERROR) may still be paid by the donor retrying on the
+    # provider's page: asked about for a day after the order opened.
+    retried = ((PaymentIntent.status == IntentStatus.FAILED)
+               & (PaymentIntent.created_at >= older_than - FAILED_ORDER_WATCH))
     return list(session.scalars(
         select(PaymentIntent.id)
-        .where((PaymentIntent.status == IntentStatus.REQUIRES_PAYMENT) | unwritten,
+        .where((PaymentIntent.status == IntentStatus.REQUIRES_PAYMENT) | unwritten | retried,
                PaymentIntent.merchant_id.is_not(None),
                PaymentIntent.created_at < older_than)
         .order_by(PaymentIntent.created_at).limit(limit)))
