@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from shanju.accounts.models import Role
-from shanju.core.clock import CHINA_TZ
+from shanju.core.clock import CHINA_TZ, today_cn
 from shanju.payments.gateway import BillKind, BillLine
 from shanju.payments.reconcile import (
     Action,
@@ -28,7 +28,8 @@ from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.browser
 
-DAY = dt.date(2026, 3, 14)  # what was found: a fixed past day's records, no clock involved
+# What was found: the records of a past day, a month before the suite's today.
+DAY = today_cn() - dt.timedelta(days=30)
 PAID = dt.datetime.combine(DAY, dt.time(23, 59, 58), CHINA_TZ).astimezone(dt.UTC)
 
 

@@ -22,7 +22,8 @@ from shanju.ledger import service as ledger
 from shanju.payments.models import IntentStatus, PaymentIntent, ProviderEvent
 from tests.factories import make_campaign, make_org, make_pool, make_project, make_user
 
-PAID_AT = dt.datetime(2026, 9, 9, 2, 0, 0, 123456, tzinfo=dt.UTC)
+# An hour before the suite's now, with microseconds (both databases must keep them).
+PAID_AT = utcnow().replace(microsecond=123456) - dt.timedelta(hours=1)
 
 
 @dataclasses.dataclass

@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 
+from shanju.core.clock import utcnow
 from shanju.core.db import Database
 from shanju.gifts import intake
 from shanju.payments.gateway import PaymentReport, PaymentState, RefundReport, RefundState
 from shanju.payments.models import IntentStatus, PaymentIntent
 from tests.factories import make_campaign, make_org, make_project, make_user
 
-PAID_AT = dt.datetime(2026, 9, 9, 2, 0, tzinfo=dt.UTC)
-STORED_AT = dt.datetime(2026, 9, 9, 1, 59, tzinfo=dt.UTC)
+PAID_AT = utcnow().replace(second=0, microsecond=0) - dt.timedelta(hours=1)
+STORED_AT = PAID_AT - dt.timedelta(minutes=1)
 REPORT = PaymentReport(
     provider="wechatpay", out_trade_no="pi_order", state=PaymentState.PAID, amount_fen=5000,
     merchant_id="1900000109", provider_txn_id="4200", paid_at=PAID_AT, payer_id="oPayer",
@@ -52,7 +53,7 @@ def test_an_order_paid_before_keeps_what_it_recorded() -> None:
     assert gift is not None
     assert (gift.provider_txn_id, gift.payer_hash, gift.paid_at) == ("4199", "h(first)",
                                                                      STORED_AT)
-    as_sqlite = (*paid[:13], "2026-09-09 01:59:00.000000")
+    as_sqlite = (*paid[:13], STORED_AT.strftime("%Y-%m-%d %H:%M:%S.%f"))
     gift = intake.peak_gift(as_sqlite, REPORT, order_id="pi_order", hash_payer=hashed)
     assert gift is not None and gift.paid_at == STORED_AT
 

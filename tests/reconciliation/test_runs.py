@@ -36,7 +36,7 @@ from shanju.reconciliation.models import ReconciliationMismatch, ReconciliationR
 from tests.organizations.helpers import TOKEN, approved_route, new_org, run
 
 # A fixed past day: the bills here are scripted, nothing asks a provider about "today".
-DAY = dt.date(2026, 3, 14)
+DAY = today_cn() - dt.timedelta(days=30)  # a past day, relative to the suite's today
 NOON = dt.datetime.combine(DAY, dt.time(12), CHINA_TZ).astimezone(dt.UTC)
 PID_1, PID_2, PID_3 = "2088000000000001", "2088000000000002", "2088000000000003"
 runner = CliRunner()
