@@ -28,7 +28,7 @@ from shanju.payments.gateway import Gateway
 from shanju.payments.models import PaymentIntent, ProviderEvent, Refund
 from shanju.payments.providers import Providers
 from shanju.transparency import check as transparency_check
-from tests.organizations.helpers import api_token, approved_route, run
+from tests.organizations.helpers import api_token, approved_route, new_staff, run
 from tests.serving import free_socket, uvicorn_thread
 
 
@@ -50,6 +50,17 @@ class Platform:
             "project_id": self.project_id, "amount_fen": amount_fen, "channel": channel,
             "donor_name": "小林", "message": "加油", **extra},
             headers={**self.auth, "Idempotency-Key": key}, timeout=30)
+
+    def refund(self, order_id: str, amount_fen: int | None) -> requests.Response:
+        """The receiving organization's staff refunds the order's donation (all of what
+        remains, or ``amount_fen``) through the API."""
+        donation = self.donation(order_id)
+        staff = new_staff(self.db, self.org_id)
+        body: dict[str, object] = {"reason": "捐赠人申请退款"}
+        if amount_fen is not None:
+            body["amount_fen"] = amount_fen
+        return requests.post(f"{self.url}/api/v1/donations/{donation.public_id}/refunds",
+                             json=body, headers=api_token(self.db, staff), timeout=30)
 
     def order(self, order_id: str) -> dict[str, Any]:
         answer = requests.get(f"{self.url}/api/v1/gifts/orders/{order_id}", headers=self.auth,

@@ -43,7 +43,7 @@ from tests.gifts.providers import (
     alipay_world,
     wait_for,
 )
-from tests.organizations.helpers import PID, TOKEN, api_token, new_staff
+from tests.organizations.helpers import PID, TOKEN
 
 
 @pytest.fixture(scope="module")
@@ -239,28 +239,18 @@ def test_a_replayed_notify_changes_nothing(world: AlipayWorld) -> None:
     assert world.platform.outcomes(order_id) == ["credited"]
 
 
-def _refund(world: AlipayWorld, order_id: str, amount_fen: int | None) -> requests.Response:
-    donation = world.platform.donation(order_id)
-    staff = new_staff(world.platform.db, world.platform.org_id)
-    body: dict[str, object] = {"reason": "捐赠人申请退款"}
-    if amount_fen is not None:
-        body["amount_fen"] = amount_fen
-    return requests.post(f"{world.platform.url}/api/v1/donations/{donation.public_id}/refunds",
-                         json=body, headers=api_token(world.platform.db, staff), timeout=30)
-
-
 def test_partial_then_full_refund(world: AlipayWorld) -> None:
     order_id = world.checkout(amount_fen=10000)
     world.phone_pays()
     world.settle()
-    first = _refund(world, order_id, 3000)
+    first = world.platform.refund(order_id, 3000)
     assert first.status_code == 201, first.text
     # Alipay answered the refund at once (fund_change Y): settled after the commit.
     assert [(r.amount_fen, r.status.value) for r in world.platform.refunds(order_id)] == [
         (3000, "succeeded")]
     world.settle()
     assert world.platform.donation(order_id).status.value == "paid"
-    second = _refund(world, order_id, None)
+    second = world.platform.refund(order_id, None)
     assert second.status_code == 201, second.text
     world.settle()
     refunds = world.platform.refunds(order_id)
@@ -298,7 +288,7 @@ def test_a_refund_whose_answer_and_notify_are_lost_is_settled_by_the_refund_quer
     faults = requests.post(f"{world.base}/emulator/faults", json={"api": [
         {"kind": "slow", "method": "alipay.trade.refund", "seconds": 2.0}]}, timeout=10)
     assert faults.status_code == 200
-    assert _refund(world, order_id, None).status_code == 201
+    assert world.platform.refund(order_id, None).status_code == 201
     [pending] = world.platform.refunds(order_id)
     assert pending.status.value == "pending"
     trade = world.emulator.find_trade(order_id)

@@ -30,7 +30,6 @@ from shanju.payments.gateway import Gateway
 from shanju.payments.models import ProviderEvent
 from shanju.payments.wechatpay import WeChatPayGateway
 from tests.gifts.pipeline import Platform, serve_platform
-from tests.organizations.helpers import api_token, new_staff
 from tests.serving import free_socket, uvicorn_thread
 
 SUB = "1900000109"
@@ -203,28 +202,18 @@ def test_a_replayed_callback_changes_nothing(world: World) -> None:
     assert world.platform.outcomes(order_id) == ["credited"]
 
 
-def _refund(world: World, order_id: str, amount_fen: int | None) -> requests.Response:
-    donation = world.platform.donation(order_id)
-    staff = new_staff(world.platform.db, world.platform.org_id)
-    body: dict[str, object] = {"reason": "捐赠人申请退款"}
-    if amount_fen is not None:
-        body["amount_fen"] = amount_fen
-    return requests.post(f"{world.platform.url}/api/v1/donations/{donation.public_id}/refunds",
-                         json=body, headers=api_token(world.platform.db, staff), timeout=30)
-
-
 def test_partial_then_full_refund_by_callback(world: World) -> None:
     order_id = world.checkout(amount_fen=10000)
     world.phone_pays()
     world.settle()
     world.emulator.set_faults(refunds="manual")
-    first = _refund(world, order_id, 3000)
+    first = world.platform.refund(order_id, 3000)
     assert first.status_code == 201, first.text
     [pending] = world.platform.refunds(order_id)
     assert pending.status.value == "pending" and pending.provider_refund_id
     world.emulator.settle_refund(pending.id)
     world.settle()
-    second = _refund(world, order_id, None)
+    second = world.platform.refund(order_id, None)
     assert second.status_code == 201, second.text
     rest = world.platform.refunds(order_id)[1]
     world.emulator.settle_refund(rest.id)
@@ -241,7 +230,7 @@ def test_a_lost_refund_callback_is_settled_by_the_refund_query(world: World) -> 
     world.phone_pays()
     world.settle()
     world.emulator.set_faults(refunds="manual", callbacks={"drop": True})
-    assert _refund(world, order_id, None).status_code == 201
+    assert world.platform.refund(order_id, None).status_code == 201
     [pending] = world.platform.refunds(order_id)
     world.emulator.settle_refund(pending.id)
     world.settle()
@@ -265,7 +254,7 @@ def test_a_refund_the_provider_refuses_fails_and_the_money_stays_with_the_projec
     # past the year in which it may be refunded).
     world.emulator.set_faults(api={"fail_next": 1, "status": 400, "code": "INVALID_REQUEST",
                                    "message": "订单已超过退款期限"})
-    assert _refund(world, order_id, None).status_code == 201
+    assert world.platform.refund(order_id, None).status_code == 201
     [refund] = world.platform.refunds(order_id)
     assert refund.status.value == "failed"
     assert world.platform.outcomes(order_id)[-1] == "refund_failed"
@@ -273,7 +262,7 @@ def test_a_refund_the_provider_refuses_fails_and_the_money_stays_with_the_projec
     assert world.platform.intent(order_id).refunded_fen == 0
     world.platform.books_are_sound()
     # The donor can still be refunded later (the reservation was released).
-    assert _refund(world, order_id, 2000).status_code == 201
+    assert world.platform.refund(order_id, 2000).status_code == 201
 
 
 PHONE_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"
@@ -359,8 +348,8 @@ def test_a_gift_is_wholly_refunded_only_when_its_refunds_succeeded(world: World)
     world.phone_pays()
     world.settle()
     world.emulator.set_faults(refunds="manual")
-    assert _refund(world, order_id, 3000).status_code == 201
-    assert _refund(world, order_id, 7000).status_code == 201
+    assert world.platform.refund(order_id, 3000).status_code == 201
+    assert world.platform.refund(order_id, 7000).status_code == 201
     first, second = world.platform.refunds(order_id)
     world.emulator.settle_refund(second.id)
     world.settle()
