@@ -39,7 +39,10 @@ def _reachable(make: Callable[[], Broker]) -> str | None:
     async def probe() -> None:
         broker = make()
         await asyncio.wait_for(broker.start(), 5)
-        await broker.stop()
+        try:
+            await broker.wait_connected(5)  # start() itself returns while the broker is away
+        finally:
+            await broker.stop()
 
     try:
         asyncio.run(probe())
@@ -118,7 +121,10 @@ def test_a_stopped_broker_refuses_to_publish() -> None:
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
+    from shanju.core.logging import configure_logging
     from shanju.summit.broker import broker_from_url
+
+    configure_logging(stream=sys.stderr)  # standard output is the test's protocol
 
     async def main(url, channel, count):
         broker = broker_from_url(url)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+import time
+from typing import Any, TextIO
 
 import structlog
 
@@ -44,3 +45,40 @@ def configure_logging(*, json: bool = False, level: int = logging.INFO,
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level, format="%(message)s", stream=stream)
+
+
+class Throttled:
+    """Repeated problems, logged once per kind per ``interval`` seconds with a count.
+
+    An outage makes the same failure happen hundreds of times a second (every batch, every
+    read); logging each buries the log. The first occurrence of an event is logged at once;
+    the repeats within ``interval`` are counted and the next line says how many were left
+    out (``repeats``)::
+
+        problems = Throttled(log)
+        problems.warning("summit.writer.write_failed", error=repr(exc))
+    """
+
+    def __init__(self, logger: Any, interval: float = 10.0) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._seen: dict[str, tuple[float, int]] = {}  # event -> (last logged, left out)
+
+    def _let(self, event: str) -> int | None:
+        now = time.monotonic()
+        last = self._seen.get(event)
+        if last is not None and now - last[0] < self.interval:
+            self._seen[event] = (last[0], last[1] + 1)
+            return None
+        self._seen[event] = (now, 0)
+        return 0 if last is None else last[1]
+
+    def warning(self, event: str, **fields: Any) -> None:
+        repeats = self._let(event)
+        if repeats is not None:
+            self.logger.warning(event, **({"repeats": repeats} if repeats else {}), **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        repeats = self._let(event)
+        if repeats is not None:
+            self.logger.error(event, **({"repeats": repeats} if repeats else {}), **fields)

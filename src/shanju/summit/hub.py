@@ -38,11 +38,12 @@ import structlog
 
 from shanju.core.clock import utcnow
 from shanju.core.db import Database
+from shanju.core.logging import Throttled
 from shanju.summit import live_service, protocol
 from shanju.summit.attendance import Beat, record_heartbeats
-from shanju.summit.broker import Broker
+from shanju.summit.broker import Broker, BrokerError
 from shanju.summit.live_auth import LiveAuth
-from shanju.summit.live_service import POLL_RANK, QUESTION_RANK, Outcome, RoomSnapshot
+from shanju.summit.live_service import POLL_RANK, QUESTION_RANK, RoomSnapshot
 from shanju.summit.tokens import LiveIdentity
 from shanju.summit.writer import LiveWriter
 
@@ -60,6 +61,9 @@ CLOSE_TIMEOUT = 5.0
 GC_YOUNG_OBJECTS = 20_000  # a young pass when this many more objects are tracked
 GC_FULL_SECONDS = 60.0  # a full pass at most this often (0.3-0.4 s with 3,000 connections)
 WRITE_THREADS = 8  # worker threads for the live rooms' database work, per process
+OPEN_TIMEOUT = 8.0  # opening a room (subscribe, load): longer, the join is answered server_busy
+SEQ_CHECK_SECONDS = 1.0  # how often the stored sequence numbers are compared with the rooms'
+SEND_STALL_SECONDS = 10.0  # one frame's send blocked this long: the client does not read (4009)
 
 
 def channel(key: str) -> str:
@@ -72,7 +76,7 @@ class Conn:
     __slots__ = (
         "_close", "_q", "_send", "_wake", "beat_at", "beat_seconds", "bucket", "bucket_at",
         "close_task", "closing", "frames_second", "frames_window", "identity", "is_moderator",
-        "reader_task", "receiving", "refused", "room", "slot", "writer_task",
+        "reader_task", "receiving", "refused", "room", "sending_since", "slot", "writer_task",
     )
 
     def __init__(
@@ -91,6 +95,7 @@ class Conn:
         self.close_task: asyncio.Task[None] | None = None
         self.reader_task: asyncio.Task[Any] | None = None
         self.receiving = False  # the reader waits for a frame (safe to cancel)
+        self.sending_since: float | None = None  # monotonic start of the send in progress
         now = time.monotonic()
         # Abuse control (see gateway.py): token bucket, refused frames, frames per second.
         self.bucket = 0.0
@@ -116,7 +121,7 @@ class Conn:
         if self.closing is not None:
             return False
         if len(self._q) >= QUEUE_FRAMES:
-            self.drop(protocol.CLOSE_TOO_SLOW)
+            self.too_slow("queue_full")
             return False
         self._q.append(frame)
         wake = self._wake
@@ -129,7 +134,9 @@ class Conn:
         try:
             while True:
                 while self._q:
+                    self.sending_since = time.monotonic()
                     await self._send(self._q.popleft())
+                    self.sending_since = None
                 if self.closing is not None:
                     return
                 self._wake = loop.create_future()
@@ -139,6 +146,16 @@ class Conn:
             raise
         except Exception:  # noqa: BLE001 - the client went away; its reader ends it
             self.drop(1006, send_close=False)
+
+    def too_slow(self, reason: str) -> None:
+        """Drop a client that does not read what it is sent (4009), counted and logged once:
+        ``queue_full`` (QUEUE_FRAMES frames waiting) or ``send_stalled`` (one send blocked
+        for SEND_STALL_SECONDS: the socket's buffers are full)."""
+        if self.closing is not None:
+            return
+        if self.room is not None:
+            self.room.hubs.slow_client(self, reason)
+        self.drop(protocol.CLOSE_TOO_SLOW)
 
     def demote(self) -> None:
         """Take the moderator's rights away at once (the person no longer organizes)."""
@@ -227,10 +244,59 @@ class GcPacer:
             gc.collect(1 if self.young_runs % 10 == 0 else 0)
 
 
-class SummitState:
+class Numbered:
+    """What of a channel's numbered changes (``live_service.stamp``) this process applied:
+    every number up to ``seq``, and ``ahead`` (applied past a hole)."""
+
+    def __init__(self, seq: int = 0) -> None:
+        self.seq = seq
+        self.ahead: set[int] = set()
+        self.lag_target: int | None = None  # the stored number seen ahead at the last check
+        self.reloading = False
+
+    def is_new(self, seq: int) -> bool:
+        return seq > self.seq and seq not in self.ahead
+
+    def advance(self, seq: int) -> None:
+        """Record that change ``seq`` is applied (a hole before it stays open)."""
+        if seq == self.seq + 1:
+            self.seq = seq
+            while self.seq + 1 in self.ahead:
+                self.seq += 1
+                self.ahead.discard(self.seq)
+        elif seq > self.seq:
+            self.ahead.add(seq)
+
+    def caught_up(self, top: int) -> None:
+        """Everything up to ``top`` is applied (a reload from the database)."""
+        if top > self.seq:
+            self.seq = top
+            self.ahead = {n for n in self.ahead if n > top}
+            self.advance(top)
+        self.lag_target = None
+
+    @property
+    def highest(self) -> int:
+        return max(self.ahead, default=self.seq)
+
+    def behind(self, stored: int, *, waiting: bool) -> bool:
+        """Compared with the stored number: reload now? Behind at two checks in a row (a
+        message in flight arrives within milliseconds), or at once when nothing can arrive
+        (``waiting`` False: the broker is away)."""
+        if stored <= self.seq:
+            self.lag_target = None
+            return False
+        if not waiting or (self.lag_target is not None and self.seq < self.lag_target):
+            return True
+        self.lag_target = stored
+        return False
+
+
+class SummitState(Numbered):
     """Per summit, in this process: bans, mutes, presence reports, slow-mode clocks."""
 
     def __init__(self, summit_id: int) -> None:
+        super().__init__()
         self.summit_id = summit_id
         self.bans: set[int] = set()
         self.mutes: dict[tuple[int, int], float | None] = {}
@@ -272,6 +338,35 @@ class SummitState:
         elif kind == "unmute" and isinstance(control.get("session"), int):
             self.mutes.pop((control["session"], user), None)
 
+    def receive(self, hubs: LiveHubs, msg: dict[str, Any]) -> None:
+        """A message of the summit's channel: presence, or numbered bans and mutes."""
+        presence = msg.get("p")
+        if isinstance(presence, dict) and presence.get("pid") != hubs.pid:
+            self.presence[str(presence.get("pid"))] = (
+                time.monotonic(), dict(presence.get("n") or {}))
+        seq = msg.get("s")
+        if isinstance(seq, int):
+            if not self.is_new(seq):
+                return
+            self.advance(seq)
+        for control in msg.get("x", ()):
+            self.apply_control(hubs, control)
+
+    def reconcile(self, hubs: LiveHubs, top: int, bans: set[int],
+                  mutes: dict[tuple[int, int], float | None]) -> None:
+        """Catch up with the stored sanctions (numbered up to ``top``): new bans close their
+        people's connections; lifted ones are forgotten unless this process applied a newer
+        change than the snapshot holds (then only what it adds is taken)."""
+        for user in bans - self.bans:
+            self.apply_control(hubs, {"k": "ban", "user": user})
+        if top >= self.highest:
+            self.bans = set(bans)
+            self.mutes = dict(mutes)
+        else:
+            for key, until in mutes.items():
+                self.mutes.setdefault(key, until)
+        self.caught_up(top)
+
     def remote_count(self, key: str, pid: str, now: float) -> int:
         total = 0
         for other, (at, counts) in self.presence.items():
@@ -280,10 +375,11 @@ class SummitState:
         return total
 
 
-class Room:
+class Room(Numbered):
     """A live room's state in this process and its local connections."""
 
     def __init__(self, hubs: LiveHubs, snap: RoomSnapshot) -> None:
+        super().__init__(snap.seq)
         self.hubs = hubs
         self.ref = snap.ref
         self.key = snap.ref.key
@@ -309,11 +405,77 @@ class Room:
         self.idle_since: float | None = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self._state_json: dict[bool, str] = {}  # moderator? -> cached shared state JSON
+        # Sequence numbers (Numbered). ``item_seq``: the number that last changed a chat
+        # message or question (what a reload may take back, see reconcile).
+        self.settings_seq = snap.seq
+        self.item_seq: dict[tuple[str, int], int] = {}
+        self._msg_seq: int | None = None  # the number of the message being applied
 
     # -- applying events ------------------------------------------------------------------
 
-    def apply_message(self, msg: dict[str, Any]) -> None:
-        """Apply one broker message (``e``/``m`` events, ``v`` votes)."""
+    def receive(self, msg: dict[str, Any]) -> bool:
+        """Apply a message of this room's channel once: a numbered message (``"s"``) already
+        applied (this process's own, back from the broker; or one a reload covered) is
+        skipped. Returns whether it was applied."""
+        seq = msg.get("s")
+        if not isinstance(seq, int):
+            self.apply_message(msg)
+            return True
+        if not self.is_new(seq):
+            return False
+        self.apply_message(msg, seq=seq)
+        self.advance(seq)
+        return True
+
+    def reconcile(self, snap: RoomSnapshot) -> None:
+        """Catch up with the stored state ``snap`` (loaded after a broker gap, or because the
+        stored number is ahead): everything it holds is applied as events (duplicates are
+        ignored), and what it no longer holds was taken back while this process was not
+        listening: a chat message deleted or rejected, a question rejected. Only what was
+        applied at a number up to the snapshot's can be taken back (newer changes may be
+        missing from it)."""
+        top = snap.seq
+        self._msg_seq = None
+        chat_ids = {m["id"] for m in snap.chat}
+        held_ids = {m["id"] for m in snap.held}
+        for m in snap.held:
+            self._apply({"k": "held", "m": m}, everyone=False)
+        for m in snap.chat:
+            self._apply({"k": "chat", "m": m}, everyone=True)
+        full = len(snap.chat) >= live_service.CHAT_HISTORY
+        floor = min(chat_ids) if full else 0
+        for mid in list(self.chat):
+            if mid not in chat_ids and self.item_seq.get(("c", mid), 0) <= top:
+                if mid > floor:
+                    self._apply({"k": "chat_removed", "id": mid}, everyone=True)
+                else:  # older than the history the snapshot holds: not removed, just old
+                    del self.chat[mid]
+        for mid in list(self.held):
+            if (mid not in held_ids and mid not in chat_ids
+                    and self.item_seq.get(("c", mid), 0) <= top):
+                self._apply({"k": "chat_removed", "id": mid}, everyone=False)
+        question_ids = {q["id"] for q in snap.questions}
+        for q in snap.questions:
+            self._apply({"k": "question", "q": q}, everyone=True)
+        for qid, q in list(self.questions.items()):
+            if (qid not in question_ids and q["status"] != "rejected"
+                    and self.item_seq.get(("q", qid), 0) <= top):
+                self._apply({"k": "question", "q": {**q, "status": "rejected"}}, everyone=True)
+        for p in snap.polls:
+            self._apply({"k": "poll", "p": p}, everyone=p["status"] != "draft")
+        for user, questions in snap.question_votes.items():
+            self.question_votes.setdefault(user, set()).update(questions)
+        for user, polls in snap.poll_votes.items():
+            self.poll_votes.setdefault(user, {}).update(polls)
+        if top >= self.settings_seq:
+            self._msg_seq = top
+            self._apply({"k": "settings", **snap.settings}, everyone=True)
+            self._msg_seq = None
+        self.caught_up(top)
+
+    def apply_message(self, msg: dict[str, Any], *, seq: int | None = None) -> None:
+        """Apply one broker message (``e``/``m`` events, ``v`` votes); ``seq``: its number."""
+        self._msg_seq = seq
         for vote in msg.get("v", ()):
             if vote[0] == "q":
                 self.question_votes.setdefault(vote[2], set()).add(vote[1])
@@ -330,6 +492,14 @@ class Room:
 
     def _apply(self, event: dict[str, Any], *, everyone: bool) -> None:
         kind = event.get("k")
+        seq = self._msg_seq
+        if seq is not None:
+            if kind in ("chat", "held", "chat_removed"):
+                mid = event["m"]["id"] if kind != "chat_removed" else event["id"]
+                self.item_seq[("c", mid)] = max(seq, self.item_seq.get(("c", mid), 0))
+            elif kind in ("question", "pending"):
+                qid = event["q"]["id"]
+                self.item_seq[("q", qid)] = max(seq, self.item_seq.get(("q", qid), 0))
         if kind == "chat":
             m = event["m"]
             mid = m["id"]
@@ -338,7 +508,8 @@ class Room:
             self.held.pop(mid, None)
             self.chat[mid] = m
             while len(self.chat) > live_service.CHAT_HISTORY:
-                self.chat.popitem(last=False)
+                old, _ = self.chat.popitem(last=False)
+                self.item_seq.pop(("c", old), None)
             self._queue(("chat", mid), event, True)
         elif kind == "held":
             m = event["m"]
@@ -370,6 +541,11 @@ class Room:
             if p is not None:
                 self._queue(("p", p["id"]), {"k": "poll", "p": p}, p["status"] != "draft")
         elif kind == "settings":
+            # Not monotonic (paused, then resumed): an older change never undoes a newer one.
+            if seq is not None:
+                if seq < self.settings_seq:
+                    return
+                self.settings_seq = seq
             new: dict[str, Any] = {
                 k: event[k] for k in ("paused", "slow", "premoderated") if k in event}
             if any(self.settings.get(k) != v for k, v in new.items()):
@@ -476,8 +652,8 @@ class Room:
             state = protocol.encode(data)
         # The count is not in the cached state (it changes with every join): spliced in.
         return ('{"t":"welcome","room":' + protocol.encode(self.key) + ',"you":'
-                + protocol.encode(you) + ',"state":{"count":' + str(count) + ","
-                + state[1:] + "}")
+                + protocol.encode(you) + ',"state":{"count":' + str(count) + ',"seq":'
+                + str(self.seq) + "," + state[1:] + "}")
 
     # -- the tick -------------------------------------------------------------------------
 
@@ -503,11 +679,11 @@ class Room:
         self.pending = {}
         mod_events = list(self.pending_mod.values())
         self.pending_mod = {}
-        frame = protocol.batch(events) if events else None
+        frame = protocol.batch(events, self.seq) if events else None
         # Moderators' extras first: an object's moderators-only state (a draft poll, a pending
         # question, a held message) is always older than its public state (open, approved,
         # shown), so within one batch the public event must come last to win.
-        mod_frame = protocol.batch(mod_events + events) if mod_events else frame
+        mod_frame = protocol.batch(mod_events + events, self.seq) if mod_events else frame
         sent = 0
         for conn in list(self.conns):
             f = mod_frame if conn.is_moderator else frame
@@ -542,8 +718,14 @@ class LiveHubs:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.limiter: anyio.CapacityLimiter | None = None
         # Every posting frame of the process is written by this one writer (group commit).
-        self.writer = LiveWriter(db, self._publish_message)
-        self.stats = {"frames": 0, "batches": 0, "dropped_slow": 0}
+        self.writer = LiveWriter(db, self.deliver)
+        self.stats = {"frames": 0, "batches": 0, "dropped_slow": 0, "publish_failed": 0,
+                      "reloads": 0}
+        self.problems = Throttled(log)  # an outage: one line per kind per interval
+        self.slow_log = Throttled(log, interval=1.0)
+        self._buffers: dict[str, list[dict[str, Any]]] = {}  # rooms being opened
+        self._checking = False
+        self._last_check = 0.0
         self.gc = GcPacer()
 
     def pace_gc(self) -> None:
@@ -561,6 +743,9 @@ class LiveHubs:
         # the database must not take every worker thread the site's pages use.
         self.limiter = anyio.CapacityLimiter(WRITE_THREADS)
         self.writer.limiter = self.limiter
+        # A network broker starts even while it is away (the hubs serve degraded, rooms
+        # catch up from the database) and calls back each time it is connected again.
+        self.broker.on_reconnect(self._broker_back)
         await self.broker.start()
         self._started = True
         self.writer.start()
@@ -617,7 +802,11 @@ class LiveHubs:
     # -- rooms ----------------------------------------------------------------------------
 
     async def open_room(self, key: str) -> Room | None:
-        """The room ``key`` (loaded and subscribed on first use), or None if none exists."""
+        """The room ``key`` (loaded and subscribed on first use), or None if none exists.
+
+        Bounded: a room that cannot be opened within OPEN_TIMEOUT (the database is away)
+        raises TimeoutError, which the gateway answers with ``server_busy``; the next join
+        tries again."""
         room = self.rooms.get(key)
         if room is not None:
             return room
@@ -630,7 +819,7 @@ class LiveHubs:
         future: asyncio.Future[Room | None] = self._loop().create_future()
         self._opening[key] = future
         try:
-            room = await self._open(key)
+            room = await asyncio.wait_for(self._open(key), OPEN_TIMEOUT)
             future.set_result(room)
         except BaseException as exc:
             future.set_exception(exc)
@@ -640,9 +829,10 @@ class LiveHubs:
             del self._opening[key]
         return room
 
-    async def _open(self, key: str) -> Room | None:
-        buffered: list[dict[str, Any]] = []
-        holder: dict[str, Room] = {}
+    async def _subscribe(self, key: str) -> asyncio.Task[None]:
+        """A task that holds the broker subscription of channel ``key`` and hands what
+        arrives to :meth:`receive`; returned once subscribed (a network broker does not wait
+        for the network: it subscribes upstream when connected)."""
         subscribed = asyncio.Event()
 
         async def listen() -> None:
@@ -653,32 +843,46 @@ class LiveHubs:
                         msg = json.loads(raw)
                     except ValueError:
                         continue
-                    room = holder.get("room")
-                    if room is None:
-                        buffered.append(msg)
-                    else:
-                        room.apply_message(msg)
+                    if isinstance(msg, dict):
+                        self.receive(key, msg)
 
         task = self._loop().create_task(listen())
         self.keep(task)
+        waiter = self._loop().create_task(subscribed.wait())
         try:
-            await subscribed.wait()
+            await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not subscribed.is_set():
+            task.result()  # its error
+            raise BrokerError(f"the subscription of {key} ended")
+        return task
+
+    async def _open(self, key: str) -> Room | None:
+        # What arrives before the room exists (the broker, this process's writer) is kept
+        # and applied after the snapshot: numbered messages it already holds are skipped.
+        buffered = self._buffers.setdefault(key, [])
+        task: asyncio.Task[None] | None = None
+        try:
+            task = await self._subscribe(key)
             snap = await anyio.to_thread.run_sync(self._load_snapshot, key, limiter=self.limiter)
+            if snap is None:
+                task.cancel()
+                self._missing[key] = time.monotonic()
+                return None
+            await self._open_summit(snap.ref.summit_id)
         except BaseException:
-            task.cancel()
+            if task is not None:
+                task.cancel()
+            self._buffers.pop(key, None)
             raise
-        if snap is None:
-            task.cancel()
-            self._missing[key] = time.monotonic()
-            return None
-        await self._open_summit(snap.ref.summit_id)
         room = Room(self, snap)
+        self._buffers.pop(key, None)
         for msg in buffered:
-            room.apply_message(msg)
+            room.receive(msg)
         room.pending.clear()
         room.pending_mod.clear()
         room.task = task
-        holder["room"] = room
         self.rooms[key] = room
         self.summits[snap.ref.summit_id].rooms.add(key)
         room.refresh_counts(time.monotonic())
@@ -691,49 +895,35 @@ class LiveHubs:
 
     def _load_sanctions(
         self, summit_id: int
-    ) -> tuple[set[int], dict[tuple[int, int], float | None]]:
+    ) -> tuple[int, set[int], dict[tuple[int, int], float | None]]:
         with self.db.transaction(write=False) as session:
-            return live_service.active_sanctions(session, summit_id)
+            return live_service.summit_snapshot(session, summit_id)
+
+    def _load_seqs(self, keys: list[str]) -> dict[str, int]:
+        with self.db.transaction(write=False) as session:
+            return live_service.channel_seqs(session, keys)
 
     async def _open_summit(self, summit_id: int) -> SummitState:
         state = self.summits.get(summit_id)
         if state is not None:
             await state.ready.wait()
+            if self.summits.get(summit_id) is not state:
+                raise BrokerError(f"summit {summit_id} could not be opened")
             return state
         state = SummitState(summit_id)
         self.summits[summit_id] = state
-        subscribed = asyncio.Event()
-
-        async def listen() -> None:
-            async with self.broker.subscribe(
-                    channel(live_service.summit_channel_key(summit_id))) as sub:
-                subscribed.set()
-                async for raw in sub:
-                    try:
-                        msg = json.loads(raw)
-                    except ValueError:
-                        continue
-                    presence = msg.get("p")
-                    if isinstance(presence, dict) and presence.get("pid") != self.pid:
-                        state.presence[str(presence.get("pid"))] = (
-                            time.monotonic(), dict(presence.get("n") or {}))
-                    for control in msg.get("x", ()):
-                        state.apply_control(self, control)
-
-        state.task = self._loop().create_task(listen())
-        self.keep(state.task)
+        key = live_service.summit_channel_key(summit_id)
         try:
-            await subscribed.wait()
-            bans, mutes = await anyio.to_thread.run_sync(self._load_sanctions, summit_id,
-                                                         limiter=self.limiter)
+            state.task = await self._subscribe(key)
+            top, bans, mutes = await anyio.to_thread.run_sync(
+                self._load_sanctions, summit_id, limiter=self.limiter)
         except BaseException:
-            state.task.cancel()
+            if state.task is not None:
+                state.task.cancel()
             del self.summits[summit_id]
             state.ready.set()
             raise
-        state.bans |= bans
-        for k, v in mutes.items():
-            state.mutes.setdefault(k, v)
+        state.reconcile(self, top, bans, mutes)
         state.ready.set()
         return state
 
@@ -788,14 +978,116 @@ class LiveHubs:
         state = self.summits.get(summit_id)
         return local + (state.remote_count(key, self.pid, now) if state else 0)
 
-    async def publish(self, outcome: Outcome) -> None:
-        """Publish what an action did (after its transaction committed)."""
-        for key, msg in outcome.messages:
-            if msg:
-                await self._publish_message(key, msg)
+    def receive(self, key: str, msg: dict[str, Any]) -> None:
+        """A message of channel ``key`` (from the broker or this process's writer)."""
+        room = self.rooms.get(key)
+        if room is not None:
+            room.receive(msg)
+            return
+        buffered = self._buffers.get(key)
+        if buffered is not None:
+            buffered.append(msg)
+            return
+        if key.startswith("summit") and key[6:].isdigit():
+            state = self.summits.get(int(key[6:]))
+            if state is not None:
+                state.receive(self, msg)
 
-    async def _publish_message(self, key: str, msg: dict[str, Any]) -> None:
-        await self.broker.publish(channel(key), protocol.encode(msg))
+    async def deliver(self, key: str, msg: dict[str, Any]) -> None:
+        """What the writer stored (after the commit): to this process's rooms at once, then
+        to the other processes through the broker. Never raises: when the broker fails, the
+        others find the stored number ahead of theirs and reload (:meth:`_check_seqs`)."""
+        self.receive(key, msg)
+        try:
+            await self.broker.publish(channel(key), protocol.encode(msg))
+        except Exception as exc:  # noqa: BLE001 - stored; the others catch up
+            self.stats["publish_failed"] += 1
+            self.problems.warning("summit.hub.publish_failed", channel=key, error=repr(exc))
+
+    def slow_client(self, conn: Conn, reason: str) -> None:
+        """Count and log (once per client; a burst of them once per second) a client dropped
+        for not reading."""
+        self.stats["dropped_slow"] += 1
+        self.slow_log.warning(
+            "summit.hub.slow_client_dropped", reason=reason,
+            room=conn.room.key if conn.room is not None else None, user=conn.user_id,
+            dropped_slow=self.stats["dropped_slow"])
+
+    def status(self) -> dict[str, Any]:
+        """For ``/healthz``."""
+        return {"broker": self.broker.status(), "rooms": len(self.rooms),
+                "connections": sum(len(r.conns) for r in self.rooms.values())}
+
+    # -- catching up ----------------------------------------------------------------------
+
+    def _broker_back(self) -> None:
+        """The broker is connected again: what was published meanwhile never arrives here,
+        so every open room and summit reloads from the database."""
+        if not self._started and self.loop is None:
+            return
+        for room in list(self.rooms.values()):
+            self.keep(self._loop().create_task(self._reload_room(room)))
+        for state in list(self.summits.values()):
+            if state.ready.is_set():
+                self.keep(self._loop().create_task(self._reload_summit(state)))
+
+    async def _reload_room(self, room: Room) -> None:
+        if room.reloading:
+            return
+        room.reloading = True
+        try:
+            snap = await anyio.to_thread.run_sync(self._load_snapshot, room.key,
+                                                  limiter=self.limiter)
+            if snap is not None and self.rooms.get(room.key) is room:
+                room.reconcile(snap)
+                self.stats["reloads"] += 1
+        except Exception as exc:  # noqa: BLE001 - the next check tries again
+            self.problems.warning("summit.hub.reload_failed", room=room.key, error=repr(exc))
+        finally:
+            room.reloading = False
+
+    async def _reload_summit(self, state: SummitState) -> None:
+        if state.reloading:
+            return
+        state.reloading = True
+        try:
+            top, bans, mutes = await anyio.to_thread.run_sync(
+                self._load_sanctions, state.summit_id, limiter=self.limiter)
+            if self.summits.get(state.summit_id) is state:
+                state.reconcile(self, top, bans, mutes)
+                self.stats["reloads"] += 1
+        except Exception as exc:  # noqa: BLE001 - the next check tries again
+            self.problems.warning("summit.hub.reload_failed", summit=state.summit_id,
+                                  error=repr(exc))
+        finally:
+            state.reloading = False
+
+    async def _check_seqs(self) -> None:
+        """Compare every open channel's stored number with what this process applied; reload
+        what is behind (a broker message lost: a failed publish, an outage, a reconnect)."""
+        rooms = list(self.rooms.values())
+        summits = [s for s in self.summits.values() if s.ready.is_set()]
+        keys = [r.key for r in rooms] + [live_service.summit_channel_key(s.summit_id)
+                                         for s in summits]
+        if not keys:
+            return
+        self._checking = True
+        try:
+            stored = await anyio.to_thread.run_sync(self._load_seqs, keys,
+                                                    limiter=self.limiter)
+        except Exception as exc:  # noqa: BLE001 - the database is away; try next time
+            self.problems.warning("summit.hub.seq_check_failed", error=repr(exc))
+            return
+        finally:
+            self._checking = False
+        waiting = self.broker.connected
+        for room in rooms:
+            if not room.reloading and room.behind(stored.get(room.key, 0), waiting=waiting):
+                self.keep(self._loop().create_task(self._reload_room(room)))
+        for state in summits:
+            top = stored.get(live_service.summit_channel_key(state.summit_id), 0)
+            if not state.reloading and state.behind(top, waiting=waiting):
+                self.keep(self._loop().create_task(self._reload_summit(state)))
 
     # -- the clock ------------------------------------------------------------------------
 
@@ -831,22 +1123,31 @@ class LiveHubs:
                     await asyncio.sleep(self.tick / 2)
                     self.gc.step(time.monotonic())
             except Exception:  # noqa: BLE001 - the clock must keep ticking
-                log.exception("summit.hub.tick_failed")
+                self.problems.error("summit.hub.tick_failed", exc_info=True)
 
     def _presence(self, now: float) -> None:
         # Attendance: every second, the connections of this second's slot hand over their
         # time; with disconnects' last seconds, written in one small transaction.
         self._slot = (self._slot + 1) % ATTENDANCE_SLOTS
+        stalled: list[Conn] = []
         for room in self.rooms.values():
             for conn in room.conns:
                 if conn.slot == self._slot:
                     self._take_beat(conn)
+                since = conn.sending_since
+                if since is not None and now - since > SEND_STALL_SECONDS:
+                    stalled.append(conn)
+        for conn in stalled:
+            conn.too_slow("send_stalled")
+        if not self._checking and now - self._last_check >= SEQ_CHECK_SECONDS:
+            self._last_check = now
+            self.keep(self._loop().create_task(self._check_seqs()))
         if self._beats and not self._flushing:
             # Disconnects' last seconds: written within about a second, in one transaction.
             self.keep(self._loop().create_task(self._flush_attendance()))
         for state in list(self.summits.values()):
             counts = {key: len(self.rooms[key].conns) for key in state.rooms if key in self.rooms}
-            if counts:
+            if counts and self.broker.connected:
                 msg = protocol.encode({"p": {"pid": self.pid, "n": counts}})
                 self.keep(self._loop().create_task(self._publish_quietly(
                     channel(live_service.summit_channel_key(state.summit_id)), msg)))
@@ -866,8 +1167,8 @@ class LiveHubs:
     async def _publish_quietly(self, chan: str, msg: str) -> None:
         try:
             await self.broker.publish(chan, msg)
-        except Exception:  # noqa: BLE001 - presence is best effort
-            log.warning("summit.hub.presence_failed", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - presence is best effort
+            self.problems.warning("summit.hub.presence_failed", error=repr(exc))
 
     async def _flush_attendance(self, *, final: bool = False) -> None:
         if final:
@@ -881,8 +1182,8 @@ class LiveHubs:
         self._flushing = True
         try:
             await anyio.to_thread.run_sync(self._write_beats, beats, limiter=self.limiter)
-        except Exception:  # noqa: BLE001 - keep them for the next try
-            log.warning("summit.hub.attendance_failed", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - keep them for the next try
+            self.problems.warning("summit.hub.attendance_failed", error=repr(exc))
             self._beats.extend(beats)
         finally:
             self._flushing = False

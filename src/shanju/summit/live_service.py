@@ -21,7 +21,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
@@ -38,6 +40,7 @@ from shanju.summit.models import (
     SessionKind,
     Summit,
     SummitChatMessage,
+    SummitLiveSeq,
     SummitPoll,
     SummitPollOption,
     SummitPollVote,
@@ -115,6 +118,7 @@ class RoomSnapshot:
     mutes: dict[tuple[int, int], float | None]  # (session, user) -> until (Unix s) | None
     question_votes: dict[int, set[int]]  # user -> questions they upvoted
     poll_votes: dict[int, dict[int, int]]  # user -> poll -> option
+    seq: int = 0  # the room's sequence number, read BEFORE the rest (see channel_seqs)
 
 
 # --- serializing ---------------------------------------------------------------------------
@@ -189,6 +193,8 @@ def snapshot(session: Session, key: str, *, now: dt.datetime | None = None) -> R
     ref = resolve_room(session, key)
     if ref is None:
         return None
+    # First: everything stored up to this number is in what follows (and perhaps more).
+    seq = channel_seqs(session, [key]).get(key, 0)
     now = now or utcnow()
     s = session.get_one(SummitSession, ref.session_id)
     chat_rows = list(session.scalars(
@@ -250,7 +256,7 @@ def snapshot(session: Session, key: str, *, now: dt.datetime | None = None) -> R
         held=[chat_dict(m, names.get(m.user_id, mask_name(None))) for m in held_rows],
         questions=[question_dict(q, names.get(q.user_id, mask_name(None))) for q in questions],
         polls=polls, rooms=rooms, bans=bans, mutes=mutes,
-        question_votes=question_votes, poll_votes=poll_votes,
+        question_votes=question_votes, poll_votes=poll_votes, seq=seq,
     )
 
 
@@ -277,6 +283,49 @@ def active_sanctions(
                 old = mutes[key]
                 mutes[key] = None if old is None or until is None else max(old, until)
     return bans, mutes
+
+
+# --- sequence numbers ----------------------------------------------------------------------
+
+
+def channel_seqs(session: Session, keys: list[str]) -> dict[str, int]:
+    """The stored sequence number of each channel key that has one (absent: 0).
+
+    A reader that wants "everything up to number N" reads the number FIRST and the state
+    after it: on PostgreSQL (read committed) each later statement sees every transaction
+    committed before it began, so the state holds every change numbered up to N."""
+    if not keys:
+        return {}
+    rows = session.execute(select(SummitLiveSeq.channel, SummitLiveSeq.seq)
+                           .where(SummitLiveSeq.channel.in_(keys)))
+    return {str(k): int(v) for k, v in rows}
+
+
+def stamp(session: Session, messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Give each channel's message the channel's next sequence number (``"s"``), raised in
+    this transaction: published after the commit, a message's number says which stored
+    change it is. Channels are locked in sorted order (no deadlock between two writers whose
+    batches touch the same channels; see docs/locking.md)."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = SummitLiveSeq.__table__
+    assert isinstance(table, Table)  # noqa: S101 - for the type checker
+    for key, msg in sorted(messages, key=lambda item: item[0]):
+        stmt = (insert(table).values(channel=key, seq=1)
+                .on_conflict_do_update(index_elements=["channel"],
+                                       set_={"seq": table.c.seq + 1})
+                .returning(table.c.seq))
+        msg["s"] = int(session.execute(stmt).scalar_one())
+
+
+def summit_snapshot(
+    session: Session, summit_id: int
+) -> tuple[int, set[int], dict[tuple[int, int], float | None]]:
+    """The summit channel's sequence number (read first), its bans and its mutes."""
+    key = summit_channel_key(summit_id)
+    seq = channel_seqs(session, [key]).get(key, 0)
+    bans, mutes = active_sanctions(session, summit_id)
+    return seq, bans, mutes
 
 
 # --- what attendees do ---------------------------------------------------------------------

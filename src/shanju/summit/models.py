@@ -363,3 +363,19 @@ class SummitSanction(Base):
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     lifted_at: Mapped[dt.datetime | None]
+
+
+class SummitLiveSeq(Base):
+    """A live channel's sequence number: one more for every stored change published on it.
+
+    ``channel`` is a room key (``s<session>``, ``r<room>``) or a summit's channel key
+    (``summit<id>``). The live writer raises it in the transaction that stores the change
+    (``live_service.stamp``), so every broker message carries the number its change got, and a
+    process that finds the stored number ahead of what it applied knows it missed something
+    and reloads the room from the database (see ``hub.py``).
+    """
+
+    __tablename__ = "summit_live_seqs"
+
+    channel: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(default=0)

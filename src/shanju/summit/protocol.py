@@ -230,8 +230,11 @@ def ack(ref: str | None, **fields: Any) -> str:
     return encode(body)
 
 
-def batch(events: Iterable[Mapping[str, Any]]) -> str:
-    return encode({"t": "batch", "events": list(events)})
+def batch(events: Iterable[Mapping[str, Any]], seq: int | None = None) -> str:
+    """A room's events of one tick; ``seq``: the room's sequence number once they apply."""
+    if seq is None:
+        return encode({"t": "batch", "events": list(events)})
+    return encode({"t": "batch", "seq": seq, "events": list(events)})
 
 
 def welcome(room: str, you: Mapping[str, Any], state: Mapping[str, Any]) -> str:

@@ -13,10 +13,17 @@ once, under load the actions that arrive while a batch is written go together in
 
 If the batch's transaction fails (a database error: lock timeout, deadlock, lost
 connection), nothing of it was committed and each action is retried alone, in its own
-transaction, so none is lost or doubled and each gets its own answer. When the process stops,
-the writer stops taking actions (they get :class:`WriterClosed`, which the gateway answers
-with ``server_busy``), writes what is queued (for up to :data:`DRAIN_SECONDS`) and answers
-the rest with :class:`WriterClosed`.
+transaction (a batch of one too), so none is lost or doubled and each gets its own answer.
+
+Each transaction also numbers what it changed: every channel it touched gets its next
+sequence number (``live_service.stamp``), carried by the channel's message. The ``publish``
+callback (``LiveHubs.deliver``) hands the message to this process's rooms at once and then
+to the broker; if the broker fails, the other processes catch up from the database by those
+numbers (``hub.py``). An acknowledged action is stored, and what is stored is shown.
+
+When the process stops, the writer stops taking actions (they get :class:`WriterClosed`,
+which the gateway answers with ``server_busy``), writes what is queued (for up to
+:data:`DRAIN_SECONDS`) and answers the rest with :class:`WriterClosed`.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ import structlog
 
 from shanju.core.db import Database
 from shanju.core.errors import DomainError
+from shanju.core.logging import Throttled
+from shanju.summit import live_service
 from shanju.summit.live_service import Outcome
 
 log = structlog.get_logger(__name__)
@@ -97,6 +106,7 @@ class LiveWriter:
         self._task: asyncio.Task[None] | None = None
         self._accepting = False
         self._abandon = False
+        self.problems = Throttled(log)  # a database outage: a line per kind per interval
 
     @property
     def queued(self) -> int:
@@ -203,7 +213,8 @@ class LiveWriter:
             try:
                 await self._write(batch)
             except Exception:  # noqa: BLE001 - the writer must keep writing
-                log.exception("summit.writer.batch_failed", actions=len(batch))
+                self.problems.error("summit.writer.batch_failed", actions=len(batch),
+                                    exc_info=True)
                 for action in batch:
                     _resolve(action, RuntimeError("the live writer failed"))
             self._inflight = []
@@ -213,48 +224,56 @@ class LiveWriter:
         self.stats["largest"] = max(self.stats["largest"], len(batch))
         calls = [(a.fn, a.kwargs) for a in batch]
         results: list[Result]
+        messages: list[tuple[str, dict[str, Any]]] = []
         try:
-            results = list(await anyio.to_thread.run_sync(self._apply, calls,
-                                                          limiter=self.limiter))
-        except Exception as exc:  # noqa: BLE001 - retried (or answered) action by action
-            if len(batch) == 1:
-                log.warning("summit.writer.write_failed", exc_info=True)
-                results = [exc]
-            else:
-                log.warning("summit.writer.batch_retried_alone", actions=len(batch),
-                            error=repr(exc))
-                self.stats["fallbacks"] += 1
-                results = []
-                for call in calls:
-                    try:
-                        results.extend(await anyio.to_thread.run_sync(
-                            self._apply, [call], limiter=self.limiter))
-                    except Exception as one:  # noqa: BLE001 - this action's own failure
-                        log.warning("summit.writer.write_failed", exc_info=True)
-                        results.append(one)
-        for key, msg in merge_messages([r for r in results if isinstance(r, Outcome)]):
-            try:
-                await self.publish(key, msg)
-            except Exception:  # noqa: BLE001 - stored; the room catches up when it reopens
-                log.exception("summit.writer.publish_failed", channel=key)
+            results, messages = await anyio.to_thread.run_sync(self._apply, calls,
+                                                               limiter=self.limiter)
+        except Exception as exc:  # noqa: BLE001 - retried action by action (even one alone)
+            # Nothing of the transaction was committed. A lost connection or a lock timeout
+            # is usually gone by the next transaction (the pool replaces a dead connection).
+            self.stats["fallbacks"] += 1
+            self.problems.warning("summit.writer.batch_retried_alone", actions=len(batch),
+                                  error=repr(exc))
+            results = []
+            for call in calls:
+                try:
+                    one, stamped = await anyio.to_thread.run_sync(
+                        self._apply, [call], limiter=self.limiter)
+                    results.extend(one)
+                    messages.extend(stamped)
+                except Exception as failure:  # noqa: BLE001 - this action's own failure
+                    self.problems.warning("summit.writer.write_failed",
+                                          error=repr(failure))
+                    results.append(failure)
+        for key, msg in messages:
+            # Never raises: this process's rooms get it at once, the others through the
+            # broker or, if that fails, from the database (hub.py).
+            await self.publish(key, msg)
         for action, result in zip(batch, results, strict=True):
             _resolve(action, result)
         self.stats["actions"] += len(batch)
 
-    def _apply(self, calls: list[tuple[Callable[..., Outcome], dict[str, Any]]]) -> list[Result]:
-        """In a worker thread: one transaction for ``calls``. A single action runs without a
-        savepoint (its error rolls back the transaction); several run each in its own, and a
-        DomainError is that action's result. Any other error fails the whole transaction."""
+    def _apply(
+        self, calls: list[tuple[Callable[..., Outcome], dict[str, Any]]]
+    ) -> tuple[list[Result], list[tuple[str, dict[str, Any]]]]:
+        """In a worker thread: one transaction for ``calls``; returns each call's result and
+        the broker messages of what was stored, numbered in the same transaction
+        (``live_service.stamp``). A single action runs without a savepoint (its error rolls
+        back the transaction); several run each in its own, and a DomainError is that
+        action's result. Any other error fails the whole transaction."""
         results: list[Result] = []
         self.stats["transactions"] += 1
         if len(calls) == 1:
             fn, kwargs = calls[0]
             try:
                 with self.db.transaction(write=True) as session:
-                    results.append(fn(session, **kwargs))
+                    outcome = fn(session, **kwargs)
+                    messages = merge_messages([outcome])
+                    live_service.stamp(session, messages)
+                    results.append(outcome)
             except DomainError as exc:
-                results.append(exc)  # rolled back: nothing committed
-            return results
+                return [exc], []  # rolled back: nothing committed
+            return results, messages
         with self.db.transaction(write=True) as session:
             for fn, kwargs in calls:
                 try:
@@ -262,7 +281,9 @@ class LiveWriter:
                         results.append(fn(session, **kwargs))
                 except DomainError as exc:
                     results.append(exc)
-        return results
+            messages = merge_messages([r for r in results if isinstance(r, Outcome)])
+            live_service.stamp(session, messages)
+        return results, messages
 
     def _answer_closed(self) -> None:
         while self._queue:
