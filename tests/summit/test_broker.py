@@ -13,15 +13,18 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 
+from shanju.summit import broker as broker_module
 from shanju.summit.broker import (
     QUEUE_SIZE,
     Broker,
     BrokerError,
+    BrokerUnavailable,
     MemoryBroker,
     PostgresBroker,
     RedisBroker,
@@ -216,5 +219,74 @@ def test_postgres_refuses_an_oversized_notification() -> None:
                 await broker.publish("room:1", "x" * 8_000)
         finally:
             await broker.stop()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "postgresql://postgres@127.0.0.1:1/x"])
+def test_a_broker_that_is_away_starts_degraded_and_never_makes_anyone_wait(
+        url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing listens on port 1: the process must still start, serve and say so.
+    monkeypatch.setattr(broker_module, "START_WAIT", 0.5)
+
+    async def run() -> None:
+        broker = broker_from_url(url)
+        start = time.monotonic()
+        await broker.start()
+        assert time.monotonic() - start < 2
+        assert not broker.connected and broker.status()["state"] in ("connecting", "down")
+        assert "error" in broker.status()
+        start = time.monotonic()
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish("room:1", "x")
+        async with broker.subscribe("room:1"):  # recorded, subscribed once connected
+            pass
+        with pytest.raises(BrokerUnavailable):
+            await broker.wait_connected(0.2)
+        assert time.monotonic() - start < 1
+        await broker.stop()
+        assert broker.status()["state"] == "stopped"
+
+    asyncio.run(run())
+
+
+def test_the_postgres_broker_reconnects_after_its_connections_are_terminated() -> None:
+    problem = _reachable(BACKENDS["postgresql"])
+    if problem:
+        if IN_CI:
+            pytest.fail(problem)
+        pytest.skip(problem)
+    name = f"shanju-broker-{uuid.uuid4().hex[:8]}"
+    sep = "&" if "?" in PG_URL else "?"
+
+    async def run() -> None:
+        import psycopg  # noqa: PLC0415
+
+        broker = PostgresBroker(f"{PG_URL}{sep}application_name={name}")
+        other = PostgresBroker(PG_URL)
+        back = asyncio.Event()
+        broker.on_reconnect(back.set)
+        await broker.start()
+        await other.start()
+        try:
+            async with broker.subscribe("room:1") as heard:
+                await other.publish("room:1", "之前")
+                assert await asyncio.wait_for(heard.get(), 5) == "之前"
+                async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as c:
+                    cur = await c.execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = %s", (name,))
+                    row = await cur.fetchone()
+                    assert row is not None and row[0] == 2  # listener and notifier
+                await asyncio.wait_for(back.wait(), 10)
+                assert broker.status()["state"] == "up" and broker.reconnects == 1
+                # Subscribed again: heard, and it can publish too.
+                await other.publish("room:1", "之后")
+                assert await asyncio.wait_for(heard.get(), 5) == "之后"
+                await broker.publish("room:1", "自己")
+                assert await asyncio.wait_for(heard.get(), 5) == "自己"
+        finally:
+            await broker.stop()
+            await other.stop()
 
     asyncio.run(run())

@@ -4,7 +4,7 @@ the health check."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from shanju.campaigns import live as campaigns_live
 from shanju.complaints import service as complaints
@@ -66,7 +66,19 @@ def dev_mailbox(request: Request, session: DbSession) -> HTMLResponse:
     return render(request, "site/mailbox.html", {"messages": mail.recent(session)})
 
 
-@router.get("/healthz", response_class=PlainTextResponse)
-def healthz() -> str:
-    """Liveness probe."""
-    return "ok"
+@router.get("/healthz")
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness, and the state of what the process leans on: 200 whenever it answers.
+
+    ``{"status": "ok"}``, or ``"degraded"`` while the summit's broker is away: donations and
+    every page keep serving, the live rooms of this process keep working and catch up from
+    the database when it is back (docs/summit/live.md). Runs on the event loop (no thread):
+    it answers as long as the process does."""
+    body: dict[str, object] = {"status": "ok"}
+    hubs = getattr(request.app.state, "live", None)
+    if hubs is not None:
+        live = hubs.status()
+        body["summit"] = live
+        if live["broker"]["state"] != "up":
+            body["status"] = "degraded"
+    return JSONResponse(body)
