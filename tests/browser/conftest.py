@@ -4,7 +4,9 @@
   a fresh migrated SQLite file (or PostgreSQL: ``@pytest.mark.parametrize("live_server",
   ["postgresql"], indirect=True)``); stopped at teardown. It can create users directly in
   its database (``live_server.create_user(role=Role.REVIEWER)``) so a journey can start from
-  a signed-up reviewer without clicking through an operator's command.
+  a signed-up reviewer without clicking through an operator's command. A test module that
+  needs something in front of the app (an ASGI layer) overrides ``live_server`` with
+  ``serving(request, tmp_path, wrap=...)``.
 - ``page``: a Playwright page (sync API) in a phone-sized (390×844) zh-CN context.
 - ``new_context(browser, viewport)``: such a context of another size, on the suite's clock;
   ``another_person(browser, js_errors, who)``: a second page with its own cookies, for a
@@ -123,6 +125,16 @@ def confirm_signup(page: Page, live_server: LiveServer, email: str) -> None:
 @pytest.fixture
 def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
     """The app served by uvicorn in a thread, on a fresh database (SQLite unless asked)."""
+    with serving(request, tmp_path) as server:
+        yield server
+
+
+@contextmanager
+def serving(request: pytest.FixtureRequest, tmp_path: Path, *,
+            wrap: Callable[[Any], Any] | None = None) -> Iterator[LiveServer]:
+    """What ``live_server`` serves, for a test module's own fixture: ``wrap(app)`` is served
+    instead of the app when given (an ASGI layer in front of it, e.g. one that cuts
+    connections)."""
     backend = getattr(request, "param", "sqlite")
     if backend == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
@@ -146,7 +158,7 @@ def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live
     )
     app = create_app(settings, database=database)
     try:
-        with uvicorn_thread(app, sock):
+        with uvicorn_thread(wrap(app) if wrap else app, sock):
             yield LiveServer(url=base, database=database, settings=settings)
     finally:
         database.dispose()

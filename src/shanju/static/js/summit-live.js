@@ -6,6 +6,11 @@
 // session lasts ({"t":"token"}); a reconnect with an expired one first asks the page's token
 // endpoint for a new one. Signed out (close 4011): a message asking to sign in again; the
 // role changed (4012): the page reloads to show what the person is now.
+// Every wait has a bound: a socket that does not open within 10 s, or a join that gets no
+// welcome within 15 s (a server stuck opening the room), is given up and tried again with the
+// backoff, showing "reconnecting…" (data-open-timeout-ms / data-join-timeout-ms shorten them).
+// After a reconnect the welcome's state replaces what the page showed; a batch older than the
+// welcome (by the room's sequence number, seq) is stale and ignored.
 (function () {
   "use strict";
   var root = document.querySelector(".summit-live[data-token]");
@@ -28,6 +33,8 @@
   var CLOSE_SESSION_ENDED = 4011;
   var CLOSE_ROLE_CHANGED = 4012;
   var RENEW_MARGIN_MS = 15000;  // fetch a new token before (re)connecting this close to expiry
+  var OPEN_TIMEOUT_MS = positiveMs("data-open-timeout-ms", 10000);  // the socket opens
+  var JOIN_TIMEOUT_MS = positiveMs("data-join-timeout-ms", 15000);  // join -> welcome; token fetch
   var tokenUrl = root.getAttribute("data-token-url");
   var signinUrl = root.getAttribute("data-signin-url");
   var token = root.getAttribute("data-token");
@@ -36,6 +43,10 @@
   setToken(token, Number(root.getAttribute("data-token-ttl")) || 300);
 
   // --- small helpers ---------------------------------------------------------------------------
+  function positiveMs(name, fallback) {
+    var n = Number(root.getAttribute(name));
+    return n > 0 ? n : fallback;
+  }
   function fill(template, params) {
     Object.keys(params || {}).forEach(function (k) {
       template = template.split("%(" + k + ")s").join(String(params[k]));
@@ -131,12 +142,19 @@
   var waiting = {};  // ref -> {ack, error}
   var joinError = null;
   var retryTimer = null;
+  var waitTimer = null;  // the bound on the socket opening, then on the welcome
+  var seq = null;  // the room's sequence number as last applied (welcome or batch)
+  var welcomeSeq = null;  // this connection's welcome's: batches older than it are stale
 
   function setStatus(text) {
     var node = live("status");
     setText(node, text);
     node.hidden = !text;
     root.classList.toggle("offline", !!text);
+    // Lost the connection: the forms say they cannot send (what was typed stays in them).
+    Array.prototype.forEach.call(root.querySelectorAll('[data-live="offline"]'), function (p) {
+      p.hidden = text !== S.reconnecting;
+    });
   }
 
   function fatal(code) {
@@ -180,12 +198,17 @@
 
   function fetchToken(then) {
     setStatus(attempt ? S.reconnecting : S.connecting);
+    // Bounded like a join: a token endpoint that does not answer is given up and retried.
+    var controller = window.AbortController ? new AbortController() : null;
+    var timer = setTimeout(function () { if (controller) controller.abort(); }, JOIN_TIMEOUT_MS);
     fetch(tokenUrl, { credentials: "same-origin", cache: "no-store",
-                      headers: { Accept: "application/json" } })
+                      headers: { Accept: "application/json" },
+                      signal: controller ? controller.signal : undefined })
       .then(function (response) {
         return response.json().then(function (body) { return { status: response.status, body: body }; });
       })
       .then(function (answer) {
+        clearTimeout(timer);
         if (stopped) return;
         var body = answer.body || {};
         if (answer.status === 200 && body.token) {
@@ -201,7 +224,7 @@
           retry();
         }
       })
-      .catch(function () { retry(); });
+      .catch(function () { clearTimeout(timer); retry(); });
   }
 
   function connect() {
@@ -213,49 +236,84 @@
   function openSocket() {
     if (stopped) return;
     joinError = null;
+    welcomeSeq = null;
     setStatus(attempt ? S.reconnecting : S.connecting);
     var scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    var sock;
     try {
-      ws = new WebSocket(scheme + "//" + location.host + root.getAttribute("data-ws-path"));
+      sock = new WebSocket(scheme + "//" + location.host + root.getAttribute("data-ws-path"));
     } catch (e) {
       retry();
       return;
     }
-    ws.onopen = function () {
-      ws.send(JSON.stringify({ t: "join", token: token, room: root.getAttribute("data-room") }));
+    ws = sock;
+    bound(sock, OPEN_TIMEOUT_MS);
+    // Each handler answers only for the current socket: one given up may still report.
+    sock.onopen = function () {
+      if (sock !== ws) return;
+      bound(sock, JOIN_TIMEOUT_MS);
+      sock.send(JSON.stringify({ t: "join", token: token, room: root.getAttribute("data-room") }));
     };
-    ws.onmessage = function (event) {
+    sock.onmessage = function (event) {
+      if (sock !== ws) return;
       var frame;
       try { frame = JSON.parse(event.data); } catch (e) { return; }
       if (frame && typeof frame === "object") receive(frame);
     };
-    ws.onclose = function (event) {
-      ws = null;
-      joined = false;
-      clearInterval(heartbeat);
-      Object.keys(waiting).forEach(function (ref) {
-        var h = waiting[ref];
-        delete waiting[ref];
-        if (h.error) h.error({ code: "offline" });
-      });
-      if (joinError && FATAL[joinError]) { fatal(joinError); return; }
-      if (event.code === 4003) { fatal("banned"); return; }
-      if (event.code === 4004) { fatal("room_not_found"); return; }
-      if (event.code === CLOSE_SESSION_ENDED) { fatal("session_ended"); return; }
-      if (event.code === CLOSE_ROLE_CHANGED) { tokenDeadline = 0; }  // a new token says what
-      if (event.code === 4001) {
-        // Expired or refused token: a new one from the page's endpoint, unless that one was
-        // just fetched and refused too.
-        if (joinError === "bad_token" && tokenFresh) { fatal("bad_token"); return; }
-        tokenDeadline = 0;
-      }
-      if (event.code === 4029) { attempt = Math.max(attempt, 5); }  // full: try again later
-      retry();
+    sock.onclose = function (event) {
+      if (sock === ws) lost(event.code);
     };
+  }
+
+  // Give up on `sock` if it has not opened, or not been welcomed, within `ms`: the server may
+  // hold a socket open without answering (a room it cannot open), and no close would come.
+  function bound(sock, ms) {
+    clearTimeout(waitTimer);
+    waitTimer = setTimeout(function () {
+      waitTimer = null;
+      if (sock !== ws || joined) return;
+      sock.onopen = sock.onmessage = sock.onclose = null;
+      try { sock.close(); } catch (e) { /* closing a socket that failed: nothing to do */ }
+      lost(0);
+    }, ms);
+  }
+
+  // The connection ended (closed with `code`, or 0: given up by this page).
+  function lost(code) {
+    ws = null;
+    joined = false;
+    clearTimeout(waitTimer);
+    waitTimer = null;
+    clearInterval(heartbeat);
+    Object.keys(waiting).forEach(function (ref) {
+      var h = waiting[ref];
+      delete waiting[ref];
+      if (h.error) h.error({ code: "offline" });
+    });
+    if (joinError && FATAL[joinError]) { fatal(joinError); return; }
+    if (code === 4003) { fatal("banned"); return; }
+    if (code === 4004) { fatal("room_not_found"); return; }
+    if (code === CLOSE_SESSION_ENDED) { fatal("session_ended"); return; }
+    if (code === CLOSE_ROLE_CHANGED) { tokenDeadline = 0; }  // a new token says what
+    if (code === 4001) {
+      // Expired or refused token: a new one from the page's endpoint, unless that one was
+      // just fetched and refused too.
+      if (joinError === "bad_token" && tokenFresh) { fatal("bad_token"); return; }
+      tokenDeadline = 0;
+    }
+    if (code === 4029) { attempt = Math.max(attempt, 5); }  // full: try again later
+    // Anything else (server_busy with 1011, 1001 going away, a socket given up): try again.
+    retry();
+  }
+
+  function seqOf(holder) {
+    var n = holder ? holder.seq : null;
+    return typeof n === "number" && isFinite(n) ? n : null;
   }
 
   function retry() {
     if (stopped) return;
+    clearTimeout(retryTimer);
     attempt += 1;
     setStatus(S.reconnecting);
     // Exponential backoff with jitter, so that thousands of clients do not come back at once.
@@ -299,16 +357,30 @@
 
   function receive(frame) {
     if (frame.t === "welcome") {
+      clearTimeout(waitTimer);
+      waitTimer = null;
       joined = true;
       attempt = 0;
       tokenFresh = false;
+      welcomeSeq = seqOf(frame.state);
+      setSeq(welcomeSeq);
       setStatus("");
+      ["chat", "ask"].forEach(function (where) {
+        var box = $('[data-error="' + where + '"]');
+        if (box && box.getAttribute("data-code") === "offline") hideError(where);
+      });
       applyWelcome(frame);
       clearInterval(heartbeat);
       heartbeat = setInterval(function () {
         if (joined && ws) ws.send('{"t":"hb"}');
       }, HEARTBEAT_MS);
     } else if (frame.t === "batch") {
+      if (!joined) return;  // the welcome's state will hold it
+      var n = seqOf(frame);
+      // The welcome holds every change up to its seq: an older batch (queued before this
+      // connection's join) would bring back what has changed since, e.g. a deleted message.
+      if (n !== null && welcomeSeq !== null && n < welcomeSeq) return;
+      if (n !== null) setSeq(Math.max(n, seq === null ? n : seq));
       (frame.events || []).forEach(applyEvent);
     } else if (frame.t === "token") {
       if (typeof frame.token === "string") setToken(frame.token, Number(frame.ttl) || 300);
@@ -321,6 +393,13 @@
         if (frame.t === "error" && handlers.error) handlers.error(frame);
       }
     }
+  }
+
+  // The sequence number the page has applied up to, also on the root (data-seq) for tests.
+  function setSeq(n) {
+    seq = n;
+    if (n === null) root.removeAttribute("data-seq");
+    else root.setAttribute("data-seq", String(n));
   }
 
   // --- what the room holds -----------------------------------------------------------------------
