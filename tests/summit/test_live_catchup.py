@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -250,12 +251,17 @@ def test_opening_a_room_is_bounded(db: Database, monkeypatch: pytest.MonkeyPatch
         hubs = LiveHubs(db=db, broker=MemoryBroker(), tick_ms=50)
         await hubs.start()
         loads = 0
+        finished = threading.Event()
 
         def slow_load(key: str) -> Any:
             nonlocal loads
             loads += 1
             if loads == 1:
-                time.sleep(1.0)  # the database does not answer in time
+                try:
+                    time.sleep(1.0)  # the database does not answer in time
+                    return LiveHubs._load_snapshot(hubs, key)  # noqa: SLF001
+                finally:
+                    finished.set()
             return LiveHubs._load_snapshot(hubs, key)  # noqa: SLF001
 
         hubs._load_snapshot = slow_load  # type: ignore[method-assign]  # noqa: SLF001
@@ -267,6 +273,9 @@ def test_opening_a_room_is_bounded(db: Database, monkeypatch: pytest.MonkeyPatch
             room = await hubs.open_room(w.stage)  # the next join tries again
             assert room is not None
         finally:
+            # The abandoned load still runs in its thread: let it end before the database
+            # is closed.
+            await asyncio.to_thread(finished.wait, 5)
             await hubs.stop()
 
     go(main())
