@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 router = APIRouter()
 
 JOIN_TIMEOUT = 10.0
+JOIN_CHECK_TIMEOUT = 4.0  # the session check of a join (the database away: server_busy)
 # Token buckets: (burst, tokens per second).
 ATTENDEE_BUCKET = (5.0, 1.0)
 MODERATOR_BUCKET = (20.0, 5.0)
@@ -187,9 +188,10 @@ class LiveConnection:
         auth = self.hubs.auth
         if auth is not None:
             try:
-                problem = await auth.admit(identity)
-            except Exception:
-                log.exception("summit.live.auth_check_failed")
+                # Bounded like opening the room: a join is answered within 10 s.
+                problem = await asyncio.wait_for(auth.admit(identity), JOIN_CHECK_TIMEOUT)
+            except Exception as exc:
+                self.hubs.problems.warning("summit.live.auth_check_failed", error=repr(exc))
                 await self._refuse_join("server_busy", "the server cannot check the token now; "
                                         "try again", 1011, ref)
                 return False
@@ -199,8 +201,9 @@ class LiveConnection:
                 return False
         try:
             room = await self.hubs.open_room(frame["room"])
-        except Exception:
-            log.exception("summit.live.open_room_failed", room=frame["room"])
+        except Exception as exc:
+            self.hubs.problems.warning("summit.live.open_room_failed", room=frame["room"],
+                                       error=repr(exc))
             await self._refuse_join("server_busy", "the room cannot be opened now; try again",
                                     1011, ref)
             return False

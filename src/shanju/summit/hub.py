@@ -61,7 +61,7 @@ CLOSE_TIMEOUT = 5.0
 GC_YOUNG_OBJECTS = 20_000  # a young pass when this many more objects are tracked
 GC_FULL_SECONDS = 60.0  # a full pass at most this often (0.3-0.4 s with 3,000 connections)
 WRITE_THREADS = 8  # worker threads for the live rooms' database work, per process
-OPEN_TIMEOUT = 8.0  # opening a room (subscribe, load): longer, the join is answered server_busy
+OPEN_TIMEOUT = 5.0  # opening a room (subscribe, load): longer, the join is answered server_busy
 SEQ_CHECK_SECONDS = 1.0  # how often the stored sequence numbers are compared with the rooms'
 SEND_STALL_SECONDS = 10.0  # one frame's send blocked this long: the client does not read (4009)
 
