@@ -293,7 +293,9 @@ def test_the_servers_database_connections_terminated_lose_no_acknowledged_post(
             problems = []
             if on_db == 0:
                 problems.append("harness: no database connection of the servers to terminate")
-            if isinstance(rig.broker, PrivatePostgres) and on_broker < 2 * len(rig.servers):
+            # Each server holds two (listener, notifier); one may be between a failure and
+            # its reconnect at this moment (a publish that timed out on a starved machine).
+            if isinstance(rig.broker, PrivatePostgres) and on_broker < len(rig.servers):
                 problems.append(f"harness: only {on_broker} broker connections terminated")
             probes = [_probe(crowd, rig, rig.servers[0], rig.world.stage, fault_end=end),
                       _probe(crowd, rig, rig.servers[1], rig.world.breakout, fault_end=end)]
