@@ -21,13 +21,13 @@ from shanju.campaigns.checkout import OrderCallbackLane, engine_lifespan
 from shanju.campaigns.orders import OrderSigner
 from shanju.campaigns.pages import LiveStreamLane
 from shanju.core import headers, i18n
+from shanju.core.clock import utcnow
 from shanju.core.config import Settings, get_settings
 from shanju.core.db import Database, Timeouts, WriteLockTimeout
 from shanju.core.deps import CsrfChecked
 from shanju.core.errors import Conflict, DatabaseBusy, DomainError, InvalidInput, NotFound
 from shanju.core.i18n import N_
 from shanju.core.logging import configure_logging
-from shanju.core.clock import utcnow
 from shanju.core.mail import mailer_for
 from shanju.core.ratelimit import RateLimiter
 from shanju.core.web import (
