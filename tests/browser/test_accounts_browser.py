@@ -119,3 +119,8 @@ def test_sign_in_by_sms_code_through_the_emulator(
     page.locator("[data-edit-profile]").click()
     expect(page.locator("[data-current-phone]")).to_have_text("138****8000")
     check_fits_phone(page, js_errors)
+    # Deleting this account (it has no password) is confirmed with a code to the number.
+    page.locator('a[href="/me/delete"]').click()
+    expect(page.locator("h1")).to_have_text("注销账户")
+    expect(page.locator('form[action="/me/delete/code"]')).to_contain_text("138****8000")
+    check_fits_phone(page, js_errors)
