@@ -215,17 +215,29 @@ def demo(
     print_demo_accounts()
     _warn_if_holiday_calendar_runs_out()
     from shanju.app import create_app
+    from shanju.core.mailsink import MailSink
+    from shanju.demo import accounts as demo_accounts
     from shanju.demo import payments as demo_payments
 
+    # Email goes over SMTP to a local sink; SMS codes to Alibaba Cloud SMS emulated by this
+    # server (docs/accounts.md).
+    sink = MailSink().start()
+    settings = demo_accounts.with_mail_sink(settings, sink)
     application = create_app(settings, database=database)
     # WeChat Pay and Alipay, emulated by this very server: the real gateways talk to it.
     demo_payments.attach(application, key_dir=db.resolve().parent / demo_payments.KEY_DIR,
                          url=demo_payments.server_url(host, port))
+    demo_accounts.attach(application, url=demo_payments.server_url(host, port), sink=sink)
     served = f"http://{host}:{port}"
     console.print(
         "Gifts pay through WeChat Pay and Alipay emulated by this server (docs/payments.md); "
         f"their orders: {served}{demo_payments.WECHATPAY_PATH}/emulator/orders and "
         f"{served}{demo_payments.ALIPAY_PATH}/emulator/state", soft_wrap=True)
+    console.print(
+        f"Emails go over SMTP to a local mail sink on {sink.host}:{sink.port}: read them at "
+        f"{served}{demo_accounts.MAILBOX_PATH}. SMS codes (sign in with a phone) go to Alibaba "
+        f"Cloud SMS emulated by this server: {served}{demo_accounts.SMS_INBOX_PATH}",
+        soft_wrap=True)
     console.print(f"Serving the demo on [bold]http://{host}:{port}[/] — Ctrl+C stops it.")
     donors = None
     if crowd:
@@ -241,6 +253,7 @@ def demo(
     finally:
         if donors is not None:
             donors.stop()
+        sink.stop()
 
 
 def _warn_if_holiday_calendar_runs_out() -> None:
