@@ -25,7 +25,6 @@ from shanju.projects.models import Project
 from tests.factories import make_user
 
 
-
 def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48),
                 colour: tuple[int, int, int] = (200, 80, 60), **save: Any) -> bytes:
     """A real picture of ``size`` in ``fmt`` (JPEG, PNG, WEBP), saved with ``save`` options
