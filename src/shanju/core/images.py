@@ -33,6 +33,7 @@ from shanju.core.clock import utcnow
 from shanju.core.db import Base
 from shanju.core.errors import InvalidInput
 from shanju.core.files import Attachment
+from shanju.core.i18n import N_
 from shanju.core.text import check_text
 
 # Widths a picture is stored at: a phone card (320), a phone's full width at 2x or a desktop
@@ -241,7 +242,7 @@ def check_alt_text(text: str | None, *, field: str = "alt") -> str:
     ``alt_text_too_long`` / ``control_character``."""
     return check_text(
         text, field=field, max_length=MAX_ALT_LENGTH, code="alt_text_too_long",
-        message="The picture's description can be at most %(n)s characters.")
+        message=N_("The picture's description can be at most %(n)s characters."))
 
 
 # --- storing -------------------------------------------------------------------------------
