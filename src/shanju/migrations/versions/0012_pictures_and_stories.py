@@ -1,7 +1,7 @@
 """pictures and stories
 
 Revision ID: 0012
-Revises: 0011
+Revises: 0014
 Create Date: 2026-12-06 10:55:00.442964
 
 Issue 14, item 1: pictures are stored resized (``image_variants``: one row per width of a
