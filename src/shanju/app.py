@@ -167,6 +167,8 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.gifts import api as gifts_api
     from shanju.gifts import views as gifts_views
     from shanju.ledger import api as ledger_api
+    from shanju.moderation import api as moderation_api
+    from shanju.moderation import views as moderation_views
     from shanju.organizations import api as organizations_api
     from shanju.organizations import views as organizations_views
     from shanju.payments import api as payments_api
@@ -202,7 +204,7 @@ def _include_routers(app: FastAPI) -> None:
         # /campaigns/gifts/... must win over /campaigns/{id} patterns.
         campaigns_gift_api,
         accounts_api, organizations_api, projects_api, donations_api, payments_api, gifts_api,
-        complaints_api, ledger_api, campaigns_api, campaigns_live_api,
+        complaints_api, moderation_api, ledger_api, campaigns_api, campaigns_live_api,
         transparency_api, disclosure_api, reconciliation_api,
         summit_registration_api, summit_api,
     ):
@@ -211,7 +213,7 @@ def _include_routers(app: FastAPI) -> None:
         campaigns_gift_views,  # before other campaign pages (see campaigns_gift_api)
         site_views, accounts_views, organizations_views, projects_views, donations_views,
         gifts_views,
-        complaints_views, campaigns_views, transparency_views,
+        complaints_views, moderation_views, campaigns_views, transparency_views,
         disclosure_views, reconciliation_views,
         summit_registration_views, summit_live_views, summit_views, summit_gateway,
         # After any /campaigns/<fixed path> page of the organizers: "/campaigns/{slug}" is
