@@ -112,7 +112,8 @@ def test_seeded_organizations_and_demo_accounts_are_usable(db: Database) -> None
                       Project.status == ProjectStatus.FUNDRAISING) >= 2
         donor = session.scalar(select(User).where(User.email == "donor@demo.shanju.org"))
         assert donor is not None
-        assert _count(session, Donation, Donation.donor_id == donor.id) >= 3
+        # A newcomer signed in as the demo donor finds no gift they did not make.
+        assert _count(session, Donation, Donation.donor_id == donor.id) == 0
 
 
 def test_seed_is_deterministic(tmp_path: Path) -> None:
