@@ -275,6 +275,7 @@ class _Seeder:
         self.insert_projects(projects)
         self.insert_donations(donations)
         self.post_refunds(donations)
+        self.report_a_message()
         self.create_updates_and_usages(projects)
         self.create_complaints(projects)
         self.approve_payment_routes()
@@ -400,6 +401,7 @@ class _Seeder:
             staff_rows.append(self.user_row(email, name, Role.ORG_STAFF,
                                             province=org.row["province"]))
         staff_ids = self.insert_returning_ids(User, staff_rows)
+        self.org_staff_id = staff_ids[0]  # org@demo.shanju.org
         for org, staff_id in zip(orgs, staff_ids, strict=True):
             org.staff_id = staff_id
             org.row["created_by_id"] = staff_id
@@ -651,6 +653,7 @@ class _Seeder:
                 province=province, anonymous=rng.random() < 0.1,
                 message=rng.choice(data.MESSAGES) if rng.random() < 0.12 else "",
             ))
+        self.plan_moderation_examples(plans)
         # A few refunds, from gifts at least a day old to projects still raising money.
         candidates = [gift for gift in plans if gift.at < self.now - dt.timedelta(days=1)
                       and gift.project.row["status"] in (ProjectStatus.FUNDRAISING,
@@ -665,6 +668,26 @@ class _Seeder:
                 gift.project.fund_fen += gift.amount_fen
                 gift.project.donations += 1
         return plans
+
+    def plan_moderation_examples(self, plans: list[_DonationPlan]) -> None:
+        """Two messages for org@'s review queue (/console/messages): one the word list holds
+        (an advertisement), one a visitor reported (written after the donations)."""
+        own = [p for p in plans if p.project.org.staff_id == self.org_staff_id
+               and p.project.row["status"] == ProjectStatus.FUNDRAISING and p.message]
+        if len(own) >= 2:
+            own[-1].message = "需要代开发票的加我微信"
+            self.reported_gift = own[-2]
+
+    def report_a_message(self) -> None:
+        """A visitor reported one message to org@'s projects (see plan_moderation_examples)."""
+        from shanju.moderation.models import MessageReport, ReportReason
+
+        gift = getattr(self, "reported_gift", None)
+        if gift is not None:
+            self.session.add(MessageReport(
+                gift_id=gift.public_id, project_id=gift.project.id,
+                reporter_key="a" + "demo-visitor".encode().hex(), reason=ReportReason.OTHER,
+                created_at=self.now - dt.timedelta(hours=3)))
 
     def set_goals(self, projects: list[_ProjectPlan]) -> None:
         for p in projects:
