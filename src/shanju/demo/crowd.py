@@ -43,7 +43,7 @@ BATCH = 1000
 # The simulated crowd's accounts: seeded donors, and staff members the crowd needs.
 CROWD_DOMAIN = "crowd.demo.shanju.org"
 # Not an argon2 hash: no password matches it (core.security.verify_password says no).
-CROWD_PASSWORD_HASH = "!simulated-crowd: no password signs in"
+CROWD_PASSWORD_HASH = "!simulated-crowd: no password signs in"  # noqa: S105 - not a secret
 
 
 def crowd_email(local: str) -> str:

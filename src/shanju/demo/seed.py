@@ -686,7 +686,7 @@ class _Seeder:
         if gift is not None:
             self.session.add(MessageReport(
                 gift_id=gift.public_id, project_id=gift.project.id,
-                reporter_key="a" + "demo-visitor".encode().hex(), reason=ReportReason.OTHER,
+                reporter_key="a" + b"demo-visitor".hex(), reason=ReportReason.OTHER,
                 created_at=self.now - dt.timedelta(hours=3)))
 
     def set_goals(self, projects: list[_ProjectPlan]) -> None:
