@@ -41,6 +41,7 @@ from shanju.core.web import (
 )
 from shanju.donations.flows import build_providers
 from shanju.gifts.intake import NotifyLane
+from shanju.moderation import words as moderation_words
 from shanju.payments.registry import check_production, gateway_setup
 
 log = structlog.get_logger(__name__)
@@ -110,6 +111,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.orders = OrderSigner(settings.secret_key)
     app.state.ratelimiter = RateLimiter(settings.rate_limit_url)
     app.state.mailer = LogMailer()  # no SMTP yet: messages go to the log (core/mail.py)
+    # The word list of donors' messages, compiled now: an unreadable words file stops the
+    # start, not a project page (docs/moderation.md).
+    moderation_words.prepare(settings.moderation_words_file)
 
     _install_middleware(app, settings)
     # Outermost: the giving day's payment callbacks skip the page middleware (see checkout),

@@ -105,3 +105,17 @@ def test_the_shipped_list_is_the_recorded_version_and_licence() -> None:
         assert all(isinstance(t, str) for t in json.loads(content))
     licence = (words.WORDLISTS / "LICENSE-ldnoobw").read_text(encoding="utf-8")
     assert licence.startswith("Attribution 4.0 International")
+
+
+def test_an_unreadable_words_file_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    from shanju.app import create_app
+    from shanju.core.config import Settings
+
+    missing = tmp_path / "no-such-words.txt"
+    with pytest.raises(words.WordsFileError, match="SHANJU_MODERATION_WORDS_FILE"):
+        create_app(Settings(environment="test", database_url="sqlite://",
+                            moderation_words_file=missing))
+    binary = tmp_path / "words.bin"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(words.WordsFileError, match="UTF-8"):
+        words.load(binary)

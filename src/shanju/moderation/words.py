@@ -132,6 +132,10 @@ class WordFilter:
         return Screening(terms=tuple(sorted(found)), patterns=tuple(patterns))
 
 
+class WordsFileError(ValueError):
+    """The installation's words file cannot be read."""
+
+
 def read_terms(path: Path) -> list[str]:
     """The terms of a text file: one a line, ``#`` starts a comment line, blanks skipped."""
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -154,13 +158,24 @@ def load(extra: Path | None = None) -> WordFilter:
              if len(squeeze(normalize(t))) > 1 and normalize(t) not in excluded]
     terms += read_terms(WORDLISTS / "shanju-add.txt")
     if extra is not None:
-        terms += read_terms(extra)
+        try:
+            terms += read_terms(extra)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WordsFileError(
+                f"SHANJU_MODERATION_WORDS_FILE: cannot read {extra} as UTF-8 text: {exc}"
+            ) from exc
     return WordFilter(terms, allow=read_terms(WORDLISTS / "shanju-allow.txt"))
 
 
 @functools.cache
 def _cached(extra: Path | None) -> WordFilter:
     return load(extra)
+
+
+def prepare(extra: Path | None) -> WordFilter:
+    """Compile the filter with the installation's ``extra`` file now (at start-up), so that
+    an unreadable file stops the start (:class:`WordsFileError`) instead of a page."""
+    return _cached(extra)
 
 
 def default_filter() -> WordFilter:
