@@ -82,6 +82,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # elsewhere a provider partly set is left out and said in the log.
     gateways = gateway_setup(settings)
     check_production(settings, gateways)
+    # The word list of donors' messages, compiled now: an unreadable words file stops the
+    # start, not a project page (docs/moderation.md).
+    moderation_words.prepare(settings.moderation_words_file)
     configure_logging(json=settings.log_json)
     for problem in gateways.problems:
         log.warning("payment provider left out", problem=problem)
@@ -111,9 +114,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.orders = OrderSigner(settings.secret_key)
     app.state.ratelimiter = RateLimiter(settings.rate_limit_url)
     app.state.mailer = LogMailer()  # no SMTP yet: messages go to the log (core/mail.py)
-    # The word list of donors' messages, compiled now: an unreadable words file stops the
-    # start, not a project page (docs/moderation.md).
-    moderation_words.prepare(settings.moderation_words_file)
 
     _install_middleware(app, settings)
     # Outermost: the giving day's payment callbacks skip the page middleware (see checkout),
