@@ -43,6 +43,7 @@ from shanju.core.web import (
 )
 from shanju.donations.flows import build_providers
 from shanju.gifts.intake import NotifyLane
+from shanju.moderation import words as moderation_words
 from shanju.payments.registry import check_production, gateway_setup
 
 log = structlog.get_logger(__name__)
@@ -83,6 +84,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # elsewhere a provider partly set is left out and said in the log.
     gateways = gateway_setup(settings)
     check_production(settings, gateways)
+    # The word list of donors' messages, compiled now: an unreadable words file stops the
+    # start, not a project page (docs/moderation.md).
+    moderation_words.prepare(settings.moderation_words_file)
     configure_logging(json=settings.log_json)
     for problem in gateways.problems:
         log.warning("payment provider left out", problem=problem)
@@ -174,6 +178,8 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.gifts import api as gifts_api
     from shanju.gifts import views as gifts_views
     from shanju.ledger import api as ledger_api
+    from shanju.moderation import api as moderation_api
+    from shanju.moderation import views as moderation_views
     from shanju.organizations import api as organizations_api
     from shanju.organizations import views as organizations_views
     from shanju.payments import api as payments_api
@@ -209,7 +215,7 @@ def _include_routers(app: FastAPI) -> None:
         # /campaigns/gifts/... must win over /campaigns/{id} patterns.
         campaigns_gift_api,
         accounts_api, organizations_api, projects_api, donations_api, payments_api, gifts_api,
-        complaints_api, ledger_api, campaigns_api, campaigns_live_api,
+        complaints_api, moderation_api, ledger_api, campaigns_api, campaigns_live_api,
         transparency_api, disclosure_api, reconciliation_api,
         summit_registration_api, summit_api,
     ):
@@ -218,7 +224,7 @@ def _include_routers(app: FastAPI) -> None:
         campaigns_gift_views,  # before other campaign pages (see campaigns_gift_api)
         site_views, accounts_views, organizations_views, projects_views, donations_views,
         gifts_views,
-        complaints_views, campaigns_views, transparency_views,
+        complaints_views, moderation_views, campaigns_views, transparency_views,
         disclosure_views, reconciliation_views,
         summit_registration_views, summit_live_views, summit_views, summit_gateway,
         # After any /campaigns/<fixed path> page of the organizers: "/campaigns/{slug}" is

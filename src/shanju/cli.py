@@ -76,6 +76,7 @@ STAGES = {
     "projects": "Projects",
     "donations": "Donations",
     "ledger": "Ledger postings",
+    "giving day": "Giving day",
     "summit": "Online summit",
     "done": "Done",
 }

@@ -7,6 +7,7 @@ from shanju.core import audit, files, images, mail
 from shanju.core.db import Base
 from shanju.donations import models as donations_models
 from shanju.ledger import models as ledger_models
+from shanju.moderation import models as moderation_models
 from shanju.organizations import models as organizations_models
 from shanju.payments import models as payments_models
 from shanju.projects import models as projects_models
@@ -25,6 +26,7 @@ __all__ = [
     "images",
     "ledger_models",
     "mail",
+    "moderation_models",
     "organizations_models",
     "payments_models",
     "projects_models",

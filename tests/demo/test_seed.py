@@ -24,6 +24,7 @@ from shanju.demo.seed import DEMO_ACCOUNTS, DEMO_PASSWORD, is_empty, seed
 from shanju.donations.models import Donation, DonationStatus
 from shanju.ledger import service as ledger
 from shanju.ledger.models import AccountKind, JournalEntry, LedgerAccount
+from shanju.moderation import service as moderation
 from shanju.organizations import uscc
 from shanju.organizations.models import Organization, OrgStatus
 from shanju.payments.models import IntentStatus, PaymentIntent, Refund
@@ -119,9 +120,13 @@ def test_seeded_organizations_and_demo_accounts_are_usable(db: Database,
         assert org.status == OrgStatus.APPROVED and org.is_qualified_on(today)
         assert _count(session, Project, Project.organization_id == org.id,
                       Project.status == ProjectStatus.FUNDRAISING) >= 2
+        # Its review queue of donors' messages has one held by the word list, one reported.
+        queue = moderation.queue(session=session, organization_id=org.id)
+        assert (len(queue.held), len(queue.reported), len(queue.hidden)) == (1, 1, 0)
         donor = session.scalar(select(User).where(User.email == "donor@demo.shanju.org"))
         assert donor is not None
-        assert _count(session, Donation, Donation.donor_id == donor.id) >= 3
+        # A newcomer signed in as the demo donor finds no gift they did not make.
+        assert _count(session, Donation, Donation.donor_id == donor.id) == 0
 
 
 def test_seed_is_deterministic(tmp_path: Path) -> None:

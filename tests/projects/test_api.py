@@ -128,7 +128,7 @@ def test_donations_are_masked_and_never_show_contact_details(client: TestClient,
     page = client.get(f"/api/v1/projects/{pid}/donations").json()
     assert page["total"] == 2
     assert sorted(d["donor"] for d in page["items"]) == ["张**", "爱心人士"]
-    assert set(page["items"][0]) == {"donor", "amount_fen", "message", "paid_at"}
+    assert set(page["items"][0]) == {"gift_id", "donor", "amount_fen", "message", "paid_at"}
 
 
 def test_updates_and_fund_usage_over_the_api(client: TestClient, db: Database) -> None:

@@ -65,6 +65,7 @@ from shanju.core.regions import PROVINCES
 from shanju.core.text import MultiLine, SingleLine
 from shanju.core.web import login_url, redirect, render, tr
 from shanju.gifts import flows as gift_flows
+from shanju.moderation import service as moderation
 from shanju.organizations import payment_routes
 from shanju.payments.providers import OrderPaymentProvider, Providers, SandboxProvider
 from shanju.projects import service as projects
@@ -556,5 +557,7 @@ def order_done(order_id: str, request: Request, session: DbSession, viewer: View
     gift = orders.gift_for_donor(session=session, order_id=order_id, donor_id=viewer.id)
     campaign = orders.get_campaign(session=session, campaign_id=gift.campaign_id)
     project = projects.get_project(session=session, project_id=gift.project_id)
-    return render(request, "campaigns/checkout/done.html",
-                  {"gift": gift, "campaign": campaign, "project": project})
+    return render(request, "campaigns/checkout/done.html", {
+        "gift": gift, "campaign": campaign, "project": project,
+        "message_view": moderation.message_view(session, gift_id=gift.order_id,
+                                                text=gift.message)})

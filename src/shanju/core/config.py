@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     default_locale: str = "zh_CN"
     platform_name: str = "善举"
     log_json: bool = False
+    # Further sensitive words for donors' messages, one a line (docs/moderation.md).
+    moderation_words_file: Path | None = None
     # The transparency log's Ed25519 signing key (PKCS#8 PEM, created 0600 on first use), the
     # log's origin line / key name (empty: "<host[:port] of base_url>/transparency") and how
     # often a checkpoint is signed while the app runs (0 or less: never in the background).

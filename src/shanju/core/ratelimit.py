@@ -81,6 +81,10 @@ LIMITS: dict[str, Limit] = {
     # Reports (举报), per signed-in user and per address.
     "complaint.user": Limit("complaint.user", 10, HOUR),
     "complaint.ip": Limit("complaint.ip", 30, HOUR),
+    # Reports of donors' messages, per signed-in user and per address (one report per
+    # reporter and message; these bound how many messages one reporter can flag).
+    "message_report.user": Limit("message_report.user", 20, HOUR),
+    "message_report.ip": Limit("message_report.ip", 60, HOUR),
     # Starting a gift: a donation's checkout or a giving-day order (pages and API), per donor
     # and per address. Generous on purpose: on 99 Giving Day a donor gives to many projects in
     # a few minutes, and a carrier's NAT (CGNAT) puts thousands of phones behind one address

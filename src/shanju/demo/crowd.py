@@ -9,6 +9,12 @@ staff member giving to their own organization, several accounts sharing one paye
 :class:`Crowd` keeps the demo alive while it is served: a thread that submits a few gifts
 a second to the app's :class:`~shanju.campaigns.engine.GroupCommitEngine`, as if payment
 callbacks were arriving, so the live dashboard moves.
+
+The crowd gives as its own accounts, never as a person's: simulated donors (and one
+simulated staff member) whose email is at :data:`CROWD_DOMAIN` and whose password hash
+matches no password, so nobody signs in as them. The demo accounts people use (the README's
+``donor@demo.shanju.org`` …) never give: a newcomer finds no gift they did not make, and
+their daily match cap untouched.
 """
 
 from __future__ import annotations
@@ -34,6 +40,20 @@ from shanju.demo.data import AMOUNTS
 
 log = structlog.get_logger(__name__)
 BATCH = 1000
+# The simulated crowd's accounts: seeded donors, and staff members the crowd needs.
+CROWD_DOMAIN = "crowd.demo.shanju.org"
+# Not an argon2 hash: no password matches it (core.security.verify_password says no).
+CROWD_PASSWORD_HASH = "!simulated-crowd: no password signs in"  # noqa: S105 - not a secret
+
+
+def crowd_email(local: str) -> str:
+    """The email of one of the crowd's accounts."""
+    return f"{local}@{CROWD_DOMAIN}"
+
+
+def is_crowd_email(email: str) -> bool:
+    """Whether an account is one of the simulated crowd's (not a person's)."""
+    return email.endswith("@" + CROWD_DOMAIN)
 
 
 @dataclass(frozen=True)
@@ -103,9 +123,11 @@ def _live_targets(session: Session) -> list[Target]:
 
 
 def _donors(session: Session, limit: int = 3000) -> list[Donor]:
+    """The crowd's donor accounts (never a person's)."""
     rows = session.execute(
         select(User.id, User.display_name, User.province)
-        .where(User.role == Role.DONOR).order_by(User.id).limit(limit)
+        .where(User.role == Role.DONOR, User.email.like(f"%@{CROWD_DOMAIN}"))
+        .order_by(User.id).limit(limit)
     )
     return [Donor(int(i), str(n), p) for i, n, p in rows]
 
@@ -129,11 +151,16 @@ def seed_gifts(session: Session, *, gifts: int, rng: random.Random,
     planned += _telling_cases(session, maker, targets, donors,
                               max(opening, now - dt.timedelta(minutes=5)))
     results: list[GiftResult] = []
+    reported = 0
     for start in range(0, len(planned), BATCH):
         chunk = planned[start:start + BATCH]
         results += apply_batch(session, chunk, worker="demo-seed")
         if progress is not None:
-            progress(len(chunk))
+            # In units of the ``gifts`` asked for (the telling cases ride along), so that a
+            # progress bar counting them ends at 100 %, not past it.
+            reached = gifts * (start + len(chunk)) // len(planned)
+            progress(reached - reported)
+            reported = reached
     return results
 
 
@@ -144,22 +171,31 @@ def _telling_cases(session: Session, maker: GiftMaker, targets: Sequence[Target]
     # Three accounts paying with one payer account: the third one's match is held.
     for donor in donors[-3:]:
         cases.append(maker.gift(at, donor=donor, target=targets[0], payer="payer:shared-demo"))
-    # The demo donor (李明, the first donor) gives five times in one minute: the ceiling.
+    # One of the crowd gives five times in one minute: the ceiling.
     for _ in range(5):
         cases.append(maker.gift(at + dt.timedelta(seconds=1), donor=donors[0]))
-    # A staff member of an enrolled project's organization gives to it.
-    staff = session.execute(
-        select(User.id, User.display_name, User.organization_id)
-        .where(User.role == Role.ORG_STAFF, User.organization_id.is_not(None))
-        .order_by(User.id)
-    ).all()
-    orgs = _project_orgs(session, [t.project_id for t in targets])
-    for uid, name, org_id in staff:
-        own = [t for t in targets if orgs.get(t.project_id) == org_id]
-        if own:
-            cases.append(maker.gift(at, donor=Donor(int(uid), str(name), None), target=own[0]))
-            break
+    # A staff member of an enrolled project's organization gives to it: a simulated staff
+    # member of the crowd's, made for this (never the demo's org@ or summit@ account).
+    target = targets[-1]
+    org_id = _project_orgs(session, [target.project_id])[target.project_id]
+    staff = _crowd_staff(session, org_id=org_id, name=maker.rng.choice(_STAFF_NAMES))
+    cases.append(maker.gift(at, donor=staff, target=target))
     return cases
+
+
+_STAFF_NAMES = ("周敏", "吴磊", "郑洁", "孙浩")
+
+
+def _crowd_staff(session: Session, *, org_id: int, name: str) -> Donor:
+    """The crowd's staff member of the organization ``org_id`` (made once)."""
+    email = crowd_email(f"staff{org_id:04d}")
+    found = session.scalar(select(User).where(User.email == email))
+    if found is None:
+        found = User(email=email, display_name=name, password_hash=CROWD_PASSWORD_HASH,
+                     role=Role.ORG_STAFF, organization_id=org_id, is_active=True)
+        session.add(found)
+        session.flush()
+    return Donor(found.id, found.display_name, None)
 
 
 def _project_orgs(session: Session, project_ids: Sequence[int]) -> dict[int, int]:

@@ -37,7 +37,7 @@ from shanju.core import audit
 from shanju.core.clock import CHINA_TZ, today_cn, utcnow
 from shanju.core.config import get_settings
 from shanju.core.security import hash_password
-from shanju.demo import data
+from shanju.demo import crowd, data
 from shanju.demo.data import AMOUNTS
 from shanju.donations.models import Donation, DonationStatus
 from shanju.ledger import service as ledger
@@ -284,6 +284,7 @@ class _Seeder:
         self.give_covers(projects)
         self.insert_donations(donations)
         self.post_refunds(donations)
+        self.report_a_message()
         self.create_updates_and_usages(projects)
         self.create_complaints(projects)
         self.approve_payment_routes()
@@ -305,19 +306,25 @@ class _Seeder:
         """A live 99公益日 (sponsors, pools, enrolled projects) and today's gifts so far,
         through the giving-day engine's batch code. A seed dated in the past (a fixed clock)
         has no live giving day: campaigns cannot start in the past."""
-        from shanju.demo import campaign, crowd
+        from shanju.demo import campaign
+
+        planned = self.plan.giving_day_gifts
+        reported = 0
+
+        def advance(n: int) -> None:
+            nonlocal reported
+            reported += n
+            self.progress(n, "giving day")
 
         today = self.now.astimezone(CHINA_TZ).date()
-        if today < today_cn():
-            return
-
-        admin = self.session.get(User, self.admin_id)
-        campaign.seed_campaign(self.session, actor=admin, today=today)
-        results = crowd.seed_gifts(
-            self.session, gifts=self.plan.giving_day_gifts, rng=self.rng, now=self.now,
-            progress=lambda n: self.progress(n, "giving day"),
-        )
-        self.report.giving_day_gifts = len(results)
+        if today >= today_cn():
+            admin = self.session.get(User, self.admin_id)
+            campaign.seed_campaign(self.session, actor=admin, today=today)
+            results = crowd.seed_gifts(self.session, gifts=planned, rng=self.rng, now=self.now,
+                                       progress=advance)
+            self.report.giving_day_gifts = len(results)
+        # The progress bar counts the planned gifts, given or (no live giving day) not.
+        advance(planned - reported)
 
     def approve_payment_routes(self) -> None:
         """Every approved organization's WeChat Pay and Alipay accounts, submitted by its
@@ -350,13 +357,16 @@ class _Seeder:
         self.demo_donor_id = ids[0]
         self.admin_id = ids[-1]
         self.reviewer_id = ids[1]
+        # Every gift of the demo is the simulated crowd's, given as its own accounts (no
+        # password signs in as them): the demo donor a newcomer signs in as has given nothing.
         donor_rows = [
-            self.user_row(f"donor{i:04d}@demo.shanju.org", self.person_name(), Role.DONOR,
-                          province=self.province() if self.rng.random() < 0.95 else None)
+            {**self.user_row(crowd.crowd_email(f"donor{i:04d}"), self.person_name(), Role.DONOR,
+                             province=self.province() if self.rng.random() < 0.95 else None),
+             "password_hash": crowd.CROWD_PASSWORD_HASH}
             for i in range(1, self.plan.donor_users)
         ]
         donor_ids = self.insert_returning_ids(User, donor_rows)
-        self.donors: list[tuple[int, str, str | None]] = [(ids[0], "李明", "北京")] + [
+        self.donors: list[tuple[int, str, str | None]] = [
             (uid, str(row["display_name"]), row["province"])
             for uid, row in zip(donor_ids, donor_rows, strict=True)
         ]
@@ -400,6 +410,7 @@ class _Seeder:
             staff_rows.append(self.user_row(email, name, Role.ORG_STAFF,
                                             province=org.row["province"]))
         staff_ids = self.insert_returning_ids(User, staff_rows)
+        self.org_staff_id = staff_ids[0]  # org@demo.shanju.org
         for org, staff_id in zip(orgs, staff_ids, strict=True):
             org.staff_id = staff_id
             org.row["created_by_id"] = staff_id
@@ -659,10 +670,9 @@ class _Seeder:
                 amount = rng.randint(1, 300) * 100
             else:
                 amount = rng.choices(amounts, amount_weights)[0]
-            # Every gift has a signed-in donor, as through the real flow; some donors show a
-            # nickname instead of their name.
-            donor_id, name, province = (self.donors[0] if i % 997 == 0
-                                        else rng.choice(self.donors))
+            # Every gift has a signed-in donor (one of the crowd's accounts), as through the
+            # real flow; some donors show a nickname instead of their name.
+            donor_id, name, province = rng.choice(self.donors)
             if rng.random() < 0.3:
                 name = rng.choice(data.NICKNAMES)
             plans.append(_DonationPlan(
@@ -670,11 +680,7 @@ class _Seeder:
                 province=province, anonymous=rng.random() < 0.1,
                 message=rng.choice(data.MESSAGES) if rng.random() < 0.12 else "",
             ))
-        # The demo donor's "my donations" page should have a few gifts on it.
-        fundraising = [gift for gift in plans
-                       if gift.project.row["status"] == ProjectStatus.FUNDRAISING]
-        for gift in fundraising[-5:]:
-            gift.donor_id, gift.name, gift.province = self.donors[0]
+        self.plan_moderation_examples(plans)
         # A few refunds, from gifts at least a day old to projects still raising money.
         candidates = [gift for gift in plans if gift.at < self.now - dt.timedelta(days=1)
                       and gift.project.row["status"] in (ProjectStatus.FUNDRAISING,
@@ -689,6 +695,26 @@ class _Seeder:
                 gift.project.fund_fen += gift.amount_fen
                 gift.project.donations += 1
         return plans
+
+    def plan_moderation_examples(self, plans: list[_DonationPlan]) -> None:
+        """Two messages for org@'s review queue (/console/messages): one the word list holds
+        (an advertisement), one a visitor reported (written after the donations)."""
+        own = [p for p in plans if p.project.org.staff_id == self.org_staff_id
+               and p.project.row["status"] == ProjectStatus.FUNDRAISING and p.message]
+        if len(own) >= 2:
+            own[-1].message = "需要代开发票的加我微信"
+            self.reported_gift = own[-2]
+
+    def report_a_message(self) -> None:
+        """A visitor reported one message to org@'s projects (see plan_moderation_examples)."""
+        from shanju.moderation.models import MessageReport, ReportReason
+
+        gift = getattr(self, "reported_gift", None)
+        if gift is not None:
+            self.session.add(MessageReport(
+                gift_id=gift.public_id, project_id=gift.project.id,
+                reporter_key="a" + b"demo-visitor".hex(), reason=ReportReason.OTHER,
+                created_at=self.now - dt.timedelta(hours=3)))
 
     def set_goals(self, projects: list[_ProjectPlan]) -> None:
         for p in projects:

@@ -45,6 +45,7 @@ from shanju.core.clock import CHINA_TZ
 from shanju.core.security import hash_password, token_hash
 from shanju.demo import data
 from shanju.demo import summit_data as sd
+from shanju.demo.crowd import CROWD_DOMAIN
 from shanju.organizations import uscc
 from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.summit.models import (
@@ -504,7 +505,9 @@ class _SummitSeeder:
         waiting_rows = self.org_rows(n_pending + n_rejected, offset=n_orgs, pending=True)
         org_ids = self.ids(Organization, approved_rows + waiting_rows)
         self.report.organizations = len(org_ids)
-        self.progress(len(org_ids) // 2)
+        # In units of the organizations asked for (the waiting ones ride along): the progress
+        # bar of the seed counts those.
+        self.progress(n_orgs // 2)
 
         # Who goes: (organization id, province, people, delegation status, note).
         delegations: list[tuple[int, str, int, RegistrationStatus, str]] = []
@@ -515,12 +518,13 @@ class _SummitSeeder:
             status = RegistrationStatus.REJECTED if k < n_rejected else RegistrationStatus.PENDING
             delegations.append((oid, row["province"], rng.randint(1, 3), status,
                                 rng.choice(sd.DELEGATION_NOTES)))
-        # The base demo's approved organizations send their staff member (org@… among them).
+        # The base demo's approved organizations send their staff member (org@… among them;
+        # not the giving-day crowd's simulated staff).
         base = [(int(uid), int(oid), str(province)) for uid, oid, province in self.session.execute(
             select(User.id, Organization.id, Organization.province)
             .join(Organization, Organization.id == User.organization_id)
             .where(Organization.status == OrgStatus.APPROVED, User.role == Role.ORG_STAFF,
-                   User.email != sd.HOST_EMAIL)
+                   User.email != sd.HOST_EMAIL, User.email.not_like(f"%@{CROWD_DOMAIN}"))
             .order_by(User.id)
         )]
 
@@ -624,7 +628,7 @@ class _SummitSeeder:
         if tickets:
             self.session.execute(update(SummitRegistration), tickets)
         self.report.registrations = len(registrations)
-        self.progress(len(org_ids) - len(org_ids) // 2)
+        self.progress(n_orgs - n_orgs // 2)
         self.demo_donor_id = demo_donor
         return people
 

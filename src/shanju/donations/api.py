@@ -23,6 +23,7 @@ from shanju.donations.schemas import (
     RefundRead,
 )
 from shanju.gifts import api as gifts_api
+from shanju.moderation import service as moderation
 from shanju.organizations import payment_routes
 from shanju.payments import service as payments
 from shanju.payments.providers import Providers
@@ -76,13 +77,21 @@ def create_donation(
     return _created(session=session, donation=donation, providers=providers)
 
 
+def _reads(session: Session, rows: list[Donation]) -> list[DonationRead]:
+    """Donations as their donor sees them: a hidden message left out (moderation)."""
+    views = moderation.views_of(session, [(d.public_id, d.message) for d in rows])
+    return [DonationRead.model_validate(d).model_copy(update={
+        "message": views[d.public_id].for_donor,
+        "message_status": views[d.public_id].status.value}) for d in rows]
+
+
 def _created(*, session: Session, donation: Donation, providers: Providers
              ) -> DonationCreated:
     intent = payments.get_intent(session=session, intent_id=donation.payment_intent_id)
     provider = providers.get(intent.provider)
     return DonationCreated.model_validate(
         {
-            **DonationRead.model_validate(donation).model_dump(),
+            **_reads(session, [donation])[0].model_dump(),
             "payment": PaymentRead(
                 intent_id=intent.id, provider=intent.provider, status=intent.status.value,
                 checkout_url=provider.checkout_url(intent.id),
@@ -103,7 +112,7 @@ def my_donations(
         session=session, donor_id=user.id, limit=limit, offset=offset
     )
     return DonationPage(
-        items=[DonationRead.model_validate(d) for d in rows], total=total, limit=limit,
+        items=_reads(session, rows), total=total, limit=limit,
         offset=offset,
     )
 

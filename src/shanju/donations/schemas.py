@@ -53,7 +53,12 @@ class DonationRead(BaseModel):
     amount_fen: int
     donor_name: str
     anonymous: bool
-    message: str
+    message: str = Field(description="The donor's message; empty if there is none or it was "
+                                     "hidden (see message_status).")
+    message_status: str = Field(
+        default="none",
+        description="none, shown (public), held (waits for the organization's review: only "
+                    "its donor sees it) or hidden (by the organization: shown to nobody).")
     province: str | None
     status: DonationStatus
     created_at: dt.datetime

@@ -24,6 +24,7 @@ from shanju.donations import service as donations
 from shanju.gifts import api as gifts_api
 from shanju.gifts import service as gifts
 from shanju.gifts import views as gift_views
+from shanju.moderation import service as moderation
 from shanju.organizations import payment_routes
 from shanju.payments import service as payments
 from shanju.projects import service as projects
@@ -138,8 +139,11 @@ def donation_page(public_id: str, request: Request, session: DbSession, viewer: 
     status = flows.intent_status(session=session, donation=donation)
     template = "donations/_status.html" if request.headers.get("hx-request") else \
         "donations/donation.html"
-    return render(request, template, {"donation": donation, "project": project,
-                                      "intent_status": status, "can_refund": can_refund})
+    return render(request, template, {
+        "donation": donation, "project": project, "intent_status": status,
+        "can_refund": can_refund,
+        "message_view": moderation.message_view(session, gift_id=donation.public_id,
+                                                text=donation.message)})
 
 
 @router.post("/donations/{public_id}/refund", dependencies=[CsrfChecked],

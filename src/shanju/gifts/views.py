@@ -36,6 +36,7 @@ from shanju.core.web import redirect, render, tr
 from shanju.donations.models import Donation
 from shanju.gifts import api as gifts_api
 from shanju.gifts import flows
+from shanju.moderation import service as moderation
 from shanju.payments import service as payments
 from shanju.payments.gateway import ActionKind, Channel
 from shanju.payments.models import IntentStatus, PaymentIntent
@@ -166,6 +167,10 @@ def order_page(order_id: str, request: Request, viewer: ReadViewer,
                    IntentStatus.REQUIRES_PAYMENT, IntentStatus.SUCCEEDED),
                "receipt_ref": (f"gift:{order_id}" if intent.campaign_id is not None
                                else f"donation:{donation.public_id}" if donation else ""),
+               # The gift's message is moderated under the gift's id (a donation's d_…).
+               "message_view": moderation.message_view(
+                   session, gift_id=donation.public_id if donation else order_id,
+                   text=intent.message),
                "self_url": gifts_api.order_page_url(request, intent)}
         template = "gifts/_order_status.html" if request.headers.get("hx-request") \
             else "gifts/order.html"

@@ -19,6 +19,7 @@ from shanju.core.errors import InvalidInput
 from shanju.core.files import Attachment
 from shanju.core.masking import mask_name
 from shanju.gifts import service as gifts
+from shanju.moderation import service as moderation
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
 from shanju.projects import schemas
@@ -370,8 +371,11 @@ def list_project_donations(project_id: DbId, session: DbSession, viewer: Viewer,
                                            viewer=viewer)
     rows, total = gifts.list_project_gifts(session=session, project_id=project.id,
                                            limit=limit, offset=offset)
+    shown = moderation.public_messages(session, rows)  # held and hidden messages left out
     return schemas.PublicDonationPage(
-        items=[schemas.PublicDonationRead(donor=mask_name(d.donor_name, anonymous=d.anonymous),
-                                          amount_fen=d.amount_fen, message=d.message,
+        items=[schemas.PublicDonationRead(gift_id=d.public_id,
+                                          donor=mask_name(d.donor_name, anonymous=d.anonymous),
+                                          amount_fen=d.amount_fen,
+                                          message=shown.get(d.public_id, ""),
                                           paid_at=d.paid_at) for d in rows],
         total=total, limit=limit, offset=offset)

@@ -169,9 +169,11 @@ class FundUsageRead(BaseModel):
 class PublicDonationRead(BaseModel):
     """A paid gift as the public sees it: the name masked, no contact details."""
 
+    gift_id: str = Field(description="The gift's public id (to report its message).")
     donor: str = Field(description="Masked display name, or 爱心人士 for anonymous gifts.")
     amount_fen: int
-    message: str
+    message: str = Field(description="The donor's message; empty when there is none, or "
+                                     "while it waits for review, or when it was hidden.")
     paid_at: dt.datetime | None
 
 

@@ -31,6 +31,7 @@ from shanju.core.web import login_url, read_uploads, redirect, render, tr
 from shanju.donations import service as donations
 from shanju.gifts import service as gifts
 from shanju.gifts import views as gift_views
+from shanju.moderation import service as moderation
 from shanju.organizations import payment_routes
 from shanju.organizations import service as organizations
 from shanju.projects import service as projects
@@ -132,6 +133,8 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
                                            viewer=viewer)
     ctx = _detail_context(session, project)
     ctx["donations"] = gifts.recent_gifts(session=session, project_id=project.id, limit=20)
+    # Donors' messages as everyone may see them: held and hidden ones are left out.
+    ctx["shown_messages"] = moderation.public_messages(session, ctx["donations"])
     ctx["campaign_matches"] = campaigns_live.project_match_status(session=session,
                                                                   project_id=project.id)
     try:
@@ -340,6 +343,8 @@ def _console_project(request: Request, session: Session, user: User, project: Pr
         "reportable": project.status in projects.REPORTABLE_STATUSES,
         "fund_balance": projects.fund_balance(session=session, project=project),
         "donation_rows": rows, "donation_total": total, "page": page,
+        # Held and hidden messages are not shown here (the review queue has them).
+        "message_views": moderation.views_of(session, [(d.public_id, d.message) for d in rows]),
         "pages": max(1, -(-total // PAGE_SIZE)),
         "error": error, "error_message": tr(request, error.message) if error else None,
         "error_form": form, "values": values or {},
