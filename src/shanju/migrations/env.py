@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection, Engine, create_engine
 
@@ -9,6 +12,17 @@ from shanju.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+# Search indexes no model describes (revision 0013, ADR 0032): SQLite's FTS5 tables (and their
+# shadow tables) and PostgreSQL's trigram expression indexes. Autogenerate must not propose to
+# drop them.
+_NOT_MODELS = {"table": re.compile(r"^[a-z_]+_fts(_[a-z]+)?$"),
+               "index": re.compile(r"^ix_[a-z_]+_search_trgm$")}
+
+
+def include_name(name: str | None, type_: str, _parents: Any) -> bool:
+    """Leave the search indexes out of autogenerate's comparison."""
+    pattern = _NOT_MODELS.get(type_)
+    return not (pattern is not None and name is not None and pattern.match(name))
 
 
 def run_migrations_online() -> None:
@@ -29,6 +43,7 @@ def run_migrations_online() -> None:
                 target_metadata=target_metadata,
                 render_as_batch=sqlite,
                 compare_type=True,
+                include_name=include_name,
             )
             with context.begin_transaction():
                 context.run_migrations()

@@ -9,16 +9,13 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
-from shanju.core import regions
 from shanju.core.clock import today_cn
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, Reviewer, Viewer
-from shanju.core.errors import InvalidInput
 from shanju.organizations import payment_routes, service
 from shanju.organizations.models import Organization, PaymentRoute, RouteStatus
 from shanju.organizations.schemas import (
     OrganizationCreate,
-    OrganizationPage,
     OrganizationRead,
     OrganizationReviewRead,
     PaymentRoutePage,
@@ -54,27 +51,6 @@ def _read_for(org: Organization, viewer: User | None) -> OrganizationRead:
     if viewer is not None and (viewer.is_reviewer or service.can_manage(org, viewer)):
         return to_review_read(org)
     return to_read(org)
-
-
-@router.get("/organizations", response_model=OrganizationPage,
-            summary="List approved organizations")
-def list_organizations(
-    session: DbSession,
-    province: str = "",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> OrganizationPage:
-    """Approved organizations, optionally of one province (short or full Chinese name)."""
-    chosen = None
-    if province:
-        chosen = regions.normalize_province(province)
-        if chosen is None:
-            raise InvalidInput("Unknown province.", code="invalid_province", field="province")
-    orgs, total = service.list_public(
-        session=session, province=chosen, page=page, per_page=per_page
-    )
-    return OrganizationPage(items=[to_read(o) for o in orgs], total=total, page=page,
-                            per_page=per_page)
 
 
 @router.get(

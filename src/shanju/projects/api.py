@@ -23,7 +23,7 @@ from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
 from shanju.projects import schemas
 from shanju.projects import service as projects
-from shanju.projects.models import FundUsage, Project, ProjectStatus, ProjectUpdate
+from shanju.projects.models import FundUsage, Project, ProjectUpdate
 
 router = APIRouter(tags=["projects"])
 
@@ -77,29 +77,6 @@ def _detail(session: Session, project: Project) -> schemas.ProjectRead:
 def _attachment_read(a: Attachment) -> schemas.AttachmentRead:
     return schemas.AttachmentRead(id=a.id, filename=a.filename, content_type=a.content_type,
                                   size=a.size, url=f"/files/{a.id}")
-
-
-@router.get("/projects", response_model=schemas.ProjectPage, summary="List public projects")
-def list_projects(
-    session: DbSession,
-    province: str | None = None,
-    category: str | None = None,
-    organization_id: DbId | None = None,
-    status: Annotated[list[ProjectStatus] | None, Query()] = None,
-    limit: Limit = 20,
-    offset: Offset = 0,
-) -> schemas.ProjectPage:
-    """Projects in public states, fundraising first, with raised totals."""
-    items, total = projects.list_public_projects(
-        session=session, province=province, category=category,
-        organization_id=organization_id,
-        status_in=status or projects.LISTED_STATUSES, limit=limit, offset=offset)
-    orgs = organizations.organizations_by_id(
-        session=session,
-        ids=[i.project.organization_id for i in items] + [i.project.recipient_org_id
-                                                          for i in items])
-    return schemas.ProjectPage(items=[project_read(i, orgs=orgs) for i in items], total=total,
-                               limit=limit, offset=offset)
 
 
 @router.get("/projects/{project_id}", response_model=schemas.ProjectRead,
