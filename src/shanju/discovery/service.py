@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, Subquery, and_, case, exists, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from shanju.campaigns import service as campaigns
@@ -329,26 +329,25 @@ def check_org_query(*, q: str | None = None, province: str | None = None,
                     on=on or today_cn())
 
 
-def _listed_projects() -> ColumnElement[int]:
-    """Per organization: its listed projects, as publisher or as the recipient of the funds."""
-    listed = Project.status.in_(projects.LISTED_STATUSES)
-    links = union_all(
+def _listed_links(*, category: str | None = None) -> Subquery:
+    """``(org_id, project_id)``: each listed project with its publisher, and with the
+    organization receiving its funds when that is another one."""
+    listed: list[ColumnElement[bool]] = [Project.status.in_(projects.LISTED_STATUSES)]
+    if category:
+        listed.append(Project.category == category)
+    return union_all(
         select(Project.organization_id.label("org_id"), Project.id.label("project_id"))
-        .where(listed),
+        .where(*listed),
         select(Project.recipient_org_id.label("org_id"), Project.id.label("project_id"))
-        .where(listed, Project.recipient_org_id != Project.organization_id),
+        .where(*listed, Project.recipient_org_id != Project.organization_id),
     ).subquery()
-    return (select(func.count()).select_from(links)
-            .where(links.c.org_id == Organization.id).scalar_subquery())
 
 
 def _has_listed_project(*, category: str | None = None) -> ColumnElement[bool]:
-    conditions = [Project.status.in_(projects.LISTED_STATUSES),
-                  or_(Project.organization_id == Organization.id,
-                      Project.recipient_org_id == Organization.id)]
-    if category:
-        conditions.append(Project.category == category)
-    return exists().where(*conditions)
+    # Not correlated: both databases compute the set once (a hash or a temporary index), not
+    # once per organization — the directory weighs thousands of organizations against it.
+    links = _listed_links(category=category)
+    return Organization.id.in_(select(links.c.org_id))
 
 
 def raises_funds(on: dt.date) -> ColumnElement[bool]:
@@ -392,15 +391,19 @@ def _org_page(session: Session, query: OrgQuery, conditions: list[ColumnElement[
     dialect = search.dialect_of(session)
     total = session.scalar(
         select(func.count()).select_from(Organization).where(*conditions)) or 0
+    stmt = select(Organization).where(*conditions)
     order: list[ColumnElement[Any]] = []
     if query.terms:
         in_name = search.all_in(Organization.name, query.terms, dialect=dialect)
         order.append(case((in_name, 0), else_=1))
     if query.kind != "other":
-        order.append(_listed_projects().desc())
+        links = _listed_links()
+        counts = (select(links.c.org_id, func.count().label("n"))
+                  .group_by(links.c.org_id).subquery())
+        stmt = stmt.outerjoin(counts, counts.c.org_id == Organization.id)
+        order.append(func.coalesce(counts.c.n, 0).desc())
     rows = session.scalars(
-        select(Organization).where(*conditions)
-        .order_by(*order, Organization.id.asc())
+        stmt.order_by(*order, Organization.id.asc())
         .offset((max(page, 1) - 1) * per_page).limit(per_page))
     return list(rows), int(total)
 
@@ -439,13 +442,7 @@ def listed_project_counts(*, session: Session, organization_ids: Sequence[int]
     ids = list(set(organization_ids))
     if not ids:
         return {}
-    listed = Project.status.in_(projects.LISTED_STATUSES)
-    links = union_all(
-        select(Project.organization_id.label("org_id"), literal(1).label("one"))
-        .where(listed, Project.organization_id.in_(ids)),
-        select(Project.recipient_org_id.label("org_id"), literal(1).label("one"))
-        .where(listed, Project.recipient_org_id.in_(ids),
-               Project.recipient_org_id != Project.organization_id),
-    ).subquery()
-    rows = session.execute(select(links.c.org_id, func.count()).group_by(links.c.org_id))
+    links = _listed_links()
+    rows = session.execute(select(links.c.org_id, func.count())
+                           .where(links.c.org_id.in_(ids)).group_by(links.c.org_id))
     return {int(org_id): int(n) for org_id, n in rows}

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from alembic import context
 from sqlalchemy import Connection, Engine, create_engine
 
+from shanju.core.migrations import include_name
 from shanju.models import Base
 
 config = context.config
 target_metadata = Base.metadata
-# Search indexes no model describes (revision 0013, ADR 0032): SQLite's FTS5 tables (and their
-# shadow tables) and PostgreSQL's trigram expression indexes. Autogenerate must not propose to
-# drop them.
-_NOT_MODELS = {"table": re.compile(r"^[a-z_]+_fts(_[a-z]+)?$"),
-               "index": re.compile(r"^ix_[a-z_]+_search_trgm$")}
-
-
-def include_name(name: str | None, type_: str, _parents: Any) -> bool:
-    """Leave the search indexes out of autogenerate's comparison."""
-    pattern = _NOT_MODELS.get(type_)
-    return not (pattern is not None and name is not None and pattern.match(name))
 
 
 def run_migrations_online() -> None:
