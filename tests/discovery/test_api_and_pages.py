@@ -143,9 +143,9 @@ def test_the_directory_page_has_two_parts_with_search_and_filters(
 ) -> None:
     html = client.get("/organizations").text
     assert "云南青山公益基金会" in html and "峰会报名儿童协会" not in html
-    assert re.search(r'data-kind="fundraising" class="active" aria-current="page">募捐机构 '
+    assert re.search(r'data-kind="fundraising" class="active" aria-current="page">募捐组织 '
                      r'<span class="count">2</span>', html)
-    assert re.search(r'data-kind="other">其他登记机构 <span class="count">1</span>', html)
+    assert re.search(r'data-kind="other">其他登记组织 <span class="count">1</span>', html)
     assert f'href="/projects?organization_id={ids["yn"]}"' in html
     other = client.get("/organizations", params={"kind": "other", "q": "儿童"}).text
     assert "峰会报名儿童协会" in other and "云南青山公益基金会" not in other
