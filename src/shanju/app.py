@@ -162,7 +162,6 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.complaints import views as complaints_views
     from shanju.disclosure import api as disclosure_api
     from shanju.disclosure import views as disclosure_views
-    from shanju.discovery import api as discovery_api
     from shanju.discovery import views as discovery_views
     from shanju.donations import api as donations_api
     from shanju.donations import views as donations_views
@@ -205,7 +204,7 @@ def _include_routers(app: FastAPI) -> None:
         campaigns_gift_api,
         accounts_api, organizations_api, projects_api, donations_api, payments_api, gifts_api,
         complaints_api, ledger_api, campaigns_api, campaigns_live_api,
-        transparency_api, disclosure_api, reconciliation_api, discovery_api,
+        transparency_api, disclosure_api, reconciliation_api,
         summit_registration_api, summit_api,
     ):
         app.include_router(api.router, prefix="/api/v1")

@@ -43,6 +43,8 @@ ORGANIZATION_INDEX = search.TextIndex(
     columns=(Organization.name, Organization.short_name, Organization.description),
     nullable=frozenset({"short_name"}))
 
+# The fields of work a list may be filtered by: the projects' categories.
+FIELDS: tuple[str, ...] = projects.CATEGORIES
 # The sorts of the project list, the first the default; labels for the pages.
 SORTS: dict[str, str] = {
     "recommended": N_("Recommended"),
