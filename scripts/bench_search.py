@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from shanju.app import create_app
 from shanju.bench import machine, percentiles
@@ -83,14 +83,19 @@ def _plans(database: Database) -> dict[str, list[str]]:
 
 
 def _explain(session: Any, stmt: Any, dialect: str) -> list[str]:
-    """The plan of ``stmt`` with its parameters bound as the application binds them."""
-    compiled = stmt.compile(dialect=session.get_bind().dialect)
-    if dialect == "sqlite":
-        params: Any = tuple(compiled.params[k] for k in compiled.positiontup)
-        sql = "EXPLAIN QUERY PLAN " + str(compiled)
-    else:
-        params, sql = compiled.params, "EXPLAIN ANALYZE " + str(compiled)
-    rows = session.connection().exec_driver_sql(sql, params).all()
+    """The plan of ``stmt``, its parameters bound exactly as the application binds them."""
+    prefix = "EXPLAIN QUERY PLAN " if dialect == "sqlite" else "EXPLAIN ANALYZE "
+    conn = session.connection()
+
+    def explain(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+                _executemany: bool) -> tuple[str, Any]:
+        return prefix + statement, parameters
+
+    event.listen(conn, "before_cursor_execute", explain, retval=True)
+    try:
+        rows = conn.execute(stmt).cursor.fetchall()
+    finally:
+        event.remove(conn, "before_cursor_execute", explain)
     return [str(r[-1]) if dialect == "sqlite" else str(r[0]) for r in rows]
 
 
@@ -100,6 +105,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
     database = _database(args.db)
+    plans = _plans(database)
     settings = Settings(environment="test", database_url=database.url)
     results: dict[str, Any] = {}
     with TestClient(create_app(settings, database=database)) as client:
@@ -115,7 +121,7 @@ def main() -> None:
             results[path] = percentiles(samples)
     report = {"benchmark": "search", "database": database.engine.dialect.name,
               "requests_per_path": args.requests, "paths": results,
-              "plans": _plans(database), "machine": machine()}
+              "plans": plans, "machine": machine()}
     print(json.dumps(report, ensure_ascii=False, indent=1))  # noqa: T201 - the report
 
 

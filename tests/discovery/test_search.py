@@ -5,9 +5,10 @@ follows every edit in the same transaction."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from shanju.core import search
 from shanju.core.db import Database
 from shanju.core.errors import InvalidInput
 from shanju.core.search import parse_query
@@ -138,3 +139,40 @@ def test_bad_queries_are_refused_with_a_code(raw: str, code: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_query(raw)
     assert caught.value.code == code and caught.value.field == "q"
+
+
+def _plan(session: Session, stmt: object) -> str:
+    """The database's plan of ``stmt`` as the application binds it."""
+    conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+
+    def explain(*args: object) -> tuple[object, object]:
+        return prefix + str(args[2]), args[3]
+
+    event.listen(conn, "before_cursor_execute", explain, retval=True)
+    try:
+        rows = conn.execute(stmt).cursor.fetchall()  # type: ignore[call-overload]
+    finally:
+        event.remove(conn, "before_cursor_execute", explain)
+    return "\n".join(str(r[-1] if sqlite else r[0]) for r in rows)
+
+
+def test_the_indexes_answer_the_applications_own_queries(world: Database) -> None:
+    """The search's SQL is the one the indexes were built for: SQLite asks the FTS5 table,
+    PostgreSQL's trigram index matches the query's expression (the planner matches
+    expressions, so a changed one would silently scan)."""
+    with world.transaction(write=False) as s:
+        sqlite = s.get_bind().dialect.name == "sqlite"
+        if not sqlite:
+            # The demo's tables are small enough for a scan to win; ask whether the index
+            # can answer at all.
+            s.execute(text("SET LOCAL enable_seqscan = off"))
+        for index, table in ((discovery.PROJECT_INDEX, Project),
+                             (discovery.ORGANIZATION_INDEX, Organization)):
+            stmt = select(table.id).where(search.matches(index, "学校冬季", dialect=s.get_bind(
+            ).dialect.name))
+            plan = _plan(s, stmt)
+            name = table.__tablename__
+            expected = f"{name}_fts VIRTUAL TABLE INDEX" if sqlite else f"ix_{name}_search_trgm"
+            assert expected in plan, plan
