@@ -15,6 +15,7 @@ from shanju.core.db import Database
 from shanju.core.errors import InvalidInput
 from shanju.discovery import service as discovery
 from shanju.organizations.models import OrgStatus
+from shanju.projects import service as projects
 from shanju.projects.models import Project, ProjectStatus
 from tests.factories import make_campaign, make_org, make_project
 from tests.projects.helpers import paid_donation
@@ -65,6 +66,14 @@ def test_sorts_order_the_projects(db: Database) -> None:
                                              "无日期"]
         assert _titles(s, sort="most_donors") == ["无日期", "五成", "九成", "已结束", "已筹满",
                                                   "刚开始"]
+        # The cards' totals come with the order: the same as everywhere else.
+        for sort in ("nearly_there", "most_donors"):
+            query = discovery.check_project_query(session=s, sort=sort)
+            items, _ = discovery.search_projects(session=s, query=query)
+            again = projects.with_totals(session=s, projects=[i.project for i in items])
+            assert [(i.raised_fen, i.donations) for i in items] == [
+                (i.raised_fen, i.donations) for i in again]
+            assert items[0].raised_fen == 90_000 or sort == "most_donors"
         # Recommended: fundraising first, newest first within a state.
         assert _titles(s) == ["无日期", "刚开始", "已筹满", "五成", "九成", "已结束"]
         assert _titles(s, sort="recommended") == _titles(s)

@@ -18,7 +18,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Subquery, and_, case, exists, func, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Subquery,
+    and_,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from shanju.campaigns import service as campaigns
@@ -241,7 +252,7 @@ def search_projects(
     day = today or today_cn()
     conditions = _project_conditions(query, dialect=dialect)
     total = session.scalar(select(func.count()).select_from(Project).where(*conditions)) or 0
-    stmt = select(Project).where(*conditions)
+    stmt: Select[Any] = select(Project).where(*conditions)
     fundraising = Project.status == S.FUNDRAISING
     order: list[ColumnElement[Any]]
     if query.sort == "ending_soon":
@@ -250,15 +261,18 @@ def search_projects(
                  Project.ends_on.is_(None), Project.ends_on.asc()]
     elif query.sort in ("nearly_there", "most_donors"):
         totals = gifts.totals_by_project()
-        stmt = stmt.outerjoin(totals, totals.c.project_id == Project.id)
         raised = func.coalesce(totals.c.raised, 0)
+        count = func.coalesce(totals.c.gifts, 0)
+        # The totals the order needs are the cards' too: no second sum for the page.
+        stmt = stmt.add_columns(raised, count).outerjoin(
+            totals, totals.c.project_id == Project.id)
         if query.sort == "nearly_there":
             # Basis points in integer arithmetic (the same in both databases).
             share = raised * 10_000 / Project.goal_fen
             order = [case((and_(fundraising, raised < Project.goal_fen), 0), else_=1),
                      _status_order(), share.desc()]
         else:
-            order = [func.coalesce(totals.c.gifts, 0).desc()]
+            order = [count.desc()]
     elif query.sort == "newest":
         order = [Project.starts_on.is_(None), Project.starts_on.desc()]
     else:
@@ -267,7 +281,11 @@ def search_projects(
             in_title = search.all_in(Project.title, query.terms, dialect=dialect)
             order.append(case((in_title, 0), else_=1))
         order.append(Project.featured.desc())
-    rows = session.scalars(stmt.order_by(*order, Project.id.desc()).limit(limit).offset(offset))
+    stmt = stmt.order_by(*order, Project.id.desc()).limit(limit).offset(offset)
+    if query.sort in ("nearly_there", "most_donors"):
+        return [projects.ProjectListing(project=p, raised_fen=int(r), donations=int(n))
+                for p, r, n in session.execute(stmt)], int(total)
+    rows = session.scalars(stmt)
     return projects.with_totals(session=session, projects=list(rows)), int(total)
 
 
