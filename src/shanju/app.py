@@ -16,17 +16,19 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shanju import __version__
+from shanju.accounts.sms import sms_sender_for
 from shanju.campaigns.checkout import OrderCallbackLane, engine_lifespan
 from shanju.campaigns.orders import OrderSigner
 from shanju.campaigns.pages import LiveStreamLane
 from shanju.core import headers, i18n
+from shanju.core.clock import utcnow
 from shanju.core.config import Settings, get_settings
 from shanju.core.db import Database, Timeouts, WriteLockTimeout
 from shanju.core.deps import CsrfChecked
 from shanju.core.errors import Conflict, DatabaseBusy, DomainError, InvalidInput, NotFound
 from shanju.core.i18n import N_
 from shanju.core.logging import configure_logging
-from shanju.core.mail import LogMailer
+from shanju.core.mail import mailer_for
 from shanju.core.ratelimit import RateLimiter
 from shanju.core.web import (
     CSRF_COOKIE,
@@ -109,7 +111,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.engine = None  # started by engine_lifespan (or on first use without one)
     app.state.orders = OrderSigner(settings.secret_key)
     app.state.ratelimiter = RateLimiter(settings.rate_limit_url)
-    app.state.mailer = LogMailer()  # no SMTP yet: messages go to the log (core/mail.py)
+    app.state.mailer = mailer_for(settings)  # SMTP if configured, else the log (core/mail.py)
+    # Where SMS codes go (accounts/sms.py): Alibaba Cloud SMS if configured, else the log
+    # outside production, else none (phone sign-in off).
+    app.state.sms = sms_sender_for(settings)
+    # The accounts' clock (links' and codes' expiry): a test moves it instead of waiting.
+    app.state.clock = utcnow
 
     _install_middleware(app, settings)
     # Outermost: the giving day's payment callbacks skip the page middleware (see checkout),

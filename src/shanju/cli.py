@@ -119,9 +119,15 @@ def main(
 # --- demo ----------------------------------------------------------------------------------
 
 
+def demo_upload_dir(db_path: Path) -> Path:
+    """Where the demo keeps its uploads (its projects' covers): beside its database."""
+    return db_path.resolve().parent / "uploads"
+
+
 def prepare_demo(db_path: Path, *, reset: bool = False, scale: float = 1.0) -> Database:
     """Migrate the demo database and seed it if it is empty; return it ready to serve."""
     db_path = db_path.resolve()
+    upload_dir = demo_upload_dir(db_path)
     if reset:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
@@ -133,6 +139,7 @@ def prepare_demo(db_path: Path, *, reset: bool = False, scale: float = 1.0) -> D
     if not empty:
         console.print(f"Reusing the demo data in [bold]{db_path}[/] (use --reset to start over).")
         _approve_demo_payment_routes(database)
+        _give_demo_covers(database, upload_dir)
         return database
     plan = demo_seed.Plan.for_scale(scale)
     started = time.perf_counter()
@@ -147,7 +154,8 @@ def prepare_demo(db_path: Path, *, reset: bool = False, scale: float = 1.0) -> D
             progress.update(task, advance=steps, description=STAGES.get(stage, stage))
 
         with database.transaction() as session:
-            report = demo_seed.seed(session, scale=scale, progress=advance)
+            report = demo_seed.seed(session, scale=scale, progress=advance,
+                                    upload_dir=upload_dir)
     console.print(
         f"Seeded {report.organizations} organizations, {report.projects} projects and "
         f"{report.donations:,} donations ({format_fen(report.raised_fen, 'zh_CN')} raised) "
@@ -182,6 +190,16 @@ def _approve_demo_payment_routes(database: Database) -> None:
     console.print(f"Approved {added} payment routes of the demo organizations.")
 
 
+def _give_demo_covers(database: Database, upload_dir: Path) -> None:
+    """A demo seeded before it drew covers, or whose uploads were deleted: draw them."""
+    from shanju.demo import covers
+
+    with database.transaction() as session:
+        given = covers.do_give_missing_covers(session=session, upload_dir=upload_dir)
+    if given:
+        console.print(f"Drew covers for {given} demo projects.")
+
+
 def print_demo_accounts() -> None:
     """Print the demo accounts and their shared password."""
     table = Table(title="Demo accounts", title_justify="left")
@@ -211,21 +229,34 @@ def demo(
     # Links, QR codes and the transparency log's origin name the address actually served.
     os.environ.setdefault("SHANJU_BASE_URL", f"http://{host}:{port}")
     get_settings.cache_clear()
-    settings = Settings(environment="development", database_url=database.url)
+    settings = Settings(environment="development", database_url=database.url,
+                        upload_dir=demo_upload_dir(db))
     print_demo_accounts()
     _warn_if_holiday_calendar_runs_out()
     from shanju.app import create_app
+    from shanju.core.mailsink import MailSink
+    from shanju.demo import accounts as demo_accounts
     from shanju.demo import payments as demo_payments
 
+    # Email goes over SMTP to a local sink; SMS codes to Alibaba Cloud SMS emulated by this
+    # server (docs/accounts.md).
+    sink = MailSink().start()
+    settings = demo_accounts.with_mail_sink(settings, sink)
     application = create_app(settings, database=database)
     # WeChat Pay and Alipay, emulated by this very server: the real gateways talk to it.
     demo_payments.attach(application, key_dir=db.resolve().parent / demo_payments.KEY_DIR,
                          url=demo_payments.server_url(host, port))
+    demo_accounts.attach(application, url=demo_payments.server_url(host, port), sink=sink)
     served = f"http://{host}:{port}"
     console.print(
         "Gifts pay through WeChat Pay and Alipay emulated by this server (docs/payments.md); "
         f"their orders: {served}{demo_payments.WECHATPAY_PATH}/emulator/orders and "
         f"{served}{demo_payments.ALIPAY_PATH}/emulator/state", soft_wrap=True)
+    console.print(
+        f"Emails go over SMTP to a local mail sink on {sink.host}:{sink.port}: read them at "
+        f"{served}{demo_accounts.MAILBOX_PATH}. SMS codes (sign in with a phone) go to Alibaba "
+        f"Cloud SMS emulated by this server: {served}{demo_accounts.SMS_INBOX_PATH}",
+        soft_wrap=True)
     console.print(f"Serving the demo on [bold]http://{host}:{port}[/] — Ctrl+C stops it.")
     donors = None
     if crowd:
@@ -241,6 +272,7 @@ def demo(
     finally:
         if donors is not None:
             donors.stop()
+        sink.stop()
 
 
 def _warn_if_holiday_calendar_runs_out() -> None:

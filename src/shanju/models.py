@@ -3,7 +3,7 @@
 from shanju.accounts import models as accounts_models
 from shanju.campaigns import models as campaigns_models
 from shanju.complaints import models as complaints_models
-from shanju.core import audit, files, mail
+from shanju.core import audit, files, images, mail
 from shanju.core.db import Base
 from shanju.donations import models as donations_models
 from shanju.ledger import models as ledger_models
@@ -22,6 +22,7 @@ __all__ = [
     "complaints_models",
     "donations_models",
     "files",
+    "images",
     "ledger_models",
     "mail",
     "organizations_models",

@@ -38,7 +38,8 @@ def test_the_demo_donor_pays_and_sees_the_receipts_verified(
     js_errors: list[str],
 ) -> None:
     with live_server.database.transaction() as session:
-        demo_seed.seed(session, scale=0.1)  # today: with the live giving day
+        # Today: with the live giving day.
+        demo_seed.seed(session, scale=0.1, upload_dir=live_server.settings.upload_dir)
     with live_server.database.transaction(write=False) as session:
         enrolled = select(Enrolment.project_id)
         plain = session.scalar(

@@ -205,6 +205,11 @@ def test_demo_seeds_once_then_reuses_the_data(
     # ... and the emulated WeChat Pay knows their sub-merchants from the start.
     mounted = {r.path: r for r in no_uvicorn[1][0].routes if isinstance(r, Mount)}
     assert len(mounted["/emulators/wechatpay"].app.state.emulator.sub_merchants) == routes // 2
+    # Email goes over SMTP to the demo's mail sink, SMS codes to the emulated Alibaba Cloud.
+    assert "/emulators/aliyun-sms" in mounted
+    assert "local mail sink" in second.output and "/emulators/aliyun-sms/emulator/inbox" in \
+        second.output
+    assert no_uvicorn[1][0].state.settings.smtp_host == "127.0.0.1"
 
     database = Database(f"sqlite:///{path}")
     with database.transaction(write=False) as session:

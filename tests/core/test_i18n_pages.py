@@ -126,7 +126,7 @@ def _sign_in(client: TestClient, db: Database, email: str) -> None:
 def _key_pages(client: TestClient, db: Database) -> list[str]:
     """Seed the demo and return the key pages' paths (the client ends signed in as donor)."""
     with db.transaction() as s:
-        seed(s, scale=0.02)
+        seed(s, scale=0.02, upload_dir=client.app.state.settings.upload_dir)  # type: ignore[attr-defined]
     with db.transaction(write=False) as s:
         fundraising = list(s.scalars(select(Project.id).where(
             Project.status == ProjectStatus.FUNDRAISING).order_by(Project.id)))

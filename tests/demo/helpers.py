@@ -45,7 +45,7 @@ def serve_demo(tmp: Path) -> Iterator[Demo]:
     database = Database(f"sqlite:///{tmp / 'demo.sqlite3'}")
     create_schema(database)
     with database.transaction() as session:
-        seed(session, scale=0.02, secret_key=SECRET)
+        seed(session, scale=0.02, secret_key=SECRET, upload_dir=tmp / "uploads")
     sock = free_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings(

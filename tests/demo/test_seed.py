@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
+from shanju.core import files, images
+from shanju.core.clock import utcnow
 from shanju.core.db import Database
+from shanju.core.images import ImageVariant
 from shanju.core.migrations import create_schema
+from shanju.demo import covers as covers_module
 from shanju.demo.seed import DEMO_ACCOUNTS, DEMO_PASSWORD, is_empty, seed
 from shanju.donations.models import Donation, DonationStatus
 from shanju.ledger import service as ledger
@@ -32,9 +39,10 @@ def _count(session, model, *where) -> int:  # type: ignore[no-untyped-def]
     return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
-def test_small_seed_is_consistent_and_covers_every_project_state(db: Database) -> None:
+def test_small_seed_is_consistent_and_covers_every_project_state(db: Database,
+                                                                tmp_path: Path) -> None:
     with db.transaction() as session:
-        report = seed(session, scale=0.02, now=NOW)
+        report = seed(session, scale=0.02, now=NOW, upload_dir=tmp_path)
 
     with db.transaction(write=False) as session:
         check = ledger.check(session)
@@ -84,9 +92,10 @@ def test_small_seed_is_consistent_and_covers_every_project_state(db: Database) -
         assert all(b >= 0 for b in balances)
 
 
-def test_seeded_organizations_and_demo_accounts_are_usable(db: Database) -> None:
+def test_seeded_organizations_and_demo_accounts_are_usable(db: Database,
+                                                           tmp_path: Path) -> None:
     with db.transaction() as session:
-        seed(session, scale=0.02, now=NOW)
+        seed(session, scale=0.02, now=NOW, upload_dir=tmp_path)
     with db.transaction(write=False) as session:
         orgs = list(session.scalars(select(Organization)))
         warnings = [o for o in orgs if uscc.validate(o.uscc).warning]
@@ -120,7 +129,7 @@ def test_seed_is_deterministic(tmp_path: Path) -> None:
         database = Database(f"sqlite:///{tmp_path / name}")
         create_schema(database)
         with database.transaction() as session:
-            seed(session, scale=0.02, now=NOW)
+            seed(session, scale=0.02, now=NOW, upload_dir=tmp_path / "uploads")
         with database.transaction(write=False) as session:
             rows = session.execute(
                 select(Project.title, func.coalesce(func.sum(Donation.amount_fen), 0))
@@ -133,13 +142,13 @@ def test_seed_is_deterministic(tmp_path: Path) -> None:
     assert titles("a.sqlite3") == titles("b.sqlite3")
 
 
-def test_seed_refuses_a_database_that_holds_data(db: Database) -> None:
+def test_seed_refuses_a_database_that_holds_data(db: Database, tmp_path: Path) -> None:
     with db.transaction() as session:
         make_user(session, role=Role.DONOR)
     with db.transaction() as session:
         assert not is_empty(session)
         with pytest.raises(RuntimeError, match="already holds data"):
-            seed(session, scale=0.02, now=NOW)
+            seed(session, scale=0.02, now=NOW, upload_dir=tmp_path)
     with db.transaction(write=False) as session:
         assert _count(session, User) == 1
         assert _count(session, Project) == 0
@@ -153,12 +162,13 @@ def test_demo_categories_are_the_projects_domain_categories() -> None:
     assert set(data.PROJECTS) <= set(CATEGORIES)
 
 
-def test_the_demo_giving_day_is_live_with_gifts_through_the_engine(db: Database) -> None:
+def test_the_demo_giving_day_is_live_with_gifts_through_the_engine(db: Database,
+                                                                   tmp_path: Path) -> None:
     from shanju.campaigns import check as campaigns_check
     from shanju.campaigns.models import Campaign, CampaignGift, CampaignStatus, MatchStatus
 
     with db.transaction() as session:
-        report = seed(session, scale=0.02)  # today: the giving day is live now
+        report = seed(session, scale=0.02, upload_dir=tmp_path)  # today: the giving day is live
 
     with db.transaction(write=False) as session:
         assert ledger.check(session).ok
@@ -188,3 +198,45 @@ def test_the_demo_giving_day_is_live_with_gifts_through_the_engine(db: Database)
         assert {"shared_payer", "too_fast", "staff_own_org"} <= reasons, reasons
         assert _count(session, CampaignGift,
                       CampaignGift.match_status == MatchStatus.HELD) >= 1
+
+
+def test_every_demo_project_has_a_drawn_cover_and_a_story(db: Database, tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    yesterday = utcnow() - dt.timedelta(days=1)  # in the past: no live giving day, quicker
+    with db.transaction() as session:
+        seed(session, scale=0.02, now=yesterday, upload_dir=uploads)
+
+    def cover_files(session: Session) -> list[Path]:
+        shas = session.scalars(
+            select(ImageVariant.sha256)
+            .join(Project, Project.cover_image_id == ImageVariant.attachment_id)).all()
+        return [files.path_for(uploads, sha) for sha in shas]
+
+    with db.transaction(write=False) as session:
+        projects = session.scalars(select(Project).order_by(Project.id)).all()
+        assert len(projects) >= 10 and {p.status for p in projects} == set(ProjectStatus)
+        covers = images.pictures(session=session,
+                                 attachment_ids=[p.cover_image_id for p in projects])
+        for project in projects:
+            assert project.cover_image_id in covers, project.title
+            cover = covers[project.cover_image_id]
+            assert cover.widths == (320, 640, 1280), project.title
+            assert (cover.width, cover.height) == (1280, 720)
+            assert project.title in cover.alt
+            assert project.story and "化名" in project.story
+        stored = cover_files(session)
+        assert len(stored) == 3 * len(projects)
+        for path in set(stored):
+            with Image.open(path) as im:
+                assert im.format == "WEBP" and not im.getexif()
+        # One drawing per design, shared by the projects written from the same text.
+        assert len(set(stored)) < len(stored)
+
+    # A demo whose uploads were deleted gets its covers drawn again on its next start.
+    shutil.rmtree(uploads)
+    with db.transaction() as session:
+        assert covers_module.do_give_missing_covers(session=session,
+                                                    upload_dir=uploads) == len(projects)
+    with db.transaction() as session:
+        assert all(path.is_file() for path in cover_files(session))
+        assert covers_module.do_give_missing_covers(session=session, upload_dir=uploads) == 0

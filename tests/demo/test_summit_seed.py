@@ -60,9 +60,11 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def test_the_seeded_summit_has_everything_the_demo_promises(db: Database) -> None:
+def test_the_seeded_summit_has_everything_the_demo_promises(db: Database,
+                                                            tmp_path: Path) -> None:
     with db.transaction() as session:
-        report = seed(session, scale=0.02, now=NOW, summit_organizations=3000)
+        report = seed(session, scale=0.02, now=NOW, summit_organizations=3000,
+                      upload_dir=tmp_path)
     assert report.summit_slug == "cics-2025"
 
     with db.transaction(write=False) as session:
@@ -212,12 +214,12 @@ def test_the_host_account_is_a_listed_demo_account() -> None:
     assert demo_summit.HOST_ACCOUNT[1] == Role.ORG_STAFF
 
 
-def test_seeding_twice_is_refused(db: Database) -> None:
+def test_seeding_twice_is_refused(db: Database, tmp_path: Path) -> None:
     with db.transaction() as session:
-        seed(session, scale=0.02, now=NOW, summit_organizations=30)
+        seed(session, scale=0.02, now=NOW, summit_organizations=30, upload_dir=tmp_path)
     with db.transaction() as session:
         with pytest.raises(RuntimeError, match="already holds data"):
-            seed(session, scale=0.02, now=NOW, summit_organizations=30)
+            seed(session, scale=0.02, now=NOW, summit_organizations=30, upload_dir=tmp_path)
         with pytest.raises(RuntimeError, match="already seeded"):
             demo_summit.seed_summit(session, now=NOW, organizations=30)
     with db.transaction(write=False) as session:

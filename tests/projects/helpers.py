@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+from typing import Any
 
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,8 +24,18 @@ from shanju.payments.models import IntentStatus, PaymentIntent
 from shanju.projects.models import Project
 from tests.factories import make_user
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+
+def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48),
+                colour: tuple[int, int, int] = (200, 80, 60), **save: Any) -> bytes:
+    """A real picture of ``size`` in ``fmt`` (JPEG, PNG, WEBP), saved with ``save`` options
+    (e.g. ``exif=``)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+PNG = image_bytes("PNG")
+JPEG = image_bytes("JPEG")
 PDF = b"%PDF-1.7\n" + b"\x00" * 64
 
 

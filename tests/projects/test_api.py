@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import event, func, select
 
 from shanju.core import files
@@ -141,8 +143,12 @@ def test_updates_and_fund_usage_over_the_api(client: TestClient, db: Database) -
                          files=[("photos", ("a.png", PNG, "image/png"))])
     assert update.status_code == 201, update.text
     photo = update.json()["photos"][0]
-    assert photo["content_type"] == "image/png"
-    assert client.get(photo["url"]).content == PNG
+    # Stored re-encoded (WebP, metadata stripped) at its own width: 64 px, below 320.
+    assert photo["content_type"] == "image/webp"
+    assert photo["picture"]["widths"] == [64] and photo["picture"]["height"] == 48
+    served = client.get(photo["url"])
+    assert served.headers["content-type"] == "image/webp"
+    assert Image.open(io.BytesIO(served.content)).size == (64, 48)
     too_big = client.post(f"/api/v1/projects/{pid}/updates", headers=headers,
                           data={"title": "t", "body": "b"},
                           files=[("photos", ("big.png", PNG + b"0" * files.MAX_UPLOAD_BYTES,

@@ -107,7 +107,7 @@ def test_console_create_edit_submit_flow(client: TestClient, db: Database) -> No
         assert project.cover_image_id is not None
         cover_id = project.cover_image_id
     cover = client.get(f"/files/{cover_id}")
-    assert cover.status_code == 200 and cover.headers["content-type"] == "image/png"
+    assert cover.status_code == 200 and cover.headers["content-type"] == "image/webp"
     assert client.get("/console").status_code == 200
     edit = client.post(f"/console/projects/{pid}/edit", data={**form, "title": "新标题"},
                        follow_redirects=False)

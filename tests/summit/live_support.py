@@ -95,10 +95,12 @@ def make_world(database: Database, *, keywords: str = "", capacity: int | None =
                      a.id, b.id, m.id, web_sessions)
 
 
-def add_people(database: Database, world: World, n: int) -> list[int]:
-    """``n`` more people, each signed in with a browser session (their live tokens name it)."""
+def add_people(database: Database, world: World, n: int, *, role: Role = Role.DONOR
+               ) -> list[int]:
+    """``n`` more people, each signed in with a browser session (their live tokens name it);
+    reviewers (``role``) organize every summit, so they may join as moderators."""
     with database.transaction() as s:
-        users = [make_user(s) for _ in range(n)]
+        users = [make_user(s, role=role) for _ in range(n)]
         s.flush()
         for user in users:
             cookie = accounts.do_start_session(session=s, user=user)

@@ -8,9 +8,6 @@ database and talk over PostgreSQL LISTEN/NOTIFY. Redis and PostgreSQL are mandat
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,36 +16,9 @@ import pytest
 from shanju.core.db import Database
 from shanju.summit.broker import PostgresBroker, RedisBroker
 from tests.conftest import IN_CI
-from tests.summit.live_support import SECRET, Server, join, make_world
+from tests.summit.faults import ServerProcess, start_servers, stop_servers
+from tests.summit.live_support import Server, join, make_world
 from tests.summit.test_broker import REDIS_URL, _reachable
-
-SERVER = textwrap.dedent(
-    """
-    import socket, sys
-    from pathlib import Path
-    import uvicorn
-    from shanju.app import create_app
-    from shanju.core.config import Settings
-
-    database_url, broker_url, secret, tmp = sys.argv[1:5]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    settings = Settings(
-        environment="test", database_url=database_url, secret_key=secret,
-        base_url=f"http://127.0.0.1:{port}", summit_broker_url=broker_url, summit_tick_ms=50,
-        upload_dir=Path(tmp) / "uploads",
-        transparency_key_file=Path(tmp) / f"transparency-{port}.key",
-        transparency_checkpoint_seconds=0,
-    )
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, ws="websockets-sansio", lifespan="on",
-                                           log_level="warning"))
-    print(f"port {port}", flush=True)
-    server.run(sockets=[sock])
-    """
-)
 
 
 def broker_url_for(db: Database) -> str:
@@ -68,34 +38,19 @@ def broker_url_for(db: Database) -> str:
 @pytest.fixture
 def servers(db: Database, tmp_path: Path) -> Iterator[list[Server]]:
     broker = broker_url_for(db)
-    procs = [
-        subprocess.Popen(  # noqa: S603 - our own interpreter and script
-            [sys.executable, "-c", SERVER, db.url, broker, SECRET, str(tmp_path)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
+    procs = [ServerProcess(f"server{i}", database_url=db.url, broker_url=broker,
+                           directory=tmp_path) for i in range(2)]
     try:
-        running = []
-        for proc in procs:
-            assert proc.stdout is not None
-            line = proc.stdout.readline().strip()
-            if not line.startswith("port "):
-                proc.kill()
-                pytest.fail(f"a server did not start: {proc.communicate()[1][-3000:]}")
-            port = int(line.split()[1])
-            running.append(Server(url=f"ws://127.0.0.1:{port}/summit/live",
-                                  base=f"http://127.0.0.1:{port}", app=None, server=None))  # type: ignore[arg-type]
-        yield running
+        try:
+            start_servers(procs)
+        except RuntimeError as exc:
+            pytest.fail(f"a server did not start: {exc}")
+        yield [proc.as_server() for proc in procs]
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                _out, err = proc.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _out, err = proc.communicate()
-            assert "Traceback" not in err, err[-3000:]
+        stop_servers(procs)
+    for proc in procs:
+        err = proc.stderr()
+        assert "Traceback" not in err, err[-3000:]
 
 
 async def join_when_up(server: Server, token: str, room: str):  # type: ignore[no-untyped-def]

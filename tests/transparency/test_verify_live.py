@@ -141,7 +141,7 @@ def demo(site: Site) -> int:
     from shanju.demo import seed as demo_seed  # noqa: PLC0415 - only these tests need it
 
     with site.database.transaction() as session:
-        demo_seed.seed(session, scale=0.02)
+        demo_seed.seed(session, scale=0.02, upload_dir=site.settings.upload_dir)
     return checkpoints.parse_note(sign(site.database)).size
 
 

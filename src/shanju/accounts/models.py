@@ -29,7 +29,11 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(254), unique=True)
+    # None for an account made by signing in with a phone that has not added an email yet,
+    # and for a deleted account (its contact erased).
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    # A mainland mobile number in E.164 (``+8613800138000``), proven by an SMS code.
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
     display_name: Mapped[str] = mapped_column(String(60))
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[Role] = mapped_column(enum_column(Role), default=Role.DONOR)
@@ -40,6 +44,10 @@ class User(Base):
     locale: Mapped[str | None] = mapped_column(String(10))
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Set when the person deleted their account: the row stays, de-identified, so that the
+    # records the law keeps (donations, the audit log) still name the same account
+    # (docs/accounts.md, "Deleting an account").
+    deleted_at: Mapped[dt.datetime | None]
 
     @property
     def is_reviewer(self) -> bool:
@@ -119,3 +127,57 @@ class PendingSignup(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]
     confirmed_at: Mapped[dt.datetime | None]
+
+
+class PasswordReset(Base):
+    """A password reset asked for by email: the link carries a random token, the table its
+    hash. Used once; every reset of the account is spent when one of them is used."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
+class EmailChange(Base):
+    """A new email address waiting for its owner to open the link sent to it."""
+
+    __tablename__ = "email_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    new_email: Mapped[str] = mapped_column(String(254))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    confirmed_at: Mapped[dt.datetime | None]
+
+
+class CodePurpose(enum.StrEnum):
+    """What an SMS code proves possession of the phone for."""
+
+    SIGN_IN = "sign_in"
+    LINK = "link"        # add the phone to the signed-in account
+    DELETE = "delete"    # confirm deleting an account that has no password
+
+
+class PhoneCode(Base):
+    """A 6-digit code sent by SMS: only its keyed hash is kept; 5 minutes, 5 tries, once."""
+
+    __tablename__ = "phone_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    purpose: Mapped[CodePurpose] = mapped_column(enum_column(CodePurpose))
+    # The signed-in account a LINK or DELETE code was asked for (None for sign-in).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                                index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    spent_at: Mapped[dt.datetime | None]

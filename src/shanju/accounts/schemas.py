@@ -45,7 +45,9 @@ class UserRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    email: str
+    email: str | None = Field(description="None for an account made by signing in with a "
+                                            "phone that has not added an email yet.")
+    phone: str | None = Field(default=None, description="E.164, e.g. +8613800138000.")
     display_name: str
     role: Role
     province: str | None
@@ -100,3 +102,59 @@ class NotificationPage(BaseModel):
 
     items: list[NotificationRead]
     unread: int
+
+
+class PasswordResetRequest(BaseModel):
+    """Ask for a password reset link by email."""
+
+    email: SingleLine = Field(max_length=254, examples=["li.na@example.org"])
+
+
+class PasswordResetSent(BaseModel):
+    """The address was emailed: a link if it has an account, a notice if not."""
+
+    email: str
+    status: Literal["reset_link_sent"] = "reset_link_sent"
+
+
+class PasswordResetConfirm(BaseModel):
+    """The token of an emailed reset link and the new password."""
+
+    token: str = Field(max_length=100)
+    password: str = Field(max_length=256)
+
+
+class SmsCodeRequest(BaseModel):
+    """Send a sign-in code by SMS to a mainland mobile number."""
+
+    phone: SingleLine = Field(max_length=30, examples=["13800138000"])
+
+
+class SmsCodeSent(BaseModel):
+    """A code was sent (whether or not the number has an account)."""
+
+    phone: str = Field(description="The number, masked: 138****8000.")
+    expires_in: int = Field(description="Seconds the code works for.")
+
+
+class PhoneTokenCreate(BaseModel):
+    """Exchange a phone number and the SMS code sent to it for a personal API token; a number
+    without an account gets a new donor account."""
+
+    phone: SingleLine = Field(max_length=30)
+    code: str = Field(max_length=10)
+    name: SingleLine = Field(max_length=60, examples=["My phone"])
+
+
+class ProfileUpdate(BaseModel):
+    """Change the account's display name."""
+
+    display_name: SingleLine = Field(max_length=60)
+
+
+class AccountDelete(BaseModel):
+    """Confirm deleting the account: its password, or (an account without one) the code sent
+    with ``POST /me/delete/sms-code``."""
+
+    password: str = Field(default="", max_length=256)
+    code: str = Field(default="", max_length=10)

@@ -36,6 +36,21 @@ def _dummy_hash() -> str:
     return hash_password("not a real password, only for timing")
 
 
+# The password hash of an account without a password (made by signing in with a phone, or
+# deleted): no argon2 hash starts with "!", so no password ever verifies against it.
+NO_PASSWORD = "!"  # noqa: S105 - a marker, not a password
+
+
+def unusable_password() -> str:
+    """A password hash that nothing verifies against (random, so no two are equal)."""
+    return NO_PASSWORD + new_token(nbytes=16)
+
+
+def has_password(user: User) -> bool:
+    """Whether the account can sign in with a password."""
+    return not user.password_hash.startswith(NO_PASSWORD)
+
+
 def normalize_email(email: str) -> str:
     """Return the email as accounts are keyed by it (trimmed, lower case)."""
     return email.strip().lower()

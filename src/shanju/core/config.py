@@ -138,6 +138,25 @@ class Settings(BaseSettings):
     # (organization and enterprise staff, reviewers, admins) and donors.
     session_idle_minutes_staff: int = Field(default=30, ge=1)
     session_idle_minutes_donor: int = Field(default=7 * 24 * 60, ge=1)
+    # Email by SMTP (core/mail.py, ADR 0033). Without a host, emails are written to the log
+    # only (development and tests). ``smtp_security``: ``starttls`` (upgrade a plain
+    # connection, port 587), ``tls`` (TLS from the start, port 465) or ``none`` (a local relay).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    mail_from: str = "善举 <no-reply@localhost>"
+    # Sign-in by SMS code through Alibaba Cloud SMS (accounts/sms.py, ADR 0033): all four of
+    # the key id, its secret, the approved signature (签名) and the code template (模板 Code,
+    # with a ``${code}`` variable). Without them, phone sign-in is off in production and the
+    # codes are written to the log elsewhere.
+    sms_aliyun_access_key_id: str = ""
+    sms_aliyun_access_key_secret: str = ""
+    sms_aliyun_sign_name: str = ""
+    sms_aliyun_template_code: str = ""
+    sms_aliyun_endpoint: str = "https://dysmsapi.aliyuncs.com"
 
     @property
     def csp_media_origins(self) -> list[str]:

@@ -44,6 +44,11 @@ class Attachment(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Pictures only (core/images.py): the organization's description for people who cannot
+    # see it, and the size of the stored (largest) variant. None for other files.
+    alt_text: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    width: Mapped[int | None]
+    height: Mapped[int | None]
 
     __table_args__ = (Index("ix_attachments_owner", "owner_type", "owner_id"),)
 
@@ -123,12 +128,13 @@ def path_for(upload_dir: Path, sha256: str) -> Path:
     return upload_dir / sha256[:2] / sha256
 
 
-def _write_once(upload_dir: Path, sha256: str, data: bytes) -> None:
+def write_once(upload_dir: Path, sha256: str, data: bytes) -> None:
+    """Write ``data`` under its hash unless it is already there (atomically: a reader never
+    sees half a file)."""
     target = path_for(upload_dir, sha256)
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary file and rename, so a reader never sees half a file.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -154,7 +160,7 @@ def do_store_upload(
     digest = hashlib.sha256(upload.data).hexdigest()
     # The bytes may outlive a rolled-back transaction; being content-addressed they are
     # harmless and are reused by the next upload of the same file.
-    _write_once(upload_dir, digest, upload.data)
+    write_once(upload_dir, digest, upload.data)
     attachment = Attachment(
         owner_type=owner_type,
         owner_id=owner_id,
@@ -202,9 +208,10 @@ def get_attachment(*, session: Session, attachment_id: int) -> Attachment:
                       code="file_not_found")
 
 
-def read_bytes(upload_dir: Path, attachment: Attachment) -> bytes:
-    """Return the stored bytes of an attachment (NotFound if the file left the disk)."""
-    path = path_for(upload_dir, attachment.sha256)
+def read_bytes(upload_dir: Path, attachment: Attachment, *, sha256: str | None = None) -> bytes:
+    """Return the stored bytes of an attachment, or of its picture variant ``sha256``
+    (NotFound if the file left the disk)."""
+    path = path_for(upload_dir, sha256 or attachment.sha256)
     if not path.is_file():
         raise NotFound("No such file.", code="file_not_found")
     return path.read_bytes()

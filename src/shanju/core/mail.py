@@ -8,10 +8,13 @@ process dies after the commit. Delivery happens after the commit: the handler ca
 message still unsent and marks each sent. A message whose delivery fails stays unsent with
 its error (``attempts``, ``last_error``) for the next :func:`deliver_pending`.
 
-There is no SMTP yet. The one mailer is :class:`LogMailer` (development, tests and, until a
-real one exists, production): it writes each message to the log (``mail.sent``, with its text)
-and keeps the last ones in memory. An SMTP mailer will implement the same :class:`Mailer`
-protocol and drain the same outbox.
+Two mailers implement the :class:`Mailer` protocol and drain the same outbox:
+:class:`SmtpMailer` (the standard library's ``smtplib``, configured by ``SHANJU_SMTP_*``:
+host, port, STARTTLS or TLS, user, password, sender — ADR 0033), chosen by
+:func:`mailer_for` whenever ``SHANJU_SMTP_HOST`` is set; and :class:`LogMailer` otherwise
+(development and tests): it writes each message to the log (``mail.sent``, with its text) and
+keeps the last ones in memory. Tests and the demo run a local SMTP sink
+(:mod:`shanju.core.mailsink`) and point an :class:`SmtpMailer` at it.
 
 Messages are written in the recipient's language when queued (subject and body are finished
 text): the reader's locale is known then, and a message never changes once queued.
@@ -20,9 +23,14 @@ text): the reader's locale is known then, and a message never changes once queue
 from __future__ import annotations
 
 import datetime as dt
+import smtplib
+import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from sqlalchemy import String, Text, select
@@ -31,6 +39,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from shanju.core.clock import utcnow
 from shanju.core.db import Base, Database
 from shanju.core.events import on_commit
+
+if TYPE_CHECKING:
+    from shanju.core.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +90,79 @@ class LogMailer:
         self.sent.append(message)
         log.info("mail.sent", kind=message.kind, to=message.to, subject=message.subject,
                  body=message.body)
+
+
+class SmtpMailer:
+    """Delivers each message over SMTP (``smtplib``): one connection per message.
+
+    ``security``: ``starttls`` (a plain connection upgraded with STARTTLS before anything is
+    said, refused if the server does not offer it), ``tls`` (TLS from the first byte, port
+    465) or ``none`` (a relay on the same machine or network; never with a password over the
+    internet). Certificates are verified against the system's CAs unless ``ssl_context`` is
+    given (a test's own CA). A failure raises: the message stays in the outbox for the next
+    delivery (:func:`deliver_pending`).
+    """
+
+    def __init__(self, *, host: str, port: int, security: str = "starttls", user: str = "",
+                 password: str = "", sender: str, timeout: float = 10.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        if security not in ("starttls", "tls", "none"):
+            raise ValueError(f"unknown SMTP security: {security!r}")
+        self.host, self.port, self.security = host, port, security
+        self.user, self.password = user, password
+        self.sender = sender
+        self.timeout = timeout
+        self.ssl_context = ssl_context
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpMailer:
+        """The mailer ``SHANJU_SMTP_*`` and ``SHANJU_MAIL_FROM`` describe."""
+        return cls(host=settings.smtp_host, port=settings.smtp_port,
+                   security=settings.smtp_security, user=settings.smtp_user,
+                   password=settings.smtp_password, sender=settings.mail_from,
+                   timeout=settings.smtp_timeout_seconds)
+
+    def compose(self, message: Message) -> EmailMessage:
+        """The message as it goes on the wire (UTF-8 text; headers encoded per RFC 2047)."""
+        name, address = parseaddr(self.sender)
+        email = EmailMessage()
+        email["From"] = Address(display_name=name, addr_spec=address) if name else address
+        email["To"] = message.to
+        email["Subject"] = message.subject
+        email["Date"] = format_datetime(utcnow())
+        email["Message-ID"] = make_msgid(domain=address.rpartition("@")[2] or "localhost")
+        # What the message is (a sign-up link, a password reset, …): for the sinks' pages
+        # and for an operator's filters; it says nothing about the recipient.
+        email["X-Shanju-Kind"] = message.kind
+        email.set_content(message.body)
+        return email
+
+    def send(self, message: Message) -> None:
+        """Deliver ``message`` to the SMTP server, or raise."""
+        email = self.compose(message)
+        context = self.ssl_context or ssl.create_default_context()
+        client: smtplib.SMTP
+        if self.security == "tls":
+            client = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                      context=context)
+        else:
+            client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with client:
+            if self.security == "starttls":
+                client.starttls(context=context)  # raises if the server does not offer it
+            if self.user:
+                client.login(self.user, self.password)
+            client.send_message(email)
+
+
+def mailer_for(settings: Settings) -> Mailer:
+    """The mailer of ``settings``: SMTP when ``SHANJU_SMTP_HOST`` is set, else the log."""
+    if settings.smtp_host:
+        return SmtpMailer.from_settings(settings)
+    if settings.environment == "production":
+        log.warning("mail.no_smtp", hint="set SHANJU_SMTP_HOST: until then every email (sign-up "
+                    "links, password resets) is only written to the log")
+    return LogMailer()
 
 
 def queue(session: Session, *, to: str, subject: str, body: str, kind: str) -> OutboxMessage:

@@ -63,6 +63,21 @@ LIMITS: dict[str, Limit] = {
     # Sign-ups (page and API), per address: each sends an email (a campus or an event signs
     # up many people from one address).
     "signup.ip": Limit("signup.ip", 60, HOUR),
+    # Password reset emails (page and API): per address asked for, and per client address.
+    # Each sends an email, to an address the asker need not own.
+    "reset.account": Limit("reset.account", 5, HOUR),
+    "reset.ip": Limit("reset.ip", 30, HOUR),
+    # SMS codes (sign-in, adding a phone, confirming a deletion): per number as Alibaba Cloud
+    # limits code messages by default (one a minute, five an hour), and per client address.
+    # Each costs money and reaches someone's phone.
+    "sms.phone_minute": Limit("sms.phone_minute", 1, MINUTE),
+    "sms.phone": Limit("sms.phone", 5, HOUR),
+    "sms.ip": Limit("sms.ip", 20, HOUR),
+    # Wrong SMS codes, per client address (each code also dies after 5 wrong tries).
+    "code.ip": Limit("code.ip", 30, HOUR),
+    # Changes of email address (each sends two emails), per account.
+    "email_change.account": Limit("email_change.account", 5, HOUR),
+    "email_change.ip": Limit("email_change.ip", 30, HOUR),
     # Reports (举报), per signed-in user and per address.
     "complaint.user": Limit("complaint.user", 10, HOUR),
     "complaint.ip": Limit("complaint.ip", 30, HOUR),

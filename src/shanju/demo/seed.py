@@ -4,7 +4,8 @@ About 30 organizations across provinces, about 100 projects in every lifecycle s
 about 20,000 paid donations over the last 30 days (more in the evenings and on one giving
 day), with refunds, progress updates, fund-usage disclosures and a few complaints; the
 receiving organizations' WeChat Pay and Alipay accounts approved (``demo/payments.py``: the
-demo pays through the providers' emulators).
+demo pays through the providers' emulators). Every project has a cover drawn by
+``demo/covers.py`` and a beneficiary's story.
 
 Everything is planned in memory from one seeded :class:`random.Random` first, then written
 with bulk inserts. Money goes through :func:`shanju.ledger.service.post_many` exactly as the
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -155,13 +158,15 @@ def seed(
     progress: ProgressCallback | None = None,
     summit_organizations: int | None = None,
     secret_key: str | None = None,
+    upload_dir: Path | None = None,
 ) -> SeedReport:
     """Fill an empty database with demo data in the caller's transaction.
 
     ``summit_organizations`` overrides how many organizations register for the demo summit
     (the plan's count for ``scale`` by default; 3,000 at full scale). ``secret_key`` seals the
     organizations' Alipay authorization tokens (the environment's ``SHANJU_SECRET_KEY`` by
-    default: the one the demo serves with).
+    default: the one the demo serves with). The projects' cover pictures are written to
+    ``upload_dir`` (the environment's ``SHANJU_UPLOAD_DIR`` by default).
     """
     if not is_empty(session):
         raise RuntimeError("the database already holds data; seed only an empty one")
@@ -170,7 +175,8 @@ def seed(
         plan = dataclasses.replace(plan, summit_organizations=summit_organizations)
     return _Seeder(session, plan, random.Random(random_seed),  # noqa: S311
                    now or utcnow(), progress,
-                   secret_key=secret_key or get_settings().secret_key).run()
+                   secret_key=secret_key or get_settings().secret_key,
+                   upload_dir=upload_dir or get_settings().upload_dir).run()
 
 
 # --- the seeder ----------------------------------------------------------------------------
@@ -220,8 +226,10 @@ class _Seeder:
         progress: ProgressCallback | None,
         *,
         secret_key: str,
+        upload_dir: Path,
     ) -> None:
         self.session = session
+        self.upload_dir = upload_dir
         self.secret_key = secret_key
         self.plan = plan
         self.rng = rng
@@ -273,6 +281,7 @@ class _Seeder:
         donations = self.plan_donations(projects)
         self.set_goals(projects)
         self.insert_projects(projects)
+        self.give_covers(projects)
         self.insert_donations(donations)
         self.post_refunds(donations)
         self.create_updates_and_usages(projects)
@@ -513,6 +522,7 @@ class _Seeder:
                 fundraising_plan=plan_t,
                 created_by_id=owner.staff_id,
                 featured=False,
+                story=self.story(category, place, title),
             )
             popularity = min(self.rng.paretovariate(1.3), 25.0)
             projects.append(_ProjectPlan(row=row, org=owner, window=window,
@@ -531,6 +541,23 @@ class _Seeder:
         if recipient is not owner:
             text += f"\n\n本项目由具有公开募捐资格的{recipient.row['name']}开展公开募捐并接收善款。"
         return text
+
+    def story(self, category: str, place: str, title: str) -> str:
+        # Chosen by the title, not drawn from the seeded generator: adding stories changed no
+        # other demo data.
+        stories = data.STORIES.get(category, ())
+        if not stories:
+            return ""
+        pick = int(hashlib.sha256(title.encode()).hexdigest(), 16) % len(stories)
+        return stories[pick].format(place=place)
+
+    def give_covers(self, projects: list[_ProjectPlan]) -> None:
+        """A cover drawn for every project (demo/covers.py), stored as an upload would be."""
+        from shanju.demo import covers
+
+        covers.do_give_covers(
+            session=self.session, upload_dir=self.upload_dir,
+            projects=[(p.id, p.row["category"], p.row["title"]) for p in projects])
 
     def project_dates(
         self, status: ProjectStatus

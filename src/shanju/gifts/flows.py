@@ -545,8 +545,11 @@ def pending_refunds(*, session: Session, older_than: dt.datetime, limit: int = 5
 def do_claim_guest_gifts(*, session: Session, user: User, secret_key: str) -> int:
     """Give ``user`` the guest gifts made with their (confirmed) email address; how many.
 
-    Called when a sign-up is confirmed: the address is then proven to be theirs.
+    Called when a sign-up or a change of email is confirmed: the address is then proven to
+    be theirs.
     """
+    if user.email is None:  # an account with only a phone: no address to claim with
+        return 0
     hashed = contact_hash(secret_key, normalize_email(user.email))
     orders = list(session.scalars(select(PaymentIntent.id).where(
         PaymentIntent.contact_hash == hashed, PaymentIntent.donor_id.is_(None))))

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from sqlalchemy.orm import Session
 
-from shanju.core import files, web
+from shanju.core import files, images, web
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, OrgStaff, Viewer
 from shanju.core.errors import InvalidInput
@@ -42,17 +42,25 @@ def _org_brief(org: Organization | None) -> schemas.OrgBrief | None:
     )
 
 
+def picture_read(picture: images.Picture) -> schemas.PictureRead:
+    """Render a stored picture for the API."""
+    return schemas.PictureRead(id=picture.id, url=picture.src(), alt=picture.alt,
+                               width=picture.width, height=picture.height,
+                               widths=list(picture.widths), srcset=picture.srcset)
+
+
 def project_read(
     listing: projects.ProjectListing,
     *,
     orgs: dict[int, Organization] | None = None,
     disclosed_fen: int | None = None,
+    gallery: list[images.Picture] | None = None,
 ) -> schemas.ProjectRead:
     """Render a project listing for the API."""
     p = listing.project
     orgs = orgs or {}
     return schemas.ProjectRead(
-        id=p.id, title=p.title, summary=p.summary, description=p.description,
+        id=p.id, title=p.title, summary=p.summary, description=p.description, story=p.story,
         category=p.category, province=p.province, status=p.status, goal_fen=p.goal_fen,
         raised_fen=listing.raised_fen, donations=listing.donations, disclosed_fen=disclosed_fen,
         fundraising_plan=p.fundraising_plan, filing_number=p.filing_number,
@@ -60,6 +68,8 @@ def project_read(
         starts_on=p.starts_on, ends_on=p.ends_on, organization_id=p.organization_id,
         recipient_org_id=p.recipient_org_id,
         cover_url=f"/files/{p.cover_image_id}" if p.cover_image_id else None,
+        cover=picture_read(listing.cover) if listing.cover else None,
+        gallery=[picture_read(g) for g in gallery] if gallery is not None else None,
         url=f"/projects/{p.id}",
         organization=_org_brief(orgs.get(p.organization_id)),
         recipient_organization=_org_brief(orgs.get(p.recipient_org_id)),
@@ -70,14 +80,20 @@ def _detail(session: Session, project: Project) -> schemas.ProjectRead:
     listing = projects.with_totals(session=session, projects=[project])[0]
     orgs = organizations.organizations_by_id(
         session=session, ids=[project.organization_id, project.recipient_org_id])
+    gallery = projects.list_gallery(session=session, project_id=project.id)
+    shown = images.pictures_of(session=session, attachments=gallery)
     return project_read(
         listing, orgs=orgs,
-        disclosed_fen=projects.disclosed_total(session=session, project_id=project.id))
+        disclosed_fen=projects.disclosed_total(session=session, project_id=project.id),
+        gallery=[shown[a.id] for a in gallery if a.id in shown])
 
 
-def _attachment_read(a: Attachment) -> schemas.AttachmentRead:
+def _attachment_read(a: Attachment,
+                     pictures: dict[int, images.Picture] | None = None) -> schemas.AttachmentRead:
+    picture = (pictures or {}).get(a.id)
     return schemas.AttachmentRead(id=a.id, filename=a.filename, content_type=a.content_type,
-                                  size=a.size, url=f"/files/{a.id}")
+                                  size=a.size, url=f"/files/{a.id}",
+                                  picture=picture_read(picture) if picture else None)
 
 
 @router.get("/projects", response_model=schemas.ProjectPage,
@@ -219,14 +235,16 @@ def _updates_read(session: Session,
     # One query for the photos of every update, not one per update.
     photos = files.attachments_of(session=session, owner_type="project_update",
                                   owner_ids=[u.id for u in updates])
-    return [_update_read(u, photos[u.id]) for u in updates]
+    shown = images.pictures_of(session=session,
+                               attachments=[a for atts in photos.values() for a in atts])
+    return [_update_read(u, photos[u.id], shown) for u in updates]
 
 
-def _update_read(update: ProjectUpdate,
-                 photos: list[Attachment]) -> schemas.ProgressUpdateRead:
+def _update_read(update: ProjectUpdate, photos: list[Attachment],
+                 pictures: dict[int, images.Picture]) -> schemas.ProgressUpdateRead:
     return schemas.ProgressUpdateRead(
         id=update.id, project_id=update.project_id, title=update.title, body=update.body,
-        created_at=update.created_at, photos=[_attachment_read(a) for a in photos])
+        created_at=update.created_at, photos=[_attachment_read(a, pictures) for a in photos])
 
 
 def _usages_read(session: Session, usages: list[FundUsage]) -> list[schemas.FundUsageRead]:
@@ -265,14 +283,78 @@ def post_update(
     title: Annotated[str, Form()] = "",
     body: Annotated[str, Form()] = "",
     photos: Annotated[list[UploadFile] | None, File()] = None,
+    alt: Annotated[str, Form(description="Describes the photos for people who cannot see "
+                                         "them.")] = "",
 ) -> schemas.ProgressUpdateRead:
-    """Post an update; photos are JPEG, PNG or WebP, at most 5 MB each."""
+    """Post an update; photos are JPEG, PNG or WebP, at most 5 MB and 40 megapixels each,
+    stored resized as WebP without their metadata (EXIF, GPS)."""
     uploads = web.read_uploads(photos)
     project = projects.get_project(session=session, project_id=project_id)
     update = projects.do_post_update(
         session=session, actor=user, project=project, title=title, body=body, photos=uploads,
-        upload_dir=request.app.state.settings.upload_dir)
+        upload_dir=request.app.state.settings.upload_dir, alt_text=alt)
     return _updates_read(session, [update])[0]
+
+
+def _pictures_read(session: Session, stored: list[Attachment]) -> list[schemas.PictureRead]:
+    shown = images.pictures_of(session=session, attachments=stored)
+    return [picture_read(shown[a.id]) for a in stored]
+
+
+@router.post("/projects/{project_id}/cover", response_model=schemas.PictureRead,
+             status_code=201, summary="Set the project's cover picture (multipart)",
+             dependencies=[CsrfChecked])
+def set_cover(
+    request: Request,
+    project_id: DbId,
+    session: DbSession,
+    user: CurrentUser,
+    photo: Annotated[UploadFile, File(description="JPEG, PNG or WebP.")],
+    alt: Annotated[str, Form()] = "",
+) -> schemas.PictureRead:
+    """Replace the cover (the old one is deleted); 400 ``image_corrupt``, ``image_too_large``,
+    ``file_type_not_allowed`` or ``file_too_large`` for a file that cannot be one."""
+    uploads = web.read_uploads([photo])
+    if not uploads:
+        raise InvalidInput("Choose one picture for the cover.", code="cover_required",
+                           field="photo")
+    project = projects.get_project(session=session, project_id=project_id)
+    cover = projects.do_set_cover(session=session, actor=user, project=project,
+                                  upload=uploads[0], alt_text=alt,
+                                  upload_dir=request.app.state.settings.upload_dir)
+    return _pictures_read(session, [cover])[0]
+
+
+@router.post("/projects/{project_id}/gallery", response_model=list[schemas.PictureRead],
+             status_code=201, summary="Add photos to the project's gallery (multipart)",
+             dependencies=[CsrfChecked])
+def add_gallery_photos(
+    request: Request,
+    project_id: DbId,
+    session: DbSession,
+    user: CurrentUser,
+    photos: Annotated[list[UploadFile] | None, File()] = None,
+    alt: Annotated[str, Form()] = "",
+) -> list[schemas.PictureRead]:
+    """Add up to 9 photos at a time (24 in all), all or none."""
+    uploads = web.read_uploads(photos)
+    project = projects.get_project(session=session, project_id=project_id)
+    stored = projects.do_add_gallery_photos(
+        session=session, actor=user, project=project, photos=uploads, alt_text=alt,
+        upload_dir=request.app.state.settings.upload_dir)
+    return _pictures_read(session, stored)
+
+
+@router.delete("/projects/{project_id}/pictures/{attachment_id}", status_code=204,
+               summary="Remove a picture (cover, gallery or an update's photo)",
+               dependencies=[CsrfChecked])
+def remove_picture(project_id: DbId, attachment_id: DbId, session: DbSession,
+                   user: CurrentUser) -> Response:
+    """Remove one of the project's pictures; its address then answers 404."""
+    project = projects.get_project(session=session, project_id=project_id)
+    projects.do_remove_picture(session=session, actor=user, project=project,
+                               attachment_id=attachment_id)
+    return Response(status_code=204)
 
 
 @router.get("/projects/{project_id}/fund-usages", response_model=list[schemas.FundUsageRead],

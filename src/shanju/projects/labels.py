@@ -28,6 +28,7 @@ FIELD_LABELS: dict[str, str] = {
     "fundraising plan": N_("fundraising plan"),
     "text": N_("text"),
     "purpose": N_("purpose"),
+    "story": N_("beneficiary's story"),
 }
 
 

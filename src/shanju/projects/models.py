@@ -41,6 +41,9 @@ class Project(Base):
     title: Mapped[str] = mapped_column(String(80))
     summary: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
+    # A beneficiary's story in the organization's words (shown in its own block; see
+    # docs/projects.md "Pictures and stories" on consent).
+    story: Mapped[str] = mapped_column(Text, default="", server_default="")
     category: Mapped[str] = mapped_column(String(30), default="other")
     province: Mapped[str] = mapped_column(String(20), index=True)
     cover_image_id: Mapped[int | None] = mapped_column(ForeignKey("attachments.id"))

@@ -30,6 +30,9 @@ class ProjectCreate(BaseModel):
     starts_on: dt.date | None = None
     ends_on: dt.date | None = None
     recipient_org_id: DbId | None = None
+    story: MultiLine = Field(default="", max_length=6_000,
+                             description="A beneficiary's story, in the organization's words "
+                                         "(at most 3,000 characters).")
 
 
 class ProjectUpdate(BaseModel):
@@ -50,6 +53,7 @@ class ProjectUpdate(BaseModel):
     starts_on: dt.date | None = None
     ends_on: dt.date | None = None
     recipient_org_id: DbId | None = None
+    story: MultiLine | None = Field(default=None, max_length=6_000)
 
 
 class TransitionRequest(BaseModel):
@@ -72,6 +76,18 @@ class OrgBrief(BaseModel):
     contact_phone: str
 
 
+class PictureRead(BaseModel):
+    """A picture stored resized (WebP, metadata stripped): one address per width."""
+
+    id: int
+    url: str = Field(description="The largest width.")
+    alt: str = Field(description="The organization's description of the picture.")
+    width: int = Field(description="Of the largest width, in pixels (0 if unknown).")
+    height: int
+    widths: list[int] = Field(description="Stored widths; each at ``url?w=<width>``.")
+    srcset: str = Field(description="An HTML srcset value listing every width.")
+
+
 class ProjectRead(BaseModel):
     """A project with what it has raised."""
 
@@ -79,6 +95,7 @@ class ProjectRead(BaseModel):
     title: str
     summary: str
     description: str
+    story: str = ""
     category: str
     province: str
     status: ProjectStatus
@@ -95,6 +112,9 @@ class ProjectRead(BaseModel):
     organization_id: int
     recipient_org_id: int
     cover_url: str | None
+    cover: PictureRead | None = None
+    gallery: list[PictureRead] | None = Field(
+        default=None, description="The project's photos (on a single project, not in lists).")
     url: str
     organization: OrgBrief | None = None
     recipient_organization: OrgBrief | None = None
@@ -117,6 +137,8 @@ class AttachmentRead(BaseModel):
     content_type: str
     size: int
     url: str
+    picture: PictureRead | None = Field(default=None,
+                                        description="For a picture: its widths and alt text.")
 
 
 class ProgressUpdateRead(BaseModel):

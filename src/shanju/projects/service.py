@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from shanju.accounts import service as accounts
 from shanju.accounts.models import Role, User
-from shanju.core import audit, files
+from shanju.core import audit, files, images
 from shanju.core.clock import today_cn, utcnow
 from shanju.core.db import get_or_404, parse_id
 from shanju.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -143,7 +143,7 @@ def _project_id_of(session: Session, attachment: Attachment) -> int | None:
     owner_id = attachment.owner_id
     if owner_id is None:
         return None
-    if attachment.owner_type == "project_cover":
+    if attachment.owner_type in ("project_cover", "project_gallery"):
         return owner_id if session.get(Project, owner_id) is not None else None
     if attachment.owner_type == "project_update":
         update = session.get(ProjectUpdate, owner_id)
@@ -223,6 +223,7 @@ class ProjectListing:
     project: Project
     raised_fen: int
     donations: int
+    cover: images.Picture | None = None
 
     @property
     def percent(self) -> int:
@@ -233,11 +234,14 @@ class ProjectListing:
 
 
 def with_totals(*, session: Session, projects: Sequence[Project]) -> list[ProjectListing]:
-    """Attach raised totals and person-times to projects."""
+    """Attach raised totals, person-times and cover pictures to projects."""
     totals = gifts.project_totals(session=session, project_ids=[p.id for p in projects])
+    covers = images.pictures(session=session,
+                             attachment_ids=[p.cover_image_id for p in projects])
     return [
         ProjectListing(project=p, raised_fen=totals[p.id].raised_fen,
-                       donations=totals[p.id].donations)
+                       donations=totals[p.id].donations,
+                       cover=covers.get(p.cover_image_id) if p.cover_image_id else None)
         for p in projects
     ]
 
@@ -323,6 +327,7 @@ class ProjectFields:
     category: str = "other"
     province: str = ""
     goal_fen: int = 0
+    story: str = ""
     fundraising_plan: str = ""
     filing_number: str | None = None
     filing_valid_from: dt.date | None = None
@@ -335,7 +340,7 @@ class ProjectFields:
 FORM_FIELDS = (
     "title", "summary", "description", "category", "province", "goal", "fundraising_plan",
     "filing_number", "filing_valid_from", "filing_valid_until", "starts_on", "ends_on",
-    "recipient_org_id",
+    "recipient_org_id", "story",
 )
 
 
@@ -378,6 +383,7 @@ def parse_form(form: dict[str, str]) -> ProjectFields:
         starts_on=parse_date(form.get("starts_on", ""), field="starts_on"),
         ends_on=parse_date(form.get("ends_on", ""), field="ends_on"),
         recipient_org_id=parse_id(recipient) if recipient else None,
+        story=form.get("story", ""),
     )
 
 
@@ -392,6 +398,7 @@ def fields_of(project: Project) -> ProjectFields:
         ends_on=project.ends_on,
         recipient_org_id=(project.recipient_org_id
                           if project.recipient_org_id != project.organization_id else None),
+        story=project.story,
     )
 
 
@@ -408,11 +415,13 @@ def form_values(project: Project) -> dict[str, str]:
         "starts_on": f.starts_on.isoformat() if f.starts_on else "",
         "ends_on": f.ends_on.isoformat() if f.ends_on else "",
         "recipient_org_id": str(f.recipient_org_id or ""),
+        "story": f.story,
     }
 
 
 # Texts of several lines; titles, purposes and numbers are one line.
-_MULTILINE_FIELDS = frozenset({"description", "fundraising_plan", "body", "reason"})
+_MULTILINE_FIELDS = frozenset({"description", "fundraising_plan", "body", "reason", "story"})
+STORY_MAX_LENGTH = 3_000
 
 
 def _text(value: str, *, field: str, label: str, max_len: int, required: bool = True) -> str:
@@ -437,6 +446,8 @@ def check_fields(fields: ProjectFields) -> ProjectFields:
                         max_len=20_000, required=False)
     plan = _text(fields.fundraising_plan, field="fundraising_plan", label="fundraising plan",
                  max_len=5_000)
+    story = _text(fields.story, field="story", label="story", max_len=STORY_MAX_LENGTH,
+                  required=False)
     if fields.category not in CATEGORIES:
         raise InvalidInput("Choose a category from the list.", code="invalid_category",
                            field="category")
@@ -461,7 +472,8 @@ def check_fields(fields: ProjectFields) -> ProjectFields:
         raise InvalidInput("The project must end after it starts.", code="dates_reversed",
                            field="ends_on")
     return replace(fields, title=title, summary=summary, description=description,
-                   fundraising_plan=plan, province=province, filing_number=filing_number)
+                   fundraising_plan=plan, province=province, filing_number=filing_number,
+                   story=story)
 
 
 def check_recipient(
@@ -512,7 +524,7 @@ def do_create_project(*, session: Session, actor: User, fields: ProjectFields) -
         fundraising_plan=clean.fundraising_plan, filing_number=clean.filing_number,
         filing_valid_from=clean.filing_valid_from, filing_valid_until=clean.filing_valid_until,
         starts_on=clean.starts_on, ends_on=clean.ends_on, status=S.DRAFT,
-        created_by_id=actor.id,
+        created_by_id=actor.id, story=clean.story,
     )
     session.add(project)
     session.flush()
@@ -546,6 +558,7 @@ def do_update_project(
         fundraising_plan=clean.fundraising_plan, filing_number=clean.filing_number,
         filing_valid_from=clean.filing_valid_from, filing_valid_until=clean.filing_valid_until,
         starts_on=clean.starts_on, ends_on=clean.ends_on, recipient_org_id=recipient_id,
+        story=clean.story,
     )
     if data["new"]:
         audit.record(session, actor_id=actor.id, action="projects.project.updated",
@@ -554,20 +567,131 @@ def do_update_project(
     return project
 
 
-def do_set_cover(
-    *, session: Session, actor: User, project: Project, upload: files.Upload, upload_dir: Path
-) -> Attachment:
-    """Store a cover image for a project the actor manages."""
+# --- pictures ----------------------------------------------------------------------------
+
+# Pictures of a project: its cover, its gallery and its updates' photos (owner types).
+PICTURE_OWNERS = ("project_cover", "project_gallery", "project_update")
+MAX_GALLERY_PHOTOS = 24
+
+
+def check_can_change_pictures(*, actor: User, project: Project) -> None:
+    """Raise unless ``actor`` may change the project's pictures now (its staff, until the
+    platform takes it down)."""
     check_can_manage(actor=actor, project=project)
-    attachment = files.do_store_upload(
-        session=session, upload_dir=upload_dir, upload=upload, owner_type="project_cover",
-        owner_id=project.id, actor_id=actor.id, images_only=True,
+    if project.status == S.TAKEN_DOWN:
+        raise Conflict("The platform took this project down; its pictures cannot be changed.",
+                       code="project_taken_down")
+
+
+def check_images(photos: Sequence[files.Upload], *, field: str) -> list[images.PreparedImage]:
+    """Check and prepare several pictures, all or nothing (nothing is written)."""
+    if len(photos) > files.MAX_FILES_PER_POST:
+        raise InvalidInput("Attach at most %(n)s files at a time.", code="too_many_files",
+                           field=field, params={"n": files.MAX_FILES_PER_POST})
+    return [images.check_image(photo, field=field) for photo in photos]
+
+
+def do_set_cover(
+    *, session: Session, actor: User, project: Project, upload: files.Upload, upload_dir: Path,
+    alt_text: str = "",
+) -> Attachment:
+    """Store a new cover picture (resized, metadata stripped) for a project the actor
+    manages; the previous cover is deleted."""
+    check_can_change_pictures(actor=actor, project=project)
+    alt = images.check_alt_text(alt_text, field="cover_alt")
+    prepared = images.check_image(upload, field="cover")
+    attachment = images.do_store_image(
+        session=session, upload_dir=upload_dir, image=prepared, owner_type="project_cover",
+        owner_id=project.id, actor_id=actor.id, alt_text=alt,
     )
+    old = session.get(Attachment, project.cover_image_id) if project.cover_image_id else None
     data = audit.changes(project, cover_image_id=attachment.id)
     audit.record(session, actor_id=actor.id, action="projects.project.cover_changed",
                  object_type="project", object_id=project.id, data=data)
     session.flush()
+    if old is not None:
+        images.do_delete_image(session=session, attachment=old)
     return attachment
+
+
+def list_gallery(*, session: Session, project_id: int) -> list[Attachment]:
+    """Return a project's gallery pictures, oldest first."""
+    return files.attachments_of(session=session, owner_type="project_gallery",
+                                owner_ids=[project_id])[project_id]
+
+
+def do_add_gallery_photos(
+    *, session: Session, actor: User, project: Project, photos: Sequence[files.Upload],
+    upload_dir: Path, alt_text: str = "",
+) -> list[Attachment]:
+    """Add pictures to the project's gallery (at most :data:`MAX_GALLERY_PHOTOS` in all)."""
+    check_can_change_pictures(actor=actor, project=project)
+    alt = images.check_alt_text(alt_text, field="alt")
+    if not photos:
+        raise InvalidInput("Choose at least one photo.", code="photos_required",
+                           field="photos")
+    have = len(list_gallery(session=session, project_id=project.id))
+    if have + len(photos) > MAX_GALLERY_PHOTOS:
+        raise InvalidInput(
+            "A project's gallery holds at most %(n)s photos; it has %(have)s.",
+            code="too_many_photos", field="photos",
+            params={"n": MAX_GALLERY_PHOTOS, "have": have},
+        )
+    prepared = check_images(photos, field="photos")
+    stored = [
+        images.do_store_image(session=session, upload_dir=upload_dir, image=image,
+                              owner_type="project_gallery", owner_id=project.id,
+                              actor_id=actor.id, alt_text=alt)
+        for image in prepared
+    ]
+    audit.record(session, actor_id=actor.id, action="projects.project.photos_added",
+                 object_type="project", object_id=project.id,
+                 data={"new": {"attachments": [a.id for a in stored]}})
+    return stored
+
+
+def get_project_picture(*, session: Session, project: Project,
+                        attachment_id: int) -> Attachment:
+    """Return a picture of the project (cover, gallery or an update's photo), or raise
+    NotFound ``picture_not_found``."""
+    attachment = session.get(Attachment, attachment_id)
+    if (attachment is None or attachment.owner_type not in PICTURE_OWNERS
+            or _project_id_of(session, attachment) != project.id):
+        raise NotFound("This picture does not exist.", code="picture_not_found")
+    return attachment
+
+
+def do_describe_picture(*, session: Session, actor: User, project: Project,
+                        attachment_id: int, alt_text: str) -> Attachment:
+    """Change a picture's description (its alt text)."""
+    check_can_change_pictures(actor=actor, project=project)
+    attachment = get_project_picture(session=session, project=project,
+                                     attachment_id=attachment_id)
+    alt = images.check_alt_text(alt_text, field="alt")
+    data = audit.changes(attachment, alt_text=alt)
+    if data["new"]:
+        audit.record(session, actor_id=actor.id, action="projects.picture.described",
+                     object_type="attachment", object_id=attachment.id, data=data)
+    session.flush()
+    return attachment
+
+
+def do_remove_picture(*, session: Session, actor: User, project: Project,
+                      attachment_id: int) -> None:
+    """Remove a picture (the cover, a gallery or an update's photo): no page or address
+    shows it any more (e.g. when someone withdraws consent)."""
+    check_can_change_pictures(actor=actor, project=project)
+    attachment = get_project_picture(session=session, project=project,
+                                     attachment_id=attachment_id)
+    if project.cover_image_id == attachment.id:
+        audit.changes(project, cover_image_id=None)
+        session.flush()
+    audit.record(session, actor_id=actor.id, action="projects.picture.removed",
+                 object_type="attachment", object_id=attachment.id,
+                 data={"old": {"owner_type": attachment.owner_type,
+                               "owner_id": attachment.owner_id,
+                               "sha256": attachment.sha256}})
+    images.do_delete_image(session=session, attachment=attachment)
 
 
 # --- the lifecycle -------------------------------------------------------------------------
@@ -807,22 +931,24 @@ def _check_reportable(project: Project) -> None:
 
 def do_post_update(
     *, session: Session, actor: User, project: Project, title: str, body: str,
-    photos: Sequence[files.Upload] = (), upload_dir: Path,
+    photos: Sequence[files.Upload] = (), upload_dir: Path, alt_text: str = "",
 ) -> ProjectUpdate:
-    """Post a progress update with photos (JPEG/PNG/WebP)."""
+    """Post a progress update with photos (JPEG/PNG/WebP; stored resized, metadata
+    stripped, all described by ``alt_text``)."""
     check_can_manage(actor=actor, project=project)
     _check_reportable(project)
     clean_title = _text(title, field="title", label="title", max_len=120)
     clean_body = _text(body, field="body", label="text", max_len=10_000)
-    files.check_uploads(list(photos), field="photos", images_only=True)
+    alt = images.check_alt_text(alt_text, field="alt")
+    prepared = check_images(photos, field="photos")
     update = ProjectUpdate(project_id=project.id, title=clean_title, body=clean_body,
                            author_id=actor.id)
     session.add(update)
     session.flush()
-    for photo in photos:
-        files.do_store_upload(session=session, upload_dir=upload_dir, upload=photo,
+    for image in prepared:
+        images.do_store_image(session=session, upload_dir=upload_dir, image=image,
                               owner_type="project_update", owner_id=update.id,
-                              actor_id=actor.id, images_only=True)
+                              actor_id=actor.id, alt_text=alt)
     audit.record(session, actor_id=actor.id, action="projects.update.posted",
                  object_type="project_update", object_id=update.id,
                  data={"new": {"project_id": project.id, "title": clean_title,

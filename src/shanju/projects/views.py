@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
@@ -16,11 +16,17 @@ from starlette.datastructures import FormData, UploadFile
 from shanju.accounts.models import Role, User
 from shanju.campaigns import live as campaigns_live
 from shanju.campaigns import orders
-from shanju.core import files
+from shanju.core import files, images
 from shanju.core.clock import today_cn
 from shanju.core.db import MAX_PAGE, DbId, is_digits
 from shanju.core.deps import CsrfChecked, DbSession, FormFields, PostedForm, Viewer
-from shanju.core.errors import DomainError, NotAuthenticated, PermissionDenied
+from shanju.core.errors import (
+    DomainError,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+)
 from shanju.core.web import login_url, read_uploads, redirect, render, tr
 from shanju.donations import service as donations
 from shanju.gifts import service as gifts
@@ -71,14 +77,22 @@ def _detail_context(session: Session, project: Project) -> dict[str, Any]:
         session=session, ids=[project.organization_id, project.recipient_org_id])
     updates = projects.list_updates(session=session, project_id=project.id)
     usages = projects.list_fund_usages(session=session, project_id=project.id)
+    update_photos = files.attachments_of(session=session, owner_type="project_update",
+                                         owner_ids=[u.id for u in updates])
+    gallery = projects.list_gallery(session=session, project_id=project.id)
+    shown = images.pictures_of(session=session, attachments=[
+        *gallery, *(a for atts in update_photos.values() for a in atts)])
     return {
         "project": project,
         "listing": listing,
+        "cover": listing.cover,
+        "gallery": [shown[a.id] for a in gallery if a.id in shown],
         "org": orgs[project.organization_id],
         "recipient": orgs[project.recipient_org_id],
         "updates": updates,
-        "update_photos": files.attachments_of(session=session, owner_type="project_update",
-                                              owner_ids=[u.id for u in updates]),
+        "update_photos": update_photos,
+        "update_pictures": {uid: [shown[a.id] for a in atts if a.id in shown]
+                            for uid, atts in update_photos.items()},
         "usages": usages,
         "usage_files": files.attachments_of(session=session, owner_type="fund_usage",
                                             owner_ids=[u.id for u in usages]),
@@ -126,25 +140,49 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
 
 
 @router.get("/files/{attachment_id}")
-def file_download(attachment_id: DbId, request: Request, session: DbSession,
-                  viewer: Viewer) -> Response:
-    """Serve an uploaded file with the type its bytes were checked to be, to those who may
-    see the project it belongs to."""
+def file_download(
+    attachment_id: DbId, request: Request, session: DbSession, viewer: Viewer,
+    w: Annotated[int | None, Query(ge=1, le=10_000,
+                                   description="A picture's width: the smallest stored "
+                                               "variant at least this wide.")] = None,
+) -> Response:
+    """Serve an uploaded file with the type its bytes were checked to be (a picture at the
+    width asked for), to those who may see the project it belongs to."""
     attachment, public = projects.get_visible_attachment(
         session=session, attachment_id=attachment_id, viewer=viewer)
-    data = files.read_bytes(request.app.state.settings.upload_dir, attachment)
+    sha256, content_type = attachment.sha256, attachment.content_type
+    if w is not None:
+        variant = images.variant_for(session=session, attachment=attachment, width=w)
+        if variant is not None:
+            sha256, content_type = variant.sha256, variant.content_type
+    headers = {
+        # Stored bytes never change: their hash is the validator.
+        "ETag": f'"{sha256}"',
+        # A draft's file must not stay in a shared cache for others to be served. A public
+        # one is kept a day, not forever: a picture removed (consent withdrawn) must leave
+        # shared caches too.
+        "Cache-Control": "public, max-age=86400" if public else "private, no-store",
+    }
+    if public and sha256 in _etags(request.headers.get("if-none-match", "")):
+        return Response(status_code=304, headers=headers)
+    data = files.read_bytes(request.app.state.settings.upload_dir, attachment, sha256=sha256)
     name = quote(attachment.filename)
     return Response(
         content=data,
-        media_type=attachment.content_type,
+        media_type=content_type,
         headers={
+            **headers,
             "Content-Disposition": f"inline; filename*=UTF-8''{name}",
-            # A draft's file must not stay in a shared cache for others to be served.
-            "Cache-Control": "public, max-age=86400" if public else "private, no-store",
             # A PDF opened inline must not run scripts in our origin.
             "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
         },
     )
+
+
+def _etags(header: str) -> set[str]:
+    """The entity tags of an If-None-Match header (weak or strong, quotes removed)."""
+    return {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")
+            if tag.strip()}
 
 
 # --- the organization console ----------------------------------------------------------------
@@ -202,12 +240,14 @@ def new_project_form(request: Request, session: DbSession, viewer: Viewer) -> Re
 def _save_cover(request: Request, session: Session, user: User, project: Project,
                 form: FormData) -> None:
     cover = form.get("cover")
+    alt = form.get("cover_alt")
     if isinstance(cover, UploadFile):
         uploads = read_uploads([cover])
         if uploads:
             projects.do_set_cover(session=session, actor=user, project=project,
                                   upload=uploads[0],
-                                  upload_dir=request.app.state.settings.upload_dir)
+                                  upload_dir=request.app.state.settings.upload_dir,
+                                  alt_text=alt if isinstance(alt, str) else "")
 
 
 @router.post("/console/projects/new", dependencies=[CsrfChecked])
@@ -283,6 +323,7 @@ def _console_project(request: Request, session: Session, user: User, project: Pr
         "error": error, "error_message": tr(request, error.message) if error else None,
         "error_form": form, "values": values or {},
         "paused_by_platform": projects.paused_by_platform(project),
+        "can_change_pictures": project.status != ProjectStatus.TAKEN_DOWN,
         "today": today_cn().isoformat(),
         # The organizations that publish or receive the gifts see donors' names.
         "show_names": user.organization_id in (project.organization_id,
@@ -346,12 +387,60 @@ def console_post_update(project_id: DbId, request: Request, session: DbSession,
              uploads: list[files.Upload]) -> object:
         return projects.do_post_update(
             session=session, actor=user, project=project, title=values.get("title", ""),
-            body=values.get("body", ""), photos=uploads,
+            body=values.get("body", ""), photos=uploads, alt_text=values.get("alt", ""),
             upload_dir=request.app.state.settings.upload_dir)
 
     return _console_report(request, session, viewer, project_id, form=form,
                            files_field="photos", form_name="update", anchor="updates",
                            post=post)
+
+
+@router.post("/console/projects/{project_id}/pictures", dependencies=[CsrfChecked])
+def console_add_pictures(project_id: DbId, request: Request, session: DbSession,
+                         viewer: Viewer, form: PostedForm) -> Response:
+    """Upload a new cover (``kind=cover``) or add photos to the gallery."""
+    def post(user: User, project: Project, values: dict[str, str],
+             uploads: list[files.Upload]) -> object:
+        upload_dir = request.app.state.settings.upload_dir
+        if values.get("kind") == "cover":
+            if len(uploads) != 1:
+                raise InvalidInput("Choose one picture for the cover.", code="cover_required",
+                                   field="photos")
+            return projects.do_set_cover(session=session, actor=user, project=project,
+                                         upload=uploads[0], upload_dir=upload_dir,
+                                         alt_text=values.get("alt", ""))
+        return projects.do_add_gallery_photos(session=session, actor=user, project=project,
+                                              photos=uploads, upload_dir=upload_dir,
+                                              alt_text=values.get("alt", ""))
+
+    return _console_report(request, session, viewer, project_id, form=form,
+                           files_field="photos", form_name="pictures", anchor="pictures",
+                           post=post)
+
+
+@router.post("/console/projects/{project_id}/pictures/{attachment_id}/{action}",
+             dependencies=[CsrfChecked])
+def console_change_picture(project_id: DbId, attachment_id: DbId, action: str,
+                           request: Request, session: DbSession, viewer: Viewer,
+                           values: FormFields) -> Response:
+    """Describe (``describe``, with ``alt``) or remove (``remove``) one picture."""
+    user, project = _managed(session, viewer, project_id)
+    try:
+        with session.begin_nested():
+            if action == "describe":
+                projects.do_describe_picture(session=session, actor=user, project=project,
+                                             attachment_id=attachment_id,
+                                             alt_text=values.get("alt", ""))
+            elif action == "remove":
+                projects.do_remove_picture(session=session, actor=user, project=project,
+                                           attachment_id=attachment_id)
+            else:
+                raise NotFound("No such picture action.", code="unknown_action")
+    except DomainError as exc:
+        session.refresh(project)
+        return _console_project(request, session, user, project, error=exc, form="pictures",
+                                values=values, status_code=exc.status_code)
+    return redirect(f"/console/projects/{project.id}#pictures")
 
 
 @router.post("/console/projects/{project_id}/fund-usages", dependencies=[CsrfChecked])

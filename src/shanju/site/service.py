@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shanju.core import images
 from shanju.gifts import service as gifts
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
@@ -35,6 +36,7 @@ class ProjectCard:
     goal_fen: int
     raised_fen: int
     donations: int
+    cover: images.Picture | None = None
 
     @property
     def percent(self) -> int:
@@ -56,6 +58,7 @@ _CARD_COLUMNS = (
     Project.status,
     Project.goal_fen,
     func.coalesce(Organization.short_name, Organization.name),
+    Project.cover_image_id,
 )
 
 
@@ -88,14 +91,16 @@ def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectCard]:
             top = top.where(Project.id.not_in(chosen))
         rows.extend(session.execute(top))
     totals = gifts.project_totals(session=session, project_ids=[row[0] for row in rows])
+    covers = images.pictures(session=session, attachment_ids=[row[-1] for row in rows])
     cards = []
-    for pid, title, summary, province, category, status, goal_fen, org_name in rows:
+    for pid, title, summary, province, category, status, goal_fen, org_name, cover_id in rows:
         total = totals[pid]
         cards.append(
             ProjectCard(
                 id=pid, title=title, summary=summary, province=province, category=category,
                 status=status, organization_name=org_name, goal_fen=goal_fen,
                 raised_fen=total.raised_fen, donations=total.donations,
+                cover=covers.get(cover_id) if cover_id is not None else None,
             )
         )
     return cards

@@ -3,6 +3,8 @@ the health check."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
@@ -60,9 +62,16 @@ def review_index(request: Request, session: DbSession, reviewer: Reviewer) -> HT
 
 @router.get("/dev/mailbox", response_class=HTMLResponse)
 def dev_mailbox(request: Request, session: DbSession) -> HTMLResponse:
-    """Development only: the emails the platform sent (no SMTP in the demo), newest first."""
+    """Development only: the emails the platform sent, newest first — as the demo's local SMTP
+    sink received them (``shanju demo``), else from the outbox."""
     if request.app.state.settings.environment != "development":
         raise NotFound("This page does not exist.")
+    sink = getattr(request.app.state, "mail_sink", None)
+    if sink is not None:
+        received = [SimpleNamespace(created_at=m.received_at, to_address=", ".join(m.to),
+                                    subject=m.subject, body=m.body, kind=m.kind)
+                    for m in sink.newest()]
+        return render(request, "site/mailbox.html", {"messages": received, "via_smtp": True})
     return render(request, "site/mailbox.html", {"messages": mail.recent(session)})
 
 

@@ -63,6 +63,7 @@ GC_FULL_SECONDS = 60.0  # a full pass at most this often (0.3-0.4 s with 3,000 c
 WRITE_THREADS = 8  # worker threads for the live rooms' database work, per process
 OPEN_TIMEOUT = 5.0  # opening a room (subscribe, load): longer, the join is answered server_busy
 SEQ_CHECK_SECONDS = 1.0  # how often the stored sequence numbers are compared with the rooms'
+SHOWN_IDS = 5_000  # chat ids a room remembers having shown (see Room.shown)
 SEND_STALL_SECONDS = 10.0  # one frame's send blocked this long: the client does not read (4009)
 
 
@@ -396,6 +397,10 @@ class Room(Numbered):
         self.question_votes = snap.question_votes
         self.poll_votes = snap.poll_votes
         self.removed: set[int] = set()  # chat ids removed (a late "chat" must not revive)
+        # Chat ids already shown here, beyond the 50 kept (trimmed in arrival order, which is
+        # not id order across processes): a reload's snapshot must not show one again.
+        self.shown: set[int] = set(self.chat)
+        self._shown_order: deque[int] = deque(self.chat)
         self.conns: set[Conn] = set()
         self.moderators = 0
         self.pending: dict[tuple[str, int], dict[str, Any]] = {}
@@ -503,17 +508,21 @@ class Room(Numbered):
         if kind == "chat":
             m = event["m"]
             mid = m["id"]
-            if mid in self.removed or mid in self.chat:
+            if mid in self.removed or mid in self.shown:
                 return
             self.held.pop(mid, None)
             self.chat[mid] = m
+            self.shown.add(mid)
+            self._shown_order.append(mid)
+            if len(self._shown_order) > SHOWN_IDS:
+                self.shown.discard(self._shown_order.popleft())
             while len(self.chat) > live_service.CHAT_HISTORY:
                 old, _ = self.chat.popitem(last=False)
                 self.item_seq.pop(("c", old), None)
             self._queue(("chat", mid), event, True)
         elif kind == "held":
             m = event["m"]
-            if m["id"] in self.removed or m["id"] in self.chat:
+            if m["id"] in self.removed or m["id"] in self.shown:
                 return
             self.held[m["id"]] = m
             self._queue(("held", m["id"]), event, False)
