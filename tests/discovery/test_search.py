@@ -40,6 +40,7 @@ def world(db: Database) -> Database:
                               title="乡村学校冬季温暖包计划")
         school.summary = "为山区孩子送去温暖"
         school.description = STORY
+        school.story = "十岁的阿依每天走两小时山路上学，她想当一名乡村教师。"
         pets = make_project(s, org=make_org(s, name="城市动物保护协会"), title="流浪动物救助")
         pets.summary = "救治受伤的流浪猫狗"
         pets.description = "为流浪猫狗提供医疗和领养服务。"
@@ -50,7 +51,9 @@ def world(db: Database) -> Database:
     ("温暖", ["乡村学校冬季温暖包计划"]),            # 2 characters inside the title
     ("学校冬季", ["乡村学校冬季温暖包计划"]),        # 4 characters inside the title
     ("助学", ["乡村学校冬季温暖包计划"]),            # 2 characters inside the story
-    ("棉衣和助学", ["乡村学校冬季温暖包计划"]),      # 5 characters inside the story
+    ("棉衣和助学", ["乡村学校冬季温暖包计划"]),      # 5 characters inside the description
+    ("阿依", ["乡村学校冬季温暖包计划"]),            # 2 characters inside the beneficiary's story
+    ("两小时山路", ["乡村学校冬季温暖包计划"]),      # 5 characters inside the story
     ("猫", ["流浪动物救助"]),                        # 1 character
     ("医疗", ["流浪动物救助"]),
     ("救治受伤", ["流浪动物救助"]),                  # inside the summary
@@ -79,10 +82,12 @@ def test_the_index_follows_edits_in_the_same_transaction(db: Database) -> None:
         assert _found(s, "营养午餐") == ["山区儿童营养午餐"]
         project.title = "乡村图书角"
         project.description = "为村小建一个图书角"
+        project.story = "小明第一次借到了《西游记》"
         s.flush()
         # Still in the transaction that changed it: found by the new words only.
         assert _found(s, "营养午餐") == [] and _found(s, "图书角") == ["乡村图书角"]
         assert _found(s, "村小") == ["乡村图书角"]
+        assert _found(s, "西游记") == ["乡村图书角"]
         org.name = "绿水公益基金会"
         s.flush()
         assert _orgs_found(s, "绿水公益") == ["绿水公益基金会"]

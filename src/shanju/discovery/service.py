@@ -48,7 +48,7 @@ S = ProjectStatus
 
 PROJECT_INDEX = search.TextIndex(
     fts_table="projects_fts", id_column=Project.id,
-    columns=(Project.title, Project.summary, Project.description))
+    columns=(Project.title, Project.summary, Project.description, Project.story))
 ORGANIZATION_INDEX = search.TextIndex(
     fts_table="organizations_fts", id_column=Organization.id,
     columns=(Organization.name, Organization.short_name, Organization.description),
@@ -239,7 +239,7 @@ def search_projects(
     Orders (ties: the newest project first):
 
     * ``recommended``: fundraising first (then the lifecycle in order); with a search, those
-      whose title holds every term before those found by their story or organization; then
+      whose title holds every term before those found by their other text or organization; then
       featured ones.
     * ``ending_soon``: fundraising projects whose end date is today or later, the nearest end
       first; then every other.
@@ -283,10 +283,13 @@ def search_projects(
         order.append(Project.featured.desc())
     stmt = stmt.order_by(*order, Project.id.desc()).limit(limit).offset(offset)
     if query.sort in ("nearly_there", "most_donors"):
-        return [projects.ProjectListing(project=p, raised_fen=int(r), donations=int(n))
-                for p, r, n in session.execute(stmt)], int(total)
-    rows = session.scalars(stmt)
-    return projects.with_totals(session=session, projects=list(rows)), int(total)
+        rows = list(session.execute(stmt))
+        sums = {p.id: gifts.ProjectTotals(raised_fen=int(r), donations=int(n))
+                for p, r, n in rows}
+        return projects.with_totals(session=session, projects=[row[0] for row in rows],
+                                    totals=sums), int(total)
+    return projects.with_totals(session=session, projects=list(session.scalars(stmt))), \
+        int(total)
 
 
 def public_campaigns(*, session: Session) -> list[Campaign]:

@@ -127,11 +127,11 @@ def list_projects(
 ) -> schemas.ProjectPage:
     """Public projects a search and filters find, in the order asked, with raised totals.
 
-    ``q`` finds every word in a project's title, summary or story, or in its publishing
-    organization's name. Codes of a 422: ``invalid_sort``, ``invalid_field``,
-    ``invalid_province``, ``invalid_status``, ``invalid_campaign``, ``invalid_organization``,
-    ``query_too_long``, ``too_many_terms``, ``invalid_query``, and ``validation_error`` for a
-    number that is not one.
+    ``q`` finds every word in a project's title, summary, description or beneficiary's story,
+    or in its publishing organization's name. Codes of a 422: ``invalid_sort``,
+    ``invalid_field``, ``invalid_province``, ``invalid_status``, ``invalid_campaign``,
+    ``invalid_organization``, ``query_too_long``, ``too_many_terms``, ``invalid_query``, and
+    ``validation_error`` for a number that is not one.
     """
     if field is not None and category is not None and field.strip() != category.strip():
         raise InvalidInput("Give the field once: field and category differ.",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -233,9 +233,12 @@ class ProjectListing:
         return min(100, self.raised_fen * 100 // self.project.goal_fen)
 
 
-def with_totals(*, session: Session, projects: Sequence[Project]) -> list[ProjectListing]:
-    """Attach raised totals, person-times and cover pictures to projects."""
-    totals = gifts.project_totals(session=session, project_ids=[p.id for p in projects])
+def with_totals(*, session: Session, projects: Sequence[Project],
+                totals: Mapping[int, gifts.ProjectTotals] | None = None) -> list[ProjectListing]:
+    """Attach raised totals, person-times and cover pictures to projects (``totals``: when
+    the caller summed them already, as ``gifts.project_totals`` does)."""
+    if totals is None:
+        totals = gifts.project_totals(session=session, project_ids=[p.id for p in projects])
     covers = images.pictures(session=session,
                              attachment_ids=[p.cover_image_id for p in projects])
     return [

@@ -1,13 +1,13 @@
 """search index: Chinese text search over projects and organizations
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-07 09:00:00.000000
 
 ADR 0032 (docs/search.md). What a search reads, indexed in each database's own way:
 
 * **SQLite** (≥ 3.34): two FTS5 tables with the built-in trigram tokenizer, external-content
-  tables over ``projects`` (title, summary, description) and ``organizations`` (name,
+  tables over ``projects`` (title, summary, description, story) and ``organizations`` (name,
   short_name, description), kept in step by triggers in the same transaction as every insert,
   update and delete — the ORM's, a bulk insert's (the demo seed) and a hand-typed statement's.
   The rows already there are indexed at the end (``'rebuild'``).
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = '0013'
-down_revision: str | None = '0011'
+down_revision: str | None = '0012'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -44,22 +44,22 @@ depends_on: str | Sequence[str] | None = None
 # of a project's status does not).
 SQLITE_UPGRADE: tuple[str, ...] = (
     """CREATE VIRTUAL TABLE projects_fts USING fts5(
-        title, summary, description,
+        title, summary, description, story,
         content='projects', content_rowid='id', tokenize='trigram')""",
     """CREATE TRIGGER projects_fts_ai AFTER INSERT ON projects BEGIN
-        INSERT INTO projects_fts(rowid, title, summary, description)
-        VALUES (new.id, new.title, new.summary, new.description);
+        INSERT INTO projects_fts(rowid, title, summary, description, story)
+        VALUES (new.id, new.title, new.summary, new.description, new.story);
     END""",
     """CREATE TRIGGER projects_fts_ad AFTER DELETE ON projects BEGIN
-        INSERT INTO projects_fts(projects_fts, rowid, title, summary, description)
-        VALUES ('delete', old.id, old.title, old.summary, old.description);
+        INSERT INTO projects_fts(projects_fts, rowid, title, summary, description, story)
+        VALUES ('delete', old.id, old.title, old.summary, old.description, old.story);
     END""",
-    """CREATE TRIGGER projects_fts_au AFTER UPDATE OF title, summary, description ON projects
-    BEGIN
-        INSERT INTO projects_fts(projects_fts, rowid, title, summary, description)
-        VALUES ('delete', old.id, old.title, old.summary, old.description);
-        INSERT INTO projects_fts(rowid, title, summary, description)
-        VALUES (new.id, new.title, new.summary, new.description);
+    """CREATE TRIGGER projects_fts_au AFTER UPDATE OF title, summary, description, story
+    ON projects BEGIN
+        INSERT INTO projects_fts(projects_fts, rowid, title, summary, description, story)
+        VALUES ('delete', old.id, old.title, old.summary, old.description, old.story);
+        INSERT INTO projects_fts(rowid, title, summary, description, story)
+        VALUES (new.id, new.title, new.summary, new.description, new.story);
     END""",
     "INSERT INTO projects_fts(projects_fts) VALUES ('rebuild')",
     """CREATE VIRTUAL TABLE organizations_fts USING fts5(
@@ -91,7 +91,8 @@ SQLITE_DOWNGRADE: tuple[str, ...] = tuple(
 POSTGRESQL_UPGRADE: tuple[str, ...] = (
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
     """CREATE INDEX ix_projects_search_trgm ON projects
-        USING gin ((title || ' ' || summary || ' ' || description) gin_trgm_ops)""",
+        USING gin ((title || ' ' || summary || ' ' || description || ' ' || story)
+                   gin_trgm_ops)""",
     """CREATE INDEX ix_organizations_search_trgm ON organizations
         USING gin ((name || ' ' || coalesce(short_name, '') || ' ' || description)
                    gin_trgm_ops)""",
