@@ -173,6 +173,7 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.complaints import views as complaints_views
     from shanju.disclosure import api as disclosure_api
     from shanju.disclosure import views as disclosure_views
+    from shanju.discovery import views as discovery_views
     from shanju.donations import api as donations_api
     from shanju.donations import views as donations_views
     from shanju.gifts import api as gifts_api
@@ -225,7 +226,7 @@ def _include_routers(app: FastAPI) -> None:
         site_views, accounts_views, organizations_views, projects_views, donations_views,
         gifts_views,
         complaints_views, moderation_views, campaigns_views, transparency_views,
-        disclosure_views, reconciliation_views,
+        disclosure_views, reconciliation_views, discovery_views,
         summit_registration_views, summit_live_views, summit_views, summit_gateway,
         # After any /campaigns/<fixed path> page of the organizers: "/campaigns/{slug}" is
         # a catch-all for one path segment.

@@ -177,8 +177,9 @@ def bench_donations(
     }
 
 
-PAGES = ("/", "/projects", "/projects/{project}", "/organizations", "/organizations/{org}",
-         "/api/v1/projects", "/api/v1/projects/{project}", "/api/v1/ledger/entries")
+PAGES = ("/", "/projects", "/projects?q=乡村儿童", "/projects/{project}", "/organizations",
+         "/organizations?q=公益", "/organizations/{org}", "/api/v1/projects",
+         "/api/v1/projects/{project}", "/api/v1/ledger/entries")
 
 
 def bench_pages(database: Database, *, requests: int, progress: Progress | None = None

@@ -71,6 +71,18 @@ def raised_by_project() -> Subquery:
     )
 
 
+def totals_by_project() -> Subquery:
+    """A subquery of ``(project_id, raised, gifts)`` over paid gifts, counted as in
+    :func:`project_totals` — for ordering projects by progress or by person-times."""
+    return (
+        select(Gift.project_id, func.sum(raised_fen()).label("raised"),
+               func.count().label("gifts"))
+        .where(_PAID)
+        .group_by(Gift.project_id)
+        .subquery()
+    )
+
+
 @dataclass(frozen=True)
 class PlatformTotals:
     """Totals for the home page: money, person-times and organizations that received gifts."""

@@ -9,16 +9,15 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
-from shanju.core import regions
 from shanju.core.clock import today_cn
 from shanju.core.db import DbId
 from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, Reviewer, Viewer
-from shanju.core.errors import InvalidInput
+from shanju.discovery import schemas as directory
+from shanju.discovery import service as discovery
 from shanju.organizations import payment_routes, service
 from shanju.organizations.models import Organization, PaymentRoute, RouteStatus
 from shanju.organizations.schemas import (
     OrganizationCreate,
-    OrganizationPage,
     OrganizationRead,
     OrganizationReviewRead,
     PaymentRoutePage,
@@ -56,25 +55,42 @@ def _read_for(org: Organization, viewer: User | None) -> OrganizationRead:
     return to_read(org)
 
 
-@router.get("/organizations", response_model=OrganizationPage,
-            summary="List approved organizations")
+@router.get("/organizations", response_model=directory.DirectoryPage,
+            summary="Search the directory of approved organizations")
 def list_organizations(
     session: DbSession,
-    province: str = "",
+    q: Annotated[str | None, Query(
+        description="Search text (Chinese or not) in names, short names and descriptions: at "
+                    "most 50 characters and 5 words; every word must appear.")] = None,
+    kind: Annotated[str | None, Query(
+        description="fundraising: charities raising funds (a listed project, or a valid "
+                    "public-fundraising qualification); other: every other approved "
+                    "organization; all (default).")] = None,
+    province: Annotated[str | None, Query(
+        description="Province: short or full Chinese name, GB/T 2260 code or English name.")
+    ] = None,
+    field: Annotated[str | None, Query(
+        description="Field of work of its listed projects: "
+                    + ", ".join(discovery.FIELDS) + ".")] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> OrganizationPage:
-    """Approved organizations, optionally of one province (short or full Chinese name)."""
-    chosen = None
-    if province:
-        chosen = regions.normalize_province(province)
-        if chosen is None:
-            raise InvalidInput("Unknown province.", code="invalid_province", field="province")
-    orgs, total = service.list_public(
-        session=session, province=chosen, page=page, per_page=per_page
-    )
-    return OrganizationPage(items=[to_read(o) for o in orgs], total=total, page=page,
-                            per_page=per_page)
+) -> directory.DirectoryPage:
+    """Approved organizations a search and filters find: names holding every word first, then
+    those with the most listed projects. Codes of a 422: ``invalid_kind``,
+    ``invalid_province``, ``invalid_field``, ``query_too_long``, ``too_many_terms``,
+    ``invalid_query``, ``validation_error``."""
+    query = discovery.check_org_query(q=q, province=province, field=field, kind=kind,
+                                      default_kind="all")
+    items, total = discovery.search_organizations(session=session, query=query, page=page,
+                                                  per_page=per_page)
+    counts = discovery.count_by_kind(session=session, query=query)
+    return directory.DirectoryPage(
+        items=[directory.DirectoryOrganization.model_validate({
+            **to_read(i.organization).model_dump(), "raises_funds": i.raises_funds,
+            "listed_projects": i.projects}) for i in items],
+        total=total, page=page, per_page=per_page,
+        counts=directory.DirectoryCounts(fundraising=counts["fundraising"],
+                                         other=counts["other"]))
 
 
 @router.get(

@@ -92,15 +92,6 @@ class OrganizationReviewRead(OrganizationRead):
     reviewed_at: dt.datetime | None
 
 
-class OrganizationPage(BaseModel):
-    """One page of approved organizations."""
-
-    items: list[OrganizationRead]
-    total: int
-    page: int
-    per_page: int
-
-
 class PaymentRouteSubmit(BaseModel):
     """A payment account for the organization at one provider, submitted for review."""
 

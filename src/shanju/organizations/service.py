@@ -466,7 +466,8 @@ def check_can_raise_publicly(*, org: Organization, on: dt.date, field: str | Non
         )
 
 
-def _qualified_on(on: dt.date) -> Any:
+def qualified_on(on: dt.date) -> Any:
+    """The condition "holds a valid public-fundraising qualification on ``on``" (SQL)."""
     return (
         Organization.fundraising_cert_no.is_not(None)
         & Organization.fundraising_valid_from.is_not(None)
@@ -483,7 +484,7 @@ def qualified_partners(*, session: Session, on: dt.date) -> list[Organization]:
     return list(
         session.scalars(
             select(Organization)
-            .where(Organization.status == OrgStatus.APPROVED, _qualified_on(on))
+            .where(Organization.status == OrgStatus.APPROVED, qualified_on(on))
             .order_by(Organization.id)
         )
     )
@@ -504,21 +505,6 @@ def organizations_by_id(*, session: Session, ids: Iterable[int]) -> dict[int, Or
         return {}
     return {o.id: o for o in session.scalars(
         select(Organization).where(Organization.id.in_(wanted)))}
-
-
-def list_public(
-    *, session: Session, province: str | None = None, page: int = 1, per_page: int = 20
-) -> tuple[list[Organization], int]:
-    """Return a page of approved organizations (optionally of one province) and the total."""
-    query = select(Organization).where(Organization.status == OrgStatus.APPROVED)
-    if province:
-        query = query.where(Organization.province == province)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = max(page, 1)
-    items = session.scalars(
-        query.order_by(Organization.id).offset((page - 1) * per_page).limit(per_page)
-    ).all()
-    return list(items), total
 
 
 def list_for_review(

@@ -105,23 +105,6 @@ def _form_context(form: OrganizationForm, error: DomainError | None = None,
 # --- public -----------------------------------------------------------------------------------
 
 
-@router.get("/organizations", response_class=HTMLResponse)
-def organization_list(
-    request: Request, session: DbSession, viewer: Viewer, province: str = "", page: PageNumber = 1
-) -> HTMLResponse:
-    """Approved organizations, optionally of one province."""
-    del viewer  # loaded for the layout
-    chosen = regions.normalize_province(province) if province else None
-    orgs, total = service.list_public(
-        session=session, province=chosen, page=page, per_page=PER_PAGE
-    )
-    return render(request, "organizations/list.html", {
-        "orgs": orgs, "total": total, "page": max(page, 1), "per_page": PER_PAGE,
-        "province": chosen or "", "provinces": regions.DIVISIONS,
-        "org_types": service.ORG_TYPE_LABELS,
-    })
-
-
 @router.get("/organizations/register", response_class=HTMLResponse)
 def register_form(request: Request, viewer: Viewer) -> Response:
     """The registration form (for a signed-in user)."""

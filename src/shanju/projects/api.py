@@ -18,13 +18,14 @@ from shanju.core.deps import CsrfChecked, CurrentUser, DbSession, OrgStaff, View
 from shanju.core.errors import InvalidInput
 from shanju.core.files import Attachment
 from shanju.core.masking import mask_name
+from shanju.discovery import service as discovery
 from shanju.gifts import service as gifts
 from shanju.moderation import service as moderation
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
 from shanju.projects import schemas
 from shanju.projects import service as projects
-from shanju.projects.models import FundUsage, Project, ProjectStatus, ProjectUpdate
+from shanju.projects.models import FundUsage, Project, ProjectUpdate
 
 router = APIRouter(tags=["projects"])
 
@@ -96,21 +97,52 @@ def _attachment_read(a: Attachment,
                                   picture=picture_read(picture) if picture else None)
 
 
-@router.get("/projects", response_model=schemas.ProjectPage, summary="List public projects")
+@router.get("/projects", response_model=schemas.ProjectPage,
+            summary="Search, filter and sort public projects")
 def list_projects(
     session: DbSession,
-    province: str | None = None,
-    category: str | None = None,
-    organization_id: DbId | None = None,
-    status: Annotated[list[ProjectStatus] | None, Query()] = None,
+    q: Annotated[str | None, Query(
+        description="Search text (Chinese or not): at most 50 characters and 5 words, split "
+                    "at spaces and punctuation; every word must appear.")] = None,
+    field: Annotated[str | None, Query(
+        description="Field of work: " + ", ".join(projects.CATEGORIES) + ".")] = None,
+    category: Annotated[str | None, Query(
+        description="The same as field (its former name).", deprecated=True)] = None,
+    province: Annotated[str | None, Query(
+        description="Province: short or full Chinese name, GB/T 2260 code or English name.")
+    ] = None,
+    organization_id: Annotated[DbId | None, Query(
+        description="An approved organization: the projects it publishes or receives the "
+                    "funds of.")] = None,
+    campaign_id: Annotated[DbId | None, Query(
+        description="A public giving day: the projects enrolled in it.")] = None,
+    status: Annotated[list[str] | None, Query(
+        description="Project states, repeated or comma-separated: "
+                    + ", ".join(s.value for s in discovery.FILTER_STATUSES)
+                    + ". Default: fundraising, ended, executing, completed.")] = None,
+    sort: Annotated[str | None, Query(
+        description="recommended (default), ending_soon, nearly_there (the highest share of "
+                    "the goal not yet reached first), newest, most_donors.")] = None,
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> schemas.ProjectPage:
-    """Projects in public states, fundraising first, with raised totals."""
-    items, total = projects.list_public_projects(
-        session=session, province=province, category=category,
-        organization_id=organization_id,
-        status_in=status or projects.LISTED_STATUSES, limit=limit, offset=offset)
+    """Public projects a search and filters find, in the order asked, with raised totals.
+
+    ``q`` finds every word in a project's title, summary, description or beneficiary's story,
+    or in its publishing organization's name. Codes of a 422: ``invalid_sort``,
+    ``invalid_field``, ``invalid_province``, ``invalid_status``, ``invalid_campaign``,
+    ``invalid_organization``, ``query_too_long``, ``too_many_terms``, ``invalid_query``, and
+    ``validation_error`` for a number that is not one.
+    """
+    if field is not None and category is not None and field.strip() != category.strip():
+        raise InvalidInput("Give the field once: field and category differ.",
+                           code="invalid_field", field="field")
+    query = discovery.check_project_query(
+        session=session, q=q, field=field if field is not None else category,
+        province=province, organization_id=organization_id, campaign_id=campaign_id,
+        status=status or (), sort=sort)
+    items, total = discovery.search_projects(session=session, query=query, limit=limit,
+                                             offset=offset)
     orgs = organizations.organizations_by_id(
         session=session,
         ids=[i.project.organization_id for i in items] + [i.project.recipient_org_id

@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, case, func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from shanju.accounts import service as accounts
@@ -233,9 +233,12 @@ class ProjectListing:
         return min(100, self.raised_fen * 100 // self.project.goal_fen)
 
 
-def with_totals(*, session: Session, projects: Sequence[Project]) -> list[ProjectListing]:
-    """Attach raised totals, person-times and cover pictures to projects."""
-    totals = gifts.project_totals(session=session, project_ids=[p.id for p in projects])
+def with_totals(*, session: Session, projects: Sequence[Project],
+                totals: Mapping[int, gifts.ProjectTotals] | None = None) -> list[ProjectListing]:
+    """Attach raised totals, person-times and cover pictures to projects (``totals``: when
+    the caller summed them already, as ``gifts.project_totals`` does)."""
+    if totals is None:
+        totals = gifts.project_totals(session=session, project_ids=[p.id for p in projects])
     covers = images.pictures(session=session,
                              attachment_ids=[p.cover_image_id for p in projects])
     return [
@@ -244,45 +247,6 @@ def with_totals(*, session: Session, projects: Sequence[Project]) -> list[Projec
                        cover=covers.get(p.cover_image_id) if p.cover_image_id else None)
         for p in projects
     ]
-
-
-def _status_order() -> ColumnElement[int]:
-    # Fundraising first, then the rest of the lifecycle in order.
-    return case(
-        (Project.status == S.FUNDRAISING, 0), (Project.status == S.PAUSED, 1),
-        (Project.status == S.ENDED, 2), (Project.status == S.EXECUTING, 3),
-        (Project.status == S.COMPLETED, 4), else_=5,
-    )
-
-
-def list_public_projects(
-    *,
-    session: Session,
-    province: str | None = None,
-    category: str | None = None,
-    organization_id: int | None = None,
-    status_in: Iterable[ProjectStatus] = LISTED_STATUSES,
-    limit: int = 20,
-    offset: int = 0,
-) -> tuple[list[ProjectListing], int]:
-    """List projects in public states (fundraising first, newest first) and count them."""
-    statuses = [s for s in status_in if s in PUBLIC_STATUSES]
-    conditions: list[ColumnElement[bool]] = [Project.status.in_(statuses)]
-    if province:
-        conditions.append(Project.province == province)
-    if category:
-        conditions.append(Project.category == category)
-    if organization_id is not None:
-        conditions.append(Project.organization_id == organization_id)
-    total = session.scalar(select(func.count()).select_from(Project).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Project)
-        .where(*conditions)
-        .order_by(_status_order(), Project.featured.desc(), Project.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return with_totals(session=session, projects=list(rows)), int(total)
 
 
 def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectListing]:

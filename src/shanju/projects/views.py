@@ -72,27 +72,6 @@ def _fields(form: FormData) -> dict[str, str]:
 # --- public pages ----------------------------------------------------------------------------
 
 
-@router.get("/projects", response_class=HTMLResponse)
-def project_list(request: Request, session: DbSession, viewer: Viewer) -> HTMLResponse:
-    """Public projects, fundraising first, filtered by province and category."""
-    del viewer  # loads the viewer for the layout
-    province = request.query_params.get("province") or None
-    category = request.query_params.get("category") or None
-    if province not in projects.PROVINCES:
-        province = None
-    if category not in projects.CATEGORIES:
-        category = None
-    page = _page(request)
-    items, total = projects.list_public_projects(
-        session=session, province=province, category=category, limit=PAGE_SIZE,
-        offset=(page - 1) * PAGE_SIZE)
-    return render(request, "projects/list.html", {
-        "items": items, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
-        "province": province or "", "category": category or "",
-        "provinces": projects.PROVINCES, "categories": projects.CATEGORIES,
-    })
-
-
 def _detail_context(session: Session, project: Project) -> dict[str, Any]:
     listing = projects.with_totals(session=session, projects=[project])[0]
     orgs = organizations.organizations_by_id(
