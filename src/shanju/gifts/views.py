@@ -39,6 +39,7 @@ from shanju.gifts import flows
 from shanju.payments import service as payments
 from shanju.payments.gateway import ActionKind, Channel
 from shanju.payments.models import IntentStatus, PaymentIntent
+from shanju.projects import goals
 from shanju.projects import service as projects
 
 router = APIRouter()
@@ -78,6 +79,7 @@ def _form_page(request: Request, session: Session, *, project_id: int, campaign_
         "form_error": error, "form_message": tr(request, error.message),
         "pay_methods": pay_methods(request, session, project.recipient_org_id),
         "campaign_id": campaign_id, "viewer_is_guest": viewer is None,
+        "goal": goals.goal_for(session=session, project=project),
     }
     if campaign_id is not None:
         ctx["campaign"] = orders.get_campaign(session=session, campaign_id=campaign_id)
@@ -101,11 +103,13 @@ def give(
     contact: Annotated[str, Form(max_length=200)] = "",
     method: Annotated[str, Form(max_length=20)] = "",
     idempotency_key: Annotated[str, Form(max_length=200)] = "",
+    confirm_past_goal: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Open the gift's payment order and send the donor to pay it (or show its QR code)."""
     values = {"amount": amount, "custom_amount": custom_amount, "donor_name": donor_name,
               "anonymous": anonymous, "message": message, "province": province,
-              "contact": contact, "method": method, "idempotency_key": idempotency_key}
+              "contact": contact, "method": method, "idempotency_key": idempotency_key,
+              "confirm_past_goal": confirm_past_goal}
     ratelimit.enforce(request, "checkout", account=viewer.id if viewer else None)
     try:
         amount_fen = parse_yuan(custom_amount or amount, field="amount")
@@ -114,7 +118,8 @@ def give(
         body = gifts_api.GiftCreate(
             project_id=project_id, campaign_id=campaign_id, amount_fen=amount_fen,
             channel=channel.value, donor_name=donor_name, anonymous=bool(anonymous),
-            message=message, province=province or None)
+            message=message, province=province or None,
+            confirm_past_goal=bool(confirm_past_goal))
         intent, action = gifts_api.open_and_pay(request, actor=viewer, body=body, key=key,
                                                 contact=flows.check_contact(contact))
     except DomainError as exc:

@@ -27,6 +27,7 @@ from shanju.gifts import service as gifts
 from shanju.gifts import views as gift_views
 from shanju.organizations import payment_routes
 from shanju.organizations import service as organizations
+from shanju.projects import goals
 from shanju.projects import service as projects
 from shanju.projects.models import Project, ProjectStatus
 
@@ -117,6 +118,9 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
     project = projects.get_visible_project(session=session, project_id=project_id,
                                            viewer=viewer)
     ctx = _detail_context(session, project)
+    ctx["goal"] = ctx["listing"].goal
+    if project.status == ProjectStatus.FUNDRAISING:
+        ctx["time_left"] = goals.project_time_left(project)
     ctx["donations"] = gifts.recent_gifts(session=session, project_id=project.id, limit=20)
     ctx["campaign_matches"] = campaigns_live.project_match_status(session=session,
                                                                   project_id=project.id)
@@ -304,6 +308,8 @@ def _console_project(request: Request, session: Session, user: User, project: Pr
         "error": error, "error_message": tr(request, error.message) if error else None,
         "error_form": form, "values": values or {},
         "paused_by_platform": projects.paused_by_platform(project),
+        "goal": ctx["listing"].goal,
+        "goal_editable": project.status in goals.POLICY_EDITABLE,
         "today": today_cn().isoformat(),
         # The organizations that publish or receive the gifts see donors' names.
         "show_names": user.organization_id in (project.organization_id,
@@ -337,6 +343,23 @@ def console_action(project_id: DbId, action: str, request: Request, session: DbS
         return _console_project(request, session, user, project, error=exc, form="action",
                                 values=values, status_code=exc.status_code)
     return redirect(f"/console/projects/{project.id}")
+
+
+@router.post("/console/projects/{project_id}/goal-setting", dependencies=[CsrfChecked])
+def console_goal_setting(project_id: DbId, request: Request, session: DbSession,
+                         viewer: Viewer, values: FormFields) -> Response:
+    """Choose what happens when the goal is reached: continue, stop or a stretch goal."""
+    user, project = _managed(session, viewer, project_id)
+    try:
+        with session.begin_nested():
+            projects.do_set_goal_policy(session=session, actor=user, project=project,
+                                        policy=values.get("goal_policy", ""),
+                                        stretch_goal=values.get("stretch_goal", ""))
+    except DomainError as exc:
+        session.refresh(project)
+        return _console_project(request, session, user, project, error=exc, form="goal",
+                                values=values, status_code=exc.status_code)
+    return redirect(f"/console/projects/{project.id}#goal-setting")
 
 
 def _console_report(
