@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     upload_dir: Path = Path("var/uploads")
     default_locale: str = "zh_CN"
     platform_name: str = "善举"
+    # A CJK font file for share posters (empty: Debian's fonts-noto-cjk, then others; see
+    # sharing/poster.py).
+    poster_font: str = ""
     log_json: bool = False
     # The transparency log's Ed25519 signing key (PKCS#8 PEM, created 0600 on first use), the
     # log's origin line / key name (empty: "<host[:port] of base_url>/transparency") and how

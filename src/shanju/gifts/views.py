@@ -23,7 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
-from shanju.campaigns import orders
+from shanju.campaigns import explain, orders
+from shanju.campaigns import holds as campaign_holds
 from shanju.campaigns.checkout import ReadViewer
 from shanju.campaigns.models import CampaignGift
 from shanju.core import ratelimit
@@ -32,7 +33,7 @@ from shanju.core.deps import CsrfChecked, get_database
 from shanju.core.errors import DomainError, InvalidInput, NotFound
 from shanju.core.money import parse_yuan
 from shanju.core.regions import PROVINCES
-from shanju.core.web import redirect, render, tr
+from shanju.core.web import redirect, render, request_locale, tr
 from shanju.donations.models import Donation
 from shanju.gifts import api as gifts_api
 from shanju.gifts import flows
@@ -41,6 +42,7 @@ from shanju.payments.gateway import ActionKind, Channel
 from shanju.payments.models import IntentStatus, PaymentIntent
 from shanju.projects import goals
 from shanju.projects import service as projects
+from shanju.sharing import service as sharing
 
 router = APIRouter()
 PRESET_YUAN = ("10", "20", "50", "100", "200", "500")
@@ -166,12 +168,27 @@ def order_page(order_id: str, request: Request, viewer: ReadViewer,
         gift = session.scalar(select(CampaignGift).where(CampaignGift.order_id == order_id))
         paid = intent.status == IntentStatus.SUCCEEDED and (
             intent.campaign_id is None or gift is not None)
-        ctx = {"order": intent, "project": project, "donation": donation, "gift": gift,
+        self_url = gifts_api.order_page_url(request, intent)
+        key_query = self_url.partition("?")[2]  # a guest's ?k=: their pages open with it
+        settings = request.app.state.settings
+        ctx: dict[str, Any] = {"order": intent, "project": project, "donation": donation,
+               "gift": gift,
                "paid": paid, "waiting": not paid and intent.status in (
                    IntentStatus.REQUIRES_PAYMENT, IntentStatus.SUCCEEDED),
                "receipt_ref": (f"gift:{order_id}" if intent.campaign_id is not None
                                else f"donation:{donation.public_id}" if donation else ""),
-               "self_url": gifts_api.order_page_url(request, intent)}
+               "self_url": self_url,
+               "share": sharing.share_meta(project=project, base_url=settings.base_url,
+                                           site_name=settings.platform_name),
+               "share_url": sharing.share_link(settings.base_url, project.id),
+               "poster_url": f"/gifts/orders/{order_id}/poster.png"
+                             + (f"?{key_query}" if key_query else "")}
+        if gift is not None:
+            detail = campaign_holds.gift_detail(session=session, order_id=order_id)
+            ctx["sponsor_name"] = detail.sponsor_name if detail else None
+            ctx["why"] = explain.explain_gift(gift, request_locale(request))
+            ctx["gift_page_url"] = f"/campaigns/gifts/{order_id}" + (
+                f"?{key_query}" if key_query else "")
         template = "gifts/_order_status.html" if request.headers.get("hx-request") \
             else "gifts/order.html"
         response = render(request, template, ctx)

@@ -30,6 +30,7 @@ from shanju.organizations import service as organizations
 from shanju.projects import goals
 from shanju.projects import service as projects
 from shanju.projects.models import Project, ProjectStatus
+from shanju.sharing import service as sharing
 
 router = APIRouter()
 PAGE_SIZE = 20
@@ -119,6 +120,10 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
                                            viewer=viewer)
     ctx = _detail_context(session, project)
     ctx["goal"] = ctx["listing"].goal
+    settings = request.app.state.settings
+    if project.status != ProjectStatus.TAKEN_DOWN:
+        ctx["share"] = sharing.share_meta(project=project, base_url=settings.base_url,
+                                          site_name=settings.platform_name)
     if project.status == ProjectStatus.FUNDRAISING:
         ctx["time_left"] = goals.project_time_left(project)
     ctx["donations"] = gifts.recent_gifts(session=session, project_id=project.id, limit=20)
