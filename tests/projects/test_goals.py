@@ -322,3 +322,15 @@ def test_check_goal_allows_gift_directly(db: Database) -> None:
         assert raised.value.field == "confirm_past_goal"
         assert goals.check_goal_allows_gift(session=s, project=project,
                                             confirm_past_goal=True).raised_fen == 15_000
+
+
+def test_the_giving_day_banner_on_a_project_counts_down(client: TestClient,
+                                                        db: Database) -> None:
+    with db.transaction() as s:
+        project = make_project(s, org=make_org(s))
+        campaign = make_campaign(s, projects=[project], days=1, closes_at="23:59")
+        pid, last = project.id, campaign.starts_on
+    page = client.get(f"/projects/{pid}").text
+    banner = page.index('class="giving-day-banner"')
+    countdown = page.index('class="countdown small"', banner)
+    assert f"{last.isoformat()} 23:59" in page[countdown:countdown + 600]

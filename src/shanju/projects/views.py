@@ -149,6 +149,7 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
     if giving_day is not None:
         ctx["giving_day"] = giving_day
         ctx["campaign"] = giving_day
+        ctx["giving_day_left"] = campaigns_live.campaign_time_left(giving_day)
         ctx["donate_action"] = f"/campaigns/{giving_day.id}/projects/{project.id}/donate"
     # Real providers (WeChat Pay, Alipay) the organization takes: the form asks which.
     ctx["pay_methods"] = gift_views.pay_methods(request, session, project.recipient_org_id)
