@@ -189,6 +189,7 @@ def _include_routers(app: FastAPI) -> None:
     from shanju.projects import views as projects_views
     from shanju.reconciliation import api as reconciliation_api
     from shanju.reconciliation import views as reconciliation_views
+    from shanju.sharing import views as sharing_views
     from shanju.site import views as site_views
     from shanju.summit import api as summit_api
     from shanju.summit import gateway as summit_gateway
@@ -224,7 +225,7 @@ def _include_routers(app: FastAPI) -> None:
     for views in (
         campaigns_gift_views,  # before other campaign pages (see campaigns_gift_api)
         site_views, accounts_views, organizations_views, projects_views, donations_views,
-        gifts_views,
+        gifts_views, sharing_views,
         complaints_views, moderation_views, campaigns_views, transparency_views,
         disclosure_views, reconciliation_views, discovery_views,
         summit_registration_views, summit_live_views, summit_views, summit_gateway,

@@ -24,6 +24,7 @@ from shanju.ledger import service as ledger
 from shanju.projects.models import Project, ProjectStatus
 from shanju.transparency.check import check as transparency_check
 from tests.browser.conftest import horizontal_overflow, phone_browser
+from tests.browser.helpers import confirm_past_goal_if_asked
 from tests.demo.helpers import Demo, serve_demo
 
 pytestmark = pytest.mark.browser
@@ -58,6 +59,7 @@ def _give(page: Page, demo: Demo, project_id: int, method: str) -> None:
     expect(form.locator("input[name=campaign_id]")).to_have_count(1)
     form.locator("label", has_text=re.compile(r"^¥20$")).click()
     form.locator("label.pay-method", has_text=method).click()
+    confirm_past_goal_if_asked(form)
     form.locator("button[type=submit]").click()
 
 

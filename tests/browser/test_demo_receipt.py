@@ -17,7 +17,7 @@ from shanju.ledger.models import JournalEntry
 from shanju.projects.models import Project, ProjectStatus
 from shanju.transparency.check import check as transparency_check
 from tests.browser.conftest import LiveServer
-from tests.browser.helpers import check_fits_phone, donate_in_sandbox
+from tests.browser.helpers import check_fits_phone, confirm_past_goal_if_asked, donate_in_sandbox
 
 pytestmark = pytest.mark.browser
 
@@ -62,6 +62,7 @@ def test_the_demo_donor_pays_and_sees_the_receipts_verified(
     page.goto(live_server(f"/projects/{giving_day}"))
     form = page.locator("form#donate")
     form.locator('input[name="amount"][value="50"]').check()
+    confirm_past_goal_if_asked(form)
     form.locator('[type="submit"]').click()
     page.locator('button[name="action"][value="pay"]').click()
     result = page.locator("#gift-result")

@@ -251,6 +251,22 @@ def test_the_receipt_page_shows_the_leaf_checkpoint_and_proof(web: TestClient, g
                      page.text)
 
 
+def test_the_receipt_page_says_what_was_checked_in_plain_words_first(
+        web: TestClient, gifts: Gifts) -> None:
+    text = web.get(f"/transparency/receipts/{gifts.gift_ref}").text
+    plain = text.index('id="plain"')
+    technical = text.index('<details class="card technical" id="technical">')
+    assert plain < technical
+    assert "这笔捐款已写入公开账本，任何人都无法篡改。" in text[plain:technical]
+    # The technical words (leaf hash, inclusion, the key, the checkpoint) are folded away.
+    folded = text[technical:text.index("</details>\n", text.index('id="checkpoint"'))]
+    for element in ('id="verify"', 'id="verify-steps"', 'id="verifier-key"',
+                    'id="checkpoint-root"'):
+        assert element in folded, element
+    for word in ("叶子哈希", "包含证明", "承诺"):
+        assert word not in text[plain:technical], word
+
+
 def test_an_unknown_receipt_page_is_a_readable_404(web: TestClient, gifts: Gifts) -> None:
     del gifts
     page = web.get("/transparency/receipts/donation:d_nothing")

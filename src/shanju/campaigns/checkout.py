@@ -68,6 +68,7 @@ from shanju.gifts import flows as gift_flows
 from shanju.moderation import service as moderation
 from shanju.organizations import payment_routes
 from shanju.payments.providers import OrderPaymentProvider, Providers, SandboxProvider
+from shanju.projects import goals
 from shanju.projects import service as projects
 
 if TYPE_CHECKING:
@@ -334,6 +335,9 @@ class OrderCreate(BaseModel):
     anonymous: bool = False
     message: MultiLine | None = Field(default=None, max_length=1000)
     province: SingleLine | None = Field(default=None, max_length=20)
+    confirm_past_goal: bool = Field(
+        default=False, description="The donor was told the project is past its goal and "
+        "still wants to give; without it such a gift is refused (409 past_goal_unconfirmed)")
 
 
 class OrderCreated(BaseModel):
@@ -376,6 +380,7 @@ def create_order(campaign_id: DbId, body: OrderCreate, request: Request, user: D
         session=session, actor=user, campaign_id=campaign_id, project_id=body.project_id,
         amount_fen=body.amount_fen, donor_name=body.donor_name, anonymous=body.anonymous,
         message=body.message, province=body.province,
+        confirm_past_goal=body.confirm_past_goal,
     )
     # The money settles to the receiving organization's own merchant account.
     payment_routes.check_payment_route(session=session, organization_id=project.recipient_org_id,
@@ -461,6 +466,7 @@ def _form_page(request: Request, session: Session, *, campaign_id: int, project_
             session=session, organization_id=project.recipient_org_id,
             gateways=_providers(request).gateway_names,
             secret_key=request.app.state.settings.secret_key),
+        "goal": goals.goal_for(session=session, project=project),
     }
     if error is not None:
         ctx["form_message"] = tr(request, error.message)
@@ -497,6 +503,7 @@ def donate(
     message: Annotated[str, Form()] = "",
     province: Annotated[str, Form()] = "",
     idempotency_key: Annotated[str, Form()] = "",
+    confirm_past_goal: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Validate the gift and show the sandbox cashier for its order (nothing is stored)."""
     from shanju.core.money import parse_yuan
@@ -514,7 +521,7 @@ def donate(
         campaign, project, fields = orders.check_order_request(
             session=session, actor=viewer, campaign_id=campaign_id, project_id=project_id,
             amount_fen=amount_fen, donor_name=donor_name, anonymous=bool(anonymous),
-            message=message, province=province,
+            message=message, province=province, confirm_past_goal=bool(confirm_past_goal),
         )
         payment_routes.check_payment_route(
             session=session, organization_id=project.recipient_org_id,
@@ -522,7 +529,8 @@ def donate(
         _providers(request).for_checkout()
     except DomainError as exc:
         return _form_page(request, session, campaign_id=campaign_id, project_id=project_id,
-                          viewer=viewer, values={**chosen, "idempotency_key": idempotency_key},
+                          viewer=viewer, values={**chosen, "idempotency_key": idempotency_key,
+                                                 "confirm_past_goal": confirm_past_goal},
                           error=exc)
     order, token = orders.make_order(
         signer=_signer(request), actor=viewer, campaign_id=campaign.id, project_id=project.id,

@@ -237,6 +237,15 @@ _RELEASED = N_("The match that was held for this gift went back to the sponsor's
 _REVERSED = N_("Your gift was refunded, so its match went back to the sponsor's pool.")
 _NONE = N_("Your gift of %(amount)s went to the project in full, but it was not matched.")
 _PER_GIFT_MAX = N_("A single gift is matched with at most %(max)s.")
+# The heading of the donor's explanation: what it explains, as the donor would ask it.
+_HEADINGS = {
+    "matched": N_("About the match"),
+    "partly": N_("Why was my gift only partly matched?"),
+    "held": N_("Why is the match held?"),
+    "released": N_("What happened to the match?"),
+    "reversed": N_("What happened to the match?"),
+    "none": N_("Why was my gift not matched?"),
+}
 _WHY = N_("Why: %(why)s")
 _UNKNOWN_REASON = N_("Reason code: %(code)s")
 
@@ -259,6 +268,13 @@ class Explanation:
     title: str  # the reason's label ("" when none)
     donor: str
     reviewer: str
+    heading: str = ""  # the question the donor's explanation answers
+    reason_text: str = ""  # why alone, for the donor ("" when matched without remark)
+
+    @property
+    def partly(self) -> bool:
+        """A match, but less than the rule's full ratio (a cap, a pool running out)."""
+        return self.status == MatchStatus.MATCHED and bool(self.reason)
 
 
 def _values(locale: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -344,6 +360,10 @@ def explain(
     headline = _say(locale, head, values)
     if status == MatchStatus.MATCHED and not reason and "max" in values:
         headline = _join(locale, headline, _say(locale, _PER_GIFT_MAX, values))
+    if status == MatchStatus.MATCHED:
+        heading = _HEADINGS["partly" if reason else "matched"]
+    else:
+        heading = _HEADINGS.get(status, _HEADINGS["none"])
     donor_why = _say(locale, _WHY, {"why": why_donor}) if why_donor else ""
     reviewer_why = _say(locale, _WHY, {"why": why_reviewer}) if why_reviewer else ""
     return Explanation(
@@ -353,6 +373,8 @@ def explain(
         title=reason_title(reason, locale) if reason else "",
         donor=_join(locale, headline, donor_why),
         reviewer=_join(locale, headline, reviewer_why),
+        heading=i18n.gettext(locale, heading),
+        reason_text=why_donor,
     )
 
 

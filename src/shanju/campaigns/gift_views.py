@@ -19,9 +19,10 @@ from shanju.accounts.models import User
 from shanju.campaigns import explain, flows, holds
 from shanju.campaigns.models import CampaignGift, GiftStatus
 from shanju.core.deps import CsrfChecked, DbSession, Reviewer, Viewer
-from shanju.core.errors import Conflict, DomainError, InvalidInput, PermissionDenied
+from shanju.core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
 from shanju.core.web import login_url, redirect, render, request_locale, tr
 from shanju.gifts import api as gifts_api
+from shanju.gifts import flows as gift_flows
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -57,11 +58,30 @@ def _gift_page(request: Request, session: Session, viewer: User, order_id: str, 
 
 @router.get("/campaigns/gifts/{order_id}", response_class=HTMLResponse)
 def gift_page(order_id: str, request: Request, session: DbSession, viewer: Viewer,
-              refunded: Annotated[str, Query(max_length=4)] = "") -> Response:
-    """A giving-day gift: its match, and why it was (not) matched, in plain words."""
+              refunded: Annotated[str, Query(max_length=4)] = "",
+              k: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """A giving-day gift: its match, and why it was (not) matched, in plain words. A guest
+    donor opens it with the key of their order's link (``?k=``, as the thank-you page)."""
     if viewer is None:
+        if k and gift_flows.check_order_key(request.app.state.settings.secret_key, order_id, k):
+            return _guest_gift_page(request, session, order_id)
         return redirect(login_url(str(request.url.path)))
     return _gift_page(request, session, viewer, order_id, refunded=refunded == "1")
+
+
+def _guest_gift_page(request: Request, session: Session, order_id: str) -> HTMLResponse:
+    detail = holds.gift_detail(session=session, order_id=order_id)
+    if detail is None:
+        raise NotFound("No such gift.", code="gift_not_found")
+    response = render(request, "campaigns/gifts/detail.html", {
+        "d": detail, "gift": detail.gift,
+        "why": explain.explain_gift(detail.gift, request_locale(request)),
+        "is_reviewer": False, "payer_prefix": "", "device_prefix": "", "can_refund": False,
+        "refunded": False, "refund_error": None, "refund_error_message": "",
+    })
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the key is in this page's URL
+    return response
 
 
 @router.post("/campaigns/gifts/{order_id}/refund", dependencies=[CsrfChecked],

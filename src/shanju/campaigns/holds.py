@@ -75,8 +75,19 @@ class GiftDetail:
 
 def get_gift_for_viewer(*, session: Session, order_id: str, viewer: User | None) -> GiftDetail:
     """Return the gift with ``order_id`` if ``viewer`` may see it; else NotFound."""
-    if not order_id or len(order_id) > 40:
+    detail = gift_detail(session=session, order_id=order_id, viewer=viewer)
+    if detail is None or not can_see_gift(detail.gift, viewer):
         raise _not_found()
+    return detail
+
+
+def gift_detail(*, session: Session, order_id: str, viewer: User | None = None
+                ) -> GiftDetail | None:
+    """Return the gift with ``order_id`` and the names its pages show, or None — for a caller
+    that decided who may see it (:func:`get_gift_for_viewer`, or the order's own page opened
+    with its key). The donor's name is masked unless ``viewer`` gave the gift."""
+    if not order_id or len(order_id) > 40:
+        return None
     row = session.execute(
         select(CampaignGift, Campaign, Project.title, Organization.name, Sponsor.name)
         .join(Campaign, Campaign.id == CampaignGift.campaign_id)
@@ -86,8 +97,8 @@ def get_gift_for_viewer(*, session: Session, order_id: str, viewer: User | None)
         .outerjoin(Sponsor, Sponsor.id == MatchPool.sponsor_id)
         .where(CampaignGift.order_id == order_id)
     ).one_or_none()
-    if row is None or not can_see_gift(row[0], viewer):
-        raise _not_found()
+    if row is None:
+        return None
     gift, campaign, title, org_name, sponsor_name = row
     own = viewer is not None and gift.donor_id == viewer.id
     return GiftDetail(

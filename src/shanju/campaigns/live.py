@@ -50,7 +50,7 @@ from shanju.campaigns.models import (
 )
 from shanju.campaigns.rules import RuleParams
 from shanju.core import regions
-from shanju.core.clock import CHINA_TZ, utcnow
+from shanju.core.clock import CHINA_TZ, TimeLeft, time_left, utcnow
 from shanju.core.db import Database
 from shanju.core.errors import NotFound
 from shanju.core.i18n import N_
@@ -232,6 +232,21 @@ def live_campaigns(*, session: Session, now: dt.datetime | None = None
 def last_day(campaign: Campaign) -> dt.date:
     """Return the campaign's last day (China time)."""
     return campaign.starts_on + dt.timedelta(days=max(campaign.days, 1) - 1)
+
+
+def ends_at(campaign: Campaign) -> dt.datetime:
+    """When the giving day ends: the closing minute of its last day has passed (China time)."""
+    day = last_day(campaign)
+    hour, minute = (int(part) for part in campaign.closes_at.split(":"))
+    closing = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=CHINA_TZ)
+    return closing + dt.timedelta(minutes=1)
+
+
+def campaign_time_left(campaign: Campaign, now: dt.datetime | None = None) -> TimeLeft | None:
+    """How long the giving day still runs (None unless it is live): its countdown."""
+    if campaign.status != CampaignStatus.LIVE:
+        return None
+    return time_left(ends_at(campaign), now or utcnow())
 
 
 def is_open(campaign: Campaign, now: dt.datetime) -> bool:

@@ -52,6 +52,7 @@ from shanju.core.money import check_amount_fen
 from shanju.core.regions import check_province
 from shanju.core.text import check_text
 from shanju.payments.providers import OrderNotification
+from shanju.projects import goals
 from shanju.projects import service as projects
 from shanju.projects.models import Project
 
@@ -312,8 +313,12 @@ def check_order_request(
     anonymous: bool,
     message: str | None,
     province: str | None,
+    confirm_past_goal: bool = False,
 ) -> tuple[Campaign, Project, dict[str, Any]]:
     """Validate a giving-day order request; return the campaign, project and clean fields.
+
+    A project past its goal takes the gift only with ``confirm_past_goal`` (the donor was
+    told); one that stopped at its goal takes none (``projects/goals.py``).
 
     Reads only (campaign, project, enrolment): an order writes nothing.
     """
@@ -330,6 +335,8 @@ def check_order_request(
     project = projects.get_project(session=session, project_id=project_id)
     check_enrolled(session=session, campaign=campaign, project=project)
     projects.check_accepts_donations(project=project, on=today_cn())
+    goals.check_goal_allows_gift(session=session, project=project,
+                                 confirm_past_goal=confirm_past_goal)
     fields = {"donor_name": name, "anonymous": bool(anonymous), "message": text,
               "province": where, "amount_fen": amount}
     return campaign, project, fields

@@ -55,7 +55,8 @@ def campaign_page(slug: Slug, request: Request, session: DbSession,
     snap = live.snapshot_cache(request.app.state).get(session=session, campaign=campaign)
     return render(request, "campaigns/public/dashboard.html",
                   {"campaign": campaign, "snap": snap, "boards": live.BOARDS,
-                   "ends_on": live.last_day(campaign)})
+                   "ends_on": live.last_day(campaign),
+                   "time_left": live.campaign_time_left(campaign)})
 
 
 @router.get("/campaigns/{slug}/live")

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     upload_dir: Path = Path("var/uploads")
     default_locale: str = "zh_CN"
     platform_name: str = "善举"
+    # A CJK font file for share posters (empty: Debian's fonts-noto-cjk, then others; see
+    # sharing/poster.py).
+    poster_font: str = ""
     log_json: bool = False
     # Further sensitive words for donors' messages, one a line (docs/moderation.md).
     moderation_words_file: Path | None = None

@@ -62,7 +62,7 @@ def create_donation(
     request, project = flows.check_donation_request(
         session=session, actor=user, project_id=body.project_id, amount_fen=body.amount_fen,
         donor_name=body.donor_name, anonymous=body.anonymous, message=body.message,
-        province=body.province,
+        province=body.province, confirm_past_goal=body.confirm_past_goal,
     )
     # The money settles to the receiving organization's own merchant account.
     payment_routes.check_payment_route(

@@ -41,6 +41,7 @@ from shanju.payments.models import (
     RefundStatus,
 )
 from shanju.payments.providers import Notification, PaymentProvider, Providers, SandboxProvider
+from shanju.projects import goals
 from shanju.projects import service as projects
 from shanju.projects.models import Project
 
@@ -73,8 +74,13 @@ def check_donation_request(
     anonymous: bool,
     message: str | None,
     province: str | None,
+    confirm_past_goal: bool = False,
 ) -> tuple[DonationRequest, Project]:
-    """Validate a donation request; every problem gets a specific message and code."""
+    """Validate a donation request; every problem gets a specific message and code.
+
+    A project past its goal takes the gift only when the donor confirmed they were told
+    (``confirm_past_goal``); one that stopped at its goal takes none (``projects/goals.py``).
+    """
     amount = check_amount_fen(amount_fen, field="amount")
     name = check_text(donor_name, field="donor_name", max_length=MAX_NAME,
                       code="donor_name_too_long",
@@ -86,6 +92,8 @@ def check_donation_request(
     where = regions.check_province(province)
     project = projects.get_project(session=session, project_id=project_id)
     projects.check_accepts_donations(project=project, on=today_cn())
+    goals.check_goal_allows_gift(session=session, project=project,
+                                 confirm_past_goal=confirm_past_goal)
     request = DonationRequest(
         project_id=project.id,
         amount_fen=amount,

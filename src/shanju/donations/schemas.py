@@ -31,6 +31,9 @@ class DonationCreate(BaseModel):
     province: SingleLine | None = Field(
         default=None, max_length=20,
         description="A provincial-level division's short name (e.g. 浙江), or empty")
+    confirm_past_goal: bool = Field(
+        default=False, description="The donor was told the project is past its goal and "
+        "still wants to give; without it such a gift is refused (409 past_goal_unconfirmed)")
 
 
 class PaymentRead(BaseModel):

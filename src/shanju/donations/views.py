@@ -27,6 +27,7 @@ from shanju.gifts import views as gift_views
 from shanju.moderation import service as moderation
 from shanju.organizations import payment_routes
 from shanju.payments import service as payments
+from shanju.projects import goals
 from shanju.projects import service as projects
 from shanju.projects.models import Project
 
@@ -44,10 +45,12 @@ def _project(session: Session, project_id: DbId, viewer: User | None = None) -> 
     return projects.get_visible_project(session=session, project_id=project_id, viewer=viewer)
 
 
-def _form_context(project: Project, viewer: User | None, values: dict[str, Any] | None = None,
+def _form_context(session: Session, project: Project, viewer: User | None,
+                  values: dict[str, Any] | None = None,
                   error: DomainError | None = None) -> dict[str, Any]:
     return {
         "project": project,
+        "goal": goals.goal_for(session=session, project=project),
         "presets": PRESET_YUAN,
         "provinces": PROVINCES,
         "values": values or {"amount": "20", "donor_name": viewer.display_name if viewer else "",
@@ -62,7 +65,7 @@ def donate_page(project_id: DbId, request: Request, session: DbSession, viewer: 
                 ) -> Response:
     """A page with just the donate form (also where form errors are shown)."""
     project = _project(session, project_id, viewer)
-    ctx = _form_context(project, viewer)
+    ctx = _form_context(session, project, viewer)
     ctx["payment_block"] = payment_routes.payment_block_reason(
         session=session, organization_id=project.recipient_org_id,
         providers=request.app.state.providers.names)
@@ -87,6 +90,7 @@ def donate(
     message: Annotated[str, Form()] = "",
     province: Annotated[str, Form()] = "",
     idempotency_key: Annotated[str, Form()] = "",
+    confirm_past_goal: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Create the donation and send the donor to the payment provider's cashier."""
     if viewer is None:
@@ -99,14 +103,14 @@ def donate(
     project = _project(session, project_id, viewer)
     values = {"amount": amount, "custom_amount": custom_amount, "donor_name": donor_name,
               "anonymous": anonymous, "message": message, "province": province,
-              "idempotency_key": idempotency_key}
+              "idempotency_key": idempotency_key, "confirm_past_goal": confirm_past_goal}
     try:
         amount_fen = parse_yuan(custom_amount or amount, field="amount")
         key = payments.check_idempotency_key(idempotency_key)
         req, project = flows.check_donation_request(
             session=session, actor=viewer, project_id=project.id, amount_fen=amount_fen,
             donor_name=donor_name, anonymous=bool(anonymous), message=message,
-            province=province,
+            province=province, confirm_past_goal=bool(confirm_past_goal),
         )
         # The money settles to the receiving organization's own merchant account.
         payment_routes.check_payment_route(
@@ -117,7 +121,7 @@ def donate(
             idempotency_key=key, channel="web",
         )
     except DomainError as exc:
-        ctx = _form_context(project, viewer, values, exc)
+        ctx = _form_context(session, project, viewer, values, exc)
         ctx["form_message"] = tr(request, exc.message)
         return render(request, "donations/donate.html", ctx, status_code=exc.status_code)
     return redirect(provider.checkout_url(donation.payment_intent_id))

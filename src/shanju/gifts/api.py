@@ -94,6 +94,9 @@ class GiftCreate(BaseModel):
                                    description="A path on this site to come back to")
     openid: str | None = Field(default=None, max_length=128,
                                description="wechat_jsapi: the payer's openid")
+    confirm_past_goal: bool = Field(
+        default=False, description="The donor was told the project is past its goal and "
+        "still wants to give; without it such a gift is refused (409 past_goal_unconfirmed)")
 
 
 class PayActionRead(BaseModel):
@@ -165,7 +168,8 @@ def check_gift(*, session: Any, actor: User | None, body: GiftCreate,
         checked, project = donation_flows.check_donation_request(
             session=session, actor=actor, project_id=body.project_id,
             amount_fen=body.amount_fen, donor_name=body.donor_name, anonymous=body.anonymous,
-            message=body.message, province=body.province)
+            message=body.message, province=body.province,
+            confirm_past_goal=body.confirm_past_goal)
         return flows.GiftRequest(
             project_id=project.id, campaign_id=None, amount_fen=checked.amount_fen,
             donor_name=checked.donor_name, anonymous=checked.anonymous,
@@ -174,7 +178,7 @@ def check_gift(*, session: Any, actor: User | None, body: GiftCreate,
         session=session, actor=actor, campaign_id=body.campaign_id,
         project_id=body.project_id, amount_fen=body.amount_fen,
         donor_name=body.donor_name, anonymous=body.anonymous, message=body.message,
-        province=body.province)
+        province=body.province, confirm_past_goal=body.confirm_past_goal)
     return flows.GiftRequest(
         project_id=project.id, campaign_id=body.campaign_id, amount_fen=fields["amount_fen"],
         donor_name=fields["donor_name"], anonymous=fields["anonymous"],
@@ -214,8 +218,10 @@ def _client_ip(request: Request) -> str:
 
 @router.post("/gifts", response_model=OrderRead, status_code=201,
              summary="Give: open a payment order at WeChat Pay or Alipay",
-             responses={409: {"description": "Not open for donations, no payment route, or "
-                                             "Idempotency-Key reused"},
+             responses={409: {"description": "Not open for donations (project_goal_reached: "
+                                             "it stopped at its goal), past its goal without "
+                                             "confirm_past_goal (past_goal_unconfirmed), no "
+                                             "payment route, or Idempotency-Key reused"},
                         422: {"description": "Invalid amount, text, channel or key"},
                         502: {"description": "The provider could not open the order "
                                              "(`payment_*` codes); retry with the same key"}})

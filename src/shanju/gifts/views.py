@@ -23,7 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import User
-from shanju.campaigns import orders
+from shanju.campaigns import explain, orders
+from shanju.campaigns import holds as campaign_holds
 from shanju.campaigns.checkout import ReadViewer
 from shanju.campaigns.models import CampaignGift
 from shanju.core import ratelimit
@@ -32,7 +33,7 @@ from shanju.core.deps import CsrfChecked, get_database
 from shanju.core.errors import DomainError, InvalidInput, NotFound
 from shanju.core.money import parse_yuan
 from shanju.core.regions import PROVINCES
-from shanju.core.web import redirect, render, tr
+from shanju.core.web import redirect, render, request_locale, tr
 from shanju.donations.models import Donation
 from shanju.gifts import api as gifts_api
 from shanju.gifts import flows
@@ -40,7 +41,9 @@ from shanju.moderation import service as moderation
 from shanju.payments import service as payments
 from shanju.payments.gateway import ActionKind, Channel
 from shanju.payments.models import IntentStatus, PaymentIntent
+from shanju.projects import goals
 from shanju.projects import service as projects
+from shanju.sharing import service as sharing
 
 router = APIRouter()
 PRESET_YUAN = ("10", "20", "50", "100", "200", "500")
@@ -79,6 +82,7 @@ def _form_page(request: Request, session: Session, *, project_id: int, campaign_
         "form_error": error, "form_message": tr(request, error.message),
         "pay_methods": pay_methods(request, session, project.recipient_org_id),
         "campaign_id": campaign_id, "viewer_is_guest": viewer is None,
+        "goal": goals.goal_for(session=session, project=project),
     }
     if campaign_id is not None:
         ctx["campaign"] = orders.get_campaign(session=session, campaign_id=campaign_id)
@@ -102,11 +106,13 @@ def give(
     contact: Annotated[str, Form(max_length=200)] = "",
     method: Annotated[str, Form(max_length=20)] = "",
     idempotency_key: Annotated[str, Form(max_length=200)] = "",
+    confirm_past_goal: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Open the gift's payment order and send the donor to pay it (or show its QR code)."""
     values = {"amount": amount, "custom_amount": custom_amount, "donor_name": donor_name,
               "anonymous": anonymous, "message": message, "province": province,
-              "contact": contact, "method": method, "idempotency_key": idempotency_key}
+              "contact": contact, "method": method, "idempotency_key": idempotency_key,
+              "confirm_past_goal": confirm_past_goal}
     ratelimit.enforce(request, "checkout", account=viewer.id if viewer else None)
     try:
         amount_fen = parse_yuan(custom_amount or amount, field="amount")
@@ -115,7 +121,8 @@ def give(
         body = gifts_api.GiftCreate(
             project_id=project_id, campaign_id=campaign_id, amount_fen=amount_fen,
             channel=channel.value, donor_name=donor_name, anonymous=bool(anonymous),
-            message=message, province=province or None)
+            message=message, province=province or None,
+            confirm_past_goal=bool(confirm_past_goal))
         intent, action = gifts_api.open_and_pay(request, actor=viewer, body=body, key=key,
                                                 contact=flows.check_contact(contact))
     except DomainError as exc:
@@ -162,7 +169,11 @@ def order_page(order_id: str, request: Request, viewer: ReadViewer,
         gift = session.scalar(select(CampaignGift).where(CampaignGift.order_id == order_id))
         paid = intent.status == IntentStatus.SUCCEEDED and (
             intent.campaign_id is None or gift is not None)
-        ctx = {"order": intent, "project": project, "donation": donation, "gift": gift,
+        self_url = gifts_api.order_page_url(request, intent)
+        key_query = self_url.partition("?")[2]  # a guest's ?k=: their pages open with it
+        settings = request.app.state.settings
+        ctx: dict[str, Any] = {"order": intent, "project": project, "donation": donation,
+               "gift": gift,
                "paid": paid, "waiting": not paid and intent.status in (
                    IntentStatus.REQUIRES_PAYMENT, IntentStatus.SUCCEEDED),
                "receipt_ref": (f"gift:{order_id}" if intent.campaign_id is not None
@@ -171,7 +182,18 @@ def order_page(order_id: str, request: Request, viewer: ReadViewer,
                "message_view": moderation.message_view(
                    session, gift_id=donation.public_id if donation else order_id,
                    text=intent.message),
-               "self_url": gifts_api.order_page_url(request, intent)}
+               "self_url": self_url,
+               "share": sharing.share_meta(project=project, base_url=settings.base_url,
+                                           site_name=settings.platform_name),
+               "share_url": sharing.share_link(settings.base_url, project.id),
+               "poster_url": f"/gifts/orders/{order_id}/poster.png"
+                             + (f"?{key_query}" if key_query else "")}
+        if gift is not None:
+            detail = campaign_holds.gift_detail(session=session, order_id=order_id)
+            ctx["sponsor_name"] = detail.sponsor_name if detail else None
+            ctx["why"] = explain.explain_gift(gift, request_locale(request))
+            ctx["gift_page_url"] = f"/campaigns/gifts/{order_id}" + (
+                f"?{key_query}" if key_query else "")
         template = "gifts/_order_status.html" if request.headers.get("hx-request") \
             else "gifts/order.html"
         response = render(request, template, ctx)

@@ -23,9 +23,9 @@ from shanju.gifts import service as gifts
 from shanju.moderation import service as moderation
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization
-from shanju.projects import schemas
+from shanju.projects import goals, schemas
 from shanju.projects import service as projects
-from shanju.projects.models import FundUsage, Project, ProjectUpdate
+from shanju.projects.models import FundUsage, Project, ProjectStatus, ProjectUpdate
 
 router = APIRouter(tags=["projects"])
 
@@ -60,10 +60,15 @@ def project_read(
     """Render a project listing for the API."""
     p = listing.project
     orgs = orgs or {}
+    goal = listing.goal
+    left = goals.project_time_left(p) if p.status == ProjectStatus.FUNDRAISING else None
     return schemas.ProjectRead(
         id=p.id, title=p.title, summary=p.summary, description=p.description, story=p.story,
         category=p.category, province=p.province, status=p.status, goal_fen=p.goal_fen,
         raised_fen=listing.raised_fen, donations=listing.donations, disclosed_fen=disclosed_fen,
+        goal_policy=p.goal_policy, stretch_goal_fen=p.stretch_goal_fen, goal_state=goal.state,
+        target_fen=goal.target_fen, fundraising_ends_at=goals.fundraising_ends_at(p),
+        seconds_left=left.seconds if left is not None else None,
         fundraising_plan=p.fundraising_plan, filing_number=p.filing_number,
         filing_valid_from=p.filing_valid_from, filing_valid_until=p.filing_valid_until,
         starts_on=p.starts_on, ends_on=p.ends_on, organization_id=p.organization_id,
@@ -193,6 +198,20 @@ def update_project(project_id: DbId, body: schemas.ProjectUpdate, session: DbSes
     projects.check_can_manage(actor=user, project=project)
     fields = _fields(body, projects.fields_of(project))
     projects.do_update_project(session=session, actor=user, project=project, fields=fields)
+    return _detail(session, project)
+
+
+@router.put("/projects/{project_id}/goal-setting", response_model=schemas.ProjectRead,
+            summary="Choose what happens when the goal is reached (organization staff)",
+            dependencies=[CsrfChecked])
+def set_goal_setting(project_id: DbId, body: schemas.GoalSetting, session: DbSession,
+                     user: CurrentUser) -> schemas.ProjectRead:
+    """Keep taking gifts (donors confirm), stop, or raise a stretch goal; the goal as filed
+    stays as it is. 409 goal_policy_locked once fundraising is over."""
+    project = projects.get_project(session=session, project_id=project_id)
+    projects.do_set_goal_policy(session=session, actor=user, project=project,
+                                policy=body.goal_policy.value,
+                                stretch_goal=body.stretch_goal_fen)
     return _detail(session, project)
 
 

@@ -27,11 +27,28 @@ class ProjectStatus(enum.StrEnum):
     TAKEN_DOWN = "taken_down"
 
 
+class GoalPolicy(enum.StrEnum):
+    """What happens once a project has raised its goal (see ``projects/goals.py``).
+
+    continue: it keeps taking gifts, and donors are told before they pay that the goal is
+    reached; stop: it takes no more gifts; stretch: it raises toward ``stretch_goal_fen``
+    (a new, higher goal, the original still shown), then stops there.
+    """
+
+    CONTINUE = "continue"
+    STOP = "stop"
+    STRETCH = "stretch"
+
+
 class Project(Base):
     """A fundraising project published by an organization."""
 
     __tablename__ = "projects"
-    __table_args__ = (CheckConstraint("goal_fen > 0", name="goal_positive"),)
+    __table_args__ = (
+        CheckConstraint("goal_fen > 0", name="goal_positive"),
+        CheckConstraint("stretch_goal_fen IS NULL OR stretch_goal_fen > goal_fen",
+                        name="stretch_goal_above_goal"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
@@ -48,6 +65,11 @@ class Project(Base):
     province: Mapped[str] = mapped_column(String(20), index=True)
     cover_image_id: Mapped[int | None] = mapped_column(ForeignKey("attachments.id"))
     goal_fen: Mapped[int] = mapped_column(BigInteger)
+    # What the organization chose for when the goal is reached (its project settings).
+    goal_policy: Mapped[GoalPolicy] = mapped_column(
+        enum_column(GoalPolicy), default=GoalPolicy.CONTINUE,
+        server_default=GoalPolicy.CONTINUE.value)
+    stretch_goal_fen: Mapped[int | None] = mapped_column(BigInteger)
     fundraising_plan: Mapped[str] = mapped_column(Text, default="")
     filing_number: Mapped[str | None] = mapped_column(String(60))  # 备案号
     filing_valid_from: Mapped[dt.date | None]

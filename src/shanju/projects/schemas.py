@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shanju.core.db import DbId
 from shanju.core.text import MultiLine, SingleLine
-from shanju.projects.models import ProjectStatus
+from shanju.projects.goals import GoalState
+from shanju.projects.models import GoalPolicy, ProjectStatus
 
 
 class ProjectCreate(BaseModel):
@@ -56,6 +57,16 @@ class ProjectUpdate(BaseModel):
     story: MultiLine | None = Field(default=None, max_length=6_000)
 
 
+class GoalSetting(BaseModel):
+    """What happens when the project's goal is reached (the organization's choice)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal_policy: GoalPolicy = Field(description="continue | stop | stretch")
+    stretch_goal_fen: int | None = Field(
+        default=None, description="Required for stretch: above the goal and what is raised")
+
+
 class TransitionRequest(BaseModel):
     """The reason for a move (required to reject, pause and take down)."""
 
@@ -99,9 +110,25 @@ class ProjectRead(BaseModel):
     category: str
     province: str
     status: ProjectStatus
-    goal_fen: int
+    goal_fen: int = Field(description="The goal as filed (never changed by a stretch goal).")
     raised_fen: int
     donations: int = Field(description="Paid gifts (person-times).")
+    goal_policy: GoalPolicy = Field(
+        description="What happens at the goal: continue (keeps taking gifts; donors confirm), "
+        "stop, or stretch (raises toward stretch_goal_fen, then stops)")
+    stretch_goal_fen: int | None = None
+    goal_state: GoalState = Field(
+        description="open (below the goal); reached (已筹满, still taking gifts: a gift needs "
+        "confirm_past_goal); stretch (past the goal, raising a stretch goal: a gift needs "
+        "confirm_past_goal); closed (已筹满, no more gifts)")
+    target_fen: int = Field(description="The goal in force: the stretch goal once the goal "
+                            "is reached, else goal_fen")
+    fundraising_ends_at: dt.datetime | None = Field(
+        default=None, description="End of the fundraising period (the end of ends_on, China "
+        "time)")
+    seconds_left: int | None = Field(
+        default=None, description="Seconds until fundraising_ends_at (0 once over); null "
+        "without an end date or when not fundraising")
     disclosed_fen: int | None = None
     fundraising_plan: str
     filing_number: str | None

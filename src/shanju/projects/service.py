@@ -33,7 +33,7 @@ from shanju.gifts import service as gifts
 from shanju.ledger import service as ledger
 from shanju.organizations import service as organizations
 from shanju.organizations.models import Organization, OrgStatus
-from shanju.projects import labels
+from shanju.projects import goals, labels
 from shanju.projects.models import FundUsage, Project, ProjectStatus, ProjectUpdate
 
 S = ProjectStatus
@@ -196,6 +196,13 @@ def check_accepts_donations(*, project: Project, on: dt.date) -> None:
             code="project_not_fundraising",
             details={"status": project.status.value},
         )
+    if project.ends_on is not None and on > project.ends_on:
+        raise Conflict(
+            "This project's fundraising period ended on %(ends_on)s, so it takes no more "
+            "donations.",
+            code="project_not_fundraising", params={"ends_on": project.ends_on.isoformat()},
+            details={"status": project.status.value, "ends_on": project.ends_on.isoformat()},
+        )
     if not filing_valid_on(project, on):
         raise Conflict(
             "This project is not raising funds now: its fundraising filing is not valid today.",
@@ -227,10 +234,14 @@ class ProjectListing:
 
     @property
     def percent(self) -> int:
-        """Progress toward the goal, 0–100 (for the bar)."""
-        if self.project.goal_fen <= 0:
-            return 0
-        return min(100, self.raised_fen * 100 // self.project.goal_fen)
+        """Progress toward the goal in force (a stretch goal once the goal is reached),
+        0–100 (for the bar)."""
+        return self.goal.percent
+
+    @property
+    def goal(self) -> goals.Goal:
+        """Where the project stands against its goal (已筹满, a stretch goal, …)."""
+        return goals.goal_of(self.project, self.raised_fen)
 
 
 def with_totals(*, session: Session, projects: Sequence[Project],
@@ -553,6 +564,11 @@ def do_update_project(
         )
     org = organizations.get_organization(session=session, org_id=project.organization_id)
     clean = check_fields(fields)
+    if project.stretch_goal_fen is not None and clean.goal_fen >= project.stretch_goal_fen:
+        raise InvalidInput(
+            "The goal must stay below the stretch goal (%(stretch)s); change the goal setting "
+            "first.", code="goal_above_stretch_goal", field="goal",
+            params={"stretch": format_fen(project.stretch_goal_fen, cents=False)})
     recipient_id = check_recipient(session=session, organization=org,
                                    recipient_org_id=clean.recipient_org_id, on=today_cn())
     data = audit.changes(
@@ -918,6 +934,27 @@ def _notify_of_platform_action(
         link=f"/console/projects/{project.id}",
     )
     return sent
+
+
+# --- the goal ---------------------------------------------------------------------------------
+
+
+def do_set_goal_policy(*, session: Session, actor: User, project: Project, policy: str,
+                       stretch_goal: str | int | None = None) -> Project:
+    """Set what happens when the project's goal is reached (its organization's staff), audited.
+
+    The original goal never changes (it is the one filed): a stretch goal is shown beside it.
+    """
+    check_can_manage(actor=actor, project=project)
+    raised = goals.goal_for(session=session, project=project).raised_fen
+    chosen, stretch_fen = goals.check_goal_policy(project=project, policy=policy,
+                                                  stretch_goal=stretch_goal, raised_fen=raised)
+    data = audit.changes(project, goal_policy=chosen, stretch_goal_fen=stretch_fen)
+    if data["new"]:
+        audit.record(session, actor_id=actor.id, action="projects.project.goal_policy_set",
+                     object_type="project", object_id=project.id, data=data)
+    session.flush()
+    return project
 
 
 # --- progress updates and fund usage -------------------------------------------------------

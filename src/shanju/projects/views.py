@@ -34,8 +34,10 @@ from shanju.gifts import views as gift_views
 from shanju.moderation import service as moderation
 from shanju.organizations import payment_routes
 from shanju.organizations import service as organizations
+from shanju.projects import goals
 from shanju.projects import service as projects
 from shanju.projects.models import Project, ProjectStatus
+from shanju.sharing import service as sharing
 
 router = APIRouter()
 PAGE_SIZE = 20
@@ -111,6 +113,13 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
     project = projects.get_visible_project(session=session, project_id=project_id,
                                            viewer=viewer)
     ctx = _detail_context(session, project)
+    ctx["goal"] = ctx["listing"].goal
+    settings = request.app.state.settings
+    if project.status != ProjectStatus.TAKEN_DOWN:
+        ctx["share"] = sharing.share_meta(project=project, base_url=settings.base_url,
+                                          site_name=settings.platform_name)
+    if project.status == ProjectStatus.FUNDRAISING:
+        ctx["time_left"] = goals.project_time_left(project)
     ctx["donations"] = gifts.recent_gifts(session=session, project_id=project.id, limit=20)
     # Donors' messages as everyone may see them: held and hidden ones are left out.
     ctx["shown_messages"] = moderation.public_messages(session, ctx["donations"])
@@ -136,6 +145,7 @@ def project_page(project_id: DbId, request: Request, session: DbSession,
     if giving_day is not None:
         ctx["giving_day"] = giving_day
         ctx["campaign"] = giving_day
+        ctx["giving_day_left"] = campaigns_live.campaign_time_left(giving_day)
         ctx["donate_action"] = f"/campaigns/{giving_day.id}/projects/{project.id}/donate"
     # Real providers (WeChat Pay, Alipay) the organization takes: the form asks which.
     ctx["pay_methods"] = gift_views.pay_methods(request, session, project.recipient_org_id)
@@ -329,6 +339,8 @@ def _console_project(request: Request, session: Session, user: User, project: Pr
         "error_form": form, "values": values or {},
         "paused_by_platform": projects.paused_by_platform(project),
         "can_change_pictures": project.status != ProjectStatus.TAKEN_DOWN,
+        "goal": ctx["listing"].goal,
+        "goal_editable": project.status in goals.POLICY_EDITABLE,
         "today": today_cn().isoformat(),
         # The organizations that publish or receive the gifts see donors' names.
         "show_names": user.organization_id in (project.organization_id,
@@ -362,6 +374,23 @@ def console_action(project_id: DbId, action: str, request: Request, session: DbS
         return _console_project(request, session, user, project, error=exc, form="action",
                                 values=values, status_code=exc.status_code)
     return redirect(f"/console/projects/{project.id}")
+
+
+@router.post("/console/projects/{project_id}/goal-setting", dependencies=[CsrfChecked])
+def console_goal_setting(project_id: DbId, request: Request, session: DbSession,
+                         viewer: Viewer, values: FormFields) -> Response:
+    """Choose what happens when the goal is reached: continue, stop or a stretch goal."""
+    user, project = _managed(session, viewer, project_id)
+    try:
+        with session.begin_nested():
+            projects.do_set_goal_policy(session=session, actor=user, project=project,
+                                        policy=values.get("goal_policy", ""),
+                                        stretch_goal=values.get("stretch_goal", ""))
+    except DomainError as exc:
+        session.refresh(project)
+        return _console_project(request, session, user, project, error=exc, form="goal",
+                                values=values, status_code=exc.status_code)
+    return redirect(f"/console/projects/{project.id}#goal-setting")
 
 
 def _console_report(

@@ -44,6 +44,11 @@ class ProjectCard:
         return self.raised_fen * 100 // self.goal_fen if self.goal_fen > 0 else 0
 
     @property
+    def goal_reached(self) -> bool:
+        """Whether a fundraising project has raised its goal (已筹满, not 募捐中)."""
+        return self.status == ProjectStatus.FUNDRAISING and self.raised_fen >= self.goal_fen
+
+    @property
     def bar_percent(self) -> int:
         """Width of the progress bar: the percent, capped at 100."""
         return min(self.percent, 100)

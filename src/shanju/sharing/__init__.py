@@ -1,0 +1,1 @@
+"""Sharing: the share poster, share metadata for WeChat and other apps, inviting friends."""
