@@ -566,7 +566,10 @@ class PipelineMachine(RuleBasedStateMachine):
         applied = flows.settle_by_query(database=self.db, gateway=self.gateways[order.provider],
                                         intent_id=order.id, secret_key=SECRET,
                                         hash_payer=hash_payer)
-        if self.snap.intents[order.id].status != IntentStatus.REQUIRES_PAYMENT:
+        # Open here, or failed here (the donor may have retried on the provider's page and
+        # paid since; its callback may be lost): asked. Otherwise settled: nothing to ask.
+        if self.snap.intents[order.id].status not in (IntentStatus.REQUIRES_PAYMENT,
+                                                      IntentStatus.FAILED):
             assert applied is None
             return
         assert applied is not None
