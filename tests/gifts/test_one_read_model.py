@@ -24,6 +24,8 @@ READS_BOTH_FOR_OTHER_REASONS = {
     "disclosure/service.py": "money movements that are not gifts arriving: refunds of donations "
                              "(refunds joined to donations) and sponsors' matches (the match "
                              "columns of campaign_gifts); gifts arriving are read from the view",
+    "accounts/flows.py": "deleting an account (PIPL) de-identifies the person's rows in both "
+                         "tables (messages, payer hashes): it writes, it does not read gifts",
 }
 
 _SQL = {"ordinary": re.compile(r"\b(FROM|JOIN)\s+\"?donations\b"),

@@ -16,13 +16,14 @@ from sqlalchemy.exc import IntegrityError
 
 import shanju.models  # noqa: F401 - every table in the metadata
 from shanju.core.db import Base, Database
-from shanju.core.migrations import alembic_config
+from shanju.core.migrations import alembic_config, include_name
 from tests.factories import make_org, make_project
 
 
 def _diffs(database: Database) -> list[Any]:
     with database.engine.connect() as conn:
-        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": include_name})
+        diffs = compare_metadata(context, Base.metadata)
     return [d for d in diffs if "projects" in repr(d)]
 
 

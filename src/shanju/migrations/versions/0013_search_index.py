@@ -1,7 +1,7 @@
 """search index: Chinese text search over projects and organizations
 
 Revision ID: 0013
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-07 09:00:00.000000
 
 ADR 0032 (docs/search.md). What a search reads, indexed in each database's own way:
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = '0013'
-down_revision: str | None = '0015'
+down_revision: str | None = '0016'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
