@@ -1,5 +1,6 @@
-"""The main pages pass axe-core's automated accessibility check on a phone (390×844, zh-CN):
-no serious or critical violation of WCAG 2.1 A/AA or of axe's best practices.
+"""The main pages pass axe-core's automated accessibility check on a phone (390×844, zh-CN,
+and English for four of them): no serious or critical violation of WCAG 2.1 A/AA or of axe's
+best practices — and none is wider than the phone.
 
 axe-core (tests/browser/vendor/axe-core, never served by the app) is evaluated into each page
 by Playwright (DevTools' evaluate, which the page's Content-Security-Policy does not govern), so
@@ -24,7 +25,7 @@ from playwright.sync_api import Browser, Page, expect
 from shanju.core import files
 from shanju.demo import covers
 from shanju.projects import service as projects
-from tests.browser.conftest import LiveServer, new_context, serving
+from tests.browser.conftest import LiveServer, horizontal_overflow, new_context, serving
 from tests.browser.helpers import check_accessible, donate_in_sandbox
 from tests.factories import PASSWORD, make_campaign, make_org, make_pool, make_project
 from tests.projects.helpers import image_bytes, paid_donation, staff_of
@@ -191,7 +192,7 @@ def _id(spec: tuple[str, bool, str]) -> str:
 
 
 @pytest.mark.parametrize("spec", PAGES, ids=[_id(p) for p in PAGES])
-def test_page_has_no_serious_accessibility_violations(
+def test_page_fits_the_phone_and_has_no_serious_accessibility_violations(
     page: Page, site: Site, js_errors: list[str], spec: tuple[str, bool, str],
 ) -> None:
     name, signed_in, lang = spec
@@ -207,6 +208,7 @@ def test_page_has_no_serious_accessibility_violations(
     if name == "receipt":
         expect(page.locator("#verify")).to_have_attribute("data-verify-status", "ok")
     check_accessible(page)
+    assert horizontal_overflow(page) == 0, f"{path} is wider than the 390 px phone"
     assert js_errors == [], js_errors
 
 
