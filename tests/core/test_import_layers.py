@@ -28,6 +28,7 @@ SRC = Path(shanju.__file__).parent
 STORAGE = frozenset({
     "shanju.transparency.models",
     "shanju.transparency.log",
+    "shanju.transparency.sequencer",
     "shanju.transparency.leaves",
     "shanju.transparency.merkle",
 })

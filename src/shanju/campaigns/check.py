@@ -12,7 +12,10 @@ What must hold (and what this recomputes):
 - no cap was ever exceeded: walking each pool's standing matches in gift order, every
   per-donor-per-day, per-project-per-day, per-organization and daily-pot sum stays within the
   cap of the rule version the gift used, and no match exceeds the gift's per-gift maximum;
-- the counters of the caps in force equal their recomputation;
+- the counters of the caps in force equal their recomputation (standing matches plus the
+  headroom escrow leases hold on them); each lease's budget slice of a pool is exactly the
+  balance of its ``match_escrow:<lease>:<pool>`` account, and a pool's spending is
+  committed − remaining − what is in escrow;
 - ``campaign_stats`` equal their recomputation from the gifts.
 """
 
@@ -31,6 +34,7 @@ from shanju.campaigns.models import (
     CampaignCounter,
     CampaignGift,
     CampaignStat,
+    LeaseSlice,
     MatchPool,
     MatchStatus,
     PoolKind,
@@ -39,7 +43,7 @@ from shanju.campaigns.models import (
 from shanju.campaigns.rules import RuleParams
 from shanju.core.clock import CHINA_TZ
 from shanju.ledger import service as ledger
-from shanju.ledger.models import LedgerAccount, Posting
+from shanju.ledger.models import AccountKind, LedgerAccount, Posting
 
 STANDING = (MatchStatus.MATCHED, MatchStatus.HELD)
 
@@ -86,7 +90,9 @@ def check(session: Session) -> CampaignsReport:
     ).order_by(CampaignGift.id)))
     report.gifts = len(gifts)
 
-    # Batch entries: legs = sums of the batch's gifts as decided.
+    # Batch entries: legs = sums of the batch's gifts as decided (an escrow batch's matches
+    # leave its lease's escrow account).
+    leases = {b.id: b.lease_id for b in session.scalars(select(CampaignBatch))}
     expected: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for g in gifts:
         legs = expected[g.batch_id]
@@ -94,7 +100,9 @@ def check(session: Session) -> CampaignsReport:
         held = g.hold_until is not None and g.matched_fen > 0
         legs[ledger.project_fund(g.project_id)] += g.amount_fen + (0 if held else g.matched_fen)
         if g.matched_fen and g.pool_id is not None:
-            legs[ledger.match_pool(g.pool_id)] -= g.matched_fen
+            lease = leases.get(g.batch_id)
+            legs[ledger.match_pool(g.pool_id) if lease is None
+                 else ledger.match_escrow(lease, g.pool_id)] -= g.matched_fen
             if held:
                 legs[ledger.match_hold(g.pool_id)] += g.matched_fen
     batches = {b.id: b.entry_id for b in session.scalars(select(CampaignBatch))}
@@ -129,6 +137,24 @@ def check(session: Session) -> CampaignsReport:
             standing[g.pool_id] += g.matched_fen
             if g.match_status == MatchStatus.HELD:
                 holding[g.pool_id] += g.matched_fen
+    # Escrow: each lease's budget slice is exactly its escrow account's balance, and what
+    # is in escrow is neither remaining nor spent.
+    slices = [(sl.lease_id, sl.campaign_id, sl.key, sl.reserved_fen)
+              for sl in session.scalars(select(LeaseSlice))]
+    escrowed: dict[int, int] = defaultdict(int)
+    escrow_accounts = {str(code): int(bal) for code, bal in session.execute(
+        select(LedgerAccount.code, LedgerAccount.balance_fen)
+        .where(LedgerAccount.kind == AccountKind.MATCH_ESCROW))}
+    budget_slices: dict[str, int] = {}
+    for lease_id, _, key, reserved in slices:
+        if key.endswith(":b"):
+            pool_id = int(key[1:].split(":")[0])
+            budget_slices[ledger.match_escrow(lease_id, pool_id)] = reserved
+    for code in set(escrow_accounts) | set(budget_slices):
+        balance, sliced = escrow_accounts.get(code, 0), budget_slices.get(code, 0)
+        if balance != sliced:
+            problems.append(f"escrow {code}: balance {balance} != lease slice {sliced}")
+        escrowed[int(code.rsplit(":", 1)[1])] += balance
     for p in pools:
         if p.remaining_fen < 0:
             problems.append(f"pool {p.id}: remaining {p.remaining_fen} is negative")
@@ -136,8 +162,9 @@ def check(session: Session) -> CampaignsReport:
             problems.append(f"pool {p.id}: remaining {p.remaining_fen} != ledger "
                             f"{balances[ledger.match_pool(p.id)]}")
         if p.kind == PoolKind.MATCHING:
-            if p.committed_fen - p.remaining_fen != standing[p.id]:
-                problems.append(f"pool {p.id}: spent {p.committed_fen - p.remaining_fen} != "
+            spent = p.committed_fen - p.remaining_fen - escrowed[p.id]
+            if spent != standing[p.id]:
+                problems.append(f"pool {p.id}: spent {spent} (in escrow {escrowed[p.id]}) != "
                                 f"standing matches {standing[p.id]}")
             if balances[ledger.match_hold(p.id)] != holding[p.id]:
                 problems.append(f"pool {p.id}: hold account {balances[ledger.match_hold(p.id)]}"
@@ -184,6 +211,10 @@ def check(session: Session) -> CampaignsReport:
                                   g.day.isoformat()):
             if cap is not None:
                 wanted[(g.campaign_id, key)] += g.matched_fen
+    # A counter also counts the headroom escrow leases hold on it (campaigns/escrow.py).
+    for _, slice_campaign, slice_key, reserved in slices:
+        if not slice_key.endswith(":b") and reserved:
+            wanted[(slice_campaign, slice_key)] += reserved
     kept_prefixes = {
         f"p{pid}:{tag}:" for pid, params in in_force.items() if params is not None
         for tag, cap in (("d", params.per_donor_daily_cap_fen),

@@ -39,7 +39,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import shanju.models  # noqa: F401 - every table mapped, so a bare writer process can flush
+from shanju.campaigns import escrow as escrow_leases
 from shanju.campaigns import fraud, locks, rules
+from shanju.campaigns.escrow import EscrowView, LeaseLost
 from shanju.campaigns.models import (
     CampaignCounter,
     CampaignGift,
@@ -218,13 +220,16 @@ def _in_hours(opens_at: str, closes_at: str, hhmm: str) -> bool:
     return opens_at <= hhmm <= closes_at
 
 
-def apply_batch(session: Session, gifts: Sequence[PaidGift], *, worker: str = "") -> list[
-        GiftResult]:
+def apply_batch(session: Session, gifts: Sequence[PaidGift], *, worker: str = "",
+                escrow: EscrowView | None = None) -> list[GiftResult]:
     """Credit a batch of paid gifts and decide their matches, in the caller's transaction.
 
     Every gift is credited (the money was paid); only its match may be refused. A gift whose
     order was already written (or that repeats an earlier gift of the batch) is answered
     ``duplicate`` with the first gift's data and changes nothing.
+
+    ``escrow``: the batch spends its writer's escrow lease (``campaigns/escrow.py``) instead
+    of locking the campaign rows, and queues its leaves for the log's sequencer.
     """
     if not gifts:
         return []
@@ -235,16 +240,22 @@ def apply_batch(session: Session, gifts: Sequence[PaidGift], *, worker: str = ""
     if paused:
         gc.disable()
     try:
-        return _apply_batch(session, gifts, worker)
+        return _apply_batch(session, gifts, worker, escrow)
     finally:
         if paused:
             gc.enable()
 
 
-def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> list[GiftResult]:
+def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
+                 escrow: EscrowView | None) -> list[GiftResult]:
     campaign_ids = sorted({g.campaign_id for g in gifts})
     # 1. The lock: campaign rows, ascending id. Everything below is read after it.
-    campaigns = locks.lock_campaigns(session, campaign_ids)
+    # >>> escrow seam (issue 15): a lease's fence instead of the campaign lock.
+    if escrow is not None:
+        campaigns = escrow.fence(session, campaign_ids)
+    else:
+        campaigns = locks.lock_campaigns(session, campaign_ids)
+    # <<< escrow seam
     for cid in campaign_ids:
         if cid not in campaigns:
             raise NotFound("The campaign does not exist.", code="campaign_not_found")
@@ -308,6 +319,12 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
         "ORDER BY p.priority, p.id", (arg_c,),
     ):
         pool = _Pool(int(pid), int(cid), int(remaining), int(version), _rule(raw_params))
+        # >>> escrow seam: what the batch may match is its lease's budget slice.
+        if escrow is not None:
+            if int(built or 1) != pool.version:
+                raise LeaseLost("a pool's counters need rebuilding under the campaign lock")
+            pool.remaining = escrow.remaining(pool.campaign_id, pool.id)
+        # <<< escrow seam
         if int(built or 1) != pool.version:
             # A rule version written without flows.add_rule_version: bring the pool's
             # counters up to its caps now, under the lock, before anything reads them.
@@ -393,7 +410,10 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
     for cid in campaign_ids:
         wanted = list(keys_by_campaign[cid])
         found: dict[str, int] = {}
-        if wanted:
+        if wanted and escrow is not None:  # >>> escrow seam: caps read as cap − slice
+            found = escrow.counters(session, cid, wanted, {
+                p.id: p.params for p in pools_by_campaign[cid]})
+        elif wanted:
             where_k, arg_k = sql.in_list("key", wanted)
             found = {str(k): int(v) for k, v in sql.rows(
                 f"SELECT key, value FROM campaign_counters WHERE campaign_id = ? AND {where_k}",  # noqa: S608
@@ -469,12 +489,21 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
         d.gift_id = gift_id
     _insert_gifts(sql, decided, batch_id)
 
+    # >>> escrow seam: the lease's slices pay for the matches; no shared cap or pool row.
+    if escrow is not None:
+        for cid, cc in counters.items():
+            fraud_changed = escrow.spend(session, cid, before[cid], cc, {
+                p.id: p.spent for p in pools_by_campaign[cid]})
+            _upsert_counters(sql, [(cid, k, v) for k, v in fraud_changed])
+    # <<< escrow seam
     for cid, cc in counters.items():
+        if escrow is not None:
+            break
         old = before[cid]
         _upsert_counters(sql, [(cid, k, v) for k, v in cc.items() if old.get(k) != v])
 
     for pool in pools.values():
-        if pool.spent:
+        if pool.spent and escrow is None:
             updated = sql.execute(
                 "UPDATE match_pools SET remaining_fen = remaining_fen - ?, exhausted_at = "
                 "CASE WHEN remaining_fen - ? = 0 AND exhausted_at IS NULL THEN ? "
@@ -485,8 +514,12 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str) -> li
             if updated != 1:  # pragma: no cover - the campaign lock makes this impossible
                 raise RuntimeError(f"pool {pool.id} has less left than the batch matched")
 
-    entry = ledger.post(session, _batch_entry(decided, batch_id))
-    sql.execute("UPDATE campaign_batches SET entry_id = ? WHERE id = ?", (entry.id, batch_id))
+    # >>> escrow seam: matches leave the lease's escrow account; leaves go to the queue.
+    entry = ledger.post(session, _batch_entry(decided, batch_id, escrow),
+                        queue_log=escrow is not None)
+    sql.execute("UPDATE campaign_batches SET entry_id = ?, lease_id = ? WHERE id = ?",
+                (entry.id, None if escrow is None else escrow.lease_id, batch_id))
+    # <<< escrow seam
     _upsert_stats(sql, decided)
 
     # 9. Answers, in the order submitted.
@@ -582,7 +615,10 @@ def rebuild_counters(session: Session, *, pool_id: int, campaign_id: int, params
                      version: int) -> None:
     """Recompute a pool's cap counters from its standing matches for the caps of ``params``
     (rule ``version``), under the campaign lock. A pool's counters with no version record
-    were built for version 1 (a new pool has no matches)."""
+    were built for version 1 (a new pool has no matches). Escrow leases holding headroom in
+    the campaign are revoked first (their slices returned): the counters rebuilt count only
+    standing matches, and no writer spends headroom granted under the old caps."""
+    escrow_leases.revoke_campaign(session, campaign_id)
     session.execute(
         delete(CampaignCounter).where(CampaignCounter.campaign_id == campaign_id,
                                       CampaignCounter.key.startswith(f"p{pool_id}:",
@@ -677,8 +713,11 @@ def _upsert_counters(sql: _Sql, changed: list[tuple[int, str, int]]) -> None:
             "ON CONFLICT (campaign_id, key) DO UPDATE SET value = excluded.value", changed)
 
 
-def _batch_entry(decided: list[_Decided], batch_id: int) -> ledger.EntrySpec:
-    """The batch's journal entry: exact sums per account of its gifts (zero legs omitted)."""
+def _batch_entry(decided: list[_Decided], batch_id: int,
+                 escrow: EscrowView | None = None) -> ledger.EntrySpec:
+    """The batch's journal entry: exact sums per account of its gifts (zero legs omitted).
+    An escrow batch's matches leave its lease's ``match_escrow:<lease>:<pool>`` accounts."""
+    pool_account = ledger.match_pool if escrow is None else escrow.pool_account
     clearing: dict[str, int] = {}
     projects: dict[int, int] = {}
     pools: dict[int, int] = {}
@@ -694,15 +733,16 @@ def _batch_entry(decided: list[_Decided], batch_id: int) -> ledger.EntrySpec:
                 holds[d.pool_id] = holds.get(d.pool_id, 0) + d.matched
     legs = [ledger.Leg(ledger.donor_clearing(p), -v) for p, v in sorted(clearing.items()) if v]
     legs += [ledger.Leg(ledger.project_fund(p), v) for p, v in sorted(projects.items()) if v]
-    legs += [ledger.Leg(ledger.match_pool(p), -v) for p, v in sorted(pools.items()) if v]
+    legs += [ledger.Leg(pool_account(p), -v) for p, v in sorted(pools.items()) if v]
     legs += [ledger.Leg(ledger.match_hold(p), v) for p, v in sorted(holds.items()) if v]
     return ledger.EntrySpec(kind="campaign.batch", legs=legs,
                             memo=f"{len(decided)} giving-day gifts",
                             dedupe_key=f"campaign.batch:{batch_id}",
-                            details=_log_details(decided))
+                            details=_log_details(decided, pool_account))
 
 
-def _log_details(decided: list[_Decided]) -> list[LogDetail]:
+def _log_details(decided: list[_Decided],
+                 pool_account: Any = ledger.match_pool) -> list[LogDetail]:
     """The transparency log's view of a batch: per gift, the gift and (if any) its match.
 
     The gift leaf (``campaign.gift``, donor's clearing → project) carries the donor's
@@ -727,7 +767,7 @@ def _log_details(decided: list[_Decided]) -> list[LogDetail]:
             to = project if d.status == _MATCHED else ledger.match_hold(d.pool_id)
             details.append(LogDetail(
                 ref=ref, kind="campaign.match", public={**public, "pool": d.pool_id},
-                transfer=Transfer(ledger.match_pool(d.pool_id), to, d.matched),
+                transfer=Transfer(pool_account(d.pool_id), to, d.matched),
             ))
     return details
 
@@ -776,7 +816,8 @@ def stat_rows(decided: Sequence[tuple[int, int, int, str | None, str, int | None
 
 def upsert_stats(sql: _Sql, deltas: dict[tuple[int, str, str], list[int]]) -> None:
     """Add ``deltas`` to ``campaign_stats`` (under the campaign lock)."""
-    rows = [(cid, dim, key, v[0], v[1], v[2]) for (cid, dim, key), v in deltas.items()
+    # In key order: two writers' batches (escrow leases) lock shared rows in one order.
+    rows = [(cid, dim, key, v[0], v[1], v[2]) for (cid, dim, key), v in sorted(deltas.items())
             if v[0] or v[1] or v[2]]
     if not rows:
         return

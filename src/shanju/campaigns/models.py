@@ -209,6 +209,9 @@ class CampaignBatch(Base):
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"))
     gifts: Mapped[int] = mapped_column(default=0)
     worker: Mapped[str] = mapped_column(String(60), default="")  # host:pid of the writer
+    # The escrow lease the batch spent from (its matches leave match_escrow:<lease>:<pool>
+    # instead of pool:<pool>); None: the batch locked the campaign (docs/locking.md).
+    lease_id: Mapped[int | None]
     committed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -312,3 +315,47 @@ class QuadraticShare(Base):
     share_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LeaseState(enum.StrEnum):
+    """A writer's escrow lease: active until its holder releases it or it is revoked (the
+    holder died or stalled past its expiry, or a flow changed the matching configuration)."""
+
+    ACTIVE = "active"
+    RELEASED = "released"
+    REVOKED = "revoked"
+
+
+class CampaignLease(Base):
+    """One writer process's escrow lease (``campaigns/escrow.py``, ``docs/locking.md``).
+
+    The lease id is the fencing token: every batch that spends from the lease first updates
+    this row ``WHERE id = :id AND state = 'active'`` and aborts unless one row changed. A
+    revoked or released lease never becomes active again; a restarted writer opens a new one.
+    """
+
+    __tablename__ = "campaign_leases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    holder: Mapped[str] = mapped_column(String(60))  # host:pid of the writer
+    state: Mapped[LeaseState] = mapped_column(enum_column(LeaseState), default=LeaseState.ACTIVE)
+    expires_at: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None]
+
+
+class LeaseSlice(Base):
+    """Headroom a lease holds on one cap counter (``p<pool>:d:…``, ``:j:``, ``:o:``, ``:t:``)
+    or on a pool's budget (``p<pool>:b``, money in ``match_escrow:<lease>:<pool>``).
+
+    The counter (or, for the budget, the pool's ``remaining_fen``) already counts
+    ``reserved_fen`` as used: the holder's batches spend it without touching the shared row.
+    """
+
+    __tablename__ = "campaign_lease_slices"
+    __table_args__ = (CheckConstraint("reserved_fen >= 0", name="reserved_not_negative"),)
+
+    lease_id: Mapped[int] = mapped_column(ForeignKey("campaign_leases.id"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    reserved_fen: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -29,6 +29,7 @@ class AccountKind(enum.StrEnum):
     SPONSOR = "sponsor"  # a sponsor's money arriving for its matching pools (runs negative)
     MATCH_POOL = "pool"  # a sponsor's matching pool, not yet matched
     MATCH_HOLD = "match_hold"  # matches of a pool held through the public notice period
+    MATCH_ESCROW = "match_escrow"  # a pool's budget leased to one writer (campaigns/escrow.py)
 
 
 class LedgerAccount(Base):

@@ -31,6 +31,7 @@ from shanju.core.clock import utcnow
 from shanju.core.errors import Conflict, DomainError
 from shanju.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
 from shanju.transparency import log as transparency_log
+from shanju.transparency import sequencer as transparency_sequencer
 
 # Re-exported: posting sites describe their leaves as ledger.LogDetail / ledger.Transfer.
 from shanju.transparency.leaves import LogDetail as LogDetail
@@ -82,6 +83,12 @@ def match_pool(pool_id: int) -> str:
 def match_hold(pool_id: int) -> str:
     """Account code for a pool's matches held through the public notice period (公示期)."""
     return f"{AccountKind.MATCH_HOLD.value}:{pool_id}"
+
+
+def match_escrow(lease_id: int, pool_id: int) -> str:
+    """Account code for a pool's budget leased to one writer's escrow lease (returned to
+    ``pool:<id>`` when the lease ends; ``campaigns/escrow.py``)."""
+    return f"{AccountKind.MATCH_ESCROW.value}:{lease_id}:{pool_id}"
 
 
 REFUNDS = AccountKind.REFUNDS.value
@@ -213,17 +220,22 @@ _INCREMENT = (
 )
 
 
-def post(session: Session, spec: EntrySpec) -> JournalEntry:
+def post(session: Session, spec: EntrySpec, *, queue_log: bool = False) -> JournalEntry:
     """Post one balanced journal entry in the caller's transaction."""
-    return post_many(session, [spec])[0]
+    return post_many(session, [spec], queue_log=queue_log)[0]
 
 
-def post_many(session: Session, specs: Sequence[EntrySpec]) -> list[JournalEntry]:
+def post_many(session: Session, specs: Sequence[EntrySpec], *,
+              queue_log: bool = False) -> list[JournalEntry]:
     """Post many balanced entries at once (the giving-day engine posts thousands per batch).
 
     Raises :class:`UnbalancedEntry` before writing anything if one entry does not balance,
     :class:`InsufficientFunds` if an account named in ``no_overdraft`` would go negative,
     and ``IntegrityError`` if a ``dedupe_key`` was already posted.
+
+    ``queue_log``: the leaves go to the log's queue (``transparency.sequencer.enqueue``)
+    instead of being appended under the head's lock; the sequencer gives them their indexes
+    after the commit (the escrow writers' batches: ``docs/locking.md``).
     """
     for spec in specs:
         check_entry(spec)
@@ -232,14 +244,16 @@ def post_many(session: Session, specs: Sequence[EntrySpec]) -> list[JournalEntry
     if any(s.no_overdraft for s in specs):
         # A refused movement must leave the caller's transaction as it was.
         with session.begin_nested():
-            return _post_many(session, specs)
-    return _post_many(session, specs)
+            return _post_many(session, specs, queue_log)
+    return _post_many(session, specs, queue_log)
 
 
-def _post_many(session: Session, specs: Sequence[EntrySpec]) -> list[JournalEntry]:
+def _post_many(session: Session, specs: Sequence[EntrySpec],
+               queue_log: bool) -> list[JournalEntry]:
     # The log's head first, then accounts: whoever holds an account's row lock already holds
-    # the head, so two posting transactions never wait on each other in a cycle.
-    head = transparency_log.lock_head(session)
+    # the head, so two posting transactions never wait on each other in a cycle. A queued
+    # posting takes no head lock at all (the sequencer takes it, and no account lock).
+    head = None if queue_log else transparency_log.lock_head(session)
     ids = ensure_accounts(session, (leg.account for s in specs for leg in s.legs))
 
     # Net change per account, applied in ascending id order (deadlock-free, see module doc).
@@ -280,7 +294,11 @@ def _post_many(session: Session, specs: Sequence[EntrySpec]) -> list[JournalEntr
     ]
     session.add_all(postings)
     session.flush()
-    transparency_log.append_entries(session, list(zip(entries, specs, strict=True)), head=head)
+    if queue_log:
+        transparency_sequencer.enqueue(session, list(zip(entries, specs, strict=True)))
+    else:
+        transparency_log.append_entries(session, list(zip(entries, specs, strict=True)),
+                                        head=head)
     for listener in list(_listeners):
         listener(session, entries, postings)
     return entries

@@ -9,6 +9,9 @@ Recomputes, from the database alone:
   leaf parses as a version-1 leaf moving a positive amount;
 - **the tree**: the root and size rebuilt from the leaf hashes equal the head, and every stored
   interior node equals its recomputation;
+- **the queue**: leaves written with their money and not yet indexed by the sequencer
+  (``transparency/sequencer.py``) count as *pending*, not missing — their transfers must add
+  up to their entry's postings like any, and no entry is part in the log, part in the queue;
 - **checkpoints**: each signed checkpoint's root is the root of the tree at its size (a rewrite
   of history after signing would show here; outsiders check it with ``shanju verify``).
 
@@ -27,11 +30,12 @@ from sqlalchemy.orm import Session
 
 from shanju.ledger.models import JournalEntry, LedgerAccount, Posting
 from shanju.transparency import leaves, merkle
-from shanju.transparency.models import Checkpoint, LogLeaf, LogNode
+from shanju.transparency.models import Checkpoint, LogLeaf, LogNode, LogQueued
 from shanju.transparency.service import head
 
 _LEAVES = cast(Table, LogLeaf.__table__)
 _NODES = cast(Table, LogNode.__table__)
+_QUEUE = cast(Table, LogQueued.__table__)
 _CHUNK = 20_000
 _SHOW = 20  # problems listed per kind (all are counted)
 
@@ -44,6 +48,7 @@ class LogCheckReport:
     entries: int = 0
     nodes: int = 0
     checkpoints: int = 0
+    pending: int = 0  # leaves in the sequencer's queue (entries posted, not yet indexed)
     size: int = 0
     root: str = ""
     problems: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -134,7 +139,30 @@ def _check_entries(
         postings[int(entry_id)][str(code)] += int(amount)
     entry_ids = {int(e) for e in session.scalars(select(JournalEntry.id))}
     report.entries = len(entry_ids)
-    for entry_id in sorted(entry_ids - from_leaves.keys()):
+    queued: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for entry_id, data in session.execute(select(_QUEUE.c.entry_id, _QUEUE.c.data)):
+        report.pending += 1
+        try:
+            fields = leaves.decode(bytes(data))
+            moved = fields["amount"]
+            if not isinstance(moved, int) or isinstance(moved, bool) or moved <= 0:
+                raise ValueError("amount")
+            queued[int(entry_id)][str(fields["from"])] -= moved
+            queued[int(entry_id)][str(fields["to"])] += moved
+        except (ValueError, KeyError, TypeError) as exc:
+            report.problem("leaf_data", f"a queued leaf of entry {entry_id}: not a valid "
+                                        f"leaf ({exc})")
+    for entry_id in sorted(queued.keys() & from_leaves.keys()):
+        report.problem("entry_split", f"journal entry {entry_id} is part in the log, part "
+                                      "in the queue")
+    for entry_id in sorted(queued.keys() - from_leaves.keys()):
+        logged = {k: v for k, v in queued[entry_id].items() if v}
+        posted = {k: v for k, v in postings.get(entry_id, {}).items() if v}
+        if logged != posted:
+            report.problem("entry_mismatch",
+                           f"journal entry {entry_id}: its queued leaves move {logged}, "
+                           f"its postings {posted}")
+    for entry_id in sorted(entry_ids - from_leaves.keys() - queued.keys()):
         report.problem("entry_without_leaf", f"journal entry {entry_id} has no leaf")
     for entry_id in sorted(from_leaves.keys() - entry_ids):
         report.problem("leaf_without_entry", f"leaves name journal entry {entry_id}, "

@@ -81,3 +81,20 @@ class Checkpoint(Base):
     note: Mapped[str] = mapped_column(Text)  # the signed note, exactly as served
     key_id: Mapped[str] = mapped_column(String(120))  # the verifier key name+hash it was signed by
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LogQueued(Base):
+    """A leaf written with its money but not yet given an index (``transparency/sequencer.py``).
+
+    Money transactions that do not lock the head write their leaves here; the sequencer moves
+    them, whole entries at a time, into ``transparency_leaves`` in the order it sees them
+    committed.
+    """
+
+    __tablename__ = "transparency_queue"
+
+    id: Mapped[int] = mapped_column(_BIG_KEY, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"), index=True)
+    ref: Mapped[str | None] = mapped_column(String(120))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    enqueued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
