@@ -23,8 +23,6 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError, OperationalError
-
 from shanju.campaigns import engine, locks
 from shanju.campaigns.engine import GiftResult, GroupCommitEngine, PaidGift
 from shanju.campaigns.escrow import LEASE_TTL_S, EscrowLeases, LeaseLost, NeedsRebuild
@@ -80,15 +78,20 @@ class EscrowEngine(GroupCommitEngine):
             except NeedsRebuild as exc:
                 self._rebuild(exc.campaign_pools)
                 last = exc
-            except IntegrityError as exc:
-                # Another writer credited one of these orders first: run the batch again,
-                # which now finds it and answers it duplicate.
-                self.retries["duplicate"] += 1
+            except Exception as exc:
+                # The batch writes through the driver: its errors are the DBAPI's own classes
+                # (psycopg, sqlite3) as often as SQLAlchemy's wrappers.
+                kinds = {c.__name__ for c in type(exc).__mro__}
+                if "IntegrityError" in kinds:
+                    # Another writer credited one of these orders first: run the batch
+                    # again, which now finds it and answers it duplicate.
+                    self.retries["duplicate"] += 1
+                elif "OperationalError" in kinds:  # a deadlock victim, a lost connection
+                    self.retries["transient"] += 1
+                    time.sleep(0.01 * (attempt + 1))
+                else:
+                    raise
                 last = exc
-            except OperationalError as exc:
-                self.retries["transient"] += 1
-                last = exc
-                time.sleep(0.01 * (attempt + 1))
         assert last is not None  # noqa: S101
         raise last
 
