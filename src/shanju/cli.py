@@ -414,7 +414,8 @@ def transparency_check(
     if as_json:
         typer.echo(json.dumps({
             "ok": report.ok, "leaves": report.leaves, "entries": report.entries,
-            "nodes": report.nodes, "checkpoints": report.checkpoints, "size": report.size,
+            "pending": report.pending, "nodes": report.nodes,
+            "checkpoints": report.checkpoints, "size": report.size,
             "root": report.root, "problems": dict(report.counts),
             "examples": {k: v for k, v in report.problems.items() if v},
         }, ensure_ascii=False))
@@ -424,6 +425,7 @@ def transparency_check(
         summary.add_column("Value", justify="right")
         summary.add_row("Leaves", f"{report.leaves:,}")
         summary.add_row("Journal entries", f"{report.entries:,}")
+        summary.add_row("Queued leaves (not yet sequenced)", f"{report.pending:,}")
         summary.add_row("Stored interior nodes", f"{report.nodes:,}")
         summary.add_row("Signed checkpoints", f"{report.checkpoints:,}")
         summary.add_row("Root", report.root)
