@@ -123,7 +123,7 @@ def pending(session: Session) -> int:
 
 
 def drain(database: Database) -> int:
-    """Sequence everything queued now (tests, ``shanju transparency sequence``)."""
+    """Sequence everything queued now (tests; a process that stops its writers)."""
     total = 0
     while True:
         with database.transaction() as session:
