@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
 from shanju.app import create_app
-from shanju.bench import machine, percentiles
+from shanju.bench.common import machine, percentiles
 from shanju.core.config import Settings
 from shanju.core.db import Database
 from shanju.core.migrations import create_schema

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from shanju import bench
+from shanju.bench import common
+from shanju.bench import donations as donations_bench
 from shanju.core.clock import utcnow
 from shanju.ledger import service as ledger
 from shanju.ledger.models import LedgerAccount
@@ -39,8 +40,8 @@ def main() -> None:
     donations = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
     if mode == "insert-first":
         ledger.ensure_accounts = insert_first
-    database, _ = bench.temporary_sqlite()
-    report = bench.bench_donations(database, donations=donations, workers=1)
+    database, _ = common.temporary_sqlite()
+    report = donations_bench.bench_donations(database, donations=donations, workers=1)
     print(json.dumps({"mode": mode, "donations_per_second": report["donations_per_second"],
                       "ledger_ok": report["ledger_ok"]}))
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shanju.campaigns import bench
+from shanju.bench import giving_day as bench
 from shanju.core.clock import utcnow
 from shanju.ledger import service as ledger
 from shanju.ledger.models import JournalEntry, Posting

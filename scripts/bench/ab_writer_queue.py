@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from shanju import bench
+from shanju.bench import common
+from shanju.bench import donations as donations_bench
 from shanju.core import db as core_db
 
 
@@ -35,8 +36,8 @@ def main() -> None:
         core_db._WriterQueue.begin = _plain_begin  # type: ignore[method-assign]
         core_db._WriterQueue.end = _nothing  # type: ignore[method-assign]
         core_db._WriterQueue.end_record = _nothing  # type: ignore[method-assign]
-    database, _ = bench.temporary_sqlite()
-    report = bench.bench_donations(database, donations=donations, workers=workers)
+    database, _ = common.temporary_sqlite()
+    report = donations_bench.bench_donations(database, donations=donations, workers=workers)
     print(json.dumps({
         "mode": mode, "donations_per_second": report["donations_per_second"],
         "errors": report["errors"], "ledger_ok": report["ledger_ok"],

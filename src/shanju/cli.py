@@ -38,7 +38,7 @@ from shanju.accounts.models import Role
 from shanju.core.config import GENERATE_HINT, Settings, get_settings
 from shanju.core.db import Database
 from shanju.core.errors import DomainError
-from shanju.core.logging import STDERR, configure_logging
+from shanju.core.logging import STDERR, configure_logging, report_on_stdout
 from shanju.core.migrations import alembic_config, create_schema
 from shanju.core.money import format_fen
 from shanju.demo import seed as demo_seed
@@ -651,6 +651,13 @@ def payments_sweep(
 # --- benchmarks ----------------------------------------------------------------------------
 
 
+@bench_app.callback()
+def bench_main(ctx: typer.Context) -> None:
+    """Every benchmark's standard output is its JSON report alone: while one runs, log lines
+    (the app's, the engine's, httpx's warnings) go to standard error."""
+    ctx.with_resource(report_on_stdout())
+
+
 def _bench_progress(total: int, label: str) -> tuple[Progress, Callable[[int], None]]:
     progress = Progress(
         TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
@@ -669,18 +676,19 @@ def bench_donations(
         show_default=False)] = None,
 ) -> None:
     """Give gifts end to end (request, then signed callback and credit); print JSON."""
-    from shanju import bench
+    from shanju.bench import common
+    from shanju.bench import donations as donations_bench
 
     if database_url:
         database = Database(database_url)
         create_schema(database)
     else:
-        database, _folder = bench.temporary_sqlite()
+        database, _folder = common.temporary_sqlite()
     progress, advance = _bench_progress(donations, "Giving")
     try:
         with progress:
-            report = bench.bench_donations(database, donations=donations, workers=workers,
-                                           progress=advance)
+            report = donations_bench.bench_donations(
+                database, donations=donations, workers=workers, progress=advance)
     finally:
         database.dispose()
     typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
@@ -707,7 +715,7 @@ def bench_http(
     """Giving-day gifts through the running server's HTTP API, from several client processes
     over loopback: the provider's notifications of paid orders, answered once durable. Last
     line: one JSON object."""
-    from shanju.campaigns import bench_http as bench
+    from shanju.bench import http as bench
 
     if provider not in bench.PROVIDERS:
         raise typer.BadParameter(f"one of {', '.join(bench.PROVIDERS)}", param_hint="--provider")
@@ -739,7 +747,7 @@ def bench_pages(
         "var/bench-demo.sqlite3"),
 ) -> None:
     """Time the main pages and API reads on the demo data set; print JSON."""
-    from shanju import bench
+    from shanju.bench import pages as bench
 
     global console  # noqa: PLW0603 - keep stdout for the JSON report alone
     console, stdout_console = Console(stderr=True), console
@@ -785,7 +793,7 @@ def bench_giving_day(
 ) -> None:
     """A 99-style giving-day opening through the group-commit engine, against a naive
     one-transaction-per-gift baseline; checks every invariant; the last line is JSON."""
-    from shanju.campaigns import bench as giving_day
+    from shanju.bench import giving_day
 
     options: dict[str, object] = {}
     if max_wait_ms is not None:
@@ -858,7 +866,7 @@ def bench_transparency(
     """Merkle log speed: batched append, inclusion/consistency proofs and their verification,
     in memory and through the database, side by side with pymerkle on the same leaves.
     The last line is one JSON object."""
-    from shanju.transparency import bench as transparency_bench
+    from shanju.bench import transparency as transparency_bench
 
     labels = {"ours_append": "Appending (ours)", "ours_proofs": "Proofs (ours)",
               "pymerkle_append": "Appending (pymerkle)", "pymerkle_proofs": "Proofs (pymerkle)",
@@ -945,7 +953,7 @@ def bench_summit(
 ) -> None:
     """Live-room WebSocket clients against real server processes: join, chat, questions,
     upvotes, a poll; fan-out latency, failures and server memory. The last line is JSON."""
-    from shanju.summit import bench as summit_bench
+    from shanju.bench import summit as summit_bench
 
     progress = Progress(
         TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),

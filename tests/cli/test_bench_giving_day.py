@@ -12,7 +12,8 @@ from sqlalchemy import create_engine, select, text, update
 from typer.testing import CliRunner
 
 from shanju import cli
-from shanju.campaigns import bench
+from shanju.bench import giving_day as bench
+from shanju.bench.common import PG_ADMIN_URL
 from shanju.campaigns.engine import GiftResult
 from shanju.campaigns.models import CampaignGift, MatchPool, MatchStatus
 from shanju.core.clock import utcnow
@@ -26,7 +27,7 @@ REQUIRED = {"db", "donations", "seconds", "donations_per_s", "p50_ms", "p99_ms",
 
 
 def _postgres_reachable() -> bool:
-    engine = create_engine(bench.PG_ADMIN_URL)
+    engine = create_engine(PG_ADMIN_URL)
     try:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
@@ -61,7 +62,7 @@ def test_a_small_run_reports_every_figure_with_its_invariants_true(kind: str) ->
     assert report["p50_ms"] <= report["p99_ms"]
     assert report["quadratic"]["ledger_balanced"] is True
     if kind == "postgresql":
-        engine = create_engine(bench.PG_ADMIN_URL)
+        engine = create_engine(PG_ADMIN_URL)
         with engine.connect() as conn:
             left = conn.execute(text(
                 "select count(*) from pg_database where datname in (:a, :b)"

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 from typer.testing import CliRunner
 
+from shanju.bench import summit as bench
 from shanju.cli import app
-from shanju.summit import bench
 from tests.conftest import IN_CI
 
 REDIS_URL = os.environ.get("SHANJU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

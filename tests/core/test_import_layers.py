@@ -196,3 +196,20 @@ def test_no_new_import_cycle_anywhere() -> None:
     assert not found - KNOWN_CYCLES, [_described(graph, c) for c in found - KNOWN_CYCLES]
     assert not KNOWN_CYCLES - found, ("broken at last — delete from KNOWN_CYCLES:",
                                       [sorted(c) for c in KNOWN_CYCLES - found])
+
+
+# --- the benchmarks -------------------------------------------------------------------------
+
+
+def test_the_benchmarks_stay_apart_from_the_product() -> None:
+    """``shanju.bench`` imports the domains; only the command line imports it back, and no
+    domain keeps a benchmark module of its own."""
+    graph = import_graph(SRC)
+    assert "shanju.bench.giving_day" in graph and "shanju.bench" in graph["shanju.cli"]
+    assert "shanju.campaigns.engine" in graph["shanju.bench.giving_day"]
+    bad = {m: sorted(t for t in targets if _in("shanju.bench", t))
+           for m, targets in graph.items() if not _in("shanju.bench", m) and m != "shanju.cli"}
+    assert not {m: t for m, t in bad.items() if t}, bad
+    strays = [m for m in graph if not _in("shanju.bench", m)
+              and m.rpartition(".")[2].startswith("bench")]
+    assert not strays, strays

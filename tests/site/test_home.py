@@ -124,15 +124,27 @@ def test_home_page_uses_few_queries(db: Database) -> None:
     def count(*args: object) -> None:
         statements.append(str(args[2]))
 
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        with db.transaction(write=False) as session:
-            totals, cards = service.home_page(session=session)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+    def home() -> tuple[service.HomeTotals, list[service.ProjectCard]]:
+        statements.clear()
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            with db.transaction(write=False) as session:
+                return service.home_page(session=session)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+
+    totals, cards = home()
     assert len(cards) == 6
     assert totals.donations == 9
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) <= 5
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) <= 7
+    assert sum("FROM gifts" in s for s in selects) == 1  # every total from one sum
+    # The next request reuses the process's snapshot: no sum over the gifts at all.
+    totals, cards = home()
+    assert totals.donations == 9
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert not [s for s in selects if "FROM gifts" in s]
+    assert len(selects) <= 6
 
 
 def test_home_page_shows_cards_with_progress(client: TestClient, db: Database) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
@@ -21,13 +23,20 @@ class _StandardError:
 
 
 STDERR: TextIO = _StandardError()  # type: ignore[assignment]
+# Loggers that say INFO for every request they make ("HTTP Request: GET …"; the test client
+# is httpx2's, the names without 2 are the upstream's): left at WARNING while a command's
+# output is a report.
+CHATTY_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
+_reporting = False  # a command's standard output is its report: every log line to stderr
 
 
 def configure_logging(*, json: bool = False, level: int = logging.INFO,
                       stream: TextIO | None = None) -> None:
     """Configure structlog and the standard library's logging once; ``stream``: where the
     lines go (standard output by default; a command whose output is a report logs to
-    standard error)."""
+    standard error, and while :func:`report_on_stdout` holds, so does every caller)."""
+    if stream is None and _reporting:
+        stream = STDERR
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -45,6 +54,30 @@ def configure_logging(*, json: bool = False, level: int = logging.INFO,
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level, format="%(message)s", stream=stream)
+
+
+@contextmanager
+def report_on_stdout() -> Iterator[None]:
+    """While it holds, standard output is the command's report alone (``shanju bench …``
+    prints one JSON object): structlog's lines go to standard error, at once and whenever
+    logging is configured again (``create_app`` does, with no stream), and
+    :data:`CHATTY_LOGGERS` say warnings only. The standard library's logging is left as it is
+    (its lines go to standard error anyway). Afterwards the earlier configuration and levels
+    come back."""
+    global _reporting  # noqa: PLW0603 - one switch for every later configure_logging
+    saved_config = structlog.get_config()
+    saved_levels = {name: logging.getLogger(name).level for name in CHATTY_LOGGERS}
+    was_reporting, _reporting = _reporting, True
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(STDERR))
+    try:
+        yield
+    finally:
+        _reporting = was_reporting
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+        structlog.configure(**saved_config)
 
 
 class Throttled:

@@ -230,6 +230,34 @@ def _status_order() -> ColumnElement[int]:
     )
 
 
+_STATUS_RANK = {S.FUNDRAISING: 0, S.PAUSED: 1, S.ENDED: 2, S.EXECUTING: 3, S.COMPLETED: 4}
+
+
+def _by_totals(session: Session, conditions: list[ColumnElement[bool]], sort: str, *,
+               limit: int, offset: int) -> list[projects.ProjectListing]:
+    # Orders by what projects raised, from the process's totals snapshot (no sum of every
+    # gift per request): the matching projects' keys, ordered here, then the page's rows.
+    snapshot = gifts.totals_snapshot(session=session)
+    keys = list(session.execute(
+        select(Project.id, Project.status, Project.goal_fen).where(*conditions)))
+
+    def nearly_there(row: Any) -> tuple[int, ...]:
+        pid, status, goal_fen = row
+        raised = snapshot.of(pid).raised_fen
+        open_goal = status == S.FUNDRAISING and raised < goal_fen
+        share = raised * 10_000 // goal_fen if goal_fen > 0 else 0
+        return (0 if open_goal else 1, _STATUS_RANK.get(status, 5), -share, -pid)
+
+    def most_donors(row: Any) -> tuple[int, ...]:
+        return (-snapshot.of(row[0]).donations, -row[0])
+
+    keys.sort(key=nearly_there if sort == "nearly_there" else most_donors)
+    page = [row[0] for row in keys[offset:offset + limit]]
+    by_id = {p.id: p for p in session.scalars(select(Project).where(Project.id.in_(page)))}
+    return projects.with_totals(session=session, projects=[by_id[pid] for pid in page],
+                                totals={pid: snapshot.of(pid) for pid in page})
+
+
 def search_projects(
     *, session: Session, query: ProjectQuery, limit: int = 20, offset: int = 0,
     today: dt.date | None = None,
@@ -260,19 +288,8 @@ def search_projects(
         order = [case((open_ending, 0), else_=1), _status_order(),
                  Project.ends_on.is_(None), Project.ends_on.asc()]
     elif query.sort in ("nearly_there", "most_donors"):
-        totals = gifts.totals_by_project()
-        raised = func.coalesce(totals.c.raised, 0)
-        count = func.coalesce(totals.c.gifts, 0)
-        # The totals the order needs are the cards' too: no second sum for the page.
-        stmt = stmt.add_columns(raised, count).outerjoin(
-            totals, totals.c.project_id == Project.id)
-        if query.sort == "nearly_there":
-            # Basis points in integer arithmetic (the same in both databases).
-            share = raised * 10_000 / Project.goal_fen
-            order = [case((and_(fundraising, raised < Project.goal_fen), 0), else_=1),
-                     _status_order(), share.desc()]
-        else:
-            order = [count.desc()]
+        return _by_totals(session, conditions, query.sort, limit=limit, offset=offset), \
+            int(total)
     elif query.sort == "newest":
         order = [Project.starts_on.is_(None), Project.starts_on.desc()]
     else:
@@ -282,12 +299,6 @@ def search_projects(
             order.append(case((in_title, 0), else_=1))
         order.append(Project.featured.desc())
     stmt = stmt.order_by(*order, Project.id.desc()).limit(limit).offset(offset)
-    if query.sort in ("nearly_there", "most_donors"):
-        rows = list(session.execute(stmt))
-        sums = {p.id: gifts.ProjectTotals(raised_fen=int(r), donations=int(n))
-                for p, r, n in rows}
-        return projects.with_totals(session=session, projects=[row[0] for row in rows],
-                                    totals=sums), int(total)
     return projects.with_totals(session=session, projects=list(session.scalars(stmt))), \
         int(total)
 

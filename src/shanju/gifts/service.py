@@ -9,13 +9,19 @@ fund for them; a property test compares the two.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, String, Subquery, case, cast, func, literal, select
+from sqlalchemy import ColumnElement, Engine, String, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
+from shanju.campaigns.models import CampaignGift
+from shanju.donations.models import Donation
 from shanju.gifts.models import RECEIVED, Gift, GiftKind, GiftStatus
+from shanju.ledger.models import JournalEntry
 
 
 def raised_fen() -> ColumnElement[int]:
@@ -60,29 +66,6 @@ def project_totals(*, session: Session, project_ids: Iterable[int]) -> dict[int,
     return result
 
 
-def raised_by_project() -> Subquery:
-    """A subquery of ``(project_id, raised)`` over paid gifts, counted as in
-    :func:`project_totals` — for ordering projects by what they raised."""
-    return (
-        select(Gift.project_id, func.sum(raised_fen()).label("raised"))
-        .where(_PAID)
-        .group_by(Gift.project_id)
-        .subquery()
-    )
-
-
-def totals_by_project() -> Subquery:
-    """A subquery of ``(project_id, raised, gifts)`` over paid gifts, counted as in
-    :func:`project_totals` — for ordering projects by progress or by person-times."""
-    return (
-        select(Gift.project_id, func.sum(raised_fen()).label("raised"),
-               func.count().label("gifts"))
-        .where(_PAID)
-        .group_by(Gift.project_id)
-        .subquery()
-    )
-
-
 @dataclass(frozen=True)
 class PlatformTotals:
     """Totals for the home page: money, person-times and organizations that received gifts."""
@@ -100,6 +83,104 @@ def platform_totals(*, session: Session) -> PlatformTotals:
         .where(_PAID)
     ).one()
     return PlatformTotals(raised_fen=int(raised), donations=int(count), organizations=int(orgs))
+
+
+# --- the totals lists show: summed once, shared by a process's requests -----------------------
+
+
+@dataclass(frozen=True)
+class TotalsSnapshot:
+    """Every project's paid totals and the platform's, summed in one query.
+
+    Lists (the home page, the project list and search, an organization's projects) read their
+    figures from here instead of summing the gifts of the projects they show on every request:
+    the sum scans every paid gift (the ``gifts`` view), which grows with the platform. A project's
+    own page and everything that decides about money (the goal check before paying) sum exactly,
+    with :func:`project_totals`.
+    """
+
+    version: tuple[int, int, int]
+    taken_at: float
+    projects: Mapping[int, ProjectTotals]
+    platform: PlatformTotals
+
+    def of(self, project_id: int) -> ProjectTotals:
+        """A project's totals (zero when nobody gave yet)."""
+        return self.projects.get(project_id, _ZERO)
+
+
+_ZERO = ProjectTotals()
+#: A snapshot is reused while no money moved (no new journal entry, donation or giving-day
+#: gift) and it is younger than ``SNAPSHOT_MAX_AGE_S`` (a backstop); when money moved, it is
+#: still reused while younger than ``SNAPSHOT_MIN_AGE_S``, so that a giving day's stream of
+#: batches costs one sum a second, not one per request (lists then lag a gift by ≤ 1 s).
+SNAPSHOT_MIN_AGE_S = 1.0
+SNAPSHOT_MAX_AGE_S = 10.0
+_snapshots: weakref.WeakKeyDictionary[Engine, TotalsSnapshot] = weakref.WeakKeyDictionary()
+_snapshot_lock = threading.Lock()
+
+
+def _money_version(session: Session) -> tuple[int, int, int]:
+    # Three primary-key maxima: an index's last entry each, whatever the platform's size.
+    row = session.execute(select(
+        select(func.max(JournalEntry.id)).scalar_subquery(),
+        select(func.max(Donation.id)).scalar_subquery(),
+        select(func.max(CampaignGift.id)).scalar_subquery(),
+    )).one()
+    return (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
+
+
+def totals_snapshot(*, session: Session, clock: Callable[[], float] = time.monotonic
+                    ) -> TotalsSnapshot:
+    """The process's current :class:`TotalsSnapshot` for the session's database (summed
+    again when money moved since, see ``SNAPSHOT_MIN_AGE_S``)."""
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)  # noqa: S101 - sessions are bound to one engine here
+    version = _money_version(session)
+    now = clock()
+    current = _snapshots.get(engine)
+    if current is not None and _fresh(current, version, now):
+        return current
+    with _snapshot_lock:  # one sum at a time: concurrent requests wait and share it
+        current = _snapshots.get(engine)
+        if current is not None and _fresh(current, version, clock()):
+            return current
+        current = _sum_snapshot(session, version, clock())
+        _snapshots[engine] = current
+        return current
+
+
+def _fresh(snapshot: TotalsSnapshot, version: tuple[int, int, int], now: float) -> bool:
+    age = now - snapshot.taken_at
+    if snapshot.version == version:
+        return age < SNAPSHOT_MAX_AGE_S
+    return age < SNAPSHOT_MIN_AGE_S
+
+
+def _sum_snapshot(session: Session, version: tuple[int, int, int], now: float
+                  ) -> TotalsSnapshot:
+    per_project: dict[int, ProjectTotals] = {}
+    raised_all = count_all = 0
+    organizations: set[int] = set()
+    rows = session.execute(
+        select(Gift.project_id, Gift.organization_id, func.sum(raised_fen()), func.count())
+        .where(_PAID)
+        .group_by(Gift.project_id, Gift.organization_id)
+    )
+    for pid, org_id, raised, count in rows:
+        raised, count = int(raised or 0), int(count)
+        before = per_project.get(int(pid), _ZERO)
+        per_project[int(pid)] = ProjectTotals(raised_fen=before.raised_fen + raised,
+                                              donations=before.donations + count)
+        raised_all += raised
+        count_all += count
+        if org_id is not None:
+            organizations.add(int(org_id))
+    return TotalsSnapshot(
+        version=version, taken_at=now, projects=per_project,
+        platform=PlatformTotals(raised_fen=raised_all, donations=count_all,
+                                organizations=len(organizations)),
+    )
 
 
 def _newest_paid(*, session: Session, project_id: int, limit: int, offset: int = 0

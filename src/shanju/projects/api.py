@@ -83,7 +83,7 @@ def project_read(
 
 
 def _detail(session: Session, project: Project) -> schemas.ProjectRead:
-    listing = projects.with_totals(session=session, projects=[project])[0]
+    listing = projects.listing_of(session=session, project=project)
     orgs = organizations.organizations_by_id(
         session=session, ids=[project.organization_id, project.recipient_org_id])
     gallery = projects.list_gallery(session=session, project_id=project.id)

@@ -246,10 +246,12 @@ class ProjectListing:
 
 def with_totals(*, session: Session, projects: Sequence[Project],
                 totals: Mapping[int, gifts.ProjectTotals] | None = None) -> list[ProjectListing]:
-    """Attach raised totals, person-times and cover pictures to projects (``totals``: when
-    the caller summed them already, as ``gifts.project_totals`` does)."""
+    """Attach raised totals, person-times and cover pictures to projects, for lists: from the
+    process's totals snapshot (``gifts.totals_snapshot``, ≤ 1 s behind a gift) unless the
+    caller passes ``totals`` (a project's own page passes the exact ``gifts.project_totals``)."""
     if totals is None:
-        totals = gifts.project_totals(session=session, project_ids=[p.id for p in projects])
+        snapshot = gifts.totals_snapshot(session=session)
+        totals = {p.id: snapshot.of(p.id) for p in projects}
     covers = images.pictures(session=session,
                              attachment_ids=[p.cover_image_id for p in projects])
     return [
@@ -258,6 +260,12 @@ def with_totals(*, session: Session, projects: Sequence[Project],
                        cover=covers.get(p.cover_image_id) if p.cover_image_id else None)
         for p in projects
     ]
+
+
+def listing_of(*, session: Session, project: Project) -> ProjectListing:
+    """A project's own listing with its exact totals (its page, its API resource)."""
+    exact = gifts.project_totals(session=session, project_ids=[project.id])
+    return with_totals(session=session, projects=[project], totals=exact)[0]
 
 
 def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectListing]:

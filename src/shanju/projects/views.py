@@ -75,7 +75,7 @@ def _fields(form: FormData) -> dict[str, str]:
 
 
 def _detail_context(session: Session, project: Project) -> dict[str, Any]:
-    listing = projects.with_totals(session=session, projects=[project])[0]
+    listing = projects.listing_of(session=session, project=project)
     orgs = organizations.organizations_by_id(
         session=session, ids=[project.organization_id, project.recipient_org_id])
     updates = projects.list_updates(session=session, project_id=project.id)

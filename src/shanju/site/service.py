@@ -67,10 +67,13 @@ _CARD_COLUMNS = (
 )
 
 
-def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectCard]:
+def featured_projects(*, session: Session, limit: int = 6,
+                      snapshot: gifts.TotalsSnapshot | None = None) -> list[ProjectCard]:
     """List projects for the home page: featured ones first, then those most given to.
 
-    Three queries whatever ``limit`` is: featured, most raised, and their totals.
+    The ranking reads the process's totals snapshot (``gifts.totals_snapshot``), not a sum of
+    every gift per request: featured cards, the fundraising projects' ids, then the chosen
+    cards.
     """
     rows = list(
         session.execute(
@@ -81,21 +84,21 @@ def featured_projects(*, session: Session, limit: int = 6) -> list[ProjectCard]:
             .limit(limit)
         )
     )
+    snapshot = snapshot or gifts.totals_snapshot(session=session)
     if len(rows) < limit:
-        chosen = [row[0] for row in rows]
-        raised = gifts.raised_by_project()
-        top = (
-            select(*_CARD_COLUMNS)
-            .join(Organization, Organization.id == Project.organization_id)
-            .outerjoin(raised, raised.c.project_id == Project.id)
-            .where(Project.status == ProjectStatus.FUNDRAISING)
-            .order_by(func.coalesce(raised.c.raised, 0).desc(), Project.id.desc())
-            .limit(limit - len(rows))
-        )
-        if chosen:
-            top = top.where(Project.id.not_in(chosen))
-        rows.extend(session.execute(top))
-    totals = gifts.project_totals(session=session, project_ids=[row[0] for row in rows])
+        chosen = {row[0] for row in rows}
+        candidates = [pid for pid in session.scalars(
+            select(Project.id).where(Project.status == ProjectStatus.FUNDRAISING))
+            if pid not in chosen]
+        candidates.sort(key=lambda pid: (snapshot.of(pid).raised_fen, pid), reverse=True)
+        top = candidates[:limit - len(rows)]
+        if top:
+            by_id = {row[0]: row for row in session.execute(
+                select(*_CARD_COLUMNS)
+                .join(Organization, Organization.id == Project.organization_id)
+                .where(Project.id.in_(top)))}
+            rows.extend(by_id[pid] for pid in top)
+    totals = {row[0]: snapshot.of(row[0]) for row in rows}
     covers = images.pictures(session=session, attachment_ids=[row[-1] for row in rows])
     cards = []
     for pid, title, summary, province, category, status, goal_fen, org_name, cover_id in rows:
@@ -124,10 +127,11 @@ def home_page(*, session: Session, limit: int = 6) -> tuple[HomeTotals, list[Pro
     """Everything the home page shows: platform totals and featured project cards."""
     # Organizations are those approved on the platform, not those already given to: a new
     # platform with verified organizations but no gifts yet should not read "0".
-    paid = gifts.platform_totals(session=session)
+    snapshot = gifts.totals_snapshot(session=session)
+    paid = snapshot.platform
     totals = HomeTotals(
         raised_fen=paid.raised_fen,
         donations=paid.donations,
         organizations=organizations.count_approved(session=session),
     )
-    return totals, featured_projects(session=session, limit=limit)
+    return totals, featured_projects(session=session, limit=limit, snapshot=snapshot)

@@ -11,8 +11,9 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from shanju import cli
-from shanju.campaigns.bench import PG_ADMIN_URL
-from shanju.transparency import bench, leaves, merkle
+from shanju.bench import transparency as bench
+from shanju.bench.common import PG_ADMIN_URL
+from shanju.transparency import leaves, merkle
 from tests.conftest import IN_CI
 
 runner = CliRunner()

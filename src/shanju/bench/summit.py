@@ -267,7 +267,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def serve(port: int) -> None:
-    """One server process (``python -m shanju.summit.bench server PORT``): the app as
+    """One server process (``python -m shanju.bench.summit server PORT``): the app as
     ``shanju serve`` runs it, settings from the environment."""
     _die_with_parent()
     raise_fd_limit()
@@ -696,7 +696,7 @@ async def _client_main() -> None:
 
 
 def client_process() -> None:
-    """One client process (``python -m shanju.summit.bench client``): its configuration is the
+    """One client process (``python -m shanju.bench.summit client``): its configuration is the
     first line on stdin, then ``go`` starts the load; the report is JSON lines on stdout."""
     _die_with_parent()
     raise_fd_limit()
@@ -728,7 +728,7 @@ class _Children:
         log = (self.folder / f"server-{len(self.servers)}.log").open("wb")
         self._files.append(log)
         proc = subprocess.Popen(  # noqa: S603 - our own module
-            [sys.executable, "-m", "shanju.summit.bench", "server", str(port)],
+            [sys.executable, "-m", "shanju.bench.summit", "server", str(port)],
             env={**self._env(), **env}, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True)
         self.servers.append(proc)
@@ -739,7 +739,7 @@ class _Children:
         log = (self.folder / f"client-{index}.log").open("wb")
         self._files.append(log)
         proc = subprocess.Popen(  # noqa: S603 - our own module
-            [sys.executable, "-m", "shanju.summit.bench", "client"], env=self._env(),
+            [sys.executable, "-m", "shanju.bench.summit", "client"], env=self._env(),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
         self.clients.append(proc)
         if proc.stdin is None or proc.stdout is None:  # pragma: no cover - both are pipes
@@ -843,7 +843,7 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
     """Seed, serve, connect, load, measure, stop; return the report (``clients``,
     ``servers``, ``connected``, ``failed``, ``p50_ms``, ``p99_ms``, ``server_rss_mib``,
     ``kib_per_connection``, ``messages_sent``, ``messages_received``, ``machine``, …)."""
-    from shanju.bench import machine
+    from shanju.bench.common import machine
     from shanju.core.db import Database
     from shanju.core.migrations import create_schema
     from shanju.payments.emulators.wechatpay import WeChatPayEmulatorKeys
@@ -1077,13 +1077,13 @@ def run(  # noqa: PLR0912, PLR0915 - one linear script of phases
 
 
 def main(argv: list[str]) -> None:
-    """``python -m shanju.summit.bench server PORT`` | ``client`` (the benchmark's children)."""
+    """``python -m shanju.bench.summit server PORT`` | ``client`` (the benchmark's children)."""
     if argv[:1] == ["server"] and len(argv) == 2:
         serve(int(argv[1]))
     elif argv == ["client"]:
         client_process()
     else:
-        raise SystemExit("usage: python -m shanju.summit.bench server PORT | client")
+        raise SystemExit("usage: python -m shanju.bench.summit server PORT | client")
 
 
 if __name__ == "__main__":

@@ -51,22 +51,19 @@ import itertools
 import math
 import os
 import random
-import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, insert, select, text, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
-from shanju.bench import machine, percentiles
+from shanju.bench.common import machine, percentiles, throwaway_database
 from shanju.campaigns import flows, quadratic
 from shanju.campaigns.engine import GiftResult, GroupCommitEngine, PaidGift, apply_batch
 from shanju.campaigns.models import (
@@ -86,7 +83,6 @@ from shanju.campaigns.models import (
 from shanju.campaigns.rules import RuleParams
 from shanju.core.clock import CHINA_TZ, utcnow
 from shanju.core.db import Database
-from shanju.core.migrations import create_schema
 from shanju.core.security import hash_password
 from shanju.ledger import service as ledger
 from shanju.organizations import uscc
@@ -94,7 +90,6 @@ from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.projects.models import Project, ProjectStatus
 from shanju.transparency.check import check as transparency_check
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ORGS = 50
 PROJECTS_PER_ORG = 10
 MAX_DONORS = 50_000
@@ -116,45 +111,6 @@ ProgressFn = Callable[[str, int, int], None]
 
 def _no_progress(_phase: str, _done: int, _total: int) -> None:
     return None
-
-
-# --- databases -----------------------------------------------------------------------------
-
-
-@contextmanager
-def throwaway_database(kind: str, *, suffix: str = "") -> Iterator[Database]:
-    """A fresh, migrated database of ``kind`` (sqlite|postgresql), removed afterwards."""
-    if kind == "sqlite":
-        folder = Path(tempfile.mkdtemp(prefix="shanju-giving-day-"))
-        path = folder / f"bench{suffix}.sqlite3"
-        database = Database(f"sqlite:///{path}")
-        try:
-            create_schema(database)
-            yield database
-        finally:
-            database.dispose()
-            for leftover in folder.iterdir():
-                leftover.unlink()
-            folder.rmdir()
-        return
-    if kind != "postgresql":
-        raise ValueError(f"unknown database kind {kind!r}")
-    name = f"shanju_bench_{os.getpid()}{suffix}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        database = Database(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-        try:
-            create_schema(database)
-            yield database
-        finally:
-            database.dispose()
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 # --- the world -----------------------------------------------------------------------------

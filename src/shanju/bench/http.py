@@ -49,8 +49,8 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from shanju.accounts.models import Role, User
+from shanju.bench.giving_day import create_pool
 from shanju.campaigns import orders
-from shanju.campaigns.bench import create_pool
 from shanju.campaigns.models import (
     Campaign,
     CampaignGift,
@@ -578,7 +578,7 @@ def run(
         checks = invariants(database, world, expected, orders_written=provider == "wechatpay")
     finally:
         database.dispose()
-    from shanju.bench import machine
+    from shanju.bench.common import machine
 
     completed = len(latencies)
     ok = (not failures and completed == donations

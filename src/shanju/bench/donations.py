@@ -1,36 +1,21 @@
-"""Benchmarks behind ``shanju bench``: whole paths measured as a user of the platform meets them.
+"""``shanju bench donations``: the giving path end to end, in-process and without HTTP.
 
-* ``donations`` — the giving path end to end, in-process and without HTTP: a donation request
-  (validation, idempotency, pending donation and payment intent: one transaction) followed by
-  the provider's signed callback (verification, exactly-once credit, ledger entry: a second
-  transaction), from several threads at once. It reports donations per second and latency
-  percentiles, then checks the ledger still reconciles (a benchmark that breaks the money is
-  not a result).
-* ``pages`` — the main pages and API reads on the demo data set (30 organizations, 100
-  projects, 20,000 donations), through the ASGI app in-process: the application's own time,
-  without network or browser.
-
-Each prints one JSON report; ``docs/benchmarks.md`` keeps the results with the machine.
+A donation request (validation, idempotency, pending donation and payment intent: one
+transaction) followed by the provider's signed callback (verification, exactly-once credit,
+ledger entry: a second transaction), from several threads at once. It reports donations per
+second and latency percentiles, then checks the ledger still reconciles (a benchmark that
+breaks the money is not a result).
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import statistics
-import tempfile
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from shanju.accounts.models import Role, User
-from shanju.core.config import Settings
+from shanju.bench.common import Progress, machine, percentiles
 from shanju.core.db import Database
-from shanju.core.migrations import create_schema
 from shanju.core.security import hash_password
 from shanju.donations import flows
 from shanju.ledger import service as ledger
@@ -39,32 +24,7 @@ from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.payments.providers import SandboxProvider
 from shanju.projects.models import Project, ProjectStatus
 
-Progress = Callable[[int], None]
 BENCH_SECRET = "bench-sandbox-secret"  # noqa: S105 - a throw-away key for a throw-away database
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-    }
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    """p50/p95/p99/max of latencies in milliseconds."""
-    if not samples:
-        return {}
-    ordered = sorted(samples)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
-
-    return {"p50_ms": at(0.50), "p95_ms": at(0.95), "p99_ms": at(0.99),
-            "max_ms": round(ordered[-1] * 1000, 2),
-            "mean_ms": round(statistics.fmean(ordered) * 1000, 2)}
 
 
 def _setup_donation_world(database: Database, donors: int) -> tuple[int, list[int]]:
@@ -175,48 +135,3 @@ def bench_donations(
         "project_fund_fen": fund,
         "machine": machine(),
     }
-
-
-PAGES = ("/", "/projects", "/projects?q=乡村儿童", "/projects/{project}", "/organizations",
-         "/organizations?q=公益", "/organizations/{org}", "/api/v1/projects",
-         "/api/v1/projects/{project}", "/api/v1/ledger/entries")
-
-
-def bench_pages(database: Database, *, requests: int, progress: Progress | None = None
-                ) -> dict[str, Any]:
-    """Time the main pages on a seeded database, ``requests`` times each, in-process."""
-    from fastapi.testclient import TestClient
-
-    from shanju.app import create_app
-
-    with database.transaction(write=False) as session:
-        project = session.scalar(select(Project.id).where(
-            Project.status == ProjectStatus.FUNDRAISING).order_by(Project.id))
-        org = session.scalar(select(Organization.id).where(
-            Organization.status == OrgStatus.APPROVED).order_by(Organization.id))
-    settings = Settings(environment="test", database_url=database.url)
-    results: dict[str, Any] = {}
-    with TestClient(create_app(settings, database=database)) as client:
-        for template in PAGES:
-            path = template.format(project=project, org=org)
-            client.get(path)  # warm caches (templates, translations)
-            samples = []
-            for _ in range(requests):
-                t0 = time.perf_counter()
-                response = client.get(path)
-                samples.append(time.perf_counter() - t0)
-                if response.status_code != 200:
-                    raise RuntimeError(f"{path} answered {response.status_code}")
-                if progress:
-                    progress(1)
-            results[template] = percentiles(samples)
-    return {"benchmark": "pages", "database": database.engine.dialect.name,
-            "requests_per_page": requests, "pages": results, "machine": machine()}
-
-
-def temporary_sqlite() -> tuple[Database, Path]:
-    """A fresh, migrated SQLite database in a temporary folder."""
-    folder = Path(tempfile.mkdtemp(prefix="shanju-bench-"))
-    database = Database(f"sqlite:///{folder / 'bench.sqlite3'}")
-    create_schema(database)
-    return database, folder

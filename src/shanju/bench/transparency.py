@@ -46,7 +46,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from shanju.bench import machine
+from shanju.bench.common import machine
 from shanju.core.db import Database
 from shanju.ledger.models import JournalEntry
 from shanju.transparency import leaves, log, merkle, service
@@ -466,7 +466,7 @@ def _versions(database: Database) -> dict[str, str]:
 
 def _database(kind: str, data: Sequence[bytes], tree: merkle.MemoryTree, *, seed: int,
               proofs: int, progress: ProgressFn) -> tuple[dict[str, Any], dict[str, bool]]:
-    from shanju.campaigns.bench import throwaway_database  # noqa: PLC0415 - heavy import
+    from shanju.bench.common import throwaway_database  # noqa: PLC0415 - heavy import
 
     d = len(data)
     with throwaway_database(kind, suffix="_transparency") as database:

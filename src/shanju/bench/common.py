@@ -1,0 +1,89 @@
+"""What the benchmarks share: the machine they ran on, latency percentiles, and throw-away
+databases (a temporary SQLite file, or a fresh PostgreSQL database dropped afterwards)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from shanju.core.db import Database
+from shanju.core.migrations import create_schema
+
+Progress = Callable[[int], None]
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max of latencies in milliseconds."""
+    if not samples:
+        return {}
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+    return {"p50_ms": at(0.50), "p95_ms": at(0.95), "p99_ms": at(0.99),
+            "max_ms": round(ordered[-1] * 1000, 2),
+            "mean_ms": round(statistics.fmean(ordered) * 1000, 2)}
+
+
+def temporary_sqlite() -> tuple[Database, Path]:
+    """A fresh, migrated SQLite database in a temporary folder."""
+    folder = Path(tempfile.mkdtemp(prefix="shanju-bench-"))
+    database = Database(f"sqlite:///{folder / 'bench.sqlite3'}")
+    create_schema(database)
+    return database, folder
+
+
+@contextmanager
+def throwaway_database(kind: str, *, suffix: str = "") -> Iterator[Database]:
+    """A fresh, migrated database of ``kind`` (sqlite|postgresql), removed afterwards."""
+    if kind == "sqlite":
+        folder = Path(tempfile.mkdtemp(prefix="shanju-giving-day-"))
+        path = folder / f"bench{suffix}.sqlite3"
+        database = Database(f"sqlite:///{path}")
+        try:
+            create_schema(database)
+            yield database
+        finally:
+            database.dispose()
+            for leftover in folder.iterdir():
+                leftover.unlink()
+            folder.rmdir()
+        return
+    if kind != "postgresql":
+        raise ValueError(f"unknown database kind {kind!r}")
+    name = f"shanju_bench_{os.getpid()}{suffix}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        database = Database(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+        try:
+            create_schema(database)
+            yield database
+        finally:
+            database.dispose()
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
