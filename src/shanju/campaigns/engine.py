@@ -207,13 +207,14 @@ def prepare(gift: PaidGift, *, pg: bool, secret: str | None = None) -> Prepared:
         raise ValueError("a gift's amount must be a positive integer of fen")
     if secret is None:
         secret = get_settings().salt_key
-    minute_ix = (int(gift.paid_at.timestamp()) + _CHINA_OFFSET_S) // 60
+    seconds = fraud.unix_seconds(gift.paid_at)
+    minute_ix = (seconds + _CHINA_OFFSET_S) // 60
     day, iso, hhmm, minute = _local(minute_ix)
     donor_id = gift.donor_id
     donor_key = (f"u{donor_id}" if donor_id is not None
                  else f"x{gift.payer_hash or gift.order_id}")
     keys = fraud.keys_of(donor_id=donor_id, payer_hash=gift.payer_hash,
-                         device_hash=gift.device_hash, paid_at=gift.paid_at,
+                         device_hash=gift.device_hash, seconds=seconds,
                          project_id=gift.project_id)
     if pg:
         row: tuple[Any, ...] = (
@@ -231,6 +232,31 @@ def prepare(gift: PaidGift, *, pg: bool, secret: str | None = None) -> Prepared:
                     match_leaf)
 
 
+# Account codes and their JSON text, by provider and by project (a gift needs both).
+_clearing: dict[str, tuple[str, str]] = {}
+_funds: dict[int, tuple[str, str]] = {}
+
+
+def _clearing_of(provider: str) -> tuple[str, str]:
+    found = _clearing.get(provider)
+    if found is None:
+        code = ledger.donor_clearing(provider)
+        if len(_clearing) > 10_000:
+            _clearing.clear()
+        found = _clearing[provider] = (code, leaves.json_text(code))
+    return found
+
+
+def _fund_of(project_id: int) -> tuple[str, str]:
+    found = _funds.get(project_id)
+    if found is None:
+        code = ledger.project_fund(project_id)
+        if len(_funds) > 100_000:
+            _funds.clear()
+        found = _funds[project_id] = (code, leaves.json_text(code))
+    return found
+
+
 def _leaf_parts(gift: PaidGift, secret: str) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
     """The parts of a gift's two leaves, cut where the batch fills in (``_GIFT_HOLES``,
     ``_MATCH_HOLES``): byte for byte the canonical encoding (``leaves.build``) of the details
@@ -246,10 +272,10 @@ def _leaf_parts(gift: PaidGift, secret: str) -> tuple[tuple[bytes, ...], tuple[b
         donor = f'"donor":"{leaves.donor_commitment(salt, f"user:{gift.donor_id}")}",'
     gift_leaf = (
         f'{{"amount":{gift.amount_fen},"campaign":{campaign},{donor}"entry":'.encode(),
-        f',"from":{text(ledger.donor_clearing(gift.provider))},"kind":"{_GIFT_KIND}",'
+        f',"from":{_clearing_of(gift.provider)[1]},"kind":"{_GIFT_KIND}",'
         f'"organization":'.encode(),
         f',"project":{project},"ref":{ref},"time":'.encode(),
-        f',"to":{text(ledger.project_fund(project))},"v":{leaves.LEAF_VERSION}}}'.encode(),
+        f',"to":{_fund_of(project)[1]},"v":{leaves.LEAF_VERSION}}}'.encode(),
     )
     match_leaf = (
         b'{"amount":',
@@ -560,9 +586,12 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
     todo: list[tuple[Prepared, int, str, GiftContext | None, list[list[str]]]] = []
     batch_counters: dict[int, dict[str, int]] = {cid: {} for cid in campaign_ids}
     unknown: dict[int, set[str]] = {cid: set() for cid in campaign_ids}
-    pool_caps = {cid: [(p.id, rules.active_caps(p.params)) for p in ps]
+    # Per campaign, per pool: (key prefix, tag) of each cap, in the order the rule applies
+    # them — a gift's key is the prefix and its donor, project or organization and day
+    # (rules.cap_key's keys, built by concatenation).
+    pool_caps = {cid: [[(f"p{p.id}:{tag}:", tag) for _, tag, _ in rules.active_caps(p.params)]
+                       for p in ps]
                  for cid, ps in pools_by_campaign.items()}
-    cap_key = rules.cap_key
     for p in fresh:
         g = p.gift
         cid = g.campaign_id
@@ -595,8 +624,10 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
             mine = batch_counters[cid]
             wanted = unknown[cid]
             fk = p.fraud_keys
-            pool_keys = [[cap_key(pid_, tag, ctx) for _, tag, _ in caps]
-                         for pid_, caps in pool_caps[cid]]
+            by_tag = {"d": f"{p.donor_key}:{p.iso}", "j": f"{g.project_id}:{p.iso}",
+                      "o": str(org_id), "t": p.iso}
+            pool_keys = [[prefix + by_tag[tag] for prefix, tag in caps]
+                         for caps in pool_caps[cid]]
             for key in (fk[0], fk[2], fk[3], fk[4], *[k for ks in pool_keys for k in ks]):
                 if key and key not in mine:
                     value = known.get(key)
@@ -924,8 +955,8 @@ class _BatchLeaves:
                 org = orgs[d.org_id] = str(d.org_id).encode()
             a = d.prep.gift_leaf
             out.append((ref, a[0] + entry + a[1] + org + a[2] + at + a[3]))
-            source = ledger.donor_clearing(g.provider)
-            project = ledger.project_fund(g.project_id)
+            source = _clearing_of(g.provider)[0]
+            project = _fund_of(g.project_id)[0]
             moved[source] = moved.get(source, 0) - g.amount_fen
             moved[project] = moved.get(project, 0) + g.amount_fen
             if d.matched and d.pool_id is not None:
@@ -1164,6 +1195,18 @@ class GroupCommitEngine:
             self._write(batch)
 
     def _write(self, batch: list[tuple[Prepared, _Waiter]]) -> None:
+        # No cyclic collection while the batch's objects are alive (apply_batch pauses it for
+        # its own work; the commit, the memory and the answers allocate too).
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            self._write_batch(batch)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _write_batch(self, batch: list[tuple[Prepared, _Waiter]]) -> None:
         prepared = [p for p, _ in batch]
         try:
             results = self._apply(prepared)

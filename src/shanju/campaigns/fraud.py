@@ -153,15 +153,19 @@ def _account(donor_id: int | None, payer: str) -> tuple[str, int]:
     return "", 0
 
 
-def keys_of(*, donor_id: int | None, payer_hash: str, device_hash: str, paid_at: dt.datetime,
+def unix_seconds(at: dt.datetime) -> int:
+    """Whole seconds since 1970 of a payment time (a naive time is UTC)."""
+    return _unix_seconds(at)
+
+
+def keys_of(*, donor_id: int | None, payer_hash: str, device_hash: str, seconds: int,
             project_id: int) -> Keys:
     """What a gift's rules need (its counter keys, minute and account number), from the gift
-    alone — no counter, no lock: the giving-day engine's submitters work it out before the
-    gift reaches the writer."""
+    alone (``seconds``: :func:`unix_seconds` of its payment) — no counter, no lock: the
+    giving-day engine's submitters work it out before the gift reaches the writer."""
     donor, account = _account(donor_id, payer_hash)
     if not donor:
         return _NO_KEYS
-    seconds = _unix_seconds(paid_at)
     return (
         f"f:m:{donor}",
         seconds // 60,
@@ -178,7 +182,7 @@ def _keys(facts: GiftFacts) -> Keys:
     if cached is not None:
         return cached
     keys = keys_of(donor_id=facts.donor_id, payer_hash=facts.payer_hash,
-                   device_hash=facts.device_hash, paid_at=facts.paid_at,
+                   device_hash=facts.device_hash, seconds=_unix_seconds(facts.paid_at),
                    project_id=facts.project_id)
     object.__setattr__(facts, "_keys", keys)
     return keys
