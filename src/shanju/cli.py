@@ -287,6 +287,26 @@ def _warn_if_holiday_calendar_runs_out() -> None:
 # --- production ----------------------------------------------------------------------------
 
 
+def workers_problems(settings: Settings) -> list[str]:
+    """Why ``serve --workers N`` (N > 1) cannot run with ``settings`` (ADR 0037): every
+    process must share the database's writers, the rate limits and the live rooms."""
+    problems = []
+    if settings.database_url.startswith("sqlite"):
+        problems.append(
+            "SQLite takes one server process: its one writer is the process's giving-day "
+            "engine, and several processes would queue at the file's write lock "
+            "(docs/locking.md). Serve with --workers 1, or use PostgreSQL for several.")
+    if settings.summit_broker_url in ("", "memory://"):
+        problems.append(
+            "the summit's live rooms need a shared broker: set SHANJU_SUMMIT_BROKER_URL to "
+            "redis://… or postgresql://….")
+    if settings.rate_limit_url in ("", "memory://"):
+        problems.append(
+            "the rate limits would count in each process apart (N times the attempts): set "
+            "SHANJU_RATE_LIMIT_URL to redis://….")
+    return problems
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -310,11 +330,10 @@ def serve(
             console.print(f"  Make a secret with: {GENERATE_HINT}", markup=False,
                           highlight=False, soft_wrap=True)
         raise typer.Exit(2)
-    if workers > 1 and settings.summit_broker_url in ("", "memory://"):
-        console.print(
-            "[red]Refusing to start:[/] with several workers the summit's live rooms need a "
-            "shared broker: set SHANJU_SUMMIT_BROKER_URL to redis://… or postgresql://…."
-        )
+    if workers > 1 and (problems := workers_problems(settings)):
+        console.print(f"[red]Refusing to start {workers} workers:[/]")
+        for problem in problems:
+            console.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     database = Database(settings.database_url)
     try:
@@ -700,7 +719,9 @@ def bench_donations(
 
 @bench_app.command("http")
 def bench_http(
-    donations: Annotated[int, typer.Option(min=1, help="How many paid gifts to send.")] = 20_000,
+    donations: Annotated[int, typer.Option(min=1, help="How many gifts to give.")] = 20_000,
+    workers: Annotated[int, typer.Option(
+        min=1, max=16, help="Server processes (uvicorn workers; >1 needs PostgreSQL).")] = 1,
     clients: Annotated[int, typer.Option(min=1, max=16, help="Client processes.")] = 2,
     connections: Annotated[int, typer.Option(
         min=1, max=512, help="Keep-alive connections per client process.")] = 32,
@@ -709,34 +730,44 @@ def bench_http(
         "--database-url", help="An EMPTY database to use (default: a temporary SQLite file).",
         show_default=False)] = None,
     provider: Annotated[str, typer.Option(
-        help="wechatpay: WeChat Pay's notifications (the emulator's format) to the gift "
-             "pipeline's intake; sandbox: the old stateless-order callbacks, to compare.")
+        help="wechatpay: orders opened at WeChat Pay (the emulator) and its notifications to "
+             "the gift pipeline's intake; sandbox: the stateless orders and the sandbox's "
+             "callbacks, to compare.")
     ] = "wechatpay",
+    floor: Annotated[bool, typer.Option(
+        help="Measure the floor first: the same requests to a bare ASGI endpoint.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
 ) -> None:
     """Giving-day gifts through the running server's HTTP API, from several client processes
-    over loopback: the provider's notifications of paid orders, answered once durable. Last
-    line: one JSON object."""
+    over loopback: each gift's order request and its provider's callback, and the same
+    requests to a bare ASGI endpoint on the same stack (the floor). Last line: one JSON
+    object."""
     from shanju.bench import http as bench
 
     if provider not in bench.PROVIDERS:
         raise typer.BadParameter(f"one of {', '.join(bench.PROVIDERS)}", param_hint="--provider")
+    if workers > 1 and (database_url is None or database_url.startswith("sqlite")):
+        raise typer.BadParameter(
+            "several workers need PostgreSQL (--database-url postgresql+psycopg://…): SQLite "
+            "takes one server process (docs/locking.md)", param_hint="--workers")
     err = Console(stderr=True)
-    progress, advance = _bench_progress(donations, "Paid notifications")
+    progress, advance = _bench_progress(2 * donations, "Orders and callbacks")
     with progress:
         report = bench.run(
-            donations=donations, clients=clients, connections=connections, port=port,
-            database_url=database_url, provider=provider, progress=advance,
-            on_phase=lambda msg: progress.console.log(msg),
+            donations=donations, clients=clients, connections=connections, workers=workers,
+            port=port, database_url=database_url, provider=provider, floor=floor,
+            progress=advance, on_phase=lambda msg: progress.console.log(msg),
         )
     if not as_json:
         err.print(
-            f"{report['donations_per_s']:,} donations/s · p50 {report['p50_ms']} ms · "
-            f"p99 {report['p99_ms']} ms · {report['server_cpu_us_per_callback']} µs server "
-            f"CPU per callback · errors {report['errors']} · invariants "
+            f"{report['donations_per_s']:,} donations/s · {report['gift_requests_per_s']:,} "
+            f"gift requests/s · floor {report['floor_requests_per_s']} requests/s · ratio "
+            f"{report['ratio']} · p99 orders {report['orders']['p99_ms']} ms, callbacks "
+            f"{report['callbacks']['p99_ms']} ms · {report['server_cpu_us_per_donation']} µs "
+            f"server CPU per donation · errors {report['errors']} · invariants "
             f"{'ok' if report['ok'] else 'FAILED'} ({report['provider']}, {report['db']}, "
-            f"{report['clients']} clients × {report['connections'] // report['clients']} "
-            "connections)")
+            f"{report['workers']} worker(s), {report['clients']} clients × "
+            f"{report['connections'] // report['clients']} connections)")
     typer.echo(json.dumps(report, ensure_ascii=False))
     if not report["ok"]:
         raise typer.Exit(1)

@@ -116,10 +116,10 @@ def test_refund_is_once_and_only_for_reviewers_and_the_receiving_org(db: Databas
 @pytest.fixture
 def holding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Anti-fraud holds every match (whatever the real rules are)."""
-    def hold(facts: fraud.GiftFacts, counters: dict[str, int]) -> fraud.Verdict:
+    def hold(keys: fraud.Keys, counters: dict[str, int], **_: Any) -> fraud.Verdict:
         return fraud.Verdict(fraud.Action.HOLD, "shared_payer", {"accounts": 3})
 
-    monkeypatch.setattr(fraud, "assess", hold)
+    monkeypatch.setattr(fraud, "assess_keys", hold)  # what the engine asks
 
 
 def test_held_match_settles_after_the_notice_period(db: Database, holding: None) -> None:

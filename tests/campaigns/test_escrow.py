@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from shanju.campaigns import escrow
 from shanju.campaigns.check import check as campaigns_check
-from shanju.campaigns.engine import PaidGift, apply_batch
+from shanju.campaigns.engine import PaidGift, WriterMemory, apply_batch
 from shanju.campaigns.escrow_writer import EscrowEngine
 from shanju.campaigns.models import CampaignLease, LeaseSlice, LeaseState, MatchPool
 from shanju.core.clock import utcnow
@@ -114,3 +114,48 @@ def test_a_revoked_lease_fences_its_batch_and_the_reaper_returns_its_escrow(
     with db.transaction(write=False) as s:
         logged = log_check(s)
         assert logged.ok, dict(logged.problems)
+
+
+def test_a_classic_writers_memory_is_not_trusted_across_escrow_batches(db: Database) -> None:
+    """Escrow reservations move the campaign's lock_version, and a classic writer keeps no
+    memory while a lease is active (docs/locking.md, "Escrow and the writer's memory")."""
+    with db.transaction() as s:
+        project = make_project(s, org=make_org(s))
+        campaign = make_campaign(s, projects=[project])
+        make_pool(s, campaign=campaign, budget_fen=100_000,
+                  params={"per_donor_daily_cap_fen": 3_000})
+        cid, pid = campaign.id, project.id
+
+    def one(order_id: str) -> PaidGift:
+        return make_paid_gift(campaign_id=cid, project_id=pid, amount_fen=2_000, donor_id=None,
+                              order_id=order_id, payer_hash="payer1")
+
+    def classic(memory: WriterMemory, order_id: str) -> int:
+        with db.transaction() as s:
+            [r] = apply_batch(s, [one(order_id)], worker="classic", memory=memory)
+        memory.adopt()
+        return r.matched_fen
+
+    memory = WriterMemory()
+    assert classic(memory, "o_mem1") == 2_000  # the donor's counter (2,000) now in memory
+    leases = escrow.EscrowLeases(db, "escrow:1")
+    gifts = [one("o_mem2")]
+    view = leases.prepare(gifts)
+    with db.transaction() as s:
+        [r] = apply_batch(s, gifts, worker="escrow:1", escrow=view)
+    assert r.matched_fen == 1_000
+    leases.close()
+    # The reservations moved the version: the writer reads the counter again (3,000).
+    assert classic(memory, "o_mem3") == 0
+    assert memory.reloads == 1
+    # While a lease is active the classic writer neither reads nor keeps memory.
+    again = escrow.EscrowLeases(db, "escrow:2")
+    again.prepare([one("o_mem4")])
+    hits = memory.hits
+    assert classic(memory, "o_mem5") == 0
+    assert classic(memory, "o_mem6") == 0
+    assert memory.hits == hits
+    again.close()
+    with db.transaction(write=False) as s:
+        report = campaigns_check(s)
+        assert report.ok, report.problems

@@ -4,9 +4,12 @@ snapshot for a slow viewer, and no reads while nobody listens."""
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+import uuid
 from collections.abc import Callable
 
-from shanju.campaigns.live import Broadcaster, SnapshotCache, offer_latest
+from shanju.campaigns.live import Broadcaster, SharedSnapshots, SnapshotCache, offer_latest
 from shanju.core.db import Database
 from tests.factories import make_campaign
 
@@ -122,3 +125,39 @@ def test_page_views_share_a_snapshot_for_its_lifetime(db: Database) -> None:
     with db.transaction(write=False) as s:
         assert cache.get(session=s, campaign=campaign) is not first
     assert cache.reads == 2
+
+
+REDIS_URL = os.environ.get("SHANJU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def test_processes_sharing_redis_read_a_campaign_once_per_tick(db: Database) -> None:
+    # Two caches, as two server processes, sharing Redis: the first reads the database and
+    # stores the snapshot; the second takes it from Redis (no read of its own), equal to it.
+    with db.transaction() as s:
+        campaign = make_campaign(s)
+    namespace = f"test-{uuid.uuid4().hex}"
+    first = SnapshotCache(ttl=0.5, shared=SharedSnapshots(REDIS_URL, namespace=namespace))
+    second = SnapshotCache(ttl=0.5, shared=SharedSnapshots(REDIS_URL, namespace=namespace))
+    with db.transaction(write=False) as s:
+        mine = first.get(session=s, campaign=campaign)
+        theirs = second.get(session=s, campaign=campaign)
+    assert (first.reads, second.reads) == (1, 0)
+    assert theirs == mine and theirs is not mine
+    # A tick later (the stored one is stale): one of them claims and reads again, the other
+    # keeps the one before (at most one tick older) without reading.
+    time.sleep(0.6)
+    with db.transaction(write=False) as s:
+        second.get(session=s, campaign=campaign)
+        first.get(session=s, campaign=campaign)
+    assert first.reads + second.reads == 2
+
+
+def test_without_redis_each_process_reads_for_itself(db: Database) -> None:
+    with db.transaction() as s:
+        campaign = make_campaign(s)
+    # Nothing listens on port 1: the cache says so in the log and reads the database.
+    cache = SnapshotCache(ttl=60, shared=SharedSnapshots("redis://127.0.0.1:1/0",
+                                                         namespace="unreachable"))
+    with db.transaction(write=False) as s:
+        assert cache.get(session=s, campaign=campaign).campaign_id == campaign.id
+    assert cache.reads == 1

@@ -78,10 +78,10 @@ def remaining(db: Database, pool_id: int) -> int:
 @pytest.fixture
 def holding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Anti-fraud holds every match (whatever the real rules are)."""
-    def hold(facts: fraud.GiftFacts, counters: dict[str, int]) -> fraud.Verdict:
+    def hold(keys: fraud.Keys, counters: dict[str, int], **_: Any) -> fraud.Verdict:
         return fraud.Verdict(fraud.Action.HOLD, "shared_payer", {"accounts": 3})
 
-    monkeypatch.setattr(fraud, "assess", hold)
+    monkeypatch.setattr(fraud, "assess_keys", hold)  # what the engine asks
 
 
 # --- refund ----------------------------------------------------------------------------------

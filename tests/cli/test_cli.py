@@ -145,21 +145,49 @@ def test_serve_refuses_an_unmigrated_database_then_serves_a_migrated_one(
     assert no_uvicorn == []
 
     assert runner.invoke(cli.app, ["migrate"]).exit_code == 0
-    # Several workers need a shared broker for the summit's live rooms.
+    # Several workers need PostgreSQL, a shared broker for the live rooms and shared rate
+    # limits (ADR 0037): each refusal on a line of its own.
     result = runner.invoke(cli.app, ["serve", "--port", "9001", "--workers", "2"])
     assert result.exit_code == 2
+    assert "Refusing to start 2 workers" in result.output
+    assert "SQLite takes one server process" in result.output
     assert "SHANJU_SUMMIT_BROKER_URL" in result.output
+    assert "SHANJU_RATE_LIMIT_URL" in result.output
     assert no_uvicorn == []
 
+    # With the broker and the limits in Redis, SQLite still takes one process only.
     monkeypatch.setenv("SHANJU_SUMMIT_BROKER_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("SHANJU_RATE_LIMIT_URL", "redis://127.0.0.1:6379/0")
     result = runner.invoke(cli.app, ["serve", "--port", "9001", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "SQLite takes one server process" in result.output
+    assert "SHANJU_SUMMIT_BROKER_URL" not in result.output
+    assert no_uvicorn == []
+
+    result = runner.invoke(cli.app, ["serve", "--port", "9001"])
     assert result.exit_code == 0, result.output
     [(target, options)] = no_uvicorn
     assert target == "shanju.app:create_app"
     assert options["factory"] is True
-    assert (options["port"], options["workers"]) == (9001, 2)
+    assert (options["port"], options["workers"]) == (9001, 1)
     assert options["ws"] == "websockets-sansio"
     assert options["ws_per_message_deflate"] is False
+
+
+def test_serve_starts_several_workers_on_postgresql(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_uvicorn: list[Any], pg_url: str
+) -> None:
+    monkeypatch.setenv("SHANJU_ENVIRONMENT", "production")
+    monkeypatch.setenv("SHANJU_SECRET_KEY", secrets.token_urlsafe(48))
+    configure_wechatpay(monkeypatch, tmp_path / "wechatpay-keys")
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.setenv("SHANJU_SUMMIT_BROKER_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("SHANJU_RATE_LIMIT_URL", "redis://127.0.0.1:6379/0")
+    result = runner.invoke(cli.app, ["serve", "--port", "9001", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    [(target, options)] = no_uvicorn
+    assert (target, options["factory"], options["workers"]) == ("shanju.app:create_app",
+                                                                True, 2)
 
 
 def test_demo_seeds_once_then_reuses_the_data(

@@ -103,14 +103,16 @@ def refund(db: Database, *, public_id: str, actor_id: int, amount: int | None = 
 def build(db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Scenario:
     """Every kind of movement on one project (and a little on a second one)."""
     hold = {"on": False}
-    real_assess = fraud.assess
+    real_assess = fraud.assess_keys
 
-    def assess(facts: fraud.GiftFacts, counters: dict[str, int]) -> fraud.Verdict:
+    def assess(keys: fraud.Keys, counters: dict[str, int], *, donor_org_id: int | None,
+               organization_id: int) -> fraud.Verdict:
         if hold["on"]:
             return fraud.Verdict(fraud.Action.HOLD, "shared_payer", {"accounts": 3})
-        return real_assess(facts, counters)
+        return real_assess(keys, counters, donor_org_id=donor_org_id,
+                           organization_id=organization_id)
 
-    monkeypatch.setattr(fraud, "assess", assess)
+    monkeypatch.setattr(fraud, "assess_keys", assess)  # what the engine asks
 
     with db.transaction() as s:
         org = make_org(s)

@@ -1,37 +1,46 @@
-"""``shanju bench http``: giving-day gifts through the running server, over loopback.
+"""``shanju bench http``: giving-day gifts through the running server, over loopback —
+both halves of each gift, and the same client against a bare ASGI endpoint (the floor).
 
-What is measured: the payment provider's notifications of paid giving-day orders sent by
-several client processes at full speed to one uvicorn server on a throw-away database seeded
-with a live campaign, its projects, donors and sponsors' pools (pools run out during the run).
+A gift takes two requests, and at a giving day's opening minute both hit the server at once:
+the donor's **order** (open a payment order) and the payment provider's **callback** (the order
+was paid). The bench serves the app with uvicorn (``--workers W`` processes, each with its own
+group-commit engine; on PostgreSQL the campaign row's lock keeps them exact, docs/locking.md)
+on a throw-away database seeded with a live campaign, its projects, donors (each with an API
+token) and sponsors' pools that run out during the run. Several client processes then send,
+on each keep-alive connection in a closed loop, gift after gift: an order request, then a
+provider's callback. The callbacks are for orders written before the clock (their provider's
+signed notifications built before the clock too: the provider's work, not the platform's);
+the orders opened in the window are new ones whose payment would come after it — the steady
+state of the opening minute, where each second brings as many new orders as paid ones.
 
-* ``--provider wechatpay`` (the default): WeChat Pay API v3 notifications
-  (``TRANSACTION.SUCCESS``) to ``POST /api/v1/payments/notify/wechatpay``, built exactly as
-  the WeChat Pay emulator builds them (``WeChatPayEmulator.build_callback``: the resource
-  encrypted with the APIv3 key, AEAD_AES_256_GCM; the body signed with the emulated platform
-  key), for payment orders (``payment_intents`` rows with the campaign, the project's
-  organization's approved sub-merchant and the amount) written in bulk before the clock. The
-  server runs the production gateway (``WeChatPayGateway``, the ``wechatpayv3`` SDK)
-  configured on the emulator's keys through the registry's ``SHANJU_WECHATPAY_*`` variables.
-  Timed: verification and decryption, the read of the order, the group-commit engine's batch
-  (the event, the order paid, the gift, its match, the ledger), the 204 once durable.
-* ``--provider sandbox``: the old path for comparison — the sandbox's signed callbacks of
-  *stateless* orders (``POST /api/v1/payments/callbacks/sandbox/orders``; orders minted as
-  signed tokens, nothing written before the money arrives).
+* ``--provider wechatpay`` (the default): the order is ``POST /api/v1/gifts`` (a WeChat Pay H5
+  order: validate, write the ``payment_intents`` row, open it at WeChat Pay — the emulator,
+  served by its own process, is the provider's API); the callback is WeChat Pay's API v3
+  ``TRANSACTION.SUCCESS`` notification to ``POST /api/v1/payments/notify/wechatpay``, built
+  as the emulator builds it (resource encrypted with the APIv3 key, body signed with the
+  platform key) and answered 204 once the engine's batch is durable. The server runs the
+  production gateway (``WeChatPayGateway``) on the emulator's keys
+  (``SHANJU_WECHATPAY_*`` variables).
+* ``--provider sandbox``: the older stateless path — the order is
+  ``POST /api/v1/campaigns/{id}/orders`` (a signed order token, nothing written); the
+  callback the sandbox's signed callback (``POST /api/v1/payments/callbacks/sandbox/orders``).
 
-Before the clock starts: the database is seeded and the orders and the provider's signed
-notifications built (the provider's work, not the platform's). The clients then only send bytes
-and read answers: a raw asyncio HTTP/1.1 client with keep-alive connections, each connection
-sending its next notification when the previous one is answered (closed loop), so the client
-costs little of the machine's CPU. A notification is signed with a timestamp and the gateway
-refuses one more than 5 minutes old, so they are signed once the server is up.
+**The floor**: in the same run, before the app starts, the same client processes send the same
+requests (same sizes, same JSON bodies, same connections) to :func:`floor_app`, a bare ASGI
+endpoint served by uvicorn with the same settings and workers, which reads the body, parses
+its JSON and answers. ``ratio = gift_requests_per_s / floor_requests_per_s`` says how much of
+the server stack's capacity the gift path leaves.
 
-The last line printed is one JSON object (see :func:`run`).
+The client is a raw asyncio HTTP/1.1 client (uvloop) that only sends prepared bytes and reads
+answers, so it costs little of the machine's CPU. The last line printed is one JSON object
+(see :func:`run`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import multiprocessing as mp
 import os
 import random
@@ -48,7 +57,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from shanju.accounts.models import Role, User
+from shanju.accounts.models import ApiToken, Role, User
 from shanju.bench.giving_day import create_pool
 from shanju.campaigns import orders
 from shanju.campaigns.models import (
@@ -63,7 +72,7 @@ from shanju.core.clock import today_cn, utcnow
 from shanju.core.db import Database
 from shanju.core.ids import public_id
 from shanju.core.migrations import create_schema
-from shanju.core.security import hash_password
+from shanju.core.security import hash_password, token_hash
 from shanju.ledger import service as ledger
 from shanju.organizations import payment_routes, uscc
 from shanju.organizations.models import (
@@ -74,6 +83,7 @@ from shanju.organizations.models import (
     RouteProvider,
     RouteStatus,
 )
+from shanju.payments.emulators import wechatpay as wechatpay_emulator
 from shanju.payments.emulators.wechatpay import (
     EmulatedOrder,
     WeChatPayEmulator,
@@ -89,6 +99,7 @@ SECRET_KEY = "bench-http-secret-key"  # noqa: S105 - a throw-away key for a thro
 SANDBOX_SECRET = "bench-http-sandbox-secret"  # noqa: S105
 CALLBACK_PATH = "/api/v1/payments/callbacks/sandbox/orders"
 NOTIFY_PATH = "/api/v1/payments/notify/wechatpay"
+GIFTS_PATH = "/api/v1/gifts"
 PROVIDERS = ("wechatpay", "sandbox")
 # Where the gateway would call the emulator's API: never during the run (notifications only).
 EMULATOR_URL = "http://127.0.0.1:9"
@@ -107,6 +118,7 @@ class World:
     pool_ids: list[int]
     budget_fen: int
     project_orgs: dict[int, int]
+    tokens: dict[int, str]  # each donor's API token (plain)
 
 
 def seed(database: Database, *, donations: int, projects: int = 50, donors: int | None = None
@@ -155,6 +167,12 @@ def seed(database: Database, *, donations: int, projects: int = 50, donors: int 
                       password_hash=password, role=Role.DONOR) for i in range(donors)]
         s.add_all(users)
         s.flush()
+        # Each donor's personal API token (never used yet: a donor's first order records its
+        # use, as it would).
+        tokens = {u.id: f"sj_bench{u.id:024d}" for u in users}
+        s.execute(insert(ApiToken), [
+            {"user_id": uid, "name": "bench", "prefix": plain[:8],
+             "token_hash": token_hash(plain)} for uid, plain in tokens.items()])
         # Pools: 1:1 with a per-donor daily cap (first), a random ratio with a floor, and a
         # 1:0.5 pot with a per-project daily cap. Together about 40% of what will be given.
         pools: list[tuple[str, int, dict[str, Any]]] = [
@@ -183,7 +201,8 @@ def seed(database: Database, *, donations: int, projects: int = 50, donors: int 
         return World(campaign_id=campaign.id, project_ids=[p.id for p in project_rows],
                      donor_ids=[u.id for u in users], pool_ids=pool_ids,
                      budget_fen=budget_total,
-                     project_orgs={p.id: p.recipient_org_id for p in project_rows})
+                     project_orgs={p.id: p.recipient_org_id for p in project_rows},
+                     tokens=tokens)
 
 
 def _workload(world: World, donations: int, seed_: int) -> list[tuple[int, int, int]]:
@@ -301,22 +320,94 @@ def notifications(keys: WeChatPayEmulatorKeys, orders_: list[Order]) -> list[byt
     return requests
 
 
+def order_requests(world: World, *, donations: int, provider: str, seed_: int = 7
+                   ) -> list[bytes]:
+    """The donors' order requests of ``donations`` new gifts, as raw HTTP requests: each
+    donor's API token, an Idempotency-Key per gift and the donor's own address (as the
+    TLS proxy in front says it, ``X-Forwarded-For``: uvicorn trusts it from 127.0.0.1).
+    WeChat Pay: ``POST /api/v1/gifts`` (an H5 order of the giving day); sandbox: the
+    campaign's stateless ``POST /api/v1/campaigns/{id}/orders``."""
+    requests: list[bytes] = []
+    for n, (donor_id, project_id, amount) in enumerate(_workload(world, donations, seed_)):
+        fields: dict[str, Any] = {
+            "project_id": project_id, "amount_fen": amount, "donor_name": f"捐赠人{donor_id}",
+            "anonymous": n % 7 == 0, "message": "加油" if n % 3 == 0 else "",
+            "province": "广东"}
+        if provider == "wechatpay":
+            path = GIFTS_PATH
+            fields |= {"campaign_id": world.campaign_id, "channel": "wechat_h5"}
+        else:
+            path = f"/api/v1/campaigns/{world.campaign_id}/orders"
+        body = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+        address = f"10.{donor_id >> 16 & 255}.{donor_id >> 8 & 255}.{donor_id & 255}"
+        requests.append(
+            (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+             f"Authorization: Bearer {world.tokens[donor_id]}\r\n"
+             f"Idempotency-Key: bench-order-{n}\r\nX-Forwarded-For: {address}\r\n\r\n"
+             ).encode() + body)
+    return requests
+
+
+# --- the floor: a bare ASGI endpoint ---------------------------------------------------------
+
+
+async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A bare ASGI application: read the request's body, parse its JSON, answer a small JSON
+    object (``/healthz``: 200 without a body to parse). What any JSON endpoint on this
+    server stack must at least do: the floor the gift path is compared with."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    status, answer = 200, b'{"ok":true}'
+    if scope["path"] != "/healthz":
+        try:
+            json.loads(body)
+        except ValueError:
+            status, answer = 400, b'{"ok":false}'
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(answer)).encode())]})
+    await send({"type": "http.response.body", "body": answer})
+
+
 # --- the client processes -------------------------------------------------------------------
 
+ORDER, CALLBACK, FLOOR = 0, 1, 2
+KINDS = ("orders", "callbacks", "floor")
+Lane = list[tuple[int, bytes]]
 
-def _accepted(head: bytes, body: bytes) -> bool:
-    """The server's answer says the gift is durable: WeChat Pay's 204, or the sandbox lane's
-    200 ``credited``."""
+
+def _accepted(kind: int, head: bytes, body: bytes) -> bool:
+    """The server's answer is the success of its kind: an order opened (201); a callback's
+    gift durable (WeChat Pay's 204, or the sandbox lane's 200 ``credited``); the floor's 200."""
     status = head[9:12]
-    return status == b"204" or (status == b"200" and b'"outcome":"credited"' in body)
+    if kind == ORDER:
+        return status == b"201"
+    if kind == CALLBACK:
+        return status == b"204" or (status == b"200" and b'"outcome":"credited"' in body)
+    return status == b"200"
 
 
-async def _connection(port: int, batch: list[bytes], latencies: list[float],
-                      failures: list[str], done: Any) -> None:
+async def _connection(port: int, lane: Lane, latencies: list[list[float]],
+                      failures: list[str], done: Any, floor: bool) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     perf = time.perf_counter
     try:
-        for n, request in enumerate(batch, 1):
+        for n, (kind, request) in enumerate(lane, 1):
             started = perf()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -325,27 +416,28 @@ async def _connection(port: int, batch: list[bytes], latencies: list[float],
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             body = await reader.readexactly(length)
-            latencies.append(perf() - started)
-            if not _accepted(head, body):
-                failures.append((head[:12] + b" " + body[:160]).decode(errors="replace"))
+            latencies[kind].append(perf() - started)
+            if not _accepted(FLOOR if floor else kind, head, body):
+                failures.append(f"{KINDS[kind]}: "
+                                + (head[:12] + b" " + body[:160]).decode(errors="replace"))
             if n % 50 == 0:
                 with done.get_lock():
                     done.value += 50
         with done.get_lock():
-            done.value += len(batch) % 50
+            done.value += len(lane) % 50
     finally:
         writer.close()
 
 
-def _client(port: int, batches: list[list[bytes]], go: Any, done: Any, out: Any) -> None:
-    """One client process: its connections, each sending its batch in a closed loop."""
-    latencies: list[float] = []
+def _client(port: int, lanes: list[Lane], floor: bool, go: Any, done: Any, out: Any) -> None:
+    """One client process: its connections, each sending its lane in a closed loop."""
+    latencies: list[list[float]] = [[], []]
     failures: list[str] = []
     cpu_before = time.process_time()
 
     async def main() -> None:
-        await asyncio.gather(*(_connection(port, b, latencies, failures, done)
-                               for b in batches))
+        await asyncio.gather(*(_connection(port, lane, latencies, failures, done, floor)
+                               for lane in lanes))
 
     go.wait()
     try:
@@ -359,7 +451,7 @@ def _client(port: int, batches: list[list[bytes]], go: Any, done: Any, out: Any)
     out.put((latencies, failures, time.process_time() - cpu_before))
 
 
-# --- the server -------------------------------------------------------------------------------
+# --- the servers ------------------------------------------------------------------------------
 
 
 def _free(port: int) -> bool:
@@ -372,28 +464,38 @@ def _free(port: int) -> bool:
     return True
 
 
-def start_server(database_url: str, port: int, *, environ: dict[str, str] | None = None
+def _any_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# uvicorn's settings, the same for the app and the floor.
+UVICORN_OPTIONS = ("--no-access-log", "--log-level", "warning", "--loop", "uvloop",
+                   "--http", "httptools", "--timeout-graceful-shutdown", "30")
+
+
+def start_server(database_url: str, port: int, *, environ: dict[str, str] | None = None,
+                 workers: int = 1, target: str = "shanju.app:create_app", factory: bool = True
                  ) -> tuple[subprocess.Popen[bytes], int]:
-    """uvicorn serving the app (factory) on ``port``, settings from the environment (and
-    ``environ``: a provider's variables): one process, so one group-commit engine (the giving
-    day's single writer per process). Returns the process and its port (port 0: any free
-    port)."""
+    """uvicorn serving ``target`` (the app's factory by default) on ``port`` with
+    ``workers`` processes (each with its own group-commit engine), settings from the
+    environment (and ``environ``: a provider's variables). Returns once every worker has
+    started (the process tree's CPU has settled). Port 0: any free port."""
     if port == 0:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = _any_port()
     if not _free(port):
         raise RuntimeError(f"port {port} is in use")
     env = {**os.environ, "DATABASE_URL": database_url, "SHANJU_SECRET_KEY": SECRET_KEY,
            "SHANJU_SANDBOX_SECRET": SANDBOX_SECRET, "SHANJU_ENVIRONMENT": "test",
            **(environ or {})}
-    cmd = [sys.executable, "-m", "uvicorn", "shanju.app:create_app", "--factory",
-           "--host", "127.0.0.1", "--port", str(port),
-           "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
-           "--http", "httptools", "--timeout-graceful-shutdown", "30"]
+    cmd = [sys.executable, "-m", "uvicorn", target, *(["--factory"] if factory else []),
+           "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+           *UVICORN_OPTIONS]
     # The server's log goes to stderr: stdout is the report's.
     server = subprocess.Popen(cmd, env=env, stdout=2)  # noqa: S603 - our own module (fd 2)
-    deadline = time.monotonic() + 120  # importing the app is slow on a busy machine
+    deadline = time.monotonic() + 180  # importing the app is slow on a busy machine
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the server exited with {server.returncode}")
@@ -401,11 +503,35 @@ def start_server(database_url: str, port: int, *, environ: dict[str, str] | None
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 if sock.recv(64).startswith(b"HTTP/1.1 200"):
-                    return server, port
+                    break
         except OSError:
             time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("the server did not start within 120 s")
+    else:
+        stop_server(server)
+        raise RuntimeError("the server did not start within 180 s")
+    if workers > 1:
+        # One worker answered; the others may still be importing: wait until the whole
+        # tree is idle (all W workers up), at most a minute more.
+        settle = time.monotonic() + 60
+        before = tree_cpu_seconds(server.pid)
+        while time.monotonic() < settle:
+            time.sleep(0.5)
+            now = tree_cpu_seconds(server.pid)
+            if len(_children(server.pid)) >= workers and now - before < 0.05:
+                break
+            before = now
+    return server, port
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            text = (task / "children").read_text().split()
+            out.extend(int(c) for c in text)
+    except OSError:
+        pass
+    return out
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -417,8 +543,16 @@ def process_cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its living descendants (uvicorn's workers)."""
+    total = process_cpu_seconds(pid)
+    for child in _children(pid):
+        total += tree_cpu_seconds(child)
+    return total
+
+
 def stop_server(server: subprocess.Popen[bytes]) -> None:
-    """Stop gracefully (the engine drains), or kill after 60 s."""
+    """Stop gracefully (each engine drains), or kill after 60 s."""
     if server.poll() is None:
         server.send_signal(signal.SIGINT)
         try:
@@ -426,6 +560,35 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _serve_emulator(keys_dir: str, port: int, merchants: dict[str, str]) -> None:
+    """The WeChat Pay emulator's API on ``port`` (its own process: the provider's side)."""
+    import uvicorn
+
+    keys = WeChatPayEmulatorKeys.in_directory(Path(keys_dir))
+    emulator = WeChatPayEmulator(keys, sub_merchants=merchants)
+    uvicorn.run(wechatpay_emulator.create_app(emulator), host="127.0.0.1", port=port,
+                log_level="warning", access_log=False, loop="uvloop", http="httptools")
+
+
+def start_emulator(keys_dir: Path, merchants: dict[str, str]) -> tuple[Any, str]:
+    """Start the emulator's process; return it and its base URL once it answers."""
+    port = _any_port()
+    proc = mp.get_context("spawn").Process(
+        target=_serve_emulator, args=(str(keys_dir), port, merchants), daemon=True)
+    proc.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if not proc.is_alive():
+            raise RuntimeError("the WeChat Pay emulator exited")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the WeChat Pay emulator did not start within 120 s")
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -437,13 +600,79 @@ def _percentile(ordered: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
 
 
+def _latency(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"p50_ms": _percentile(ordered, 0.50), "p95_ms": _percentile(ordered, 0.95),
+            "p99_ms": _percentile(ordered, 0.99), "max_ms": _percentile(ordered, 1.0)}
+
+
+@dataclass
+class Sent:
+    """What one closed-loop sending of lanes measured."""
+
+    seconds: float
+    latencies: list[list[float]]  # by kind (orders, callbacks)
+    failures: list[str]
+    server_cpu_s: float
+    client_cpu_s: float
+    load_before: float
+    load_after: float
+
+    @property
+    def completed(self) -> int:
+        return sum(len(k) for k in self.latencies)
+
+
+def drive(server_pid: int, port: int, lanes: list[Lane], *, clients: int, floor: bool,
+          progress: Progress | None = None) -> Sent:
+    """Send every lane (``clients`` processes, ``len(lanes) // clients`` connections each) and
+    wait for every answer."""
+    per_client = -(-len(lanes) // clients)
+    ctx = mp.get_context("fork")
+    go, done, out = ctx.Event(), ctx.Value("q", 0), ctx.Queue()
+    procs = [ctx.Process(target=_client, args=(
+        port, lanes[c * per_client:(c + 1) * per_client], floor, go, done, out))
+        for c in range(clients)]
+    for p in procs:
+        p.start()
+    total = sum(len(lane) for lane in lanes)
+    load_before = os.getloadavg()[0]
+    cpu_before = tree_cpu_seconds(server_pid)
+    started = time.perf_counter()
+    go.set()
+    results: list[tuple[list[list[float]], list[str], float]] = []
+    reported = 0
+    while len(results) < clients:
+        try:
+            results.append(out.get(timeout=0.2))
+        except Exception:  # noqa: BLE001, S110 - queue.Empty: report progress
+            pass
+        now_done = done.value
+        if progress and now_done > reported:
+            progress(now_done - reported)
+            reported = now_done
+    elapsed = time.perf_counter() - started
+    server_cpu = tree_cpu_seconds(server_pid) - cpu_before
+    load_after = os.getloadavg()[0]
+    if progress and total > reported:
+        progress(total - reported)
+    for p in procs:
+        p.join()
+    return Sent(seconds=elapsed,
+                latencies=[[x for lat, _, _ in results for x in lat[k]] for k in (0, 1)],
+                failures=[f for _, fs, _ in results for f in fs],
+                server_cpu_s=server_cpu, client_cpu_s=sum(c for _, _, c in results),
+                load_before=load_before, load_after=load_after)
+
+
 def invariants(database: Database, world: World, expected: dict[str, int], *,
-               orders_written: bool = False) -> dict[str, Any]:
-    """Ledger balanced, and the transparency log equal to it; every order credited exactly
-    once for its amount; pools never below zero and equal to their ledger accounts; matches
-    within the budget; project funds = gifts + matches. With payment orders
-    (``orders_written``): the orders paid are exactly the gifts, and each order's notification
-    is stored once."""
+               orders_written: bool = False, orders_opened: int = 0) -> dict[str, Any]:
+    """Ledger balanced, and the transparency log equal to it; every paid order credited
+    exactly once for its amount; pools never below zero and equal to their ledger accounts;
+    matches within the budget; project funds = gifts + matches. With payment orders
+    (``orders_written``): the orders paid are exactly the gifts, each paid order's
+    notification is stored once, and the ``orders_opened`` orders the donors opened in the
+    window are there, unpaid."""
     with database.transaction(write=False) as s:
         report = ledger.check(s)
         logged = transparency_check(s)
@@ -462,6 +691,9 @@ def invariants(database: Database, world: World, expected: dict[str, int], *,
         raised = sum(ledger.balance(s, ledger.project_fund(p)) for p in world.project_ids)
         paid = set(s.scalars(select(PaymentIntent.id).where(
             PaymentIntent.status == IntentStatus.SUCCEEDED)))
+        opened = int(s.scalar(select(func.count()).select_from(PaymentIntent).where(
+            PaymentIntent.idempotency_key.like("bench-order-%"),
+            PaymentIntent.status == IntentStatus.REQUIRES_PAYMENT)) or 0)
         events = s.execute(select(func.count(), func.count(ProviderEvent.intent_id.distinct()))
                            .select_from(ProviderEvent)).one()
     exactly_once = gifts == expected and duplicates == 0
@@ -480,12 +712,21 @@ def invariants(database: Database, world: World, expected: dict[str, int], *,
         checks["orders_paid_equal_gifts"] = paid == set(gifts)
         checks["events_once_per_order"] = tuple(events) == (len(expected), len(expected))
         checks["orders_paid"] = len(paid)
+        checks["orders_opened_in_window"] = opened
+        checks["every_order_opened"] = opened == orders_opened
     return checks
 
 
 CHECKS = ("ledger_balanced", "log_equals_ledger", "exactly_once", "pools_match_ledger",
           "within_budget", "funds_equal_gifts_plus_matches", "orders_paid_equal_gifts",
-          "events_once_per_order")
+          "events_once_per_order", "every_order_opened")
+
+
+def _lanes(orders_: list[bytes], callbacks: list[bytes], lanes: int) -> list[Lane]:
+    """Round-robin over ``lanes`` connections; on each, gift after gift: its order request,
+    then a callback."""
+    pairs = [[(ORDER, o), (CALLBACK, c)] for o, c in zip(orders_, callbacks, strict=True)]
+    return [[r for pair in pairs[i::lanes] for r in pair] for i in range(lanes)]
 
 
 def run(
@@ -493,22 +734,31 @@ def run(
     donations: int,
     clients: int = 2,
     connections: int = 32,
+    workers: int = 1,
     port: int = 8106,
     database_url: str | None = None,
     provider: str = "wechatpay",
+    floor: bool = True,
     progress: Progress | None = None,
     on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Seed, write the orders, serve, sign, send, check; return the report (``db``,
-    ``provider``, ``donations``, ``clients``, ``seconds``, ``donations_per_s``, ``p50_ms``,
-    ``p99_ms``, ``errors``, ``server_cpu_us_per_callback``, ``invariants``...)."""
+    """Seed, write the paid orders, sign their callbacks, measure the floor, serve the app,
+    send each gift's two requests, check; return the report (``db``, ``provider``,
+    ``workers``, ``donations``, ``donations_per_s``, ``gift_requests_per_s``,
+    ``floor_requests_per_s``, ``ratio``, ``orders`` and ``callbacks``: each half's rate and
+    latencies, ``errors``, the server's CPU per donation, ``invariants``...)."""
     if provider not in PROVIDERS:
         raise ValueError(f"provider must be one of {PROVIDERS}")
+    if workers > 1 and (database_url is None or database_url.startswith("sqlite")):
+        raise ValueError("several workers need PostgreSQL (SQLite: one server process; "
+                         "docs/locking.md)")
     say = on_phase or (lambda _msg: None)
     folder = Path(tempfile.mkdtemp(prefix="shanju-bench-http-"))
     if database_url is None:
         database_url = f"sqlite:///{folder / 'bench.sqlite3'}"
     database = Database(database_url)
+    emulator: Any = None
+    provider_cpu = 0.0
     try:
         say("Migrating and seeding the database")
         create_schema(database)
@@ -516,100 +766,129 @@ def run(
         environ: dict[str, str] = {}
         keys: WeChatPayEmulatorKeys | None = None
         written: list[Order] = []
+        callbacks: list[bytes] = []
         if provider == "wechatpay":
-            say("Writing the payment orders (before the clock)")
+            say("Writing the paid gifts' payment orders (before the clock)")
             written = open_orders(database, world, donations=donations)
             expected = {o.order_id: o.amount_fen for o in written}
             # The emulator's keys; the server's gateway reads them from the registry's
             # SHANJU_WECHATPAY_* variables, as an operator would set them.
             keys = WeChatPayEmulatorKeys.in_directory(folder / "wechatpay-keys")
-            environ = keys.environ(EMULATOR_URL)
+            say("Starting the WeChat Pay emulator (the provider's API, its own process)")
+            emulator, emulator_url = start_emulator(
+                folder / "wechatpay-keys",
+                {o.sub_mchid: "基准公益基金会" for o in written})
+            environ = keys.environ(emulator_url)
         else:
             say("Minting orders and the provider's signed callbacks (before the clock)")
-            requests, expected = mint(world, donations=donations)
-        say("Starting the server")
-        server, port = start_server(database_url, port, environ=environ)
+            callbacks, expected = mint(world, donations=donations)
+        orders_ = order_requests(world, donations=donations, provider=provider)
+        if keys is not None:
+            # Signed with a timestamp the gateway accepts for 5 minutes: signed now.
+            say("Building WeChat Pay's signed, encrypted notifications (before the clock)")
+            callbacks = notifications(keys, written)
+            del written
+        lanes = _lanes(orders_, callbacks, clients * connections)
+        del orders_, callbacks
+        floor_sent: Sent | None = None
+        if floor:
+            say(f"The floor: a bare ASGI endpoint, {workers} worker(s)")
+            server, fport = start_server(database_url, port, workers=workers,
+                                         target="shanju.bench.http:floor_app", factory=False)
+            try:
+                floor_sent = drive(server.pid, fport, lanes, clients=clients, floor=True)
+            finally:
+                stop_server(server)
+        say(f"Starting the server: {workers} worker(s)")
+        server, port = start_server(database_url, port, environ=environ, workers=workers)
         try:
-            if keys is not None:
-                say("Building WeChat Pay's signed, encrypted notifications (before the clock)")
-                requests = notifications(keys, written)
-                del written
-            # Split: clients × connections closed-loop senders, round-robin.
-            lanes = clients * connections
-            per_lane = [requests[i::lanes] for i in range(lanes)]
-            ctx = mp.get_context("fork")
-            go, done, out = ctx.Event(), ctx.Value("q", 0), ctx.Queue()
-            procs = [ctx.Process(target=_client, args=(
-                port, per_lane[c * connections:(c + 1) * connections], go, done, out))
-                for c in range(clients)]
-            for p in procs:
-                p.start()
-            del requests, per_lane
-            say("Sending")
-            load_before = os.getloadavg()[0]
-            cpu_before = process_cpu_seconds(server.pid)
-            started = time.perf_counter()
-            go.set()
-            results: list[tuple[list[float], list[str], float]] = []
-            reported = 0
-            while len(results) < clients:
-                try:
-                    results.append(out.get(timeout=0.2))
-                except Exception:  # noqa: BLE001, S110 - queue.Empty: report progress
-                    pass
-                now_done = done.value
-                if progress and now_done > reported:
-                    progress(now_done - reported)
-                    reported = now_done
-            elapsed = time.perf_counter() - started
-            server_cpu = process_cpu_seconds(server.pid) - cpu_before
-            load_after = os.getloadavg()[0]
-            if progress and donations > reported:
-                progress(donations - reported)
-            for p in procs:
-                p.join()
+            say("Sending orders and callbacks")
+            cpu_before = process_cpu_seconds(emulator.pid) if emulator is not None else 0.0
+            sent = drive(server.pid, port, lanes, clients=clients, floor=False,
+                         progress=progress)
+            if emulator is not None:
+                provider_cpu = process_cpu_seconds(emulator.pid) - cpu_before
         finally:
-            say("Stopping the server (the engine drains)")
+            say("Stopping the server (the engines drain)")
             stop_server(server)
-        latencies = sorted(x for lat, _, _ in results for x in lat)
-        failures = [f for _, fs, _ in results for f in fs]
-        client_cpu = sum(c for _, _, c in results)
         say("Checking invariants")
-        checks = invariants(database, world, expected, orders_written=provider == "wechatpay")
+        checks = invariants(database, world, expected, orders_written=provider == "wechatpay",
+                            orders_opened=donations)
     finally:
+        if emulator is not None:
+            emulator.terminate()
+            emulator.join(30)
         database.dispose()
     from shanju.bench.common import machine
 
-    completed = len(latencies)
-    ok = (not failures and completed == donations
+    return report(sent, floor_sent, checks, provider=provider, db=database.engine.dialect.name,
+                  donations=donations, clients=clients, connections=clients * connections,
+                  workers=workers, provider_cpu_s=provider_cpu, machine=machine())
+
+
+def report(sent: Sent, floor_sent: Sent | None, checks: dict[str, Any], *, provider: str,
+           db: str, donations: int, clients: int, connections: int, workers: int,
+           provider_cpu_s: float, machine: dict[str, Any]) -> dict[str, Any]:
+    """The report of a run (see :func:`run`)."""
+    elapsed = sent.seconds
+    completed = sent.completed
+    both = sorted(sent.latencies[0] + sent.latencies[1])
+    errors = len(sent.failures) + (2 * donations - completed)
+    ok = (not sent.failures and completed == 2 * donations
           and all(checks[name] for name in CHECKS if name in checks))
-    per_callback = round(server_cpu / completed * 1e6) if completed else None
-    return {
+    gift_rps = round(completed / elapsed, 1) if elapsed else None
+    floor_rps = (round(floor_sent.completed / floor_sent.seconds, 1)
+                 if floor_sent is not None and floor_sent.seconds else None)
+    per_donation = round(sent.server_cpu_s / donations * 1e6) if donations else None
+    halves = {}
+    for kind, name in ((ORDER, "orders"), (CALLBACK, "callbacks")):
+        samples = sent.latencies[kind]
+        halves[name] = {"requests": len(samples),
+                        "requests_per_s": round(len(samples) / elapsed, 1) if elapsed else None,
+                        **_latency(samples)}
+    out: dict[str, Any] = {
         "benchmark": "http",
         "provider": provider,
-        "endpoint": NOTIFY_PATH if provider == "wechatpay" else CALLBACK_PATH,
-        "db": database.engine.dialect.name,
+        "endpoints": {"orders": GIFTS_PATH if provider == "wechatpay"
+                      else "/api/v1/campaigns/{id}/orders",
+                      "callbacks": NOTIFY_PATH if provider == "wechatpay" else CALLBACK_PATH},
+        "db": db,
+        "workers": workers,
         "donations": donations,
         "clients": clients,
-        "connections": clients * connections,
+        "connections": connections,
         "seconds": round(elapsed, 3),
-        "donations_per_s": round(completed / elapsed, 1) if elapsed else None,
-        "p50_ms": _percentile(latencies, 0.50),
-        "p95_ms": _percentile(latencies, 0.95),
-        "p99_ms": _percentile(latencies, 0.99),
-        "max_ms": _percentile(latencies, 1.0),
-        "errors": len(failures) + (donations - completed),
-        # CPU the server and the clients used while sending: the server's CPU per callback
-        # (user + system, from /proc) does not depend on what else the machine is doing.
-        "server_cpu_s": round(server_cpu, 2),
-        "server_cpu_us_per_callback": per_callback,
-        "server_cpu_us_per_donation": per_callback,  # the same: one callback per donation
-        "client_cpu_s": round(client_cpu, 2),
-        "load_average_1m": round(load_after, 2),
-        "load_average_1m_before": round(load_before, 2),
-        "first_errors": failures[:3],
-        "orders_written_before_clock": provider == "wechatpay",
+        # A donation is both halves: its order and its callback.
+        "donations_per_s": round(min(len(x) for x in sent.latencies) / elapsed, 1)
+        if elapsed else None,
+        "gift_requests_per_s": gift_rps,
+        "floor_requests_per_s": floor_rps,
+        "ratio": round(gift_rps / floor_rps, 3) if gift_rps and floor_rps else None,
+        "orders": halves["orders"],
+        "callbacks": halves["callbacks"],
+        **_latency(both),
+        "floor": None if floor_sent is None else {
+            "seconds": round(floor_sent.seconds, 3), "requests": floor_sent.completed,
+            "errors": len(floor_sent.failures), "server_cpu_s": round(floor_sent.server_cpu_s, 2),
+            **_latency(floor_sent.latencies[0] + floor_sent.latencies[1])},
+        "errors": errors,
+        # CPU while sending (user + system, from /proc: every worker of the server): per
+        # donation (its order and its callback) it does not depend on what else runs.
+        "server_cpu_s": round(sent.server_cpu_s, 2),
+        "server_cpu_us_per_donation": per_donation,
+        "server_cpu_us_per_request": round(sent.server_cpu_s / completed * 1e6)
+        if completed else None,
+        "floor_server_cpu_us_per_request": round(
+            floor_sent.server_cpu_s / floor_sent.completed * 1e6)
+        if floor_sent is not None and floor_sent.completed else None,
+        # The provider's side on this machine: the WeChat Pay emulator answering the orders.
+        "provider_cpu_s": round(provider_cpu_s, 2),
+        "client_cpu_s": round(sent.client_cpu_s, 2),
+        "load_average_1m": round(sent.load_after, 2),
+        "load_average_1m_before": round(sent.load_before, 2),
+        "first_errors": sent.failures[:3],
         "invariants": checks,
         "ok": ok,
-        "machine": machine(),
+        "machine": machine,
     }
+    return out

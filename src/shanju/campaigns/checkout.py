@@ -371,23 +371,29 @@ IdempotencyKey = Annotated[
                422: {"description": "Invalid amount, text or Idempotency-Key"}},
 )
 def create_order(campaign_id: DbId, body: OrderCreate, request: Request, user: Donor,
-                 session: ReadSession, idempotency_key: IdempotencyKey = None
-                 ) -> OrderCreated:
+                 idempotency_key: IdempotencyKey = None) -> OrderCreated:
     """Validate the gift and return its order; the same Idempotency-Key gives the same order."""
     ratelimit.enforce(request, "checkout", account=user.id)
     key = orders.check_idempotency_key(idempotency_key)
-    campaign, project, fields = orders.check_order_request(
-        session=session, actor=user, campaign_id=campaign_id, project_id=body.project_id,
-        amount_fen=body.amount_fen, donor_name=body.donor_name, anonymous=body.anonymous,
-        message=body.message, province=body.province,
-        confirm_past_goal=body.confirm_past_goal,
-    )
-    # The money settles to the receiving organization's own merchant account.
-    payment_routes.check_payment_route(session=session, organization_id=project.recipient_org_id,
-                                       providers=_providers(request).names)
+    # The read transaction is opened here, in the endpoint's thread, not by a dependency: a
+    # dependency's connection would be held while the request waits for a thread again, and
+    # at a giving day's peak every thread could be waiting for a connection held by a request
+    # that waits for a thread (the pool's 30 s timeout, 503s; docs/benchmarks.md, http).
+    with get_database(request).transaction(write=False) as session:
+        campaign, project, fields = orders.check_order_request(
+            session=session, actor=user, campaign_id=campaign_id, project_id=body.project_id,
+            amount_fen=body.amount_fen, donor_name=body.donor_name, anonymous=body.anonymous,
+            message=body.message, province=body.province,
+            confirm_past_goal=body.confirm_past_goal,
+        )
+        # The money settles to the receiving organization's own merchant account.
+        payment_routes.check_payment_route(session=session,
+                                           organization_id=project.recipient_org_id,
+                                           providers=_providers(request).names)
+        campaign_id_, project_id = campaign.id, project.id
     provider = _providers(request).for_checkout()
     order, token = orders.make_order(
-        signer=_signer(request), actor=user, campaign_id=campaign.id, project_id=project.id,
+        signer=_signer(request), actor=user, campaign_id=campaign_id_, project_id=project_id,
         idempotency_key=key, fields=fields)
     return OrderCreated(**order.to_json(), token=token, provider=provider.name)
 

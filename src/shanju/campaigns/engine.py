@@ -4,12 +4,30 @@ A single writer per process gathers submitted gifts for a few milliseconds and c
 one transaction — gifts, matching decisions, counters, pools, one balanced journal entry and
 the live aggregates — then answers every submitter once the batch is durable.
 :func:`apply_batch` is that transaction's work (it never commits); :class:`GroupCommitEngine`
-is the writer thread around it. Locking protocol: ``docs/locking.md``.
+is the writer thread around it. Locking protocol: ``docs/locking.md``; the design and its
+measurements: ``docs/campaigns/engine.md``.
+
+Second generation (issue 15): the writer does only what needs the campaign's lock.
+
+- **Submitters prepare.** Everything about a gift that needs no lock — its China-time day and
+  minute, its anti-fraud keys, the columns of its row that do not depend on the decision, the
+  parts of its transparency leaves (the donor's commitment included) — is worked out by
+  :func:`prepare`, in the submitter's thread (:meth:`GroupCommitEngine.submit`), before the
+  gift reaches the writer.
+- **The writer remembers.** Between its batches a writer keeps its campaigns' counters in
+  memory (:class:`WriterMemory`): read once, then written behind (the changed ones, in the
+  batch's transaction). It trusts them only while the campaign's ``lock_version``, read under
+  the lock, is the one its own last batch left — any other holder of the lock since (another
+  process, a refund, a top-up, a new rule version) moved it, and the counters are read again.
+- **Aggregated postings, per-gift detail.** A batch posts one journal entry whose legs are the
+  exact sums per account; each gift keeps its row and its gift and match leaves in the log,
+  rendered from the prepared parts (``EntrySpec.prebuilt``).
+- **One answer per batch** to each event loop waiting on it (:meth:`submit_async`).
 
 The hot path avoids per-gift ORM objects and per-gift SQL: a batch costs a fixed number of
 statements (lock, the paid orders and their provider events, duplicates, enrolments, pools,
-donors, counters, gift ids, the gifts in one ``executemany``/``COPY``, counters, pools, one
-journal entry, stats), whatever its size.
+donors, counters not in memory, gift ids, the gifts in one ``executemany``/``COPY``, counters,
+pools, one journal entry, stats), whatever its size.
 
 A gift may carry the provider's notification that paid it (:class:`OrderNotice`, from the
 gift pipeline's intake at a giving day's peak): the batch then also records the notification
@@ -31,7 +49,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -52,10 +70,11 @@ from shanju.campaigns.models import (
 )
 from shanju.campaigns.rules import GiftContext, RuleParams
 from shanju.core.clock import utcnow
+from shanju.core.config import get_settings
 from shanju.core.db import Database
 from shanju.core.errors import NotFound
 from shanju.ledger import service as ledger
-from shanju.transparency.leaves import LogDetail, PublicValue, Transfer
+from shanju.transparency import leaves
 
 log = logging.getLogger(__name__)
 
@@ -120,38 +139,217 @@ _NONE, _MATCHED, _HELD = MatchStatus.NONE.value, MatchStatus.MATCHED.value, Matc
 # Rule versions never change once written: parsed parameters are kept per process.
 _rule_cache: dict[str, RuleParams] = {}
 
-_GIFT_COLUMNS = (
-    "id", "order_id", "campaign_id", "project_id", "organization_id", "donor_id", "donor_name",
-    "anonymous", "message", "province", "amount_fen", "provider", "provider_txn_id",
-    "payer_hash", "device_hash", "day", "status", "pool_id", "rule_version", "matched_fen",
-    "match_status", "reason", "reason_params", "hold_until", "batch_id", "paid_at",
+# A gift row: first the columns its submitter prepares, then those the batch decides.
+_STATIC_COLUMNS = (
+    "order_id", "campaign_id", "project_id", "donor_id", "donor_name", "anonymous", "message",
+    "province", "amount_fen", "provider", "provider_txn_id", "payer_hash", "device_hash", "day",
+    "status", "paid_at",
 )
+_DECIDED_COLUMNS = (
+    "id", "organization_id", "pool_id", "rule_version", "matched_fen", "match_status", "reason",
+    "reason_params", "hold_until", "batch_id",
+)
+_GIFT_COLUMNS = _STATIC_COLUMNS + _DECIDED_COLUMNS
+
+# The holes of a gift's two leaves (``leaves.encode_parts``, in sorted key order).
+_GIFT_HOLES = ("entry", "organization", "time")
+_MATCH_HOLES = ("amount", "entry", "from", "organization", "pool", "time", "to")
+_GIFT_KIND = "campaign.gift"
+_MATCH_KIND = "campaign.match"
+
+
+# --- what a submitter prepares ---------------------------------------------------------------
 
 
 @dataclass(slots=True)
-class _Pool:
-    id: int
-    campaign_id: int
-    remaining: int
-    version: int
-    params: RuleParams
-    spent: int = 0
+class Prepared:
+    """A gift and everything about it that needs no lock (:func:`prepare`)."""
 
-
-@dataclass(slots=True)
-class _Decided:
     gift: PaidGift
-    org_id: int
-    day: dt.date
-    minute: str
-    pool_id: int | None
-    rule_version: int | None
-    matched: int
-    status: str
-    reason: str
-    params: dict[str, Any] | None
-    hold_until: dt.datetime | None
-    gift_id: int = 0
+    minute_ix: int        # minutes since 1970-01-01 00:00 China time
+    day: dt.date          # the China-time day
+    iso: str              # that day, ISO
+    hhmm: str             # the China-time "HH:MM"
+    minute: str           # "YYYY-MM-DDTHH:MM" (the stats' minute)
+    donor_key: str        # the rules' donor key: "u<id>", or "x<payer hash or order id>"
+    fraud_keys: fraud.Keys
+    row: tuple[Any, ...]  # the row's _STATIC_COLUMNS, as the driver takes them
+    gift_leaf: tuple[bytes, ...]   # holes: _GIFT_HOLES
+    match_leaf: tuple[bytes, ...]  # holes: _MATCH_HOLES
+
+
+# Local time of a minute (China time), shared by every submitter: (day, iso, hhmm, minute).
+_minutes: dict[int, tuple[dt.date, str, str, str]] = {}
+
+
+def _local(minute_ix: int) -> tuple[dt.date, str, str, str]:
+    local = _minutes.get(minute_ix)
+    if local is None:
+        day = _EPOCH + dt.timedelta(days=minute_ix // 1440)
+        mins = minute_ix % 1440
+        hhmm = f"{mins // 60:02d}:{mins % 60:02d}"
+        iso = day.isoformat()
+        local = (day, iso, hhmm, f"{iso}T{hhmm}")
+        if len(_minutes) > 100_000:
+            _minutes.clear()
+        _minutes[minute_ix] = local
+    return local
+
+
+def prepare(gift: PaidGift, *, pg: bool, secret: str | None = None) -> Prepared:
+    """Work out what ``gift`` needs no lock for: its local time, anti-fraud keys, the static
+    columns of its row (for PostgreSQL's ``COPY`` if ``pg``, else SQLite's) and the parts of
+    its gift and match leaves (``secret``: the log's salt key; default: the settings').
+
+    Raises ``ValueError`` for a gift no batch could write (an amount that is not a positive
+    integer of fen): its submitter is told at once.
+    """
+    amount = gift.amount_fen
+    if type(amount) is not int or amount <= 0:
+        raise ValueError("a gift's amount must be a positive integer of fen")
+    if secret is None:
+        secret = get_settings().salt_key
+    seconds = fraud.unix_seconds(gift.paid_at)
+    minute_ix = (seconds + _CHINA_OFFSET_S) // 60
+    day, iso, hhmm, minute = _local(minute_ix)
+    donor_id = gift.donor_id
+    donor_key = (f"u{donor_id}" if donor_id is not None
+                 else f"x{gift.payer_hash or gift.order_id}")
+    keys = fraud.keys_of(donor_id=donor_id, payer_hash=gift.payer_hash,
+                         device_hash=gift.device_hash, seconds=seconds,
+                         project_id=gift.project_id)
+    if pg:
+        row: tuple[Any, ...] = (
+            gift.order_id, gift.campaign_id, gift.project_id, donor_id, gift.donor_name,
+            gift.anonymous, gift.message, gift.province, amount, gift.provider,
+            gift.provider_txn_id, gift.payer_hash, gift.device_hash, day, "paid", gift.paid_at)
+    else:
+        row = (
+            gift.order_id, gift.campaign_id, gift.project_id, donor_id, gift.donor_name,
+            1 if gift.anonymous else 0, gift.message, gift.province, amount, gift.provider,
+            gift.provider_txn_id, gift.payer_hash, gift.device_hash, iso, "paid",
+            _sqlite_dt(gift.paid_at))
+    gift_leaf, match_leaf = _leaf_parts(gift, secret)
+    return Prepared(gift, minute_ix, day, iso, hhmm, minute, donor_key, keys, row, gift_leaf,
+                    match_leaf)
+
+
+# Account codes and their JSON text, by provider and by project (a gift needs both).
+_clearing: dict[str, tuple[str, str]] = {}
+_funds: dict[int, tuple[str, str]] = {}
+
+
+def _clearing_of(provider: str) -> tuple[str, str]:
+    found = _clearing.get(provider)
+    if found is None:
+        code = ledger.donor_clearing(provider)
+        if len(_clearing) > 10_000:
+            _clearing.clear()
+        found = _clearing[provider] = (code, leaves.json_text(code))
+    return found
+
+
+def _fund_of(project_id: int) -> tuple[str, str]:
+    found = _funds.get(project_id)
+    if found is None:
+        code = ledger.project_fund(project_id)
+        if len(_funds) > 100_000:
+            _funds.clear()
+        found = _funds[project_id] = (code, leaves.json_text(code))
+    return found
+
+
+def _leaf_parts(gift: PaidGift, secret: str) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """The parts of a gift's two leaves, cut where the batch fills in (``_GIFT_HOLES``,
+    ``_MATCH_HOLES``): byte for byte the canonical encoding (``leaves.build``) of the details
+    a batch posts — keys in sorted order, no spaces, strings as ``leaves.json_text`` writes
+    them (``tests/campaigns/test_engine_leaves.py`` compares the two)."""
+    text = leaves.json_text
+    ref = text(f"gift:{gift.order_id}")
+    project = gift.project_id
+    campaign = gift.campaign_id
+    donor = ""
+    if gift.donor_id is not None:
+        salt = leaves.donor_salt(secret, f"gift:{gift.order_id}")
+        donor = f'"donor":"{leaves.donor_commitment(salt, f"user:{gift.donor_id}")}",'
+    gift_leaf = (
+        f'{{"amount":{gift.amount_fen},"campaign":{campaign},{donor}"entry":'.encode(),
+        f',"from":{_clearing_of(gift.provider)[1]},"kind":"{_GIFT_KIND}",'
+        f'"organization":'.encode(),
+        f',"project":{project},"ref":{ref},"time":'.encode(),
+        f',"to":{_fund_of(project)[1]},"v":{leaves.LEAF_VERSION}}}'.encode(),
+    )
+    match_leaf = (
+        b'{"amount":',
+        f',"campaign":{campaign},"entry":'.encode(),
+        b',"from":',
+        f',"kind":"{_MATCH_KIND}","organization":'.encode(),
+        b',"pool":',
+        f',"project":{project},"ref":{ref},"time":'.encode(),
+        b',"to":',
+        f',"v":{leaves.LEAF_VERSION}}}'.encode(),
+    )
+    return gift_leaf, match_leaf
+
+
+# --- the writer's memory ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Remembered:
+    version: int  # the campaign's lock_version as this writer's last committed batch left it
+    counters: dict[str, int] = field(default_factory=dict)  # a key absent here: not known
+
+
+class WriterMemory:
+    """What one writer keeps of its campaigns between batches: their counters.
+
+    :func:`apply_batch` reads from it the counters it holds for a campaign if — and only if —
+    the campaign's ``lock_version`` under the lock is the one the writer's last batch left;
+    otherwise it forgets the campaign and reads the counters from the database. What a batch
+    changed is staged, and becomes memory only once the batch committed (:meth:`adopt`); a
+    failed batch forgets everything (:meth:`forget`).
+    """
+
+    #: Counters kept per campaign at most (a giving day's donors × a few keys); past this the
+    #: campaign's memory starts again empty.
+    MAX_KEYS = 2_000_000
+
+    def __init__(self) -> None:
+        self._campaigns: dict[int, _Remembered] = {}
+        self._staged: list[tuple[int, int, dict[str, int]]] = []
+        self.hits = 0     # counters found in memory
+        self.misses = 0   # counters read from the database
+        self.reloads = 0  # campaigns whose memory was found out of date
+
+    def _get(self, campaign_id: int, version: int) -> dict[str, int]:
+        """The counters known for a campaign locked at ``version`` (after the increment)."""
+        known = self._campaigns.get(campaign_id)
+        if known is None or known.version != version - 1:
+            if known is not None:
+                self.reloads += 1
+            known = self._campaigns[campaign_id] = _Remembered(version - 1)
+        return known.counters
+
+    def _stage(self, campaign_id: int, version: int, counters: dict[str, int]) -> None:
+        self._staged.append((campaign_id, version, counters))
+
+    def adopt(self) -> None:
+        """The batch committed: what it staged is now what the writer knows."""
+        for campaign_id, version, counters in self._staged:
+            known = self._campaigns.get(campaign_id)
+            if known is None or known.version != version - 1:
+                known = self._campaigns[campaign_id] = _Remembered(version)
+            known.version = version
+            if len(known.counters) + len(counters) > self.MAX_KEYS:
+                known.counters = {}
+            known.counters.update(counters)
+        self._staged.clear()
+
+    def forget(self) -> None:
+        """The batch failed (or its outcome is unknown): remember nothing."""
+        self._campaigns.clear()
+        self._staged.clear()
 
 
 class _Sql:
@@ -191,10 +389,23 @@ class _Sql:
             cur.close()
 
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, Any]:
-        """A one-parameter ``column IN (values)``: ``= ANY(%s)`` or ``IN json_each(?)``."""
+        """A one-parameter ``column IN (values)``: ``= ANY(%s::type[])`` (an array literal,
+        :func:`pg_array`) or ``IN json_each(?)``."""
         if self.pg:
-            return f"{column} = ANY(?)", list(values)
+            kind = "bigint" if values and isinstance(values[0], int) else "text"
+            return f"{column} = ANY(?::{kind}[])", pg_array(values)
         return f"{column} IN (SELECT value FROM json_each(?))", json.dumps(list(values))  # noqa: S608
+
+
+def pg_array(values: Sequence[Any]) -> str:
+    """A PostgreSQL array literal of ints or texts (every text quoted and escaped), for one
+    ``?::type[]`` parameter: a batch's arrays hold thousands of elements, and the driver's
+    list adaptation cost several times more than this join."""
+    if values and isinstance(values[0], int):
+        return "{" + ",".join(["NULL" if v is None else str(int(v)) for v in values]) + "}"
+    return "{" + ",".join([
+        "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        for v in values]) + "}"
 
 
 def _sqlite_dt(value: dt.datetime) -> str:
@@ -220,7 +431,33 @@ def _in_hours(opens_at: str, closes_at: str, hhmm: str) -> bool:
     return opens_at <= hhmm <= closes_at
 
 
+@dataclass(slots=True)
+class _Pool:
+    id: int
+    campaign_id: int
+    remaining: int
+    version: int
+    params: RuleParams
+    spent: int = 0
+
+
+@dataclass(slots=True)
+class _Decided:
+    prep: Prepared
+    org_id: int
+    pool_id: int | None
+    rule_version: int | None
+    matched: int
+    status: str
+    reason: str
+    params: dict[str, Any] | None
+    hold_until: dt.datetime | None
+    gift_id: int = 0
+
+
 def apply_batch(session: Session, gifts: Sequence[PaidGift], *, worker: str = "",
+                prepared: Sequence[Prepared] | None = None,
+                memory: WriterMemory | None = None,
                 escrow: EscrowView | None = None) -> list[GiftResult]:
     """Credit a batch of paid gifts and decide their matches, in the caller's transaction.
 
@@ -228,8 +465,13 @@ def apply_batch(session: Session, gifts: Sequence[PaidGift], *, worker: str = ""
     order was already written (or that repeats an earlier gift of the batch) is answered
     ``duplicate`` with the first gift's data and changes nothing.
 
+    ``prepared``: the gifts as their submitters prepared them (:func:`prepare`, same order);
+    ``memory``: the writer's memory of its campaigns' counters (the caller adopts what the
+    batch staged once it committed, or forgets it).
+
     ``escrow``: the batch spends its writer's escrow lease (``campaigns/escrow.py``) instead
-    of locking the campaign rows, and queues its leaves for the log's sequencer.
+    of locking the campaign rows, and queues its leaves for the log's sequencer (no memory:
+    an escrow batch reads its counters under its fence).
     """
     if not gifts:
         return []
@@ -240,21 +482,29 @@ def apply_batch(session: Session, gifts: Sequence[PaidGift], *, worker: str = ""
     if paused:
         gc.disable()
     try:
-        return _apply_batch(session, gifts, worker, escrow)
+        return _apply_batch(session, gifts, worker, prepared, memory, escrow)
     finally:
         if paused:
             gc.enable()
 
 
 def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
+                 prepared: Sequence[Prepared] | None,
+                 memory: WriterMemory | None,
                  escrow: EscrowView | None) -> list[GiftResult]:
     campaign_ids = sorted({g.campaign_id for g in gifts})
     # 1. The lock: campaign rows, ascending id. Everything below is read after it.
     # >>> escrow seam (issue 15): a lease's fence instead of the campaign lock.
     if escrow is not None:
+        memory = None  # an escrow batch neither reads nor keeps a writer's memory
         campaigns = escrow.fence(session, campaign_ids)
     else:
         campaigns = locks.lock_campaigns(session, campaign_ids)
+        if memory is not None and escrow_leases.any_active(session):
+            # Escrow writers change counters without the campaign lock: while any lease is
+            # active, this writer neither trusts nor keeps memory (docs/locking.md).
+            memory.forget()
+            memory = None
     # <<< escrow seam
     for cid in campaign_ids:
         if cid not in campaigns:
@@ -275,18 +525,25 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
             "SELECT order_id, id, matched_fen, match_status, reason FROM campaign_gifts "  # noqa: S608
             f"WHERE {where}", (arg,))
     }
-    fresh: list[PaidGift] = []
+    if prepared is None:
+        secret = get_settings().salt_key
+        prepared = [prepare(g, pg=sql.pg, secret=secret) for g in gifts]
+    fresh: list[Prepared] = []
     seen: set[str] = set()
-    for g in gifts:
-        if g.order_id in earlier or g.order_id in seen:
+    for p in prepared:
+        order_id = p.gift.order_id
+        if order_id in earlier or order_id in seen:
             continue
-        seen.add(g.order_id)
-        fresh.append(g)
+        seen.add(order_id)
+        fresh.append(p)
     if not fresh:
+        if memory is not None:  # nothing changed, but this batch moved the lock version
+            for cid in campaign_ids:
+                memory._stage(cid, campaigns[cid].lock_version, {})
         return [earlier[g.order_id] for g in gifts]
 
     # 4. What the decisions need: enrolments, pools and rule versions, donors' staff orgs.
-    project_ids = sorted({g.project_id for g in fresh})
+    project_ids = sorted({p.gift.project_id for p in fresh})
     where_c, arg_c = sql.in_list("campaign_id", campaign_ids)
     where_p, arg_p = sql.in_list("project_id", project_ids)
     enrolments: dict[tuple[int, int], tuple[int, bool, bool, str]] = {}
@@ -296,8 +553,8 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
     ):
         enrolments[(int(cid), int(pid))] = (int(oid), status == "approved", bool(frozen),
                                             str(why or ""))
-    missing = sorted({g.project_id for g in fresh
-                      if (g.campaign_id, g.project_id) not in enrolments})
+    missing = sorted({p.gift.project_id for p in fresh
+                      if (p.gift.campaign_id, p.gift.project_id) not in enrolments})
     project_orgs: dict[int, int] = {}
     if missing:
         where_m, arg_m = sql.in_list("id", missing)
@@ -327,13 +584,16 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
         # <<< escrow seam
         if int(built or 1) != pool.version:
             # A rule version written without flows.add_rule_version: bring the pool's
-            # counters up to its caps now, under the lock, before anything reads them.
+            # counters up to its caps now, under the lock, before anything reads them (and
+            # forget what the writer remembers of them).
             rebuild_counters(session, pool_id=pool.id, campaign_id=pool.campaign_id,
                              params=pool.params, version=pool.version)
+            if memory is not None:
+                memory.forget()
         pools_by_campaign[pool.campaign_id].append(pool)
         pools[pool.id] = pool
 
-    donor_ids = sorted({g.donor_id for g in fresh if g.donor_id is not None})
+    donor_ids = sorted({p.gift.donor_id for p in fresh if p.gift.donor_id is not None})
     staff_of: dict[int, int] = {}
     if donor_ids:
         where_d, arg_d = sql.in_list("id", donor_ids)
@@ -341,39 +601,37 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
             f"SELECT id, organization_id FROM users WHERE {where_d} "  # noqa: S608
             "AND role = 'org_staff' AND organization_id IS NOT NULL", (arg_d,))}
 
-    # 5. Per gift: local time, eligibility, the keys its decision reads.
-    times: dict[int, tuple[dt.date, str, str, str]] = {}
+    # 5. Per gift: eligibility and the counter keys its decision reads (the anti-fraud keys
+    # came prepared); the counters known to the writer are taken from its memory.
+    remembered: dict[int, dict[str, int]] = {
+        cid: (memory._get(cid, campaigns[cid].lock_version) if memory is not None else {})
+        for cid in campaign_ids}
     # (campaign, minute) → "" or why the campaign does not match then.
     open_at: dict[tuple[int, int], str] = {}
-    prepared: list[tuple[PaidGift, int, tuple[dt.date, str, str, str], str,
-                         GiftContext | None, fraud.GiftFacts | None, list[list[str]]]] = []
-    keys_by_campaign: dict[int, set[str]] = {cid: set() for cid in campaign_ids}
-    pool_caps = {cid: [(p.id, rules.active_caps(p.params)) for p in ps]
+    todo: list[tuple[Prepared, int, str, GiftContext | None, list[list[str]]]] = []
+    batch_counters: dict[int, dict[str, int]] = {cid: {} for cid in campaign_ids}
+    unknown: dict[int, set[str]] = {cid: set() for cid in campaign_ids}
+    # Per campaign, per pool: (key prefix, tag) of each cap, in the order the rule applies
+    # them — a gift's key is the prefix and its donor, project or organization and day
+    # (rules.cap_key's keys, built by concatenation).
+    pool_caps = {cid: [[(f"p{p.id}:{tag}:", tag) for _, tag, _ in rules.active_caps(p.params)]
+                       for p in ps]
                  for cid, ps in pools_by_campaign.items()}
-    cap_key = rules.cap_key
-    fraud_keys = fraud.counter_keys
-    for g in fresh:
+    for p in fresh:
+        g = p.gift
         cid = g.campaign_id
-        minute_ix = (int(g.paid_at.timestamp()) + _CHINA_OFFSET_S) // 60
-        local = times.get(minute_ix)
-        if local is None:
-            day = _EPOCH + dt.timedelta(days=minute_ix // 1440)
-            mins = minute_ix % 1440
-            hhmm = f"{mins // 60:02d}:{mins % 60:02d}"
-            iso = day.isoformat()
-            local = times[minute_ix] = (day, iso, hhmm, f"{iso}T{hhmm}")
-        reason = open_at.get((cid, minute_ix))
+        reason = open_at.get((cid, p.minute_ix))
         if reason is None:
             campaign = campaigns[cid]
             if campaign.status != CampaignStatus.LIVE or not (
-                0 <= (local[0] - campaign.starts_on).days < campaign.days
+                0 <= (p.day - campaign.starts_on).days < campaign.days
             ):
                 reason = CAMPAIGN_NOT_LIVE
-            elif not _in_hours(campaign.opens_at, campaign.closes_at, local[2]):
+            elif not _in_hours(campaign.opens_at, campaign.closes_at, p.hhmm):
                 reason = OUTSIDE_HOURS
             else:
                 reason = ""
-            open_at[(cid, minute_ix)] = reason
+            open_at[(cid, p.minute_ix)] = reason
         enrolment = enrolments.get((cid, g.project_id))
         org_id = enrolment[0] if enrolment is not None else project_orgs[g.project_id]
         if reason:
@@ -383,47 +641,53 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
         elif enrolment[2]:
             reason = MATCHING_FROZEN
         ctx: GiftContext | None = None
-        facts: fraud.GiftFacts | None = None
+        pool_keys: list[list[str]] = []
         if not reason:
-            donor_id = g.donor_id
-            donor_key = (f"u{donor_id}" if donor_id is not None
-                         else f"x{g.payer_hash or g.order_id}")
-            ctx = GiftContext(g.order_id, g.amount_fen, donor_key, g.project_id, org_id,
-                              local[1], local[2])
-            facts = fraud.GiftFacts(
-                g.order_id, cid, g.project_id, org_id, donor_id,
-                staff_of.get(donor_id) if donor_id is not None else None,
-                g.amount_fen, g.payer_hash, g.device_hash, g.paid_at,
-            )
-            keys = keys_by_campaign[cid]
-            keys.update(fraud_keys(facts))
-            pool_keys = [[cap_key(pid_, tag, ctx) for _, tag, _ in caps]
-                         for pid_, caps in pool_caps[cid]]
-            for one in pool_keys:
-                keys.update(one)
-        else:
-            pool_keys = []
-        prepared.append((g, org_id, local, reason, ctx, facts, pool_keys))
+            ctx = GiftContext(g.order_id, g.amount_fen, p.donor_key, g.project_id, org_id,
+                              p.iso, p.hhmm)
+            known = remembered[cid]
+            mine = batch_counters[cid]
+            wanted = unknown[cid]
+            fk = p.fraud_keys
+            by_tag = {"d": f"{p.donor_key}:{p.iso}", "j": f"{g.project_id}:{p.iso}",
+                      "o": str(org_id), "t": p.iso}
+            pool_keys = [[prefix + by_tag[tag] for prefix, tag in caps]
+                         for caps in pool_caps[cid]]
+            for key in (fk[0], fk[2], fk[3], fk[4], *[k for ks in pool_keys for k in ks]):
+                if key and key not in mine:
+                    value = known.get(key)
+                    if value is None:
+                        wanted.add(key)
+                    else:
+                        mine[key] = value
+        todo.append((p, org_id, reason, ctx, pool_keys))
 
-    # 6. The counters, all in one query per campaign, read under the lock.
-    counters: dict[int, dict[str, int]] = {}
+    # 6. The counters the writer does not know, in one query per campaign, under the lock.
     for cid in campaign_ids:
-        wanted = list(keys_by_campaign[cid])
-        found: dict[str, int] = {}
-        if wanted and escrow is not None:  # >>> escrow seam: caps read as cap − slice
-            found = escrow.counters(session, cid, wanted, {
-                p.id: p.params for p in pools_by_campaign[cid]})
-        elif wanted:
-            where_k, arg_k = sql.in_list("key", wanted)
-            found = {str(k): int(v) for k, v in sql.rows(
+        wanted_keys = list(unknown[cid])
+        mine = batch_counters[cid]
+        if memory is not None:
+            memory.hits += len(mine)
+            memory.misses += len(wanted_keys)
+        if not wanted_keys:
+            continue
+        mine.update(dict.fromkeys(wanted_keys, 0))
+        if escrow is not None:  # >>> escrow seam: caps read as cap − slice
+            mine.update(escrow.counters(session, cid, wanted_keys, {
+                p.id: p.params for p in pools_by_campaign[cid]}))
+            continue
+        where_k, arg_k = sql.in_list("key", wanted_keys)
+        for k, v in sql.rows(
                 f"SELECT key, value FROM campaign_counters WHERE campaign_id = ? AND {where_k}",  # noqa: S608
-                (cid, arg_k))}
-        counters[cid] = found
-    before = {cid: dict(c) for cid, c in counters.items()}
+                (cid, arg_k)):
+            mine[str(k)] = int(v)
+    before = {cid: dict(c) for cid, c in batch_counters.items()}
 
     # 7. Decide, gift by gift, in order.
     decided: list[_Decided] = []
-    for g, org_id, local, reason, ctx, facts, pool_keys in prepared:
+    withhold, hold = fraud.Action.WITHHOLD, fraud.Action.HOLD
+    for p, org_id, reason, ctx, pool_keys in todo:
+        g = p.gift
         pool_id: int | None = None
         rule_version: int | None = None
         matched = 0
@@ -435,10 +699,13 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
             params = {"opens_at": opening.opens_at, "closes_at": opening.closes_at}
         elif reason == MATCHING_FROZEN:
             params = {"frozen_reason": enrolments[(g.campaign_id, g.project_id)][3]}
-        if ctx is not None and facts is not None:
-            cc = counters[g.campaign_id]
-            verdict = fraud.assess(facts, cc)
-            if verdict.action == fraud.Action.WITHHOLD:
+        if ctx is not None:
+            cc = batch_counters[g.campaign_id]
+            donor_id = g.donor_id
+            verdict = fraud.assess_keys(
+                p.fraud_keys, cc, organization_id=org_id,
+                donor_org_id=staff_of.get(donor_id) if donor_id is not None else None)
+            if verdict.action == withhold:
                 reason, params = verdict.reason, (verdict.params or None)
             else:
                 campaign_pools = pools_by_campaign[g.campaign_id]
@@ -458,7 +725,7 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
                         first = dec
                 if matched == 0 and first is not None:
                     reason, params = first.reason, first.params
-                if matched and verdict.action == fraud.Action.HOLD:
+                if matched and verdict.action == hold:
                     status = _HELD
                     reason = verdict.reason
                     params = {**(params or {}), **verdict.params} or None
@@ -466,9 +733,9 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
                         days=campaigns[g.campaign_id].hold_days)
                 elif matched:
                     status = _MATCHED
-            fraud.record(facts, cc, matched=matched > 0)
-        decided.append(_Decided(g, org_id, local[0], local[3], pool_id, rule_version, matched,
-                                status, reason, params, hold_until))
+            fraud.record_keys(p.fraud_keys, cc, matched=matched > 0)
+        decided.append(_Decided(p, org_id, pool_id, rule_version, matched, status, reason,
+                                params, hold_until))
 
     # 8. Write: the batch, the gifts, counters, pools, one journal entry, stats.
     if sql.pg:
@@ -491,16 +758,19 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
 
     # >>> escrow seam: the lease's slices pay for the matches; no shared cap or pool row.
     if escrow is not None:
-        for cid, cc in counters.items():
+        for cid, cc in batch_counters.items():
             fraud_changed = escrow.spend(session, cid, before[cid], cc, {
                 p.id: p.spent for p in pools_by_campaign[cid]})
             _upsert_counters(sql, [(cid, k, v) for k, v in fraud_changed])
     # <<< escrow seam
-    for cid, cc in counters.items():
+    for cid, cc in batch_counters.items():
         if escrow is not None:
             break
         old = before[cid]
-        _upsert_counters(sql, [(cid, k, v) for k, v in cc.items() if old.get(k) != v])
+        changed = {k: v for k, v in cc.items() if old[k] != v}
+        _upsert_counters(sql, [(cid, k, v) for k, v in changed.items()])
+        if memory is not None:
+            memory._stage(cid, campaigns[cid].lock_version, cc)
 
     for pool in pools.values():
         if pool.spent and escrow is None:
@@ -527,8 +797,9 @@ def _apply_batch(session: Session, gifts: Sequence[PaidGift], worker: str,
     out: list[GiftResult] = []
     first_seen: set[str] = set()
     for d in decided:
-        results[d.gift.order_id] = GiftResult(d.gift.order_id, "credited", d.gift_id, d.matched,
-                                              d.status, d.reason)
+        order_id = d.prep.gift.order_id
+        results[order_id] = GiftResult(order_id, "credited", d.gift_id, d.matched, d.status,
+                                       d.reason)
     for g in gifts:
         r = results[g.order_id]
         if r.outcome == "credited" and g.order_id not in first_seen:
@@ -664,37 +935,27 @@ def ensure_counters(session: Session, *, pool_id: int) -> None:
 
 
 def _insert_gifts(sql: _Sql, decided: list[_Decided], batch_id: int) -> None:
+    columns = ", ".join(_GIFT_COLUMNS)
     if sql.pg:
-        rows_pg = [
-            (d.gift_id, g.order_id, g.campaign_id, g.project_id, d.org_id, g.donor_id,
-             g.donor_name, g.anonymous, g.message, g.province, g.amount_fen, g.provider,
-             g.provider_txn_id, g.payer_hash, g.device_hash, d.day, "paid", d.pool_id,
-             d.rule_version, d.matched, d.status, d.reason,
-             None if d.params is None else json.dumps(d.params), d.hold_until, batch_id,
-             g.paid_at)
-            for d in decided for g in (d.gift,)
-        ]
         cur = sql.raw.cursor()
         try:
-            with cur.copy(f"COPY campaign_gifts ({', '.join(_GIFT_COLUMNS)}) FROM STDIN") as cp:
-                for row in rows_pg:
-                    cp.write_row(row)
+            with cur.copy(f"COPY campaign_gifts ({columns}) FROM STDIN") as cp:
+                for d in decided:
+                    cp.write_row(d.prep.row + (
+                        d.gift_id, d.org_id, d.pool_id, d.rule_version, d.matched, d.status,
+                        d.reason, None if d.params is None else json.dumps(d.params),
+                        d.hold_until, batch_id))
         finally:
             cur.close()
         return
     rows = [
-        (d.gift_id, g.order_id, g.campaign_id, g.project_id, d.org_id, g.donor_id, g.donor_name,
-         1 if g.anonymous else 0, g.message, g.province, g.amount_fen, g.provider,
-         g.provider_txn_id, g.payer_hash, g.device_hash, d.day.isoformat(), "paid", d.pool_id,
-         d.rule_version, d.matched, d.status, d.reason,
-         None if d.params is None else json.dumps(d.params),
-         None if d.hold_until is None else _sqlite_dt(d.hold_until), batch_id,
-         _sqlite_dt(g.paid_at))
-        for d in decided for g in (d.gift,)
+        d.prep.row + (d.gift_id, d.org_id, d.pool_id, d.rule_version, d.matched, d.status,
+                      d.reason, None if d.params is None else json.dumps(d.params),
+                      None if d.hold_until is None else _sqlite_dt(d.hold_until), batch_id)
+        for d in decided
     ]
     marks = ", ".join("?" * len(_GIFT_COLUMNS))
-    sql.executemany(
-        f"INSERT INTO campaign_gifts ({', '.join(_GIFT_COLUMNS)}) VALUES ({marks})", rows)  # noqa: S608
+    sql.executemany(f"INSERT INTO campaign_gifts ({columns}) VALUES ({marks})", rows)  # noqa: S608
 
 
 def _upsert_counters(sql: _Sql, changed: list[tuple[int, str, int]]) -> None:
@@ -705,7 +966,7 @@ def _upsert_counters(sql: _Sql, changed: list[tuple[int, str, int]]) -> None:
             "INSERT INTO campaign_counters (campaign_id, key, value) "
             "SELECT * FROM unnest(?::int[], ?::text[], ?::bigint[]) "
             "ON CONFLICT (campaign_id, key) DO UPDATE SET value = excluded.value",
-            ([c[0] for c in changed], [c[1] for c in changed], [c[2] for c in changed]),
+            tuple(pg_array([c[i] for c in changed]) for i in range(3)),
         )
     else:
         sql.executemany(
@@ -713,17 +974,67 @@ def _upsert_counters(sql: _Sql, changed: list[tuple[int, str, int]]) -> None:
             "ON CONFLICT (campaign_id, key) DO UPDATE SET value = excluded.value", changed)
 
 
+class _BatchLeaves:
+    """A batch's leaves in the log, rendered from the parts its gifts came prepared with: per
+    gift a ``campaign.gift`` leaf (donor's clearing → project, with the donor's commitment)
+    and, if matched, a ``campaign.match`` leaf (pool → project, or pool → hold while held),
+    both with the gift's ref (``ledger.EntrySpec.prebuilt``)."""
+
+    def __init__(self, decided: list[_Decided], pool_account: Any = ledger.match_pool) -> None:
+        self.decided = decided
+        self.pool_account = pool_account  # an escrow batch: its lease's match_escrow accounts
+
+    def render(self, entry_id: int, time: str) -> tuple[list[tuple[str | None, bytes]],
+                                                       dict[str, int]]:
+        entry = str(entry_id).encode()
+        at = leaves.json_text(time).encode()
+        orgs: dict[int, bytes] = {}
+        pools: dict[int, tuple[str, bytes, bytes]] = {}  # pool → (code, "from" text, id)
+        texts: dict[str, bytes] = {}  # account code → its JSON text ("to")
+        moved: dict[str, int] = {}
+        out: list[tuple[str | None, bytes]] = []
+        for d in self.decided:
+            g = d.prep.gift
+            ref = "gift:" + g.order_id
+            org = orgs.get(d.org_id)
+            if org is None:
+                org = orgs[d.org_id] = str(d.org_id).encode()
+            a = d.prep.gift_leaf
+            out.append((ref, a[0] + entry + a[1] + org + a[2] + at + a[3]))
+            source = _clearing_of(g.provider)[0]
+            project = _fund_of(g.project_id)[0]
+            moved[source] = moved.get(source, 0) - g.amount_fen
+            moved[project] = moved.get(project, 0) + g.amount_fen
+            if d.matched and d.pool_id is not None:
+                pool = pools.get(d.pool_id)
+                if pool is None:
+                    code = self.pool_account(d.pool_id)
+                    pool = pools[d.pool_id] = (code, leaves.json_text(code).encode(),
+                                               str(d.pool_id).encode())
+                to = project if d.status == _MATCHED else ledger.match_hold(d.pool_id)
+                to_text = texts.get(to)
+                if to_text is None:
+                    to_text = texts[to] = leaves.json_text(to).encode()
+                m = d.prep.match_leaf
+                out.append((ref, m[0] + str(d.matched).encode() + m[1] + entry + m[2] + pool[1]
+                            + m[3] + org + m[4] + pool[2] + m[5] + at + m[6] + to_text + m[7]))
+                moved[pool[0]] = moved.get(pool[0], 0) - d.matched
+                moved[to] = moved.get(to, 0) + d.matched
+        return out, moved
+
+
 def _batch_entry(decided: list[_Decided], batch_id: int,
                  escrow: EscrowView | None = None) -> ledger.EntrySpec:
-    """The batch's journal entry: exact sums per account of its gifts (zero legs omitted).
-    An escrow batch's matches leave its lease's ``match_escrow:<lease>:<pool>`` accounts."""
+    """The batch's journal entry: exact sums per account of its gifts (zero legs omitted),
+    with a gift leaf and a match leaf per gift in the log (:class:`_BatchLeaves`). An escrow
+    batch's matches leave its lease's ``match_escrow:<lease>:<pool>`` accounts."""
     pool_account = ledger.match_pool if escrow is None else escrow.pool_account
     clearing: dict[str, int] = {}
     projects: dict[int, int] = {}
     pools: dict[int, int] = {}
     holds: dict[int, int] = {}
     for d in decided:
-        g = d.gift
+        g = d.prep.gift
         clearing[g.provider] = clearing.get(g.provider, 0) + g.amount_fen
         to_project = g.amount_fen + (d.matched if d.status == _MATCHED else 0)
         projects[g.project_id] = projects.get(g.project_id, 0) + to_project
@@ -738,38 +1049,7 @@ def _batch_entry(decided: list[_Decided], batch_id: int,
     return ledger.EntrySpec(kind="campaign.batch", legs=legs,
                             memo=f"{len(decided)} giving-day gifts",
                             dedupe_key=f"campaign.batch:{batch_id}",
-                            details=_log_details(decided, pool_account))
-
-
-def _log_details(decided: list[_Decided],
-                 pool_account: Any = ledger.match_pool) -> list[LogDetail]:
-    """The transparency log's view of a batch: per gift, the gift and (if any) its match.
-
-    The gift leaf (``campaign.gift``, donor's clearing → project) carries the donor's
-    commitment, which the donor opens on the receipt; the match leaf (``campaign.match``,
-    pool → project, or pool → hold while held) shares the gift's ref. Their transfers add up
-    to the batch entry's legs exactly (the log checks).
-    """
-    details: list[LogDetail] = []
-    for d in decided:
-        g = d.gift
-        ref = f"gift:{g.order_id}"
-        public: dict[str, PublicValue] = {
-            "project": g.project_id, "organization": d.org_id, "campaign": g.campaign_id,
-        }
-        project = ledger.project_fund(g.project_id)
-        details.append(LogDetail(
-            ref=ref, kind="campaign.gift", public=public,
-            donor=None if g.donor_id is None else f"user:{g.donor_id}",
-            transfer=Transfer(ledger.donor_clearing(g.provider), project, g.amount_fen),
-        ))
-        if d.matched and d.pool_id is not None:
-            to = project if d.status == _MATCHED else ledger.match_hold(d.pool_id)
-            details.append(LogDetail(
-                ref=ref, kind="campaign.match", public={**public, "pool": d.pool_id},
-                transfer=Transfer(pool_account(d.pool_id), to, d.matched),
-            ))
-    return details
+                            prebuilt=_BatchLeaves(decided, pool_account))
 
 
 def stat_rows(decided: Sequence[tuple[int, int, int, str | None, str, int | None, int, int, int]]
@@ -830,7 +1110,7 @@ def upsert_stats(sql: _Sql, deltas: dict[tuple[int, str, str], list[int]]) -> No
             "INSERT INTO campaign_stats (campaign_id, dim, key, gifts, raised_fen, matched_fen) "  # noqa: S608
             "SELECT * FROM unnest(?::int[], ?::text[], ?::text[], ?::bigint[], ?::bigint[], "
             f"?::bigint[]) {update}",
-            tuple([r[i] for r in rows] for i in range(6)),
+            tuple(pg_array([r[i] for r in rows]) for i in range(6)),
         )
     else:
         sql.executemany(
@@ -845,10 +1125,11 @@ def add_stats(session: Session, deltas: dict[tuple[int, str, str], list[int]]) -
 
 def _upsert_stats(sql: _Sql, decided: list[_Decided]) -> None:
     upsert_stats(sql, stat_rows([
-        (d.gift.campaign_id, d.gift.project_id, d.org_id, d.gift.province, d.minute, d.pool_id,
-         1, d.gift.amount_fen, d.matched)
-        for d in decided
+        (g.campaign_id, g.project_id, d.org_id, g.province, d.prep.minute, d.pool_id, 1,
+         g.amount_fen, d.matched)
+        for d in decided for g in (d.prep.gift,)
     ]))
+
 
 
 # --- the writer ----------------------------------------------------------------------------
@@ -856,13 +1137,19 @@ def _upsert_stats(sql: _Sql, decided: list[_Decided]) -> None:
 
 _STOP = object()
 
+# A submission: the prepared gift, and who waits for it — a concurrent future (submit) or an
+# asyncio future with its loop (submit_async).
+_Waiter = Future[GiftResult] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[GiftResult]"]
+
 
 class GroupCommitEngine:
     """One writer thread per process: gather gifts for up to ``max_wait_ms`` (or
     ``max_batch`` of them), apply them in one transaction, answer each after the commit.
 
-    If a batch fails, its gifts are retried one by one, so that one bad gift fails alone
-    (its future gets the exception) and the others are credited.
+    Submitters prepare their gifts (:func:`prepare`) before queueing them; the writer keeps
+    its campaigns' counters in memory between batches (:class:`WriterMemory`) and answers each
+    event loop once per batch. If a batch fails, its gifts are retried one by one, so that one
+    bad gift fails alone (its future gets the exception) and the others are credited.
     """
 
     def __init__(self, database: Database, *, max_wait_ms: float = 5, max_batch: int = 5000,
@@ -871,10 +1158,12 @@ class GroupCommitEngine:
         self.max_wait = max_wait_ms / 1000
         self.max_batch = max_batch
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self._pg = not database.is_sqlite
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._accepting = False
         self._guard = threading.Lock()
+        self.memory = WriterMemory()
         self.batches = 0
         self.gifts = 0
 
@@ -908,18 +1197,32 @@ class GroupCommitEngine:
         with self._guard:
             self._thread = None
 
-    def submit(self, gift: PaidGift) -> Future[GiftResult]:
-        """Queue ``gift``; the future resolves once its batch is committed."""
-        future: Future[GiftResult] = Future()
+    def _enqueue(self, gift: PaidGift, waiter: _Waiter) -> None:
+        prepared = prepare(gift, pg=self._pg)  # in the submitter's thread: no lock needed
         with self._guard:
             if not self._accepting:
                 raise RuntimeError("the giving-day engine is not running")
-            self._queue.put((gift, future))
+            self._queue.put((prepared, waiter))
+
+    def submit(self, gift: PaidGift) -> Future[GiftResult]:
+        """Queue ``gift``; the future resolves once its batch is committed (or fails at once
+        if the gift cannot be written: see :func:`prepare`)."""
+        future: Future[GiftResult] = Future()
+        try:
+            self._enqueue(gift, future)
+        except ValueError as exc:
+            future.set_exception(exc)
         return future
 
     async def submit_async(self, gift: PaidGift) -> GiftResult:
-        """Queue ``gift`` and wait (without blocking the event loop) until it is durable."""
-        return await asyncio.wrap_future(self.submit(gift))
+        """Queue ``gift`` and wait (without blocking the event loop) until it is durable.
+
+        The writer answers all of a batch's gifts waiting on one event loop with one wake-up
+        of that loop, not one per gift."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[GiftResult] = loop.create_future()
+        self._enqueue(gift, (loop, future))
+        return await future
 
     def _run(self) -> None:
         stopping = False
@@ -941,49 +1244,94 @@ class GroupCommitEngine:
                 batch.append(item)
             self._write(batch)
 
-    def _write(self, batch: list[tuple[PaidGift, Future[GiftResult]]]) -> None:
-        gifts = [g for g, _ in batch]
+    def _write(self, batch: list[tuple[Prepared, _Waiter]]) -> None:
+        # No cyclic collection while the batch's objects are alive (apply_batch pauses it for
+        # its own work; the commit, the memory and the answers allocate too).
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
         try:
-            results = self._apply(gifts)
+            self._write_batch(batch)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _write_batch(self, batch: list[tuple[Prepared, _Waiter]]) -> None:
+        prepared = [p for p, _ in batch]
+        try:
+            results = self._apply(prepared)
         except Exception as exc:  # noqa: BLE001 - answered below, gift by gift
             if len(batch) == 1:
-                _answer(batch[0][1], exc=exc)
+                _answer_all([(batch[0][1], None, exc)])
                 return
             log.warning("giving-day batch of %d failed (%s); retrying one by one",
                         len(batch), exc)
-            for gift, future in batch:
+            answers: list[tuple[_Waiter, GiftResult | None, BaseException | None]] = []
+            for one, waiter in batch:
                 try:
-                    result = self._apply([gift])[0]
-                except Exception as one:  # noqa: BLE001 - this gift's own failure
-                    _answer(future, exc=one)
-                else:
-                    _answer(future, result=result)
+                    answers.append((waiter, self._apply([one])[0], None))
+                except Exception as failed:  # noqa: BLE001 - this gift's own failure
+                    answers.append((waiter, None, failed))
+            _answer_all(answers)
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            _answer(future, result=result)
+        _answer_all([(waiter, result, None)
+                     for (_, waiter), result in zip(batch, results, strict=True)])
 
-    def _apply(self, gifts: list[PaidGift]) -> list[GiftResult]:
+    def _apply(self, prepared: list[Prepared]) -> list[GiftResult]:
+        gifts = [p.gift for p in prepared]
         for attempt in range(3):
             try:
                 with self.database.transaction() as session:
-                    results = apply_batch(session, gifts, worker=self.worker)
-                self.batches += 1
-                self.gifts += len(gifts)
-                return results
+                    results = apply_batch(session, gifts, worker=self.worker,
+                                          prepared=prepared, memory=self.memory)
             except OperationalError:
                 # A deadlock, a serialization failure or a lost connection: nothing was
                 # committed; try again (the unique order id keeps it exactly-once).
+                self.memory.forget()
                 if attempt == 2:
                     raise
                 time.sleep(0.01 * (attempt + 1))
+                continue
+            except BaseException:
+                self.memory.forget()
+                raise
+            self.memory.adopt()
+            self.batches += 1
+            self.gifts += len(gifts)
+            return results
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _answer(future: Future[GiftResult], *, result: GiftResult | None = None,
-            exc: BaseException | None = None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    elif result is not None:
-        future.set_result(result)
+def _answer_all(answers: Sequence[tuple[_Waiter, GiftResult | None, BaseException | None]]
+                ) -> None:
+    """Answer a batch's submitters: concurrent futures one by one, and each event loop once
+    with all of its gifts."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[GiftResult],
+                                                        GiftResult | None,
+                                                        BaseException | None]]] = {}
+    for waiter, result, exc in answers:
+        if isinstance(waiter, Future):
+            if waiter.done():
+                continue
+            if exc is not None:
+                waiter.set_exception(exc)
+            elif result is not None:
+                waiter.set_result(result)
+        else:
+            by_loop.setdefault(waiter[0], []).append((waiter[1], result, exc))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, items)
+        except RuntimeError:  # the loop was closed: nobody is waiting any more
+            continue
+
+
+def _settle(items: list[tuple[asyncio.Future[GiftResult], GiftResult | None,
+                              BaseException | None]]) -> None:
+    for future, result, exc in items:
+        if future.done():  # cancelled meanwhile
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        elif result is not None:
+            future.set_result(result)

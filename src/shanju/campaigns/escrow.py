@@ -19,7 +19,7 @@ Invariants (the argument is in ``docs/locking.md``): for every cap key,
 ``committed = remaining + Σ escrow balances + standing matches``, and each escrow account
 holds exactly its lease's budget slice.
 
-Lock order: campaign rows (ascending; ``FOR SHARE`` here, ``FOR KEY SHARE`` in a batch,
+Lock order: campaign rows (ascending; ``FOR NO KEY UPDATE`` here, ``FOR KEY SHARE`` in a batch,
 ``FOR UPDATE`` in flows) → lease rows (ascending) → counter rows (ascending key) → pool rows
 (ascending id) → ledger accounts (ascending id). On SQLite the one writer holds the database:
 the same code runs with K = 1 and every lock is the write lock.
@@ -329,8 +329,14 @@ def adjust(session: Session, lease_id: int, campaign_ids: Iterable[int],
     if not cids:
         return {}
     where_c, arg_c = sql.in_list("id", cids)
+    # FOR NO KEY UPDATE: reservations of one campaign run one at a time (they lock its pool
+    # rows and shared cap counters anyway) while batches (FOR KEY SHARE) go on; and each one
+    # moves the campaign's lock_version, so a classic writer's memory of counters from before
+    # it is not trusted (docs/locking.md, "Escrow and the writer's memory").
     sql.rows(f"SELECT id FROM campaigns WHERE {where_c} ORDER BY id"  # noqa: S608
-             + sql.lock("SHARE"), (arg_c,))
+             + sql.lock("NO KEY UPDATE"), (arg_c,))
+    sql.execute(f"UPDATE campaigns SET lock_version = lock_version + 1 WHERE {where_c}",  # noqa: S608
+                (arg_c,))
     if fence:
         _fence(sql, lease_id, now, ttl_s)
     else:
@@ -499,6 +505,13 @@ def revoke_campaign(session: Session, campaign_id: int) -> int:
         revoke(session, lease_id)
         adjust(session, lease_id, [campaign_id], fence=False)
     return len(leases)
+
+
+def any_active(session: Session) -> bool:
+    """Whether any escrow lease is active (a classic writer then keeps no memory of
+    counters: ``engine.apply_batch``, ``docs/locking.md``)."""
+    return bool(_Sql(session).rows(
+        "SELECT 1 FROM campaign_leases WHERE state = 'active' LIMIT 1"))
 
 
 def holder_alive(session: Session, lease_id: int) -> bool:

@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from shanju.campaigns import engine, locks
-from shanju.campaigns.engine import GiftResult, GroupCommitEngine, PaidGift
+from shanju.campaigns.engine import GiftResult, GroupCommitEngine, Prepared
 from shanju.campaigns.escrow import LEASE_TTL_S, EscrowLeases, LeaseLost, NeedsRebuild
 from shanju.core.db import Database
 from shanju.transparency.sequencer import Sequencer
@@ -58,14 +58,15 @@ class EscrowEngine(GroupCommitEngine):
             if self.sequencer is not None:
                 self.sequencer.stop()
 
-    def _apply(self, gifts: list[PaidGift]) -> list[GiftResult]:
+    def _apply(self, prepared: list[Prepared]) -> list[GiftResult]:
+        gifts = [p.gift for p in prepared]
         last: Exception | None = None
         for attempt in range(8):
             try:
                 view = self.leases.prepare(gifts)
                 with self.database.transaction() as session:
                     results = engine.apply_batch(session, gifts, worker=self.worker,
-                                                 escrow=view)
+                                                 prepared=prepared, escrow=view)
                 self.batches += 1
                 self.gifts += len(gifts)
                 if self._queue.empty():

@@ -114,8 +114,8 @@ _STAFF = Verdict(Action.WITHHOLD, STAFF_OWN_ORG)
 
 # What a gift's rules need, computed once per gift (a plain tuple: it is built for every gift):
 # the minute key and minute, the split key, the payer and device keys, the account number.
-_Keys = tuple[str, int, str, str, str, int]
-_NO_KEYS: _Keys = ("", 0, "", "", "", 0)
+Keys = tuple[str, int, str, str, str, int]
+_NO_KEYS: Keys = ("", 0, "", "", "", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +133,7 @@ class GiftFacts:
     device_hash: str
     paid_at: dt.datetime
     # The counter keys, computed on first use (not part of the facts' identity).
-    _keys: _Keys | None = field(default=None, init=False, repr=False, compare=False)
+    _keys: Keys | None = field(default=None, init=False, repr=False, compare=False)
 
 
 def _unix_seconds(at: dt.datetime) -> int:
@@ -142,45 +142,60 @@ def _unix_seconds(at: dt.datetime) -> int:
     return int(at.timestamp())  # exact: whole seconds of an aware time fit a float
 
 
-def _account(facts: GiftFacts) -> tuple[str, int]:
+def _account(donor_id: int | None, payer: str) -> tuple[str, int]:
     """Return the donor's tag in keys and their account number (0: no per-donor checks)."""
-    donor_id = facts.donor_id
     if donor_id is not None:
         number = donor_id if 0 < donor_id < _ACCOUNT_SPACE else donor_id % (_ACCOUNT_SPACE - 1) + 1
         return f"u{donor_id}", number
-    payer = facts.payer_hash
     if payer:
         short = payer[:HASH_KEY_CHARS]
         return f"g{short}", _GUEST_BIT | (zlib.crc32(short.encode()) & (_GUEST_BIT - 1))
     return "", 0
 
 
-def _keys(facts: GiftFacts) -> _Keys:
+def unix_seconds(at: dt.datetime) -> int:
+    """Whole seconds since 1970 of a payment time (a naive time is UTC)."""
+    return _unix_seconds(at)
+
+
+def keys_of(*, donor_id: int | None, payer_hash: str, device_hash: str, seconds: int,
+            project_id: int) -> Keys:
+    """What a gift's rules need (its counter keys, minute and account number), from the gift
+    alone (``seconds``: :func:`unix_seconds` of its payment) — no counter, no lock: the
+    giving-day engine's submitters work it out before the gift reaches the writer."""
+    donor, account = _account(donor_id, payer_hash)
+    if not donor:
+        return _NO_KEYS
+    return (
+        f"f:m:{donor}",
+        seconds // 60,
+        f"f:s:{donor}:{project_id}:{(seconds + _CHINA_OFFSET_S) // 86400}",
+        # A guest is identified by its payer: one payer is then one account by definition.
+        f"f:p:{payer_hash[:HASH_KEY_CHARS]}" if payer_hash and donor_id is not None else "",
+        f"f:d:{device_hash[:HASH_KEY_CHARS]}" if device_hash else "",
+        account,
+    )
+
+
+def _keys(facts: GiftFacts) -> Keys:
     cached = facts._keys
     if cached is not None:
         return cached
-    donor, account = _account(facts)
-    if not donor:
-        keys = _NO_KEYS
-    else:
-        seconds = _unix_seconds(facts.paid_at)
-        payer, device = facts.payer_hash, facts.device_hash
-        keys = (
-            f"f:m:{donor}",
-            seconds // 60,
-            f"f:s:{donor}:{facts.project_id}:{(seconds + _CHINA_OFFSET_S) // 86400}",
-            # A guest is identified by its payer: one payer is then one account by definition.
-            f"f:p:{payer[:HASH_KEY_CHARS]}" if payer and facts.donor_id is not None else "",
-            f"f:d:{device[:HASH_KEY_CHARS]}" if device else "",
-            account,
-        )
+    keys = keys_of(donor_id=facts.donor_id, payer_hash=facts.payer_hash,
+                   device_hash=facts.device_hash, seconds=_unix_seconds(facts.paid_at),
+                   project_id=facts.project_id)
     object.__setattr__(facts, "_keys", keys)
     return keys
 
 
 def counter_keys(facts: GiftFacts) -> list[str]:
     """Return the counter keys :func:`assess` and :func:`record` read for this gift."""
-    minute, _, split, payer, device, _ = _keys(facts)
+    return keys_counters(_keys(facts))
+
+
+def keys_counters(keys: Keys) -> list[str]:
+    """The counter keys among a gift's :func:`keys_of`."""
+    minute, _, split, payer, device, _ = keys
     return [key for key in (minute, split, payer, device) if key]
 
 
@@ -195,9 +210,17 @@ _SHARED_PARAMS = {"limit": SHARED_ACCOUNTS_HOLD_FROM, "allowed": SHARED_ACCOUNTS
 
 def assess(facts: GiftFacts, counters: dict[str, int]) -> Verdict:
     """Return whether this gift may be matched."""
-    if facts.donor_org_id is not None and facts.donor_org_id == facts.organization_id:
+    return assess_keys(_keys(facts), counters, donor_org_id=facts.donor_org_id,
+                       organization_id=facts.organization_id)
+
+
+def assess_keys(keys: Keys, counters: dict[str, int], *, donor_org_id: int | None,
+                organization_id: int) -> Verdict:
+    """:func:`assess` for a gift given by its :func:`keys_of`, the organization its donor is
+    staff of (if any) and the organization receiving it."""
+    if donor_org_id is not None and donor_org_id == organization_id:
         return _STAFF
-    minute_key, minute, split, payer, device, account = _keys(facts)
+    minute_key, minute, split, payer, device, account = keys
     if not minute_key:
         return OK
     get = counters.get
@@ -230,7 +253,12 @@ def record(facts: GiftFacts, counters: dict[str, int], *, matched: bool) -> None
     per-minute ceiling. Every recorded gift counts towards the per-project-day limit and
     links its account to its payer and device.
     """
-    minute_key, minute, split, payer, device, account = _keys(facts)
+    record_keys(_keys(facts), counters, matched=matched)
+
+
+def record_keys(keys: Keys, counters: dict[str, int], *, matched: bool) -> None:
+    """:func:`record` for a gift given by its :func:`keys_of`."""
+    minute_key, minute, split, payer, device, account = keys
     if not minute_key:
         return
     if matched:

@@ -10,7 +10,9 @@ counters behind the caps. None of it scans the gifts table except a project's ma
 The broadcaster (:class:`Broadcaster`) is the one background task of a process that reads a
 campaign's snapshot — at most about once a second, and only while someone is listening — and
 hands it to every subscriber of that campaign: a thousand viewers cost one read a second, not a
-thousand. A subscriber's queue holds one snapshot; a slow one skips to the latest.
+thousand. A subscriber's queue holds one snapshot; a slow one skips to the latest. With several
+server processes and Redis as the live data's broker, the snapshot is read once a second for
+all of them (:class:`SharedSnapshots`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import threading
 import time
@@ -151,6 +154,27 @@ class Snapshot:
         data: dict[str, Any] = _plain(dataclasses.asdict(self))
         data["totals"]["total_fen"] = self.totals.total_fen
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Snapshot:
+        """The snapshot of :meth:`to_json`'s data (another process's, see
+        :class:`SharedSnapshots`)."""
+        totals = {k: v for k, v in data["totals"].items() if k != "total_fen"}
+        return cls(
+            campaign_id=data["campaign_id"], slug=data["slug"], name=data["name"],
+            name_en=data["name_en"], status=data["status"], open_now=data["open_now"],
+            totals=Totals(**totals),
+            pools=[PoolLive(**{**p, "exhausted_at": _when(p["exhausted_at"])})
+                   for p in data["pools"]],
+            per_minute=[MinuteCount(**m) for m in data["per_minute"]],
+            gifts_last_minute=data["gifts_last_minute"],
+            boards={name: [BoardEntry(**e) for e in entries]
+                    for name, entries in data["boards"].items()},
+            as_of=_when(data["as_of"]) or utcnow())
+
+
+def _when(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text)
 
 
 def board_entry_json(entry: BoardEntry) -> dict[str, Any]:
@@ -442,30 +466,99 @@ def snapshot(*, session: Session, campaign: Campaign, now: dt.datetime | None = 
     )
 
 
+class SharedSnapshots:
+    """Campaigns' snapshots shared by every server process through Redis: read once per tick
+    for all of them (``shanju serve --workers N``, several machines; ADR 0037).
+
+    Per campaign, one key holds the latest snapshot (its JSON and when it was read) and a
+    second, short-lived key is the claim to read the next one: the process whose
+    ``SET … NX PX`` wins reads the database and stores the snapshot; the others take the
+    stored one (at most one tick older) — a tick costs each process one ``GET``, not a read
+    of the database. Redis away: each process reads for itself (logged), as without it.
+    """
+
+    def __init__(self, url: str, *, namespace: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        # Deployments (and test databases) sharing one Redis never read each other's.
+        self.PREFIX = f"shanju:{namespace}:live:snapshot:"
+
+    def latest(self, campaign_id: int) -> tuple[float, Snapshot] | None:
+        """The stored snapshot and when it was read (``time.time()``), or None."""
+        raw = self.client.get(f"{self.PREFIX}{campaign_id}")
+        if raw is None:
+            return None
+        stored = json.loads(raw)
+        return float(stored["at"]), Snapshot.from_json(stored["snapshot"])
+
+    def claim(self, campaign_id: int, ttl: float) -> bool:
+        """Whether this process reads the next snapshot (for ``ttl`` seconds no other does)."""
+        return bool(self.client.set(f"{self.PREFIX}{campaign_id}:claim", b"1", nx=True,
+                                    px=max(1, int(ttl * 1000))))
+
+    def store(self, campaign_id: int, snap: Snapshot) -> None:
+        """Store a snapshot just read (kept a minute: an idle campaign's goes away)."""
+        payload = json.dumps({"at": time.time(), "snapshot": snap.to_json()},
+                             ensure_ascii=False, separators=(",", ":"))
+        self.client.set(f"{self.PREFIX}{campaign_id}", payload, px=60_000)
+
+
 class SnapshotCache:
     """Snapshots of the process, each reused for ``ttl`` seconds: page views, API calls and
-    the broadcaster of a busy campaign share one read a second instead of one each.
+    the broadcaster of a busy campaign share one read a second instead of one each. With
+    ``shared`` (Redis), one read a second for all processes (:class:`SharedSnapshots`).
 
     A snapshot holds plain values only (no rows of a session), so threads may share it.
     """
 
-    def __init__(self, *, ttl: float = 1.0) -> None:
+    def __init__(self, *, ttl: float = 1.0, shared: SharedSnapshots | None = None) -> None:
         self.ttl = ttl
+        self.shared = shared
         self._lock = threading.Lock()
         self._items: dict[int, tuple[float, Snapshot]] = {}
-        self.reads = 0  # how many snapshots were read (for tests and metrics)
+        self.reads = 0  # how many snapshots this process read (for tests and metrics)
 
     def get(self, *, session: Session, campaign: Campaign) -> Snapshot:
-        """Return the campaign's snapshot: the cached one while fresh, else read it now."""
+        """Return the campaign's snapshot: the cached one while fresh, else the shared one
+        while fresh, else read it now."""
         with self._lock:
             hit = self._items.get(campaign.id)
         if hit is not None and time.monotonic() - hit[0] < self.ttl:
             return hit[1]
+        if self.shared is not None:
+            try:
+                return self._get_shared(session, campaign, stale=hit)
+            except Exception as exc:  # noqa: BLE001 - Redis away: read here, as without it
+                log.warning("campaigns.live.shared_unavailable", error=type(exc).__name__)
+        return self._read(session, campaign)
+
+    def _read(self, session: Session, campaign: Campaign) -> Snapshot:
         snap = snapshot(session=session, campaign=campaign)
         with self._lock:
             self._items[campaign.id] = (time.monotonic(), snap)
             self.reads += 1
         return snap
+
+    def _keep(self, campaign_id: int, snap: Snapshot, age: float) -> Snapshot:
+        with self._lock:
+            self._items[campaign_id] = (time.monotonic() - max(0.0, age), snap)
+        return snap
+
+    def _get_shared(self, session: Session, campaign: Campaign,
+                    stale: tuple[float, Snapshot] | None) -> Snapshot:
+        assert self.shared is not None  # noqa: S101 - the caller checks
+        stored = self.shared.latest(campaign.id)
+        if stored is not None and time.time() - stored[0] < self.ttl:
+            return self._keep(campaign.id, stored[1], time.time() - stored[0])
+        if self.shared.claim(campaign.id, self.ttl):
+            snap = self._read(session, campaign)
+            self.shared.store(campaign.id, snap)
+            return snap
+        # Another process is reading this tick's: the one before, a tick older at most.
+        if stored is not None:
+            return self._keep(campaign.id, stored[1], time.time() - stored[0])
+        return stale[1] if stale is not None else self._read(session, campaign)
 
 
 def read_snapshot_json(database: Database, campaign_id: int, cache: SnapshotCache) -> str:
@@ -706,10 +799,19 @@ class Broadcaster:
 
 
 def snapshot_cache(state: Any) -> SnapshotCache:
-    """Return the application's snapshot cache (``app.state``; one per process)."""
+    """Return the application's snapshot cache (``app.state``; one per process), shared
+    through Redis when the live data's broker (``SHANJU_SUMMIT_BROKER_URL``) is Redis."""
     found: SnapshotCache | None = getattr(state, "campaign_snapshots", None)
     if found is None:
-        found = state.campaign_snapshots = SnapshotCache()
+        settings = getattr(state, "settings", None)
+        url = getattr(settings, "summit_broker_url", "") or ""
+        shared = None
+        if url.startswith(("redis://", "rediss://")):
+            # One namespace per database: the deployment's processes share their snapshots.
+            database_url = str(getattr(settings, "database_url", ""))
+            shared = SharedSnapshots(url, namespace=hashlib.sha256(
+                database_url.encode()).hexdigest()[:16])
+        found = state.campaign_snapshots = SnapshotCache(shared=shared)
     return found
 
 

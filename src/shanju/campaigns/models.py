@@ -73,6 +73,10 @@ class Campaign(Base):
     hold_days: Mapped[int] = mapped_column(default=7)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Incremented by every holder of the campaign lock (``locks.lock_campaigns``): a giving-day
+    # writer trusts the counters it keeps in memory only while this is the number its own
+    # previous batch left (``docs/locking.md``).
+    lock_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class EnrolmentStatus(enum.StrEnum):

@@ -37,6 +37,7 @@ from shanju.transparency import sequencer as transparency_sequencer
 from shanju.transparency.leaves import LogDetail as LogDetail
 from shanju.transparency.leaves import PublicValue as PublicValue
 from shanju.transparency.leaves import Transfer as Transfer
+from shanju.transparency.log import PrebuiltLeaves
 
 
 class UnbalancedEntry(DomainError):
@@ -125,6 +126,10 @@ class EntrySpec:
     # What the transparency log says about the entry: its public reference, the donor's
     # commitment, project/organization, or one part per gift of a giving-day batch.
     details: Sequence[LogDetail] = field(default_factory=tuple)
+    # Or the leaves themselves, built by the poster from parts made in advance (a giving-day
+    # batch's aggregated entry: a gift leaf and a match leaf per gift). The log checks that
+    # their transfers add up to the legs, as for details.
+    prebuilt: PrebuiltLeaves | None = None
 
 
 def transfer(
@@ -213,6 +218,7 @@ def _account_ids(session: Session, codes: list[str]) -> dict[str, int]:
 
 
 _ACCOUNTS = cast(Table, LedgerAccount.__table__)
+_POSTINGS = cast(Table, Posting.__table__)
 _INCREMENT = (
     update(_ACCOUNTS)
     .where(_ACCOUNTS.c.id == bindparam("account_id"))
@@ -287,20 +293,23 @@ def _post_many(session: Session, specs: Sequence[EntrySpec],
     ]
     session.add_all(entries)
     session.flush()
-    postings = [
-        Posting(entry_id=entry.id, account_id=ids[leg.account], amount_fen=leg.amount_fen)
+    # The postings by one Core executemany: an aggregated giving-day entry has a leg per
+    # project, and ORM objects for them cost more than their insert.
+    rows = [
+        {"entry_id": entry.id, "account_id": ids[leg.account], "amount_fen": leg.amount_fen}
         for entry, spec in zip(entries, specs, strict=True)
         for leg in spec.legs
     ]
-    session.add_all(postings)
-    session.flush()
+    session.execute(_POSTINGS.insert(), rows)
     if queue_log:
         transparency_sequencer.enqueue(session, list(zip(entries, specs, strict=True)))
     else:
         transparency_log.append_entries(session, list(zip(entries, specs, strict=True)),
                                         head=head)
-    for listener in list(_listeners):
-        listener(session, entries, postings)
+    if _listeners:
+        postings = [Posting(**row) for row in rows]  # transient: the rows are written
+        for listener in list(_listeners):
+            listener(session, entries, postings)
     return entries
 
 

@@ -2,7 +2,8 @@
 
 Like the transparency log's checkpointer (``transparency.checkpoints.Checkpointer``), a thread
 of each server process runs while the application does, if a real provider is configured and
-``SHANJU_PAYMENTS_JOB_SECONDS`` is above 0. Every round it
+``SHANJU_PAYMENTS_JOB_SECONDS`` is above 0; of several server processes only the leader
+(``core.leader.Leadership``: a PostgreSQL advisory lock) runs its rounds. Every round it
 
 1. sweeps: asks the providers about orders open and refunds pending for
    ``SHANJU_PAYMENTS_SWEEP_AFTER_MINUTES`` (their callbacks may never come);
@@ -32,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from shanju.core.clock import CHINA_TZ, utcnow
 from shanju.core.config import Settings
 from shanju.core.db import Database
+from shanju.core.leader import Leadership
 from shanju.gifts.flows import PayerHasher
 from shanju.payments.gateway import Gateway
 from shanju.reconciliation import flows
@@ -56,8 +58,10 @@ class PaymentsJob:
     def __init__(self, *, database: Database, gateways: Mapping[str, Gateway],
                  secret_key: str, hash_payer: PayerHasher, interval: float,
                  sweep_after: dt.timedelta, reconcile_after_hour: int,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow,
+                 leader: Leadership | None = None) -> None:
         self.database = database
+        self.leader = leader
         self.gateways = gateways
         self.secret_key = secret_key
         self.hash_payer = hash_payer
@@ -81,6 +85,8 @@ class PaymentsJob:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.leader is not None:
+            self.leader.release()
 
     def run_once(self) -> Round:
         """One round: the sweep, then yesterday's reconciliation when it is due."""
@@ -103,6 +109,9 @@ class PaymentsJob:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            # Of several server processes, one sweeps (core/leader.py).
+            if self.leader is not None and not self.leader.held():
+                continue
             try:
                 self.run_once()
             except (SQLAlchemyError, TimeoutError, OSError) as exc:
@@ -119,7 +128,8 @@ def app_gateways(app: FastAPI) -> Mapping[str, Gateway]:
 
 @asynccontextmanager
 async def payments_job_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """While the app runs with a real provider, run the payments job (one per process)."""
+    """While the app runs with a real provider, run the payments job: a thread in each
+    process, whose rounds run in one process of the deployment (the leader, core/leader.py)."""
     settings: Settings = app.state.settings
     gateways = app_gateways(app)
     job: PaymentsJob | None = None
@@ -128,7 +138,8 @@ async def payments_job_lifespan(app: FastAPI) -> AsyncIterator[None]:
             database=app.state.db, gateways=gateways, secret_key=settings.secret_key,
             hash_payer=app.state.orders.payer_hash, interval=settings.payments_job_seconds,
             sweep_after=dt.timedelta(minutes=settings.payments_sweep_after_minutes),
-            reconcile_after_hour=settings.reconcile_after_hour)
+            reconcile_after_hour=settings.reconcile_after_hour,
+            leader=Leadership(app.state.db, "payments-job"))
         job.start()
         log.info("reconciliation.job.started", interval=settings.payments_job_seconds,
                  providers=sorted(gateways))

@@ -38,6 +38,7 @@ from shanju.core.config import Settings
 from shanju.core.db import Database
 from shanju.core.deps import DbSession, get_database
 from shanju.core.errors import InvalidInput, NotFound
+from shanju.core.leader import Leadership
 from shanju.transparency import checkpoints, service
 from shanju.transparency.checkpoints import Checkpointer, Signer
 from shanju.transparency.receipts import LogBusy
@@ -92,12 +93,15 @@ def get_signer(request: Request) -> Signer:
 @asynccontextmanager
 async def checkpointer_lifespan(app: FastAPI) -> AsyncIterator[None]:
     """While the app runs, sign a checkpoint every ``transparency_checkpoint_seconds`` if the
-    log grew (not at all if the setting is 0 or less). One checkpointer per process."""
+    log grew (not at all if the setting is 0 or less). One checkpointer per process; of several
+    processes only the leader's rounds run."""
     settings: Settings = app.state.settings
     interval = settings.transparency_checkpoint_seconds
     worker: Checkpointer | None = None
     if interval > 0:
-        worker = Checkpointer(app.state.db, app_signer(app), interval)
+        # A thread in each process; of several processes, the leader signs (core/leader.py).
+        worker = Checkpointer(app.state.db, app_signer(app), interval,
+                              leader=Leadership(app.state.db, "transparency-checkpointer"))
         worker.start()
         log.info("transparency.checkpointer.started", interval=interval)
     try:

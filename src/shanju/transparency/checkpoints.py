@@ -55,6 +55,7 @@ from shanju.transparency.models import Checkpoint, LogHead
 if TYPE_CHECKING:
     from shanju.core.config import Settings
     from shanju.core.db import Database
+    from shanju.core.leader import Leadership
 
 log = structlog.get_logger(__name__)
 
@@ -490,8 +491,10 @@ class Checkpointer:
     behind the process's writer queue). Failures are logged and retried next round.
     """
 
-    def __init__(self, database: Database, signer: Signer, interval: float) -> None:
+    def __init__(self, database: Database, signer: Signer, interval: float, *,
+                 leader: Leadership | None = None) -> None:
         self.database = database
+        self.leader = leader
         self.signer = signer
         self.interval = interval
         self._stop = threading.Event()
@@ -510,6 +513,8 @@ class Checkpointer:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.leader is not None:
+            self.leader.release()
 
     def run_once(self) -> Checkpoint | None:
         """One round: sign if the log grew since the latest checkpoint."""
@@ -521,6 +526,9 @@ class Checkpointer:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            # Of several server processes, one signs (core/leader.py).
+            if self.leader is not None and not self.leader.held():
+                continue
             started = time.monotonic()
             try:
                 self.run_once()

@@ -161,6 +161,12 @@ def build(
     return encode(fields)
 
 
+def json_text(value: object) -> str:
+    """A value as the canonical encoding writes it inside a leaf (a poster that assembles a
+    leaf's bytes from parts, as a giving-day batch does, writes its values with this)."""
+    return _dumps(value)
+
+
 def decode(data: bytes) -> dict[str, object]:
     """Parse a leaf's bytes (raises ``ValueError`` if they are not a leaf object)."""
     value = json.loads(data.decode())

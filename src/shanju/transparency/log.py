@@ -57,6 +57,17 @@ class PostedLeg(Protocol):
     def amount_fen(self) -> int: ...
 
 
+class PrebuiltLeaves(Protocol):
+    """An entry's leaves built by their poster (a giving-day batch: thousands per entry) from
+    parts made before the entry existed (``leaves.encode_parts``)."""
+
+    def render(self, entry_id: int, time: str) -> tuple[list[tuple[str | None, bytes]],
+                                                       dict[str, int]]:
+        """The leaves (ref, canonical bytes) of entry ``entry_id`` posted at ``time``
+        (``leaves.format_time``), and their transfers' net change per account code."""
+        ...
+
+
 class PostedSpec(Protocol):
     """What the log reads of an entry being posted (``ledger.service.EntrySpec``)."""
 
@@ -68,6 +79,9 @@ class PostedSpec(Protocol):
 
     @property
     def details(self) -> Sequence[leaves.LogDetail]: ...
+
+    @property
+    def prebuilt(self) -> PrebuiltLeaves | None: ...
 
 
 def lock_head(session: Session) -> tuple[int, Frontier]:
@@ -95,6 +109,12 @@ def leaf_bytes(
     """The (ref, canonical bytes) of each leaf recording ``entry``, posted from ``spec``."""
     time = leaves.format_time(entry.created_at)
     entry_legs = [(leg.account, leg.amount_fen) for leg in spec.legs]
+    if spec.prebuilt is not None:
+        if spec.details:
+            raise LogMismatch(f"entry {spec.kind!r}: prebuilt leaves and details both")
+        built, moved = spec.prebuilt.render(entry.id, time)
+        _same_sums(spec.kind, moved, entry_legs)
+        return built
     details = list(spec.details)
     if not details:
         return [(None, leaves.build(kind=spec.kind, entry_id=entry.id, time=time, transfer=t,
@@ -117,12 +137,16 @@ def leaf_bytes(
         out.append((d.ref, leaves.build(kind=d.kind or spec.kind, entry_id=entry.id,
                                         time=time, transfer=d.transfer, detail=d,
                                         secret=secret)))
+    _same_sums(spec.kind, sums, entry_legs)
+    return out
+
+
+def _same_sums(kind: str, sums: dict[str, int], entry_legs: list[tuple[str, int]]) -> None:
     wanted: dict[str, int] = defaultdict(int)
     for code, amount in entry_legs:
         wanted[code] += amount
     if {k: v for k, v in sums.items() if v} != {k: v for k, v in wanted.items() if v}:
-        raise LogMismatch(f"entry {spec.kind!r}: its parts do not add up to its legs")
-    return out
+        raise LogMismatch(f"entry {kind!r}: its parts do not add up to its legs")
 
 
 def append_entries(

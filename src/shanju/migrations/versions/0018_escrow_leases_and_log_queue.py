@@ -1,7 +1,7 @@
 """escrow leases and the transparency log's queue
 
 Revision ID: 0018
-Revises: 0013
+Revises: 0017
 Create Date: 2026-12-08 10:00:00.000000
 
 Issue 15 item 2 (several writers without one global lock, ``docs/locking.md``): a writer
@@ -21,7 +21,7 @@ import shanju.core.db
 from alembic import op
 
 revision: str = '0018'
-down_revision: str | None = '0013'
+down_revision: str | None = '0017'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
