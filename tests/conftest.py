@@ -103,10 +103,29 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Every sequence a test used (``last_value`` is null until ``nextval``) back to its start.
+_RESTART_USED_SEQUENCES = """
+SELECT setval(format('%I.%I', schemaname, sequencename), start_value, false)
+FROM pg_sequences WHERE schemaname = current_schema() AND last_value IS NOT NULL
+"""
+
+
 def _truncate_all(database: Database) -> None:
-    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    """Empty every table and restart every identity, as ``TRUNCATE … RESTART IDENTITY`` would.
+
+    With ``DELETE``, children first: a test leaves a few rows, and deleting them costs a few
+    milliseconds, where truncating 61 tables makes as many new files (about a second on a
+    busy machine, after each of the suite's PostgreSQL tests)."""
+    tables = Base.metadata.sorted_tables
     with database.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        for table in tables:  # first the references that close a cycle (users ⇄ organizations)
+            for fk in table.foreign_keys:
+                if fk.use_alter or fk.constraint.use_alter:
+                    conn.execute(table.update().where(fk.parent.is_not(None))
+                                 .values({fk.parent.name: None}))
+        for table in reversed(tables):
+            conn.execute(table.delete())
+        conn.execute(text(_RESTART_USED_SEQUENCES))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

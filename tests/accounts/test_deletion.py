@@ -5,9 +5,7 @@ audit log stay, de-identified — amounts and totals unchanged (both databases).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -21,31 +19,15 @@ from shanju.core import mail
 from shanju.core.audit import AuditEntry
 from shanju.core.clock import today_cn
 from shanju.core.db import Database
-from shanju.core.ratelimit import RateLimiter
 from shanju.donations.models import Donation
 from shanju.ledger import service as ledger
 from shanju.payments.models import PaymentIntent
 from tests.accounts.helpers import csrf, error_code, login
-from tests.accounts.world import Clock, sms_emulator
+from tests.accounts.world import Clock
 from tests.factories import PASSWORD, make_campaign, make_campaign_gift, make_org, make_project
 from tests.projects.helpers import paid_donation
 
 EMAIL = "li.na@example.org"
-
-
-@pytest.fixture
-def clock(app) -> Clock:  # type: ignore[no-untyped-def]
-    clock = Clock()
-    app.state.clock = clock
-    app.state.ratelimiter = RateLimiter("memory://", clock=lambda: clock.now.timestamp())
-    return clock
-
-
-@pytest.fixture
-def emulator(app, clock: Clock) -> Iterator[AliyunSmsEmulator]:  # type: ignore[no-untyped-def]
-    with sms_emulator(clock) as (running, sender):
-        app.state.sms = sender
-        yield running
 
 
 def _donor_with_history(db: Database) -> dict[str, int | str]:

@@ -4,19 +4,16 @@ single-use and expiring on the app's clock; rate limits (both databases)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from shanju.accounts.models import PasswordReset
-from shanju.core.config import Settings
 from shanju.core.db import Database
 from shanju.core.mailsink import MailSink
 from shanju.core.ratelimit import LIMITS, RateLimiter
 from tests.accounts.helpers import csrf, error_code, login
-from tests.accounts.world import Clock, link_path, mail_to, with_smtp
+from tests.accounts.world import Clock, link_path, mail_to
 from tests.core.test_ratelimit import Clock as LimiterClock
 from tests.factories import make_user
 
@@ -25,18 +22,8 @@ NEW_PASSWORD = "lantern orchard violin 42"
 
 
 @pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as running:
-        yield running
-
-
-@pytest.fixture
-def settings(settings: Settings, sink: MailSink) -> Settings:
-    return with_smtp(settings, sink)
-
-
-@pytest.fixture
 def clock(app) -> Clock:  # type: ignore[no-untyped-def]
+    """The app's clock alone (the rate limiter keeps its own; one test replaces it)."""
     clock = Clock()
     app.state.clock = clock
     return clock

@@ -5,37 +5,18 @@ an email account only from its profile."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from shanju.accounts.models import PhoneCode, User
 from shanju.accounts.sms_emulator import AliyunSmsEmulator
 from shanju.core.db import Database
-from shanju.core.ratelimit import LIMITS, RateLimiter
+from shanju.core.ratelimit import LIMITS
 from tests.accounts.helpers import csrf, error_code, login
-from tests.accounts.world import Clock, sms_emulator
+from tests.accounts.world import Clock
 from tests.factories import make_user
 
 PHONE = "+8613800138000"
-
-
-@pytest.fixture
-def clock(app) -> Clock:  # type: ignore[no-untyped-def]
-    """The accounts' clock, which the rate limiter follows too."""
-    clock = Clock()
-    app.state.clock = clock
-    app.state.ratelimiter = RateLimiter("memory://", clock=lambda: clock.now.timestamp())
-    return clock
-
-
-@pytest.fixture
-def emulator(app, clock: Clock) -> Iterator[AliyunSmsEmulator]:  # type: ignore[no-untyped-def]
-    with sms_emulator(clock) as (running, sender):
-        app.state.sms = sender
-        yield running
 
 
 def _ask_code(client: TestClient, phone: str = "138 0013 8000") -> object:

@@ -3,41 +3,18 @@ the sink), and the API's reset and phone-token routes (both databases)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from shanju.accounts.models import User
-from shanju.core.config import Settings
 from shanju.core.db import Database
 from shanju.core.mailsink import MailSink
-from shanju.core.ratelimit import RateLimiter
 from tests.accounts.helpers import csrf, error_code, login
-from tests.accounts.world import Clock, link_path, mail_to, sms_emulator, with_smtp
+from tests.accounts.world import Clock, link_path, mail_to, sms_emulator
 from tests.factories import PASSWORD, make_user
 
 EMAIL = "li.na@example.org"
-
-
-@pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as running:
-        yield running
-
-
-@pytest.fixture
-def settings(settings: Settings, sink: MailSink) -> Settings:
-    return with_smtp(settings, sink)
-
-
-@pytest.fixture
-def clock(app) -> Clock:  # type: ignore[no-untyped-def]
-    clock = Clock()
-    app.state.clock = clock
-    app.state.ratelimiter = RateLimiter("memory://", clock=lambda: clock.now.timestamp())
-    return clock
 
 
 @pytest.fixture

@@ -64,6 +64,14 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 PHONE: ViewportSize = {"width": 390, "height": 844}
+# How long a page's waits may take: an action or a navigation (``new_context``), and an
+# ``expect`` (Playwright's default is 5 s). A passing wait returns as soon as it holds; these
+# bound only a stuck one. Sized for a busy 2-core machine running the suite on two workers
+# (`./run test`), where a first page of a fresh server, or Swagger UI rendering, took over
+# 5–10 s while other processes ran; an unloaded machine needs a fraction of them.
+WAIT_MS = 20_000
+EXPECT_MS = 10_000
+expect.set_options(timeout=EXPECT_MS)
 
 
 # --- the live server -----------------------------------------------------------------------
@@ -271,7 +279,7 @@ def csp_violations() -> list[str]:
 
 def new_context(browser: Browser, viewport: ViewportSize = PHONE, *,
                 device_scale_factor: float | None = None, user_agent: str | None = None,
-                timeout_ms: float = 10_000) -> BrowserContext:
+                timeout_ms: float = WAIT_MS) -> BrowserContext:
     """A zh-CN, China-time, touch context of ``viewport`` (a phone unless told), on the
     suite's clock (:func:`follow_clock`), its waits ``timeout_ms`` at most."""
     context = browser.new_context(
@@ -310,10 +318,10 @@ PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/
 
 @contextmanager
 def phone_browser(browser: Browser, csp_violations: list[str]) -> Iterator[Page]:
-    """A page as a phone's browser (:data:`PHONE_UA`, 15 s waits: the providers' pages are
-    on the way), its CSP violations collected into ``csp_violations`` for the caller to judge;
-    closed on leaving."""
-    context = new_context(browser, user_agent=PHONE_UA, timeout_ms=15_000)
+    """A page as a phone's browser (:data:`PHONE_UA`, 5 s more for its waits: the providers'
+    pages are on the way), its CSP violations collected into ``csp_violations`` for the caller
+    to judge; closed on leaving."""
+    context = new_context(browser, user_agent=PHONE_UA, timeout_ms=WAIT_MS + 5_000)
     try:
         page = context.new_page()
         watch_csp(context, csp_violations, page)

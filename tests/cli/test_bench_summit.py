@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from shanju.bench import summit as bench
 from shanju.cli import app
 from tests.conftest import IN_CI
+from tests.summit.test_broker import redis_url_of_its_own
 
 REDIS_URL = os.environ.get("SHANJU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRED = {"clients", "servers", "connected", "failed", "p50_ms", "p99_ms", "server_rss_mib",
@@ -69,7 +70,7 @@ def test_two_servers_meet_through_redis() -> None:
         pytest.skip(f"Redis unreachable: {problem}")
     # Three client processes of 8, each spreading its clients over both servers.
     report = _report(["--clients", "24", "--servers", "2", "--clients-per-process", "8",
-                      "--broker-url", REDIS_URL, *SMALL])
+                      "--broker-url", redis_url_of_its_own(), *SMALL])
     _check(report, clients=24, servers=2)
     assert report["broker"] == "redis" and report["client_processes"] == 3
 

@@ -36,9 +36,13 @@ def prod(**values: object) -> Settings:
     return Settings(environment="production", secret_key=STRONG, **values)  # type: ignore[arg-type]
 
 
+# Fixed ids for the random values: every pytest-xdist worker must collect the same names.
 @pytest.mark.parametrize("value", [
-    secrets.token_urlsafe(32), secrets.token_urlsafe(48), secrets.token_hex(32),
-    secrets.token_hex(48), "mG7#qL2!xV9$wR4&zT6*yB1^nK8@pJ3%",
+    pytest.param(secrets.token_urlsafe(32), id="token_urlsafe(32)"),
+    pytest.param(secrets.token_urlsafe(48), id="token_urlsafe(48)"),
+    pytest.param(secrets.token_hex(32), id="token_hex(32)"),
+    pytest.param(secrets.token_hex(48), id="token_hex(48)"),
+    "mG7#qL2!xV9$wR4&zT6*yB1^nK8@pJ3%",
 ])
 def test_random_secrets_of_32_bytes_pass(value: str) -> None:
     assert secret_problem("SHANJU_SECRET_KEY", value) is None
@@ -49,11 +53,13 @@ def test_random_secrets_of_32_bytes_pass(value: str) -> None:
     (DEFAULT_SANDBOX_SECRET, "published default"),
     ("test-secret", "published default"),
     ("x", "is 1 byte long; a signing secret needs at least 32 random bytes"),
-    (secrets.token_urlsafe(20), "bytes long"),  # 27 characters
+    pytest.param(secrets.token_urlsafe(20), "bytes long",  # 27 characters
+                 id="token_urlsafe(20)-bytes long"),
     ("秘" * 10, "is 30 bytes long"),  # bytes, not characters
     ("x" * 64, "low entropy (about 0 bits"),
     ("ab" * 40, "low entropy (about 80 bits"),
-    (secrets.token_hex(16), "low entropy"),  # 32 characters, but 16 random bytes
+    pytest.param(secrets.token_hex(16), "low entropy",  # 32 characters, 16 random bytes
+                 id="token_hex(16)-low entropy"),
     ("a-real-secret-from-the-environment", "low entropy"),
 ])
 def test_default_short_and_low_entropy_secrets_are_refused(value: str, says: str) -> None:

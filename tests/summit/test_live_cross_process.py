@@ -18,13 +18,13 @@ from shanju.summit.broker import PostgresBroker, RedisBroker
 from tests.conftest import IN_CI
 from tests.summit.faults import ServerProcess, start_servers, stop_servers
 from tests.summit.live_support import Server, join, make_world
-from tests.summit.test_broker import REDIS_URL, _reachable
+from tests.summit.test_broker import _reachable, redis_url_of_its_own
 
 
 def broker_url_for(db: Database) -> str:
     if db.is_sqlite:
-        problem = _reachable(lambda: RedisBroker(REDIS_URL))
-        url = REDIS_URL
+        url = redis_url_of_its_own()
+        problem = _reachable(lambda: RedisBroker(url))
     else:
         url = db.url.replace("postgresql+psycopg://", "postgresql://", 1)
         problem = _reachable(lambda: PostgresBroker(url))
