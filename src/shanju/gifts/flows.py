@@ -347,18 +347,16 @@ def _apply_payment(session: Session, intent: PaymentIntent, report: PaymentRepor
         return Applied("already_applied", order_id)
     # PAID, or REFUNDED (paid, then refunded: the payment happened all the same).
     try:
-        changed = payments.do_mark_succeeded(session=session, intent=intent,
-                                             provider_txn_id=report.provider_txn_id)
+        changed = payments.do_mark_succeeded(
+            session=session, intent=intent, provider_txn_id=report.provider_txn_id,
+            payer_hash=hash_payer(report.payer_id) if report.payer_id else "",
+            paid_at=report.paid_at)
     except payments.TransactionIdTaken:
         return Applied("duplicate_transaction", order_id)
     if not changed:
         if intent.campaign_id is not None:
             return Applied("already_applied", order_id, gift=paid_gift(intent))
         return Applied("already_applied", order_id)
-    intent.payer_hash = hash_payer(report.payer_id) if report.payer_id else ""
-    if report.paid_at is not None:
-        intent.succeeded_at = report.paid_at
-    session.flush()
     if intent.campaign_id is not None:
         return Applied("to_engine", order_id, gift=paid_gift(intent))
     donation = donations.donation_paid_by(session, intent.id)

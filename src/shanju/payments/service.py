@@ -10,6 +10,7 @@ crediting exactly-once under duplicate, reordered and concurrent callbacks (see
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
@@ -141,9 +142,17 @@ class TransactionIdTaken(Exception):
     """The provider's transaction id already belongs to another intent (nothing changed)."""
 
 
-def do_mark_succeeded(*, session: Session, intent: PaymentIntent, provider_txn_id: str | None
+def do_mark_succeeded(*, session: Session, intent: PaymentIntent, provider_txn_id: str | None,
+                      payer_hash: str | None = None, paid_at: dt.datetime | None = None
                       ) -> bool:
     """Move the intent to succeeded; True for exactly one caller, ever.
+
+    ``payer_hash`` and ``paid_at`` (the provider's payment time; else now) are written by the
+    same statement: a second update of the row in this transaction would make PostgreSQL
+    check its foreign keys again, taking ``FOR KEY SHARE`` on the giving day's campaign row —
+    after the intent's row, against the lock order (campaign first) the giving-day engine
+    keeps, which deadlocked a return page's query with the engine's batch of the same order's
+    callback.
 
     A ``failed`` intent may still succeed (the donor retried on the provider's page and the
     provider reports success late); money the provider collected is always credited.
@@ -159,8 +168,9 @@ def do_mark_succeeded(*, session: Session, intent: PaymentIntent, provider_txn_i
                     PaymentIntent.status.in_([IntentStatus.REQUIRES_PAYMENT,
                                               IntentStatus.FAILED]),
                 )
-                .values(status=IntentStatus.SUCCEEDED, succeeded_at=utcnow(),
-                        provider_txn_id=provider_txn_id)
+                .values(status=IntentStatus.SUCCEEDED, succeeded_at=paid_at or utcnow(),
+                        provider_txn_id=provider_txn_id,
+                        **({} if payer_hash is None else {"payer_hash": payer_hash}))
                 .execution_options(synchronize_session=False)
             )
     except IntegrityError as exc:
