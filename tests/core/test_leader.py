@@ -50,3 +50,22 @@ def test_lock_keys_are_stable_64_bit_numbers() -> None:
     assert lock_key("payments-job") == lock_key("payments-job")
     assert lock_key("payments-job") != lock_key("transparency-checkpointer")
     assert -(2**63) <= lock_key("x") < 2**63
+
+
+def test_a_released_leadership_never_takes_the_lock_again(db: Database) -> None:
+    """A job's thread may finish a round after its stop() stopped waiting for it: once the
+    lead was given up at shutdown, asking again neither leads nor opens a connection (one
+    that nobody would close)."""
+    if db.is_sqlite:
+        return
+    name = f"test-job-{uuid.uuid4().hex}"
+    first, second = Leadership(db, name), Leadership(db, name)
+    try:
+        assert first.held()
+        first.release()
+        assert not first.held()  # the lock is free, but this one gave up for good
+        assert first._conn is None
+        assert second.held()
+    finally:
+        first.release()
+        second.release()

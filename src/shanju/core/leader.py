@@ -42,6 +42,7 @@ class Leadership:
         self.key = lock_key(name)
         self._conn: Any = None
         self._lock = threading.Lock()
+        self._released = False
 
     def held(self) -> bool:
         """True if this process leads: it holds the lock, or has just taken it. Never raises
@@ -49,6 +50,10 @@ class Leadership:
         if self.database.is_sqlite:
             return True
         with self._lock:
+            if self._released:
+                # Given up at shutdown: a job's thread still finishing a round (its stop()
+                # stopped waiting for it) must not take the lock again on a new connection.
+                return False
             try:
                 if self._conn is not None:
                     # Still ours while our connection lives.
@@ -68,8 +73,10 @@ class Leadership:
                 return False
 
     def release(self) -> None:
-        """Give the lead up (at shutdown): another process takes it at its next round."""
+        """Give the lead up for good (at shutdown): another process takes it at its next
+        round; this one never asks again."""
         with self._lock:
+            self._released = True
             self._drop()
 
     def _connect(self) -> Any:
