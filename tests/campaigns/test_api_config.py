@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -18,6 +19,13 @@ from tests.projects.helpers import api_token, reviewer, sign_in, staff_of
 NEW = {"slug": "day99", "name": "99公益日", "name_en": "99 Giving Day",
        "starts_on": today_cn().isoformat(), "days": 3, "opens_at": "00:00",
        "closes_at": "23:59", "org_quota": 1}
+
+
+@pytest.fixture(autouse=True)
+def _starts_today() -> None:
+    """Today is when the test runs, not when the module was imported (a run may cross
+    midnight in China between the two)."""
+    NEW["starts_on"] = today_cn().isoformat()
 
 
 def test_reviewer_configures_and_org_enrols_over_the_api(client: TestClient,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -18,6 +19,13 @@ from tests.projects.helpers import reviewer, sign_in, staff_of
 NEW = {"name": "99公益日", "name_en": "99 Giving Day", "slug": "day99",
        "starts_on": today_cn().isoformat(), "days": "3", "opens_at": "00:00",
        "closes_at": "23:59", "org_quota": "2", "hold_days": "7", "summary": ""}
+
+
+@pytest.fixture(autouse=True)
+def _starts_today() -> None:
+    """Today is when the test runs, not when the module was imported (a run may cross
+    midnight in China between the two)."""
+    NEW["starts_on"] = today_cn().isoformat()
 
 
 def test_reviewer_configures_a_campaign_with_forms(client: TestClient, db: Database) -> None:

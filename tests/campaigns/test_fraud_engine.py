@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -30,6 +31,14 @@ from tests.factories import (
 
 # 10:00:00 China time today: inside the campaign's hours, and a whole minute for too_fast.
 T0 = dt.datetime.combine(today_cn(), dt.time(10, 0), tzinfo=CHINA_TZ)
+
+
+@pytest.fixture(autouse=True)
+def _t0_is_today() -> None:
+    """Today when the test runs, not when the module was imported (a run may cross midnight
+    in China between the two)."""
+    global T0  # noqa: PLW0603 - the module's gifts are placed from it
+    T0 = dt.datetime.combine(today_cn(), dt.time(10, 0), tzinfo=CHINA_TZ)
 PAYER = "c0ffee00" + "1" * 24
 DEVICE = "dev1ce00" + "2" * 24
 

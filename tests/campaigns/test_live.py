@@ -35,11 +35,19 @@ from tests.factories import (
 NOW = dt.datetime.now(CHINA_TZ).replace(hour=10, minute=30, second=20, microsecond=0)
 
 
+@pytest.fixture(autouse=True)
+def _now_is_today() -> None:
+    """10:30:20 today when the test runs, not when the module was imported (a run may cross
+    midnight in China between the two)."""
+    global NOW  # noqa: PLW0603 - the module's gifts are placed around it
+    NOW = dt.datetime.now(CHINA_TZ).replace(hour=10, minute=30, second=20, microsecond=0)
+
+
 def give(session: Session, campaign: Campaign, project: Project, amount_fen: int, *,
-         at: dt.datetime = NOW, province: str | None = "北京") -> GiftResult:
+         at: dt.datetime | None = None, province: str | None = "北京") -> GiftResult:
     """A paid gift through the engine (one batch, in the caller's transaction)."""
     (result,) = apply_batch(session, [make_paid_gift(
-        campaign_id=campaign.id, project_id=project.id, amount_fen=amount_fen, paid_at=at,
+        campaign_id=campaign.id, project_id=project.id, amount_fen=amount_fen, paid_at=at or NOW,
         province=province)], worker="test")
     return result
 
