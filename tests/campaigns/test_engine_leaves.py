@@ -14,12 +14,14 @@ from hypothesis import strategies as st
 from shanju.campaigns import engine
 from shanju.campaigns.engine import PaidGift
 from shanju.campaigns.models import MatchStatus
+from shanju.core.clock import utcnow
 from shanju.ledger import service as ledger
 from shanju.transparency import leaves
 from shanju.transparency.leaves import LogDetail, Transfer
 
 SECRET = "leaf-parts-test-secret"
-PAID_AT = dt.datetime(2026, 9, 7, 2, 3, 4, 567_000, tzinfo=dt.UTC)
+# Some time ago, with milliseconds (the leaves' time format keeps them).
+PAID_AT = utcnow().replace(microsecond=567_000) - dt.timedelta(days=90)
 
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
 
