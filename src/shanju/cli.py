@@ -773,6 +773,59 @@ def bench_http(
         raise typer.Exit(1)
 
 
+@bench_app.command("multi-node")
+def bench_multi_node(
+    donations: Annotated[int, typer.Option(min=2, help="How many gifts to give.")] = 2000,
+    workers_per_node: Annotated[int, typer.Option(
+        min=1, max=8, help="`shanju serve --workers` of each node.")] = 1,
+    connections: Annotated[int, typer.Option(
+        min=2, max=256, help="The client's keep-alive connections.")] = 16,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="A PostgreSQL server (any database on it) where the rehearsal "
+                               "creates and drops its own database (default: DATABASE_URL).",
+        show_default=False)] = None,
+    redis_url: Annotated[str, typer.Option(
+        "--redis-url", help="The Redis the nodes share (keys of the run are deleted).")
+    ] = "redis://127.0.0.1:6379/0",
+    nginx: Annotated[bool, typer.Option(
+        help="nginx in front of both nodes, if installed (else the client hits both).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON report.")] = False,
+) -> None:
+    """A multi-node rehearsal: two `shanju serve` nodes in network namespaces of their own
+    against one PostgreSQL and one Redis, nginx in front, a client giving through both; the
+    invariants at the end. Needs root (namespaces). Last line: one JSON object."""
+    from shanju.bench import multinode as bench
+
+    if database_url is None:
+        env_url = os.environ.get("DATABASE_URL", "")
+        database_url = env_url if env_url.startswith("postgresql") else None
+    err = Console(stderr=True)
+    progress, advance = _bench_progress(2 * donations, "Orders and callbacks")
+    try:
+        with progress:
+            report = bench.run(
+                donations=donations, workers_per_node=workers_per_node,
+                connections=connections, database_url=database_url, redis_url=redis_url,
+                use_nginx=nginx, progress=advance,
+                on_phase=lambda msg: progress.console.log(msg))
+    except bench.Refused as exc:
+        err.print(f"[red]Refusing to rehearse:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    if not as_json:
+        nodes = " · ".join(f"node {name}: {c['orders']} orders, {c['callbacks']} callbacks"
+                           for name, c in report["per_node"].items())
+        err.print(
+            f"{report['donations_per_s']:,} donations/s through {report['proxy']} · {nodes} · "
+            f"{report['callbacks_on_other_node']} callbacks on the other node · p99 orders "
+            f"{report['orders']['p99_ms']} ms, callbacks {report['callbacks']['p99_ms']} ms · "
+            f"errors {report['errors']} · invariants {'ok' if report['ok'] else 'FAILED'} · "
+            f"load {report['loadavg'][0]}")
+    typer.echo(json.dumps(report, ensure_ascii=False))
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
 @bench_app.command("pages")
 def bench_pages(
     requests: Annotated[int, typer.Option(min=1, help="Requests per page.")] = 50,

@@ -320,13 +320,14 @@ def notifications(keys: WeChatPayEmulatorKeys, orders_: list[Order]) -> list[byt
     return requests
 
 
-def order_requests(world: World, *, donations: int, provider: str, seed_: int = 7
-                   ) -> list[bytes]:
+def order_requests(world: World, *, donations: int, provider: str, seed_: int = 7,
+                   key_prefix: str = "bench-order-") -> list[bytes]:
     """The donors' order requests of ``donations`` new gifts, as raw HTTP requests: each
     donor's API token, an Idempotency-Key per gift and the donor's own address (as the
     TLS proxy in front says it, ``X-Forwarded-For``: uvicorn trusts it from 127.0.0.1).
     WeChat Pay: ``POST /api/v1/gifts`` (an H5 order of the giving day); sandbox: the
-    campaign's stateless ``POST /api/v1/campaigns/{id}/orders``."""
+    campaign's stateless ``POST /api/v1/campaigns/{id}/orders``. Idempotency keys:
+    ``key_prefix`` and the gift's number."""
     requests: list[bytes] = []
     for n, (donor_id, project_id, amount) in enumerate(_workload(world, donations, seed_)):
         fields: dict[str, Any] = {
@@ -344,7 +345,7 @@ def order_requests(world: World, *, donations: int, provider: str, seed_: int = 
             (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
              f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
              f"Authorization: Bearer {world.tokens[donor_id]}\r\n"
-             f"Idempotency-Key: bench-order-{n}\r\nX-Forwarded-For: {address}\r\n\r\n"
+             f"Idempotency-Key: {key_prefix}{n}\r\nX-Forwarded-For: {address}\r\n\r\n"
              ).encode() + body)
     return requests
 
@@ -389,6 +390,7 @@ async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 ORDER, CALLBACK, FLOOR = 0, 1, 2
 KINDS = ("orders", "callbacks", "floor")
 Lane = list[tuple[int, bytes]]
+Address = tuple[str, int]
 
 
 def _accepted(kind: int, head: bytes, body: bytes) -> bool:
@@ -402,9 +404,9 @@ def _accepted(kind: int, head: bytes, body: bytes) -> bool:
     return status == b"200"
 
 
-async def _connection(port: int, lane: Lane, latencies: list[list[float]],
+async def _connection(address: Address, lane: Lane, latencies: list[list[float]],
                       failures: list[str], done: Any, floor: bool) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection(*address)
     perf = time.perf_counter
     try:
         for n, (kind, request) in enumerate(lane, 1):
@@ -429,15 +431,17 @@ async def _connection(port: int, lane: Lane, latencies: list[list[float]],
         writer.close()
 
 
-def _client(port: int, lanes: list[Lane], floor: bool, go: Any, done: Any, out: Any) -> None:
-    """One client process: its connections, each sending its lane in a closed loop."""
+def _client(addresses: list[Address], lanes: list[Lane], floor: bool, go: Any, done: Any,
+            out: Any) -> None:
+    """One client process: its connections (lane ``i`` to ``addresses[i]``), each sending its
+    lane in a closed loop."""
     latencies: list[list[float]] = [[], []]
     failures: list[str] = []
     cpu_before = time.process_time()
 
     async def main() -> None:
-        await asyncio.gather(*(_connection(port, lane, latencies, failures, done, floor)
-                               for lane in lanes))
+        await asyncio.gather(*(_connection(address, lane, latencies, failures, done, floor)
+                               for address, lane in zip(addresses, lanes, strict=True)))
 
     go.wait()
     try:
@@ -495,12 +499,21 @@ def start_server(database_url: str, port: int, *, environ: dict[str, str] | None
            *UVICORN_OPTIONS]
     # The server's log goes to stderr: stdout is the report's.
     server = subprocess.Popen(cmd, env=env, stdout=2)  # noqa: S603 - our own module (fd 2)
+    wait_serving(server, ("127.0.0.1", port), workers=workers)
+    return server, port
+
+
+def wait_serving(server: subprocess.Popen[bytes], address: Address, *, workers: int = 1,
+                 name: str = "the server") -> None:
+    """Return once ``server`` answers ``GET /healthz`` at ``address`` with 200 and, with
+    several workers, once its whole process tree is idle (every worker has started); stop it
+    and raise RuntimeError if it exits or does not answer within 180 s."""
     deadline = time.monotonic() + 180  # importing the app is slow on a busy machine
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}")
+            raise RuntimeError(f"{name} exited with {server.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            with socket.create_connection(address, timeout=1) as sock:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 if sock.recv(64).startswith(b"HTTP/1.1 200"):
                     break
@@ -508,7 +521,7 @@ def start_server(database_url: str, port: int, *, environ: dict[str, str] | None
             time.sleep(0.1)
     else:
         stop_server(server)
-        raise RuntimeError("the server did not start within 180 s")
+        raise RuntimeError(f"{name} did not start within 180 s")
     if workers > 1:
         # One worker answered; the others may still be importing: wait until the whole
         # tree is idle (all W workers up), at most a minute more.
@@ -520,7 +533,6 @@ def start_server(database_url: str, port: int, *, environ: dict[str, str] | None
             if len(_children(server.pid)) >= workers and now - before < 0.05:
                 break
             before = now
-    return server, port
 
 
 def _children(pid: int) -> list[int]:
@@ -562,29 +574,38 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
             server.wait()
 
 
-def _serve_emulator(keys_dir: str, port: int, merchants: dict[str, str]) -> None:
-    """The WeChat Pay emulator's API on ``port`` (its own process: the provider's side)."""
+def _serve_emulator(keys_dir: str, port: int, merchants: dict[str, str], host: str,
+                    tls: tuple[str, str] | None) -> None:
+    """The WeChat Pay emulator's API on ``host:port`` (its own process: the provider's
+    side); over TLS with ``tls`` = (certificate file, key file)."""
     import uvicorn
 
     keys = WeChatPayEmulatorKeys.in_directory(Path(keys_dir))
     emulator = WeChatPayEmulator(keys, sub_merchants=merchants)
-    uvicorn.run(wechatpay_emulator.create_app(emulator), host="127.0.0.1", port=port,
-                log_level="warning", access_log=False, loop="uvloop", http="httptools")
+    uvicorn.run(wechatpay_emulator.create_app(emulator), host=host, port=port,
+                log_level="warning", access_log=False, loop="uvloop", http="httptools",
+                ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None)
 
 
-def start_emulator(keys_dir: Path, merchants: dict[str, str]) -> tuple[Any, str]:
-    """Start the emulator's process; return it and its base URL once it answers."""
-    port = _any_port()
+def start_emulator(keys_dir: Path, merchants: dict[str, str], *, host: str = "127.0.0.1",
+                   tls: tuple[Path, Path] | None = None) -> tuple[Any, str]:
+    """Start the emulator's process on ``host`` (any free port; https with ``tls``, its
+    certificate and key files); return it and its base URL once it answers."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
     proc = mp.get_context("spawn").Process(
-        target=_serve_emulator, args=(str(keys_dir), port, merchants), daemon=True)
+        target=_serve_emulator, daemon=True,
+        args=(str(keys_dir), port, merchants, host,
+              (str(tls[0]), str(tls[1])) if tls else None))
     proc.start()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if not proc.is_alive():
             raise RuntimeError("the WeChat Pay emulator exited")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, f"http://127.0.0.1:{port}"
+            with socket.create_connection((host, port), timeout=1):
+                return proc, f"{'https' if tls else 'http'}://{host}:{port}"
         except OSError:
             time.sleep(0.1)
     proc.kill()
@@ -623,21 +644,27 @@ class Sent:
         return sum(len(k) for k in self.latencies)
 
 
-def drive(server_pid: int, port: int, lanes: list[Lane], *, clients: int, floor: bool,
-          progress: Progress | None = None) -> Sent:
+def drive(server_pid: int | list[int], port: int, lanes: list[Lane], *, clients: int,
+          floor: bool, progress: Progress | None = None,
+          addresses: list[Address] | None = None) -> Sent:
     """Send every lane (``clients`` processes, ``len(lanes) // clients`` connections each) and
-    wait for every answer."""
+    wait for every answer. Lane ``i`` goes to ``addresses[i]`` (default: 127.0.0.1:``port``);
+    the server CPU is that of ``server_pid``'s process tree (or the trees of a list)."""
     per_client = -(-len(lanes) // clients)
+    if addresses is None:
+        addresses = [("127.0.0.1", port)] * len(lanes)
+    pids = server_pid if isinstance(server_pid, list) else [server_pid]
     ctx = mp.get_context("fork")
     go, done, out = ctx.Event(), ctx.Value("q", 0), ctx.Queue()
     procs = [ctx.Process(target=_client, args=(
-        port, lanes[c * per_client:(c + 1) * per_client], floor, go, done, out))
+        addresses[c * per_client:(c + 1) * per_client],
+        lanes[c * per_client:(c + 1) * per_client], floor, go, done, out))
         for c in range(clients)]
     for p in procs:
         p.start()
     total = sum(len(lane) for lane in lanes)
     load_before = os.getloadavg()[0]
-    cpu_before = tree_cpu_seconds(server_pid)
+    cpu_before = sum(tree_cpu_seconds(pid) for pid in pids)
     started = time.perf_counter()
     go.set()
     results: list[tuple[list[list[float]], list[str], float]] = []
@@ -652,7 +679,7 @@ def drive(server_pid: int, port: int, lanes: list[Lane], *, clients: int, floor:
             progress(now_done - reported)
             reported = now_done
     elapsed = time.perf_counter() - started
-    server_cpu = tree_cpu_seconds(server_pid) - cpu_before
+    server_cpu = sum(tree_cpu_seconds(pid) for pid in pids) - cpu_before
     load_after = os.getloadavg()[0]
     if progress and total > reported:
         progress(total - reported)
