@@ -152,6 +152,30 @@ def test_processes_sharing_redis_read_a_campaign_once_per_tick(db: Database) -> 
     assert first.reads + second.reads == 2
 
 
+def test_a_broker_url_with_a_namespace_shares_snapshots_under_it(db: Database) -> None:
+    # SHANJU_SUMMIT_BROKER_URL may name a deployment's namespace (several deployments on one
+    # Redis, summit/broker.py): the snapshots are shared (no read by the second process) and
+    # stored under that namespace; another deployment's never sees them.
+    with db.transaction() as s:
+        campaign = make_campaign(s)
+    deployment = f"dep-{uuid.uuid4().hex[:8]}"
+    url = f"{REDIS_URL}?namespace={deployment}"
+    first = SnapshotCache(ttl=5, shared=SharedSnapshots(url, namespace="db"))
+    second = SnapshotCache(ttl=5, shared=SharedSnapshots(url, namespace="db"))
+    other = SnapshotCache(ttl=5, shared=SharedSnapshots(f"{REDIS_URL}?namespace=x{deployment}",
+                                                        namespace="db"))
+    with db.transaction(write=False) as s:
+        first.get(session=s, campaign=campaign)
+        second.get(session=s, campaign=campaign)
+        other.get(session=s, campaign=campaign)
+    assert (first.reads, second.reads, other.reads) == (1, 0, 1)
+    shared = first.shared
+    assert shared is not None
+    keys = shared.client.keys(f"shanju:{deployment}:db:live:snapshot:*")
+    assert f"shanju:{deployment}:db:live:snapshot:{campaign.id}".encode() in keys
+    shared.client.delete(*shared.client.keys(f"shanju:*{deployment}:db:*"))
+
+
 def test_without_redis_each_process_reads_for_itself(db: Database) -> None:
     with db.transaction() as s:
         campaign = make_campaign(s)

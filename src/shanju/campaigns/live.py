@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
 from sqlalchemy import func, select
@@ -480,9 +481,18 @@ class SharedSnapshots:
     def __init__(self, url: str, *, namespace: str) -> None:
         import redis
 
+        # The broker's URL may carry ``?namespace=NAME`` (deployments sharing one Redis,
+        # summit/broker.py): not a connection parameter, so taken off the URL (redis-py would
+        # refuse every command) and put in the keys, before the database's own namespace.
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        deployment = "".join(v for k, v in query if k == "namespace")
+        url = urlunsplit(parts._replace(query=urlencode(
+            [(k, v) for k, v in query if k != "namespace"])))
         self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
         # Deployments (and test databases) sharing one Redis never read each other's.
-        self.PREFIX = f"shanju:{namespace}:live:snapshot:"
+        self.PREFIX = (f"shanju:{deployment + ':' if deployment else ''}{namespace}"
+                       ":live:snapshot:")
 
     def latest(self, campaign_id: int) -> tuple[float, Snapshot] | None:
         """The stored snapshot and when it was read (``time.time()``), or None."""
