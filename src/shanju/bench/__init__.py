@@ -8,6 +8,8 @@ keeps the results with the machine. The product's packages never import from her
   group-commit engine against one transaction per gift.
 * :mod:`~shanju.bench.http` — ``shanju bench http``: giving-day payment notifications through a
   running server over loopback.
+* :mod:`~shanju.bench.multinode` — ``shanju bench multi-node``: two server nodes in network
+  namespaces of their own behind nginx, one PostgreSQL and Redis (docs/deploy.md).
 * :mod:`~shanju.bench.transparency` — ``shanju bench transparency``: the Merkle log beside
   pymerkle.
 * :mod:`~shanju.bench.summit` — ``shanju bench summit``: live-room WebSocket clients against
