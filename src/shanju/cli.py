@@ -21,6 +21,7 @@ import uvicorn
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -810,7 +811,7 @@ def bench_multi_node(
                 use_nginx=nginx, progress=advance,
                 on_phase=lambda msg: progress.console.log(msg))
     except bench.Refused as exc:
-        err.print(f"[red]Refusing to rehearse:[/] {exc}", soft_wrap=True)
+        err.print(f"[red]Refusing to rehearse:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from exc
     if not as_json:
         nodes = " · ".join(f"node {name}: {c['orders']} orders, {c['callbacks']} callbacks"

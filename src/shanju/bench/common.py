@@ -1,10 +1,13 @@
-"""What the benchmarks share: the machine they ran on, latency percentiles, and throw-away
-databases (a temporary SQLite file, or a fresh PostgreSQL database dropped afterwards)."""
+"""What the benchmarks share: the machine they ran on, latency percentiles, throw-away
+databases (a temporary SQLite file, or a fresh PostgreSQL database dropped afterwards), and
+children that die with the bench."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import signal
 import statistics
 import tempfile
 from collections.abc import Callable, Iterator
@@ -29,6 +32,17 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
     }
+
+
+def die_with_parent() -> None:
+    """In a child, before it runs (``preexec_fn``, or first thing in a multiprocessing
+    target): be sent SIGTERM when its parent (the bench) dies, even by SIGKILL (Linux's
+    ``PR_SET_PDEATHSIG``, kept across ``exec``), so that no server, proxy, relay or emulator
+    outlives a killed benchmark."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

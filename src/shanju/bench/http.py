@@ -580,6 +580,9 @@ def _serve_emulator(keys_dir: str, port: int, merchants: dict[str, str], host: s
     side); over TLS with ``tls`` = (certificate file, key file)."""
     import uvicorn
 
+    from shanju.bench.common import die_with_parent
+
+    die_with_parent()
     keys = WeChatPayEmulatorKeys.in_directory(Path(keys_dir))
     emulator = WeChatPayEmulator(keys, sub_merchants=merchants)
     uvicorn.run(wechatpay_emulator.create_app(emulator), host=host, port=port,

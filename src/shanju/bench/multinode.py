@@ -76,6 +76,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -88,7 +89,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import URL, make_url
 
 from shanju.bench import http
-from shanju.bench.common import machine
+from shanju.bench.common import die_with_parent, machine
 from shanju.core.db import Database
 from shanju.core.leader import lock_key
 from shanju.core.migrations import create_schema
@@ -345,6 +346,7 @@ async def _relay_main(routes: list[tuple[str, int, str, int]], ready: Any) -> No
 def _relay(routes: list[tuple[str, int, str, int]], ready: Any) -> None:
     """The relay's process: forward each ``(host, port)`` to its ``(target, port)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the bench's; it stops us
+    die_with_parent()
     try:
         import uvloop
 
@@ -459,7 +461,7 @@ def start_nginx(nginx: str, folder: Path, conf: Path, port: int) -> subprocess.P
         raise RuntimeError(f"nginx -t refused the rehearsal's configuration: {test.stderr}")
     proc = subprocess.Popen(  # noqa: S603 - nginx with our own configuration
         [nginx, "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log"),
-         "-g", "daemon off;"], stdout=2, stderr=2)
+         "-g", "daemon off;"], stdout=2, stderr=2, preexec_fn=die_with_parent)  # noqa: PLW1509
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -529,7 +531,8 @@ def start_node(ip: str, node: Node, *, workers: int, env: dict[str, str], allow:
             [ip, "netns", "exec", node.namespace, sys.executable, "-m", "shanju.cli", "serve",
              "--host", node.address, "--port", str(NODE_PORT), "--workers", str(workers),
              "--forwarded-allow-ips", allow],
-            env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+            env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent)  # noqa: PLW1509 - no threads of ours yet
     finally:
         log.close()
 
@@ -623,7 +626,7 @@ def run(*, donations: int, workers_per_node: int = 1, database_url: str | None =
     say = on_phase or (lambda _msg: None)
     ip = preflight(database_url, redis_url)
     assert database_url is not None  # noqa: S101 - preflight refused otherwise
-    removed = remove_leftovers(ip)
+    removed = remove_leftovers(ip) + _drop_leftover_databases(database_url)
     if removed:
         say(f"Removed an earlier run's leftovers: {', '.join(removed)}")
     nginx = nginx_command() if use_nginx else None
@@ -642,6 +645,10 @@ def run(*, donations: int, workers_per_node: int = 1, database_url: str | None =
     database: Database | None = None
     nginx_dir = folder / "nginx"
     created_db = False
+    previous_term = None
+    if threading.current_thread() is threading.main_thread():
+        # Stopped by SIGTERM (a CI's time-out, systemd, kill): clean up as on Ctrl-C.
+        previous_term = signal.signal(signal.SIGTERM, _terminated)
     try:
         say(f"Network: bridge {network.bridge} {network.subnet}, namespaces "
             f"{', '.join(n.namespace for n in nodes)}")
@@ -746,8 +753,7 @@ def run(*, donations: int, workers_per_node: int = 1, database_url: str | None =
         say("Stopping nginx and the nodes (the engines drain)")
         stop_process(proxy, signal.SIGQUIT)
         for node in nodes:
-            if node.proc is not None:
-                http.stop_server(node.proc)
+            stop_process(node.proc, signal.SIGTERM, 60)
         say("Checking invariants")
         checks = http.invariants(database, world, expected, orders_written=True,
                                  orders_opened=len(callbacks))
@@ -778,8 +784,10 @@ def run(*, donations: int, workers_per_node: int = 1, database_url: str | None =
     finally:
         say("Cleaning up: servers, nginx, relay, emulator, network, database")
         stop_process(proxy, signal.SIGTERM, 10)
+        # SIGTERM, which uvicorn takes as it takes Ctrl-C (the engines drain), and which a
+        # process still importing does not ignore (SIGINT is ignored by background jobs).
         for node in nodes:
-            stop_process(node.proc, signal.SIGINT, 60)
+            stop_process(node.proc, signal.SIGTERM, 60)
         for child in (relay, emulator):
             if child is not None and child.is_alive():
                 child.terminate()
@@ -796,6 +804,30 @@ def run(*, donations: int, workers_per_node: int = 1, database_url: str | None =
         _forget_redis_keys(redis_url, namespace,
                            _relayed(_throwaway_url(database_url, db_name), network.host))
         shutil.rmtree(folder, ignore_errors=True)
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def _terminated(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _drop_leftover_databases(database_url: str) -> list[str]:
+    """Drop the throw-away databases of earlier runs whose process is gone."""
+    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    dropped = []
+    try:
+        with engine.connect() as conn:
+            for name in conn.execute(text(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'shanju_rehearsal_%'"
+            )).scalars():
+                m = re.fullmatch(r"shanju_rehearsal_(\d+)", name)
+                if m and not _alive(int(m.group(1))):
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    dropped.append(name)
+    finally:
+        engine.dispose()
+    return dropped
 
 
 def _make_transparency_key(path: Path) -> None:
