@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,43 @@ def test_the_rehearsal_refuses_without_postgresql() -> None:
                                  "sqlite:///var/x.sqlite3"])
     assert result.exit_code == 2
     assert "PostgreSQL, not sqlite" in result.output
+
+
+def _shanju_as(*setpriv: str) -> subprocess.CompletedProcess[str]:
+    """``shanju bench multi-node`` in a process of its own, under ``setpriv`` options."""
+    command = [sys.executable, "-m", "shanju.cli", "bench", "multi-node", "--donations", "10",
+               "--database-url", PG_ADMIN_URL]
+    if setpriv:
+        tool = shutil.which("setpriv")
+        if tool is None:
+            pytest.skip("setpriv (util-linux) is not installed")
+        command = [tool, *setpriv, *command]
+    return subprocess.run(command, capture_output=True, text=True, check=False,  # noqa: S603
+                          timeout=120, cwd="/")
+
+
+def _others_can_run_this_checkout() -> bool:
+    """Whether another user may traverse to this checkout and its environment."""
+    for path in (Path(sys.prefix), Path(__file__).resolve().parents[2]):
+        for folder in (path, *path.parents):
+            if not folder.stat().st_mode & 0o001:
+                return False
+    return True
+
+
+def test_the_rehearsal_refuses_without_root() -> None:
+    # As root: the same command as the unprivileged user "nobody".
+    if os.geteuid() == 0 and not _others_can_run_this_checkout():
+        pytest.skip("the user nobody cannot reach this checkout (a folder above it is 0700)")
+    done = (_shanju_as("--reuid=65534", "--regid=65534", "--clear-groups")
+            if os.geteuid() == 0 else _shanju_as())
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "needs root" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_rehearsal_refuses_without_cap_net_admin() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to drop CAP_NET_ADMIN alone")
+    done = _shanju_as("--bounding-set=-net_admin", "--inh-caps=-net_admin")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "CAP_NET_ADMIN" in done.stderr and "Traceback" not in done.stderr
