@@ -906,6 +906,11 @@ def report(*, sent: http.Sent, opening: http.Sent, checks: dict[str, Any], donat
         "per_node_nginx": per_proxy,
         "callbacks_on_other_node": crossed,
         "callbacks_attributed": attributed,
+        # Which node took each order and each callback: nginx's log (its upstream, by the
+        # order's idempotency key and the callback's order id), or without nginx the client's
+        # connection (each one goes to one node).
+        "callbacks_source": "nginx's access log" if per_proxy is not None
+        else "the client's connections",
         "leaders": leaders,
         "errors": errors,
         "first_errors": (opening.failures + sent.failures)[:3],
