@@ -5,6 +5,7 @@ children that die with the bench."""
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import platform
 import signal
@@ -35,14 +36,16 @@ def machine() -> dict[str, Any]:
 
 
 def die_with_parent() -> None:
-    """In a child, before it runs (``preexec_fn``, or first thing in a multiprocessing
-    target): be sent SIGTERM when its parent (the bench) dies, even by SIGKILL (Linux's
-    ``PR_SET_PDEATHSIG``, kept across ``exec``), so that no server, proxy, relay or emulator
-    outlives a killed benchmark."""
+    """First thing in a benchmark's child process (a multiprocessing target): be sent
+    SIGTERM when the parent (the bench) dies, even by SIGKILL (Linux's ``PR_SET_PDEATHSIG``),
+    so that no relay or emulator outlives a killed benchmark."""
     import ctypes
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl
+        os._exit(1)
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

@@ -460,8 +460,8 @@ def start_nginx(nginx: str, folder: Path, conf: Path, port: int) -> subprocess.P
     if test.returncode != 0:
         raise RuntimeError(f"nginx -t refused the rehearsal's configuration: {test.stderr}")
     proc = subprocess.Popen(  # noqa: S603 - nginx with our own configuration
-        [nginx, "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log"),
-         "-g", "daemon off;"], stdout=2, stderr=2, preexec_fn=die_with_parent)  # noqa: PLW1509
+        [*dies_with_us(), nginx, "-p", str(folder), "-c", str(conf), "-e",
+         str(folder / "error.log"), "-g", "daemon off;"], stdout=2, stderr=2)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -474,6 +474,14 @@ def start_nginx(nginx: str, folder: Path, conf: Path, port: int) -> subprocess.P
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("nginx did not start within 30 s")
+
+
+def dies_with_us() -> list[str]:
+    """A prefix that makes a command die (SIGTERM) when the bench dies, even by SIGKILL:
+    util-linux's ``setpriv --pdeathsig`` (it execs the command in place), so that no node or
+    nginx outlives a killed run. Empty without setpriv (the next run's start cleans up)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
@@ -493,7 +501,7 @@ def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM
 
 def node_environ(*, database_url: str, redis_url: str, folder: Path, base_url: str,
                  provider: dict[str, str], ca_file: Path) -> dict[str, str]:
-    """A node's environment: production, as ``deploy/shanju.env.example`` says, on the
+    """A node's environment: production, as ``deploy/systemd/shanju.env.example`` says, on the
     rehearsal's database, Redis and provider; nothing of the bench's own ``SHANJU_*``."""
     proxies = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
     env = {k: v for k, v in os.environ.items()
@@ -528,11 +536,11 @@ def start_node(ip: str, node: Node, *, workers: int, env: dict[str, str], allow:
     log = node.log.open("ab")
     try:
         node.proc = subprocess.Popen(  # noqa: S603 - our own command
-            [ip, "netns", "exec", node.namespace, sys.executable, "-m", "shanju.cli", "serve",
+            [ip, "netns", "exec", node.namespace, *dies_with_us(), sys.executable, "-m",
+             "shanju.cli", "serve",
              "--host", node.address, "--port", str(NODE_PORT), "--workers", str(workers),
              "--forwarded-allow-ips", allow],
-            env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent)  # noqa: PLW1509 - no threads of ours yet
+            env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     finally:
         log.close()
 
