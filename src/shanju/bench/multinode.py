@@ -52,9 +52,11 @@ and callbacks, and exactly one of the nodes' processes signs the transparency lo
 checkpoints (``core/leader.py``: its advisory lock in ``pg_locks``; the payments job, a round
 every five minutes, has at most one leader).
 
-**Clean-up**, in ``finally`` (and on Ctrl-C): servers, nginx, relay, emulator, veths, bridge,
-namespaces, the throw-away database and the run's Redis keys. A namespace or link of an
-earlier run whose process is gone is removed at the start.
+**Clean-up**, in ``finally`` (and on Ctrl-C or SIGTERM): servers, nginx, relay, emulator,
+veths, bridge, namespaces, the throw-away database and the run's Redis keys. Killed outright,
+the bench takes its children with it (``setpriv --pdeathsig``, ``PR_SET_PDEATHSIG``); the
+namespaces, links and database of an earlier run whose process is gone are removed at the
+start.
 """
 
 from __future__ import annotations
