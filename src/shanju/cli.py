@@ -877,11 +877,19 @@ def bench_giving_day(
     max_batch: Annotated[int | None, typer.Option(help="Engine: gifts per batch at most.")
                          ] = None,
     seed: Annotated[int, typer.Option(help="The workload's random seed.")] = 99,
+    writers: Annotated[int | None, typer.Option(
+        min=1, max=16, help="Escrow writer processes (docs/locking.md, 'Several writers'); "
+                            "more than 1 needs PostgreSQL. Default: one group-commit engine "
+                            "in this process.")] = None,
 ) -> None:
     """A 99-style giving-day opening through the group-commit engine, against a naive
     one-transaction-per-gift baseline; checks every invariant; the last line is JSON."""
     from shanju.bench import giving_day
 
+    if writers is not None and writers > 1 and db is BenchDb.SQLITE:
+        raise typer.BadParameter(
+            "SQLite takes one writer process (its database file has one write lock): use "
+            "--db postgresql for several", param_hint="--writers")
     options: dict[str, object] = {}
     if max_wait_ms is not None:
         options["max_wait_ms"] = max_wait_ms
@@ -903,13 +911,17 @@ def bench_giving_day(
     with progress:
         report = giving_day.bench_giving_day(
             db=db.value, donations=donations, rate=rate, in_flight=in_flight,
-            baseline_sample=baseline, seed=seed, engine_options=options, progress=advance)
+            baseline_sample=baseline, seed=seed, engine_options=options, writers=writers,
+            progress=advance)
     if not as_json:
         err = Console(stderr=True)
         table = Table(title=f"Giving day on {report['db']}", show_header=False)
-        for key in ("donations", "submissions", "seconds", "donations_per_s", "p50_ms",
-                    "p99_ms", "baseline_donations_per_s", "speedup", "pool_exhausted_at_s"):
+        for key in ("writers", "donations", "submissions", "seconds", "donations_per_s",
+                    "p50_ms", "p99_ms", "baseline_donations_per_s", "speedup",
+                    "pool_exhausted_at_s", "log_drain_s"):
             table.add_row(key, str(report[key]))
+        for writer in report["per_writer"]:
+            table.add_row(f"writer {writer['writer']}", f"{writer['donations_per_s']}/s")
         table.add_row("matched / budget", f"{format_fen(report['matched_fen'])} / "
                                           f"{format_fen(report['budget_fen'])}")
         for key, value in report["invariants"].items():

@@ -240,6 +240,36 @@ def test_unknown_provider_and_a_non_order_provider_path(live: TestClient) -> Non
     assert response.json()["error"]["code"] == "unknown_provider"
 
 
+def test_with_the_escrow_writer_a_gift_is_credited_once_and_its_escrow_returned(
+        settings: Any, db: Database, day: Day) -> None:
+    # SHANJU_GIVING_DAY_WRITER=escrow: the app's engine spends a lease of the caps and pools
+    # (several server processes write at once); the same gift, once, in the same ledger.
+    from shanju.app import create_app
+    from shanju.campaigns.escrow_writer import EscrowEngine
+    from shanju.transparency import sequencer
+    from shanju.transparency.check import check as transparency_check
+
+    app = create_app(settings.model_copy(update={"giving_day_writer": "escrow"}), database=db)
+    with TestClient(app) as c:
+        assert isinstance(c.app.state.engine, EscrowEngine)  # type: ignore[attr-defined]
+        o = order(c, day).json()
+        paid = c.post("/api/v1/payments/sandbox/orders/complete", json={"token": o["token"]},
+                      headers=day.auth)
+        assert paid.status_code == 200 and paid.json()["outcome"] == "credited", paid.text
+        again = c.post("/api/v1/payments/sandbox/orders/complete",
+                       json={"token": o["token"]}, headers=day.auth)
+        assert again.json()["outcome"] == "duplicate"
+    sequencer.drain(db)
+    with db.transaction(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(CampaignGift)) == 1
+        assert ledger.balance(s, ledger.project_fund(day.project_id)) == 10_000
+        pool = s.get_one(MatchPool, day.pool_id)
+        assert ledger.balance(s, ledger.match_pool(day.pool_id)) == pool.remaining_fen
+        assert pool.remaining_fen == 1_000_000 - 5_000  # the lease gave the rest back
+        assert ledger.check(s).ok
+        assert transparency_check(s).ok
+
+
 def test_the_engine_runs_with_the_app_and_is_stopped_at_shutdown(app: Any) -> None:
     with TestClient(app) as c:
         engine = c.app.state.engine  # type: ignore[attr-defined]

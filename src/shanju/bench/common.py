@@ -48,6 +48,20 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot, all cores together (user,
+    nice, system, irq, softirq, steal from ``/proc/stat``): taken before and after a run, the
+    difference covers every process — the database server's too. None where there is no
+    ``/proc/stat``."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def percentiles(samples: list[float]) -> dict[str, float]:
     """p50/p95/p99/max of latencies in milliseconds."""
     if not samples:

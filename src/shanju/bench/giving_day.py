@@ -49,6 +49,7 @@ import gc
 import hashlib
 import itertools
 import math
+import multiprocessing
 import os
 import random
 import threading
@@ -63,9 +64,10 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
-from shanju.bench.common import machine, percentiles, throwaway_database
+from shanju.bench.common import machine, machine_busy_seconds, percentiles, throwaway_database
 from shanju.campaigns import flows, quadratic
 from shanju.campaigns.engine import GiftResult, GroupCommitEngine, PaidGift, apply_batch
+from shanju.campaigns.escrow_writer import EscrowEngine
 from shanju.campaigns.models import (
     Campaign,
     CampaignBatch,
@@ -88,6 +90,7 @@ from shanju.ledger import service as ledger
 from shanju.organizations import uscc
 from shanju.organizations.models import Organization, OrgStatus, OrgType
 from shanju.projects.models import Project, ProjectStatus
+from shanju.transparency import sequencer
 from shanju.transparency.check import check as transparency_check
 
 ORGS = 50
@@ -362,12 +365,21 @@ class RunResult:
     latencies: list[float]
     results: list[GiftResult | None]
     errors: list[str]
+    start: float = 0.0  # time.perf_counter() when the clock started (CLOCK_MONOTONIC on Linux:
+    end: float = 0.0  # comparable between processes of one machine) and the last answer
+    stats: dict[str, Any] = field(default_factory=dict)  # the engine's own counts
+    busy_start: float | None = None  # machine_busy_seconds() at start and at the last answer
+    busy_end: float | None = None
 
 
 def run_engine(database: Database, submissions: Sequence[PaidGift], *, rate: float = 0,
                in_flight: int = 10_000, engine_options: dict[str, Any] | None = None,
-               progress: ProgressFn = _no_progress) -> RunResult:
-    """Submit every gift to a ``GroupCommitEngine``; measure submit → durable."""
+               progress: ProgressFn = _no_progress,
+               engine_class: type[GroupCommitEngine] = GroupCommitEngine,
+               before_start: Callable[[], None] | None = None) -> RunResult:
+    """Submit every gift to a ``GroupCommitEngine`` (or ``engine_class``); measure submit →
+    durable. ``before_start`` runs once the engine is up, just before the clock starts (a
+    writer process waits there for the others)."""
     count = len(submissions)
     submitted_at = [0.0] * count
     done_at = [0.0] * count
@@ -386,12 +398,15 @@ def run_engine(database: Database, submissions: Sequence[PaidGift], *, rate: flo
         if next(ticket) == count:  # itertools.count is atomic under the GIL
             finished.set()
 
-    engine = GroupCommitEngine(database, **(engine_options or {}))
+    engine = engine_class(database, **(engine_options or {}))
     engine.start()
+    if before_start is not None:
+        before_start()
     gc.collect()
     gc.freeze()  # the pre-built workload is never garbage: keep the collector off it
     started_at = utcnow()
     cpu_start = time.process_time()
+    busy_start = machine_busy_seconds()
     start = clock()
 
     def generate() -> None:
@@ -430,10 +445,13 @@ def run_engine(database: Database, submissions: Sequence[PaidGift], *, rate: flo
         engine.stop()
         gc.unfreeze()
         raise RuntimeError("the workload generator failed") from generator_failed[0]
+    busy_end = machine_busy_seconds()
     progress("engine", count, count)
     cpu_seconds = time.process_time() - cpu_start
     engine.stop()
     gc.unfreeze()
+    stats = engine.stats() if isinstance(engine, EscrowEngine) else {
+        "batches": engine.batches, "gifts": engine.gifts}
     errors: list[str] = []
     results: list[GiftResult | None] = []
     for future in futures:
@@ -444,10 +462,105 @@ def run_engine(database: Database, submissions: Sequence[PaidGift], *, rate: flo
             results.append(None)
         else:
             results.append(future.result())
-    seconds = max(done_at) - start if count else 0.0
+    end = max(done_at) if count else start
     latencies = [d - s for d, s in zip(done_at, submitted_at, strict=True)]
-    return RunResult(seconds=seconds, cpu_seconds=cpu_seconds, started_at=started_at,
-                     latencies=latencies, results=results, errors=errors)
+    return RunResult(seconds=end - start, cpu_seconds=cpu_seconds, started_at=started_at,
+                     latencies=latencies, results=results, errors=errors, start=start,
+                     end=end, stats=stats, busy_start=busy_start, busy_end=busy_end)
+
+
+def _writer_process(url: str, index: int, gifts: list[PaidGift], rate: float, in_flight: int,
+                    engine_options: dict[str, Any], ready: Any, go: Any, done: Any,
+                    answer: Any) -> None:
+    """One escrow writer process of :func:`run_writers` (a ``spawn`` child): its own
+    database connections, its own :class:`EscrowEngine`, its share of the workload."""
+    database = Database(url)
+
+    def wait_for_the_others() -> None:
+        ready.put(index)
+        go.wait()
+
+    def count(_phase: str, finished: int, _total: int) -> None:
+        done.value = finished
+
+    try:
+        run = run_engine(database, gifts, rate=rate, in_flight=in_flight,
+                         engine_options={"worker": f"bench-writer-{index}", **engine_options},
+                         progress=count, engine_class=EscrowEngine,
+                         before_start=wait_for_the_others)
+        answer.send(run)
+    except BaseException as exc:
+        answer.send(f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    finally:
+        answer.close()
+        database.dispose()
+
+
+def run_writers(database: Database, submissions: Sequence[PaidGift], *, writers: int,
+                rate: float = 0, in_flight: int = 10_000,
+                engine_options: dict[str, Any] | None = None,
+                progress: ProgressFn = _no_progress) -> tuple[RunResult, list[RunResult]]:
+    """``writers`` escrow writer processes (:class:`EscrowEngine`, ``docs/locking.md``,
+    "Several writers") share the workload: submission ``i`` goes to writer ``i % writers``
+    (so a retried delivery may reach another writer than its first, as it may in
+    production). Each waits, engine started, until all are ready; the clock runs from the
+    common start to the last answer. Returns the merged run (answers in submission order)
+    and each writer's own."""
+    ctx = multiprocessing.get_context("spawn")  # no inherited threads, pools or locks
+    count = len(submissions)
+    ready = ctx.Queue()
+    go = ctx.Event()
+    counters = [ctx.Value("q", 0, lock=False) for _ in range(writers)]
+    pipes = [ctx.Pipe(duplex=False) for _ in range(writers)]
+    processes = [
+        ctx.Process(target=_writer_process, name=f"giving-day-writer-{k}", daemon=True,
+                    args=(database.url, k, list(submissions[k::writers]), rate / writers,
+                          max(1, in_flight // writers), engine_options or {}, ready, go,
+                          counters[k], pipes[k][1]))
+        for k in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    for _, sender in pipes:
+        sender.close()  # the children hold them: EOF reaches us if one dies
+    try:
+        for _ in range(writers):
+            ready.get(timeout=120)
+        started_at = utcnow()
+        go.set()
+        runs: list[RunResult | None] = [None] * writers
+        while any(r is None for r in runs):
+            progress("engine", min(count, sum(int(c.value) for c in counters)), count)
+            for k, (receiver, _) in enumerate(pipes):
+                if runs[k] is None and receiver.poll(0.05):
+                    got = receiver.recv()
+                    if not isinstance(got, RunResult):
+                        raise RuntimeError(f"giving-day writer {k} failed: {got}")
+                    runs[k] = got
+            for k, process in enumerate(processes):
+                if runs[k] is None and not process.is_alive() and not pipes[k][0].poll():
+                    raise RuntimeError(f"giving-day writer {k} died (exit {process.exitcode})")
+        progress("engine", count, count)
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    done = [r for r in runs if r is not None]
+    results: list[GiftResult | None] = [None] * count
+    latencies = [0.0] * count
+    for k, run in enumerate(done):
+        results[k::writers] = run.results
+        latencies[k::writers] = run.latencies
+    first = min(done, key=lambda r: r.start)
+    last = max(done, key=lambda r: r.end)
+    merged = RunResult(seconds=last.end - first.start,
+                       cpu_seconds=sum(r.cpu_seconds for r in done), started_at=started_at,
+                       latencies=latencies, results=results,
+                       errors=[e for r in done for e in r.errors], start=first.start,
+                       end=last.end, busy_start=first.busy_start, busy_end=last.busy_end)
+    return merged, done
 
 
 def run_baseline(database: Database, submissions: Sequence[PaidGift], *,
@@ -706,6 +819,24 @@ def quadratic_round(database: Database, world: World, budget_fen: int) -> dict[s
 # --- the whole benchmark -------------------------------------------------------------------
 
 
+def _machine_cost(run: RunResult, credited: int) -> dict[str, Any]:
+    if run.busy_start is None or run.busy_end is None or not credited or not run.seconds:
+        return {"machine_busy_s": None, "machine_cpu_us_per_gift": None,
+                "machine_cores_busy": None}
+    busy = run.busy_end - run.busy_start
+    return {"machine_busy_s": round(busy, 2),
+            "machine_cpu_us_per_gift": round(busy / credited * 1e6, 1),
+            "machine_cores_busy": round(busy / run.seconds, 2)}
+
+
+def _writer_report(index: int, run: RunResult) -> dict[str, Any]:
+    credited = sum(1 for r in run.results if r is not None and r.outcome == "credited")
+    return {"writer": index, "submissions": len(run.results), "donations": credited,
+            "seconds": round(run.seconds, 3),
+            "donations_per_s": round(credited / run.seconds, 1) if run.seconds else None,
+            "cpu_seconds": round(run.cpu_seconds, 3), **run.stats}
+
+
 def _versions(database: Database) -> dict[str, str]:
     with database.engine.connect() as conn:
         if database.is_sqlite:
@@ -725,8 +856,15 @@ def _prepare(database: Database, *, donations: int, opening: dt.datetime,
 def bench_giving_day(*, db: str, donations: int, rate: float = 0, in_flight: int = 10_000,
                      baseline_sample: int = BASELINE_SAMPLE, seed: int = 99,
                      engine_options: dict[str, Any] | None = None, quadratic_pool: bool = True,
+                     writers: int | None = None,
                      progress: ProgressFn = _no_progress) -> dict[str, Any]:
-    """Run the engine and the naive baseline on the same workload; return the report."""
+    """Run the engine and the naive baseline on the same workload; return the report.
+
+    ``writers=None``: one :class:`GroupCommitEngine` in this process. ``writers=K``: K
+    escrow writer processes (:func:`run_writers`); once they stop, the log's queue is
+    sequenced (timed as ``log_drain_s``) before the invariants are checked."""
+    if writers is not None and (writers < 1 or (writers > 1 and db == "sqlite")):
+        raise ValueError("SQLite takes one writer process; several need PostgreSQL")
     opening = _opening_time()
     progress("setup", 0, 1)
     load_before = [round(x, 2) for x in os.getloadavg()]
@@ -734,8 +872,18 @@ def bench_giving_day(*, db: str, donations: int, rate: float = 0, in_flight: int
         world, workload = _prepare(database, donations=donations, opening=opening, seed=seed)
         versions = _versions(database)
         progress("setup", 1, 1)
-        run = run_engine(database, workload.submissions, rate=rate, in_flight=in_flight,
-                         engine_options=engine_options, progress=progress)
+        per_writer: list[RunResult] = []
+        log_drain_s = None
+        if writers is None:
+            run = run_engine(database, workload.submissions, rate=rate, in_flight=in_flight,
+                             engine_options=engine_options, progress=progress)
+        else:
+            run, per_writer = run_writers(database, workload.submissions, writers=writers,
+                                          rate=rate, in_flight=in_flight,
+                                          engine_options=engine_options, progress=progress)
+            drain_start = time.perf_counter()
+            sequencer.drain(database)
+            log_drain_s = round(time.perf_counter() - drain_start, 3)
         progress("checking", 0, 1)
         invariants = check_invariants(database, world, workload.submissions, run.results)
         pools = pool_report(database, world, run.started_at)
@@ -781,6 +929,9 @@ def bench_giving_day(*, db: str, donations: int, rate: float = 0, in_flight: int
         "max_ms": lat.get("max_ms"),
         "cpu_seconds": round(run.cpu_seconds, 3),
         "donations_per_cpu_s": round(credited / run.cpu_seconds, 1) if run.cpu_seconds else None,
+        # The whole machine (this process, its writers, the database server, anything else
+        # running): what a gift costs in CPU everywhere, and how many cores the run kept busy.
+        **_machine_cost(run, credited),
         "baseline_donations": base_credited,
         "baseline_seconds": round(baseline.seconds, 3),
         "baseline_cpu_seconds": round(baseline.cpu_seconds, 3),
@@ -803,6 +954,10 @@ def bench_giving_day(*, db: str, donations: int, rate: float = 0, in_flight: int
         "baseline_invariants": base_flags,
         "problems": invariants["problems"] + base_invariants["problems"],
         "engine_options": engine_options or {},
+        "writers": writers or 1,
+        "writer_engine": "group-commit" if writers is None else "escrow",
+        "per_writer": [_writer_report(k, w) for k, w in enumerate(per_writer)],
+        "log_drain_s": log_drain_s,
         "machine": {**machine(), **versions,
                     "loadavg_at_start": load_before,
                     "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},

@@ -101,10 +101,16 @@ def start_engine(app: FastAPI) -> GroupCommitEngine:
     with _start_lock:
         engine: GroupCommitEngine | None = getattr(app.state, "engine", None)
         if engine is None:
-            engine = campaigns_engine.GroupCommitEngine(app.state.db)
+            writer = app.state.settings.giving_day_writer
+            if writer == "escrow":
+                from shanju.campaigns.escrow_writer import EscrowEngine
+
+                engine = EscrowEngine(app.state.db)
+            else:
+                engine = campaigns_engine.GroupCommitEngine(app.state.db)
             engine.start()
             app.state.engine = engine
-            log.info("campaigns.engine.started")
+            log.info("campaigns.engine.started", extra={"writer": writer})
         return engine
 
 

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     # processes (memory:// for one process; redis://… or postgresql://… for several) and how
     # often each room broadcasts its coalesced updates.
     summit_broker_url: str = "memory://"
+    # The giving day's writer in each server process (docs/campaigns/engine.md,
+    # docs/locking.md): "group-commit" (one batch at a time per campaign across all processes,
+    # the cheapest per gift) or "escrow" (each process spends a lease of the caps and pools,
+    # so several write at once; about twice the CPU per gift: worth it only when the writers
+    # have cores of their own).
+    giving_day_writer: Literal["group-commit", "escrow"] = "group-commit"
     summit_tick_ms: int = 250
     # Where the rate limits' counters live (core/ratelimit.py): memory:// for one process,
     # redis://host:6379/0 (optionally ?namespace=NAME) to share them between processes.
