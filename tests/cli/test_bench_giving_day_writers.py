@@ -31,6 +31,9 @@ def test_two_escrow_writer_processes_keep_every_invariant(pg_url: str) -> None:
     assert sum(w["donations"] for w in writers) == 1500
     assert all(w["donations"] > 0 and w["donations_per_s"] > 0 for w in writers)
     assert report["log_drain_s"] is not None
+    # CPU per gift: the writers' own (summed over the processes) and the database server's.
+    assert report["writer_cpu_us_per_gift"] > 0
+    assert report["database_cpu_us_per_gift"] is None or report["database_cpu_us_per_gift"] > 0
     assert report["machine_cpu_us_per_gift"] is None or report["machine_cpu_us_per_gift"] > 0
 
 

@@ -62,6 +62,32 @@ def machine_busy_seconds() -> float | None:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU seconds of this machine's PostgreSQL server so far: every ``postgres`` process's
+    user + system time, plus what its exited children (backends that ended) left in their
+    parent's counters. Taken before and after a run, the difference is the database
+    server's share of the work, apart from anything else the machine runs. None where
+    ``/proc`` cannot tell (another OS, a server on another machine)."""
+    total = 0
+    found = False
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue  # ended meanwhile
+        name = stat[stat.find("(") + 1:stat.rfind(")")]
+        if name != "postgres" and not name.startswith("postgres:"):
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        # fields[11:15]: utime, stime, cutime, cstime (proc(5), counted from field 3).
+        total += sum(int(v) for v in fields[11:15])
+        found = True
+    return total / tick if found else None
+
+
 def percentiles(samples: list[float]) -> dict[str, float]:
     """p50/p95/p99/max of latencies in milliseconds."""
     if not samples:

@@ -64,7 +64,13 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shanju.accounts.models import Role, User
-from shanju.bench.common import machine, machine_busy_seconds, percentiles, throwaway_database
+from shanju.bench.common import (
+    machine,
+    machine_busy_seconds,
+    percentiles,
+    postgres_cpu_seconds,
+    throwaway_database,
+)
 from shanju.campaigns import flows, quadratic
 from shanju.campaigns.engine import GiftResult, GroupCommitEngine, PaidGift, apply_batch
 from shanju.campaigns.escrow_writer import EscrowEngine
@@ -370,6 +376,8 @@ class RunResult:
     stats: dict[str, Any] = field(default_factory=dict)  # the engine's own counts
     busy_start: float | None = None  # machine_busy_seconds() at start and at the last answer
     busy_end: float | None = None
+    db_cpu_start: float | None = None  # postgres_cpu_seconds() likewise (PostgreSQL)
+    db_cpu_end: float | None = None
 
 
 def run_engine(database: Database, submissions: Sequence[PaidGift], *, rate: float = 0,
@@ -407,6 +415,7 @@ def run_engine(database: Database, submissions: Sequence[PaidGift], *, rate: flo
     started_at = utcnow()
     cpu_start = time.process_time()
     busy_start = machine_busy_seconds()
+    db_cpu_start = postgres_cpu_seconds() if not database.is_sqlite else None
     start = clock()
 
     def generate() -> None:
@@ -446,6 +455,7 @@ def run_engine(database: Database, submissions: Sequence[PaidGift], *, rate: flo
         gc.unfreeze()
         raise RuntimeError("the workload generator failed") from generator_failed[0]
     busy_end = machine_busy_seconds()
+    db_cpu_end = postgres_cpu_seconds() if not database.is_sqlite else None
     progress("engine", count, count)
     cpu_seconds = time.process_time() - cpu_start
     engine.stop()
@@ -466,7 +476,8 @@ def run_engine(database: Database, submissions: Sequence[PaidGift], *, rate: flo
     latencies = [d - s for d, s in zip(done_at, submitted_at, strict=True)]
     return RunResult(seconds=end - start, cpu_seconds=cpu_seconds, started_at=started_at,
                      latencies=latencies, results=results, errors=errors, start=start,
-                     end=end, stats=stats, busy_start=busy_start, busy_end=busy_end)
+                     end=end, stats=stats, busy_start=busy_start, busy_end=busy_end,
+                     db_cpu_start=db_cpu_start, db_cpu_end=db_cpu_end)
 
 
 def _writer_process(url: str, index: int, gifts: list[PaidGift], rate: float, in_flight: int,
@@ -559,7 +570,8 @@ def run_writers(database: Database, submissions: Sequence[PaidGift], *, writers:
                        cpu_seconds=sum(r.cpu_seconds for r in done), started_at=started_at,
                        latencies=latencies, results=results,
                        errors=[e for r in done for e in r.errors], start=first.start,
-                       end=last.end, busy_start=first.busy_start, busy_end=last.busy_end)
+                       end=last.end, busy_start=first.busy_start, busy_end=last.busy_end,
+                       db_cpu_start=first.db_cpu_start, db_cpu_end=last.db_cpu_end)
     return merged, done
 
 
@@ -820,13 +832,24 @@ def quadratic_round(database: Database, world: World, budget_fen: int) -> dict[s
 
 
 def _machine_cost(run: RunResult, credited: int) -> dict[str, Any]:
-    if run.busy_start is None or run.busy_end is None or not credited or not run.seconds:
-        return {"machine_busy_s": None, "machine_cpu_us_per_gift": None,
-                "machine_cores_busy": None}
-    busy = run.busy_end - run.busy_start
-    return {"machine_busy_s": round(busy, 2),
-            "machine_cpu_us_per_gift": round(busy / credited * 1e6, 1),
-            "machine_cores_busy": round(busy / run.seconds, 2)}
+    """CPU per gift: the writer processes' own, the database server's (PostgreSQL, from
+    ``/proc``: its share apart from other work on the machine), and the whole machine's."""
+    cost: dict[str, Any] = {
+        "writer_cpu_us_per_gift": round(run.cpu_seconds / credited * 1e6, 1) if credited
+        else None,
+        "database_cpu_us_per_gift": None, "machine_busy_s": None,
+        "machine_cpu_us_per_gift": None, "machine_cores_busy": None}
+    if not credited or not run.seconds:
+        return cost
+    if run.db_cpu_start is not None and run.db_cpu_end is not None:
+        cost["database_cpu_us_per_gift"] = round(
+            (run.db_cpu_end - run.db_cpu_start) / credited * 1e6, 1)
+    if run.busy_start is not None and run.busy_end is not None:
+        busy = run.busy_end - run.busy_start
+        cost |= {"machine_busy_s": round(busy, 2),
+                 "machine_cpu_us_per_gift": round(busy / credited * 1e6, 1),
+                 "machine_cores_busy": round(busy / run.seconds, 2)}
+    return cost
 
 
 def _writer_report(index: int, run: RunResult) -> dict[str, Any]:
