@@ -16,7 +16,7 @@ from shanju.bench import giving_day as bench
 from shanju.bench.common import PG_ADMIN_URL
 from shanju.campaigns.engine import GiftResult
 from shanju.campaigns.models import CampaignGift, MatchPool, MatchStatus
-from shanju.core.clock import utcnow
+from shanju.core.clock import CHINA_TZ, today_cn, utcnow
 from shanju.core.db import Database
 from tests.factories import make_campaign, make_campaign_gift, make_org, make_pool, make_project
 
@@ -73,7 +73,7 @@ def test_a_small_run_reports_every_figure_with_its_invariants_true(kind: str) ->
 
 
 def test_the_workload_is_reproducible_and_realistic(db: Database) -> None:
-    opening = dt.datetime(2026, 9, 7, 2, 0, tzinfo=dt.UTC)  # 10:00 China time
+    opening = dt.datetime.combine(today_cn(), dt.time(10), tzinfo=CHINA_TZ)  # 10:00 today
     world = bench.setup_world(db, donors=400, opening=opening)
     one = bench.build_workload(world, donations=2_000, opening=opening, seed=7)
     two = bench.build_workload(world, donations=2_000, opening=opening, seed=7)
