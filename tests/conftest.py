@@ -7,9 +7,11 @@ PostgreSQL. PostgreSQL tests skip with a printed reason when no server answers â
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from shanju.app import create_app
+from shanju.core.clock import CHINA_TZ, today_cn, utcnow
 from shanju.core.config import Settings
 from shanju.core.db import Base, Database
 from shanju.core.migrations import create_schema
@@ -199,3 +202,25 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     """An HTTP client for the app (cookies kept between requests, like a browser)."""
     with TestClient(app, base_url="http://testserver") as c:
         yield c
+
+
+# --- the date --------------------------------------------------------------------------------
+
+#: How close to midnight in China a test that takes ``china_today`` waits for it instead.
+MIDNIGHT_MARGIN = dt.timedelta(minutes=1)
+
+
+@pytest.fixture
+def china_today() -> dt.date:
+    """Today's date in China (the product's ``today_cn()``) when the test runs.
+
+    The test and the code it calls read the clock separately; a run of the suite may cross
+    midnight in China (16:00 UTC). A test that starts less than ``MIDNIGHT_MARGIN`` before
+    it first waits for it to pass, so that the dates the test and the code take are one day.
+    """
+    now = utcnow().astimezone(CHINA_TZ)
+    midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(),
+                                   tzinfo=CHINA_TZ)
+    if midnight - now < MIDNIGHT_MARGIN:
+        time.sleep((midnight - now).total_seconds() + 0.01)
+    return today_cn()

@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from shanju.accounts.models import Role
 from shanju.campaigns.engine import apply_batch
-from shanju.core.clock import CHINA_TZ, today_cn
+from shanju.core.clock import CHINA_TZ
 from tests.browser.conftest import LiveServer
 from tests.browser.helpers import check_fits_phone, zh
 from tests.factories import (
@@ -35,11 +35,11 @@ def test_held_match_explained_and_released_on_a_phone(
     js_errors: list[str],
 ) -> None:
     donors = [live_server.create_user(display_name=f"捐赠人{n}") for n in range(3)]
-    at = dt.datetime.combine(today_cn(), dt.time(10, 0), tzinfo=CHINA_TZ)
     with live_server.database.transaction() as session:
         org = make_org(session, name="北京春苗公益基金会")
         project = make_project(session, org=org, title="山区孩子过冬棉衣")
         campaign = make_campaign(session, projects=[project])
+        at = dt.datetime.combine(campaign.starts_on, dt.time(10, 0), tzinfo=CHINA_TZ)
         make_pool(session, campaign=campaign, budget_fen=100_000_00)
         results = apply_batch(session, [
             make_paid_gift(campaign_id=campaign.id, project_id=project.id, donor_id=d.id,

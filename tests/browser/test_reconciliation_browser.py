@@ -28,24 +28,23 @@ from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.browser
 
-# What was found: the records of a past day, a month before the suite's today.
-DAY = today_cn() - dt.timedelta(days=30)
-PAID = dt.datetime.combine(DAY, dt.time(23, 59, 58), CHINA_TZ).astimezone(dt.UTC)
-
 
 def _findings(live_server: LiveServer) -> tuple[int, int]:
-    """A complete run of ``DAY`` that found an amount and a merchant mismatch (one order)."""
+    """A complete run of a past day, a month before the test's today, that found an amount
+    and a merchant mismatch (one order)."""
+    day = today_cn() - dt.timedelta(days=30)
+    paid = dt.datetime.combine(day, dt.time(23, 59, 58), CHINA_TZ).astimezone(dt.UTC)
     order = "pi_browser0000000000001"
     line = BillLine(provider="wechatpay", kind=BillKind.PAYMENT, out_trade_no=order,
                     provider_txn_id="4200000001202603140000000001", amount_fen=10000,
-                    merchant_id="1900000110", happened_at=PAID, status="SUCCESS")
+                    merchant_id="1900000110", happened_at=paid, status="SUCCESS")
     ours = OurPayment(provider="wechatpay", out_trade_no=order, amount_fen=9999,
                       merchant_id="1900000109", status=OurPaymentStatus.PAID,
-                      provider_txn_id=line.provider_txn_id, paid_at=PAID)
+                      provider_txn_id=line.provider_txn_id, paid_at=paid)
     found = [Mismatch(kind, Action.REVIEW, "wechatpay", order, line=line, payment=ours)
              for kind in (MismatchKind.AMOUNT_MISMATCH, MismatchKind.MERCHANT_MISMATCH)]
     with live_server.database.transaction() as session:
-        run = service.do_start_run(session=session, provider="wechatpay", day=DAY,
+        run = service.do_start_run(session=session, provider="wechatpay", day=day,
                                    trigger=RunTrigger.COMMAND)
         assert run is not None
         rows = [service.do_record_mismatch(session=session, run=run, mismatch=m)

@@ -4,32 +4,30 @@ an organization enrols, errors are coded and refused input changes nothing."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from shanju.campaigns.models import MatchPool, PoolRule
-from shanju.core.clock import today_cn
 from shanju.core.db import Database
 from shanju.ledger import service as ledger
 from tests.factories import make_campaign, make_org, make_pool, make_project, make_user
 from tests.projects.helpers import api_token, reviewer, sign_in, staff_of
 
-NEW = {"slug": "day99", "name": "99公益日", "name_en": "99 Giving Day",
-       "starts_on": today_cn().isoformat(), "days": 3, "opens_at": "00:00",
-       "closes_at": "23:59", "org_quota": 1}
+_NEW = {"slug": "day99", "name": "99公益日", "name_en": "99 Giving Day", "days": 3,
+        "opens_at": "00:00", "closes_at": "23:59", "org_quota": 1}
 
 
-@pytest.fixture(autouse=True)
-def _starts_today() -> None:
-    """Today is when the test runs, not when the module was imported (a run may cross
-    midnight in China between the two)."""
-    NEW["starts_on"] = today_cn().isoformat()
+@pytest.fixture
+def new(china_today: dt.date) -> dict[str, Any]:
+    """The campaign a reviewer configures, starting today (China time) when the test runs."""
+    return {**_NEW, "starts_on": china_today.isoformat()}
 
 
-def test_reviewer_configures_and_org_enrols_over_the_api(client: TestClient,
-                                                         db: Database) -> None:
+def test_reviewer_configures_and_org_enrols_over_the_api(
+        client: TestClient, db: Database, new: dict[str, Any], china_today: dt.date) -> None:
     with db.transaction() as s:
         org = make_org(s)
         project = make_project(s, org=org)
@@ -38,21 +36,21 @@ def test_reviewer_configures_and_org_enrols_over_the_api(client: TestClient,
         second_id = second.id
     rev, staff = api_token(db, rev_id), api_token(db, staff_id)
 
-    refused = client.post("/api/v1/campaigns", json=NEW, headers=staff)
+    refused = client.post("/api/v1/campaigns", json=new, headers=staff)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "reviewer_only"
-    assert client.post("/api/v1/campaigns", json=NEW).status_code == 401
-    created = client.post("/api/v1/campaigns", json=NEW, headers=rev)
+    assert client.post("/api/v1/campaigns", json=new).status_code == 401
+    created = client.post("/api/v1/campaigns", json=new, headers=rev)
     assert created.status_code == 201, created.text
     cid = created.json()["id"]
     assert created.json()["status"] == "draft"
-    assert created.json()["ends_on"] == (today_cn() + dt.timedelta(days=2)).isoformat()
+    assert created.json()["ends_on"] == (china_today + dt.timedelta(days=2)).isoformat()
     # A draft is the reviewers' own.
     assert client.get(f"/api/v1/campaigns/{cid}").status_code == 404
     assert client.get("/api/v1/campaigns").json()["total"] == 0
     assert client.get("/api/v1/campaigns", headers=rev).json()["total"] == 1
     bad = client.patch(f"/api/v1/campaigns/{cid}", json={"closes_at": "00:00"}, headers=rev)
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "closes_before_opens"
-    dup = client.post("/api/v1/campaigns", json=NEW, headers=rev)
+    dup = client.post("/api/v1/campaigns", json=new, headers=rev)
     assert dup.status_code == 409 and dup.json()["error"]["code"] == "slug_taken"
 
     sponsor = client.post(f"/api/v1/campaigns/{cid}/sponsors",
@@ -127,14 +125,15 @@ def test_reviewer_configures_and_org_enrols_over_the_api(client: TestClient,
         assert ledger.check(s).ok
 
 
-def test_errors_are_coded_and_change_nothing(client: TestClient, db: Database) -> None:
+def test_errors_are_coded_and_change_nothing(client: TestClient, db: Database,
+                                             new: dict[str, Any]) -> None:
     with db.transaction() as s:
         rev_id = reviewer(s).id
         donor_id = make_user(s).id
         org = make_org(s)
         project_id = make_project(s, org=org).id
     rev = api_token(db, rev_id)
-    cid = client.post("/api/v1/campaigns", json=NEW, headers=rev).json()["id"]
+    cid = client.post("/api/v1/campaigns", json=new, headers=rev).json()["id"]
     sid = client.post(f"/api/v1/campaigns/{cid}/sponsors", json={"name": "某企业"},
                       headers=rev).json()["id"]
     for body, code in (({"budget_fen": 0}, "amount_not_positive"),
@@ -161,12 +160,13 @@ def test_errors_are_coded_and_change_nothing(client: TestClient, db: Database) -
                       headers=donor).json()["error"]["code"] == "org_staff_only"
 
 
-def test_browser_session_needs_the_csrf_token(client: TestClient, db: Database) -> None:
+def test_browser_session_needs_the_csrf_token(client: TestClient, db: Database,
+                                              new: dict[str, Any]) -> None:
     with db.transaction() as s:
         rev_id = reviewer(s).id
     csrf = sign_in(client, db, rev_id)
-    assert client.post("/api/v1/campaigns", json=NEW).json()["error"]["code"] == "csrf_failed"
-    ok = client.post("/api/v1/campaigns", json=NEW, headers={"X-CSRF-Token": csrf})
+    assert client.post("/api/v1/campaigns", json=new).json()["error"]["code"] == "csrf_failed"
+    ok = client.post("/api/v1/campaigns", json=new, headers={"X-CSRF-Token": csrf})
     assert ok.status_code == 201
 
 

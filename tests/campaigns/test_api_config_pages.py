@@ -3,6 +3,7 @@ applies, and a refused form shows a readable error next to it and changes nothin
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -10,25 +11,24 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from shanju.campaigns.models import MatchPool, PoolRule
-from shanju.core.clock import today_cn
 from shanju.core.db import Database
 from shanju.ledger import service as ledger
 from tests.factories import make_campaign, make_org, make_project, make_user
 from tests.projects.helpers import reviewer, sign_in, staff_of
 
-NEW = {"name": "99公益日", "name_en": "99 Giving Day", "slug": "day99",
-       "starts_on": today_cn().isoformat(), "days": "3", "opens_at": "00:00",
-       "closes_at": "23:59", "org_quota": "2", "hold_days": "7", "summary": ""}
+_NEW = {"name": "99公益日", "name_en": "99 Giving Day", "slug": "day99", "days": "3",
+        "opens_at": "00:00", "closes_at": "23:59", "org_quota": "2", "hold_days": "7",
+        "summary": ""}
 
 
-@pytest.fixture(autouse=True)
-def _starts_today() -> None:
-    """Today is when the test runs, not when the module was imported (a run may cross
-    midnight in China between the two)."""
-    NEW["starts_on"] = today_cn().isoformat()
+@pytest.fixture
+def new(china_today: dt.date) -> dict[str, str]:
+    """The campaign's form, starting today (China time) when the test runs."""
+    return {**_NEW, "starts_on": china_today.isoformat()}
 
 
-def test_reviewer_configures_a_campaign_with_forms(client: TestClient, db: Database) -> None:
+def test_reviewer_configures_a_campaign_with_forms(client: TestClient, db: Database,
+                                                   new: dict[str, str]) -> None:
     with db.transaction() as s:
         rev_id = reviewer(s).id
         org = make_org(s)
@@ -40,12 +40,12 @@ def test_reviewer_configures_a_campaign_with_forms(client: TestClient, db: Datab
     page = client.get("/review/campaigns")
     assert page.status_code == 200 and 'action="/review/campaigns"' in page.text
 
-    bad = client.post("/review/campaigns", data={**NEW, "slug": "Bad Slug",
+    bad = client.post("/review/campaigns", data={**new, "slug": "Bad Slug",
                                                  "csrf_token": csrf})
     assert bad.status_code == 422
     assert 'data-code="invalid_slug"' in bad.text and 'aria-invalid="true"' in bad.text
     assert "Bad Slug" in bad.text  # what was typed is kept
-    made = client.post("/review/campaigns", data={**NEW, "csrf_token": csrf},
+    made = client.post("/review/campaigns", data={**new, "csrf_token": csrf},
                        follow_redirects=False)
     assert made.status_code == 303
     url = made.headers["location"]

@@ -20,8 +20,6 @@ from shanju.transparency import leaves
 from shanju.transparency.leaves import LogDetail, Transfer
 
 SECRET = "leaf-parts-test-secret"
-# Some time ago, with milliseconds (the leaves' time format keeps them).
-PAID_AT = utcnow().replace(microsecond=567_000) - dt.timedelta(days=90)
 
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
 
@@ -62,11 +60,13 @@ def test_prepared_leaves_are_the_canonical_bytes(
         order_id: str, provider: str, donor_id: int | None, amount: int, campaign_id: int,
         project_id: int, org_id: int, entry_id: int, pool_id: int, matched: int, status: str,
         micros: int) -> None:
+    # Some time ago, with milliseconds (the leaves' time format keeps them).
+    paid_at = utcnow().replace(microsecond=567_000) - dt.timedelta(days=90)
     gift = PaidGift(order_id=order_id, campaign_id=campaign_id, project_id=project_id,
                     donor_id=donor_id, donor_name="x", anonymous=False, message="",
                     province=None, amount_fen=amount, provider=provider, provider_txn_id="t",
-                    payer_hash="p", device_hash="d", paid_at=PAID_AT)
-    time = leaves.format_time(PAID_AT + dt.timedelta(microseconds=micros))
+                    payer_hash="p", device_hash="d", paid_at=paid_at)
+    time = leaves.format_time(paid_at + dt.timedelta(microseconds=micros))
     for pg in (False, True):
         prepared = engine.prepare(gift, pg=pg, secret=SECRET)
         decided = engine._Decided(prepared, org_id, pool_id if matched else None,

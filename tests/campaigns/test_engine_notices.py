@@ -22,25 +22,25 @@ from shanju.ledger import service as ledger
 from shanju.payments.models import IntentStatus, PaymentIntent, ProviderEvent
 from tests.factories import make_campaign, make_org, make_pool, make_project, make_user
 
-# An hour before the suite's now, with microseconds (both databases must keep them).
-PAID_AT = utcnow().replace(microsecond=123456) - dt.timedelta(hours=1)
-
 
 @dataclasses.dataclass
 class Day:
     campaign_id: int
     project_id: int
     donor_id: int
+    paid_at: dt.datetime  # when its orders were paid
 
 
 @pytest.fixture
 def day(db: Database) -> Day:
+    # Paid an hour before the test's now, with microseconds (both databases must keep them).
+    paid_at = utcnow().replace(microsecond=123456) - dt.timedelta(hours=1)
     with db.transaction() as s:
         org = make_org(s)
         project = make_project(s, org=org)
         campaign = make_campaign(s, projects=[project])
         make_pool(s, campaign=campaign, budget_fen=1_000_00, params={"ratio_num": 1})
-        return Day(campaign.id, project.id, make_user(s).id)
+        return Day(campaign.id, project.id, make_user(s).id, paid_at)
 
 
 def open_order(db: Database, day: Day, amount_fen: int = 5_000,
@@ -56,7 +56,7 @@ def open_order(db: Database, day: Day, amount_fen: int = 5_000,
             campaign_id=day.campaign_id, channel="wechat_h5", donor_id=day.donor_id,
             donor_name="小林", message="加油", province="广东",
             provider_txn_id=provider_txn_id,
-            succeeded_at=PAID_AT if status == IntentStatus.SUCCEEDED else None))
+            succeeded_at=day.paid_at if status == IntentStatus.SUCCEEDED else None))
     return order_id
 
 
@@ -67,7 +67,7 @@ def notified(day: Day, order_id: str, event_id: str, *, txn: str = "4200000001",
         order_id=order_id, campaign_id=day.campaign_id, project_id=day.project_id,
         donor_id=day.donor_id, donor_name="小林", anonymous=False, message="加油",
         province="广东", amount_fen=amount_fen, provider="wechatpay", provider_txn_id=txn,
-        payer_hash=payer_hash, device_hash="", paid_at=PAID_AT,
+        payer_hash=payer_hash, device_hash="", paid_at=day.paid_at,
         notice=OrderNotice(event_id=event_id, event_type="payment.paid",
                            payload=json.dumps({"out_trade_no": order_id, "trade_state":
                                                "SUCCESS", "transaction_id": txn})))
@@ -107,7 +107,7 @@ def test_a_notified_gift_marks_its_order_paid_and_records_the_event(
     order_id = open_order(db, day)
     assert batch(db, [notified(day, order_id, "ev-1")]) == ["credited"]
     assert order(db, order_id) == {"status": IntentStatus.SUCCEEDED, "txn": "4200000001",
-                                   "payer_hash": "p" * 32, "succeeded_at": PAID_AT}
+                                   "payer_hash": "p" * 32, "succeeded_at": day.paid_at}
     assert events(db) == [("ev-1", order_id, "to_engine", "payment.paid")]
     with db.transaction(write=False) as s:
         stored = s.scalars(select(ProviderEvent)).one()
@@ -167,7 +167,7 @@ def test_an_order_paid_by_its_own_transaction_is_accepted_and_not_changed(
     order_id = open_order(db, day, status=IntentStatus.SUCCEEDED, provider_txn_id="4299")
     assert batch(db, [notified(day, order_id, "late", txn="4299")]) == ["credited"]
     assert order(db, order_id) == {"status": IntentStatus.SUCCEEDED, "txn": "4299",
-                                   "payer_hash": "", "succeeded_at": PAID_AT}
+                                   "payer_hash": "", "succeeded_at": day.paid_at}
     assert events(db) == [("late", order_id, "already_applied", "payment.paid")]
     assert gifts(db, order_id) == 1
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from shanju.campaigns import explain
 from shanju.campaigns.engine import apply_batch
 from shanju.campaigns.models import CampaignGift, Enrolment
-from shanju.core.clock import CHINA_TZ, today_cn
+from shanju.core.clock import CHINA_TZ
 from shanju.core.db import Database
 from tests.factories import make_campaign, make_org, make_paid_gift, make_pool, make_project
 
@@ -25,10 +25,10 @@ def test_outside_hours_and_frozen_keep_their_parameters(db: Database) -> None:
         enrolment = s.scalars(select(Enrolment).where(Enrolment.project_id == frozen_p.id)).one()
         enrolment.matching_frozen = True
         enrolment.frozen_reason = "项目信息核查中"
-        ids = (campaign.id, open_p.id, frozen_p.id)
-    cid, open_id, frozen_id = ids
-    early = dt.datetime.combine(today_cn(), dt.time(9, 30), CHINA_TZ)
-    noon = dt.datetime.combine(today_cn(), dt.time(12, 0), CHINA_TZ)
+        ids = (campaign.id, open_p.id, frozen_p.id, campaign.starts_on)
+    cid, open_id, frozen_id, day = ids
+    early = dt.datetime.combine(day, dt.time(9, 30), CHINA_TZ)
+    noon = dt.datetime.combine(day, dt.time(12, 0), CHINA_TZ)
     gifts = [make_paid_gift(campaign_id=cid, project_id=open_id, paid_at=early),
              make_paid_gift(campaign_id=cid, project_id=frozen_id, paid_at=noon)]
     with db.transaction() as s:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -16,7 +15,7 @@ from shanju.campaigns import fraud
 from shanju.campaigns.check import check as campaigns_check
 from shanju.campaigns.engine import GiftResult, PaidGift, apply_batch
 from shanju.campaigns.models import CampaignCounter, CampaignGift, MatchPool
-from shanju.core.clock import CHINA_TZ, today_cn
+from shanju.core.clock import CHINA_TZ
 from shanju.core.db import Database
 from shanju.ledger import service as ledger
 from tests.accounts.helpers import csrf, login
@@ -29,16 +28,6 @@ from tests.factories import (
     make_user,
 )
 
-# 10:00:00 China time today: inside the campaign's hours, and a whole minute for too_fast.
-T0 = dt.datetime.combine(today_cn(), dt.time(10, 0), tzinfo=CHINA_TZ)
-
-
-@pytest.fixture(autouse=True)
-def _t0_is_today() -> None:
-    """Today when the test runs, not when the module was imported (a run may cross midnight
-    in China between the two)."""
-    global T0  # noqa: PLW0603 - the module's gifts are placed from it
-    T0 = dt.datetime.combine(today_cn(), dt.time(10, 0), tzinfo=CHINA_TZ)
 PAYER = "c0ffee00" + "1" * 24
 DEVICE = "dev1ce00" + "2" * 24
 
@@ -49,6 +38,9 @@ class Setup:
     org: int
     projects: list[int]
     pool: int
+    # When the gifts start: 10:00:00 China time on the campaign's first day (inside its
+    # hours, and a whole minute for too_fast), whenever the test runs.
+    t0: dt.datetime
     donors: dict[str, int] = field(default_factory=dict)  # email → user id
 
 
@@ -59,7 +51,8 @@ def _setup(db: Database, *, projects: int = 1, donors: int = 1,
         ps = [make_project(s, org=org) for _ in range(projects)]
         campaign = make_campaign(s, projects=ps)
         pool = make_pool(s, campaign=campaign, budget_fen=1_000_000_00)  # 1:1, no caps
-        out = Setup(campaign.id, org.id, [p.id for p in ps], pool.id)
+        t0 = dt.datetime.combine(campaign.starts_on, dt.time(10, 0), tzinfo=CHINA_TZ)
+        out = Setup(campaign.id, org.id, [p.id for p in ps], pool.id, t0)
         for n in range(donors):
             user = make_user(s, display_name=f"捐赠人{n}")
             out.donors[user.email] = user.id
@@ -74,7 +67,7 @@ def _gift(st: Setup, donor: int, *, project: int = 0, seconds: int = 0,
           amount: int = 100_00, payer: str = "", device: str = "") -> PaidGift:
     return make_paid_gift(campaign_id=st.campaign, project_id=st.projects[project],
                           donor_id=donor, amount_fen=amount,
-                          paid_at=T0 + dt.timedelta(seconds=seconds),
+                          paid_at=st.t0 + dt.timedelta(seconds=seconds),
                           payer_hash=payer, device_hash=device, donor_name="李四")
 
 

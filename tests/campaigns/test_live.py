@@ -31,28 +31,24 @@ from tests.factories import (
     make_user,
 )
 
-# 10:30 China time on the campaign's day (tests pass it as "now").
-NOW = dt.datetime.now(CHINA_TZ).replace(hour=10, minute=30, second=20, microsecond=0)
+
+@pytest.fixture
+def now(china_today: dt.date) -> dt.datetime:
+    """10:30:20 China time on the campaign's first day, today when the test runs (the tests
+    place gifts around it and pass it as "now")."""
+    return dt.datetime.combine(china_today, dt.time(10, 30, 20), tzinfo=CHINA_TZ)
 
 
-@pytest.fixture(autouse=True)
-def _now_is_today() -> None:
-    """10:30:20 today when the test runs, not when the module was imported (a run may cross
-    midnight in China between the two)."""
-    global NOW  # noqa: PLW0603 - the module's gifts are placed around it
-    NOW = dt.datetime.now(CHINA_TZ).replace(hour=10, minute=30, second=20, microsecond=0)
-
-
-def give(session: Session, campaign: Campaign, project: Project, amount_fen: int, *,
-         at: dt.datetime | None = None, province: str | None = "北京") -> GiftResult:
+def give(session: Session, campaign: Campaign, project: Project, amount_fen: int,
+         at: dt.datetime, *, province: str | None = "北京") -> GiftResult:
     """A paid gift through the engine (one batch, in the caller's transaction)."""
     (result,) = apply_batch(session, [make_paid_gift(
-        campaign_id=campaign.id, project_id=project.id, amount_fen=amount_fen, paid_at=at or NOW,
+        campaign_id=campaign.id, project_id=project.id, amount_fen=amount_fen, paid_at=at,
         province=province)], worker="test")
     return result
 
 
-def _world(s: Session) -> dict[str, int]:
+def _world(s: Session, now: dt.datetime) -> dict[str, int]:
     a = make_org(s, name="云南山区助学促进会")
     b = make_org(s, name="北京春苗公益基金会")
     p1 = make_project(s, org=a, title="乡村学校冬季温暖包")
@@ -67,20 +63,20 @@ def _world(s: Session) -> dict[str, int]:
                     priority=2, params={"min_gift_fen": 3_000, "max_match_per_gift_fen": 15_000})
     minutes = dt.timedelta(minutes=1)
     matched = [
-        give(s, campaign, p3, 50_000, at=NOW - 40 * minutes),
-        give(s, campaign, p1, 10_000, at=NOW - 2 * minutes, province="云南"),
-        give(s, campaign, p1, 5_000, at=NOW - 2 * minutes, province="云南"),
-        give(s, campaign, p2, 2_000, at=NOW - minutes),
-        give(s, campaign, p3, 40_000, province=None),
+        give(s, campaign, p3, 50_000, at=now - 40 * minutes),
+        give(s, campaign, p1, 10_000, at=now - 2 * minutes, province="云南"),
+        give(s, campaign, p1, 5_000, at=now - 2 * minutes, province="云南"),
+        give(s, campaign, p2, 2_000, at=now - minutes),
+        give(s, campaign, p3, 40_000, at=now, province=None),
     ]
     assert [r.matched_fen for r in matched] == [50_000, 10_000, 5_000, 0, 15_000]
     return {"campaign": campaign.id, "p1": p1.id, "p2": p2.id, "p3": p3.id, "a": a.id,
             "b": b.id, "big": big.id, "small": small.id}
 
 
-def test_totals_pools_and_gifts_per_minute(db: Database) -> None:
+def test_totals_pools_and_gifts_per_minute(db: Database, now: dt.datetime) -> None:
     with db.transaction() as s:
-        w = _world(s)
+        w = _world(s, now)
     with db.transaction(write=False) as s:
         totals = live.totals(session=s, campaign_id=w["campaign"])
         assert totals == live.Totals(gifts=5, raised_fen=107_000, matched_fen=80_000)
@@ -93,7 +89,7 @@ def test_totals_pools_and_gifts_per_minute(db: Database) -> None:
         assert (small.remaining_fen, small.percent_left, small.matched_fen) == (0, 0, 50_000)
         assert small.exhausted_at is not None
 
-        minutes = live.gifts_per_minute(session=s, campaign_id=w["campaign"], now=NOW)
+        minutes = live.gifts_per_minute(session=s, campaign_id=w["campaign"], now=now)
         assert len(minutes) == live.CHART_MINUTES
         assert minutes[-1].label == "10:30" and minutes[0].label == "10:01"
         assert [m.gifts for m in minutes[-3:]] == [2, 1, 1]
@@ -102,9 +98,9 @@ def test_totals_pools_and_gifts_per_minute(db: Database) -> None:
         assert sum(m.gifts for m in minutes) == 4
 
 
-def test_leaderboards_rank_by_money_with_names(db: Database) -> None:
+def test_leaderboards_rank_by_money_with_names(db: Database, now: dt.datetime) -> None:
     with db.transaction() as s:
-        w = _world(s)
+        w = _world(s, now)
     with db.transaction(write=False) as s:
         boards = live.leaderboards(session=s, campaign_id=w["campaign"])
     projects = boards["projects"]
@@ -124,17 +120,18 @@ def test_leaderboards_rank_by_money_with_names(db: Database) -> None:
     assert [e.key for e in top] == [str(w["p3"])]
 
 
-def test_snapshot_of_an_empty_campaign_and_of_an_ended_one(db: Database) -> None:
+def test_snapshot_of_an_empty_campaign_and_of_an_ended_one(db: Database,
+                                                           now: dt.datetime) -> None:
     with db.transaction() as s:
         campaign = make_campaign(s)
-        w = _world(s)
+        w = _world(s, now)
         ended = s.get(Campaign, w["campaign"])
         assert ended is not None
         ended.status = CampaignStatus.ENDED
     with db.transaction(write=False) as s:
         c = s.get(Campaign, campaign.id)
         assert c is not None
-        snap = live.snapshot(session=s, campaign=c, now=NOW)
+        snap = live.snapshot(session=s, campaign=c, now=now)
         assert snap.totals == live.Totals() and snap.pools == [] and snap.open_now
         assert all(not entries for entries in snap.boards.values())
         assert snap.to_json()["totals"] == {"gifts": 0, "raised_fen": 0, "matched_fen": 0,
@@ -142,12 +139,13 @@ def test_snapshot_of_an_empty_campaign_and_of_an_ended_one(db: Database) -> None
         e = s.get(Campaign, w["campaign"])
         assert e is not None
         # An hour after it ended, its chart still shows its last active half hour.
-        later = live.snapshot(session=s, campaign=e, now=NOW + dt.timedelta(hours=1))
+        later = live.snapshot(session=s, campaign=e, now=now + dt.timedelta(hours=1))
     assert not later.open_now and later.per_minute[-1].label == "10:30"
     assert later.gifts_last_minute == 1
 
 
-def test_public_campaigns_are_listed_live_first_and_drafts_are_hidden(db: Database) -> None:
+def test_public_campaigns_are_listed_live_first_and_drafts_are_hidden(
+        db: Database, now: dt.datetime) -> None:
     with db.transaction() as s:
         ended = make_campaign(s, status=CampaignStatus.ENDED)
         draft = make_campaign(s, status=CampaignStatus.DRAFT)
@@ -156,7 +154,7 @@ def test_public_campaigns_are_listed_live_first_and_drafts_are_hidden(db: Databa
         ids = {"ended": ended.id, "draft": draft.id, "soon": soon.id, "on": on.id,
                "draft_slug": draft.slug}
     with db.transaction(write=False) as s:
-        listed = [i.campaign.id for i in live.list_public_campaigns(session=s, now=NOW)]
+        listed = [i.campaign.id for i in live.list_public_campaigns(session=s, now=now)]
         assert listed == [ids["on"], ids["soon"], ids["ended"]]
         assert live.get_public_campaign(session=s, campaign_id=ids["on"]).id == ids["on"]
         for slug in (ids["draft_slug"], "nope"):
@@ -178,7 +176,8 @@ def test_is_open_follows_days_and_hours_in_china_time(db: Database) -> None:
     assert not live.is_open(c, at(day + dt.timedelta(days=2), "12:00"))
 
 
-def test_project_match_status_shows_the_cap_left_today(db: Database) -> None:
+def test_project_match_status_shows_the_cap_left_today(db: Database,
+                                                       now: dt.datetime) -> None:
     with db.transaction() as s:
         org = make_org(s)
         p = make_project(s, org=org)
@@ -188,14 +187,14 @@ def test_project_match_status_shows_the_cap_left_today(db: Database) -> None:
                            params={"per_project_daily_cap_fen": 30_000}, priority=1)
         open_pool = make_pool(s, campaign=campaign, budget_fen=8_000, priority=2)
         campaign.starts_on -= dt.timedelta(days=1)  # it began yesterday
-        give(s, campaign, p, 12_500)
+        give(s, campaign, p, 12_500, at=now)
         # What the project was matched yesterday does not count against today's cap.
-        give(s, campaign, p, 29_000, at=NOW - dt.timedelta(days=1))
+        give(s, campaign, p, 29_000, at=now - dt.timedelta(days=1))
         ids = (p.id, outsider.id, campaign.id, capped.id, open_pool.id)
     pid, outsider_id, cid, capped_id, open_id = ids
     with db.transaction(write=False) as s:
-        assert live.project_match_status(session=s, project_id=outsider_id, now=NOW) == []
-        (m,) = live.project_match_status(session=s, project_id=pid, now=NOW)
+        assert live.project_match_status(session=s, project_id=outsider_id, now=now) == []
+        (m,) = live.project_match_status(session=s, project_id=pid, now=now)
         assert m.campaign.id == cid
     assert m.enrolled and not m.frozen and m.open_now
     assert (m.raised_fen, m.matched_fen, m.gifts) == (41_500, 41_500, 2)
@@ -210,13 +209,13 @@ def test_project_match_status_shows_the_cap_left_today(db: Database) -> None:
         s.add(Enrolment(campaign_id=cid, project_id=outsider_id, organization_id=org.id,
                         status=EnrolmentStatus.APPLIED))
     with db.transaction(write=False) as s:
-        (frozen,) = live.project_match_status(session=s, project_id=pid, now=NOW)
-        (applied,) = live.project_match_status(session=s, project_id=outsider_id, now=NOW)
+        (frozen,) = live.project_match_status(session=s, project_id=pid, now=now)
+        (applied,) = live.project_match_status(session=s, project_id=outsider_id, now=now)
     assert frozen.frozen
     assert not applied.enrolled and applied.enrolment_status == "applied" and applied.caps == []
 
 
-def test_a_cap_left_is_never_more_than_the_pool_has(db: Database) -> None:
+def test_a_cap_left_is_never_more_than_the_pool_has(db: Database, now: dt.datetime) -> None:
     with db.transaction() as s:
         org = make_org(s)
         p = make_project(s, org=org)
@@ -225,7 +224,7 @@ def test_a_cap_left_is_never_more_than_the_pool_has(db: Database) -> None:
                   params={"per_project_daily_cap_fen": 30_000})
         pid = p.id
     with db.transaction(write=False) as s:
-        (m,) = live.project_match_status(session=s, project_id=pid, now=NOW)
+        (m,) = live.project_match_status(session=s, project_id=pid, now=now)
     assert m.caps[0].left_fen == 5_000 and m.cap_left_fen == 5_000
 
 

@@ -19,13 +19,19 @@ from shanju.payments.gateway import PaymentReport, PaymentState, RefundReport, R
 from shanju.payments.models import IntentStatus, PaymentIntent
 from tests.factories import make_campaign, make_org, make_project, make_user
 
-PAID_AT = utcnow().replace(second=0, microsecond=0) - dt.timedelta(hours=1)
-STORED_AT = PAID_AT - dt.timedelta(minutes=1)
-REPORT = PaymentReport(
-    provider="wechatpay", out_trade_no="pi_order", state=PaymentState.PAID, amount_fen=5000,
-    merchant_id="1900000109", provider_txn_id="4200", paid_at=PAID_AT, payer_id="oPayer",
-    event_id="ev-1", raw={"out_trade_no": "pi_order", "payer": {"sp_openid": "oPayer"},
-                          "transaction_id": "4200"})
+
+@pytest.fixture
+def report() -> PaymentReport:
+    """A verified report of the order's payment, an hour before the test's now."""
+    paid_at = utcnow().replace(second=0, microsecond=0) - dt.timedelta(hours=1)
+    return PaymentReport(
+        provider="wechatpay", out_trade_no="pi_order", state=PaymentState.PAID,
+        amount_fen=5000, merchant_id="1900000109", provider_txn_id="4200", paid_at=paid_at,
+        payer_id="oPayer", event_id="ev-1", raw={
+            "out_trade_no": "pi_order", "payer": {"sp_openid": "oPayer"},
+            "transaction_id": "4200"})
+
+
 # _ORDER_COLUMNS without the id: provider, merchant, amount, status, campaign, project, donor,
 # name, anonymous, message, province, transaction id, payer hash, paid at.
 ROW = ("wechatpay", "1900000109", 5000, "requires_payment", 7, 8, 9, "小林", 0, "加油", "广东",
@@ -36,26 +42,29 @@ def hashed(payer: str) -> str:
     return f"h({payer})"
 
 
-def test_a_paid_giving_day_order_becomes_a_gift_with_its_notification() -> None:
-    gift = intake.peak_gift(ROW, REPORT, order_id="pi_order", hash_payer=hashed)
+def test_a_paid_giving_day_order_becomes_a_gift_with_its_notification(
+        report: PaymentReport) -> None:
+    gift = intake.peak_gift(ROW, report, order_id="pi_order", hash_payer=hashed)
     assert gift is not None and gift.notice is not None
     assert (gift.campaign_id, gift.project_id, gift.donor_id, gift.amount_fen) == (7, 8, 9, 5000)
     assert (gift.provider_txn_id, gift.payer_hash, gift.paid_at) == ("4200", "h(oPayer)",
-                                                                     PAID_AT)
+                                                                     report.paid_at)
     assert (gift.notice.event_id, gift.notice.event_type) == ("ev-1", "payment.paid")
     stored = json.loads(gift.notice.payload)
     assert stored == {"out_trade_no": "pi_order", "transaction_id": "4200"}  # no payer
 
 
-def test_an_order_paid_before_keeps_what_it_recorded() -> None:
-    paid = (*ROW[:3], "succeeded", *ROW[4:11], "4199", "h(first)", STORED_AT)
-    gift = intake.peak_gift(paid, REPORT, order_id="pi_order", hash_payer=hashed)
+def test_an_order_paid_before_keeps_what_it_recorded(report: PaymentReport) -> None:
+    assert report.paid_at is not None
+    stored_at = report.paid_at - dt.timedelta(minutes=1)
+    paid = (*ROW[:3], "succeeded", *ROW[4:11], "4199", "h(first)", stored_at)
+    gift = intake.peak_gift(paid, report, order_id="pi_order", hash_payer=hashed)
     assert gift is not None
     assert (gift.provider_txn_id, gift.payer_hash, gift.paid_at) == ("4199", "h(first)",
-                                                                     STORED_AT)
-    as_sqlite = (*paid[:13], STORED_AT.strftime("%Y-%m-%d %H:%M:%S.%f"))
-    gift = intake.peak_gift(as_sqlite, REPORT, order_id="pi_order", hash_payer=hashed)
-    assert gift is not None and gift.paid_at == STORED_AT
+                                                                     stored_at)
+    as_sqlite = (*paid[:13], stored_at.strftime("%Y-%m-%d %H:%M:%S.%f"))
+    gift = intake.peak_gift(as_sqlite, report, order_id="pi_order", hash_payer=hashed)
+    assert gift is not None and gift.paid_at == stored_at
 
 
 @pytest.mark.parametrize("change", [
@@ -67,10 +76,11 @@ def test_an_order_paid_before_keeps_what_it_recorded() -> None:
     {"report": {"state": PaymentState.NOT_PAID}},
     {"report": {"state": PaymentState.REFUNDED}},
 ])
-def test_anything_else_keeps_its_own_transaction(change: dict[str, Any]) -> None:
+def test_anything_else_keeps_its_own_transaction(change: dict[str, Any],
+                                                 report: PaymentReport) -> None:
     row = change.get("row", ROW)
-    report = dataclasses.replace(REPORT, **change.get("report", {}))
-    assert intake.peak_gift(row, report, order_id="pi_order", hash_payer=hashed) is None
+    changed = dataclasses.replace(report, **change.get("report", {}))
+    assert intake.peak_gift(row, changed, order_id="pi_order", hash_payer=hashed) is None
 
 
 def test_a_refund_report_is_never_a_gift() -> None:

@@ -64,7 +64,7 @@ from sqlalchemy.orm import Session
 from shanju.accounts.models import Role, User
 from shanju.campaigns.engine import GroupCommitEngine
 from shanju.campaigns.models import CampaignGift, MatchPool, MatchStatus
-from shanju.core.clock import CHINA_TZ, today_cn
+from shanju.core.clock import CHINA_TZ
 from shanju.core.db import Database
 from shanju.core.errors import DomainError
 from shanju.donations import flows as donations
@@ -236,11 +236,6 @@ class PipelineMachine(RuleBasedStateMachine):
         self.refunds: list[ProviderRefund] = []
         self.outbox: list[Report] = []   # sent and not answered: the provider sends it again
         self.acked: list[Report] = []    # answered: another delivery is a duplicate
-        # The provider's clock: noon of today in China, a second per event, so that every
-        # bill line falls in one China day, whenever the test runs.
-        self.day = today_cn()
-        noon = dt.datetime.combine(self.day, dt.time(12), tzinfo=CHINA_TZ)
-        self.clock = (noon + dt.timedelta(seconds=n) for n in itertools.count())
         self.lose_refund_answer = False
         self.untrue = 0
         self.too_much = 0
@@ -248,14 +243,18 @@ class PipelineMachine(RuleBasedStateMachine):
         # False while a step runs: the end of the day is checked only after a clean last step.
         self.clean = True
 
-        def seed(s: Session) -> tuple[int, int, int]:
+        def seed(s: Session) -> tuple[int, int, int, dt.date]:
             project = make_project(s, org=s.get_one(Organization, platform.org_id))
             campaign = make_campaign(s, projects=[project])
             pool = make_pool(s, campaign=campaign, budget_fen=POOL_FEN,
                              params={"ratio_num": 1})
-            return project.id, campaign.id, pool.id
+            return project.id, campaign.id, pool.id, campaign.starts_on
 
-        self.project_id, self.campaign_id, self.pool_id = run(self.db, seed)
+        self.project_id, self.campaign_id, self.pool_id, self.day = run(self.db, seed)
+        # The provider's clock: noon of the campaign's first day (today in China when the
+        # test runs), a second per event, so that every bill line falls in that one day.
+        noon = dt.datetime.combine(self.day, dt.time(12), tzinfo=CHINA_TZ)
+        self.clock = (noon + dt.timedelta(seconds=n) for n in itertools.count())
         self.gateways = {name: cast(Gateway, FakeGateway(self, name)) for name in PROVIDERS}
         self.snap = Snapshot()
         self.snap = self.read(force=True)

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from shanju.core.clock import CHINA_TZ
+from shanju.core.clock import CHINA_TZ, utcnow
 from shanju.payments.alipay import (
     AlipayConfig,
     AlipayConfigError,
@@ -65,16 +65,10 @@ from shanju.payments.gateway import (
 from shanju.payments.providers import InvalidSignature
 from tests.serving import free_socket, uvicorn_thread
 
-# The emulator's and the gateway's injected clock: 10:00 China time, a month from the real
-# today (never a fixed calendar date), so the tests mean the same in any month.
-_START_CN = (dt.datetime.now(CHINA_TZ) + dt.timedelta(days=30)).replace(
-    hour=10, minute=0, second=0, microsecond=0)
-START = _START_CN.astimezone(dt.UTC)
 
-
-def _cn(delta: dt.timedelta) -> str:
-    """START + delta as Alipay writes times: China time, "YYYY-MM-DD HH:MM:SS"."""
-    return (_START_CN + delta).strftime("%Y-%m-%d %H:%M:%S")
+def _cn(at: dt.datetime) -> str:
+    """``at`` as Alipay writes times: China time, "YYYY-MM-DD HH:MM:SS"."""
+    return at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
 
 
 APP_ID = "2021000000000001"
@@ -134,6 +128,7 @@ class World:
     return_url: str
     merchant: Merchant
     key_dir: Path
+    start: dt.datetime   # the emulator's and the gateway's clock when each test starts
 
     def order(self, channel: Channel = Channel.ALIPAY_QR, *, amount_fen: int = 1234,
               merchant: Merchant | None = None, attach: str = "",
@@ -174,20 +169,24 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     # Alipay retries for a day; here a refused notify is tried again after 50 ms, twice.
     outbox = Outbox(post=alipay_post, retry_delays=(0.05, 0.05))
     emulator, config = setup_emulator(base, key_dir, app_id=APP_ID, outbox=outbox)
-    emulator.set_now(START)
+    # The injected clock: 10:00 China time, a month from the real today when the module's
+    # tests run (never a fixed calendar date), so the tests mean the same in any month.
+    start = (utcnow().astimezone(CHINA_TZ) + dt.timedelta(days=30)).replace(
+        hour=10, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+    emulator.set_now(start)
     gateway = AlipayGateway(config, now=emulator.now)
     receiver = Receiver(gateway)
     merchant = emulator.add_merchant("青山助学基金会")
     with uvicorn_thread(create_app(emulator), emulator_sock), \
             uvicorn_thread(receiver.app, receiver_sock):
         yield World(emulator, config, gateway, receiver, base, f"{receiver_base}/notify",
-                    f"{receiver_base}/return", merchant, key_dir)
+                    f"{receiver_base}/return", merchant, key_dir, start)
 
 
 @pytest.fixture(autouse=True)
 def calm(world: World) -> Iterator[None]:
-    """Every test starts at START with no faults, and leaves nothing in flight."""
-    world.control("clock", {"now": START.isoformat()})
+    """Every test starts at the world's start with no faults, and leaves nothing in flight."""
+    world.control("clock", {"now": world.start.isoformat()})
     requests.delete(f"{world.base}/emulator/faults", timeout=10)
     yield
     world.emulator.outbox.held.clear()
@@ -298,7 +297,7 @@ def test_wap_pay_is_a_signed_cashier_url_of_the_merchant(world: World) -> None:
     biz = json.loads(params["biz_content"])
     assert biz["total_amount"] == "12.34" and biz["out_trade_no"] == request.out_trade_no
     assert biz["product_code"] == "QUICK_WAP_WAY"
-    assert biz["time_expire"] == _cn(dt.timedelta(minutes=15))  # China time
+    assert biz["time_expire"] == _cn(world.start + dt.timedelta(minutes=15))  # China time
     assert biz["passback_params"] == "gift%3D7%26name%3D%E7%8E%8B%E5%B0%8F%E6%98%8E"
     # The platform application's key signed it: what the emulator (like Alipay) checks.
     content = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "sign")
@@ -362,7 +361,7 @@ def test_page_pay_through_the_cashier_page_as_a_browser_does(world: World) -> No
     assert report.payer_id == "2088000000000042"
     assert report.attach == "order=42&who=匿名"
     assert report.provider_txn_id == returned["trade_no"]
-    assert report.paid_at == START
+    assert report.paid_at == world.start
     assert report.event_id and report.event_id == report.raw["notify_id"]
     assert world.emulator.outbox.wait_idle(10)
     assert attempts_of(world, request.out_trade_no) == [[200]]  # "success": no retry
@@ -405,9 +404,9 @@ def test_an_order_opens_once_with_the_same_terms(world: World) -> None:
 
 
 def test_invalid_orders_are_refused_before_any_call(world: World) -> None:
+    naive = world.start.astimezone(CHINA_TZ).replace(minute=15, tzinfo=None)
     for change in ({"amount_fen": 0}, {"amount_fen": 10_000_000_001},
-                   {"out_trade_no": "有中文"}, {"attach": "x" * 129},
-                   {"expires_at": _START_CN.replace(minute=15, tzinfo=None)}):
+                   {"out_trade_no": "有中文"}, {"attach": "x" * 129}, {"expires_at": naive}):
         with pytest.raises(GatewayError) as caught:
             world.gateway.create_payment(changed(world.order(), **change))
         assert caught.value.code == "payment_request_invalid" and not caught.value.retryable
@@ -448,7 +447,7 @@ def test_a_dropped_notify_leaves_the_query_to_find_the_payment(world: World) -> 
                                         merchant=world.merchant.route())
     assert found is not None
     assert found.state is PaymentState.PAID and found.amount_fen == 1234
-    assert found.payer_id == "2088000000000777" and found.paid_at == START
+    assert found.payer_id == "2088000000000777" and found.paid_at == world.start
     assert found.merchant_id == world.merchant.pid and found.event_id == ""
 
 
@@ -495,10 +494,12 @@ FORGERIES: dict[str, tuple[Callable[[AlipayEmulator, dict[str, str]], bytes], st
         "wrong_app_id"),
     "sent an hour in the future": (
         lambda e, f: urlencode(e.sign_fields(
-            {**f, "notify_time": _cn(dt.timedelta(hours=1))})).encode(), "stale_callback"),
+            {**f, "notify_time": _cn(e.now() + dt.timedelta(hours=1))})).encode(),
+        "stale_callback"),
     "sent 26 hours ago": (
         lambda e, f: urlencode(e.sign_fields(
-            {**f, "notify_time": _cn(-dt.timedelta(hours=26))})).encode(), "stale_callback"),
+            {**f, "notify_time": _cn(e.now() - dt.timedelta(hours=26))})).encode(),
+        "stale_callback"),
     "amount with three decimals, signed": (
         lambda e, f: urlencode(e.sign_fields({**f, "total_amount": "12.345"})).encode(),
         "malformed_callback"),
@@ -909,7 +910,7 @@ def test_the_emulator_mounts_under_a_prefix(world: World) -> None:
     sock = free_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}/payments/alipay"
     emulator, config = setup_emulator(base, world.key_dir, app_id=APP_ID)
-    emulator.set_now(START)
+    emulator.set_now(world.start)
     merchant = emulator.add_merchant("挂载测试")
     outer = Starlette(routes=[Mount("/payments/alipay", app=create_app(emulator))])
     gateway = AlipayGateway(config, now=emulator.now)
@@ -935,7 +936,7 @@ def test_the_control_api_and_the_gateways_unsigned_errors(world: World) -> None:
     [trade] = [t for t in state["trades"] if t["out_trade_no"] == request.out_trade_no]
     assert (trade["status"], trade["total_amount"], trade["buyer_id"]) == (
         "TRADE_SUCCESS", "12.34", "2088000000009999")
-    assert state["now"] == START.isoformat()
+    assert state["now"] == world.start.isoformat()
     sent = requests.get(f"{world.base}/emulator/notifies", timeout=10).json()["notifies"]
     [mine] = [n for n in sent if n["out_trade_no"] == request.out_trade_no]
     assert mine["kind"] == "payment" and mine["deliveries"] == [[200]]

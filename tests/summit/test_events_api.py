@@ -13,7 +13,7 @@ from shanju.accounts.models import Role
 from shanju.core.db import Database
 from tests.accounts.helpers import csrf, login
 from tests.factories import make_user
-from tests.summit.events_data import DAY1, DAY2, World, build_summit, cn
+from tests.summit.events_data import World, build_summit, cn
 
 
 def _world(db: Database, **kwargs: object) -> World:
@@ -42,17 +42,18 @@ def _as_organizer(client: TestClient, db: Database, world: World) -> dict[str, s
 
 def test_reading_the_timetable_and_a_speaker(client: TestClient, db: Database) -> None:
     world = _world(db)
+    day1, day2 = world.day1, world.day2
     listed = client.get("/api/v1/summits").json()["items"]
     assert [s["slug"] for s in listed] == [world.slug]
     summit = client.get(f"/api/v1/summits/{world.slug}").json()
-    days = [DAY1.isoformat(), DAY2.isoformat()]
+    days = [day1.isoformat(), day2.isoformat()]
     assert summit["days"] == days
     table = client.get(f"/api/v1/summits/{world.slug}/timetable").json()
     assert [d["date"] for d in table["days"]] == days
     first = table["days"][0]["sessions"][0]
     assert first["id"] == world.keynote_id and first["kind"] == "keynote"
     # 09:00 China time, in UTC
-    assert first["starts_at"].startswith(f"{DAY1.isoformat()}T01:00:00")
+    assert first["starts_at"].startswith(f"{day1.isoformat()}T01:00:00")
     assert [s["role"] for s in first["speakers"]] == ["speaker", "host"]
     assert first["url"] == f"/summits/{world.slug}/sessions/{world.keynote_id}"
     rt = client.get(f"/api/v1/summits/{world.slug}/sessions/{world.roundtable_id}").json()
@@ -82,9 +83,10 @@ def test_drafts_are_not_found_for_others(client: TestClient, db: Database) -> No
 def test_organizers_edit_through_the_api_with_error_codes(client: TestClient,
                                                           db: Database) -> None:
     world = _world(db)
+    day1, day2 = world.day1, world.day2
     # Not signed in, then a donor: 401, then 403 organizer_only.
-    body = {"kind": "forum", "title": "新分论坛", "starts_at": cn(DAY1, 14).isoformat(),
-            "ends_at": cn(DAY1, 15).isoformat()}
+    body = {"kind": "forum", "title": "新分论坛", "starts_at": cn(day1, 14).isoformat(),
+            "ends_at": cn(day1, 15).isoformat()}
     assert client.post(f"/api/v1/summits/{world.slug}/sessions", json=body).status_code == 401
     headers = _sign_in(client, db)
     denied = client.post(f"/api/v1/summits/{world.slug}/sessions", json=body, headers=headers)
@@ -95,7 +97,7 @@ def test_organizers_edit_through_the_api_with_error_codes(client: TestClient,
     created = client.post(f"/api/v1/summits/{world.slug}/sessions", json=body, headers=headers)
     assert created.status_code == 201, created.text
     session_id = created.json()["id"]
-    assert created.json()["day"] == DAY1.isoformat()
+    assert created.json()["day"] == day1.isoformat()
 
     def error(method: str, path: str, payload: object) -> tuple[int, str, str | None]:
         response = client.request(method, f"/api/v1/summits/{world.slug}{path}", json=payload,
@@ -103,8 +105,8 @@ def test_organizers_edit_through_the_api_with_error_codes(client: TestClient,
         err = response.json()["error"]
         return response.status_code, err["code"], err.get("field")
 
-    after = DAY2 + dt.timedelta(days=1)  # the day after the summit
-    assert error("POST", "/sessions", {**body, "ends_at": cn(DAY1, 13).isoformat()}) == (
+    after = day2 + dt.timedelta(days=1)  # the day after the summit
+    assert error("POST", "/sessions", {**body, "ends_at": cn(day1, 13).isoformat()}) == (
         422, "ends_before_starts", "ends_at")
     assert error("POST", "/sessions", {**body, "starts_at": cn(after, 9).isoformat(),
                                        "ends_at": cn(after, 10).isoformat()}) == (
@@ -149,7 +151,7 @@ def test_organizers_edit_through_the_api_with_error_codes(client: TestClient,
     summit = client.patch(f"/api/v1/summits/{world.slug}", json={"tagline": "新标语"},
                           headers=headers)
     assert summit.json()["tagline"] == "新标语"
-    next_year = [str(day + dt.timedelta(days=365)) for day in (DAY1, DAY2)]
+    next_year = [str(day + dt.timedelta(days=365)) for day in (day1, day2)]
     new = client.post("/api/v1/summits", json={"slug": "next-year", "title": "明年",
                                                "starts_on": next_year[0],
                                                "ends_on": next_year[1]}, headers=headers)
@@ -181,6 +183,7 @@ def _events(body: bytes) -> list[object]:
 
 def test_ical_exports_parse_back(client: TestClient, db: Database) -> None:
     world = _world(db)
+    day1 = world.day1
     with db.transaction() as session:
         from shanju.summit.models import SummitSession
 
@@ -202,12 +205,12 @@ def test_ical_exports_parse_back(client: TestClient, db: Database) -> None:
     assert str(forum_event["SUMMARY"]) == "数字公益, 分论坛; 第一场\\总结"  # type: ignore[index]
     assert "第一行\n第二行" in str(forum_event["DESCRIPTION"])  # type: ignore[index]
     start = forum_event["DTSTART"].dt  # type: ignore[index]
-    assert start == cn(DAY1, 10, 30).astimezone(dt.UTC)
+    assert start == cn(day1, 10, 30).astimezone(dt.UTC)
     assert start.utcoffset() == dt.timedelta(0)
-    assert forum_event["DTEND"].dt == cn(DAY1, 12).astimezone(dt.UTC)  # type: ignore[index]
+    assert forum_event["DTEND"].dt == cn(day1, 12).astimezone(dt.UTC)  # type: ignore[index]
     assert str(forum_event["LOCATION"]).endswith(  # type: ignore[index]
         f"/summits/{world.slug}/sessions/{world.forum_id}")
-    assert f"DTSTART:{DAY1:%Y%m%d}T023000Z".encode() in response.content
+    assert f"DTSTART:{day1:%Y%m%d}T023000Z".encode() in response.content
 
     # My agenda: signed in only; the same UIDs as the timetable.
     signed_out = client.get(f"/summits/{world.slug}/agenda.ics", follow_redirects=False)
@@ -222,15 +225,16 @@ def test_ical_exports_parse_back(client: TestClient, db: Database) -> None:
 
 def test_pages_and_the_no_js_agenda_form(client: TestClient, db: Database) -> None:
     world = _world(db)
+    day1, day2 = world.day1, world.day2
     home = client.get(f"/summits/{world.slug}")
     assert home.status_code == 200
     assert "从不会掉线" in home.text and f'href="/summits/{world.slug}/register"' in home.text
     assert client.get("/summits").status_code == 200
-    page = client.get(f"/summits/{world.slug}/timetable?day={DAY1.isoformat()}")
+    page = client.get(f"/summits/{world.slug}/timetable?day={day1.isoformat()}")
     assert page.status_code == 200
     assert 'kind-keynote">主旨演讲</span>' in page.text
     assert 'kind-forum">分论坛</span>' in page.text
-    assert client.get(f"/summits/{world.slug}/timetable?day={DAY2.isoformat()}").text.count(
+    assert client.get(f"/summits/{world.slug}/timetable?day={day2.isoformat()}").text.count(
         'class="card session-card"') == 1
     assert client.get(f"/summits/{world.slug}/timetable?day=garbage").status_code == 200
     assert client.get(f"/summits/{world.slug}/speakers").status_code == 200
@@ -243,7 +247,7 @@ def test_pages_and_the_no_js_agenda_form(client: TestClient, db: Database) -> No
 
     # Signed out, the form leads to sign-in and back to the timetable.
     token = csrf(client)
-    back = f"/summits/{world.slug}/timetable?day={DAY1.isoformat()}"
+    back = f"/summits/{world.slug}/timetable?day={day1.isoformat()}"
     answer = client.post(f"/summits/{world.slug}/agenda", data={
         "csrf_token": token, "session_id": str(world.forum_id), "next": back},
         follow_redirects=False)

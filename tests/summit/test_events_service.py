@@ -25,7 +25,7 @@ from shanju.summit.schemas import (
     TrackIn,
 )
 from tests.factories import make_org, make_user
-from tests.summit.events_data import DAY1, DAY2, build_summit, cn
+from tests.summit.events_data import build_summit, cn, summit_days
 
 HOUR = dt.timedelta(hours=1)
 
@@ -42,15 +42,16 @@ def _summit(session, slug="cics-2026") -> Summit:  # type: ignore[no-untyped-def
 def test_timetable_orders_days_and_sessions_in_china_time(db: Database) -> None:
     with db.transaction() as session:
         world = build_summit(session)
+        day1, day2 = world.day1, world.day2
         summit = _summit(session)
         organizer = session.get(User, world.organizer_id)
         # A session at 00:30 China time on day 2 is 16:30 UTC on day 1: it belongs to day 2.
         early = service.do_create_session(session=session, actor=organizer, summit=summit,
                                           data=SessionIn(kind=SessionKind.FORUM, title="早场",
-                                                         starts_at=cn(DAY2, 0, 30),
-                                                         ends_at=cn(DAY2, 1, 30)))
+                                                         starts_at=cn(day2, 0, 30),
+                                                         ends_at=cn(day2, 1, 30)))
         table = service.timetable(session=session, summit=summit)
-        assert [d.date for d in table.days] == [DAY1, DAY2]
+        assert [d.date for d in table.days] == [day1, day2]
         assert [r.id for r in table.days[0].sessions] == [world.keynote_id, world.forum_id]
         assert [r.id for r in table.days[1].sessions] == [early.id, world.roundtable_id]
         assert [t.name for t in table.tracks] == ["数字公益", "乡村振兴"]
@@ -62,22 +63,23 @@ def test_timetable_orders_days_and_sessions_in_china_time(db: Database) -> None:
 def test_session_validation_codes(db: Database) -> None:
     with db.transaction() as session:
         world = build_summit(session)
+        day1, day2 = world.day1, world.day2
         summit = _summit(session)
         organizer = session.get(User, world.organizer_id)
 
         def create(**fields: object) -> str:
-            data = {"kind": SessionKind.FORUM, "title": "t", "starts_at": cn(DAY1, 9),
-                    "ends_at": cn(DAY1, 10), **fields}
+            data = {"kind": SessionKind.FORUM, "title": "t", "starts_at": cn(day1, 9),
+                    "ends_at": cn(day1, 10), **fields}
             with pytest.raises(DomainError) as exc:
                 service.do_create_session(session=session, actor=organizer, summit=summit,
                                           data=SessionIn(**data))  # type: ignore[arg-type]
             return f"{exc.value.code}:{exc.value.field}"
 
-        assert create(ends_at=cn(DAY1, 9)) == "ends_before_starts:ends_at"
-        assert create(ends_at=cn(DAY1, 8)) == "ends_before_starts:ends_at"
-        assert create(starts_at=cn(DAY1, 0) - dt.timedelta(minutes=1)) == (
+        assert create(ends_at=cn(day1, 9)) == "ends_before_starts:ends_at"
+        assert create(ends_at=cn(day1, 8)) == "ends_before_starts:ends_at"
+        assert create(starts_at=cn(day1, 0) - dt.timedelta(minutes=1)) == (
             "outside_summit_days:starts_at")
-        assert create(starts_at=cn(DAY2, 23), ends_at=cn(DAY2, 23) + dt.timedelta(hours=2)
+        assert create(starts_at=cn(day2, 23), ends_at=cn(day2, 23) + dt.timedelta(hours=2)
                       ) == "outside_summit_days:starts_at"
         assert create(title="  ") == "required:title"
         assert create(title="长" * 161) == "too_long:title"
@@ -94,36 +96,37 @@ def test_session_validation_codes(db: Database) -> None:
         # A naive time is China time; up to midnight after the last day is within the summit.
         ok = service.do_create_session(session=session, actor=organizer, summit=summit,
                                        data=SessionIn(kind=SessionKind.FORUM, title="夜场",
-                                                      starts_at=_naive(DAY2, 23),
-                                                      ends_at=_naive(DAY2, 23) + HOUR,
+                                                      starts_at=_naive(day2, 23),
+                                                      ends_at=_naive(day2, 23) + HOUR,
                                                       stream_url="http://cdn.example.test/"
                                                       "a/index.M3U8?token=1",
                                                       replay_url="https://vod.example.test/r"))
-        assert ok.starts_at == cn(DAY2, 23).astimezone(dt.UTC)
+        assert ok.starts_at == cn(day2, 23).astimezone(dt.UTC)
 
 
 def test_other_validation_codes(db: Database) -> None:
     with db.transaction() as session:
         world = build_summit(session)
+        day1, day2 = world.day1, world.day2
         summit = _summit(session)
         organizer = session.get(User, world.organizer_id)
         forum = session.get(SummitSession, world.forum_id)
         assert forum is not None
         cases = [
             (lambda: service.do_create_summit(session=session, actor=organizer, data=SummitCreate(
-                slug="cics-2026", title="x", starts_on=DAY1, ends_on=DAY1)), "slug_taken"),
+                slug="cics-2026", title="x", starts_on=day1, ends_on=day1)), "slug_taken"),
             (lambda: service.do_create_summit(session=session, actor=organizer, data=SummitCreate(
-                slug="Bad Slug", title="x", starts_on=DAY1, ends_on=DAY1)), "invalid_slug"),
+                slug="Bad Slug", title="x", starts_on=day1, ends_on=day1)), "invalid_slug"),
             (lambda: service.do_create_summit(session=session, actor=organizer, data=SummitCreate(
-                slug="later", title="x", starts_on=DAY2, ends_on=DAY1)), "ends_before_starts"),
+                slug="later", title="x", starts_on=day2, ends_on=day1)), "ends_before_starts"),
             (lambda: service.do_create_summit(session=session, actor=organizer, data=SummitCreate(
-                slug="long", title="x", starts_on=DAY1, ends_on=DAY1 + dt.timedelta(days=14))),
+                slug="long", title="x", starts_on=day1, ends_on=day1 + dt.timedelta(days=14))),
              "too_many_days"),
             (lambda: service.do_create_summit(session=session, actor=organizer, data=SummitCreate(
                 slug="far", title="x", starts_on=dt.date(9999, 12, 31),
                 ends_on=dt.date(9999, 12, 31))), "invalid_date"),
             (lambda: service.do_update_summit(session=session, actor=organizer, summit=summit,
-                                              data=SummitUpdate(ends_on=DAY1)),
+                                              data=SummitUpdate(ends_on=day1)),
              "sessions_outside_days"),
             (lambda: service.do_create_track(session=session, actor=organizer, summit=summit,
                                              data=TrackIn(name="x", color="red")),
@@ -179,6 +182,7 @@ def test_only_organizers_change_a_summit(db: Database) -> None:
                                 organization_id=make_org(session).id)
         donor = make_user(session)
         world = build_summit(session, organizer=staff)
+        day1 = world.day1
         summit = _summit(session)
         assert summit.host_organization_id == host.id  # staff host their own organization's
         for actor in (donor, other_staff):
@@ -191,23 +195,24 @@ def test_only_organizers_change_a_summit(db: Database) -> None:
                                     data=TrackIn(name="x"))
         with pytest.raises(PermissionDenied) as exc:
             service.do_create_summit(session=session, actor=donor, data=SummitCreate(
-                slug="mine", title="x", starts_on=DAY1, ends_on=DAY1))
+                slug="mine", title="x", starts_on=day1, ends_on=day1))
         assert exc.value.code == "organizer_only"
         pending = make_org(session, status=OrgStatus.PENDING)
         newcomer = make_user(session, role=Role.ORG_STAFF, organization_id=pending.id)
         with pytest.raises(PermissionDenied) as exc:
             service.do_create_summit(session=session, actor=newcomer, data=SummitCreate(
-                slug="mine", title="x", starts_on=DAY1, ends_on=DAY1))
+                slug="mine", title="x", starts_on=day1, ends_on=day1))
         assert exc.value.code == "organization_not_approved"
         assert world.summit_id == summit.id
 
 
 def test_drafts_are_hidden_and_publishing_needs_a_session(db: Database) -> None:
+    day1, _ = summit_days()
     with db.transaction() as session:
         organizer = make_user(session, role=Role.REVIEWER)
         donor = make_user(session)
         draft = service.do_create_summit(session=session, actor=organizer, data=SummitCreate(
-            slug="draft", title="草稿峰会", starts_on=DAY1, ends_on=DAY1))
+            slug="draft", title="草稿峰会", starts_on=day1, ends_on=day1))
         with pytest.raises(NotFound) as missing:
             service.get_summit(session=session, slug="draft", viewer=donor)
         assert missing.value.code == "summit_not_found"
@@ -218,8 +223,8 @@ def test_drafts_are_hidden_and_publishing_needs_a_session(db: Database) -> None:
         assert empty.value.code == "summit_empty"
         row = service.do_create_session(session=session, actor=organizer, summit=draft,
                                         data=SessionIn(kind=SessionKind.KEYNOTE, title="开幕",
-                                                       starts_at=cn(DAY1, 9),
-                                                       ends_at=cn(DAY1, 10)))
+                                                       starts_at=cn(day1, 9),
+                                                       ends_at=cn(day1, 10)))
         with pytest.raises(Conflict) as unpublished:
             service.do_add_to_agenda(session=session, actor=donor, summit=draft,
                                      summit_session=row)
@@ -231,25 +236,26 @@ def test_drafts_are_hidden_and_publishing_needs_a_session(db: Database) -> None:
 def test_status_moves_forward_only_and_whats_on(db: Database) -> None:
     with db.transaction() as session:
         world = build_summit(session)
+        day1 = world.day1
         summit = _summit(session)
         organizer = session.get(User, world.organizer_id)
         keynote = session.get(SummitSession, world.keynote_id)
         forum = session.get(SummitSession, world.forum_id)
         assert keynote is not None and forum is not None
-        during_keynote = cn(DAY1, 9, 30)
+        during_keynote = cn(day1, 9, 30)
         now = service.whats_on(session=session, summit=summit, now=during_keynote)
         assert [r.id for r in now.live] == [world.keynote_id]  # in its slot, not yet "live"
         assert [r.id for r in now.next] == [world.forum_id, world.roundtable_id]
-        assert service.session_phase(keynote, cn(DAY1, 8)) == "before"
+        assert service.session_phase(keynote, cn(day1, 8)) == "before"
         assert service.session_phase(keynote, during_keynote) == "live"
-        assert service.session_phase(keynote, cn(DAY1, 11)) == "after"
+        assert service.session_phase(keynote, cn(day1, 11)) == "after"
 
         # The keynote runs over: it is still on at 10:15 because the organizers say so.
         service.do_set_status(session=session, actor=organizer, summit=summit,
                               summit_session=keynote, status=SessionStatus.LIVE)
-        now = service.whats_on(session=session, summit=summit, now=cn(DAY1, 10, 15))
+        now = service.whats_on(session=session, summit=summit, now=cn(day1, 10, 15))
         assert [r.id for r in now.live] == [world.keynote_id]
-        assert service.session_phase(keynote, cn(DAY1, 10, 15)) == "live"
+        assert service.session_phase(keynote, cn(day1, 10, 15)) == "live"
         service.do_set_status(session=session, actor=organizer, summit=summit,
                               summit_session=keynote, status=SessionStatus.ENDED)
         assert service.session_phase(keynote, during_keynote) == "after"

@@ -47,10 +47,10 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import OperationalError
@@ -68,6 +68,7 @@ from shanju.campaigns.models import (
     MatchStatus,
     PoolRule,
 )
+from shanju.campaigns.rawsql import RawSql
 from shanju.campaigns.rules import GiftContext, RuleParams
 from shanju.core.clock import utcnow
 from shanju.core.config import get_settings
@@ -237,26 +238,27 @@ def prepare(gift: PaidGift, *, pg: bool, secret: str | None = None) -> Prepared:
 # Account codes and their JSON text, by provider and by project (a gift needs both).
 _clearing: dict[str, tuple[str, str]] = {}
 _funds: dict[int, tuple[str, str]] = {}
+_K = TypeVar("_K", str, int)
+
+
+def _account_of(cache: dict[_K, tuple[str, str]], key: _K, code_of: Callable[[_K], str],
+                limit: int) -> tuple[str, str]:
+    """``key``'s account code and its JSON text, kept in ``cache`` (emptied past ``limit``)."""
+    found = cache.get(key)
+    if found is None:
+        code = code_of(key)
+        if len(cache) > limit:
+            cache.clear()
+        found = cache[key] = (code, leaves.json_text(code))
+    return found
 
 
 def _clearing_of(provider: str) -> tuple[str, str]:
-    found = _clearing.get(provider)
-    if found is None:
-        code = ledger.donor_clearing(provider)
-        if len(_clearing) > 10_000:
-            _clearing.clear()
-        found = _clearing[provider] = (code, leaves.json_text(code))
-    return found
+    return _account_of(_clearing, provider, ledger.donor_clearing, 10_000)
 
 
 def _fund_of(project_id: int) -> tuple[str, str]:
-    found = _funds.get(project_id)
-    if found is None:
-        code = ledger.project_fund(project_id)
-        if len(_funds) > 100_000:
-            _funds.clear()
-        found = _funds[project_id] = (code, leaves.json_text(code))
-    return found
+    return _account_of(_funds, project_id, ledger.project_fund, 100_000)
 
 
 def _leaf_parts(gift: PaidGift, secret: str) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
@@ -352,41 +354,8 @@ class WriterMemory:
         self._staged.clear()
 
 
-class _Sql:
+class _Sql(RawSql):
     """Raw DBAPI access in the session's transaction (SQLite ``?`` or psycopg ``%s``)."""
-
-    def __init__(self, session: Session) -> None:
-        conn = session.connection()
-        self.pg = conn.dialect.name == "postgresql"
-        self.raw: Any = conn.connection.driver_connection
-
-    def q(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.pg else sql
-
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        cur = self.raw.cursor()
-        try:
-            cur.execute(self.q(sql), params)
-            return list(cur.fetchall())
-        finally:
-            cur.close()
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cur = self.raw.cursor()
-        try:
-            cur.execute(self.q(sql), params)
-            return int(cur.rowcount)
-        finally:
-            cur.close()
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
-            return
-        cur = self.raw.cursor()
-        try:
-            cur.executemany(self.q(sql), rows)
-        finally:
-            cur.close()
 
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, Any]:
         """A one-parameter ``column IN (values)``: ``= ANY(%s::type[])`` (an array literal,

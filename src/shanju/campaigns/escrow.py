@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from shanju.campaigns import rules
 from shanju.campaigns.models import Campaign
+from shanju.campaigns.rawsql import RawSql
 from shanju.campaigns.rules import GiftContext, RuleParams
 from shanju.core.clock import utcnow
 from shanju.ledger import service as ledger
@@ -105,41 +106,7 @@ def is_cap_key(key: str) -> bool:
     return _CAP_KEY.match(key) is not None
 
 
-class _Sql:
-    def __init__(self, session: Session) -> None:
-        conn = session.connection()
-        self.pg = conn.dialect.name == "postgresql"
-        self.raw: Any = conn.connection.driver_connection
-
-    def q(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.pg else sql
-
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        cur = self.raw.cursor()
-        try:
-            cur.execute(self.q(sql), params)
-            return list(cur.fetchall()) if cur.description else []
-        finally:
-            cur.close()
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cur = self.raw.cursor()
-        try:
-            cur.execute(self.q(sql), params)
-            return int(cur.rowcount)
-        finally:
-            cur.close()
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
-        if not rows:
-            return 0
-        cur = self.raw.cursor()
-        try:
-            cur.executemany(self.q(sql), rows)
-            return int(cur.rowcount)
-        finally:
-            cur.close()
-
+class _Sql(RawSql):
     def in_list(self, column: str, values: Iterable[Any]) -> tuple[str, Any]:
         if self.pg:
             return f"{column} = ANY(?)", list(values)

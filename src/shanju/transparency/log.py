@@ -158,12 +158,41 @@ def append_entries(
     """Append the leaves of newly posted journal entries (caller's transaction; no commit)."""
     if not posted:
         return
+    append_rows(session, posted_leaves(posted), head=head)
+
+
+def posted_leaves(
+    posted: Sequence[tuple[JournalEntry, PostedSpec]],
+) -> list[tuple[int, str | None, bytes]]:
+    """The leaves of newly posted journal entries, as (entry id, ref, bytes)."""
     secret = get_settings().salt_key  # SHANJU_RECEIPT_SALT_KEY, or else the secret key
-    rows: list[tuple[int, str | None, bytes]] = []
-    for entry, spec in posted:
-        for ref, data in leaf_bytes(entry, spec, secret):
-            rows.append((entry.id, ref, data))
-    append_rows(session, rows, head=head)
+    return [(entry.id, ref, data) for entry, spec in posted
+            for ref, data in leaf_bytes(entry, spec, secret)]
+
+
+def insert_rows(session: Session, table: str, columns: Sequence[str],
+                rows: Sequence[Sequence[Any]]) -> None:
+    """Insert ``rows`` into ``table`` through the driver, in the session's transaction:
+    ``COPY`` on PostgreSQL, ``executemany`` on SQLite (nothing for no rows). A giving-day
+    batch appends thousands of leaves: building ORM parameters for them cost more than the
+    inserts."""
+    if not rows:
+        return
+    connection = session.connection()
+    raw: Any = connection.connection.driver_connection
+    names = ", ".join(columns)
+    cur = raw.cursor()
+    try:
+        if connection.dialect.name == "postgresql":
+            with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" * len(columns))
+            insert = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608 - ours
+            cur.executemany(insert, rows)
+    finally:
+        cur.close()
 
 
 def append_rows(
@@ -174,9 +203,8 @@ def append_rows(
 ) -> int:
     """Append leaves given as (entry id, ref, bytes); return the index of the first one.
 
-    The leaves and nodes go through the driver directly (``COPY`` on PostgreSQL,
-    ``executemany`` on SQLite) in the session's transaction: a giving-day batch appends
-    thousands, and building ORM parameter dictionaries for them cost more than the inserts.
+    The leaves and nodes go through the driver directly (:func:`insert_rows`) in the
+    session's transaction.
     """
     # ``head``: what this transaction's lock_head returned (the caller locked it first).
     size, frontier = head if head is not None else lock_head(session)
@@ -184,27 +212,9 @@ def append_rows(
     completed = frontier.append(hashes)
     leaf_rows = [(size + i, entry_id, ref, h, data)
                  for i, ((entry_id, ref, data), h) in enumerate(zip(rows, hashes, strict=True))]
-    connection = session.connection()
-    raw: Any = connection.connection.driver_connection
-    cur = raw.cursor()
-    try:
-        if connection.dialect.name == "postgresql":
-            with cur.copy("COPY transparency_leaves (idx, entry_id, ref, leaf_hash, data) "
-                          "FROM STDIN") as copy:
-                for row in leaf_rows:
-                    copy.write_row(row)
-            if completed:
-                with cur.copy("COPY transparency_nodes (level, idx, hash) FROM STDIN") as copy:
-                    for node in completed:
-                        copy.write_row(node)
-        else:
-            cur.executemany("INSERT INTO transparency_leaves (idx, entry_id, ref, leaf_hash, "
-                            "data) VALUES (?, ?, ?, ?, ?)", leaf_rows)
-            if completed:
-                cur.executemany("INSERT INTO transparency_nodes (level, idx, hash) "
-                                "VALUES (?, ?, ?)", completed)
-    finally:
-        cur.close()
+    insert_rows(session, "transparency_leaves", ("idx", "entry_id", "ref", "leaf_hash", "data"),
+                leaf_rows)
+    insert_rows(session, "transparency_nodes", ("level", "idx", "hash"), completed)
     session.execute(
         update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(
             size=frontier.size, root=frontier.root(), frontier=frontier.encode(),

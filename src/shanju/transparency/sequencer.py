@@ -40,7 +40,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shanju.core.clock import utcnow
-from shanju.core.config import get_settings
 from shanju.ledger.models import JournalEntry
 from shanju.transparency import log as transparency_log
 
@@ -56,32 +55,18 @@ ADVISORY_KEY = 0x5EC_0E0CE
 def enqueue(session: Session,
             posted: Sequence[tuple[JournalEntry, transparency_log.PostedSpec]]) -> int:
     """Write the leaves of newly posted entries to the queue (caller's transaction)."""
-    secret = get_settings().salt_key
     now = utcnow()
-    rows: list[tuple[int, str | None, bytes, Any]] = []
-    for entry, spec in posted:
-        for ref, data in transparency_log.leaf_bytes(entry, spec, secret):
-            rows.append((entry.id, ref, data, now))
-    if not rows:
+    leaves = transparency_log.posted_leaves(posted)
+    if not leaves:
         return 0
-    connection = session.connection()
-    raw: Any = connection.connection.driver_connection
-    cur = raw.cursor()
-    try:
-        if connection.dialect.name == "postgresql":
-            with cur.copy("COPY transparency_queue (entry_id, ref, data, enqueued_at) "
-                          "FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            # SQLAlchemy's SQLite DateTime format: naive UTC with microseconds.
-            at = now.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-            cur.executemany(
-                "INSERT INTO transparency_queue (entry_id, ref, data, enqueued_at) "
-                "VALUES (?, ?, ?, ?)", [(e, r, d, at) for e, r, d, _ in rows])
-    finally:
-        cur.close()
-    return len(rows)
+    at: Any = now
+    if session.connection().dialect.name != "postgresql":
+        # SQLAlchemy's SQLite DateTime format: naive UTC with microseconds.
+        at = now.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    transparency_log.insert_rows(session, "transparency_queue",
+                                 ("entry_id", "ref", "data", "enqueued_at"),
+                                 [(entry_id, ref, data, at) for entry_id, ref, data in leaves])
+    return len(leaves)
 
 
 def sequence_once(session: Session, *, max_entries: int = 5_000) -> tuple[int, float]:
