@@ -15,7 +15,17 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Engine, String, case, cast, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    ScalarSelect,
+    String,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from shanju.campaigns.models import CampaignGift
@@ -64,6 +74,13 @@ def project_totals(*, session: Session, project_ids: Iterable[int]) -> dict[int,
     for pid, raised, count in rows:
         result[int(pid)] = ProjectTotals(raised_fen=int(raised or 0), donations=int(count))
     return result
+
+
+def project_raised_fen(project_id: int) -> ScalarSelect[int]:
+    """What one project has raised (as :func:`project_totals` sums it), as a scalar subquery:
+    read in the same statement as other columns."""
+    return (select(func.coalesce(func.sum(raised_fen()), 0))
+            .where(Gift.project_id == project_id, _PAID).scalar_subquery())
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,12 @@ def check_goal_allows_gift(*, session: Session, project: Project,
     """Refuse a gift the goal does not let in: Conflict ``project_goal_reached`` when the
     project takes no more gifts; Conflict ``past_goal_unconfirmed`` (field
     ``confirm_past_goal``) when it is past its goal and the donor has not confirmed."""
-    goal = goal_for(session=session, project=project)
+    return check_goal(goal_for(session=session, project=project),
+                      confirm_past_goal=confirm_past_goal)
+
+
+def check_goal(goal: Goal, *, confirm_past_goal: bool) -> Goal:
+    """:func:`check_goal_allows_gift` for a goal already read (``goal_of``)."""
     params = {"goal": format_fen(goal.original_fen, cents=False),
               "raised": format_fen(goal.raised_fen, cents=False),
               "target": format_fen(goal.target_fen, cents=False)}
