@@ -325,6 +325,26 @@ def test_calls_to_wechat_pay_reuse_their_connection(key_dir: Path) -> None:
         assert len(clients) == 5 and clients[4] != clients[0]
 
 
+@pytest.mark.parametrize("bypass", [False, True])
+def test_calls_to_wechat_pay_go_through_the_environments_proxy(
+        key_dir: Path, monkeypatch: pytest.MonkeyPatch, bypass: bool) -> None:
+    """The kept-alive session reads the environment as requests does on each call: a proxy
+    for WeChat Pay's host is used (here one that does not answer), unless NO_PROXY says not."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the discard port: refused
+    if bypass:
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    for world in serve(key_dir, timeout=(2.0, 5.0)):
+        if bypass:
+            assert world.gateway.create_payment(world.request()).url
+        else:
+            with pytest.raises(GatewayError) as refused:
+                world.gateway.create_payment(world.request())
+            assert refused.value.code == "payment_provider_unreachable"
+
+
 def test_an_expired_order_cannot_be_paid_and_queries_closed(world: World) -> None:
     request = world.request(Channel.WECHAT_H5, expires_in=dt.timedelta(seconds=1))
     action = world.gateway.create_payment(request)

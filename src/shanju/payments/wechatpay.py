@@ -261,7 +261,8 @@ class KeepAliveCore(Core):  # type: ignore[misc]  # the SDK has no type hints
     production a new TLS handshake with api.mch.weixin.qq.com — for every order opened. Here
     the same request goes through a keep-alive ``requests.Session`` of the calling thread
     (``requests`` does not promise that one session is safe to share between threads; the
-    threads of a server's pool live as long as they work, and their sessions with them).
+    threads of a server's pool live as long as they work, and their sessions with them),
+    which reads the environment (proxies, CA bundle) once, not on every call.
 
     :meth:`request` is the SDK's (wechatpayv3 2.0.4, locked in ``uv.lock``) step for step —
     the same headers, the same ``Authorization`` signature over the same JSON body
@@ -277,7 +278,16 @@ class KeepAliveCore(Core):  # type: ignore[misc]  # the SDK has no type hints
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = requests.Session()
+            session = requests.Session()
+            # What requests reads from the environment on every call (trust_env: a proxy for
+            # WeChat Pay's host, a CA bundle), read once for the session: a third of its cost
+            # per call. A ~/.netrc is never consulted (its Basic auth would replace the
+            # call's signature).
+            found = session.merge_environment_settings(self._gate_way, {}, None, None, None)
+            session.trust_env = False
+            session.proxies.update(found["proxies"])
+            session.verify = found["verify"]
+            self._local.session = session
         return session
 
     def request(self, path: str, method: RequestType = RequestType.GET, data: Any = None,
