@@ -447,8 +447,7 @@ def do_record_api_token_use(*, session: Session, token_id: int) -> bool:
 
 # The two conditional UPDATEs of a credential's use, built once: a table's (Core) statement,
 # not the ORM's bulk update — a donor's first order of a giving day records one, and the
-# ORM's would cost as much as the rest of the order's writes (docs/benchmarks.md, "Order
-# path"). Pending ORM changes are not flushed first: nothing else writes these columns.
+# ORM's costs several times more (docs/benchmarks.md, "Order path").
 _tokens = cast(Table, ApiToken.__table__)
 _RECORD_TOKEN_USE = (
     update(_tokens)
