@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, event, inspect, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
 
@@ -357,8 +357,8 @@ class OrderFacts:
     enrolment rows and sum the project's gifts (the ``gifts`` view, a sum that grows with the
     project's gifts) — for facts that change a few times a day. Here they are read once a
     second per process and project; an order is answered from memory. Reads that race fill
-    the same entry twice (harmless); facts read in a session with unflushed or unsaved
-    changes are used but not kept.
+    the same entry twice (harmless); facts read in a transaction that has changed anything
+    (flushed or not) are used but not kept: they may be its own, uncommitted.
     """
 
     def __init__(self, *, max_age_s: float = ORDER_FACTS_MAX_AGE_S,
@@ -406,11 +406,27 @@ class OrderFacts:
 
     @staticmethod
     def _keep(session: Session, entries: dict[Any, Any], key: Any, facts: Any) -> None:
-        if session.new or session.dirty or session.deleted:
+        if session.new or session.dirty or session.deleted or session.info.get(_FLUSHED):
             return  # read beside changes of this transaction: not for others
         if len(entries) >= MAX_ORDER_FACTS:
             entries.clear()
         entries[key] = facts
+
+
+# Whether a session's transaction has written (flushed) anything yet: facts it reads then may
+# include its own uncommitted changes.
+_FLUSHED = "shanju.orders.flushed"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flush(session: Session, _context: Any) -> None:
+    session.info[_FLUSHED] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_flush(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the transaction itself, not a savepoint
+        session.info.pop(_FLUSHED, None)
 
 
 _order_facts: weakref.WeakKeyDictionary[Pool, OrderFacts] = weakref.WeakKeyDictionary()
