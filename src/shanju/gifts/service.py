@@ -112,8 +112,9 @@ class TotalsSnapshot:
     Lists (the home page, the project list and search, an organization's projects) read their
     figures from here instead of summing the gifts of the projects they show on every request:
     the sum scans every paid gift (the ``gifts`` view), which grows with the platform. A project's
-    own page and everything that decides about money (the goal check before paying) sum exactly,
-    with :func:`project_totals`.
+    own page and the goal check of an ordinary gift before paying sum exactly, with
+    :func:`project_totals` (a giving day's order, with :func:`project_raised_fen` through
+    ``campaigns.orders.OrderFacts``: at most a second old, read afresh before refusing).
     """
 
     version: tuple[int, int, int]

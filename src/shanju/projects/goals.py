@@ -14,7 +14,8 @@ closed      goal reached, policy ``stop``; or the  no more gifts (已筹满)
             stretch goal reached too
 ==========  =====================================  =============================================
 
-The check happens when an order is opened (:func:`check_goal_allows_gift`), without a lock:
+The check happens when an order is opened (:func:`check_goal_allows_gift`; a giving day's
+order: :func:`check_goal` on the process's order facts, ``campaigns.orders``), without a lock:
 orders opened before the goal was reached are still credited when they are paid — money a
 donor has paid is never refused — so a stopped project may end a little above its goal. See
 ``docs/projects.md`` ("Goals") and ADR 0035.
