@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shanju import __version__
 from shanju.accounts.sms import sms_sender_for
@@ -236,16 +237,52 @@ def _include_routers(app: FastAPI) -> None:
         app.include_router(views.router, include_in_schema=False)
 
 
-def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    @app.middleware("http")
-    async def locale_csrf_and_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+class _Started(Response):
+    """A response's start message as a :class:`Response` whose headers can be read and set
+    (``set_cookie``, ``headers.apply``): what the page middleware changes before it is sent."""
+
+    def __init__(self, message: Message) -> None:  # no body: only the headers
+        self.status_code = message["status"]
+        self.raw_headers = list(message.get("headers", []))
+
+
+class PageMiddleware:
+    """Every request's locale (``?lang=`` or the ``sj_lang`` cookie), CSP nonce and CSRF
+    cookie, and every response's security headers (``core.headers``), as plain ASGI.
+
+    Plain ASGI, not Starlette's ``BaseHTTPMiddleware`` (``@app.middleware("http")``): that
+    runs the rest of the app in a task of its own and streams its answer through memory
+    streams — a task group, two streams and a second response object per request, on every
+    page and API call (a tenth of a giving-day order's time on the event loop, docs/
+    benchmarks.md "Order path"). Here the response's start message is changed on its way out;
+    its body passes untouched. WebSockets and the lifespan pass through, as before.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
         chosen = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
         request.state.locale = i18n.negotiate(chosen)
         request.state.user = None
         csp_nonce(request)  # this request's nonce, before any page is rendered
-        response = await call_next(request)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response = _Started(message)
+                self._finish(request, response)
+                message = {**message, "headers": response.raw_headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _finish(self, request: Request, response: Response) -> None:
+        settings = self.settings
         if "lang" in request.query_params:
             response.set_cookie(
                 LANG_COOKIE, request.state.locale, max_age=365 * 86400, samesite="lax",
@@ -265,7 +302,10 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
                 secure=settings.cookie_secure,
             )
         headers.apply(request, response, settings)
-        return response
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    app.add_middleware(PageMiddleware, settings=settings)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

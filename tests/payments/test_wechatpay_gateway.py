@@ -14,9 +14,10 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -154,8 +155,8 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("wechatpay-keys")
 
 
-def serve(key_dir: Path, *, prefix: str = "",
-          timeout: tuple[float, float] = (5.0, 15.0)) -> Iterator[World]:
+def serve(key_dir: Path, *, prefix: str = "", timeout: tuple[float, float] = (5.0, 15.0),
+          wrap: Callable[[Any], Any] | None = None) -> Iterator[World]:
     emulator_socket, receiver_socket = free_socket(), free_socket()
     base_url = f"http://127.0.0.1:{emulator_socket.getsockname()[1]}{prefix}"
     emulator, config = setup(base_url, key_dir,
@@ -164,6 +165,8 @@ def serve(key_dir: Path, *, prefix: str = "",
     app = create_app(emulator)
     if prefix:
         app = Starlette(routes=[Mount(prefix, app=app)])
+    if wrap is not None:
+        app = wrap(app)
     gateway = WeChatPayGateway(config, timeout=timeout)
     receiver = Receiver(gateway)
     notify_url = f"http://127.0.0.1:{receiver_socket.getsockname()[1]}/notify/wechatpay"
@@ -293,6 +296,53 @@ def test_the_same_order_opened_twice_is_the_same_order_and_a_changed_one_a_confl
         world.gateway.create_payment(request)
     assert (paid.value.code, paid.value.params["provider_code"]) == (
         "payment_order_conflict", "ORDERPAID")
+
+
+def test_calls_to_wechat_pay_reuse_their_connection(key_dir: Path) -> None:
+    """The SDK alone opens a new connection (in production a TLS handshake) per call; the
+    gateway's calls from one thread arrive over one kept-alive connection, and another
+    thread's over its own."""
+    clients: list[tuple[str, int]] = []
+
+    def recording(app: Any) -> Any:
+        async def record(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"].startswith("/v3/"):
+                clients.append(tuple(scope["client"]))
+            await app(scope, receive, send)
+        return record
+
+    for world in serve(key_dir, wrap=recording):
+        requests_ = [world.request(Channel.WECHAT_H5) for _ in range(3)]
+        for request in requests_:
+            world.gateway.create_payment(request)
+        assert world.gateway.query_payment(out_trade_no=requests_[0].out_trade_no,
+                                           merchant=world.merchant) is not None
+        assert len(clients) == 4 and len(set(clients)) == 1
+        other = threading.Thread(target=world.gateway.create_payment,
+                                 args=(world.request(Channel.WECHAT_NATIVE),))
+        other.start()
+        other.join(30)
+        assert len(clients) == 5 and clients[4] != clients[0]
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_calls_to_wechat_pay_go_through_the_environments_proxy(
+        key_dir: Path, monkeypatch: pytest.MonkeyPatch, bypass: bool) -> None:
+    """The kept-alive session reads the environment as requests does on each call: a proxy
+    for WeChat Pay's host is used (here one that does not answer), unless NO_PROXY says not."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the discard port: refused
+    if bypass:
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    for world in serve(key_dir, timeout=(2.0, 5.0)):
+        if bypass:
+            assert world.gateway.create_payment(world.request()).url
+        else:
+            with pytest.raises(GatewayError) as refused:
+                world.gateway.create_payment(world.request())
+            assert refused.value.code == "payment_provider_unreachable"
 
 
 def test_an_expired_order_cannot_be_paid_and_queries_closed(world: World) -> None:

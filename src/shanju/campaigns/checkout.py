@@ -27,6 +27,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
@@ -35,6 +36,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Header, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shanju.accounts import service as accounts
@@ -150,33 +152,64 @@ def _read_db(request: Request) -> Iterator[Session]:
 ReadSession = Annotated[Session, Depends(_read_db, scope="function")]
 
 
+@dataclass(frozen=True, slots=True)
+class ViewerUse:
+    """The use of a viewer's credential that is due to be recorded: an API token's last use,
+    a web session's activity (each at most once a minute, ``accounts.service``)."""
+
+    token_id: int | None = None
+    session_id: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.token_id is not None or self.session_id is not None
+
+
+NO_USE = ViewerUse()
+
+
+def viewer_in(session: Session, request: Request) -> tuple[User | None, ViewerUse]:
+    """The signed-in user (API token or session cookie), read in ``session``, and the use of
+    their credential to record (:func:`record_use_in`). An invalid API token is refused
+    (401 ``invalid_token``); no credential, or a session cookie that no longer signs in,
+    is nobody (None)."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        found = accounts.api_token_login(session=session, token=auth[7:].strip())
+        if found is None:
+            raise NotAuthenticated("The API token is invalid or revoked.",
+                                   code="invalid_token")
+        return found[0], ViewerUse(token_id=found[1])
+    if cookie := request.cookies.get(SESSION_COOKIE):
+        idle = accounts.IdleTimeouts.from_settings(request.app.state.settings)
+        if signed_in := accounts.session_login(session=session, token=cookie, idle=idle):
+            return signed_in[0], ViewerUse(session_id=signed_in[1])
+    return None, NO_USE
+
+
+def record_use_in(session: Session, use: ViewerUse) -> None:
+    """Record a credential's use in the caller's write transaction."""
+    if use.token_id is not None:
+        accounts.do_record_api_token_use(session=session, token_id=use.token_id)
+    if use.session_id is not None:
+        accounts.do_touch_session(session=session, session_id=use.session_id)
+
+
+def record_use(database: Database, use: ViewerUse) -> None:
+    """Record a credential's use, if due, in a short transaction of its own."""
+    if use:
+        with database.transaction(write=True) as session:
+            record_use_in(session, use)
+
+
 def _load_viewer(request: Request) -> User | None:
     """The signed-in user (session cookie or API token), loaded in a short read transaction
     and detached; a token's last use is recorded in a short transaction of its own."""
     database: Database = get_database(request)
-    due_token: int | None = None
-    due_session: int | None = None
-    user: User | None = None
     with database.transaction(write=False) as session:
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            found = accounts.api_token_login(session=session, token=auth[7:].strip())
-            if found is None:
-                raise NotAuthenticated("The API token is invalid or revoked.",
-                                       code="invalid_token")
-            user, due_token = found
-        elif cookie := request.cookies.get(SESSION_COOKIE):
-            idle = accounts.IdleTimeouts.from_settings(request.app.state.settings)
-            if found := accounts.session_login(session=session, token=cookie, idle=idle):
-                user, due_session = found
+        user, use = viewer_in(session, request)
         if user is not None:
             session.expunge(user)
-    if due_token is not None or due_session is not None:
-        with database.transaction(write=True) as session:
-            if due_token is not None:
-                accounts.do_record_api_token_use(session=session, token_id=due_token)
-            if due_session is not None:
-                accounts.do_touch_session(session=session, session_id=due_session)
+    record_use(database, use)
     request.state.user = user
     return user
 
@@ -188,8 +221,32 @@ def _require_donor(request: Request) -> User:
     return user
 
 
+def load_donor(request: Request) -> tuple[User, ViewerUse]:
+    """In a worker thread: the signed-in donor (detached), read in a short read transaction,
+    and the use of their credential still to record (the caller records it, with its own
+    write if it has one: :func:`record_use_in`). 401 when nobody is signed in."""
+    with get_database(request).transaction(write=False) as session:
+        user, use = viewer_in(session, request)
+        if user is None:
+            raise NotAuthenticated("Please sign in first.")
+        session.expunge(user)
+    request.state.user = user
+    return user, use
+
+
+async def _has_credentials(request: Request) -> None:
+    # The hot order routes read the donor in their one worker-thread hop (load_donor,
+    # viewer_in), not in a dependency of its own; a request with no credential at all is
+    # still refused here, before its body is validated, as the Donor dependency does.
+    if (not request.headers.get("authorization", "").lower().startswith("bearer ")
+            and SESSION_COOKIE not in request.cookies):
+        raise NotAuthenticated("Please sign in first.")
+
+
 ReadViewer = Annotated[User | None, Depends(_load_viewer)]
 Donor = Annotated[User, Depends(_require_donor)]
+#: A route that reads its donor itself (:func:`load_donor`): no credential at all is a 401.
+SignedIn = Depends(_has_credentials)
 
 
 # --- the paid callback ---------------------------------------------------------------------
@@ -373,30 +430,50 @@ IdempotencyKey = Annotated[
 @api_router.post(
     "/campaigns/{campaign_id}/orders", response_model=OrderCreated, status_code=201,
     summary="Start a giving-day gift: a signed order to pay",
-    responses={409: {"description": "Campaign not live, or project not enrolled"},
+    responses={401: {"description": "Not signed in, or the API token is invalid"},
+               409: {"description": "Campaign not live, or project not enrolled"},
                422: {"description": "Invalid amount, text or Idempotency-Key"}},
+    dependencies=[SignedIn],
 )
-def create_order(campaign_id: DbId, body: OrderCreate, request: Request, user: Donor,
-                 idempotency_key: IdempotencyKey = None) -> OrderCreated:
+async def create_order(campaign_id: DbId, body: OrderCreate, request: Request,
+                       idempotency_key: IdempotencyKey = None) -> OrderCreated:
     """Validate the gift and return its order; the same Idempotency-Key gives the same order."""
-    ratelimit.enforce(request, "checkout", account=user.id)
-    key = orders.check_idempotency_key(idempotency_key)
-    # The read transaction is opened here, in the endpoint's thread, not by a dependency: a
-    # dependency's connection would be held while the request waits for a thread again, and
-    # at a giving day's peak every thread could be waiting for a connection held by a request
-    # that waits for a thread (the pool's 30 s timeout, 503s; docs/benchmarks.md, http).
-    with get_database(request).transaction(write=False) as session:
-        campaign, project, fields = orders.check_order_request(
-            session=session, actor=user, campaign_id=campaign_id, project_id=body.project_id,
-            amount_fen=body.amount_fen, donor_name=body.donor_name, anonymous=body.anonymous,
-            message=body.message, province=body.province,
-            confirm_past_goal=body.confirm_past_goal,
-        )
-        # The money settles to the receiving organization's own merchant account.
-        payment_routes.check_payment_route(session=session,
-                                           organization_id=project.recipient_org_id,
-                                           providers=_providers(request).names)
-        campaign_id_, project_id = campaign.id, project.id
+    # One worker-thread hop for all of it (the donor, the checks, the order), and the answer
+    # serialized on the loop: a giving day's peak is made of these requests.
+    return await run_in_threadpool(_create_order, request, campaign_id, body, idempotency_key)
+
+
+def _create_order(request: Request, campaign_id: int, body: OrderCreate,
+                  idempotency_key: str | None) -> OrderCreated:
+    database: Database = get_database(request)
+    use = NO_USE
+    # One read transaction for the donor and the checks, opened here in the worker thread,
+    # never by a dependency: a dependency's connection would be held while the request waits
+    # for a thread again, and at a giving day's peak every thread could be waiting for a
+    # connection held by a request that waits for a thread (the pool's 30 s timeout, 503s;
+    # docs/benchmarks.md, http).
+    try:
+        with database.transaction(write=False) as session:
+            user, use = viewer_in(session, request)
+            if user is None:
+                raise NotAuthenticated("Please sign in first.")
+            session.expunge(user)
+            request.state.user = user
+            ratelimit.enforce(request, "checkout", account=user.id)
+            key = orders.check_idempotency_key(idempotency_key)
+            campaign, project, fields = orders.check_order_request(
+                session=session, actor=user, campaign_id=campaign_id,
+                project_id=body.project_id, amount_fen=body.amount_fen,
+                donor_name=body.donor_name, anonymous=body.anonymous, message=body.message,
+                province=body.province, confirm_past_goal=body.confirm_past_goal,
+            )
+            # The money settles to the receiving organization's own merchant account.
+            payment_routes.check_payment_route(session=session,
+                                               organization_id=project.recipient_org_id,
+                                               providers=_providers(request).names)
+            campaign_id_, project_id = campaign.id, project.id
+    finally:
+        record_use(database, use)
     provider = _providers(request).for_checkout()
     order, token = orders.make_order(
         signer=_signer(request), actor=user, campaign_id=campaign_id_, project_id=project_id,

@@ -19,7 +19,9 @@ durable write is the paid gift (``campaigns.engine``).
 
 :func:`check_order_request` validates a donor's request (campaign live, project enrolled and
 approved, amount, and every text field small enough for the gift's row: the engine commits many
-gifts in one transaction, so a value the database would refuse must never reach it).
+gifts in one transaction, so a value the database would refuse must never reach it). What it
+reads of the campaign and the project (:class:`OrderFacts`) is shared by the process's
+requests for at most :data:`ORDER_FACTS_MAX_AGE_S`; a refusal is always read afresh.
 """
 
 from __future__ import annotations
@@ -30,11 +32,16 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import threading
+import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Engine, event, inspect, select
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
 
 from shanju.accounts.models import User
 from shanju.campaigns.engine import PaidGift
@@ -51,6 +58,7 @@ from shanju.core.i18n import N_
 from shanju.core.money import check_amount_fen
 from shanju.core.regions import check_province
 from shanju.core.text import check_text
+from shanju.gifts import service as gifts
 from shanju.payments.providers import OrderNotification
 from shanju.projects import goals
 from shanju.projects import service as projects
@@ -302,6 +310,162 @@ def check_enrolled(*, session: Session, campaign: Campaign, project: Project) ->
     return enrolment
 
 
+# --- what validating an order reads, shared by the process's requests ------------------------
+
+#: How old (seconds) the facts an order is validated against may be: a campaign that ended, a
+#: project unenrolled, paused or closed at its goal stops taking orders in every server
+#: process at most this long after the change (docs/campaigns/checkout.md, "Validating an
+#: order"). Facts that would *refuse* an order are never trusted from memory: read again.
+ORDER_FACTS_MAX_AGE_S = 1.0
+# Entries kept per database at most (forgotten all at once beyond: a flood of made-up ids).
+MAX_ORDER_FACTS = 20_000
+_M = TypeVar("_M", Campaign, Project)
+
+
+def _copy(row: _M) -> _M:
+    """A copy of a loaded row in no session (its columns only: the models have no
+    relationships): what a process's requests may share, read-only."""
+    return type(row)(**{attr.key: getattr(row, attr.key)
+                        for attr in inspect(type(row)).column_attrs})
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignFacts:
+    """A campaign as an order sees it (a copy, never to be changed), or None: no such one."""
+
+    campaign: Campaign | None
+    taken_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectFacts:
+    """A project as an order to it in a campaign sees it: the project (a copy, never to be
+    changed; None: no such project), its enrolment's status in the campaign (None: not
+    enrolled) and what it has raised (for its goal)."""
+
+    project: Project | None
+    enrolment: EnrolmentStatus | None
+    raised_fen: int
+    taken_at: float
+
+
+class OrderFacts:
+    """The campaigns and projects a process's orders are validated against, each read at
+    most once per :data:`ORDER_FACTS_MAX_AGE_S` (one database's; :func:`order_facts`).
+
+    At a giving day's peak every order would otherwise read the same campaign, project and
+    enrolment rows and sum the project's gifts (the ``gifts`` view, a sum that grows with the
+    project's gifts) — for facts that change a few times a day. Here they are read once a
+    second per process and project; an order is answered from memory. Reads that race fill
+    the same entry twice (harmless); facts read in a transaction that has changed anything
+    (flushed or not) are used but not kept: they may be its own, uncommitted.
+    """
+
+    def __init__(self, *, max_age_s: float = ORDER_FACTS_MAX_AGE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self._campaigns: dict[int, CampaignFacts] = {}
+        self._projects: dict[tuple[int, int], ProjectFacts] = {}
+
+    def campaign(self, session: Session, campaign_id: int, *, fresh: bool = False
+                 ) -> tuple[CampaignFacts, bool]:
+        """The campaign's facts and whether they were read now (``fresh``: read them now)."""
+        now = self.clock()
+        known = self._campaigns.get(campaign_id)
+        if known is not None and not fresh and now - known.taken_at < self.max_age_s:
+            return known, False
+        row = session.get(Campaign, campaign_id)
+        facts = CampaignFacts(None if row is None else _copy(row), now)
+        self._keep(session, self._campaigns, campaign_id, facts)
+        return facts, True
+
+    def project(self, session: Session, campaign_id: int, project_id: int, *,
+                fresh: bool = False) -> tuple[ProjectFacts, bool]:
+        """The project's facts in the campaign and whether they were read now."""
+        now = self.clock()
+        key = (campaign_id, project_id)
+        known = self._projects.get(key)
+        if known is not None and not fresh and now - known.taken_at < self.max_age_s:
+            return known, False
+        # One statement: the project, its enrolment in the campaign, what it has raised.
+        row = session.execute(
+            select(Project, Enrolment.status, gifts.project_raised_fen(project_id))
+            .outerjoin(Enrolment, (Enrolment.project_id == Project.id)
+                       & (Enrolment.campaign_id == campaign_id))
+            .where(Project.id == project_id)).first()
+        facts = (ProjectFacts(None, None, 0, now) if row is None
+                 else ProjectFacts(_copy(row[0]), row[1], int(row[2] or 0), now))
+        self._keep(session, self._projects, key, facts)
+        return facts, True
+
+    def clear(self) -> None:
+        """Forget everything (the next order of each campaign and project reads again)."""
+        self._campaigns.clear()
+        self._projects.clear()
+
+    @staticmethod
+    def _keep(session: Session, entries: dict[Any, Any], key: Any, facts: Any) -> None:
+        if session.new or session.dirty or session.deleted or session.info.get(_FLUSHED):
+            return  # read beside changes of this transaction: not for others
+        if len(entries) >= MAX_ORDER_FACTS:
+            entries.clear()
+        entries[key] = facts
+
+
+# Whether a session's transaction has written (flushed) anything yet: facts it reads then may
+# include its own uncommitted changes.
+_FLUSHED = "shanju.orders.flushed"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flush(session: Session, _context: Any) -> None:
+    session.info[_FLUSHED] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_flush(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the transaction itself, not a savepoint
+        session.info.pop(_FLUSHED, None)
+
+
+_order_facts: weakref.WeakKeyDictionary[Pool, OrderFacts] = weakref.WeakKeyDictionary()
+_order_facts_lock = threading.Lock()
+
+
+def order_facts(session: Session) -> OrderFacts:
+    """The process's :class:`OrderFacts` of the session's database (one per engine: its
+    read and write sessions share them)."""
+    bind = session.get_bind()
+    pool = (bind if isinstance(bind, Engine) else bind.engine).pool
+    facts = _order_facts.get(pool)
+    if facts is None:
+        with _order_facts_lock:
+            facts = _order_facts.get(pool)
+            if facts is None:
+                facts = _order_facts[pool] = OrderFacts()
+    return facts
+
+
+def _check_facts(campaign_facts: CampaignFacts, project_facts: ProjectFacts, *,
+                 confirm_past_goal: bool) -> tuple[Campaign, Project]:
+    """The checks of :func:`check_order_request`, in its order, on facts read before."""
+    campaign = campaign_facts.campaign
+    if campaign is None or campaign.status == CampaignStatus.DRAFT:
+        raise NotFound(N_("There is no such campaign."), code="campaign_not_found")
+    check_campaign_live(campaign)
+    project = project_facts.project
+    if project is None:
+        raise NotFound(N_("This project does not exist."), code="project_not_found")
+    if project_facts.enrolment != EnrolmentStatus.APPROVED:
+        raise Conflict("This project does not take part in this campaign.",
+                       code="project_not_enrolled")
+    projects.check_accepts_donations(project=project, on=today_cn())
+    goals.check_goal(goals.goal_of(project, project_facts.raised_fen),
+                     confirm_past_goal=confirm_past_goal)
+    return campaign, project
+
+
 def check_order_request(
     *,
     session: Session,
@@ -320,7 +484,11 @@ def check_order_request(
     A project past its goal takes the gift only with ``confirm_past_goal`` (the donor was
     told); one that stopped at its goal takes none (``projects/goals.py``).
 
-    Reads only (campaign, project, enrolment): an order writes nothing.
+    Reads only (campaign, project, enrolment, what the project raised), through the
+    process's :class:`OrderFacts`: what an order is accepted on may be up to
+    :data:`ORDER_FACTS_MAX_AGE_S` old; what it is refused on is read now. The campaign and
+    project returned are copies shared by the process's requests: read them, never change
+    them. An order writes nothing.
     """
     amount = check_amount_fen(amount_fen, field="amount")
     name = _clean_text(donor_name, limit=MAX_NAME, field="donor_name",
@@ -330,13 +498,21 @@ def check_order_request(
     text = _clean_text(message, limit=MAX_MESSAGE, field="message", code="message_too_long",
                        message="The message can have at most 200 characters.")
     where = check_province(province) or (actor.province if actor else None) or None
-    campaign = get_campaign(session=session, campaign_id=campaign_id)
-    check_campaign_live(campaign)
-    project = projects.get_project(session=session, project_id=project_id)
-    check_enrolled(session=session, campaign=campaign, project=project)
-    projects.check_accepts_donations(project=project, on=today_cn())
-    goals.check_goal_allows_gift(session=session, project=project,
-                                 confirm_past_goal=confirm_past_goal)
+    facts = order_facts(session)
+    campaign_facts, campaign_read = facts.campaign(session, campaign_id)
+    project_facts, project_read = facts.project(session, campaign_id, project_id)
+    try:
+        campaign, project = _check_facts(campaign_facts, project_facts,
+                                         confirm_past_goal=confirm_past_goal)
+    except DomainError:
+        if campaign_read and project_read:
+            raise
+        # Never refuse on remembered facts: what refuses is read now, and then refuses (or
+        # not) exactly as it would have without the memory.
+        campaign, project = _check_facts(
+            facts.campaign(session, campaign_id, fresh=True)[0],
+            facts.project(session, campaign_id, project_id, fresh=True)[0],
+            confirm_past_goal=confirm_past_goal)
     fields = {"donor_name": name, "anonymous": bool(anonymous), "message": text,
               "province": where, "amount_fen": amount}
     return campaign, project, fields

@@ -142,7 +142,7 @@ def apply(request: Request, response: Response, settings: Settings) -> None:
             nonce=csp_nonce(request), host=request.headers.get("host"),
             extra=extra, extra_media=tuple(settings.csp_media_origins),
         ))
-    if is_private(request) and not request.url.path.startswith(PUBLIC_PREFIXES):
+    if is_private(request) and not request.scope.get("path", "").startswith(PUBLIC_PREFIXES):
         # A route that chose its own caching (the transparency log's immutable tiles, a
         # project's public files) keeps it; everything else is private to this person.
         headers.setdefault("Cache-Control", "no-store")

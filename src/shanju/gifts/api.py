@@ -5,10 +5,12 @@ notification intake, and an order's state (ADR 0028; ``gifts/flows.py`` does the
     POST /api/v1/payments/notify/{provider}   the provider's signed notification
     GET  /api/v1/gifts/orders/{order_id}      the order's state (asks the provider if open)
 
-Handlers are plain ``def``: database work and the provider's HTTP calls run in the threadpool,
-and every provider call happens outside a transaction. They hold no request-wide transaction
-(the donor is loaded in a short read, as on the giving-day checkout): each step opens its own,
-so a provider's call never waits while SQLite's write lock is held.
+Database work and the provider's HTTP calls run in the threadpool (plain ``def`` handlers; ``POST
+/gifts``, the giving day's order, in one explicit hop), and every provider call happens outside
+a transaction. They hold no request-wide transaction (the donor is loaded in a short read, as
+on the giving-day checkout): each step opens its own, so a provider's call never waits while
+SQLite's write lock is held. An order records the donor's API token use (when due) in its own
+write transaction.
 """
 
 from __future__ import annotations
@@ -22,10 +24,21 @@ import structlog
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from shanju.accounts.models import User
 from shanju.campaigns import orders
-from shanju.campaigns.checkout import Donor, EngineUnavailable, start_engine
+from shanju.campaigns.checkout import (
+    NO_USE,
+    Donor,
+    EngineUnavailable,
+    SignedIn,
+    ViewerUse,
+    load_donor,
+    record_use,
+    record_use_in,
+    start_engine,
+)
 from shanju.campaigns.engine import GiftResult
 from shanju.core import ratelimit
 from shanju.core.clock import utcnow
@@ -186,26 +199,38 @@ def check_gift(*, session: Any, actor: User | None, body: GiftCreate,
 
 
 def open_and_pay(request: Request, *, actor: User | None, body: GiftCreate, key: str,
-                 contact: str | None = None) -> tuple[PaymentIntent, PayAction]:
-    """Write the order in its own transaction, then ask the provider to open it."""
+                 contact: str | None = None, use: ViewerUse = NO_USE
+                 ) -> tuple[PaymentIntent, PayAction]:
+    """Write the order in its own transaction, then ask the provider to open it. ``use``:
+    the donor's credential use still to record (``load_donor``), recorded with the order, or
+    on its own when the order is refused."""
     database: Database = get_database(request)
     gateways = gateways_of(request)
-    with database.transaction() as session:
-        gift, project = check_gift(session=session, actor=actor, body=body, gateways=gateways)
-        provider = flows.provider_of(Channel(gift.channel))
-        route = flows.merchant_for(session=session, organization_id=project.recipient_org_id,
-                                   provider=provider, secret_key=_secret(request))
-        intent, _ = flows.open_order(session=session, actor=actor, scope=_scope(request, actor),
-                                     request=gift, project=project, route=route,
-                                     idempotency_key=key, contact=contact,
-                                     secret_key=_secret(request))
-        settings = request.app.state.settings
-        pay = flows.pay_request(
-            intent=intent, route=route, project_title=project.title,
-            base_url=settings.base_url, client_ip=_client_ip(request),
-            return_url=settings.base_url.rstrip("/") + order_page_url(request, intent),
-            openid=body.openid)
-        session.expunge(intent)
+    written = False
+    try:
+        with database.transaction() as session:
+            gift, project = check_gift(session=session, actor=actor, body=body,
+                                       gateways=gateways)
+            provider = flows.provider_of(Channel(gift.channel))
+            route = flows.merchant_for(session=session,
+                                       organization_id=project.recipient_org_id,
+                                       provider=provider, secret_key=_secret(request))
+            intent, _ = flows.open_order(session=session, actor=actor,
+                                         scope=_scope(request, actor), request=gift,
+                                         project=project, route=route, idempotency_key=key,
+                                         contact=contact, secret_key=_secret(request))
+            settings = request.app.state.settings
+            pay = flows.pay_request(
+                intent=intent, route=route, project_title=project.title,
+                base_url=settings.base_url, client_ip=_client_ip(request),
+                return_url=settings.base_url.rstrip("/") + order_page_url(request, intent),
+                openid=body.openid)
+            record_use_in(session, use)
+            session.expunge(intent)
+        written = True
+    finally:
+        if not written:
+            record_use(database, use)
     # After the commit: never an HTTP call inside a transaction. The same order opened again
     # (a retry) is accepted by both providers.
     action = _gateway(request, intent.provider).create_payment(pay)
@@ -218,19 +243,33 @@ def _client_ip(request: Request) -> str:
 
 @router.post("/gifts", response_model=OrderRead, status_code=201,
              summary="Give: open a payment order at WeChat Pay or Alipay",
-             responses={409: {"description": "Not open for donations (project_goal_reached: "
+             dependencies=[SignedIn],
+             responses={401: {"description": "Not signed in, or the API token is invalid"},
+                        409: {"description": "Not open for donations (project_goal_reached: "
                                              "it stopped at its goal), past its goal without "
                                              "confirm_past_goal (past_goal_unconfirmed), no "
                                              "payment route, or Idempotency-Key reused"},
                         422: {"description": "Invalid amount, text, channel or key"},
                         502: {"description": "The provider could not open the order "
                                              "(`payment_*` codes); retry with the same key"}})
-def create_gift(body: GiftCreate, request: Request, user: Donor,
-                idempotency_key: IdempotencyKey = None) -> OrderRead:
+async def create_gift(body: GiftCreate, request: Request,
+                      idempotency_key: IdempotencyKey = None) -> OrderRead:
     """Open the order and say how to pay it; the same Idempotency-Key gives the same order."""
-    ratelimit.enforce(request, "checkout", account=user.id)
-    key = payments.check_idempotency_key(idempotency_key)
-    intent, action = open_and_pay(request, actor=user, body=body, key=key)
+    # One worker-thread hop for all of it (the donor, the order, the provider's call), and
+    # the answer serialized on the loop: a giving day's peak is made of these requests.
+    return await run_in_threadpool(_create_gift, request, body, idempotency_key)
+
+
+def _create_gift(request: Request, body: GiftCreate, idempotency_key: str | None
+                 ) -> OrderRead:
+    user, use = load_donor(request)
+    try:
+        ratelimit.enforce(request, "checkout", account=user.id)
+        key = payments.check_idempotency_key(idempotency_key)
+    except DomainError:
+        record_use(get_database(request), use)
+        raise
+    intent, action = open_and_pay(request, actor=user, body=body, key=key, use=use)
     return _read(intent, action)
 
 

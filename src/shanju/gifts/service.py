@@ -15,7 +15,17 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Engine, String, case, cast, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    ScalarSelect,
+    String,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from shanju.campaigns.models import CampaignGift
@@ -66,6 +76,13 @@ def project_totals(*, session: Session, project_ids: Iterable[int]) -> dict[int,
     return result
 
 
+def project_raised_fen(project_id: int) -> ScalarSelect[int]:
+    """What one project has raised (as :func:`project_totals` sums it), as a scalar subquery:
+    read in the same statement as other columns."""
+    return (select(func.coalesce(func.sum(raised_fen()), 0))
+            .where(Gift.project_id == project_id, _PAID).scalar_subquery())
+
+
 @dataclass(frozen=True)
 class PlatformTotals:
     """Totals for the home page: money, person-times and organizations that received gifts."""
@@ -95,8 +112,9 @@ class TotalsSnapshot:
     Lists (the home page, the project list and search, an organization's projects) read their
     figures from here instead of summing the gifts of the projects they show on every request:
     the sum scans every paid gift (the ``gifts`` view), which grows with the platform. A project's
-    own page and everything that decides about money (the goal check before paying) sum exactly,
-    with :func:`project_totals`.
+    own page and the goal check of an ordinary gift before paying sum exactly, with
+    :func:`project_totals` (a giving day's order, with :func:`project_raised_fen` through
+    ``campaigns.orders.OrderFacts``: at most a second old, read afresh before refusing).
     """
 
     version: tuple[int, int, int]

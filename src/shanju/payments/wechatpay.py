@@ -21,7 +21,9 @@ What this module adds around the SDK, and why:
   answer becomes which: :meth:`WeChatPayGateway._error`), WeChat Pay's own status, code and
   message in ``params`` (``http_status``, ``provider_code``, ``provider_message``);
 * the daily trade bill is downloaded, checked against its SHA1 and parsed
-  (:func:`parse_trade_bill`).
+  (:func:`parse_trade_bill`);
+* the SDK's calls reuse their connections (:class:`KeepAliveCore`): the SDK itself opens a new
+  connection, and a new TLS handshake, for every call.
 
 Configuration is read from the environment (:meth:`WeChatPayConfig.from_env`); keys are files,
 never in the database. The same code runs against the local emulator
@@ -38,6 +40,7 @@ import json
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -49,7 +52,10 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from wechatpayv3 import WeChatPay, WeChatPayType
-from wechatpayv3.utils import aes_decrypt, rsa_verify
+from wechatpayv3 import __version__ as sdk_version
+from wechatpayv3.core import Core
+from wechatpayv3.type import RequestType
+from wechatpayv3.utils import aes_decrypt, build_authorization, rsa_verify
 
 from shanju.core.clock import CHINA_TZ, utcnow
 from shanju.payments import keys
@@ -244,6 +250,86 @@ def _read_pem(path: Path | None, name: str, *, private: bool) -> tuple[str, str 
     return keys.public_pem(key), None
 
 
+# --- the SDK over keep-alive connections ----------------------------------------------------
+
+
+class KeepAliveCore(Core):  # type: ignore[misc]  # the SDK has no type hints
+    """The SDK's ``Core`` whose calls reuse their connections to WeChat Pay.
+
+    ``wechatpayv3.core.Core.request`` sends each call with the module-level ``requests.get`` /
+    ``requests.post``: a new ``requests.Session``, so a new TCP connection — and in
+    production a new TLS handshake with api.mch.weixin.qq.com — for every order opened. Here
+    the same request goes through a keep-alive ``requests.Session`` of the calling thread
+    (``requests`` does not promise that one session is safe to share between threads; the
+    threads of a server's pool live as long as they work, and their sessions with them),
+    which reads the environment (proxies, CA bundle) once, not on every call.
+
+    :meth:`request` is the SDK's (wechatpayv3 2.0.4, locked in ``uv.lock``) step for step —
+    the same headers, the same ``Authorization`` signature over the same JSON body
+    (``requests``' ``json=`` serializes it as ``build_authorization`` does), the same check of
+    the answer's signature — only the sending differs. A connection the server closed while
+    idle is noticed by ``urllib3`` before it is reused and opened again.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            # What requests reads from the environment on every call (trust_env: a proxy for
+            # WeChat Pay's host, a CA bundle), read once for the session: a third of its cost
+            # per call. A ~/.netrc is never consulted (its Basic auth would replace the
+            # call's signature).
+            found = session.merge_environment_settings(self._gate_way, {}, None, None, None)
+            session.trust_env = False
+            session.proxies.update(found["proxies"])
+            session.verify = found["verify"]
+            self._local.session = session
+        return session
+
+    def request(self, path: str, method: RequestType = RequestType.GET, data: Any = None,
+                skip_verify: bool = False, sign_data: Any = None, files: Any = None,
+                cipher_data: bool = False, headers: dict[str, str] | None = None
+                ) -> tuple[int, Any]:
+        """Send one signed API v3 request; ``(status, text or bytes)`` as the SDK answers."""
+        headers = {} if headers is None else headers
+        headers["Content-Type"] = "multipart/form-data" if files else "application/json"
+        headers["Accept"] = "application/json"
+        headers["User-Agent"] = (f"wechatpay python sdk v{sdk_version}"
+                                 "(https://github.com/minibear2021/wechatpayv3)")
+        if self._public_key_id or cipher_data:
+            headers["Wechatpay-Serial"] = (
+                self._public_key_id if self._public_key_id
+                else hex(self._last_certificate().serial_number)[2:].upper())
+        headers["Authorization"] = build_authorization(
+            path, method.value, self._mchid, self._cert_serial_no, self._private_key,
+            data=sign_data if sign_data else data)
+        url = self._gate_way + path
+        common: dict[str, Any] = {"headers": headers, "proxies": self._proxy,
+                                  "timeout": self._timeout}
+        session = self._session()
+        if method == RequestType.GET:
+            response = session.get(url, **common)
+        elif method == RequestType.POST:
+            response = session.post(url, json=None if files else data,
+                                    data=data if files else None, files=files, **common)
+        elif method in (RequestType.PATCH, RequestType.PUT):
+            response = session.request(method.value, url, json=data, **common)
+        elif method == RequestType.DELETE:
+            response = session.delete(url, **common)
+        else:
+            raise Exception("wechatpayv3 does no support this request type.")  # noqa: TRY002
+        if 200 <= response.status_code < 300 and not skip_verify:
+            if not self._verify_signature(response.headers, response.text):
+                raise Exception("failed to verify the signature")  # noqa: TRY002 - as the SDK
+        body = (response.text if "application/json" in response.headers.get("Content-Type", "")
+                else response.content)
+        return response.status_code, body
+
+
 # --- the gateway -----------------------------------------------------------------------------
 
 
@@ -280,6 +366,11 @@ class WeChatPayGateway:
             public_key_id=config.public_key_id,
             timeout=timeout,
         )
+        # The same core (keys loaded once, here), sending over keep-alive connections.
+        self._client._core = KeepAliveCore(
+            mchid=config.sp_mchid, cert_serial_no=config.cert_serial_no,
+            private_key=private_pem, apiv3_key=config.apiv3_key, timeout=timeout,
+            public_key=public_pem, public_key_id=config.public_key_id)
         # THE ONE PLACE THAT CHOOSES WHOM THE SDK TALKS TO. wechatpayv3 has no parameter for
         # it: every request goes to ``Core._gate_way + path`` and ``download_bill`` strips that
         # same prefix from a bill's download URL. Production leaves the default

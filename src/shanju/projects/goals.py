@@ -14,7 +14,8 @@ closed      goal reached, policy ``stop``; or the  no more gifts (已筹满)
             stretch goal reached too
 ==========  =====================================  =============================================
 
-The check happens when an order is opened (:func:`check_goal_allows_gift`), without a lock:
+The check happens when an order is opened (:func:`check_goal_allows_gift`; a giving day's
+order: :func:`check_goal` on the process's order facts, ``campaigns.orders``), without a lock:
 orders opened before the goal was reached are still credited when they are paid — money a
 donor has paid is never refused — so a stopped project may end a little above its goal. See
 ``docs/projects.md`` ("Goals") and ADR 0035.
@@ -125,7 +126,12 @@ def check_goal_allows_gift(*, session: Session, project: Project,
     """Refuse a gift the goal does not let in: Conflict ``project_goal_reached`` when the
     project takes no more gifts; Conflict ``past_goal_unconfirmed`` (field
     ``confirm_past_goal``) when it is past its goal and the donor has not confirmed."""
-    goal = goal_for(session=session, project=project)
+    return check_goal(goal_for(session=session, project=project),
+                      confirm_past_goal=confirm_past_goal)
+
+
+def check_goal(goal: Goal, *, confirm_past_goal: bool) -> Goal:
+    """:func:`check_goal_allows_gift` for a goal already read (``goal_of``)."""
     params = {"goal": format_fen(goal.original_fen, cents=False),
               "raised": format_fen(goal.raised_fen, cents=False),
               "target": format_fen(goal.target_fen, cents=False)}
