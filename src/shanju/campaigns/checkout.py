@@ -221,17 +221,22 @@ def _require_donor(request: Request) -> User:
     return user
 
 
-def load_donor(request: Request) -> tuple[User, ViewerUse]:
-    """In a worker thread: the signed-in donor (detached), read in a short read transaction,
-    and the use of their credential still to record (the caller records it, with its own
-    write if it has one: :func:`record_use_in`). 401 when nobody is signed in."""
-    with get_database(request).transaction(write=False) as session:
-        user, use = viewer_in(session, request)
-        if user is None:
-            raise NotAuthenticated("Please sign in first.")
-        session.expunge(user)
+def donor_in(session: Session, request: Request) -> tuple[User, ViewerUse]:
+    """The signed-in donor, read in ``session`` and detached from it, and the use of their
+    credential still to record (the caller records it, with its own write if it has one:
+    :func:`record_use_in`). 401 when nobody is signed in."""
+    user, use = viewer_in(session, request)
+    if user is None:
+        raise NotAuthenticated("Please sign in first.")
+    session.expunge(user)
     request.state.user = user
     return user, use
+
+
+def load_donor(request: Request) -> tuple[User, ViewerUse]:
+    """In a worker thread: :func:`donor_in` in a short read transaction of its own."""
+    with get_database(request).transaction(write=False) as session:
+        return donor_in(session, request)
 
 
 async def _has_credentials(request: Request) -> None:
@@ -454,11 +459,7 @@ def _create_order(request: Request, campaign_id: int, body: OrderCreate,
     # docs/benchmarks.md, http).
     try:
         with database.transaction(write=False) as session:
-            user, use = viewer_in(session, request)
-            if user is None:
-                raise NotAuthenticated("Please sign in first.")
-            session.expunge(user)
-            request.state.user = user
+            user, use = donor_in(session, request)
             ratelimit.enforce(request, "checkout", account=user.id)
             key = orders.check_idempotency_key(idempotency_key)
             campaign, project, fields = orders.check_order_request(

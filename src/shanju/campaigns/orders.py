@@ -287,7 +287,11 @@ def _clean_text(value: str | None, *, limit: int, field: str, code: str, message
 
 def get_campaign(*, session: Session, campaign_id: int) -> Campaign:
     """Return a campaign or raise NotFound ``campaign_not_found``."""
-    campaign = session.get(Campaign, campaign_id)
+    return check_campaign_found(session.get(Campaign, campaign_id))
+
+
+def check_campaign_found(campaign: Campaign | None) -> Campaign:
+    """The campaign, unless there is none to show (missing, or still a draft)."""
     if campaign is None or campaign.status == CampaignStatus.DRAFT:
         raise NotFound(N_("There is no such campaign."), code="campaign_not_found")
     return campaign
@@ -298,16 +302,6 @@ def check_campaign_live(campaign: Campaign) -> None:
     if campaign.status != CampaignStatus.LIVE:
         raise Conflict("This campaign is not live, so it cannot take giving-day gifts.",
                        code="campaign_not_live", details={"status": campaign.status.value})
-
-
-def check_enrolled(*, session: Session, campaign: Campaign, project: Project) -> Enrolment:
-    """Return the project's approved enrolment in the campaign, or refuse."""
-    enrolment = session.scalar(select(Enrolment).where(
-        Enrolment.campaign_id == campaign.id, Enrolment.project_id == project.id))
-    if enrolment is None or enrolment.status != EnrolmentStatus.APPROVED:
-        raise Conflict("This project does not take part in this campaign.",
-                       code="project_not_enrolled")
-    return enrolment
 
 
 # --- what validating an order reads, shared by the process's requests ------------------------
@@ -450,9 +444,7 @@ def order_facts(session: Session) -> OrderFacts:
 def _check_facts(campaign_facts: CampaignFacts, project_facts: ProjectFacts, *,
                  confirm_past_goal: bool) -> tuple[Campaign, Project]:
     """The checks of :func:`check_order_request`, in its order, on facts read before."""
-    campaign = campaign_facts.campaign
-    if campaign is None or campaign.status == CampaignStatus.DRAFT:
-        raise NotFound(N_("There is no such campaign."), code="campaign_not_found")
+    campaign = check_campaign_found(campaign_facts.campaign)
     check_campaign_live(campaign)
     project = project_facts.project
     if project is None:
