@@ -460,8 +460,7 @@ def run_engine(database: Database, submissions: Sequence[PaidGift], *, rate: flo
     cpu_seconds = time.process_time() - cpu_start
     engine.stop()
     gc.unfreeze()
-    stats = engine.stats() if isinstance(engine, EscrowEngine) else {
-        "batches": engine.batches, "gifts": engine.gifts}
+    stats = engine.stats()
     errors: list[str] = []
     results: list[GiftResult | None] = []
     for future in futures:

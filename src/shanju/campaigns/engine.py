@@ -1141,6 +1141,10 @@ class GroupCommitEngine:
         """True between :meth:`start` and :meth:`stop`."""
         return self._accepting
 
+    def stats(self) -> dict[str, Any]:
+        """Counts for tests and benchmarks."""
+        return {"batches": self.batches, "gifts": self.gifts}
+
     def start(self) -> None:
         """Start the writer thread (idempotent)."""
         with self._guard:

@@ -104,6 +104,6 @@ class EscrowEngine(GroupCommitEngine):
 
     def stats(self) -> dict[str, Any]:
         """Counts for tests and benchmarks."""
-        return {"batches": self.batches, "gifts": self.gifts, **self.retries,
+        return {**super().stats(), **self.retries,
                 "log_max_delay_s": None if self.sequencer is None
                 else self.sequencer.max_delay_s}
